@@ -1,0 +1,352 @@
+//! The command line of `operations.md`. Exit codes: 0 success; 1 failure; 2 usage or
+//! configuration error; 3 partial (some records rejected or retries exhausted, progress kept).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Settings};
+use crate::engine::{Engine, Outcome, RunReport};
+use crate::telemetry::{LogFormat, Metrics};
+use crate::warehouse::{StreamStatus, Warehouse};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sessionsync",
+    version,
+    about = "Keeps a PostgreSQL warehouse in step with Take Control, SuperOffice and mluvii support sessions"
+)]
+pub struct Cli {
+    /// Config file (default: $SESSIONSYNC_CONFIG, else config/sessionsync.toml)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr: auto (text on a terminal, JSON otherwise), text or json
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// The daemon: migrate, then run every stream on its schedule until SIGTERM/SIGINT
+    Run,
+    /// Run each selected stream once, now, and exit (0 ok, 1 failed, 2 config, 3 partial)
+    Sync {
+        /// Only this source (takecontrol)
+        #[arg(long)]
+        source: Option<String>,
+        /// Only this account
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Create or upgrade the warehouse schema and exit
+    Migrate,
+    /// Per stream: watermark, lag, last run, rows, last error
+    Status {
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// The whole pipeline with no credentials: built-in simulators, a local PostgreSQL
+    Demo(crate::demo::DemoArgs),
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(dispatch(cli))
+}
+
+/// Why a command ended badly, with its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure {
+            code: 1,
+            error: e.into(),
+        }
+    }
+}
+
+fn config_failure(e: config::ConfigError) -> Failure {
+    Failure {
+        code: 2,
+        error: e.into(),
+    }
+}
+
+async fn dispatch(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Run => run(cli.config).await,
+        Command::Sync { source, account } => sync(cli.config, source, account).await,
+        Command::Migrate => migrate(cli.config).await,
+        Command::Status { json } => status(cli.config, json).await,
+        Command::Demo(args) => crate::demo::run(args).await.map_err(Failure::from),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn load(path: Option<PathBuf>) -> Result<Settings, Failure> {
+    Settings::load(&config::resolve_path(path.as_deref())).map_err(config_failure)
+}
+
+/// A token cancelled by SIGINT or SIGTERM.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("installing a SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown requested; finishing or rolling back open work");
+        t.cancel();
+    });
+    token
+}
+
+async fn migrate(path: Option<PathBuf>) -> Result<u8, Failure> {
+    let settings = load(path)?;
+    let wh = Warehouse::new(&settings.warehouse)?;
+    let applied = wh.migrate().await?;
+    if applied.is_empty() {
+        println!("schema `{}` is up to date", wh.schema());
+    } else {
+        println!("schema `{}`: applied {}", wh.schema(), applied.join(", "));
+    }
+    Ok(0)
+}
+
+async fn sync(
+    path: Option<PathBuf>,
+    source: Option<String>,
+    account: Option<String>,
+) -> Result<u8, Failure> {
+    let settings = load(path)?;
+    if let Some(s) = &source {
+        if !crate::sources::SOURCES.contains(&s.as_str()) {
+            return Err(Failure {
+                code: 2,
+                error: anyhow::anyhow!(
+                    "--source {s}: unknown source; known: {}",
+                    crate::sources::SOURCES.join(", ")
+                ),
+            });
+        }
+    }
+    let metrics = Arc::new(Metrics::new());
+    let sources = crate::sources::build(&settings, &metrics, source.as_deref(), account.as_deref());
+    if sources.is_empty() {
+        return Err(Failure {
+            code: 2,
+            error: anyhow::anyhow!(
+                "no enabled stream in {} matches the selection",
+                settings.file.display()
+            ),
+        });
+    }
+    let wh = Warehouse::new(&settings.warehouse)?;
+    wh.migrate().await?;
+    let engine = Engine::new(wh, metrics);
+    let shutdown = shutdown_on_signals();
+    let mut reports = Vec::new();
+    for s in &sources {
+        let report = engine
+            .run_once(&**s, &shutdown)
+            .await
+            .with_context(|| format!("syncing {}", s.key()))?;
+        println!("{}", describe(&report));
+        reports.push(report);
+    }
+    Ok(exit_code(&reports))
+}
+
+/// 1 if any stream failed, else 3 if any was partial, else 0.
+pub fn exit_code(reports: &[RunReport]) -> u8 {
+    if reports.iter().any(|r| r.outcome == Outcome::Failed) {
+        1
+    } else if reports.iter().any(|r| r.outcome == Outcome::Partial) {
+        3
+    } else {
+        0
+    }
+}
+
+/// One line about a run, for people.
+pub fn describe(r: &RunReport) -> String {
+    let t = &r.totals;
+    let mut s = format!(
+        "{}: {} — {} written, {} unchanged, {} rejected; {} requests ({} retried)",
+        r.key,
+        r.outcome.as_str(),
+        t.written,
+        t.unchanged,
+        t.rejected,
+        t.requests,
+        t.retries
+    );
+    if let Some(w) = r.watermark {
+        s.push_str(&format!("; watermark {}", w.format("%Y-%m-%d %H:%M:%SZ")));
+    }
+    if r.outcome == Outcome::Skipped {
+        s.push_str(" (another sessionsync process holds this stream)");
+    }
+    if let Some(e) = &r.error {
+        s.push_str(&format!("\n  error: {e}"));
+    }
+    s
+}
+
+async fn run(path: Option<PathBuf>) -> Result<u8, Failure> {
+    let settings = load(path)?;
+    let metrics = Arc::new(Metrics::new());
+    let sources = crate::sources::build(&settings, &metrics, None, None);
+    if sources.is_empty() {
+        tracing::warn!(file = %settings.file.display(), "no enabled stream in the config; serving metrics only");
+    }
+    let shutdown = shutdown_on_signals();
+    let wh = Warehouse::new(&settings.warehouse)?;
+    let (addr, server) = crate::server::spawn(
+        settings.server.listen,
+        metrics.clone(),
+        wh.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+    // The warehouse may come up after us: keep trying to migrate until it answers.
+    loop {
+        match wh.migrate().await {
+            Ok(applied) => {
+                tracing::info!(schema = wh.schema(), applied = ?applied, "warehouse schema ready");
+                break;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "migration failed; retrying in 10 s");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(0),
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                }
+            }
+        }
+    }
+    let engine = Arc::new(Engine::new(wh, metrics));
+    tracing::info!(streams = sources.len(), "scheduler started");
+    crate::engine::run_scheduler(engine, sources, shutdown.clone()).await;
+    shutdown.cancel();
+    let _ = server.await;
+    tracing::info!("stopped cleanly");
+    Ok(0)
+}
+
+async fn status(path: Option<PathBuf>, json: bool) -> Result<u8, Failure> {
+    let settings = load(path)?;
+    let wh = Warehouse::new(&settings.warehouse)?;
+    wh.migrate().await?;
+    let conn = wh.conn().await?;
+    let rows = crate::warehouse::stream_statuses(&conn).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", status_table(&rows));
+    }
+    Ok(0)
+}
+
+fn status_table(rows: &[StreamStatus]) -> String {
+    if rows.is_empty() {
+        return "no stream has run yet\n".into();
+    }
+    let header = [
+        "STREAM",
+        "WATERMARK",
+        "LAG",
+        "LAST RUN",
+        "OUTCOME",
+        "WRITTEN",
+        "UNCHANGED",
+        "REJECTED",
+        "LAST ERROR",
+    ];
+    let mut table: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for r in rows {
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+        table.push(vec![
+            format!("{}/{}/{}", r.source, r.account, r.stream),
+            opt(r
+                .watermark
+                .map(|w| w.format("%Y-%m-%d %H:%M:%SZ").to_string())),
+            opt(r.lag_seconds.map(human_secs)),
+            opt(r
+                .last_run_started_at
+                .map(|w| w.format("%Y-%m-%d %H:%M:%SZ").to_string())),
+            opt(r.last_run_status.clone()),
+            opt(r.last_run_rows_written.map(|v| v.to_string())),
+            opt(r.last_run_rows_unchanged.map(|v| v.to_string())),
+            opt(r.last_run_rows_rejected.map(|v| v.to_string())),
+            opt(r.last_error.as_ref().map(|e| e.chars().take(80).collect())),
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            table
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in &table {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn human_secs(s: i64) -> String {
+    match s {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}

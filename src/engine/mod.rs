@@ -1,0 +1,232 @@
+//! The engine: schedules, windows, locks, transactions, run records. It knows nothing of any
+//! vendor; a source is anything implementing [`Source`].
+//!
+//! One run of a stream:
+//! 1. take the stream's advisory lock (a stream never runs twice at once, even across daemons);
+//! 2. read its state (`sync_state`), plan windows from `watermark − lookback` (or `start`) to now;
+//! 3. for each window: fetch and parse (the source), then in **one transaction** write the rows,
+//!    set aside rejected records, and move the watermark to the window's end;
+//! 4. record the run in `sync_runs`; release the lock.
+//!
+//! A window that fails stops the run: what was committed before it stays (`partial`), nothing of
+//! it is written, and the next run starts again from the committed watermark.
+
+mod run;
+mod scheduler;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+
+use crate::config::StreamSettings;
+use crate::http::{HttpClient, HttpError};
+
+pub use run::{Engine, Hooks, RunReport};
+pub use scheduler::run_scheduler;
+
+/// Names one stream: `(source, account, stream)`, the key of `sync_state`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StreamKey {
+    pub source: &'static str,
+    pub account: String,
+    pub stream: &'static str,
+}
+
+impl std::fmt::Display for StreamKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.source, self.account, self.stream)
+    }
+}
+
+/// A half-open time range `[start, end)`, whole seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// What a stream remembers between runs (`sync_state`).
+#[derive(Debug, Clone, Default)]
+pub struct StreamState {
+    pub watermark: Option<DateTime<Utc>>,
+    pub state: serde_json::Value,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    /// Some progress was committed, but records were rejected or a window failed.
+    Partial,
+    Failed,
+    /// Another process holds the stream's lock; nothing was done.
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Partial => "partial",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// A record the source could not turn into rows (goes to `rejected_records`), or a value it
+/// had to null (counted only).
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub record_key: String,
+    /// A stable reason code, optionally followed by `: detail`.
+    pub reason: String,
+    /// The record as received, minus secrets.
+    pub payload: serde_json::Value,
+}
+
+/// Counts of one write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteCounts {
+    pub written: u64,
+    pub unchanged: u64,
+}
+
+/// Parsed rows of one window, ready to be written by the source's own SQL.
+#[async_trait]
+pub trait Rows: Send + Sync {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Upserts the rows (and replaces child rows of changed records) inside `tx`, rewriting
+    /// only records whose content changed.
+    async fn write(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        account: &str,
+    ) -> Result<WriteCounts, tokio_postgres::Error>;
+}
+
+/// What a source hands the engine for one window.
+pub struct Batch {
+    pub rows: Box<dyn Rows>,
+    /// Keys of records that parsed; earlier rejections of the same keys are cleared.
+    pub record_keys: Vec<String>,
+    pub rejected: Vec<Rejected>,
+    /// Values nulled in records that landed (e.g. a negative duration): counted, not set aside.
+    pub nulled: Vec<Rejected>,
+    /// Replaces the stream's `sync_state.state` when the window commits, if set.
+    pub state: Option<serde_json::Value>,
+}
+
+/// A failure to get a window's data.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error("{source_name} account `{account}`: the API answered with an error: {message}")]
+    Vendor {
+        source_name: &'static str,
+        account: String,
+        message: String,
+    },
+    #[error(
+        "{source_name} account `{account}`: {endpoint} returned a body that could not be read ({detail}); nothing of this window was written, it is retried at the next cycle"
+    )]
+    Body {
+        source_name: &'static str,
+        account: String,
+        endpoint: &'static str,
+        detail: String,
+    },
+}
+
+/// One stream of one account of one source system.
+#[async_trait]
+pub trait Source: Send + Sync {
+    fn key(&self) -> &StreamKey;
+    fn settings(&self) -> &StreamSettings;
+    /// The account's HTTP client (its request and retry counts go into `sync_runs`).
+    fn http(&self) -> &HttpClient;
+    /// The windows one run covers. The default reads `[watermark − lookback, now)`.
+    fn plan(&self, state: &StreamState, now: DateTime<Utc>) -> Vec<Window> {
+        plan_windows(self.settings(), state.watermark, now)
+    }
+    /// Fetches and parses one window.
+    async fn fetch(&self, window: &Window, state: &StreamState) -> Result<Batch, SourceError>;
+}
+
+/// `[max(start, watermark − lookback), now)` in whole seconds, split into `window`-sized pieces.
+pub fn plan_windows(
+    s: &StreamSettings,
+    watermark: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Vec<Window> {
+    let second = TimeDelta::seconds(1);
+    let until = now.duration_trunc(second).unwrap_or(now);
+    let lookback = TimeDelta::from_std(s.lookback).unwrap_or(TimeDelta::MAX);
+    let from = match watermark {
+        Some(w) => w
+            .checked_sub_signed(lookback)
+            .unwrap_or(s.start)
+            .max(s.start),
+        None => s.start,
+    };
+    let mut from = from.duration_trunc(second).unwrap_or(from);
+    let step =
+        TimeDelta::from_std(s.window.max(Duration::from_secs(1))).unwrap_or(TimeDelta::days(1));
+    let mut out = Vec::new();
+    while from < until {
+        let end = (from + step).min(until);
+        out.push(Window { start: from, end });
+        from = end;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Schedule;
+
+    fn settings(lookback: u64, window: u64) -> StreamSettings {
+        StreamSettings {
+            account: "a".into(),
+            enabled: true,
+            schedule: Schedule::parse("* * * * *").unwrap(),
+            start: "2024-01-01T00:00:00Z".parse().unwrap(),
+            lookback: Duration::from_secs(lookback),
+            window: Duration::from_secs(window),
+        }
+    }
+
+    #[test]
+    fn windows_cover_the_range_without_gaps() {
+        let now: DateTime<Utc> = "2024-01-03T12:00:00.750Z".parse().unwrap();
+        let w = plan_windows(&settings(3600, 86400), None, now);
+        assert_eq!(w.len(), 3);
+        assert_eq!(w[0].start.to_rfc3339(), "2024-01-01T00:00:00+00:00");
+        assert_eq!(w[2].end.to_rfc3339(), "2024-01-03T12:00:00+00:00");
+        for pair in w.windows(2) {
+            assert_eq!(pair[0].end, pair[1].start);
+        }
+    }
+
+    #[test]
+    fn lookback_rereads_below_the_watermark_but_not_before_start() {
+        let now: DateTime<Utc> = "2024-01-03T12:00:00Z".parse().unwrap();
+        let wm: DateTime<Utc> = "2024-01-03T11:00:00Z".parse().unwrap();
+        let w = plan_windows(&settings(7200, 86400), Some(wm), now);
+        assert_eq!(
+            w,
+            vec![Window {
+                start: "2024-01-03T09:00:00Z".parse().unwrap(),
+                end: now
+            }]
+        );
+        let w = plan_windows(&settings(86400 * 30, 86400 * 100), Some(wm), now);
+        assert_eq!(w[0].start, settings(0, 60).start);
+    }
+}

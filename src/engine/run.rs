@@ -1,0 +1,232 @@
+//! One run of one stream (see the module doc of `engine`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use super::{Batch, Outcome, Source, StreamKey, StreamState, Window, WriteCounts};
+use crate::events::{RecordRejected, RunFinished, WindowCommitted};
+use crate::telemetry::Metrics;
+use crate::warehouse::{self, RunTotals, Warehouse, WarehouseError};
+
+/// Fault points for tests of the engine's guarantees; all off in normal operation.
+#[derive(Debug, Default)]
+pub struct Hooks {
+    /// Fail each window after its rows are written and before its transaction commits.
+    pub fail_before_commit: AtomicBool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub key: StreamKey,
+    pub run_id: Option<i64>,
+    pub outcome: Outcome,
+    pub totals: RunTotals,
+    pub error: Option<String>,
+    pub watermark: Option<DateTime<Utc>>,
+}
+
+pub struct Engine {
+    warehouse: Warehouse,
+    metrics: Arc<Metrics>,
+    hooks: Arc<Hooks>,
+}
+
+impl Engine {
+    pub fn new(warehouse: Warehouse, metrics: Arc<Metrics>) -> Self {
+        Engine {
+            warehouse,
+            metrics,
+            hooks: Arc::default(),
+        }
+    }
+
+    pub fn hooks(&self) -> &Hooks {
+        &self.hooks
+    }
+
+    pub fn warehouse(&self) -> &Warehouse {
+        &self.warehouse
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Runs the stream once, now. `Err` only when the warehouse itself fails; a source that
+    /// fails gives an `Ok` report with outcome `failed` or `partial`.
+    pub async fn run_once(
+        &self,
+        source: &dyn Source,
+        cancel: &CancellationToken,
+    ) -> Result<RunReport, WarehouseError> {
+        let key = source.key();
+        let schema = self.warehouse.schema();
+        let mut conn = self.warehouse.conn().await?;
+        if !warehouse::try_lock_stream(&conn, schema, key).await? {
+            tracing::info!(source = key.source, account = %key.account, stream = key.stream, "skipped: another sessionsync process is running this stream");
+            return Ok(RunReport {
+                key: key.clone(),
+                run_id: None,
+                outcome: Outcome::Skipped,
+                totals: RunTotals::default(),
+                error: None,
+                watermark: None,
+            });
+        }
+        let result = self.run_locked(&mut conn, source, cancel).await;
+        if warehouse::unlock_stream(&conn, schema, key).await.is_err() {
+            // Never hand a connection that may still hold the lock back to the pool.
+            let _ = deadpool_postgres::Object::take(conn);
+        }
+        result
+    }
+
+    async fn run_locked(
+        &self,
+        conn: &mut deadpool_postgres::Object,
+        source: &dyn Source,
+        cancel: &CancellationToken,
+    ) -> Result<RunReport, WarehouseError> {
+        let key = source.key();
+        let started = Instant::now();
+        let run_id = warehouse::start_run(conn, key).await?;
+        let (requests0, retries0) = (source.http().requests(), source.http().retries());
+        let mut state = warehouse::load_state(&***conn, key).await?;
+        let windows = source.plan(&state, Utc::now());
+        let mut totals = RunTotals::default();
+        let mut new_rejects = 0;
+        let mut committed = 0usize;
+        let mut error: Option<String> = None;
+        for window in &windows {
+            let fetched = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => None,
+                r = source.fetch(window, &state) => Some(r),
+            };
+            let batch = match fetched {
+                None => {
+                    error = Some("stopped by shutdown before the range was finished; the next run resumes from the committed watermark".into());
+                    break;
+                }
+                Some(Err(e)) => {
+                    error = Some(e.to_string());
+                    break;
+                }
+                Some(Ok(b)) => b,
+            };
+            match self
+                .commit_window(conn, key, window, batch, &mut state)
+                .await
+            {
+                Ok((counts, rejected, new)) => {
+                    committed += 1;
+                    totals.written += counts.written;
+                    totals.unchanged += counts.unchanged;
+                    totals.rejected += rejected;
+                    new_rejects += new;
+                }
+                Err(e) => {
+                    error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        totals.requests = source.http().requests() - requests0;
+        totals.retries = source.http().retries() - retries0;
+        let outcome = match (&error, committed) {
+            (Some(_), 0) => Outcome::Failed,
+            (Some(_), _) => Outcome::Partial,
+            (None, _) if new_rejects > 0 => Outcome::Partial,
+            (None, _) => Outcome::Succeeded,
+        };
+        warehouse::finish_run(conn, run_id, outcome, &totals, error.as_deref()).await?;
+        RunFinished {
+            key,
+            run_id,
+            outcome,
+            elapsed: started.elapsed(),
+            written: totals.written,
+            unchanged: totals.unchanged,
+            rejected: totals.rejected,
+            error: error.as_deref(),
+        }
+        .emit(&self.metrics);
+        Ok(RunReport {
+            key: key.clone(),
+            run_id: Some(run_id),
+            outcome,
+            totals,
+            error,
+            watermark: state.watermark,
+        })
+    }
+
+    /// Writes one window and moves the watermark, in one transaction.
+    /// Returns the write counts, the number of records set aside, and how many of those are new.
+    async fn commit_window(
+        &self,
+        conn: &mut deadpool_postgres::Object,
+        key: &StreamKey,
+        window: &Window,
+        batch: Batch,
+        state: &mut StreamState,
+    ) -> Result<(WriteCounts, u64, u64), WarehouseError> {
+        let tx = conn
+            .transaction()
+            .await
+            .map_err(WarehouseError::query("starting a window transaction"))?;
+        let counts = batch
+            .rows
+            .write(&tx, &key.account)
+            .await
+            .map_err(WarehouseError::query("writing rows"))?;
+        warehouse::clear_rejects(&*tx, key, &batch.record_keys).await?;
+        let new = warehouse::put_rejects(&*tx, key, &batch.rejected).await?;
+        let watermark = warehouse::save_state(&*tx, key, window.end, batch.state.as_ref()).await?;
+        if self.hooks.fail_before_commit.load(Ordering::SeqCst) {
+            return Err(WarehouseError::Query {
+                doing: "committing a window",
+                detail: "failure injected before commit (test hook)".into(),
+            });
+        }
+        tx.commit()
+            .await
+            .map_err(WarehouseError::query("committing a window"))?;
+        for r in &batch.rejected {
+            RecordRejected {
+                key,
+                record_key: &r.record_key,
+                reason: &r.reason,
+                set_aside: true,
+            }
+            .emit(&self.metrics);
+        }
+        for r in &batch.nulled {
+            RecordRejected {
+                key,
+                record_key: &r.record_key,
+                reason: &r.reason,
+                set_aside: false,
+            }
+            .emit(&self.metrics);
+        }
+        WindowCommitted {
+            key,
+            window,
+            written: counts.written,
+            unchanged: counts.unchanged,
+            watermark,
+        }
+        .emit(&self.metrics);
+        state.watermark = Some(watermark);
+        if let Some(s) = batch.state {
+            state.state = s;
+        }
+        Ok((counts, batch.rejected.len() as u64, new))
+    }
+}

@@ -1,0 +1,189 @@
+//! Internal events: each one writes its log line and moves its metric in one place, so that
+//! what operators read in logs and what dashboards plot cannot drift apart.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::engine::{Outcome, StreamKey, Window};
+use crate::telemetry::{
+    EndpointLabels, Metrics, RejectLabels, RequestLabels, RetryLabels, RunLabels,
+    SourceStreamLabels, StreamLabels,
+};
+
+fn stream_labels(k: &StreamKey) -> StreamLabels {
+    StreamLabels {
+        source: k.source.to_string(),
+        account: k.account.clone(),
+        stream: k.stream.to_string(),
+    }
+}
+
+/// One HTTP exchange with a source API finished (any status, or a transport error).
+pub struct HttpResponded<'a> {
+    pub source: &'a str,
+    pub account: &'a str,
+    pub endpoint: &'a str,
+    pub status: Option<u16>,
+    pub elapsed: Duration,
+}
+
+impl HttpResponded<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        let status = self
+            .status
+            .map_or_else(|| "error".to_string(), |s| s.to_string());
+        tracing::debug!(source = self.source, account = self.account, endpoint = self.endpoint, status = %status, elapsed_ms = self.elapsed.as_millis() as u64, "http response");
+        m.http_requests
+            .get_or_create(&RequestLabels {
+                source: self.source.into(),
+                account: self.account.into(),
+                endpoint: self.endpoint.into(),
+                status,
+            })
+            .inc();
+        m.http_duration
+            .get_or_create(&EndpointLabels {
+                source: self.source.into(),
+                endpoint: self.endpoint.into(),
+            })
+            .observe(self.elapsed.as_secs_f64());
+    }
+}
+
+/// A request will be retried after `wait`.
+pub struct HttpRetrying<'a> {
+    pub source: &'a str,
+    pub account: &'a str,
+    pub endpoint: &'a str,
+    pub reason: &'static str,
+    pub wait: Duration,
+    pub detail: &'a str,
+}
+
+impl HttpRetrying<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        tracing::warn!(
+            source = self.source,
+            account = self.account,
+            endpoint = self.endpoint,
+            reason = self.reason,
+            wait_ms = self.wait.as_millis() as u64,
+            detail = self.detail,
+            "retrying request"
+        );
+        m.http_retries
+            .get_or_create(&RetryLabels {
+                source: self.source.into(),
+                account: self.account.into(),
+                reason: self.reason.into(),
+            })
+            .inc();
+    }
+}
+
+/// A record was set aside (it goes to `rejected_records`) or one of its values was nulled.
+pub struct RecordRejected<'a> {
+    pub key: &'a StreamKey,
+    pub record_key: &'a str,
+    pub reason: &'a str,
+    /// false: the record landed, only a value was nulled (e.g. a negative duration).
+    pub set_aside: bool,
+}
+
+impl RecordRejected<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        let k = self.key;
+        if self.set_aside {
+            tracing::warn!(source = k.source, account = %k.account, stream = k.stream, record = self.record_key, reason = self.reason, "record set aside in rejected_records");
+        } else {
+            tracing::info!(source = k.source, account = %k.account, stream = k.stream, record = self.record_key, reason = self.reason, "value nulled");
+        }
+        m.records_rejected
+            .get_or_create(&RejectLabels {
+                source: k.source.into(),
+                account: k.account.clone(),
+                stream: k.stream.into(),
+                reason: reason_label(self.reason),
+            })
+            .inc();
+    }
+}
+
+/// Reasons carry detail after a colon; the metric label keeps the stable part only.
+fn reason_label(reason: &str) -> String {
+    reason
+        .split(':')
+        .next()
+        .unwrap_or(reason)
+        .trim()
+        .to_string()
+}
+
+/// A window's rows and the stream's watermark committed together.
+pub struct WindowCommitted<'a> {
+    pub key: &'a StreamKey,
+    pub window: &'a Window,
+    pub written: u64,
+    pub unchanged: u64,
+    pub watermark: DateTime<Utc>,
+}
+
+impl WindowCommitted<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        let k = self.key;
+        tracing::info!(source = k.source, account = %k.account, stream = k.stream, from = %self.window.start, to = %self.window.end, written = self.written, unchanged = self.unchanged, "window committed");
+        let l = stream_labels(k);
+        m.rows_written.get_or_create(&l).inc_by(self.written);
+        m.rows_unchanged.get_or_create(&l).inc_by(self.unchanged);
+        m.watermark
+            .get_or_create(&l)
+            .set(self.watermark.timestamp() as f64);
+    }
+}
+
+/// A stream run ended.
+pub struct RunFinished<'a> {
+    pub key: &'a StreamKey,
+    pub run_id: i64,
+    pub outcome: Outcome,
+    pub elapsed: Duration,
+    pub written: u64,
+    pub unchanged: u64,
+    pub rejected: u64,
+    pub error: Option<&'a str>,
+}
+
+impl RunFinished<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        let k = self.key;
+        let outcome = self.outcome.as_str();
+        match self.outcome {
+            Outcome::Succeeded => {
+                tracing::info!(source = k.source, account = %k.account, stream = k.stream, run_id = self.run_id, outcome, elapsed_ms = self.elapsed.as_millis() as u64, written = self.written, unchanged = self.unchanged, rejected = self.rejected, "run finished")
+            }
+            _ => {
+                tracing::warn!(source = k.source, account = %k.account, stream = k.stream, run_id = self.run_id, outcome, elapsed_ms = self.elapsed.as_millis() as u64, written = self.written, unchanged = self.unchanged, rejected = self.rejected, error = self.error.unwrap_or(""), "run finished")
+            }
+        }
+        m.sync_runs
+            .get_or_create(&RunLabels {
+                source: k.source.into(),
+                account: k.account.clone(),
+                stream: k.stream.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        m.sync_duration
+            .get_or_create(&SourceStreamLabels {
+                source: k.source.into(),
+                stream: k.stream.into(),
+            })
+            .observe(self.elapsed.as_secs_f64());
+        if self.outcome == Outcome::Succeeded {
+            m.last_success
+                .get_or_create(&stream_labels(k))
+                .set(Utc::now().timestamp() as f64);
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! sessionsync keeps a PostgreSQL warehouse in step with support-session systems.
+//!
+//! # Layout
+//! - [`config`]: the TOML file, `${VAR}` substitution, validation into typed [`config::Settings`];
+//!   secrets are [`config::Secret`] and never print.
+//! - [`engine`]: vendor-agnostic: the [`engine::Source`] trait, time windows, the per-stream
+//!   advisory lock, one transaction per window with its watermark, run records, the scheduler.
+//! - [`http`]: the HTTP client every source uses: rate ceiling, retries with backoff and jitter,
+//!   `Retry-After`, an account-wide pause on 429.
+//! - [`sources`]: one folder per source system (`takecontrol/`), plus lenient field reading and
+//!   bounded XML helpers shared by them.
+//! - [`warehouse`]: the pool (TLS), embedded migrations from `sql/`, bookkeeping tables.
+//! - [`telemetry`] and [`events`]: Prometheus metrics and logs; an event writes both at once.
+//! - [`server`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`sim`]: simulators of the vendor APIs with fault injection (tests, benchmarks, `demo`).
+//! - [`cli`]: the command line; `main.rs` only calls it.
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod engine;
+pub mod events;
+pub mod http;
+pub mod server;
+pub mod sim;
+pub mod sources;
+pub mod telemetry;
+pub mod warehouse;

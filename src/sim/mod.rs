@@ -1,0 +1,182 @@
+//! Simulators of the vendor APIs, served over real HTTP on 127.0.0.1. They power the tests,
+//! the benchmark and `sessionsync demo`, and follow `sources.md`, including its traps.
+//!
+//! Each simulator has a [`Faults`] queue (the next requests get a 429, a 5xx, a delay, a cut-off
+//! body, a vendor error ...) and a [`RequestLog`] with the time of every request.
+
+pub mod takecontrol;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use tokio_util::sync::CancellationToken;
+
+/// How a 429 says when to come back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RetryAfter {
+    Seconds(u64),
+    /// An HTTP-date this far in the future.
+    HttpDate(Duration),
+}
+
+/// One injected misbehaviour, applied to one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    RateLimited(Option<RetryAfter>),
+    /// A 5xx (or any status) with a short body.
+    Status(u16),
+    /// Wait this long, then answer normally.
+    Delay(Duration),
+    /// A 200 whose body stops halfway.
+    Truncated,
+    /// The vendor's own error format (`<error_msg>`, `"result":"ERROR"`) with this message.
+    VendorError(String),
+    /// A proxy's HTML page with status 200.
+    Html,
+}
+
+/// Faults waiting for the next requests, in order.
+#[derive(Debug, Default)]
+pub struct Faults(Mutex<VecDeque<Fault>>);
+
+impl Faults {
+    /// The next `times` requests get `fault` (after any queued before).
+    pub fn push(&self, fault: Fault, times: usize) {
+        let mut q = self.0.lock().expect("faults");
+        q.extend(std::iter::repeat_n(fault, times));
+    }
+
+    pub fn clear(&self) {
+        self.0.lock().expect("faults").clear();
+    }
+
+    pub fn pending(&self) -> usize {
+        self.0.lock().expect("faults").len()
+    }
+
+    fn next(&self) -> Option<Fault> {
+        self.0.lock().expect("faults").pop_front()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LoggedRequest {
+    pub at: Instant,
+    pub path: String,
+    pub status: u16,
+}
+
+/// Every request a simulator answered.
+#[derive(Debug, Default)]
+pub struct RequestLog(Mutex<Vec<LoggedRequest>>);
+
+impl RequestLog {
+    fn push(&self, path: &str, status: u16) {
+        self.0.lock().expect("log").push(LoggedRequest {
+            at: Instant::now(),
+            path: path.to_string(),
+            status,
+        });
+    }
+
+    pub fn entries(&self) -> Vec<LoggedRequest> {
+        self.0.lock().expect("log").clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().expect("log").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn clear(&self) {
+        self.0.lock().expect("log").clear();
+    }
+}
+
+/// Applies the next fault, if any: `Err(response)` answers instead of the handler; a delay
+/// sleeps and lets the handler answer. `vendor_error` renders the vendor's error format;
+/// `truncate` marks that the handler's body must be cut.
+async fn apply_fault(
+    faults: &Faults,
+    vendor_error: impl Fn(&str) -> Response,
+) -> Result<bool, Response> {
+    match faults.next() {
+        None => Ok(false),
+        Some(Fault::Delay(d)) => {
+            tokio::time::sleep(d).await;
+            Ok(false)
+        }
+        Some(Fault::Truncated) => Ok(true),
+        Some(Fault::RateLimited(ra)) => {
+            let mut resp = (StatusCode::TOO_MANY_REQUESTS, "Too many requests").into_response();
+            let value = match ra {
+                Some(RetryAfter::Seconds(s)) => Some(s.to_string()),
+                Some(RetryAfter::HttpDate(d)) => Some(httpdate::fmt_http_date(SystemTime::now() + d)),
+                None => None,
+            };
+            if let Some(v) = value {
+                resp.headers_mut().insert("retry-after", v.parse().expect("ascii"));
+            }
+            Err(resp)
+        }
+        Some(Fault::Status(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            Err((status, format!("simulated HTTP {code}")).into_response())
+        }
+        Some(Fault::VendorError(msg)) => Err(vendor_error(&msg)),
+        Some(Fault::Html) => Err((
+            StatusCode::OK,
+            [("content-type", "text/html")],
+            "<!DOCTYPE html><html><head><title>Sign in</title></head><body>Proxy login required</body></html>",
+        )
+            .into_response()),
+    }
+}
+
+/// Cuts a body in half (on a char boundary), as a dropped connection behind a proxy would.
+fn truncate(body: String) -> String {
+    let mut cut = body.len() / 2;
+    while !body.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    body[..cut].to_string()
+}
+
+/// A running simulator; stops when dropped.
+pub struct SimServer {
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+}
+
+impl SimServer {
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn serve(router: Router) -> std::io::Result<SimServer> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(token.cancelled_owned())
+            .await;
+    });
+    Ok(SimServer { addr, shutdown })
+}

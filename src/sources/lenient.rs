@@ -1,0 +1,216 @@
+//! Lenient reading of vendor records (sources.md, "Leniency"): case-insensitive field names,
+//! numbers as strings, several spellings of booleans, empty string as null, NUL removed.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde_json::Value;
+
+/// A record's fields by lower-cased name.
+pub struct Fields<'a>(HashMap<String, &'a Value>);
+
+impl<'a> Fields<'a> {
+    pub fn new(obj: &'a serde_json::Map<String, Value>) -> Self {
+        Fields(
+            obj.iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
+        )
+    }
+
+    /// The value, `None` when absent, JSON null or an empty string.
+    pub fn get(&self, name: &str) -> Option<&'a Value> {
+        self.0.get(name).copied().filter(|v| !is_empty(v))
+    }
+
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.get(name).and_then(text)
+    }
+
+    pub fn boolean(&self, name: &str) -> Result<Option<bool>, String> {
+        self.get(name)
+            .map(|v| boolean(v).ok_or_else(|| format!("{name} is not a boolean: {}", short(v))))
+            .transpose()
+    }
+
+    pub fn int(&self, name: &str) -> Result<Option<i64>, String> {
+        self.get(name)
+            .map(|v| int(v).ok_or_else(|| format!("{name} is not an integer: {}", short(v))))
+            .transpose()
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.trim().is_empty(),
+        _ => false,
+    }
+}
+
+/// A value as text (NUL removed); objects and arrays as JSON.
+pub fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::String(s) => Some(clean(s)),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        other => Some(clean(&other.to_string())),
+    }
+}
+
+pub fn boolean(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => match n.as_f64() {
+            Some(x) if x == 1.0 => Some(true),
+            Some(x) if x == 0.0 => Some(false),
+            _ => None,
+        },
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "y" | "t" => Some(true),
+            "false" | "0" | "no" | "n" | "f" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+pub fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| f as i64)
+        }),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Removes NUL characters (PostgreSQL text and jsonb cannot hold them).
+pub fn clean(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "")
+    } else {
+        s.to_string()
+    }
+}
+
+/// Removes NUL characters from every string and key of a JSON value.
+pub fn clean_json(v: &mut Value) {
+    match v {
+        Value::String(s) if s.contains('\0') => *s = s.replace('\0', ""),
+        Value::Array(a) => a.iter_mut().for_each(clean_json),
+        Value::Object(o) => {
+            if o.keys().any(|k| k.contains('\0')) {
+                let old = std::mem::take(o);
+                for (k, mut val) in old {
+                    clean_json(&mut val);
+                    o.insert(k.replace('\0', ""), val);
+                }
+            } else {
+                o.values_mut().for_each(clean_json);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A short rendering of a value for error messages.
+pub fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 60 {
+        format!("{}…", s.chars().take(60).collect::<String>())
+    } else {
+        s
+    }
+}
+
+/// A zone-less `YYYY-MM-DD HH:MM:SS` (also with `T`, fractions, or a date alone) read in `tz`;
+/// a value with an offset or `Z` is read as such.
+pub fn parse_local_datetime(s: &str, tz: Tz) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
+        return Some(dt.with_timezone(&Utc));
+    }
+    const FORMATS: [&str; 4] = [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y/%m/%d %H:%M:%S",
+    ];
+    let naive = FORMATS
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })?;
+    local_to_utc(naive, tz)
+}
+
+/// A wall-clock time in `tz` as UTC: the earlier instant when ambiguous, shifted past a gap.
+pub fn local_to_utc(naive: NaiveDateTime, tz: Tz) -> Option<DateTime<Utc>> {
+    tz.from_local_datetime(&naive)
+        .earliest()
+        .or_else(|| {
+            tz.from_local_datetime(&(naive + chrono::TimeDelta::hours(1)))
+                .earliest()
+        })
+        .map(|d| d.with_timezone(&Utc))
+}
+
+/// `later − earlier` in seconds; `Err(value)` when negative (the caller nulls and counts it).
+pub fn duration_seconds(
+    earlier: Option<DateTime<Utc>>,
+    later: Option<DateTime<Utc>>,
+) -> Result<Option<f64>, f64> {
+    match (earlier, later) {
+        (Some(a), Some(b)) => {
+            let d = (b - a)
+                .num_microseconds()
+                .map_or((b - a).num_seconds() as f64, |us| us as f64 / 1e6);
+            if d < 0.0 { Err(d) } else { Ok(Some(d)) }
+        }
+        _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn lenient_scalars() {
+        assert_eq!(boolean(&json!("TRUE")), Some(true));
+        assert_eq!(boolean(&json!(0)), Some(false));
+        assert_eq!(boolean(&json!("maybe")), None);
+        assert_eq!(int(&json!("42")), Some(42));
+        assert_eq!(int(&json!(42.0)), Some(42));
+        assert_eq!(int(&json!("4x")), None);
+        assert_eq!(text(&json!("a\u{0}b")), Some("ab".into()));
+    }
+
+    #[test]
+    fn dates_in_zone() {
+        let utc = parse_local_datetime("2024-01-05 10:00:00", chrono_tz::UTC).unwrap();
+        assert_eq!(utc.to_rfc3339(), "2024-01-05T10:00:00+00:00");
+        let prague =
+            parse_local_datetime("2024-07-05 10:00:00", chrono_tz::Europe::Prague).unwrap();
+        assert_eq!(prague.to_rfc3339(), "2024-07-05T08:00:00+00:00");
+        assert!(parse_local_datetime("2024-13-05 10:00:00", chrono_tz::UTC).is_none());
+        assert!(parse_local_datetime("2024-01-05", chrono_tz::UTC).is_some());
+    }
+
+    #[test]
+    fn clean_json_removes_nul_everywhere() {
+        let mut v = json!({"a\u{0}": ["x\u{0}y", {"b": "\u{0}"}]});
+        clean_json(&mut v);
+        assert_eq!(v, json!({"a": ["xy", {"b": ""}]}));
+    }
+}

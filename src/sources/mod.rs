@@ -1,0 +1,36 @@
+//! The source systems. Each is one folder implementing [`crate::engine::Source`]; adding a
+//! system means a folder here, a migration in `sql/`, and its section in the config.
+
+pub mod lenient;
+pub mod takecontrol;
+pub mod xml;
+
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::engine::Source;
+use crate::telemetry::Metrics;
+
+/// Every enabled stream of the configuration, optionally only one source and/or account.
+pub fn build(
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+    only_source: Option<&str>,
+    only_account: Option<&str>,
+) -> Vec<Arc<dyn Source>> {
+    let mut out: Vec<Arc<dyn Source>> = Vec::new();
+    for t in settings.enabled_takecontrol() {
+        out.push(Arc::new(takecontrol::TakeControl::new(
+            t.clone(),
+            metrics.clone(),
+        )));
+    }
+    out.retain(|s| {
+        only_source.is_none_or(|x| s.key().source == x)
+            && only_account.is_none_or(|a| s.key().account == a)
+    });
+    out
+}
+
+/// The names `--source` accepts.
+pub const SOURCES: &[&str] = &[takecontrol::SOURCE];

@@ -1,0 +1,207 @@
+//! N-able Take Control session history (sources.md §1), REST and legacy flavours.
+//!
+//! A window `[start, end)` is asked for as `FILTER_DATE_START_INI = start − 1 s` and
+//! `FILTER_DATE_START_END = end`: the API's filters are strict (`>` and `<`) on whole seconds, so
+//! this covers exactly the seconds `start ..= end − 1 s`, and consecutive windows neither overlap
+//! nor leave the boundary second out.
+
+pub mod parse;
+mod store;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use chrono_tz::Tz;
+
+use crate::config::{OutputFormat, StreamSettings, TakeControlApi, TakeControlSettings};
+use crate::engine::{Batch, Source, SourceError, StreamKey, StreamState, Window};
+use crate::http::HttpClient;
+use crate::telemetry::Metrics;
+use parse::{BodyProblem, Normalized};
+
+pub const SOURCE: &str = "takecontrol";
+pub const REST_PATH: &str = "/rest/session/history";
+pub const LEGACY_PATH: &str = "/integration/get_history_api.php";
+
+/// Every variable the connector asks for.
+pub const VARS: [&str; 18] = [
+    "ID",
+    "COMPUTER_NAME",
+    "COMPUTER_DOMAIN",
+    "COMPUTER_OS",
+    "TECH_USERNAME",
+    "TECH_NAME",
+    "CUSTOMER_NAME",
+    "CUSTOMER_EMAIL",
+    "CUSTOMER_NUMBER",
+    "PROBLEM_DESCRIPTION",
+    "NOTES",
+    "HAS_VIDEOS",
+    "DATE_START",
+    "DATE_END",
+    "CHAT_INFO",
+    "VIDEO_LINKS",
+    "CUSTOM_FIELD_NAME",
+    "CUSTOM_FIELD_VALUE",
+];
+
+pub struct TakeControl {
+    key: StreamKey,
+    settings: TakeControlSettings,
+    http: HttpClient,
+}
+
+impl TakeControl {
+    pub fn new(settings: TakeControlSettings, metrics: Arc<Metrics>) -> Self {
+        let http = HttpClient::new(SOURCE, &settings.stream.account, &settings.http, metrics);
+        TakeControl {
+            key: StreamKey {
+                source: SOURCE,
+                account: settings.stream.account.clone(),
+                stream: "sessions",
+            },
+            settings,
+            http,
+        }
+    }
+
+    fn url(&self, path: &str) -> reqwest::Url {
+        let base = self.settings.base_url.as_str().trim_end_matches('/');
+        reqwest::Url::parse(&format!("{base}{path}")).expect("base_url was validated")
+    }
+
+    /// An instant as the API's zone-less `YYYY-MM-DD HH:MM:SS` in the account's zone.
+    fn format_filter(&self, t: DateTime<Utc>) -> String {
+        format_in_zone(t, self.settings.timezone)
+    }
+
+    async fn fetch_body(&self, window: &Window) -> Result<(String, &'static str), SourceError> {
+        let ini = self.format_filter(window.start - TimeDelta::seconds(1));
+        let end = self.format_filter(window.end);
+        let key = &self.settings.api_key;
+        match self.settings.api {
+            TakeControlApi::Rest => {
+                let url = self.url(REST_PATH);
+                let body = serde_json::json!({
+                    "vars": VARS,
+                    "filters": { "FILTER_DATE_START_INI": ini, "FILTER_DATE_START_END": end },
+                });
+                let resp = self
+                    .http
+                    .send(REST_PATH, |c| {
+                        c.get(url.clone())
+                            .header("INTEGRATION-KEY", key.expose())
+                            .header("Accept", "application/json")
+                            .json(&body)
+                    })
+                    .await?;
+                Ok((resp.text().into_owned(), REST_PATH))
+            }
+            TakeControlApi::Legacy => {
+                let url = self.url(LEGACY_PATH);
+                let format = match self.settings.output_format {
+                    OutputFormat::Xml => "XML",
+                    OutputFormat::Json => "JSON",
+                };
+                let vars = VARS.join(" ");
+                let resp = self
+                    .http
+                    .send(LEGACY_PATH, |c| {
+                        c.get(url.clone()).query(&[
+                            ("KEY", key.expose()),
+                            ("VARS", vars.as_str()),
+                            ("FILTER_DATE_START_INI", ini.as_str()),
+                            ("FILTER_DATE_START_END", end.as_str()),
+                            ("OUTPUT_FORMAT", format),
+                        ])
+                    })
+                    .await?;
+                Ok((resp.text().into_owned(), LEGACY_PATH))
+            }
+        }
+    }
+}
+
+pub fn format_in_zone(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+#[async_trait]
+impl Source for TakeControl {
+    fn key(&self) -> &StreamKey {
+        &self.key
+    }
+
+    fn settings(&self) -> &StreamSettings {
+        &self.settings.stream
+    }
+
+    fn http(&self) -> &HttpClient {
+        &self.http
+    }
+
+    async fn fetch(&self, window: &Window, _state: &StreamState) -> Result<Batch, SourceError> {
+        let (body, endpoint) = self.fetch_body(window).await?;
+        let records = match (self.settings.api, self.settings.output_format) {
+            (TakeControlApi::Legacy, OutputFormat::Xml) if !body.trim_start().starts_with('{') => {
+                parse::records_from_xml(&body)
+            }
+            _ => parse::records_from_json(&body),
+        };
+        let records = records.map_err(|p| match p {
+            BodyProblem::Vendor(message) => SourceError::Vendor {
+                source_name: SOURCE,
+                account: self.key.account.clone(),
+                message,
+            },
+            BodyProblem::Unreadable(detail) => SourceError::Body {
+                source_name: SOURCE,
+                account: self.key.account.clone(),
+                endpoint,
+                detail,
+            },
+        })?;
+        Ok(into_batch(records, window, self.settings.timezone))
+    }
+}
+
+/// Normalizes a window's records; a later duplicate of an id replaces an earlier one.
+fn into_batch(
+    records: Vec<serde_json::Map<String, serde_json::Value>>,
+    window: &Window,
+    tz: Tz,
+) -> Batch {
+    let mut sessions: Vec<parse::Session> = Vec::with_capacity(records.len());
+    let mut index: HashMap<i64, usize> = HashMap::new();
+    let mut rejected = Vec::new();
+    let mut nulled = Vec::new();
+    for (i, rec) in records.into_iter().enumerate() {
+        let fallback = format!(
+            "{}..{}#{i}",
+            window.start.format("%Y-%m-%dT%H:%M:%SZ"),
+            window.end.format("%Y-%m-%dT%H:%M:%SZ")
+        );
+        match parse::normalize(rec, &fallback, tz) {
+            Normalized::Session(s, n) => {
+                nulled.extend(n);
+                match index.get(&s.session_id) {
+                    Some(&at) => sessions[at] = *s,
+                    None => {
+                        index.insert(s.session_id, sessions.len());
+                        sessions.push(*s);
+                    }
+                }
+            }
+            Normalized::Rejected(r) => rejected.push(r),
+        }
+    }
+    Batch {
+        record_keys: sessions.iter().map(|s| s.session_id.to_string()).collect(),
+        rows: Box::new(store::SessionRows(sessions)),
+        rejected,
+        nulled,
+        state: None,
+    }
+}

@@ -1,0 +1,535 @@
+//! Take Control responses → records → normalized sessions (sources.md §1).
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::{Map, Value};
+
+use crate::engine::Rejected;
+use crate::sources::lenient::{self, Fields};
+use crate::sources::xml::{self, Element};
+
+/// What a response body said, when it is not data.
+#[derive(Debug, PartialEq)]
+pub enum BodyProblem {
+    /// The vendor reported an error (`<error_msg>`, `"result":"ERROR"`).
+    Vendor(String),
+    /// Not readable as the expected format (cut off, HTML, unexpected shape).
+    Unreadable(String),
+}
+
+/// A normalized session with its child rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub session_id: i64,
+    pub computer_name: Option<String>,
+    pub computer_domain: Option<String>,
+    pub computer_os: Option<String>,
+    pub tech_username: Option<String>,
+    pub tech_name: Option<String>,
+    pub customer_name: Option<String>,
+    pub customer_email: Option<String>,
+    pub customer_number: Option<String>,
+    pub problem_description: Option<String>,
+    pub notes: Option<String>,
+    pub has_videos: Option<bool>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub duration_seconds: Option<f64>,
+    pub custom_fields: Option<Value>,
+    pub raw: Value,
+    pub messages: Vec<ChatMessage>,
+    pub videos: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatMessage {
+    pub sent_at: Option<DateTime<Utc>>,
+    pub author: Option<String>,
+    pub author_type: Option<String>,
+    pub message: Option<String>,
+}
+
+/// Records of a JSON body (REST, or legacy with `OUTPUT_FORMAT=JSON`).
+pub fn records_from_json(body: &str) -> Result<Vec<Map<String, Value>>, BodyProblem> {
+    let trimmed = body.trim_start_matches('\u{feff}').trim();
+    if trimmed.starts_with('<') {
+        return records_from_xml(trimmed);
+    }
+    let v: Value = serde_json::from_str(trimmed).map_err(|e| {
+        BodyProblem::Unreadable(format!(
+            "not valid JSON ({e}); the body may have been cut off"
+        ))
+    })?;
+    match v {
+        Value::Array(rows) => objects(rows),
+        Value::Object(o) => {
+            let f = Fields::new(&o);
+            if let Some(msg) = f.text("error_msg") {
+                return Err(BodyProblem::Vendor(msg.trim().to_string()));
+            }
+            let result = f.text("result");
+            if let Some(r) = &result {
+                if !r.eq_ignore_ascii_case("success") {
+                    let detail = f
+                        .text("errordetails")
+                        .or_else(|| f.text("error"))
+                        .or_else(|| f.text("message"));
+                    return Err(BodyProblem::Vendor(format!(
+                        "result {r}: {}",
+                        detail.unwrap_or_else(|| "no details given".into())
+                    )));
+                }
+            }
+            match f.get("details") {
+                Some(Value::Array(parts)) => {
+                    let mut out = Vec::new();
+                    for p in parts {
+                        out.extend(requests_of(p)?);
+                    }
+                    Ok(out)
+                }
+                Some(d @ Value::Object(_)) => requests_of(d),
+                Some(other) => Err(BodyProblem::Unreadable(format!(
+                    "`details` is {}",
+                    lenient::short(other)
+                ))),
+                None if f.get("requests").is_some() => requests_of(&Value::Object(o.clone())),
+                None if result.is_some() => Ok(Vec::new()),
+                None => Err(BodyProblem::Unreadable(
+                    "a JSON object with neither `result` nor `details`".into(),
+                )),
+            }
+        }
+        other => Err(BodyProblem::Unreadable(format!(
+            "unexpected JSON {}",
+            lenient::short(&other)
+        ))),
+    }
+}
+
+fn requests_of(details: &Value) -> Result<Vec<Map<String, Value>>, BodyProblem> {
+    let Value::Object(d) = details else {
+        return Err(BodyProblem::Unreadable(format!(
+            "a `details` entry is {}",
+            lenient::short(details)
+        )));
+    };
+    match Fields::new(d).get("requests") {
+        None => Ok(Vec::new()),
+        Some(Value::Array(rows)) => objects(rows.clone()),
+        Some(o @ Value::Object(_)) => objects(vec![o.clone()]),
+        Some(other) => Err(BodyProblem::Unreadable(format!(
+            "`requests` is {}",
+            lenient::short(other)
+        ))),
+    }
+}
+
+fn objects(rows: Vec<Value>) -> Result<Vec<Map<String, Value>>, BodyProblem> {
+    Ok(rows
+        .into_iter()
+        .map(|r| match r {
+            Value::Object(o) => o,
+            // Kept (and rejected later with the reason) rather than dropped.
+            other => Map::from_iter([("_unparsed".to_string(), other)]),
+        })
+        .collect())
+}
+
+/// Records of a legacy XML body (`<response><requests><request>...`).
+pub fn records_from_xml(body: &str) -> Result<Vec<Map<String, Value>>, BodyProblem> {
+    let head: String = body
+        .chars()
+        .take(200)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if head.contains("<html") || head.contains("<!doctype html") {
+        return Err(BodyProblem::Unreadable(
+            "an HTML page instead of data (a proxy or login page?)".into(),
+        ));
+    }
+    let root = xml::parse(body).map_err(|e| {
+        BodyProblem::Unreadable(format!(
+            "not well-formed XML ({e}); the body may have been cut off"
+        ))
+    })?;
+    let response = root.child("response").unwrap_or(&root);
+    if let Some(msg) = response.child_text("error_msg") {
+        return Err(BodyProblem::Vendor(msg.trim().to_string()));
+    }
+    let Some(requests) = response.child("requests") else {
+        if response.child("nrequests").is_some() {
+            return Ok(Vec::new());
+        }
+        return Err(BodyProblem::Unreadable(
+            "XML without <requests> or <error_msg>".into(),
+        ));
+    };
+    Ok(requests
+        .children
+        .iter()
+        .map(|r| match element_to_json(r) {
+            Value::Object(o) => o,
+            other => Map::from_iter([("_unparsed".to_string(), other)]),
+        })
+        .collect())
+}
+
+/// An element as JSON: text when it has no children, else an object (repeated names → arrays).
+pub fn element_to_json(el: &Element) -> Value {
+    if el.children.is_empty() {
+        return Value::String(el.text.clone());
+    }
+    let mut map = Map::new();
+    for c in &el.children {
+        let v = element_to_json(c);
+        match map.get_mut(&c.name) {
+            Some(Value::Array(a)) => a.push(v),
+            Some(existing) => {
+                let first = existing.take();
+                *existing = Value::Array(vec![first, v]);
+            }
+            None => {
+                map.insert(c.name.clone(), v);
+            }
+        }
+    }
+    Value::Object(map)
+}
+
+/// Outcome of normalizing one record.
+pub enum Normalized {
+    Session(Box<Session>, Vec<Rejected>),
+    Rejected(Rejected),
+}
+
+/// Turns one record into a session, or says why it cannot be.
+pub fn normalize(mut record: Map<String, Value>, fallback_key: &str, tz: Tz) -> Normalized {
+    let mut raw = Value::Object(std::mem::take(&mut record));
+    lenient::clean_json(&mut raw);
+    let Value::Object(obj) = &raw else {
+        unreachable!("built as an object")
+    };
+    let f = Fields::new(obj);
+    let reject = |key: String, reason: String, raw: Value| {
+        Normalized::Rejected(Rejected {
+            record_key: key,
+            reason,
+            payload: raw,
+        })
+    };
+    let session_id = match f.int("id") {
+        Ok(Some(id)) => id,
+        Ok(None) => {
+            return reject(
+                fallback_key.into(),
+                "missing_id: the record has no ID".into(),
+                raw,
+            );
+        }
+        Err(e) => return reject(fallback_key.into(), format!("invalid_id: {e}"), raw),
+    };
+    let key = session_id.to_string();
+    let date = |name: &str| -> Result<Option<DateTime<Utc>>, String> {
+        match f.text(name) {
+            None => Ok(None),
+            Some(s) => lenient::parse_local_datetime(&s, tz)
+                .map(Some)
+                .ok_or_else(|| {
+                    format!(
+                        "invalid_{}: `{}` is not a date",
+                        name,
+                        s.chars().take(40).collect::<String>()
+                    )
+                }),
+        }
+    };
+    let started_at = match date("date_start") {
+        Ok(Some(d)) => Some(d),
+        Ok(None) => return reject(key, "missing_date_start: DATE_START is empty".into(), raw),
+        Err(e) => return reject(key, e, raw),
+    };
+    let ended_at = match date("date_end") {
+        Ok(d) => d,
+        Err(e) => return reject(key, e, raw),
+    };
+    let has_videos = match f.boolean("has_videos") {
+        Ok(b) => b,
+        Err(e) => return reject(key, format!("invalid_has_videos: {e}"), raw),
+    };
+    let messages = match f.get("chat_info").map(|v| chat_messages(v, tz)).transpose() {
+        Ok(m) => m.unwrap_or_default(),
+        Err(e) => return reject(key, format!("malformed_chat_info: {e}"), raw),
+    };
+    let videos = match f.get("video_links").map(video_links).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(e) => return reject(key, format!("malformed_video_links: {e}"), raw),
+    };
+    let mut nulled = Vec::new();
+    let duration_seconds = match lenient::duration_seconds(started_at, ended_at) {
+        Ok(d) => d,
+        Err(d) => {
+            nulled.push(Rejected {
+                record_key: key.clone(),
+                reason: format!(
+                    "negative_duration: DATE_END is {:.0} s before DATE_START",
+                    -d
+                ),
+                payload: Value::Null,
+            });
+            None
+        }
+    };
+    let custom_fields = custom_fields(f.get("custom_field_name"), f.get("custom_field_value"));
+    let session = Session {
+        session_id,
+        computer_name: f.text("computer_name"),
+        computer_domain: f.text("computer_domain"),
+        computer_os: f.text("computer_os"),
+        tech_username: f.text("tech_username"),
+        tech_name: f.text("tech_name"),
+        customer_name: f.text("customer_name"),
+        customer_email: f.text("customer_email"),
+        customer_number: f.text("customer_number"),
+        problem_description: f.text("problem_description"),
+        notes: f.text("notes"),
+        has_videos,
+        started_at,
+        ended_at,
+        duration_seconds,
+        custom_fields,
+        messages,
+        videos,
+        raw: Value::Null,
+    };
+    Normalized::Session(Box::new(Session { raw, ..session }), nulled)
+}
+
+/// `{name: value}` from CUSTOM_FIELD_NAME / CUSTOM_FIELD_VALUE (single values or parallel arrays).
+fn custom_fields(names: Option<&Value>, values: Option<&Value>) -> Option<Value> {
+    let names: Vec<String> = match names? {
+        Value::Array(a) => a.iter().filter_map(lenient::text).collect(),
+        v => lenient::text(v).into_iter().collect(),
+    };
+    let values: Vec<Value> = match values {
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| lenient::text(v).map_or(Value::Null, Value::String))
+            .collect(),
+        Some(v) => vec![lenient::text(v).map_or(Value::Null, Value::String)],
+        None => vec![],
+    };
+    let map: Map<String, Value> = names
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| (n, values.get(i).cloned().unwrap_or(Value::Null)))
+        .collect();
+    if map.is_empty() {
+        None
+    } else {
+        Some(Value::Object(map))
+    }
+}
+
+/// CHAT_INFO as JSON (an XML string, or XML already converted to JSON) → messages, in order.
+fn chat_messages(v: &Value, tz: Tz) -> Result<Vec<ChatMessage>, String> {
+    let tree = xml_value(v)?;
+    let chat = child_ci(&tree, "chat").unwrap_or(&tree);
+    let messages = match child_ci(chat, "message") {
+        None => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a.clone(),
+        Some(one) => vec![one.clone()],
+    };
+    Ok(messages
+        .iter()
+        .map(|m| match m {
+            Value::Object(o) => {
+                let f = Fields::new(o);
+                ChatMessage {
+                    sent_at: f
+                        .text("date")
+                        .and_then(|s| lenient::parse_local_datetime(&s, tz)),
+                    author: f.text("from"),
+                    author_type: f.text("type"),
+                    message: o
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("text"))
+                        .and_then(|(_, v)| lenient::text(v)),
+                }
+            }
+            other => ChatMessage {
+                sent_at: None,
+                author: None,
+                author_type: None,
+                message: lenient::text(other),
+            },
+        })
+        .collect())
+}
+
+/// VIDEO_LINKS → URLs, in order.
+fn video_links(v: &Value) -> Result<Vec<String>, String> {
+    let tree = xml_value(v)?;
+    let videos = child_ci(&tree, "videos").unwrap_or(&tree);
+    let list = match child_ci(videos, "video") {
+        None => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a.clone(),
+        Some(one) => vec![one.clone()],
+    };
+    Ok(list
+        .iter()
+        .filter_map(|e| match e {
+            Value::Object(o) => Fields::new(o).text("url"),
+            other => lenient::text(other),
+        })
+        .map(|s| s.trim().to_string())
+        .collect())
+}
+
+/// A nested-XML field as a JSON tree: strings are parsed as XML, objects taken as they are.
+fn xml_value(v: &Value) -> Result<Value, String> {
+    match v {
+        Value::String(s) if s.trim().is_empty() => Ok(Value::Object(Map::new())),
+        Value::String(s) => {
+            let root = xml::parse(s)?;
+            if root.children.is_empty() {
+                return Err(format!("no XML elements in {}", lenient::short(v)));
+            }
+            Ok(element_to_json(&root))
+        }
+        Value::Object(_) => Ok(v.clone()),
+        other => Err(format!("expected XML, got {}", lenient::short(other))),
+    }
+}
+
+fn child_ci<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    v.as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn norm(v: Value) -> Normalized {
+        normalize(v.as_object().unwrap().clone(), "w#0", chrono_tz::UTC)
+    }
+
+    #[test]
+    fn rest_envelope_object_and_array_details() {
+        let a = records_from_json(
+            r#"{"result":"SUCCESS","details":{"nrequests":1,"requests":[{"id":1}]}}"#,
+        )
+        .unwrap();
+        let b = records_from_json(r#"{"result":"SUCCESS","details":[{"nrequests":1,"requests":[{"id":1}]},{"requests":[{"id":2}]}]}"#).unwrap();
+        assert_eq!(a.len(), 1);
+        assert_eq!(b.len(), 2);
+    }
+
+    #[test]
+    fn error_bodies_are_errors_not_empty() {
+        assert_eq!(
+            records_from_json(r#"{"result":"ERROR","errorDetails":"Invalid key"}"#),
+            Err(BodyProblem::Vendor("result ERROR: Invalid key".into()))
+        );
+        assert_eq!(
+            records_from_xml(
+                "<response><error_msg>Invalid FILTER_DATE_START_INI value.</error_msg></response>"
+            ),
+            Err(BodyProblem::Vendor(
+                "Invalid FILTER_DATE_START_INI value.".into()
+            ))
+        );
+        assert!(matches!(
+            records_from_json(r#"{"result":"SUCCESS","details":{"requests":[{"id":1},"#),
+            Err(BodyProblem::Unreadable(_))
+        ));
+        assert!(matches!(
+            records_from_xml("<html><body>502 Bad Gateway</body></html>"),
+            Err(BodyProblem::Unreadable(_))
+        ));
+        assert!(matches!(
+            records_from_json("<!DOCTYPE html><html></html>"),
+            Err(BodyProblem::Unreadable(_))
+        ));
+    }
+
+    #[test]
+    fn legacy_xml_nested_and_escaped_chat() {
+        let chat = r#"<chat><message><date>2024-01-05 10:00:03</date><from>tech@acme.com</from><type>tech</type><text>Hello &amp; welcome</text></message><message><date>2024-01-05 10:00:40</date><from>John Doe</from><type>customer</type><text><![CDATA[My <drive> is gone]]></text></message></chat>"#;
+        let body = |chat: &str| {
+            format!(
+                r#"<response><nrequests>1</nrequests><requests><request><ID>12334</ID><DATE_START>2024-01-05 10:00:00</DATE_START><DATE_END>2024-01-05 10:20:41</DATE_END><HAS_VIDEOS>TRUE</HAS_VIDEOS>
+          <CHAT_INFO>{chat}</CHAT_INFO><VIDEO_LINKS><videos><video><url>https://x/rec1.mp4</url></video></videos></VIDEO_LINKS></request></requests></response>"#
+            )
+        };
+        let nested = body(chat);
+        let escaped = body(&quick_xml::escape::escape(chat));
+        for body in [nested.to_string(), escaped] {
+            let recs = records_from_xml(&body).unwrap();
+            let Normalized::Session(s, _) = norm(Value::Object(recs[0].clone())) else {
+                panic!("rejected")
+            };
+            assert_eq!(s.session_id, 12334);
+            assert_eq!(s.has_videos, Some(true));
+            assert_eq!(s.duration_seconds, Some(1241.0));
+            assert_eq!(s.videos, vec!["https://x/rec1.mp4"]);
+            assert_eq!(s.messages.len(), 2, "{body}");
+            assert_eq!(s.messages[0].message.as_deref(), Some("Hello & welcome"));
+            assert_eq!(s.messages[1].message.as_deref(), Some("My <drive> is gone"));
+            assert_eq!(s.messages[1].author_type.as_deref(), Some("customer"));
+        }
+    }
+
+    #[test]
+    fn rest_record_with_xml_strings_nul_and_custom_fields() {
+        let Normalized::Session(s, nulled) = norm(json!({
+            "id": "7", "date_start": "2024-01-05 10:00:00", "date_end": "2024-01-05 09:00:00",
+            "has_videos": "FALSE", "customer_name": "A\u{0}B",
+            "chat_info": "<chat><message><text>x\u{0}y &#x1F600;</text></message></chat>",
+            "video_links": "", "custom_field_name": "Priority", "custom_field_value": "High"
+        })) else {
+            panic!()
+        };
+        assert_eq!(s.customer_name.as_deref(), Some("AB"));
+        assert_eq!(s.messages[0].message.as_deref(), Some("xy 😀"));
+        assert_eq!(s.duration_seconds, None);
+        assert!(nulled[0].reason.starts_with("negative_duration"));
+        assert_eq!(s.custom_fields, Some(json!({"Priority": "High"})));
+        assert!(!s.raw.to_string().contains("\\u0000"));
+    }
+
+    #[test]
+    fn bad_records_are_rejected_with_reasons() {
+        let cases = [
+            (json!({"date_start": "2024-01-05 10:00:00"}), "missing_id"),
+            (
+                json!({"id": "x1", "date_start": "2024-01-05 10:00:00"}),
+                "invalid_id",
+            ),
+            (
+                json!({"id": 1, "date_start": "yesterday"}),
+                "invalid_date_start",
+            ),
+            (
+                json!({"id": 1, "date_start": "2024-01-05 10:00:00", "chat_info": "<chat><message>"}),
+                "malformed_chat_info",
+            ),
+            (
+                json!({"id": 1, "date_start": "2024-01-05 10:00:00", "has_videos": "perhaps"}),
+                "invalid_has_videos",
+            ),
+        ];
+        for (rec, reason) in cases {
+            match norm(rec) {
+                Normalized::Rejected(r) => {
+                    assert!(r.reason.starts_with(reason), "{} vs {reason}", r.reason)
+                }
+                Normalized::Session(..) => panic!("{reason} accepted"),
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Writes Take Control sessions: one set-based upsert per window that rewrites only changed
+//! sessions, then the child rows of exactly those sessions are replaced.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio_postgres::Transaction;
+
+use super::parse::Session;
+use crate::engine::{Rows, WriteCounts};
+
+pub struct SessionRows(pub Vec<Session>);
+
+/// Columns compared to decide whether a stored session changed.
+const UPSERT: &str = "
+INSERT INTO takecontrol_sessions AS t (
+    account, session_id, computer_name, computer_domain, computer_os, tech_username, tech_name,
+    customer_name, customer_email, customer_number, problem_description, notes, has_videos,
+    started_at, ended_at, duration_seconds, custom_fields, raw)
+SELECT $1, u.* FROM unnest(
+    $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+    $10::text[], $11::text[], $12::text[], $13::boolean[], $14::timestamptz[], $15::timestamptz[],
+    $16::float8[], $17::jsonb[], $18::jsonb[]) AS u
+ON CONFLICT (account, session_id) DO UPDATE SET
+    computer_name = EXCLUDED.computer_name, computer_domain = EXCLUDED.computer_domain,
+    computer_os = EXCLUDED.computer_os, tech_username = EXCLUDED.tech_username,
+    tech_name = EXCLUDED.tech_name, customer_name = EXCLUDED.customer_name,
+    customer_email = EXCLUDED.customer_email, customer_number = EXCLUDED.customer_number,
+    problem_description = EXCLUDED.problem_description, notes = EXCLUDED.notes,
+    has_videos = EXCLUDED.has_videos, started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at,
+    duration_seconds = EXCLUDED.duration_seconds, custom_fields = EXCLUDED.custom_fields,
+    raw = EXCLUDED.raw, last_synced_at = now()
+WHERE (t.computer_name, t.computer_domain, t.computer_os, t.tech_username, t.tech_name,
+       t.customer_name, t.customer_email, t.customer_number, t.problem_description, t.notes,
+       t.has_videos, t.started_at, t.ended_at, t.duration_seconds, t.custom_fields, t.raw)
+  IS DISTINCT FROM
+      (EXCLUDED.computer_name, EXCLUDED.computer_domain, EXCLUDED.computer_os, EXCLUDED.tech_username,
+       EXCLUDED.tech_name, EXCLUDED.customer_name, EXCLUDED.customer_email, EXCLUDED.customer_number,
+       EXCLUDED.problem_description, EXCLUDED.notes, EXCLUDED.has_videos, EXCLUDED.started_at,
+       EXCLUDED.ended_at, EXCLUDED.duration_seconds, EXCLUDED.custom_fields, EXCLUDED.raw)
+RETURNING session_id";
+
+#[async_trait]
+impl Rows for SessionRows {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    async fn write(
+        &self,
+        tx: &Transaction<'_>,
+        account: &str,
+    ) -> Result<WriteCounts, tokio_postgres::Error> {
+        if self.0.is_empty() {
+            return Ok(WriteCounts::default());
+        }
+        let s = &self.0;
+        fn col<T: Clone>(s: &[Session], f: impl Fn(&Session) -> T) -> Vec<T> {
+            s.iter().map(f).collect()
+        }
+        let ids = col(s, |x| x.session_id);
+        let text = |f: fn(&Session) -> &Option<String>| col(s, |x| f(x).clone());
+        let computer_name = text(|x| &x.computer_name);
+        let computer_domain = text(|x| &x.computer_domain);
+        let computer_os = text(|x| &x.computer_os);
+        let tech_username = text(|x| &x.tech_username);
+        let tech_name = text(|x| &x.tech_name);
+        let customer_name = text(|x| &x.customer_name);
+        let customer_email = text(|x| &x.customer_email);
+        let customer_number = text(|x| &x.customer_number);
+        let problem = text(|x| &x.problem_description);
+        let notes = text(|x| &x.notes);
+        let has_videos = col(s, |x| x.has_videos);
+        let started: Vec<Option<DateTime<Utc>>> = col(s, |x| x.started_at);
+        let ended: Vec<Option<DateTime<Utc>>> = col(s, |x| x.ended_at);
+        let duration = col(s, |x| x.duration_seconds);
+        let custom: Vec<Option<Value>> = col(s, |x| x.custom_fields.clone());
+        let raw: Vec<&Value> = s.iter().map(|x| &x.raw).collect();
+        let changed: Vec<i64> = tx
+            .query(
+                UPSERT,
+                &[
+                    &account,
+                    &ids,
+                    &computer_name,
+                    &computer_domain,
+                    &computer_os,
+                    &tech_username,
+                    &tech_name,
+                    &customer_name,
+                    &customer_email,
+                    &customer_number,
+                    &problem,
+                    &notes,
+                    &has_videos,
+                    &started,
+                    &ended,
+                    &duration,
+                    &custom,
+                    &raw,
+                ],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !changed.is_empty() {
+            self.replace_children(tx, account, &changed).await?;
+        }
+        Ok(WriteCounts {
+            written: changed.len() as u64,
+            unchanged: (s.len() - changed.len()) as u64,
+        })
+    }
+}
+
+impl SessionRows {
+    async fn replace_children(
+        &self,
+        tx: &Transaction<'_>,
+        account: &str,
+        changed: &[i64],
+    ) -> Result<(), tokio_postgres::Error> {
+        tx.execute(
+            "DELETE FROM takecontrol_chat_messages WHERE account = $1 AND session_id = ANY($2)",
+            &[&account, &changed],
+        )
+        .await?;
+        tx.execute(
+            "DELETE FROM takecontrol_video_links WHERE account = $1 AND session_id = ANY($2)",
+            &[&account, &changed],
+        )
+        .await?;
+        let changed: std::collections::HashSet<i64> = changed.iter().copied().collect();
+        let sessions = self.0.iter().filter(|s| changed.contains(&s.session_id));
+        let (mut m_ids, mut m_seq, mut m_at, mut m_author, mut m_type, mut m_text) = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
+        let (mut v_ids, mut v_seq, mut v_url) = (Vec::new(), Vec::new(), Vec::new());
+        for s in sessions {
+            for (i, m) in s.messages.iter().enumerate() {
+                m_ids.push(s.session_id);
+                m_seq.push(i as i32);
+                m_at.push(m.sent_at);
+                m_author.push(m.author.as_deref());
+                m_type.push(m.author_type.as_deref());
+                m_text.push(m.message.as_deref());
+            }
+            for (i, url) in s.videos.iter().enumerate() {
+                v_ids.push(s.session_id);
+                v_seq.push(i as i32);
+                v_url.push(url.as_str());
+            }
+        }
+        if !m_ids.is_empty() {
+            tx.execute(
+                "INSERT INTO takecontrol_chat_messages (account, session_id, seq, sent_at, author, author_type, message)
+                 SELECT $1, u.* FROM unnest($2::bigint[], $3::int[], $4::timestamptz[], $5::text[], $6::text[], $7::text[]) AS u",
+                &[&account, &m_ids, &m_seq, &m_at, &m_author, &m_type, &m_text],
+            )
+            .await?;
+        }
+        if !v_ids.is_empty() {
+            tx.execute(
+                "INSERT INTO takecontrol_video_links (account, session_id, seq, url)
+                 SELECT $1, u.* FROM unnest($2::bigint[], $3::int[], $4::text[]) AS u",
+                &[&account, &v_ids, &v_seq, &v_url],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}

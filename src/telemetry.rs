@@ -1,0 +1,215 @@
+//! Metrics (the names of `operations.md`) and log set-up.
+//!
+//! Code does not touch these families directly: it emits an event from [`crate::events`], which
+//! writes the log line and moves the metric together.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabels {
+    pub source: String,
+    pub account: String,
+    pub stream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    pub source: String,
+    pub account: String,
+    pub stream: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub source: String,
+    pub account: String,
+    pub endpoint: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RetryLabels {
+    pub source: String,
+    pub account: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub source: String,
+    pub endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabels {
+    pub source: String,
+    pub account: String,
+    pub stream: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceStreamLabels {
+    pub source: String,
+    pub stream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: String,
+}
+
+/// Builds histograms with one fixed bucket layout (seconds, 5 ms up to ~3 min).
+#[derive(Clone)]
+pub struct SecondsBuckets;
+
+impl MetricConstructor<Histogram> for SecondsBuckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(exponential_buckets(0.005, 2.0, 16))
+    }
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Every metric the daemon exports.
+pub struct Metrics {
+    registry: Registry,
+    pub rows_written: Family<StreamLabels, Counter>,
+    pub rows_unchanged: Family<StreamLabels, Counter>,
+    pub records_rejected: Family<RejectLabels, Counter>,
+    pub http_requests: Family<RequestLabels, Counter>,
+    pub http_retries: Family<RetryLabels, Counter>,
+    pub http_duration: Family<EndpointLabels, Histogram, SecondsBuckets>,
+    pub sync_runs: Family<RunLabels, Counter>,
+    pub sync_duration: Family<SourceStreamLabels, Histogram, SecondsBuckets>,
+    pub watermark: Family<StreamLabels, FloatGauge>,
+    pub last_success: Family<StreamLabels, FloatGauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sessionsync");
+        let m = Metrics {
+            rows_written: Family::default(),
+            rows_unchanged: Family::default(),
+            records_rejected: Family::default(),
+            http_requests: Family::default(),
+            http_retries: Family::default(),
+            http_duration: Family::new_with_constructor(SecondsBuckets),
+            sync_runs: Family::default(),
+            sync_duration: Family::new_with_constructor(SecondsBuckets),
+            watermark: Family::default(),
+            last_success: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "rows_written",
+            "Rows inserted or changed in the warehouse",
+            m.rows_written.clone(),
+        );
+        registry.register(
+            "rows_unchanged",
+            "Rows re-read whose content had not changed (not rewritten)",
+            m.rows_unchanged.clone(),
+        );
+        registry.register(
+            "records_rejected",
+            "Records set aside (rejected_records) or values nulled, by reason",
+            m.records_rejected.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests to source APIs, by status code or `error`",
+            m.http_requests.clone(),
+        );
+        registry.register(
+            "http_retries",
+            "HTTP retries, by reason",
+            m.http_retries.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Duration of source API requests",
+            m.http_duration.clone(),
+        );
+        registry.register(
+            "sync_runs",
+            "Finished stream runs, by outcome",
+            m.sync_runs.clone(),
+        );
+        registry.register(
+            "sync_duration_seconds",
+            "Wall time of stream runs",
+            m.sync_duration.clone(),
+        );
+        registry.register(
+            "watermark_timestamp_seconds",
+            "The stream's committed watermark (Unix seconds)",
+            m.watermark.clone(),
+        );
+        registry.register(
+            "last_success_timestamp_seconds",
+            "When the stream last finished a run that succeeded (Unix seconds)",
+            m.last_success.clone(),
+        );
+        let build_info: Family<VersionLabels, Gauge> = Family::default();
+        build_info
+            .get_or_create(&VersionLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            })
+            .set(1);
+        registry.register("build_info", "Build information; always 1", build_info);
+        Metrics { registry, ..m }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON otherwise.
+    Auto,
+    Text,
+    Json,
+}
+
+/// Installs the global subscriber (stderr; level from `RUST_LOG`, default `info`).
+pub fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}

@@ -1,0 +1,235 @@
+//! Reads and writes of `sync_state`, `sync_runs` and `rejected_records`, and the per-stream
+//! advisory lock.
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::{Client, GenericClient};
+
+use super::WarehouseError;
+use super::migrate::LOCK_CLASS;
+use crate::engine::{Outcome, Rejected, StreamKey, StreamState};
+
+fn lock_name(schema: &str, k: &StreamKey) -> String {
+    format!("{schema}/{}/{}/{}", k.source, k.account, k.stream)
+}
+
+/// Takes the stream's session-level advisory lock if free; true when taken.
+pub async fn try_lock_stream(
+    c: &Client,
+    schema: &str,
+    k: &StreamKey,
+) -> Result<bool, WarehouseError> {
+    let row = c
+        .query_one(
+            "SELECT pg_try_advisory_lock($1, hashtext($2))",
+            &[&LOCK_CLASS, &lock_name(schema, k)],
+        )
+        .await
+        .map_err(WarehouseError::query("taking the stream lock"))?;
+    Ok(row.get(0))
+}
+
+pub async fn unlock_stream(c: &Client, schema: &str, k: &StreamKey) -> Result<(), WarehouseError> {
+    c.execute(
+        "SELECT pg_advisory_unlock($1, hashtext($2))",
+        &[&LOCK_CLASS, &lock_name(schema, k)],
+    )
+    .await
+    .map_err(WarehouseError::query("releasing the stream lock"))?;
+    Ok(())
+}
+
+pub async fn load_state(
+    c: &impl GenericClient,
+    k: &StreamKey,
+) -> Result<StreamState, WarehouseError> {
+    let row = c
+        .query_opt(
+            "SELECT watermark, state FROM sync_state WHERE source = $1 AND account = $2 AND stream = $3",
+            &[&k.source, &k.account, &k.stream],
+        )
+        .await
+        .map_err(WarehouseError::query("reading sync_state"))?;
+    Ok(row
+        .map(|r| StreamState {
+            watermark: r.get(0),
+            state: r.get(1),
+        })
+        .unwrap_or_default())
+}
+
+/// Moves the watermark forward (never back) and replaces `state` when given.
+pub async fn save_state(
+    c: &impl GenericClient,
+    k: &StreamKey,
+    watermark: DateTime<Utc>,
+    state: Option<&serde_json::Value>,
+) -> Result<DateTime<Utc>, WarehouseError> {
+    let row = c
+        .query_one(
+            "INSERT INTO sync_state AS s (source, account, stream, watermark, state)
+             VALUES ($1, $2, $3, $4, coalesce($5, '{}'::jsonb))
+             ON CONFLICT (source, account, stream) DO UPDATE
+                SET watermark = greatest(s.watermark, EXCLUDED.watermark),
+                    state = coalesce($5, s.state),
+                    updated_at = now()
+             RETURNING watermark",
+            &[&k.source, &k.account, &k.stream, &watermark, &state],
+        )
+        .await
+        .map_err(WarehouseError::query("writing sync_state"))?;
+    Ok(row.get(0))
+}
+
+/// Opens a run row; first closes any `running` row of the stream left by a process that died
+/// (the caller holds the stream lock, so no live process owns it).
+pub async fn start_run(c: &Client, k: &StreamKey) -> Result<i64, WarehouseError> {
+    c.execute(
+        "UPDATE sync_runs SET status = 'failed', finished_at = now(),
+                error = 'interrupted: the process running it stopped before it finished; the next run resumed from the committed watermark'
+         WHERE source = $1 AND account = $2 AND stream = $3 AND status = 'running'",
+        &[&k.source, &k.account, &k.stream],
+    )
+    .await
+    .map_err(WarehouseError::query("closing interrupted runs"))?;
+    let row = c
+        .query_one(
+            "INSERT INTO sync_runs (source, account, stream) VALUES ($1, $2, $3) RETURNING run_id",
+            &[&k.source, &k.account, &k.stream],
+        )
+        .await
+        .map_err(WarehouseError::query("recording the run start"))?;
+    Ok(row.get(0))
+}
+
+/// Final figures of a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunTotals {
+    pub written: u64,
+    pub unchanged: u64,
+    pub rejected: u64,
+    pub requests: u64,
+    pub retries: u64,
+}
+
+pub async fn finish_run(
+    c: &Client,
+    run_id: i64,
+    outcome: Outcome,
+    t: &RunTotals,
+    error: Option<&str>,
+) -> Result<(), WarehouseError> {
+    let n = |v: u64| v as i64;
+    c.execute(
+        "UPDATE sync_runs SET finished_at = now(), status = $2, rows_written = $3, rows_unchanged = $4,
+                rows_rejected = $5, requests = $6, retries = $7, error = $8
+         WHERE run_id = $1",
+        &[&run_id, &outcome.as_str(), &n(t.written), &n(t.unchanged), &n(t.rejected), &n(t.requests), &n(t.retries), &error],
+    )
+    .await
+    .map_err(WarehouseError::query("recording the run result"))?;
+    Ok(())
+}
+
+/// Stores rejected records; returns how many were not already known (same key and reason).
+pub async fn put_rejects(
+    c: &impl GenericClient,
+    k: &StreamKey,
+    rejects: &[Rejected],
+) -> Result<u64, WarehouseError> {
+    if rejects.is_empty() {
+        return Ok(0);
+    }
+    let keys: Vec<&str> = rejects.iter().map(|r| r.record_key.as_str()).collect();
+    let reasons: Vec<&str> = rejects.iter().map(|r| r.reason.as_str()).collect();
+    let payloads: Vec<&serde_json::Value> = rejects.iter().map(|r| &r.payload).collect();
+    let rows = c
+        .query(
+            "INSERT INTO rejected_records AS r (source, account, stream, record_key, reason, payload)
+             SELECT DISTINCT ON (k, why) $1, $2, $3, k, why, p
+               FROM unnest($4::text[], $5::text[], $6::jsonb[]) AS u(k, why, p)
+             ON CONFLICT (source, account, stream, record_key, reason) DO UPDATE
+                SET last_seen_at = now(), payload = EXCLUDED.payload
+             RETURNING (xmax = 0) AS inserted",
+            &[&k.source, &k.account, &k.stream, &keys, &reasons, &payloads],
+        )
+        .await
+        .map_err(WarehouseError::query("writing rejected_records"))?;
+    Ok(rows.iter().filter(|r| r.get::<_, bool>(0)).count() as u64)
+}
+
+/// Forgets earlier rejections of records that now parsed.
+pub async fn clear_rejects(
+    c: &impl GenericClient,
+    k: &StreamKey,
+    keys: &[String],
+) -> Result<(), WarehouseError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    c.execute(
+        "DELETE FROM rejected_records WHERE source = $1 AND account = $2 AND stream = $3 AND record_key = ANY($4)",
+        &[&k.source, &k.account, &k.stream, &keys],
+    )
+    .await
+    .map_err(WarehouseError::query("clearing rejected_records"))?;
+    Ok(())
+}
+
+/// One line of `sessionsync status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StreamStatus {
+    pub source: String,
+    pub account: String,
+    pub stream: String,
+    pub watermark: Option<DateTime<Utc>>,
+    pub lag_seconds: Option<i64>,
+    pub last_run_id: Option<i64>,
+    pub last_run_started_at: Option<DateTime<Utc>>,
+    pub last_run_status: Option<String>,
+    pub last_run_rows_written: Option<i64>,
+    pub last_run_rows_unchanged: Option<i64>,
+    pub last_run_rows_rejected: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+pub async fn stream_statuses(c: &Client) -> Result<Vec<StreamStatus>, WarehouseError> {
+    let rows = c
+        .query(
+            "WITH streams AS (
+                 SELECT source, account, stream FROM sync_state
+                 UNION SELECT source, account, stream FROM sync_runs)
+             SELECT s.source, s.account, s.stream, st.watermark,
+                    extract(epoch FROM now() - st.watermark)::bigint,
+                    r.run_id, r.started_at, r.status, r.rows_written, r.rows_unchanged, r.rows_rejected,
+                    (SELECT e.error FROM sync_runs e
+                      WHERE (e.source, e.account, e.stream) = (s.source, s.account, s.stream) AND e.error IS NOT NULL
+                      ORDER BY e.run_id DESC LIMIT 1)
+               FROM streams s
+               LEFT JOIN sync_state st USING (source, account, stream)
+               LEFT JOIN LATERAL (
+                    SELECT * FROM sync_runs x
+                     WHERE (x.source, x.account, x.stream) = (s.source, s.account, s.stream)
+                     ORDER BY x.run_id DESC LIMIT 1) r ON true
+              ORDER BY 1, 2, 3",
+            &[],
+        )
+        .await
+        .map_err(WarehouseError::query("reading stream status"))?;
+    Ok(rows
+        .iter()
+        .map(|r| StreamStatus {
+            source: r.get(0),
+            account: r.get(1),
+            stream: r.get(2),
+            watermark: r.get(3),
+            lag_seconds: r.get(4),
+            last_run_id: r.get(5),
+            last_run_started_at: r.get(6),
+            last_run_status: r.get(7),
+            last_run_rows_written: r.get(8),
+            last_run_rows_unchanged: r.get(9),
+            last_run_rows_rejected: r.get(10),
+            last_error: r.get(11),
+        })
+        .collect())
+}

@@ -1,0 +1,155 @@
+//! The PostgreSQL side: connection pool (TLS per libpq's `sslmode`), embedded migrations, and
+//! the bookkeeping tables (`sync_state`, `sync_runs`, `rejected_records`).
+
+mod bookkeeping;
+mod migrate;
+mod tls;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+
+use crate::config::{Secret, WarehouseSettings};
+
+pub use bookkeeping::*;
+pub use migrate::MIGRATIONS;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    #[error(
+        "warehouse URL is not usable: {0} (expected postgres://user[:password]@host:port/database[?sslmode=require])"
+    )]
+    Url(String),
+    #[error(
+        "cannot reach the warehouse database: {0} (is PostgreSQL running and is warehouse.url / DATABASE_URL right?)"
+    )]
+    Connect(String),
+    #[error("warehouse query failed while {doing}: {detail}")]
+    Query { doing: &'static str, detail: String },
+    #[error("warehouse migration `{version}` failed: {detail}")]
+    Migration { version: String, detail: String },
+}
+
+impl WarehouseError {
+    pub fn query(doing: &'static str) -> impl FnOnce(tokio_postgres::Error) -> WarehouseError {
+        move |e| WarehouseError::Query {
+            doing,
+            detail: pg_detail(&e),
+        }
+    }
+}
+
+/// A database error's message with its server detail, if any.
+pub fn pg_detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{}: {}", db.severity(), db.message());
+            if let Some(d) = db.detail() {
+                s.push_str(&format!(" ({d})"));
+            }
+            s
+        }
+        None => {
+            let mut s = e.to_string();
+            if let Some(src) = std::error::Error::source(e) {
+                s.push_str(&format!(": {src}"));
+            }
+            s
+        }
+    }
+}
+
+/// The warehouse: a pool whose connections all use the configured schema as `search_path`.
+#[derive(Clone)]
+pub struct Warehouse {
+    pool: Pool,
+    schema: String,
+}
+
+impl std::fmt::Debug for Warehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Warehouse")
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+impl Warehouse {
+    /// Builds the pool; no connection is made until one is needed.
+    pub fn new(settings: &WarehouseSettings) -> Result<Self, WarehouseError> {
+        crate::config::validate_identifier(&settings.schema).map_err(WarehouseError::Url)?;
+        let (mut pg, tls) = tls::config_from_url(&settings.url)?;
+        pg.application_name("sessionsync");
+        // The schema is a validated identifier ([a-z_][a-z0-9_]*): safe inside the options string.
+        pg.options(format!("-c search_path={}", settings.schema));
+        pg.connect_timeout(Duration::from_secs(10));
+        let manager = Manager::from_config(
+            pg,
+            tls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Verified,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| WarehouseError::Url(e.to_string()))?;
+        Ok(Warehouse {
+            pool,
+            schema: settings.schema.clone(),
+        })
+    }
+
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// A pooled connection.
+    pub async fn conn(&self) -> Result<deadpool_postgres::Object, WarehouseError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| WarehouseError::Connect(pool_error(e)))
+    }
+
+    /// Applies every migration not yet applied, under an advisory lock.
+    pub async fn migrate(&self) -> Result<Vec<&'static str>, WarehouseError> {
+        let mut conn = self.conn().await?;
+        migrate::run(&mut conn, &self.schema).await
+    }
+
+    /// True when a trivial query answers within two seconds.
+    pub async fn ping(&self) -> bool {
+        let check = async {
+            let c = self.conn().await.ok()?;
+            c.simple_query("SELECT 1").await.ok()
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), check).await,
+            Ok(Some(_))
+        )
+    }
+}
+
+fn pool_error(e: deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(be) => pg_detail(&be),
+        other => other.to_string(),
+    }
+}
+
+impl FromStr for Warehouse {
+    type Err = WarehouseError;
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        Warehouse::new(&WarehouseSettings {
+            url: Secret::new(url),
+            schema: "sessionsync".into(),
+            pool_size: 4,
+        })
+    }
+}
