@@ -12,7 +12,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeDelta, Timelike, Utc};
 use quick_xml::escape::escape;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -51,11 +51,12 @@ pub struct SimSession {
 }
 
 impl SimSession {
+    /// A session with plain defaults; times are cut to whole seconds, as the API has them.
     pub fn new(id: i64, start: NaiveDateTime, end: Option<NaiveDateTime>) -> Self {
         SimSession {
             id,
-            start,
-            end,
+            start: whole_second(start),
+            end: end.map(whole_second),
             listed_open: false,
             computer_name: format!("PC-{id}"),
             tech_username: "tech@acme.example".into(),
@@ -166,6 +167,10 @@ impl TakeControlSim {
 /// video links, custom fields, and bursts of sessions sharing one second.
 pub fn generate(seed: u64, n: usize, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<SimSession> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (from, to) = (
+        whole_second(from.naive_utc()).and_utc(),
+        whole_second(to.naive_utc()).and_utc(),
+    );
     let span = (to - from).num_seconds().max(2);
     let texts = [
         "Hello & welcome",
@@ -234,6 +239,11 @@ pub fn generate(seed: u64, n: usize, from: DateTime<Utc>, to: DateTime<Utc>) -> 
         out.push(s);
     }
     out
+}
+
+/// `t` without its fraction of a second.
+pub fn whole_second(t: NaiveDateTime) -> NaiveDateTime {
+    t.with_nanosecond(0).expect("0 is a valid nanosecond")
 }
 
 fn fmt(t: NaiveDateTime) -> String {
