@@ -156,16 +156,16 @@ async fn sync(
     account: Option<String>,
 ) -> Result<u8, Failure> {
     let settings = load(path)?;
-    if let Some(s) = &source {
-        if !crate::sources::SOURCES.contains(&s.as_str()) {
-            return Err(Failure {
-                code: 2,
-                error: anyhow::anyhow!(
-                    "--source {s}: unknown source; known: {}",
-                    crate::sources::SOURCES.join(", ")
-                ),
-            });
-        }
+    if let Some(s) = &source
+        && !crate::sources::SOURCES.contains(&s.as_str())
+    {
+        return Err(Failure {
+            code: 2,
+            error: anyhow::anyhow!(
+                "--source {s}: unknown source; known: {}",
+                crate::sources::SOURCES.join(", ")
+            ),
+        });
     }
     let metrics = Arc::new(Metrics::new());
     let sources = crate::sources::build(&settings, &metrics, source.as_deref(), account.as_deref());

@@ -290,10 +290,8 @@ fn substitute(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), (String, String)> {
     match v {
-        toml::Value::String(s) => {
-            if s.contains("${") {
-                *s = expand(s, env).map_err(|var| (path, var))?;
-            }
+        toml::Value::String(s) if s.contains("${") => {
+            *s = expand(s, env).map_err(|var| (path, var))?;
         }
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {

@@ -425,7 +425,7 @@ async fn rest_answer(sh: &Shared, headers: &HeaderMap, body: &[u8]) -> Response 
         .collect();
     // The vendor answers `details` both as an object and as an array: alternate by size.
     let part = json!({"nrequests": rows.len(), "requests": rows});
-    let details = if rows.len() % 2 == 0 {
+    let details = if rows.len().is_multiple_of(2) {
         json!([part])
     } else {
         part

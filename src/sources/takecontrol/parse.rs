@@ -68,17 +68,17 @@ pub fn records_from_json(body: &str) -> Result<Vec<Map<String, Value>>, BodyProb
                 return Err(BodyProblem::Vendor(msg.trim().to_string()));
             }
             let result = f.text("result");
-            if let Some(r) = &result {
-                if !r.eq_ignore_ascii_case("success") {
-                    let detail = f
-                        .text("errordetails")
-                        .or_else(|| f.text("error"))
-                        .or_else(|| f.text("message"));
-                    return Err(BodyProblem::Vendor(format!(
-                        "result {r}: {}",
-                        detail.unwrap_or_else(|| "no details given".into())
-                    )));
-                }
+            if let Some(r) = &result
+                && !r.eq_ignore_ascii_case("success")
+            {
+                let detail = f
+                    .text("errordetails")
+                    .or_else(|| f.text("error"))
+                    .or_else(|| f.text("message"));
+                return Err(BodyProblem::Vendor(format!(
+                    "result {r}: {}",
+                    detail.unwrap_or_else(|| "no details given".into())
+                )));
             }
             match f.get("details") {
                 Some(Value::Array(parts)) => {
@@ -148,11 +148,18 @@ pub fn records_from_xml(body: &str) -> Result<Vec<Map<String, Value>>, BodyProbl
             "an HTML page instead of data (a proxy or login page?)".into(),
         ));
     }
-    let root = xml::parse(body).map_err(|e| {
-        BodyProblem::Unreadable(format!(
-            "not well-formed XML ({e}); the body may have been cut off"
-        ))
-    })?;
+    let root = match xml::parse(body) {
+        Ok(root) => root,
+        // A complete document with a broken record inside: keep the others.
+        Err(e) if body.trim_end().ends_with("</response>") && body.contains("<request>") => {
+            return Ok(records_one_by_one(body, &e));
+        }
+        Err(e) => {
+            return Err(BodyProblem::Unreadable(format!(
+                "not well-formed XML ({e}); the body may have been cut off"
+            )));
+        }
+    };
     let response = root.child("response").unwrap_or(&root);
     if let Some(msg) = response.child_text("error_msg") {
         return Err(BodyProblem::Vendor(msg.trim().to_string()));
@@ -173,6 +180,41 @@ pub fn records_from_xml(body: &str) -> Result<Vec<Map<String, Value>>, BodyProbl
             other => Map::from_iter([("_unparsed".to_string(), other)]),
         })
         .collect())
+}
+
+/// Key under which a record that could not be parsed carries its text and error.
+pub const MALFORMED: &str = "_malformed_xml";
+
+/// Parses each `<request>…</request>` of a complete but ill-formed document on its own.
+fn records_one_by_one(body: &str, whole_error: &str) -> Vec<Map<String, Value>> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    while let Some(i) = rest.find("<request>") {
+        let after = &rest[i..];
+        let end = after
+            .find("</request>")
+            .map_or(after.len(), |j| j + "</request>".len());
+        let chunk = &after[..end];
+        match xml::parse(chunk) {
+            Ok(root) => {
+                if let Some(Value::Object(o)) = root.child("request").map(element_to_json) {
+                    out.push(o);
+                }
+            }
+            Err(e) => out.push(Map::from_iter([
+                (MALFORMED.to_string(), Value::String(chunk.to_string())),
+                ("_error".to_string(), Value::String(e)),
+            ])),
+        }
+        rest = &after[end..];
+    }
+    if out.is_empty() {
+        out.push(Map::from_iter([(
+            MALFORMED.to_string(),
+            Value::String(whole_error.to_string()),
+        )]));
+    }
+    out
 }
 
 /// An element as JSON: text when it has no children, else an object (repeated names → arrays).
@@ -218,6 +260,17 @@ pub fn normalize(mut record: Map<String, Value>, fallback_key: &str, tz: Tz) -> 
             payload: raw,
         })
     };
+    if let Some(text) = f.text(MALFORMED) {
+        // The id, if it can be read, names the record; else its position.
+        let id = text
+            .split("<ID>")
+            .nth(1)
+            .and_then(|r| r.split('<').next())
+            .and_then(|v| v.trim().parse::<i64>().ok());
+        let key = id.map_or_else(|| fallback_key.to_string(), |i| i.to_string());
+        let why = f.text("_error").unwrap_or_default();
+        return reject(key, format!("malformed_xml: {why}"), raw);
+    }
     let session_id = match f.int("id") {
         Ok(Some(id)) => id,
         Ok(None) => {
@@ -482,6 +535,30 @@ mod tests {
             assert_eq!(s.messages[1].message.as_deref(), Some("My <drive> is gone"));
             assert_eq!(s.messages[1].author_type.as_deref(), Some("customer"));
         }
+    }
+
+    #[test]
+    fn one_broken_record_in_a_complete_document_does_not_poison_the_others() {
+        let body = "<response><requests><request><ID>1</ID><DATE_START>2024-01-05 10:00:00</DATE_START></request>\
+                    <request><ID>2</ID><CHAT_INFO><chat><message><text><![CDATA[]]><]]></text></message></chat></CHAT_INFO></request>\
+                    <request><ID>3</ID><DATE_START>2024-01-05 11:00:00</DATE_START></request></requests></response>";
+        let recs = records_from_xml(body).unwrap();
+        assert_eq!(recs.len(), 3);
+        let kinds: Vec<String> = recs
+            .into_iter()
+            .map(|r| match normalize(r, "w#", chrono_tz::UTC) {
+                Normalized::Session(s, _) => s.session_id.to_string(),
+                Normalized::Rejected(r) => {
+                    format!("{}:{}", r.record_key, r.reason.split(':').next().unwrap())
+                }
+            })
+            .collect();
+        assert_eq!(kinds, ["1", "2:malformed_xml", "3"]);
+        // A cut-off document is still an error for the whole window.
+        assert!(matches!(
+            records_from_xml(&body[..body.len() - 40]),
+            Err(BodyProblem::Unreadable(_))
+        ));
     }
 
     #[test]

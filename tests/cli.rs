@@ -1,0 +1,229 @@
+//! The binary as operators run it: exit codes, messages, and no secret in any output.
+
+mod common;
+
+use chrono::{TimeDelta, Utc};
+use common::*;
+use sessionsync::sim::Fault;
+use sessionsync::sim::takecontrol::{SimMessage, SimSession, TakeControlSim, generate};
+
+const SECRET: &str = "SECRET-KEY-zz9-do-not-print";
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn sessionsync(args: &[&str], config: &str, db_url: Option<&str>) -> Out {
+    let dir = std::env::temp_dir().join(format!(
+        "sessionsync-cli-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sessionsync.toml");
+    std::fs::write(&file, config).unwrap();
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sessionsync"));
+    cmd.args(args)
+        .arg("--config")
+        .arg(&file)
+        .env_remove("DATABASE_URL")
+        .env("TC_KEY", SECRET)
+        .env("RUST_LOG", "debug");
+    if let Some(u) = db_url {
+        cmd.env("DATABASE_URL", u);
+    }
+    let o = cmd.output().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into(),
+        stderr: String::from_utf8_lossy(&o.stderr).into(),
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
+fn config(base_url: &str, extra: &str) -> String {
+    format!(
+        r#"[warehouse]
+url = "${{DATABASE_URL}}"
+
+[[takecontrol]]
+account = "acme"
+base_url = "{base_url}"
+api_key = "${{TC_KEY}}"
+start = "{}"
+requests_per_second = 100
+max_retries = 1
+max_retry_wait = "1s"
+{extra}
+"#,
+        (Utc::now() - TimeDelta::days(2)).to_rfc3339()
+    )
+}
+
+#[tokio::test]
+async fn bad_configs_exit_2_naming_the_key() {
+    let good = config("http://127.0.0.1:9", "");
+    let cases = [
+        (
+            good.replace("account = \"acme\"\n", ""),
+            "missing field `account`",
+        ),
+        (
+            good.replace("max_retries = 1", "schedule = \"*/5 * *\""),
+            "takecontrol[0].schedule",
+        ),
+        (
+            good.replace("max_retries = 1", "colour = \"red\""),
+            "unknown field `colour`",
+        ),
+        (
+            good.replace("${TC_KEY}", "${NOPE_UNSET_VAR}"),
+            "NOPE_UNSET_VAR",
+        ),
+        (
+            good.replace("max_retries = 1", "timezone = \"Mars/Olympus\""),
+            "takecontrol[0].timezone",
+        ),
+        (
+            good.replace("http://127.0.0.1:9", "ftp://x"),
+            "takecontrol[0].base_url",
+        ),
+    ];
+    for (text, words) in cases {
+        let o = sessionsync(&["sync"], &text, Some("postgres://postgres@127.0.0.1:9/x")).await;
+        assert_eq!(o.code, 2, "{words}: {}", o.stderr);
+        assert!(
+            o.stderr.contains(words) && o.stderr.contains("sessionsync.toml"),
+            "{words}: {}",
+            o.stderr
+        );
+        assert!(!o.stderr.contains(SECRET));
+    }
+    let o = sessionsync(&["sync"], "", None).await;
+    assert_eq!(o.code, 2);
+    assert!(o.stderr.contains("warehouse.url"), "{}", o.stderr);
+}
+
+#[tokio::test]
+async fn sync_exit_codes_status_and_no_secret_anywhere() {
+    let db = TestDb::new().await;
+    let start = Utc::now() - TimeDelta::days(2);
+    let sim = TakeControlSim::start(
+        SECRET,
+        generate(11, 200, start, Utc::now() - TimeDelta::hours(1)),
+    )
+    .await
+    .unwrap();
+    // Legacy flavour: the key travels in the query string, the worst case for leaks.
+    let cfg = config(&sim.base_url(), "api = \"legacy\"");
+
+    let o = sessionsync(&["sync"], &cfg, Some(&db.url)).await;
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout
+            .contains("takecontrol/acme/sessions: succeeded — 200 written"),
+        "{}",
+        o.stdout
+    );
+
+    sim.faults().push(Fault::Status(503), 2);
+    let o = sessionsync(
+        &["sync", "--source", "takecontrol", "--account", "acme"],
+        &cfg,
+        Some(&db.url),
+    )
+    .await;
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    assert!(
+        o.stdout.contains("failed") && o.stdout.contains("2 attempts"),
+        "{}",
+        o.stdout
+    );
+    let failed_output = format!("{}{}", o.stdout, o.stderr);
+
+    let mut bad = SimSession::new(
+        1,
+        Utc::now().naive_utc() - TimeDelta::hours(3),
+        Some(Utc::now().naive_utc() - TimeDelta::hours(2)),
+    );
+    bad.chat.push(SimMessage {
+        date: bad.start,
+        from: "x".into(),
+        kind: "t".into(),
+        text: "]]><".into(),
+        cdata: true,
+    });
+    sim.upsert(bad);
+    let o = sessionsync(&["sync"], &cfg, Some(&db.url)).await;
+    assert_eq!(
+        o.code, 3,
+        "a rejected record makes the run partial: {}",
+        o.stdout
+    );
+
+    let o = sessionsync(&["status", "--json"], &cfg, Some(&db.url)).await;
+    assert_eq!(o.code, 0);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v[0]["source"], "takecontrol");
+    assert_eq!(v[0]["last_run_status"], "partial");
+    let o2 = sessionsync(&["status"], &cfg, Some(&db.url)).await;
+    assert!(
+        o2.stdout.contains("takecontrol/acme/sessions"),
+        "{}",
+        o2.stdout
+    );
+
+    let o3 = sessionsync(&["sync", "--source", "nope"], &cfg, Some(&db.url)).await;
+    assert_eq!(o3.code, 2);
+
+    for text in [&failed_output, &o.stdout, &o.stderr, &o2.stdout] {
+        assert!(!text.contains(SECRET), "secret leaked: {text}");
+    }
+    // No table holds it either.
+    let c = db.client().await;
+    let hits: i64 = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM takecontrol_sessions t WHERE t::text LIKE '%' || $1 || '%')
+                  + (SELECT count(*) FROM sync_runs t WHERE t::text LIKE '%' || $1 || '%')
+                  + (SELECT count(*) FROM rejected_records t WHERE t::text LIKE '%' || $1 || '%')
+                  + (SELECT count(*) FROM sync_state t WHERE t::text LIKE '%' || $1 || '%')",
+            &[&SECRET],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(hits, 0);
+}
+
+#[tokio::test]
+async fn migrate_is_idempotent_and_comments_every_column() {
+    let db = TestDb::new().await;
+    let cfg = config("http://127.0.0.1:9", "");
+    let o = sessionsync(&["migrate"], &cfg, Some(&db.url)).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("applied"), "{}", o.stdout);
+    let o = sessionsync(&["migrate"], &cfg, Some(&db.url)).await;
+    assert!(o.stdout.contains("up to date"), "{}", o.stdout);
+    let c = db.client().await;
+    let missing: Vec<String> = c
+        .query(
+            "SELECT c.table_name || '.' || c.column_name FROM information_schema.columns c
+              WHERE c.table_schema = 'sessionsync'
+                AND col_description(format('%I.%I', c.table_schema, c.table_name)::regclass, c.ordinal_position) IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(missing.is_empty(), "columns without COMMENT: {missing:?}");
+}
