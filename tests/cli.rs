@@ -213,17 +213,12 @@ async fn migrate_is_idempotent_and_comments_every_column() {
     let o = sessionsync(&["migrate"], &cfg, Some(&db.url)).await;
     assert!(o.stdout.contains("up to date"), "{}", o.stdout);
     let c = db.client().await;
-    let missing: Vec<String> = c
-        .query(
-            "SELECT c.table_name || '.' || c.column_name FROM information_schema.columns c
-              WHERE c.table_schema = 'sessionsync'
-                AND col_description(format('%I.%I', c.table_schema, c.table_name)::regclass, c.ordinal_position) IS NULL",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let missing = strings(
+        &c,
+        "SELECT c.table_name || '.' || c.column_name FROM information_schema.columns c
+          WHERE c.table_schema = 'sessionsync'
+            AND col_description(format('%I.%I', c.table_schema, c.table_name)::regclass, c.ordinal_position) IS NULL",
+    )
+    .await;
     assert!(missing.is_empty(), "columns without COMMENT: {missing:?}");
 }

@@ -183,13 +183,7 @@ async fn first_sync_lands_everything_and_a_second_writes_nothing() {
         .unwrap()
         .get(0);
     assert_eq!(synced_before, synced_after);
-    let runs: Vec<String> = c
-        .query("SELECT status FROM sync_runs ORDER BY run_id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let runs = strings(&c, "SELECT status FROM sync_runs ORDER BY run_id").await;
     assert_eq!(runs, ["succeeded", "succeeded"]);
 }
 
@@ -339,16 +333,11 @@ async fn entities_cdata_emoji_rtl_and_nul_survive_in_every_flavour() {
         let r = h.sync().await;
         assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
         let c = db.client().await;
-        let got: Vec<String> = c
-            .query(
-                "SELECT message FROM takecontrol_chat_messages ORDER BY seq",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let got = strings(
+            &c,
+            "SELECT message FROM takecontrol_chat_messages ORDER BY seq",
+        )
+        .await;
         let mut want: Vec<String> = texts.iter().map(|t| t.replace('\0', "")).collect();
         want.push("My <drive> & stuff".into());
         assert_eq!(got, want, "flavour {extra:?}");

@@ -157,3 +157,13 @@ pub async fn count(c: &tokio_postgres::Client, table: &str) -> i64 {
         .unwrap()
         .get(0)
 }
+
+/// The first column of every row of `sql`, as strings.
+pub async fn strings(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    c.query(sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}

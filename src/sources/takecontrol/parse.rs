@@ -386,13 +386,7 @@ fn custom_fields(names: Option<&Value>, values: Option<&Value>) -> Option<Value>
 
 /// CHAT_INFO as JSON (an XML string, or XML already converted to JSON) → messages, in order.
 fn chat_messages(v: &Value, tz: Tz) -> Result<Vec<ChatMessage>, String> {
-    let tree = xml_value(v)?;
-    let chat = child_ci(&tree, "chat").unwrap_or(&tree);
-    let messages = match child_ci(chat, "message") {
-        None => return Ok(Vec::new()),
-        Some(Value::Array(a)) => a.clone(),
-        Some(one) => vec![one.clone()],
-    };
+    let messages = xml_list(v, "chat", "message")?;
     Ok(messages
         .iter()
         .map(|m| match m {
@@ -422,13 +416,7 @@ fn chat_messages(v: &Value, tz: Tz) -> Result<Vec<ChatMessage>, String> {
 
 /// VIDEO_LINKS → URLs, in order.
 fn video_links(v: &Value) -> Result<Vec<String>, String> {
-    let tree = xml_value(v)?;
-    let videos = child_ci(&tree, "videos").unwrap_or(&tree);
-    let list = match child_ci(videos, "video") {
-        None => return Ok(Vec::new()),
-        Some(Value::Array(a)) => a.clone(),
-        Some(one) => vec![one.clone()],
-    };
+    let list = xml_list(v, "videos", "video")?;
     Ok(list
         .iter()
         .filter_map(|e| match e {
@@ -437,6 +425,17 @@ fn video_links(v: &Value) -> Result<Vec<String>, String> {
         })
         .map(|s| s.trim().to_string())
         .collect())
+}
+
+/// The `<item>` entries under `<wrapper>` (or at the top) of a nested-XML field, in order.
+fn xml_list(v: &Value, wrapper: &str, item: &str) -> Result<Vec<Value>, String> {
+    let tree = xml_value(v)?;
+    let outer = child_ci(&tree, wrapper).unwrap_or(&tree);
+    Ok(match child_ci(outer, item) {
+        None => Vec::new(),
+        Some(Value::Array(a)) => a.clone(),
+        Some(one) => vec![one.clone()],
+    })
 }
 
 /// A nested-XML field as a JSON tree: strings are parsed as XML, objects taken as they are.
