@@ -147,10 +147,6 @@ impl HttpClient {
         self.retries.load(Ordering::Relaxed)
     }
 
-    pub fn account(&self) -> &str {
-        &self.account
-    }
-
     /// Sends the request `build` makes (again for each attempt) and returns a 2xx response.
     /// `endpoint` is a fixed label (a path without ids) for metrics, logs and errors.
     pub async fn send(

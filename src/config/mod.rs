@@ -270,7 +270,7 @@ impl Settings {
         validate(file, raw, env)
     }
 
-    /// Settings for one enabled Take Control account by name, for tests and the demo.
+    /// The Take Control accounts that are enabled.
     pub fn enabled_takecontrol(&self) -> impl Iterator<Item = &TakeControlSettings> {
         self.takecontrol.iter().filter(|t| t.stream.enabled)
     }

@@ -5,12 +5,11 @@ mod bookkeeping;
 mod migrate;
 mod tls;
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
-use crate::config::{Secret, WarehouseSettings};
+use crate::config::WarehouseSettings;
 
 pub use bookkeeping::*;
 pub use migrate::MIGRATIONS;
@@ -140,16 +139,5 @@ fn pool_error(e: deadpool_postgres::PoolError) -> String {
     match e {
         deadpool_postgres::PoolError::Backend(be) => pg_detail(&be),
         other => other.to_string(),
-    }
-}
-
-impl FromStr for Warehouse {
-    type Err = WarehouseError;
-    fn from_str(url: &str) -> Result<Self, Self::Err> {
-        Warehouse::new(&WarehouseSettings {
-            url: Secret::new(url),
-            schema: "sessionsync".into(),
-            pool_size: 4,
-        })
     }
 }
