@@ -59,6 +59,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         server: crate::config::ServerSettings {
             listen: args.listen,
         },
+        mluvii: vec![],
         takecontrol: vec![TakeControlSettings {
             stream: StreamSettings {
                 account: "demo".into(),

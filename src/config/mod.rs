@@ -54,6 +54,7 @@ pub struct Settings {
     pub warehouse: WarehouseSettings,
     pub server: ServerSettings,
     pub takecontrol: Vec<TakeControlSettings>,
+    pub mluvii: Vec<MluviiSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -116,6 +117,22 @@ pub struct TakeControlSettings {
     pub output_format: OutputFormat,
 }
 
+#[derive(Debug, Clone)]
+pub struct MluviiSettings {
+    pub stream: StreamSettings,
+    pub http: HttpSettings,
+    pub base_url: reqwest::Url,
+    /// The API user (OAuth client id).
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Detail/routing requests in flight at once.
+    pub concurrency: usize,
+    /// `limit` of the list requests.
+    pub page_size: usize,
+    /// A session not CLOSED after this long (from `created`) is no longer re-polled.
+    pub max_open_age: Duration,
+}
+
 /// A standard 5-field crontab expression (an optional leading seconds field is accepted), in UTC.
 #[derive(Clone)]
 pub struct Schedule {
@@ -171,6 +188,8 @@ struct RawFile {
     server: RawServer,
     #[serde(default)]
     takecontrol: Vec<RawTakeControl>,
+    #[serde(default)]
+    mluvii: Vec<RawMluvii>,
 }
 
 #[derive(Deserialize, Default)]
@@ -202,6 +221,28 @@ struct RawTakeControl {
     window: Option<String>,
     timezone: Option<String>,
     output_format: Option<OutputFormat>,
+    requests_per_second: Option<f64>,
+    timeout: Option<String>,
+    max_retries: Option<usize>,
+    max_retry_wait: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMluvii {
+    account: String,
+    #[serde(default)]
+    enabled: Option<bool>,
+    base_url: Option<String>,
+    client_id: String,
+    client_secret: Secret,
+    schedule: Option<String>,
+    start: String,
+    lookback: Option<String>,
+    window: Option<String>,
+    concurrency: Option<usize>,
+    page_size: Option<usize>,
+    max_open_age: Option<String>,
     requests_per_second: Option<f64>,
     timeout: Option<String>,
     max_retries: Option<usize>,
@@ -268,6 +309,11 @@ impl Settings {
             invalid(&key, e.into_inner().to_string())
         })?;
         validate(file, raw, env)
+    }
+
+    /// The mluvii accounts that are enabled.
+    pub fn enabled_mluvii(&self) -> impl Iterator<Item = &MluviiSettings> {
+        self.mluvii.iter().filter(|t| t.stream.enabled)
     }
 
     /// The Take Control accounts that are enabled.
@@ -401,12 +447,15 @@ fn validate(
         let k = |name: &str| format!("takecontrol[{i}].{name}");
         let stream = stream_settings(
             &k,
-            &t.account,
-            t.enabled,
-            t.schedule.as_deref(),
-            &t.start,
-            t.lookback.as_deref(),
-            t.window.as_deref(),
+            StreamFields {
+                account: &t.account,
+                enabled: t.enabled,
+                schedule: t.schedule.as_deref(),
+                start: &t.start,
+                lookback: t.lookback.as_deref(),
+                window: t.window.as_deref(),
+            },
+            "24h",
         )
         .map_err(fail)?;
         if !seen.insert(t.account.clone()) {
@@ -448,6 +497,79 @@ fn validate(
         });
     }
 
+    let mut seen = HashSet::new();
+    let mut mluvii = Vec::new();
+    for (i, m) in raw.mluvii.into_iter().enumerate() {
+        let k = |name: &str| format!("mluvii[{i}].{name}");
+        let stream = stream_settings(
+            &k,
+            StreamFields {
+                account: &m.account,
+                enabled: m.enabled,
+                schedule: m.schedule.as_deref(),
+                start: &m.start,
+                lookback: m.lookback.as_deref(),
+                window: m.window.as_deref(),
+            },
+            "1h",
+        )
+        .map_err(fail)?;
+        if !seen.insert(m.account.clone()) {
+            return Err(fail((
+                k("account"),
+                format!(
+                    "account `{}` appears twice; names must be unique per source",
+                    m.account
+                ),
+            )));
+        }
+        let http = http_settings(
+            &k,
+            m.timeout.as_deref(),
+            m.max_retries,
+            m.max_retry_wait.as_deref(),
+            m.requests_per_second,
+        )
+        .map_err(fail)?;
+        let base_url = parse_base_url(
+            &k("base_url"),
+            m.base_url.as_deref().unwrap_or("https://app.mluvii.com"),
+        )
+        .map_err(fail)?;
+        if m.client_id.trim().is_empty() {
+            return Err(fail((k("client_id"), "is empty".into())));
+        }
+        if m.client_secret.is_empty() {
+            return Err(fail((k("client_secret"), "is empty".into())));
+        }
+        let concurrency = m.concurrency.unwrap_or(4);
+        if !(1..=64).contains(&concurrency) {
+            return Err(fail((
+                k("concurrency"),
+                format!("{concurrency} must be between 1 and 64"),
+            )));
+        }
+        let page_size = m.page_size.unwrap_or(1000);
+        if !(1..=5000).contains(&page_size) {
+            return Err(fail((
+                k("page_size"),
+                format!("{page_size} must be between 1 and 5000"),
+            )));
+        }
+        let max_open_age =
+            parse_duration(&k("max_open_age"), m.max_open_age.as_deref(), "7d").map_err(fail)?;
+        mluvii.push(MluviiSettings {
+            stream,
+            http,
+            base_url,
+            client_id: m.client_id,
+            client_secret: m.client_secret,
+            concurrency,
+            page_size,
+            max_open_age,
+        });
+    }
+
     Ok(Settings {
         file: file.to_path_buf(),
         warehouse: WarehouseSettings {
@@ -457,20 +579,35 @@ fn validate(
         },
         server: ServerSettings { listen },
         takecontrol,
+        mluvii,
     })
 }
 
 type KeyProblem = (String, String);
 
+/// The keys every stream takes, as written in the file.
+struct StreamFields<'a> {
+    account: &'a str,
+    enabled: Option<bool>,
+    schedule: Option<&'a str>,
+    start: &'a str,
+    lookback: Option<&'a str>,
+    window: Option<&'a str>,
+}
+
 fn stream_settings(
     k: &dyn Fn(&str) -> String,
-    account: &str,
-    enabled: Option<bool>,
-    schedule: Option<&str>,
-    start: &str,
-    lookback: Option<&str>,
-    window: Option<&str>,
+    f: StreamFields<'_>,
+    default_lookback: &str,
 ) -> Result<StreamSettings, KeyProblem> {
+    let StreamFields {
+        account,
+        enabled,
+        schedule,
+        start,
+        lookback,
+        window,
+    } = f;
     if account.is_empty()
         || account.len() > 64
         || !account
@@ -494,7 +631,7 @@ fn stream_settings(
             )
         })?
         .with_timezone(&Utc);
-    let lookback = parse_duration(&k("lookback"), lookback, "24h")?;
+    let lookback = parse_duration(&k("lookback"), lookback, default_lookback)?;
     let window = parse_duration(&k("window"), window, "1d")?;
     if window < Duration::from_secs(60) {
         return Err((k("window"), "must be at least 1m".into()));

@@ -4,6 +4,7 @@
 //! Each simulator has a [`Faults`] queue (the next requests get a 429, a 5xx, a delay, a cut-off
 //! body, a vendor error ...) and a [`RequestLog`] with the time of every request.
 
+pub mod mluvii;
 pub mod takecontrol;
 
 use std::collections::VecDeque;

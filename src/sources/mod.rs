@@ -2,6 +2,7 @@
 //! system means a folder here, a migration in `sql/`, and its section in the config.
 
 pub mod lenient;
+pub mod mluvii;
 pub mod takecontrol;
 pub mod xml;
 
@@ -25,6 +26,9 @@ pub fn build(
             metrics.clone(),
         )));
     }
+    for m in settings.enabled_mluvii() {
+        out.push(Arc::new(mluvii::Mluvii::new(m.clone(), metrics.clone())));
+    }
     out.retain(|s| {
         only_source.is_none_or(|x| s.key().source == x)
             && only_account.is_none_or(|a| s.key().account == a)
@@ -33,4 +37,4 @@ pub fn build(
 }
 
 /// The names `--source` accepts.
-pub const SOURCES: &[&str] = &[takecontrol::SOURCE];
+pub const SOURCES: &[&str] = &[takecontrol::SOURCE, mluvii::SOURCE];

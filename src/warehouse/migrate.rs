@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0002_takecontrol",
         include_str!("../../sql/0002_takecontrol.sql"),
     ),
+    ("0003_mluvii", include_str!("../../sql/0003_mluvii.sql")),
 ];
 
 /// Advisory-lock class for sessionsync (`'sess'` as an int); the second key says what is locked.

@@ -1,0 +1,717 @@
+//! mluvii simulator: the OAuth token endpoint (tokens expire, can be revoked), the session list
+//! with `Created`/`Ended`/`Status` filters and `limit`/`offset` paging, the detail and the
+//! routing history of each session, and an optional server-side rate limit (429 + Retry-After
+//! beyond R requests/s). Sessions move through ACW to CLOSED as the simulator's clock passes
+//! their `left`/`concluded` times: a time still in the future is not shown yet.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, FixedOffset, SecondsFormat, TimeDelta, Utc};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+
+use super::{Faults, RequestLog, SimServer, apply_fault, serve, truncate};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimOperator {
+    pub user_id: i64,
+    pub first_name: String,
+    pub last_name: String,
+    pub joined: Option<DateTime<Utc>>,
+    pub left: Option<DateTime<Utc>>,
+    pub concluded: Option<DateTime<Utc>>,
+}
+
+impl SimOperator {
+    pub fn new(user_id: i64) -> Self {
+        SimOperator {
+            user_id,
+            first_name: format!("Op{user_id}"),
+            last_name: "Erator".into(),
+            joined: None,
+            left: None,
+            concluded: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimRouting {
+    pub at: DateTime<Utc>,
+    pub activity_type: String,
+    pub operator: Option<i64>,
+    pub group: Option<(i64, String)>,
+    pub phone_number: Option<String>,
+}
+
+impl SimRouting {
+    pub fn new(at: DateTime<Utc>, activity_type: &str, operator: Option<i64>) -> Self {
+        SimRouting {
+            at,
+            activity_type: activity_type.into(),
+            operator,
+            group: Some((10, "Support".into())),
+            phone_number: None,
+        }
+    }
+}
+
+/// One session as mluvii holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimSession {
+    pub id: i64,
+    pub channel: String,
+    pub source: String,
+    pub created: DateTime<Utc>,
+    pub guest_joined: Option<DateTime<Utc>>,
+    pub started: Option<DateTime<Utc>>,
+    pub ended: Option<DateTime<Utc>>,
+    /// ISO 8601 durations, as the API writes them.
+    pub waited: Option<String>,
+    pub length: Option<String>,
+    pub operators: Vec<SimOperator>,
+    pub routing: Vec<SimRouting>,
+    /// Overrides the status the clock would give (e.g. BLACKLISTED, or an unknown value).
+    pub status: Option<String>,
+    pub direct_call_number: Option<String>,
+    pub phone_callback_number: Option<String>,
+    pub tags: Vec<String>,
+    pub stars: Option<i64>,
+}
+
+impl SimSession {
+    pub fn new(id: i64, created: DateTime<Utc>) -> Self {
+        SimSession {
+            id,
+            channel: "Chat".into(),
+            source: "Default".into(),
+            created,
+            guest_joined: None,
+            started: None,
+            ended: None,
+            waited: None,
+            length: None,
+            operators: Vec::new(),
+            routing: Vec::new(),
+            status: None,
+            direct_call_number: None,
+            phone_callback_number: None,
+            tags: Vec::new(),
+            stars: None,
+        }
+    }
+
+    /// The status at `now`, from the timeline.
+    pub fn status_at(&self, now: DateTime<Utc>) -> String {
+        if let Some(s) = &self.status {
+            return s.clone();
+        }
+        let seen = |t: Option<DateTime<Utc>>| t.is_some_and(|t| t <= now);
+        let s = if seen(self.ended) {
+            let in_acw = self
+                .operators
+                .iter()
+                .any(|o| seen(o.left) && !seen(o.concluded));
+            if in_acw { "ACW" } else { "CLOSED" }
+        } else if seen(self.started) {
+            "ACTIVE"
+        } else if self.routing.iter().any(|r| r.at <= now) {
+            "IN_QUEUE"
+        } else {
+            "CREATED"
+        };
+        s.to_string()
+    }
+}
+
+/// Times are written with this offset (+01:00), as a Prague tenant would see them.
+fn fmt(t: DateTime<Utc>) -> String {
+    let prague = FixedOffset::east_opt(3600).expect("valid offset");
+    t.with_timezone(&prague)
+        .to_rfc3339_opts(SecondsFormat::AutoSi, false)
+}
+
+fn shown(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Value {
+    match t {
+        Some(t) if t <= now => json!(fmt(t)),
+        _ => Value::Null,
+    }
+}
+
+pub struct Shared {
+    client_id: String,
+    client_secret: String,
+    sessions: RwLock<BTreeMap<i64, SimSession>>,
+    /// token → when it expires.
+    tokens: Mutex<HashMap<String, Instant>>,
+    token_lifetime: RwLock<Duration>,
+    /// After this many more API requests, every issued token expires.
+    expire_after: Mutex<Option<u64>>,
+    issued: AtomicU64,
+    clock: RwLock<Option<DateTime<Utc>>>,
+    /// Server-side limit: (R per second, bucket level, last refill).
+    rate: Mutex<Option<(f64, f64, Instant)>>,
+    pub faults: Faults,
+    pub log: RequestLog,
+}
+
+impl Shared {
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.read().expect("clock").unwrap_or_else(Utc::now)
+    }
+}
+
+/// A running mluvii simulator.
+pub struct MluviiSim {
+    pub server: SimServer,
+    pub shared: Arc<Shared>,
+}
+
+impl MluviiSim {
+    pub async fn start(
+        client_id: &str,
+        client_secret: &str,
+        sessions: Vec<SimSession>,
+    ) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+            sessions: RwLock::new(sessions.into_iter().map(|s| (s.id, s)).collect()),
+            tokens: Mutex::new(HashMap::new()),
+            token_lifetime: RwLock::new(Duration::from_secs(3600)),
+            expire_after: Mutex::new(None),
+            issued: AtomicU64::new(0),
+            clock: RwLock::new(None),
+            rate: Mutex::new(None),
+            faults: Faults::default(),
+            log: RequestLog::default(),
+        });
+        let router = Router::new()
+            .route("/login/connect/token", post(token))
+            .route("/api/v1/Sessions", get(list))
+            .route("/api/v1/Sessions/{id}", get(detail))
+            .route("/api/v1/Sessions/{id}/routingHistory", get(routing))
+            .with_state(shared.clone());
+        Ok(MluviiSim {
+            server: serve(router).await?,
+            shared,
+        })
+    }
+
+    pub fn base_url(&self) -> String {
+        self.server.base_url()
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.shared.faults
+    }
+
+    pub fn log(&self) -> &RequestLog {
+        &self.shared.log
+    }
+
+    /// Tokens issued so far.
+    pub fn tokens_issued(&self) -> u64 {
+        self.shared.issued.load(Ordering::Relaxed)
+    }
+
+    /// Every token issued so far expires after `n` more API requests.
+    pub fn expire_tokens_after(&self, n: u64) {
+        *self.shared.expire_after.lock().expect("expiry") = Some(n);
+    }
+
+    pub fn set_token_lifetime(&self, d: Duration) {
+        *self.shared.token_lifetime.write().expect("lifetime") = d;
+    }
+
+    /// Fixes the simulator's clock (`None`: the real time).
+    pub fn set_clock(&self, t: Option<DateTime<Utc>>) {
+        *self.shared.clock.write().expect("clock") = t;
+    }
+
+    /// At most `per_second` API requests per second (bucket of one second's worth); beyond
+    /// that, 429 with `Retry-After`. `None` lifts the limit.
+    pub fn set_rate_limit(&self, per_second: Option<f64>) {
+        *self.shared.rate.lock().expect("rate") = per_second.map(|r| (r, r, Instant::now()));
+    }
+
+    pub fn upsert(&self, s: SimSession) {
+        self.shared
+            .sessions
+            .write()
+            .expect("sessions")
+            .insert(s.id, s);
+    }
+
+    pub fn update(&self, id: i64, f: impl FnOnce(&mut SimSession)) {
+        if let Some(s) = self.shared.sessions.write().expect("sessions").get_mut(&id) {
+            f(s);
+        }
+    }
+
+    pub fn remove(&self, id: i64) {
+        self.shared.sessions.write().expect("sessions").remove(&id);
+    }
+
+    pub fn sessions(&self) -> Vec<SimSession> {
+        self.shared
+            .sessions
+            .read()
+            .expect("sessions")
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+fn problem(status: StatusCode, title: &str) -> Response {
+    (
+        status,
+        [("content-type", "application/json")],
+        json!({"title": title, "status": status.as_u16()}).to_string(),
+    )
+        .into_response()
+}
+
+async fn token(
+    State(sh): State<Arc<Shared>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let resp = if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "unsupported_grant_type"})),
+        )
+            .into_response()
+    } else if form.get("client_id") != Some(&sh.client_id)
+        || form.get("client_secret") != Some(&sh.client_secret)
+    {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_client"})),
+        )
+            .into_response()
+    } else {
+        let n = sh.issued.fetch_add(1, Ordering::Relaxed) + 1;
+        let value = format!("sim-token-{n}-{:016x}", rand::rng().random::<u64>());
+        let lifetime = *sh.token_lifetime.read().expect("lifetime");
+        sh.tokens
+            .lock()
+            .expect("tokens")
+            .insert(value.clone(), Instant::now() + lifetime);
+        Json(json!({"access_token": value, "expires_in": lifetime.as_secs(), "token_type": "Bearer"}))
+            .into_response()
+    };
+    sh.log.push("/login/connect/token", resp.status().as_u16());
+    resp
+}
+
+use axum::Json;
+
+/// Authentication, rate limit and faults for an API request; `Ok(cut)` lets the handler answer.
+async fn gate(sh: &Shared, headers: &HeaderMap) -> Result<bool, Response> {
+    {
+        let mut exp = sh.expire_after.lock().expect("expiry");
+        if let Some(n) = exp.as_mut() {
+            if *n == 0 {
+                sh.tokens.lock().expect("tokens").clear();
+                *exp = None;
+            } else {
+                *n -= 1;
+            }
+        }
+    }
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let valid = sh
+        .tokens
+        .lock()
+        .expect("tokens")
+        .get(token)
+        .is_some_and(|exp| *exp > Instant::now());
+    if !valid {
+        return Err(problem(StatusCode::UNAUTHORIZED, "Unauthorized"));
+    }
+    if let Some((r, level, last)) = sh.rate.lock().expect("rate").as_mut() {
+        let now = Instant::now();
+        *level = (*level + now.duration_since(*last).as_secs_f64() * *r).min(*r);
+        *last = now;
+        if *level < 1.0 {
+            let wait = ((1.0 - *level) / *r).ceil().max(1.0) as u64;
+            let mut resp = problem(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
+            resp.headers_mut()
+                .insert("retry-after", wait.to_string().parse().expect("ascii"));
+            return Err(resp);
+        }
+        *level -= 1.0;
+    }
+    apply_fault(&sh.faults, |m| {
+        problem(StatusCode::INTERNAL_SERVER_ERROR, m)
+    })
+    .await
+}
+
+fn json_body(v: &Value, cut: bool) -> Response {
+    let body = v.to_string();
+    let body = if cut { truncate(body) } else { body };
+    ([("content-type", "application/json")], body).into_response()
+}
+
+fn parse_time(v: Option<&String>) -> Result<Option<DateTime<Utc>>, ()> {
+    match v.map(|s| s.trim()) {
+        None | Some("") => Ok(None),
+        Some(s) => DateTime::parse_from_rfc3339(s)
+            .map(|d| Some(d.with_timezone(&Utc)))
+            .map_err(|_| ()),
+    }
+}
+
+async fn list(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let resp = list_answer(&sh, &headers, &q).await;
+    sh.log.push("/api/v1/Sessions", resp.status().as_u16());
+    resp
+}
+
+async fn list_answer(sh: &Shared, headers: &HeaderMap, q: &HashMap<String, String>) -> Response {
+    let cut = match gate(sh, headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let get = |k: &str| {
+        q.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v)
+    };
+    let (Ok(cmin), Ok(cmax), Ok(emin), Ok(emax)) = (
+        parse_time(get("Created.Min")),
+        parse_time(get("Created.Max")),
+        parse_time(get("Ended.Min")),
+        parse_time(get("Ended.Max")),
+    ) else {
+        return problem(StatusCode::BAD_REQUEST, "Invalid date filter");
+    };
+    let limit: usize = match get("limit").map(|v| v.parse()) {
+        None => 100,
+        Some(Ok(n)) if n > 0 => n,
+        _ => return problem(StatusCode::BAD_REQUEST, "Invalid limit"),
+    };
+    let offset: usize = match get("offset").map(|v| v.parse()) {
+        None => 0,
+        Some(Ok(n)) => n,
+        _ => return problem(StatusCode::BAD_REQUEST, "Invalid offset"),
+    };
+    let status = get("Status");
+    let now = sh.now();
+    let sessions = sh.sessions.read().expect("sessions");
+    let items: Vec<Value> = sessions
+        .values()
+        .filter(|s| s.created <= now)
+        .filter(|s| cmin.is_none_or(|m| s.created >= m) && cmax.is_none_or(|m| s.created <= m))
+        .filter(|s| {
+            let ended = s.ended.filter(|e| *e <= now);
+            (emin.is_none() && emax.is_none())
+                || ended.is_some_and(|e| emin.is_none_or(|m| e >= m) && emax.is_none_or(|m| e <= m))
+        })
+        .filter(|s| status.is_none_or(|st| s.status_at(now).eq_ignore_ascii_case(st)))
+        .skip(offset)
+        .take(limit)
+        .map(|s| {
+            json!({
+                "id": s.id, "channel": s.channel, "source": s.source, "status": s.status_at(now),
+                "created": fmt(s.created), "ended": shown(s.ended, now),
+            })
+        })
+        .collect();
+    json_body(&Value::Array(items), cut)
+}
+
+fn session_json(s: &SimSession, now: DateTime<Utc>) -> Value {
+    let ops: Vec<Value> = s
+        .operators
+        .iter()
+        .filter(|o| o.joined.is_none_or(|j| j <= now))
+        .map(|o| {
+            json!({
+                "userId": o.user_id, "userName": format!("{}.{}", o.first_name, o.last_name).to_lowercase(),
+                "firstName": o.first_name, "lastName": o.last_name,
+                "joined": shown(o.joined, now), "left": shown(o.left, now),
+                "concluded": shown(o.concluded, now), "note": Value::Null,
+            })
+        })
+        .collect();
+    let ended_seen = s.ended.is_some_and(|e| e <= now);
+    json!({
+        "id": s.id, "companyId": 1, "departmentId": 2, "channel": s.channel, "source": s.source,
+        "status": s.status_at(now), "directCallNumber": s.direct_call_number,
+        "phoneCallbackNumber": s.phone_callback_number, "url": "https://shop.example/help",
+        "widget": "default", "created": fmt(s.created), "guestJoined": shown(s.guest_joined, now),
+        "started": shown(s.started, now), "ended": shown(s.ended, now),
+        "waited": s.waited, "length": if ended_seen { json!(s.length) } else { Value::Null },
+        "operators": ops, "recordings": Value::Null, "activities": [],
+        "tags": s.tags.iter().enumerate().map(|(i, t)| json!({"id": i + 1, "name": t})).collect::<Vec<_>>(),
+        "guestFeedbackStars": s.stars,
+    })
+}
+
+fn routing_json(s: &SimSession, now: DateTime<Utc>) -> Value {
+    Value::Array(
+        s.routing
+            .iter()
+            .filter(|r| r.at <= now)
+            .map(|r| {
+                json!({
+                    "routingRequestId": s.id * 10 + 1, "timestamp": fmt(r.at),
+                    "activityType": r.activity_type,
+                    "group": r.group.as_ref().map(|(id, name)| json!({"id": id, "name": name})),
+                    "phoneNumber": r.phone_number,
+                    "operator": r.operator.map(|u| json!({"userId": u, "firstName": format!("Op{u}"), "lastName": "Erator"})),
+                    "forwardedByOperator": Value::Null, "invitedByOperator": Value::Null,
+                })
+            })
+            .collect(),
+    )
+}
+
+async fn detail(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let resp = one(&sh, &headers, &id, session_json).await;
+    sh.log.push("/api/v1/Sessions/{id}", resp.status().as_u16());
+    resp
+}
+
+async fn routing(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let resp = one(&sh, &headers, &id, routing_json).await;
+    sh.log.push(
+        "/api/v1/Sessions/{id}/routingHistory",
+        resp.status().as_u16(),
+    );
+    resp
+}
+
+async fn one(
+    sh: &Shared,
+    headers: &HeaderMap,
+    id: &str,
+    render: fn(&SimSession, DateTime<Utc>) -> Value,
+) -> Response {
+    let cut = match gate(sh, headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Ok(id) = id.parse::<i64>() else {
+        return problem(StatusCode::BAD_REQUEST, "Invalid id");
+    };
+    let now = sh.now();
+    let body = match sh.sessions.read().expect("sessions").get(&id) {
+        Some(s) if s.created <= now => render(s, now),
+        _ => return problem(StatusCode::NOT_FOUND, "Session not found"),
+    };
+    json_body(&body, cut)
+}
+
+/// ISO 8601 duration of whole milliseconds, as mluvii writes them (`PT1M23.5S`).
+pub fn iso(ms: i64) -> String {
+    let sign = if ms < 0 { "-" } else { "" };
+    let ms = ms.abs();
+    let (h, m, s, frac) = (
+        ms / 3_600_000,
+        (ms / 60_000) % 60,
+        (ms / 1000) % 60,
+        ms % 1000,
+    );
+    let mut out = format!("{sign}PT");
+    if h > 0 {
+        out.push_str(&format!("{h}H"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}M"));
+    }
+    if frac > 0 {
+        let f = format!("{frac:03}");
+        out.push_str(&format!("{s}.{}S", f.trim_end_matches('0')));
+    } else if s > 0 || (h == 0 && m == 0) {
+        out.push_str(&format!("{s}S"));
+    }
+    out
+}
+
+/// The kinds of session [`generate`] makes, in turn.
+pub const PATHS: [&str; 8] = [
+    "chat answered",
+    "abandoned in queue",
+    "forwarded",
+    "two operators",
+    "callback",
+    "campaign",
+    "phone with PBX wait",
+    "still in ACW",
+];
+
+/// A seeded dataset of `n` sessions created in `[from, to)`, cycling through [`PATHS`], with
+/// millisecond timestamps, the odd unknown activityType and the odd negative span. Sessions of
+/// the path "still in ACW" conclude up to ten minutes after `to`.
+pub fn generate(seed: u64, n: usize, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<SimSession> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let span_ms = (to - from).num_milliseconds().max(2);
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = 500_000 + i as i64;
+        let created = from + TimeDelta::milliseconds(rng.random_range(0..span_ms * 9 / 10));
+        let mut ms = |lo: i64, hi: i64| TimeDelta::milliseconds(rng.random_range(lo..hi));
+        let path = PATHS[i % PATHS.len()];
+        let mut s = SimSession::new(id, created);
+        let rrc = created + ms(200, 3_000);
+        s.routing
+            .push(SimRouting::new(rrc, "RoutingRequestCreated", None));
+        s.routing
+            .push(SimRouting::new(rrc + ms(1, 50), "EnteredGroupQueue", None));
+        if path == "abandoned in queue" {
+            s.routing.push(SimRouting::new(
+                rrc + ms(10_000, 60_000),
+                "GroupQueueTimeoutExpired",
+                None,
+            ));
+            s.ended = Some(rrc + ms(60_000, 90_000));
+            s.routing
+                .push(SimRouting::new(s.ended.unwrap(), "RoutingEnded", None));
+            out.push(s);
+            continue;
+        }
+        let op1 = 100 + (i as i64 % 7);
+        let assigned = rrc + ms(1_000, 40_000);
+        let accepted = assigned + ms(500, 15_000);
+        s.routing
+            .push(SimRouting::new(assigned, "AssignedToOperator", Some(op1)));
+        s.routing
+            .push(SimRouting::new(accepted, "AcceptedByOperator", Some(op1)));
+        if i % 11 == 0 {
+            s.routing.push(SimRouting::new(
+                accepted + ms(1, 10),
+                "BrandNewActivity",
+                None,
+            ));
+        }
+        s.started = Some(accepted);
+        s.guest_joined = Some(accepted + ms(100, 4_000));
+        let talk = ms(30_000, 900_000);
+        let ended = accepted + talk;
+        s.ended = Some(ended);
+        s.length = Some(iso(talk.num_milliseconds()));
+        let mut o1 = SimOperator::new(op1);
+        o1.joined = Some(accepted);
+        o1.left = Some(ended);
+        o1.concluded = Some(ended + ms(5_000, 120_000));
+        match path {
+            "forwarded" => {
+                let fwd = accepted + talk / 2;
+                let op2 = op1 + 50;
+                o1.left = Some(fwd);
+                o1.concluded = Some(fwd + ms(1_000, 30_000));
+                s.routing
+                    .push(SimRouting::new(fwd, "ForwardedToUser", Some(op1)));
+                s.routing.push(SimRouting::new(
+                    fwd + ms(1, 500),
+                    "AssignedToOperator",
+                    Some(op2),
+                ));
+                s.routing.push(SimRouting::new(
+                    fwd + ms(600, 5_000),
+                    "AcceptedByOperator",
+                    Some(op2),
+                ));
+                let mut o2 = SimOperator::new(op2);
+                o2.joined = Some(fwd + ms(600, 5_000));
+                o2.left = Some(ended);
+                o2.concluded = Some(ended + ms(5_000, 60_000));
+                s.operators.push(o2);
+            }
+            "two operators" => {
+                let op2 = op1 + 60;
+                s.routing.push(SimRouting::new(
+                    accepted + ms(10_000, 20_000),
+                    "InvitedUser",
+                    Some(op2),
+                ));
+                let mut o2 = SimOperator::new(op2);
+                o2.joined = Some(accepted + ms(20_000, 30_000));
+                o2.left = Some(ended);
+                o2.concluded = Some(ended + ms(130_000, 300_000));
+                s.operators.push(o2);
+            }
+            "callback" => {
+                s.source = "Callback".into();
+                s.phone_callback_number = Some("+420600000000".into());
+            }
+            "campaign" => {
+                s.source = "Campaign".into();
+                s.channel = "Phone".into();
+            }
+            "phone with PBX wait" => {
+                s.channel = "Phone".into();
+                s.source = "IncomingCall".into();
+                s.direct_call_number = Some("+420222000111".into());
+                s.waited = Some(iso((accepted - created).num_milliseconds()));
+            }
+            "still in ACW" => {
+                o1.concluded = Some(to + ms(1_000, 600_000));
+            }
+            _ => {}
+        }
+        if i % 13 == 0 {
+            // Odd data: the guest "joined" before the session was created.
+            s.guest_joined = Some(created - ms(1_000, 5_000));
+        }
+        s.operators.insert(0, o1);
+        s.tags = if i % 4 == 0 {
+            vec!["vip".into()]
+        } else {
+            vec![]
+        };
+        s.stars = (i % 3 == 0).then(|| 1 + (i as i64 % 5));
+        out.push(s);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_writes_what_the_parser_reads() {
+        use crate::sources::mluvii::durations::parse_iso_duration;
+        for ms in [0, 1, 500, 83_500, 3_600_000, 93_784_123, -5_000] {
+            assert_eq!(
+                parse_iso_duration(&iso(ms)).unwrap(),
+                ms as f64 / 1000.0,
+                "{}",
+                iso(ms)
+            );
+        }
+        assert_eq!(iso(83_500), "PT1M23.5S");
+        assert_eq!(iso(0), "PT0S");
+    }
+}

@@ -1,0 +1,362 @@
+//! mluvii sessions with their operators, routing history and state durations (sources.md §3).
+//!
+//! A window `[start, end)` lists sessions by `created` (asked one second wider on each side,
+//! then cut exactly, so the API's unknown inclusiveness cannot lose or double a boundary
+//! session), page by page, then reads each session's detail and routing history with
+//! `concurrency` requests in flight under the account's rate ceiling.
+//!
+//! **Final values.** A session keeps changing after it ends: ACW lasts until every operator
+//! concluded. The stream remembers, in `sync_state.state`, the ids of sessions it wrote that
+//! were not yet CLOSED (`open`), and re-polls them by id in the first window of every run until
+//! they are CLOSED (or have been waited for longer than `max_open_age`). It also remembers the
+//! CLOSED sessions within the lookback (`closed`), so the lookback re-lists them without
+//! reading them again. Both sets commit in the same transaction as the rows.
+
+mod auth;
+pub mod durations;
+pub mod model;
+mod store;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use futures::{StreamExt, TryStreamExt};
+use serde_json::{Value, json};
+
+use crate::config::{MluviiSettings, StreamSettings};
+use crate::engine::{Batch, Rejected, Source, SourceError, StreamKey, StreamState, Window};
+use crate::http::{HttpClient, HttpError};
+use crate::telemetry::Metrics;
+pub use auth::{AuthError, TOKEN_PATH};
+use model::Normalized;
+
+pub const SOURCE: &str = "mluvii";
+pub const LIST_PATH: &str = "/api/v1/Sessions";
+pub const DETAIL_PATH: &str = "/api/v1/Sessions/{id}";
+pub const ROUTING_PATH: &str = "/api/v1/Sessions/{id}/routingHistory";
+
+pub struct Mluvii {
+    key: StreamKey,
+    settings: MluviiSettings,
+    http: HttpClient,
+    tokens: auth::TokenCache,
+    /// Start of the first window of the current run: that window re-polls the open sessions.
+    first_window: Mutex<Option<DateTime<Utc>>>,
+}
+
+/// What the stream remembers between runs: open session id → when it was first seen open;
+/// closed session id → its `created` (RFC 3339, empty when unknown).
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+struct Remembered {
+    #[serde(default)]
+    open: BTreeMap<i64, String>,
+    #[serde(default)]
+    closed: BTreeMap<i64, String>,
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+impl Mluvii {
+    pub fn new(settings: MluviiSettings, metrics: Arc<Metrics>) -> Self {
+        let http = HttpClient::new(SOURCE, &settings.stream.account, &settings.http, metrics);
+        let tokens = auth::TokenCache::new(
+            url(&settings.base_url, TOKEN_PATH),
+            &settings.stream.account,
+            &settings.client_id,
+            settings.client_secret.clone(),
+        );
+        Mluvii {
+            key: StreamKey {
+                source: SOURCE,
+                account: settings.stream.account.clone(),
+                stream: "sessions",
+            },
+            settings,
+            http,
+            tokens,
+            first_window: Mutex::new(None),
+        }
+    }
+
+    /// Tokens fetched so far (tests check that an expiry costs exactly one renewal).
+    pub fn tokens_fetched(&self) -> u64 {
+        self.tokens.fetched()
+    }
+
+    fn vendor(&self, message: String) -> SourceError {
+        SourceError::Vendor {
+            source_name: SOURCE,
+            account: self.key.account.clone(),
+            message,
+        }
+    }
+
+    fn auth_error(&self, e: AuthError) -> SourceError {
+        match e {
+            AuthError::Http(h) => SourceError::Http(h),
+            other => self.vendor(other.to_string()),
+        }
+    }
+
+    /// GET with the account's token; on 401 the token is renewed once and the request repeated.
+    async fn get(
+        &self,
+        endpoint: &'static str,
+        url: reqwest::Url,
+        query: &[(&str, String)],
+    ) -> Result<bytes::Bytes, SourceError> {
+        let token = self
+            .tokens
+            .get(&self.http)
+            .await
+            .map_err(|e| self.auth_error(e))?;
+        let send = |token: &auth::Token| {
+            let url = url.clone();
+            let value = token.value.clone();
+            self.http.send(endpoint, move |c| {
+                c.get(url.clone())
+                    .query(query)
+                    .bearer_auth(value.expose())
+                    .header("Accept", "application/json")
+            })
+        };
+        match send(&token).await {
+            Ok(r) => Ok(r.body),
+            Err(HttpError::Status { status: 401, .. }) => {
+                let fresh = self
+                    .tokens
+                    .renew(&self.http, &token)
+                    .await
+                    .map_err(|e| self.auth_error(e))?;
+                match send(&fresh).await {
+                    Ok(r) => Ok(r.body),
+                    Err(HttpError::Status { status: 401, .. }) => Err(self.vendor(format!(
+                        "{endpoint} answered 401 even with a freshly issued token; check that API user `{}` may read sessions",
+                        self.settings.client_id
+                    ))),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every session the list shows for the window, in id order, with its `created` if given.
+    async fn list(
+        &self,
+        window: &Window,
+    ) -> Result<(Vec<(i64, Option<DateTime<Utc>>)>, Vec<Rejected>), SourceError> {
+        let limit = self.settings.page_size;
+        let lo = ts(window.start - TimeDelta::seconds(1));
+        let hi = ts(window.end + TimeDelta::seconds(1));
+        let mut found: BTreeMap<i64, Option<DateTime<Utc>>> = BTreeMap::new();
+        let mut rejected = Vec::new();
+        let mut offset = 0usize;
+        let mut previous_first: Option<Value> = None;
+        loop {
+            let query = [
+                ("Created.Min", lo.clone()),
+                ("Created.Max", hi.clone()),
+                ("limit", limit.to_string()),
+                ("offset", offset.to_string()),
+            ];
+            let body = self
+                .get(LIST_PATH, url(&self.settings.base_url, LIST_PATH), &query)
+                .await?;
+            let items = model::list_items(&String::from_utf8_lossy(&body)).map_err(|detail| {
+                SourceError::Body {
+                    source_name: SOURCE,
+                    account: self.key.account.clone(),
+                    endpoint: LIST_PATH,
+                    detail,
+                }
+            })?;
+            let n = items.len();
+            if n > 0 && offset > 0 && previous_first.as_ref() == items.first() {
+                return Err(self.vendor(format!(
+                    "{LIST_PATH} returned the same page for offset {offset} as before: it ignores `offset`, so paging cannot go on"
+                )));
+            }
+            previous_first = items.first().cloned();
+            for (i, item) in items.iter().enumerate() {
+                let l = model::listed(item);
+                match l.id {
+                    Ok(id) => {
+                        let inside = l
+                            .created
+                            .is_none_or(|c| c >= window.start && c < window.end);
+                        if inside {
+                            found.insert(id, l.created);
+                        }
+                    }
+                    Err(e) => rejected.push(Rejected {
+                        record_key: format!("{}#list{}", ts(window.start), offset + i),
+                        reason: format!("missing_id: a listed session has no usable id ({e})"),
+                        payload: item.clone(),
+                    }),
+                }
+            }
+            if n < limit {
+                break;
+            }
+            offset += n;
+        }
+        Ok((found.into_iter().collect(), rejected))
+    }
+
+    /// Detail and routing of one session; `None` when the API no longer knows it (404).
+    async fn session(&self, id: i64) -> Result<Option<(Value, Value)>, SourceError> {
+        let detail_url = url(&self.settings.base_url, &format!("{LIST_PATH}/{id}"));
+        let detail = match self.get(DETAIL_PATH, detail_url, &[]).await {
+            Ok(b) => b,
+            Err(SourceError::Http(e)) if e.status() == Some(404) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let routing_url = url(
+            &self.settings.base_url,
+            &format!("{LIST_PATH}/{id}/routingHistory"),
+        );
+        let routing = match self.get(ROUTING_PATH, routing_url, &[]).await {
+            Ok(b) => b,
+            Err(SourceError::Http(e)) if e.status() == Some(404) => bytes::Bytes::new(),
+            Err(e) => return Err(e),
+        };
+        let parse = |endpoint: &'static str, b: &[u8]| -> Result<Value, SourceError> {
+            if b.iter().all(u8::is_ascii_whitespace) {
+                return Ok(Value::Null);
+            }
+            serde_json::from_slice(b).map_err(|e| SourceError::Body {
+                source_name: SOURCE,
+                account: self.key.account.clone(),
+                endpoint,
+                detail: format!("not valid JSON ({e}); the body may have been cut off"),
+            })
+        };
+        Ok(Some((
+            parse(DETAIL_PATH, &detail)?,
+            parse(ROUTING_PATH, &routing)?,
+        )))
+    }
+}
+
+fn url(base: &reqwest::Url, path: &str) -> reqwest::Url {
+    let base = base.as_str().trim_end_matches('/');
+    reqwest::Url::parse(&format!("{base}{path}")).expect("base_url was validated")
+}
+
+#[async_trait]
+impl Source for Mluvii {
+    fn key(&self) -> &StreamKey {
+        &self.key
+    }
+
+    fn settings(&self) -> &StreamSettings {
+        &self.settings.stream
+    }
+
+    fn http(&self) -> &HttpClient {
+        &self.http
+    }
+
+    fn plan(&self, state: &StreamState, now: DateTime<Utc>) -> Vec<Window> {
+        let windows = crate::engine::plan_windows(self.settings(), state.watermark, now);
+        *self.first_window.lock().expect("first window") = windows.first().map(|w| w.start);
+        windows
+    }
+
+    async fn fetch(&self, window: &Window, state: &StreamState) -> Result<Batch, SourceError> {
+        let mut mem: Remembered = serde_json::from_value(state.state.clone()).unwrap_or_default();
+        let (listed, mut rejected) = self.list(window).await?;
+        let listed_ids: BTreeSet<i64> = listed.iter().map(|(id, _)| *id).collect();
+        let mut targets: Vec<(i64, bool)> = listed
+            .iter()
+            .filter(|(id, _)| !mem.closed.contains_key(id))
+            .map(|(id, _)| (*id, true))
+            .collect();
+        let first = *self.first_window.lock().expect("first window") == Some(window.start);
+        if first {
+            targets.extend(
+                mem.open
+                    .keys()
+                    .filter(|id| !listed_ids.contains(id))
+                    .map(|id| (*id, false)),
+            );
+        }
+        let fetched: Vec<(i64, bool, Option<(Value, Value)>)> =
+            futures::stream::iter(targets.into_iter().map(|(id, was_listed)| async move {
+                self.session(id).await.map(|r| (id, was_listed, r))
+            }))
+            .buffer_unordered(self.settings.concurrency)
+            .try_collect()
+            .await?;
+        let mut fetched = fetched;
+        fetched.sort_by_key(|(id, _, _)| *id);
+
+        let mut sessions = Vec::with_capacity(fetched.len());
+        let mut nulled = Vec::new();
+        for (id, was_listed, data) in fetched {
+            let Some((detail, routing)) = data else {
+                mem.open.remove(&id);
+                if was_listed {
+                    rejected.push(Rejected {
+                        record_key: id.to_string(),
+                        reason: "not_found: listed, but its detail answered 404".into(),
+                        payload: json!({ "id": id }),
+                    });
+                } else {
+                    tracing::info!(account = %self.key.account, session = id, "mluvii session no longer exists (404); no longer re-polled");
+                }
+                continue;
+            };
+            match model::normalize(detail, routing, &id.to_string()) {
+                Normalized::Session(s, n) => {
+                    nulled.extend(n);
+                    if s.is_final() {
+                        mem.open.remove(&s.session_id);
+                        let created = s.created_at.map(ts).unwrap_or_default();
+                        mem.closed.insert(s.session_id, created);
+                    } else {
+                        mem.open
+                            .entry(s.session_id)
+                            .or_insert_with(|| ts(Utc::now()));
+                    }
+                    sessions.push(*s);
+                }
+                Normalized::Rejected(r) => {
+                    mem.open.remove(&id);
+                    rejected.push(r);
+                }
+            }
+        }
+
+        // Forget what no later run needs: closed sessions below the next lookback, and open
+        // sessions that have been waited for longer than `max_open_age`.
+        let horizon = window.end
+            - TimeDelta::from_std(self.settings.stream.lookback).unwrap_or(TimeDelta::zero());
+        mem.closed.retain(|_, c| {
+            DateTime::parse_from_rfc3339(c).is_ok_and(|c| c.with_timezone(&Utc) >= horizon)
+        });
+        let too_old = Utc::now()
+            - TimeDelta::from_std(self.settings.max_open_age).unwrap_or(TimeDelta::days(7));
+        mem.open.retain(|id, c| {
+            let keep = DateTime::parse_from_rfc3339(c)
+                .map_or(true, |c| c.with_timezone(&Utc) >= too_old);
+            if !keep {
+                tracing::warn!(account = %self.key.account, session = id, "mluvii session still not CLOSED after max_open_age; no longer re-polled");
+            }
+            keep
+        });
+
+        Ok(Batch {
+            record_keys: sessions.iter().map(|s| s.session_id.to_string()).collect(),
+            rows: Box::new(store::SessionRows(sessions)),
+            rejected,
+            nulled,
+            state: Some(serde_json::to_value(&mem).expect("plain data")),
+        })
+    }
+}

@@ -1,0 +1,527 @@
+//! mluvii SessionModel + routingHistory → one normalized session with its operators, routing
+//! events and durations (sources.md §3, warehouse.md). Enum values (channel, source, status,
+//! activityType) are kept as text, whatever they are.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use super::durations::{self, Durations, Event, Inputs, OperatorTimes};
+use crate::engine::Rejected;
+use crate::sources::lenient::{self, Fields};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub session_id: i64,
+    pub company_id: Option<i64>,
+    pub department_id: Option<i64>,
+    pub channel: Option<String>,
+    pub source: Option<String>,
+    pub status: Option<String>,
+    pub direct_call_number: Option<String>,
+    pub phone_callback_number: Option<String>,
+    pub widget: Option<String>,
+    pub url: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub guest_joined_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub waited_seconds: Option<f64>,
+    pub length_seconds: Option<f64>,
+    pub guest_feedback_stars: Option<i32>,
+    pub tags: Option<Value>,
+    /// The SessionModel as received (NUL removed).
+    pub raw: Value,
+    /// The routingHistory as received (NUL removed).
+    pub routing_raw: Value,
+    pub operators: Vec<Operator>,
+    pub events: Vec<RoutingEvent>,
+    pub durations: Durations,
+}
+
+impl Session {
+    /// Final once CLOSED: nothing about it changes any more.
+    pub fn is_final(&self) -> bool {
+        self.status
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case("CLOSED"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Operator {
+    pub user_id: i64,
+    pub user_name: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub joined_at: Option<DateTime<Utc>>,
+    pub left_at: Option<DateTime<Utc>>,
+    pub concluded_at: Option<DateTime<Utc>>,
+    pub queue_seconds: Option<f64>,
+    pub acw_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingEvent {
+    pub routing_request_id: Option<i64>,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub activity_type: Option<String>,
+    pub group_id: Option<i64>,
+    pub group_name: Option<String>,
+    pub operator_user_id: Option<i64>,
+    pub phone_number: Option<String>,
+}
+
+/// One session, or why it was set aside; plus the values that were nulled (counted).
+pub enum Normalized {
+    Session(Box<Session>, Vec<Rejected>),
+    Rejected(Rejected),
+}
+
+fn date(f: &Fields<'_>, name: &str) -> Result<Option<DateTime<Utc>>, String> {
+    match f.text(name) {
+        None => Ok(None),
+        Some(s) => lenient::parse_local_datetime(&s, chrono_tz::UTC)
+            .map(Some)
+            .ok_or_else(|| format!("invalid_{name}: `{}` is not a timestamp", cut(&s))),
+    }
+}
+
+fn duration(f: &Fields<'_>, name: &str) -> Result<Option<f64>, String> {
+    match f.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(v) => {
+            let s = lenient::text(v).unwrap_or_default();
+            durations::parse_iso_duration(&s)
+                .map(Some)
+                .map_err(|e| format!("invalid_{name}: {e}"))
+        }
+    }
+}
+
+fn int(f: &Fields<'_>, name: &str) -> Result<Option<i64>, String> {
+    f.int(name).map_err(|e| format!("invalid_{name}: {e}"))
+}
+
+fn cut(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// A nested object's field (`group.id`, `operator.userId`), case-insensitively.
+fn nested<'a>(f: &Fields<'a>, object: &str) -> Option<Fields<'a>> {
+    match f.get(object) {
+        Some(Value::Object(o)) => Some(Fields::new(o)),
+        _ => None,
+    }
+}
+
+/// Normalizes a session from its detail and routing history.
+pub fn normalize(detail: Value, routing: Value, fallback_key: &str) -> Normalized {
+    let mut raw = detail;
+    let mut routing_raw = routing;
+    lenient::clean_json(&mut raw);
+    lenient::clean_json(&mut routing_raw);
+    let reject = |key: &str, reason: String, raw: Value, routing: Value| {
+        Normalized::Rejected(Rejected {
+            record_key: key.to_string(),
+            reason,
+            payload: serde_json::json!({ "session": raw, "routingHistory": routing }),
+        })
+    };
+    let Value::Object(obj) = &raw else {
+        return reject(
+            fallback_key,
+            format!(
+                "not_an_object: the session detail is {}",
+                lenient::short(&raw)
+            ),
+            raw.clone(),
+            routing_raw,
+        );
+    };
+    let f = Fields::new(obj);
+    let session_id = match f.int("id") {
+        Ok(Some(id)) => id,
+        Ok(None) => {
+            return reject(
+                fallback_key,
+                "missing_id: the session has no id".into(),
+                raw.clone(),
+                routing_raw,
+            );
+        }
+        Err(e) => {
+            return reject(
+                fallback_key,
+                format!("invalid_id: {e}"),
+                raw.clone(),
+                routing_raw,
+            );
+        }
+    };
+    let key = session_id.to_string();
+    match build(session_id, &f, &routing_raw) {
+        Ok((mut s, nulled)) => {
+            s.raw = raw;
+            s.routing_raw = routing_raw;
+            let nulled = nulled
+                .into_iter()
+                .map(|reason| Rejected {
+                    record_key: key.clone(),
+                    reason,
+                    payload: Value::Null,
+                })
+                .collect();
+            Normalized::Session(Box::new(s), nulled)
+        }
+        Err(reason) => reject(&key, reason, raw.clone(), routing_raw),
+    }
+}
+
+fn build(
+    session_id: i64,
+    f: &Fields<'_>,
+    routing_raw: &Value,
+) -> Result<(Session, Vec<String>), String> {
+    let created_at = date(f, "created")?;
+    let guest_joined_at = date(f, "guestjoined")?;
+    let started_at = date(f, "started")?;
+    let ended_at = date(f, "ended")?;
+    let waited = duration(f, "waited")?;
+    let length = duration(f, "length")?;
+    let stars = int(f, "guestfeedbackstars")?
+        .map(|v| i32::try_from(v).map_err(|_| format!("invalid_guestFeedbackStars: {v}")))
+        .transpose()?;
+    let operators = operators(f)?;
+    let events = events(routing_raw)?;
+    let source = f.text("source");
+    let inputs = Inputs {
+        created: created_at,
+        guest_joined: guest_joined_at,
+        started: started_at,
+        length,
+        waited,
+        source: source.as_deref(),
+        operators: operators
+            .iter()
+            .map(|o| OperatorTimes {
+                user_id: o.user_id,
+                left: o.left_at,
+                concluded: o.concluded_at,
+            })
+            .collect(),
+        events: events
+            .iter()
+            .map(|e| Event {
+                activity_type: e.activity_type.as_deref(),
+                at: e.occurred_at,
+                operator_user_id: e.operator_user_id,
+            })
+            .collect(),
+    };
+    let d = Durations::compute(&inputs);
+    let operators = operators
+        .into_iter()
+        .map(|mut o| {
+            if let Some(&(q, a)) = d.operators.get(&o.user_id) {
+                o.queue_seconds = q;
+                o.acw_seconds = a;
+            }
+            o
+        })
+        .collect();
+    let nulled = d
+        .negative
+        .iter()
+        .map(|name| format!("negative_duration: {name} came out negative"))
+        .collect();
+    Ok((
+        Session {
+            session_id,
+            company_id: int(f, "companyid")?,
+            department_id: int(f, "departmentid")?,
+            channel: f.text("channel"),
+            source,
+            status: f.text("status"),
+            direct_call_number: f.text("directcallnumber"),
+            phone_callback_number: f.text("phonecallbacknumber"),
+            widget: f.text("widget"),
+            url: f.text("url"),
+            created_at,
+            guest_joined_at,
+            started_at,
+            ended_at,
+            waited_seconds: d.pbx_wait,
+            length_seconds: d.active,
+            guest_feedback_stars: stars,
+            tags: f.get("tags").cloned(),
+            raw: Value::Null,
+            routing_raw: Value::Null,
+            operators,
+            events,
+            durations: d,
+        },
+        nulled,
+    ))
+}
+
+/// The operators, one per `userId`: a user who joined twice keeps the first `joined` and the
+/// last `left` and `concluded` (still open if any stint is open).
+fn operators(f: &Fields<'_>) -> Result<Vec<Operator>, String> {
+    let list = match f.get("operators") {
+        None => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a,
+        Some(other) => {
+            return Err(format!(
+                "invalid_operators: not a list: {}",
+                lenient::short(other)
+            ));
+        }
+    };
+    let mut by_user: BTreeMap<i64, Operator> = BTreeMap::new();
+    let mut order = Vec::new();
+    for (i, item) in list.iter().enumerate() {
+        let Value::Object(o) = item else {
+            return Err(format!("invalid_operators: entry {i} is not an object"));
+        };
+        let of = Fields::new(o);
+        let user_id = match of.int("userid") {
+            Ok(Some(u)) => u,
+            Ok(None) => return Err(format!("invalid_operators: entry {i} has no userId")),
+            Err(e) => return Err(format!("invalid_operators: entry {i}: {e}")),
+        };
+        let op = Operator {
+            user_id,
+            user_name: of.text("username"),
+            first_name: of.text("firstname"),
+            last_name: of.text("lastname"),
+            joined_at: date(&of, "joined")?,
+            left_at: date(&of, "left")?,
+            concluded_at: date(&of, "concluded")?,
+            queue_seconds: None,
+            acw_seconds: None,
+        };
+        match by_user.get_mut(&user_id) {
+            None => {
+                order.push(user_id);
+                by_user.insert(user_id, op);
+            }
+            Some(prev) => {
+                let stints = [&*prev, &op];
+                let open = stints
+                    .iter()
+                    .any(|x| x.left_at.is_none() || x.concluded_at.is_none());
+                let left_open = stints.iter().any(|x| x.left_at.is_none());
+                prev.joined_at = min_opt(prev.joined_at, op.joined_at);
+                prev.left_at = if left_open {
+                    None
+                } else {
+                    prev.left_at.max(op.left_at)
+                };
+                prev.concluded_at = if open {
+                    None
+                } else {
+                    prev.concluded_at.max(op.concluded_at)
+                };
+            }
+        }
+    }
+    Ok(order
+        .into_iter()
+        .filter_map(|u| by_user.remove(&u))
+        .collect())
+}
+
+fn min_opt(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+fn events(routing: &Value) -> Result<Vec<RoutingEvent>, String> {
+    let list = match routing {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(a) => a,
+        Value::Object(o) => match ["value", "items", "data", "routingHistory"]
+            .iter()
+            .find_map(|k| o.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)))
+        {
+            Some((_, Value::Array(a))) => a,
+            _ => {
+                return Err(format!(
+                    "invalid_routing_history: not a list: {}",
+                    lenient::short(routing)
+                ));
+            }
+        },
+        other => {
+            return Err(format!(
+                "invalid_routing_history: not a list: {}",
+                lenient::short(other)
+            ));
+        }
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate() {
+        let Value::Object(o) = item else {
+            return Err(format!(
+                "invalid_routing_history: entry {i} is not an object"
+            ));
+        };
+        let ef = Fields::new(o);
+        let group = nested(&ef, "group");
+        let operator = nested(&ef, "operator");
+        let at = |e: String| format!("{e} (routing entry {i})");
+        out.push(RoutingEvent {
+            routing_request_id: int(&ef, "routingrequestid").map_err(at)?,
+            occurred_at: date(&ef, "timestamp").map_err(at)?,
+            activity_type: ef.text("activitytype"),
+            group_id: group
+                .as_ref()
+                .map(|g| int(g, "id"))
+                .transpose()
+                .map_err(at)?
+                .flatten(),
+            group_name: group.as_ref().and_then(|g| g.text("name")),
+            operator_user_id: operator
+                .as_ref()
+                .map(|g| int(g, "userid"))
+                .transpose()
+                .map_err(at)?
+                .flatten(),
+            phone_number: ef.text("phonenumber"),
+        });
+    }
+    Ok(out)
+}
+
+/// Lists of the `Sessions` endpoint: a bare array, or an object wrapping one.
+pub fn list_items(body: &str) -> Result<Vec<Value>, String> {
+    let v: Value = serde_json::from_str(body.trim_start_matches('\u{feff}').trim())
+        .map_err(|e| format!("not valid JSON ({e}); the body may have been cut off"))?;
+    match v {
+        Value::Array(a) => Ok(a),
+        Value::Object(o) => {
+            let found = ["value", "items", "data", "sessions", "results"]
+                .iter()
+                .find_map(|k| o.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)));
+            match found {
+                Some((_, Value::Array(a))) => Ok(a.clone()),
+                _ => Err(format!(
+                    "expected a list of sessions, got {}",
+                    lenient::short(&Value::Object(o.clone()))
+                )),
+            }
+        }
+        other => Err(format!(
+            "expected a list of sessions, got {}",
+            lenient::short(&other)
+        )),
+    }
+}
+
+/// What the list says about one session: its id, and its `created` and `status` when given.
+pub struct Listed {
+    pub id: Result<i64, String>,
+    pub created: Option<DateTime<Utc>>,
+    pub status: Option<String>,
+}
+
+pub fn listed(item: &Value) -> Listed {
+    let empty = Map::new();
+    let obj = match item {
+        Value::Object(o) => o,
+        Value::Number(_) | Value::String(_) => {
+            return Listed {
+                id: lenient::int(item).ok_or_else(|| lenient::short(item)),
+                created: None,
+                status: None,
+            };
+        }
+        _ => &empty,
+    };
+    let f = Fields::new(obj);
+    Listed {
+        id: match f.int("id") {
+            Ok(Some(id)) => Ok(id),
+            Ok(None) => Err(format!("no id in {}", lenient::short(item))),
+            Err(e) => Err(e),
+        },
+        created: date(&f, "created").ok().flatten(),
+        status: f.text("status"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_full_session_normalizes() {
+        let detail = json!({
+            "id": 42, "companyId": "3", "departmentId": 9, "channel": "Chat", "source": "Default",
+            "status": "CLOSED", "created": "2024-03-01T10:00:00+01:00",
+            "guestJoined": "2024-03-01T09:00:30Z", "started": "2024-03-01T09:00:27.5Z",
+            "ended": "2024-03-01T09:05:30Z", "waited": "PT25S", "length": "PT5M",
+            "guestFeedbackStars": 4, "tags": [{"id": 1, "name": "vip"}],
+            "operators": [{"userId": 7, "userName": "ann", "firstName": "Ann", "lastName": "Lee",
+                "joined": "2024-03-01T09:00:27.5Z", "left": "2024-03-01T09:05:30Z",
+                "concluded": "2024-03-01T09:06:30Z"}]
+        });
+        let routing = json!([
+            {"routingRequestId": 1, "timestamp": "2024-03-01T09:00:05Z", "activityType": "RoutingRequestCreated"},
+            {"routingRequestId": 1, "timestamp": "2024-03-01T09:00:20Z", "activityType": "AssignedToOperator",
+             "group": {"id": 2, "name": "Sales"}, "operator": {"userId": 7}},
+            {"routingRequestId": 1, "timestamp": "2024-03-01T09:00:27.5Z", "activityType": "AcceptedByOperator",
+             "operator": {"userId": "7"}},
+            {"timestamp": "2024-03-01T09:00:28Z", "activityType": "TeleportedToMars"}
+        ]);
+        let Normalized::Session(s, nulled) = normalize(detail, routing, "x") else {
+            panic!("rejected")
+        };
+        assert!(nulled.is_empty());
+        assert_eq!(s.company_id, Some(3));
+        assert_eq!(s.durations.created, Some(5.0));
+        assert_eq!(s.durations.in_queue, Some(15.0));
+        assert_eq!(s.durations.waiting, Some(7.5));
+        assert_eq!(s.durations.bcw, Some(2.5));
+        assert_eq!(s.durations.acw, Some(60.0));
+        assert_eq!(s.operators[0].queue_seconds, Some(7.5));
+        assert_eq!(s.events[1].group_name.as_deref(), Some("Sales"));
+        assert_eq!(
+            s.events[3].activity_type.as_deref(),
+            Some("TeleportedToMars")
+        );
+        assert!(s.is_final());
+    }
+
+    #[test]
+    fn bad_values_set_the_record_aside_with_a_reason() {
+        let r = normalize(json!({"id": 1, "length": "five minutes"}), json!([]), "x");
+        let Normalized::Rejected(r) = r else { panic!() };
+        assert_eq!(r.record_key, "1");
+        assert!(r.reason.starts_with("invalid_length:"), "{}", r.reason);
+        let Normalized::Rejected(r) = normalize(json!({"channel": "Chat"}), json!([]), "pos#3")
+        else {
+            panic!()
+        };
+        assert_eq!(r.record_key, "pos#3");
+    }
+
+    #[test]
+    fn negative_length_is_nulled_and_counted() {
+        let Normalized::Session(s, nulled) =
+            normalize(json!({"id": 1, "length": "-PT3S"}), json!(null), "x")
+        else {
+            panic!()
+        };
+        assert_eq!(s.length_seconds, None);
+        assert_eq!(nulled.len(), 1);
+        assert!(nulled[0].reason.starts_with("negative_duration"));
+    }
+}
