@@ -1,5 +1,5 @@
-//! `sessionsync demo`: the whole pipeline with no credentials. The Take Control simulator runs
-//! in-process with a generated week of sessions; the warehouse is `DATABASE_URL`, else the local
+//! `sessionsync demo`: the whole pipeline with no credentials. The simulators run in-process
+//! with a generated week of sessions each; the warehouse is `DATABASE_URL`, else the local
 //! server (`postgres://postgres@127.0.0.1:5432`), in a database `sessionsync_demo` it creates.
 
 use std::net::SocketAddr;
@@ -9,10 +9,11 @@ use anyhow::Context;
 use chrono::{TimeDelta, Utc};
 
 use crate::config::{
-    HttpSettings, OutputFormat, Schedule, Secret, Settings, StreamSettings, TakeControlApi,
-    TakeControlSettings, WarehouseSettings,
+    HttpSettings, MluviiSettings, OutputFormat, Schedule, Secret, Settings, StreamSettings,
+    TakeControlApi, TakeControlSettings, WarehouseSettings,
 };
 use crate::engine::{Engine, Source};
+use crate::sim::mluvii::MluviiSim;
 use crate::sim::takecontrol::{TakeControlSim, generate};
 use crate::telemetry::Metrics;
 use crate::warehouse::Warehouse;
@@ -26,9 +27,13 @@ pub struct DemoArgs {
     /// Sync once, print the summary and exit
     #[arg(long)]
     pub once: bool,
-    /// Sessions the simulator generates
+    /// Sessions the Take Control simulator generates (mluvii gets a quarter as many: each of
+    /// its sessions costs two requests)
     #[arg(long, default_value_t = 2000)]
     pub sessions: usize,
+    /// Which simulated sources to sync (comma-separated)
+    #[arg(long, value_delimiter = ',', default_values_t = ["takecontrol".to_string(), "mluvii".to_string()])]
+    pub sources: Vec<String>,
     /// Where metrics and health are served while the demo keeps running
     #[arg(long, default_value = "127.0.0.1:9898")]
     pub listen: SocketAddr,
@@ -49,6 +54,28 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     )
     .await
     .context("starting the Take Control simulator")?;
+    let ml_sessions = (args.sessions / 4).max(1);
+    let ml_sim = MluviiSim::start(
+        "demo-api-user",
+        "demo-client-secret",
+        crate::sim::mluvii::generate(11, ml_sessions, start, now - TimeDelta::minutes(1)),
+    )
+    .await
+    .context("starting the mluvii simulator")?;
+    let stream = |account: &str| StreamSettings {
+        account: account.into(),
+        enabled: true,
+        schedule: Schedule::parse("* * * * *").expect("valid"),
+        start,
+        lookback: std::time::Duration::from_secs(3600),
+        window: std::time::Duration::from_secs(86400),
+    };
+    let http = |rps: f64| HttpSettings {
+        timeout: std::time::Duration::from_secs(30),
+        max_retries: 5,
+        max_retry_wait: std::time::Duration::from_secs(30),
+        requests_per_second: rps,
+    };
     let settings = Settings {
         file: "(demo)".into(),
         warehouse: WarehouseSettings {
@@ -59,22 +86,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         server: crate::config::ServerSettings {
             listen: args.listen,
         },
-        mluvii: vec![],
+        superoffice: vec![],
+        mluvii: vec![MluviiSettings {
+            stream: stream("demo"),
+            http: http(1000.0),
+            base_url: ml_sim.base_url().parse().expect("simulator URL"),
+            client_id: "demo-api-user".into(),
+            client_secret: Secret::new("demo-client-secret"),
+            concurrency: 8,
+            page_size: 1000,
+            max_open_age: std::time::Duration::from_secs(7 * 86400),
+        }],
         takecontrol: vec![TakeControlSettings {
-            stream: StreamSettings {
-                account: "demo".into(),
-                enabled: true,
-                schedule: Schedule::parse("* * * * *").expect("valid"),
-                start,
-                lookback: std::time::Duration::from_secs(3600),
-                window: std::time::Duration::from_secs(86400),
-            },
-            http: HttpSettings {
-                timeout: std::time::Duration::from_secs(30),
-                max_retries: 5,
-                max_retry_wait: std::time::Duration::from_secs(30),
-                requests_per_second: 20.0,
-            },
+            stream: stream("demo"),
+            http: http(20.0),
             api: TakeControlApi::Rest,
             base_url: sim.base_url().parse().expect("simulator URL"),
             api_key: Secret::new(key),
@@ -92,13 +117,24 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         .await
         .context("resetting the demo schema")?;
     wh.migrate().await?;
-    let sources = crate::sources::build(&settings, &metrics, None, None);
+    let mut sources = crate::sources::build(&settings, &metrics, None, None);
+    for name in &args.sources {
+        if !crate::sources::SOURCES.contains(&name.as_str()) {
+            anyhow::bail!(
+                "--sources: `{name}` is not a source; choose from {}",
+                crate::sources::SOURCES.join(", ")
+            );
+        }
+    }
+    sources.retain(|s| args.sources.iter().any(|n| n == s.key().source));
     let engine = Arc::new(Engine::new(wh.clone(), metrics.clone()));
     let shutdown = crate::cli::shutdown_on_signals();
     println!(
-        "sessionsync demo: Take Control simulator at {} with {} sessions",
+        "sessionsync demo: Take Control simulator at {} with {} sessions; mluvii simulator at {} with {} sessions",
         sim.base_url(),
-        args.sessions
+        args.sessions,
+        ml_sim.base_url(),
+        ml_sessions
     );
     let mut reports = Vec::new();
     for s in &sources {
@@ -121,6 +157,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
 
 /// Creates the demo database on the server of `admin_url` if missing; returns its URL.
 async fn ensure_database(admin_url: &str) -> anyhow::Result<String> {
+    ensure_named_database(admin_url, DEMO_DB).await
+}
+
+/// Creates database `name` (an identifier of a–z, 0–9, '_') on the server of `admin_url` if
+/// missing; returns its URL.
+pub async fn ensure_named_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
+    crate::config::validate_identifier(name).map_err(anyhow::Error::msg)?;
     let admin = Warehouse::new(&WarehouseSettings {
         url: Secret::new(admin_url),
         schema: "public".into(),
@@ -130,18 +173,18 @@ async fn ensure_database(admin_url: &str) -> anyhow::Result<String> {
         "the demo needs a PostgreSQL server: start one locally (trust auth for user postgres) or set DATABASE_URL"
     })?;
     let exists = conn
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DEMO_DB])
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await
         .context("looking for the demo database")?
         .is_some();
     if !exists {
-        // DEMO_DB is a constant identifier.
-        conn.batch_execute(&format!("CREATE DATABASE {DEMO_DB}"))
+        // `name` was validated as an identifier above.
+        conn.batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .context("creating the demo database")?;
     }
     let mut url = reqwest::Url::parse(admin_url).context("DATABASE_URL is not a URL")?;
-    url.set_path(&format!("/{DEMO_DB}"));
+    url.set_path(&format!("/{name}"));
     Ok(url.to_string())
 }
 
@@ -153,6 +196,10 @@ pub async fn summary(wh: &Warehouse) -> anyhow::Result<String> {
         "takecontrol_sessions",
         "takecontrol_chat_messages",
         "takecontrol_video_links",
+        "mluvii_sessions",
+        "mluvii_session_operators",
+        "mluvii_routing_events",
+        "mluvii_session_durations",
         "rejected_records",
         "sync_runs",
     ] {
@@ -177,6 +224,23 @@ pub async fn summary(wh: &Warehouse) -> anyhow::Result<String> {
         "\nTake Control session duration: {n} sessions, median {:.0} s, p90 {:.0} s\n",
         p50.unwrap_or(0.0),
         p90.unwrap_or(0.0)
+    ));
+    let row = conn
+        .query_one(
+            "SELECT count(*), avg(in_queue_seconds), avg(waiting_seconds), avg(active_seconds),
+                    avg(acw_seconds)
+               FROM mluvii_session_durations",
+            &[],
+        )
+        .await?;
+    let avg = |i: usize| row.get::<_, Option<f64>>(i).unwrap_or(0.0);
+    out.push_str(&format!(
+        "mluvii: {} sessions, average in queue {:.0} s, waiting {:.0} s, active {:.0} s, after-call work {:.0} s\n",
+        row.get::<_, i64>(0),
+        avg(1),
+        avg(2),
+        avg(3),
+        avg(4)
     ));
     out.push_str("\nNext: psql -d sessionsync_demo -c 'SELECT * FROM sessionsync.takecontrol_sessions LIMIT 5'\n");
     Ok(out)

@@ -55,6 +55,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub takecontrol: Vec<TakeControlSettings>,
     pub mluvii: Vec<MluviiSettings>,
+    pub superoffice: Vec<SuperOfficeSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -133,6 +134,41 @@ pub struct MluviiSettings {
     pub max_open_age: Duration,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuperOfficeMode {
+    /// List changed sessions in the ChatSession archive, then read each.
+    Archive,
+    /// `ChatSessionsForUser`: the whole list of the API user's sessions, every time.
+    ForUser,
+}
+
+/// How a SuperOffice request authenticates.
+#[derive(Debug, Clone)]
+pub enum SuperOfficeAuth {
+    /// `Authorization: SOTICKET <ticket>` plus `SO-AppToken`.
+    Ticket { ticket: Secret, app_token: Secret },
+    /// `Authorization: Bearer <token>` (plus `SO-AppToken` when given).
+    Bearer {
+        token: Secret,
+        app_token: Option<Secret>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct SuperOfficeSettings {
+    pub stream: StreamSettings,
+    pub http: HttpSettings,
+    pub base_url: reqwest::Url,
+    pub auth: SuperOfficeAuth,
+    pub mode: SuperOfficeMode,
+    pub messages: bool,
+    /// Entity and message requests in flight at once.
+    pub concurrency: usize,
+    /// `$top` of the archive list.
+    pub page_size: usize,
+}
+
 /// A standard 5-field crontab expression (an optional leading seconds field is accepted), in UTC.
 #[derive(Clone)]
 pub struct Schedule {
@@ -190,6 +226,8 @@ struct RawFile {
     takecontrol: Vec<RawTakeControl>,
     #[serde(default)]
     mluvii: Vec<RawMluvii>,
+    #[serde(default)]
+    superoffice: Vec<RawSuperOffice>,
 }
 
 #[derive(Deserialize, Default)]
@@ -243,6 +281,30 @@ struct RawMluvii {
     concurrency: Option<usize>,
     page_size: Option<usize>,
     max_open_age: Option<String>,
+    requests_per_second: Option<f64>,
+    timeout: Option<String>,
+    max_retries: Option<usize>,
+    max_retry_wait: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSuperOffice {
+    account: String,
+    #[serde(default)]
+    enabled: Option<bool>,
+    base_url: String,
+    ticket: Option<Secret>,
+    bearer: Option<Secret>,
+    app_token: Option<Secret>,
+    mode: Option<SuperOfficeMode>,
+    messages: Option<bool>,
+    schedule: Option<String>,
+    start: String,
+    lookback: Option<String>,
+    window: Option<String>,
+    concurrency: Option<usize>,
+    page_size: Option<usize>,
     requests_per_second: Option<f64>,
     timeout: Option<String>,
     max_retries: Option<usize>,
@@ -314,6 +376,11 @@ impl Settings {
     /// The mluvii accounts that are enabled.
     pub fn enabled_mluvii(&self) -> impl Iterator<Item = &MluviiSettings> {
         self.mluvii.iter().filter(|t| t.stream.enabled)
+    }
+
+    /// The SuperOffice tenants that are enabled.
+    pub fn enabled_superoffice(&self) -> impl Iterator<Item = &SuperOfficeSettings> {
+        self.superoffice.iter().filter(|t| t.stream.enabled)
     }
 
     /// The Take Control accounts that are enabled.
@@ -570,6 +637,94 @@ fn validate(
         });
     }
 
+    let mut seen = HashSet::new();
+    let mut superoffice = Vec::new();
+    for (i, m) in raw.superoffice.into_iter().enumerate() {
+        let k = |name: &str| format!("superoffice[{i}].{name}");
+        let stream = stream_settings(
+            &k,
+            StreamFields {
+                account: &m.account,
+                enabled: m.enabled,
+                schedule: m.schedule.as_deref(),
+                start: &m.start,
+                lookback: m.lookback.as_deref(),
+                window: m.window.as_deref(),
+            },
+            "1h",
+        )
+        .map_err(fail)?;
+        if !seen.insert(m.account.clone()) {
+            return Err(fail((
+                k("account"),
+                format!(
+                    "account `{}` appears twice; names must be unique per source",
+                    m.account
+                ),
+            )));
+        }
+        let http = http_settings(
+            &k,
+            m.timeout.as_deref(),
+            m.max_retries,
+            m.max_retry_wait.as_deref(),
+            m.requests_per_second,
+        )
+        .map_err(fail)?;
+        let base_url = parse_base_url(&k("base_url"), &m.base_url).map_err(fail)?;
+        let nonempty = |s: Option<Secret>| s.filter(|s| !s.is_empty());
+        let auth = match (
+            nonempty(m.ticket),
+            nonempty(m.bearer),
+            nonempty(m.app_token),
+        ) {
+            (Some(_), Some(_), _) => {
+                return Err(fail((
+                    k("ticket"),
+                    "give either `ticket` (with `app_token`) or `bearer`, not both".into(),
+                )));
+            }
+            (Some(ticket), None, Some(app_token)) => SuperOfficeAuth::Ticket { ticket, app_token },
+            (Some(_), None, None) => {
+                return Err(fail((
+                    k("app_token"),
+                    "is required with `ticket` (the application secret sent as SO-AppToken)".into(),
+                )));
+            }
+            (None, Some(token), app_token) => SuperOfficeAuth::Bearer { token, app_token },
+            (None, None, _) => {
+                return Err(fail((
+                    k("ticket"),
+                    "missing: give `ticket` and `app_token`, or `bearer`".into(),
+                )));
+            }
+        };
+        let concurrency = m.concurrency.unwrap_or(4);
+        if !(1..=64).contains(&concurrency) {
+            return Err(fail((
+                k("concurrency"),
+                format!("{concurrency} must be between 1 and 64"),
+            )));
+        }
+        let page_size = m.page_size.unwrap_or(1000);
+        if !(1..=5000).contains(&page_size) {
+            return Err(fail((
+                k("page_size"),
+                format!("{page_size} must be between 1 and 5000"),
+            )));
+        }
+        superoffice.push(SuperOfficeSettings {
+            stream,
+            http,
+            base_url,
+            auth,
+            mode: m.mode.unwrap_or(SuperOfficeMode::Archive),
+            messages: m.messages.unwrap_or(true),
+            concurrency,
+            page_size,
+        });
+    }
+
     Ok(Settings {
         file: file.to_path_buf(),
         warehouse: WarehouseSettings {
@@ -580,6 +735,7 @@ fn validate(
         server: ServerSettings { listen },
         takecontrol,
         mluvii,
+        superoffice,
     })
 }
 

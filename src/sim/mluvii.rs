@@ -579,9 +579,14 @@ pub fn generate(seed: u64, n: usize, from: DateTime<Utc>, to: DateTime<Utc>) -> 
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let id = 500_000 + i as i64;
-        let created = from + TimeDelta::milliseconds(rng.random_range(0..span_ms * 9 / 10));
-        let mut ms = |lo: i64, hi: i64| TimeDelta::milliseconds(rng.random_range(lo..hi));
         let path = PATHS[i % PATHS.len()];
+        let created = if path == "still in ACW" {
+            // Recent, so that its ACW is a plausible few minutes long.
+            to - TimeDelta::milliseconds(rng.random_range(900_000..1_200_000))
+        } else {
+            from + TimeDelta::milliseconds(rng.random_range(0..span_ms * 9 / 10))
+        };
+        let mut ms = |lo: i64, hi: i64| TimeDelta::milliseconds(rng.random_range(lo..hi));
         let mut s = SimSession::new(id, created);
         let rrc = created + ms(200, 3_000);
         s.routing
@@ -676,7 +681,11 @@ pub fn generate(seed: u64, n: usize, from: DateTime<Utc>, to: DateTime<Utc>) -> 
                 s.waited = Some(iso((accepted - created).num_milliseconds()));
             }
             "still in ACW" => {
-                o1.concluded = Some(to + ms(1_000, 600_000));
+                let talk = ms(30_000, 300_000);
+                s.ended = Some(accepted + talk);
+                s.length = Some(iso(talk.num_milliseconds()));
+                o1.left = s.ended;
+                o1.concluded = Some(to.max(accepted + talk) + ms(1_000, 600_000));
             }
             _ => {}
         }

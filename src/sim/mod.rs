@@ -5,6 +5,7 @@
 //! body, a vendor error ...) and a [`RequestLog`] with the time of every request.
 
 pub mod mluvii;
+pub mod superoffice;
 pub mod takecontrol;
 
 use std::collections::VecDeque;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, DurationRound, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
 
@@ -130,8 +130,16 @@ pub fn short(v: &Value) -> String {
 }
 
 /// A zone-less `YYYY-MM-DD HH:MM:SS` (also with `T`, fractions, or a date alone) read in `tz`;
-/// a value with an offset or `Z` is read as such.
+/// a value with an offset or `Z` is read as such. Fractions finer than PostgreSQL's microsecond
+/// (SuperOffice writes seven digits) are rounded as PostgreSQL rounds such a literal.
 pub fn parse_local_datetime(s: &str, tz: Tz) -> Option<DateTime<Utc>> {
+    parse_unrounded(s, tz).map(|t| {
+        t.duration_round(chrono::TimeDelta::microseconds(1))
+            .unwrap_or(t)
+    })
+}
+
+fn parse_unrounded(s: &str, tz: Tz) -> Option<DateTime<Utc>> {
     let s = s.trim();
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
         return Some(dt.with_timezone(&Utc));

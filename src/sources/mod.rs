@@ -3,6 +3,7 @@
 
 pub mod lenient;
 pub mod mluvii;
+pub mod superoffice;
 pub mod takecontrol;
 pub mod xml;
 
@@ -29,6 +30,12 @@ pub fn build(
     for m in settings.enabled_mluvii() {
         out.push(Arc::new(mluvii::Mluvii::new(m.clone(), metrics.clone())));
     }
+    for m in settings.enabled_superoffice() {
+        out.push(Arc::new(superoffice::SuperOffice::new(
+            m.clone(),
+            metrics.clone(),
+        )));
+    }
     out.retain(|s| {
         only_source.is_none_or(|x| s.key().source == x)
             && only_account.is_none_or(|a| s.key().account == a)
@@ -37,4 +44,4 @@ pub fn build(
 }
 
 /// The names `--source` accepts.
-pub const SOURCES: &[&str] = &[takecontrol::SOURCE, mluvii::SOURCE];
+pub const SOURCES: &[&str] = &[takecontrol::SOURCE, superoffice::SOURCE, mluvii::SOURCE];

@@ -14,6 +14,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../sql/0002_takecontrol.sql"),
     ),
     ("0003_mluvii", include_str!("../../sql/0003_mluvii.sql")),
+    (
+        "0004_superoffice",
+        include_str!("../../sql/0004_superoffice.sql"),
+    ),
 ];
 
 /// Advisory-lock class for sessionsync (`'sess'` as an int); the second key says what is locked.

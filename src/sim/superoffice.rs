@@ -1,0 +1,553 @@
+//! SuperOffice simulator: the ChatSession archive list (`$filter` with `updatedDate afterTime`
+//! and `chatSessionId gt`, `$orderBy`, `$top`, `$skip`, optional `odata.nextLink`), the entity
+//! by id, its messages `after` an id, and `ChatSessionsForUser`. Authentication is
+//! `SOTICKET` + `SO-AppToken` or `Bearer`; anything else is 401. Entities carry a SessionKey,
+//! as the real API's do, so tests can prove it never lands.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeDelta, Utc};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+
+use super::{Faults, RequestLog, SimServer, apply_fault, serve, truncate};
+
+/// One chat session as SuperOffice holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimChat {
+    /// The ChatSessionEntity (PascalCase), SessionKey included.
+    pub entity: Value,
+    /// `updatedDate` of the archive (UTC).
+    pub updated: DateTime<Utc>,
+    pub messages: Vec<Value>,
+}
+
+impl SimChat {
+    pub fn id(&self) -> i64 {
+        self.entity["ChatSessionId"].as_i64().unwrap_or(0)
+    }
+}
+
+/// The credentials the simulator accepts.
+#[derive(Debug, Clone)]
+pub struct SimCredentials {
+    pub ticket: String,
+    pub app_token: String,
+    pub bearer: String,
+}
+
+pub struct Shared {
+    creds: SimCredentials,
+    chats: RwLock<BTreeMap<i64, SimChat>>,
+    next_links: RwLock<bool>,
+    next_message_id: AtomicI64,
+    /// `(session, after)` of every Messages request.
+    pub message_requests: std::sync::Mutex<Vec<(i64, i64)>>,
+    pub faults: Faults,
+    pub log: RequestLog,
+}
+
+pub struct SuperOfficeSim {
+    pub server: SimServer,
+    pub shared: Arc<Shared>,
+}
+
+impl SuperOfficeSim {
+    pub async fn start(creds: SimCredentials, chats: Vec<SimChat>) -> std::io::Result<Self> {
+        let max_msg = chats
+            .iter()
+            .flat_map(|c| c.messages.iter())
+            .filter_map(|m| m["ChatMessageId"].as_i64())
+            .max()
+            .unwrap_or(0);
+        let shared = Arc::new(Shared {
+            creds,
+            chats: RwLock::new(chats.into_iter().map(|c| (c.id(), c)).collect()),
+            next_links: RwLock::new(false),
+            next_message_id: AtomicI64::new(max_msg + 1),
+            message_requests: std::sync::Mutex::new(Vec::new()),
+            faults: Faults::default(),
+            log: RequestLog::default(),
+        });
+        let router = Router::new()
+            .route("/api/v1/ChatSession", get(list))
+            .route("/api/v1/ChatSession/{id}", get(entity))
+            .route("/api/v1/ChatSession/{id}/Messages", get(messages))
+            .route("/api/v1/Agents/Chat/ChatSessionsForUser", post(for_user))
+            .with_state(shared.clone());
+        Ok(SuperOfficeSim {
+            server: serve(router).await?,
+            shared,
+        })
+    }
+
+    pub fn base_url(&self) -> String {
+        self.server.base_url()
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.shared.faults
+    }
+
+    pub fn log(&self) -> &RequestLog {
+        &self.shared.log
+    }
+
+    /// Pages of the archive list carry an `odata.nextLink` (with `$skip`) while more remain.
+    pub fn set_next_links(&self, on: bool) {
+        *self.shared.next_links.write().expect("flag") = on;
+    }
+
+    pub fn upsert(&self, c: SimChat) {
+        self.shared.chats.write().expect("chats").insert(c.id(), c);
+    }
+
+    /// Changes an entity; its `updatedDate` becomes now.
+    pub fn update(&self, id: i64, f: impl FnOnce(&mut Value)) {
+        if let Some(c) = self.shared.chats.write().expect("chats").get_mut(&id) {
+            f(&mut c.entity);
+            c.updated = Utc::now();
+        }
+    }
+
+    /// Posts a message to a session (its `updatedDate` becomes now); returns the message id.
+    pub fn post_message(&self, id: i64, text: &str) -> i64 {
+        let mid = self.shared.next_message_id.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.shared.chats.write().expect("chats").get_mut(&id) {
+            c.messages.push(message_json(mid, id, text, Utc::now()));
+            c.entity["LastMessage"] = json!(text);
+            c.updated = Utc::now();
+        }
+        mid
+    }
+
+    /// `(session, after)` of every Messages request so far.
+    pub fn message_requests(&self) -> Vec<(i64, i64)> {
+        self.shared
+            .message_requests
+            .lock()
+            .expect("requests")
+            .clone()
+    }
+
+    pub fn chats(&self) -> Vec<SimChat> {
+        self.shared
+            .chats
+            .read()
+            .expect("chats")
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+fn message_json(mid: i64, session: i64, text: &str, at: DateTime<Utc>) -> Value {
+    json!({
+        "ChatMessageId": mid, "ChatSessionId": session,
+        "Type": if mid % 2 == 0 { "ToCustomer" } else { "ToUser" },
+        "Message": text, "Author": if mid % 2 == 0 { "Agent Smith" } else { "Customer" },
+        "ReadByCustomer": mid % 3 != 0, "SpecialType": "None", "SpecialParam": "",
+        "WhenPosted": so_date(at, 1),
+    })
+}
+
+/// A date as SuperOffice writes it: an offset and seven fractional digits.
+pub fn so_date(t: DateTime<Utc>, offset_hours: i32) -> String {
+    let off = FixedOffset::east_opt(offset_hours * 3600).expect("valid offset");
+    let local = t.with_timezone(&off);
+    format!(
+        "{}.{:07}{}",
+        local.format("%Y-%m-%dT%H:%M:%S"),
+        local.timestamp_subsec_nanos() / 100,
+        local.format("%:z")
+    )
+}
+
+fn error(status: StatusCode, msg: &str) -> Response {
+    (
+        status,
+        [("content-type", "application/json")],
+        json!({"Error": msg, "ErrorType": "SoException"}).to_string(),
+    )
+        .into_response()
+}
+
+async fn gate(sh: &Shared, headers: &HeaderMap) -> Result<bool, Response> {
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let auth = h("authorization");
+    let (scheme, value) = auth.split_once(' ').unwrap_or(("", ""));
+    let ok = match scheme.to_ascii_lowercase().as_str() {
+        "soticket" => value == sh.creds.ticket && h("so-apptoken") == sh.creds.app_token,
+        "bearer" => value == sh.creds.bearer,
+        _ => false,
+    };
+    if !ok {
+        return Err(error(StatusCode::UNAUTHORIZED, "Authentication failed"));
+    }
+    apply_fault(&sh.faults, |m| error(StatusCode::INTERNAL_SERVER_ERROR, m)).await
+}
+
+fn body(v: &Value, cut: bool) -> Response {
+    let s = v.to_string();
+    let s = if cut { truncate(s) } else { s };
+    ([("content-type", "application/json; charset=utf-8")], s).into_response()
+}
+
+/// The `$filter` clauses the simulator understands.
+struct Filter {
+    after: Option<NaiveDateTime>,
+    id_gt: Option<i64>,
+}
+
+fn parse_filter(f: &str) -> Result<Filter, String> {
+    let mut out = Filter {
+        after: None,
+        id_gt: None,
+    };
+    let lower = f.to_ascii_lowercase();
+    let mut rest = f;
+    let mut rest_lower = lower.as_str();
+    loop {
+        let (clause, next, next_lower) = match rest_lower.find(" and ") {
+            Some(i) => (&rest[..i], &rest[i + 5..], &rest_lower[i + 5..]),
+            None => (rest, "", ""),
+        };
+        let parts: Vec<&str> = clause.trim().splitn(3, ' ').collect();
+        match parts.as_slice() {
+            [field, op, value]
+                if field.eq_ignore_ascii_case("updatedDate")
+                    && op.eq_ignore_ascii_case("afterTime") =>
+            {
+                let v = value.trim().trim_matches('\'');
+                out.after = Some(
+                    NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S%.f")
+                        .map_err(|_| format!("bad date {v}"))?,
+                );
+            }
+            [field, op, value]
+                if field.eq_ignore_ascii_case("chatSessionId") && op.eq_ignore_ascii_case("gt") =>
+            {
+                out.id_gt = Some(
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("bad id {value}"))?,
+                );
+            }
+            _ => return Err(format!("unsupported filter clause `{clause}`")),
+        }
+        if next.is_empty() {
+            break;
+        }
+        rest = next;
+        rest_lower = next_lower;
+    }
+    Ok(out)
+}
+
+async fn list(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let resp = list_answer(&sh, &headers, &q).await;
+    sh.log.push("/api/v1/ChatSession", resp.status().as_u16());
+    resp
+}
+
+async fn list_answer(sh: &Shared, headers: &HeaderMap, q: &HashMap<String, String>) -> Response {
+    let cut = match gate(sh, headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let filter = match q.get("$filter").map(|f| parse_filter(f)).transpose() {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    let top: usize = q.get("$top").and_then(|v| v.parse().ok()).unwrap_or(50);
+    let skip: usize = q.get("$skip").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let chats = sh.chats.read().expect("chats");
+    let matching: Vec<&SimChat> = chats
+        .values()
+        .filter(|c| match &filter {
+            None => true,
+            Some(f) => {
+                f.after.is_none_or(|a| c.updated.naive_utc() > a)
+                    && f.id_gt.is_none_or(|g| c.id() > g)
+            }
+        })
+        .collect();
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(skip)
+        .take(top)
+        .map(|c| {
+            json!({
+                "PrimaryKey": c.id(), "chatSessionId": c.id(),
+                "updatedDate": c.updated.format("%Y-%m-%dT%H:%M:%S%.3f").to_string(),
+                "status": c.entity["Status"],
+            })
+        })
+        .collect();
+    let mut out = json!({ "value": page });
+    if *sh.next_links.read().expect("flag") && skip + top < matching.len() {
+        let host = headers
+            .get("host")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("127.0.0.1");
+        let mut url =
+            reqwest::Url::parse(&format!("http://{host}/api/v1/ChatSession")).expect("url");
+        {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in q.iter().filter(|(k, _)| k.as_str() != "$skip") {
+                pairs.append_pair(k, v);
+            }
+            pairs.append_pair("$skip", &(skip + top).to_string());
+        }
+        out["odata.nextLink"] = json!(url.to_string());
+    }
+    body(&out, cut)
+}
+
+async fn entity(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let resp = match gate(&sh, &headers).await {
+        Err(r) => r,
+        Ok(cut) => match id
+            .parse::<i64>()
+            .ok()
+            .and_then(|id| sh.chats.read().expect("chats").get(&id).cloned())
+        {
+            Some(c) => body(&c.entity, cut),
+            None => error(StatusCode::NOT_FOUND, "ChatSession not found"),
+        },
+    };
+    sh.log
+        .push("/api/v1/ChatSession/{id}", resp.status().as_u16());
+    resp
+}
+
+async fn messages(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let after: i64 = q.get("after").and_then(|v| v.parse().ok()).unwrap_or(0);
+    if let Ok(session) = id.parse::<i64>() {
+        sh.message_requests
+            .lock()
+            .expect("requests")
+            .push((session, after));
+    }
+    let resp = match gate(&sh, &headers).await {
+        Err(r) => r,
+        Ok(cut) => match id
+            .parse::<i64>()
+            .ok()
+            .and_then(|id| sh.chats.read().expect("chats").get(&id).cloned())
+        {
+            Some(c) => body(
+                &Value::Array(
+                    c.messages
+                        .iter()
+                        .filter(|m| m["ChatMessageId"].as_i64().unwrap_or(0) > after)
+                        .cloned()
+                        .collect(),
+                ),
+                cut,
+            ),
+            None => error(StatusCode::NOT_FOUND, "ChatSession not found"),
+        },
+    };
+    sh.log
+        .push("/api/v1/ChatSession/{id}/Messages", resp.status().as_u16());
+    resp
+}
+
+async fn for_user(State(sh): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let resp = match gate(&sh, &headers).await {
+        Err(r) => r,
+        Ok(cut) => {
+            let all: Vec<Value> = sh
+                .chats
+                .read()
+                .expect("chats")
+                .values()
+                .map(|c| c.entity.clone())
+                .collect();
+            body(&Value::Array(all), cut)
+        }
+    };
+    sh.log.push(
+        "/api/v1/Agents/Chat/ChatSessionsForUser",
+        resp.status().as_u16(),
+    );
+    resp
+}
+
+/// The sample entities of seeds 003 (request and response) and 004, as printed there:
+/// SessionKeys, dates with offsets and seven digits, and spans that come out negative.
+pub fn seed_samples() -> Vec<SimChat> {
+    let at = |s: &str| {
+        DateTime::parse_from_rfc3339(s)
+            .expect("seed date")
+            .with_timezone(&Utc)
+    };
+    let fields =
+        json!({"fieldName": {"FieldRight": null, "FieldType": "System.Int32", "FieldLength": 229}});
+    vec![
+        SimChat {
+            entity: json!({
+                "ChatSessionId": 195, "TopicId": 160, "User": null, "Person": null,
+                "CustomerAlias": "cum", "CustomerHost": "molestias",
+                "CustomerName": "Hermann, Schroeder and Stiedemann",
+                "CustomerEmail": "bette_daugherty@corkery.name", "CustomerPhone": "517.452.4004",
+                "CustomerConsented": false, "CustomerCompanyName": "Hettinger, White and Ziemann",
+                "Status": "Closed", "FirstMessage": "tempora", "LastMessage": "vero",
+                "WhenRequested": "2013-12-04T17:54:07.9918437+01:00",
+                "WhenStarted": "2021-08-15T17:54:07.9918437+02:00",
+                "WhenEnded": "2021-12-22T17:54:07.9918437+01:00",
+                "WhenIdle": "2022-12-21T17:54:07.9918437+01:00",
+                "WhenFetched": "2015-10-29T17:54:07.9918437+01:00",
+                "SessionKey": "voluptas", "InitialQueuePos": 638, "AlertLevel": 822, "Rank": 745,
+                "Flags": "CustomerIsTyping", "Contact": null, "Project": null, "Sale": null,
+                "Ticket": null, "TransferTo": null, "ChatbotIsActive": false, "Rating": 718,
+                "TableRight": null, "FieldProperties": fields,
+                "_Links": {"Self": "https://www.example.com/api/v1/contact/321", "Archive": "https://www.example.com/api/v1/contact"}
+            }),
+            updated: at("2021-12-22T17:54:07Z"),
+            messages: vec![],
+        },
+        SimChat {
+            entity: json!({
+                "ChatSessionId": 452, "TopicId": 699, "User": null, "Person": null,
+                "CustomerAlias": "officiis", "CustomerHost": "et", "CustomerName": "Sipes Group",
+                "CustomerEmail": "ida_marquardt@mills.com", "CustomerPhone": "627.849.5733 x0016",
+                "CustomerConsented": true, "CustomerCompanyName": "Baumbach, Konopelski and Farrell",
+                "Status": "Closed", "FirstMessage": "qui", "LastMessage": "perferendis",
+                "WhenRequested": "2001-10-03T17:54:07.9762203+02:00",
+                "WhenStarted": "1998-09-26T17:54:07.9762203+02:00",
+                "WhenEnded": "2014-09-26T17:54:07.9762203+02:00",
+                "WhenIdle": "2020-07-07T17:54:07.9762203+02:00",
+                "WhenFetched": "2014-09-17T17:54:07.9762203+02:00",
+                "SessionKey": "sapiente", "InitialQueuePos": 201, "AlertLevel": 405, "Rank": 69,
+                "Flags": "CustomerIsTyping", "Contact": null, "Project": null, "Sale": null,
+                "Ticket": null, "TransferTo": null, "ChatbotIsActive": false, "Rating": 579
+            }),
+            updated: at("2020-07-07T17:54:07Z"),
+            messages: vec![],
+        },
+        SimChat {
+            entity: json!({
+                "ChatSessionId": 659, "TopicId": 260, "User": null, "Person": null,
+                "CustomerAlias": "sit", "CustomerHost": "quia",
+                "CustomerName": "Hilll, Powlowski and Wolf", "CustomerEmail": "greta@hoppemacejkovic.us",
+                "CustomerPhone": "1-211-892-9693", "CustomerConsented": false,
+                "CustomerCompanyName": "Vandervort, Bergstrom and Boehm", "Status": "Closed",
+                "FirstMessage": "est", "LastMessage": "voluptas",
+                "WhenRequested": "2002-05-24T17:54:02.7108516+02:00",
+                "WhenStarted": "2019-05-21T17:54:02.7108516+02:00",
+                "WhenEnded": "2018-10-29T17:54:02.7108516+01:00",
+                "WhenIdle": "2010-05-14T17:54:02.7108516+02:00",
+                "WhenFetched": "2023-07-10T17:54:02.7108516+02:00",
+                "SessionKey": "ducimus", "InitialQueuePos": 214, "AlertLevel": 37, "Rank": 661,
+                "Flags": "CustomerIsTyping", "Contact": null, "Project": null, "Sale": null,
+                "Ticket": null, "TransferTo": null, "ChatbotIsActive": true, "Rating": 936,
+                "TableRight": null, "FieldProperties": {"fieldName": {"FieldRight": null, "FieldType": "System.Int32", "FieldLength": 273}}
+            }),
+            updated: at("2023-07-10T17:54:02Z"),
+            messages: vec![],
+        },
+    ]
+}
+
+/// A seeded dataset of `n` chat sessions requested in `[from, to)`, updated when they ended,
+/// with nested User/Person/Contact entities, statuses as names and as numbers, an unknown
+/// status, the odd negative span, and 0–5 messages each.
+pub fn generate(seed: u64, n: usize, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<SimChat> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let span = (to - from).num_milliseconds().max(2);
+    let mut next_msg = 10_000i64;
+    let statuses = [
+        json!("Closed"),
+        json!(9),
+        json!("Finished"),
+        json!("CustomerLast"),
+        json!("TeleportedAway"),
+    ];
+    (0..n)
+        .map(|i| {
+            let id = 1_000 + i as i64;
+            let requested = from + TimeDelta::milliseconds(rng.random_range(0..span * 9 / 10))
+                + TimeDelta::nanoseconds(rng.random_range(0..10_000_000) * 100 % 1_000_000);
+            let started = requested + TimeDelta::milliseconds(rng.random_range(1_000..120_000));
+            let ended = started + TimeDelta::milliseconds(rng.random_range(30_000..1_800_000));
+            // Odd data: every 17th was "started" before it was requested.
+            let started = if i % 17 == 0 { requested - TimeDelta::seconds(30) } else { started };
+            let offset = [0, 1, 2, -5][i % 4];
+            let mut messages = Vec::new();
+            for m in 0..rng.random_range(0..=5) {
+                next_msg += 1;
+                let text = ["Hello & welcome", "<b>bold</b> move", "Děkuji 👍", "line\nbreak", "nul\u{0}byte"][m % 5];
+                messages.push(message_json(next_msg, id, text, started + TimeDelta::seconds(m as i64 * 20)));
+            }
+            SimChat {
+                entity: json!({
+                    "ChatSessionId": id, "TopicId": 1 + (i % 3),
+                    "User": if i % 5 == 4 { Value::Null } else { json!({"AssociateId": 10 + (i % 4), "Name": "agent"}) },
+                    "Person": if i % 2 == 0 { json!({"PersonId": 500 + i}) } else { Value::Null },
+                    "Contact": if i % 3 == 0 { json!({"ContactId": 70 + (i % 9)}) } else { Value::Null },
+                    "Project": null, "Sale": null,
+                    "Ticket": if i % 7 == 0 { json!({"TicketId": 3000 + i}) } else { Value::Null },
+                    "TransferTo": null,
+                    "CustomerAlias": format!("visitor-{id}"), "CustomerHost": "198.51.100.7",
+                    "CustomerName": format!("Customer {id}"), "CustomerEmail": format!("c{id}@example.com"),
+                    "CustomerPhone": "", "CustomerConsented": if i % 2 == 0 { json!(true) } else { json!("FALSE") },
+                    "CustomerCompanyName": "Acme s.r.o.",
+                    "Status": statuses[i % statuses.len()].clone(),
+                    "FirstMessage": "Hi", "LastMessage": "Bye",
+                    "WhenRequested": so_date(requested, offset), "WhenStarted": so_date(started, offset),
+                    "WhenEnded": so_date(ended, offset), "WhenIdle": so_date(ended, offset),
+                    "WhenFetched": so_date(ended, offset),
+                    "SessionKey": format!("sk-{:016x}", rng.random::<u64>()),
+                    "InitialQueuePos": 1 + (i % 4), "AlertLevel": 0, "Rank": 1, "Flags": "None",
+                    "ChatbotIsActive": "0", "Rating": (i % 6),
+                }),
+                updated: ended,
+                messages,
+            }
+        })
+        .collect()
+}
+
+/// `t` to the tick (100 ns) that SuperOffice writes.
+pub fn tick(t: DateTime<Utc>) -> DateTime<Utc> {
+    let nanos = t.timestamp_subsec_nanos() / 100 * 100;
+    DateTime::from_timestamp(t.timestamp(), nanos).expect("valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_have_an_offset_and_seven_digits() {
+        let t = DateTime::parse_from_rfc3339("2024-01-05T10:00:00.1234567Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(so_date(t, 1), "2024-01-05T11:00:00.1234567+01:00");
+        assert_eq!(DateTime::parse_from_rfc3339(&so_date(t, -5)).unwrap(), t);
+    }
+}

@@ -1,0 +1,476 @@
+//! SuperOffice CRM chat sessions and messages (sources.md §2), in two modes:
+//!
+//! - `archive` (default): one window per run, `[watermark − lookback, now)`. The ChatSession
+//!   archive lists the ids whose `updatedDate` is after the window's start, ordered by
+//!   `chatSessionId` with keyset paging (`chatSessionId gt LAST`; an `odata.nextLink` is
+//!   followed when the server gives one); each listed entity is then read by id, `concurrency`
+//!   at a time.
+//! - `for_user`: `ChatSessionsForUser` returns every session of the API user at once, with no
+//!   filter. A fingerprint per session (kept in `sync_state.state`) tells which changed; only
+//!   those are written and have their messages read, so an unchanged list costs one request.
+//!
+//! Messages (`messages = true`) are read for changed sessions only, `after` the last message
+//! id already stored. `SessionKey` is removed from every entity as soon as it is parsed.
+
+pub mod model;
+mod store;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use futures::{StreamExt, TryStreamExt};
+use serde_json::{Value, json};
+
+use crate::config::{StreamSettings, SuperOfficeAuth, SuperOfficeMode, SuperOfficeSettings};
+use crate::engine::{Batch, Rejected, Source, SourceError, StreamKey, StreamState, Window};
+use crate::http::{HttpClient, HttpError};
+use crate::sources::lenient::{self, Fields};
+use crate::telemetry::Metrics;
+use model::Normalized;
+
+pub const SOURCE: &str = "superoffice";
+pub const LIST_PATH: &str = "/api/v1/ChatSession";
+pub const ENTITY_PATH: &str = "/api/v1/ChatSession/{id}";
+pub const MESSAGES_PATH: &str = "/api/v1/ChatSession/{id}/Messages";
+pub const FOR_USER_PATH: &str = "/api/v1/Agents/Chat/ChatSessionsForUser";
+
+pub struct SuperOffice {
+    key: StreamKey,
+    settings: SuperOfficeSettings,
+    http: HttpClient,
+}
+
+/// What the stream remembers of one session between runs.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct Seen {
+    /// Fingerprint of the entity (without SessionKey).
+    h: String,
+    /// Last message id stored.
+    #[serde(default)]
+    m: i64,
+    /// Terminal status (no more messages expected).
+    #[serde(default)]
+    t: bool,
+    /// When it was last seen (RFC 3339).
+    #[serde(default)]
+    s: String,
+}
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Remembered {
+    #[serde(default)]
+    sessions: BTreeMap<i64, Seen>,
+}
+
+impl SuperOffice {
+    pub fn new(settings: SuperOfficeSettings, metrics: Arc<Metrics>) -> Self {
+        let http = HttpClient::new(SOURCE, &settings.stream.account, &settings.http, metrics);
+        SuperOffice {
+            key: StreamKey {
+                source: SOURCE,
+                account: settings.stream.account.clone(),
+                stream: "chat_sessions",
+            },
+            settings,
+            http,
+        }
+    }
+
+    fn url(&self, path: &str) -> reqwest::Url {
+        let base = self.settings.base_url.as_str().trim_end_matches('/');
+        reqwest::Url::parse(&format!("{base}{path}")).expect("base_url was validated")
+    }
+
+    fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let rb = rb.header("Accept", "application/json");
+        match &self.settings.auth {
+            SuperOfficeAuth::Ticket { ticket, app_token } => rb
+                .header("Authorization", format!("SOTICKET {}", ticket.expose()))
+                .header("SO-AppToken", app_token.expose()),
+            SuperOfficeAuth::Bearer { token, app_token } => {
+                let rb = rb.bearer_auth(token.expose());
+                match app_token {
+                    Some(a) => rb.header("SO-AppToken", a.expose()),
+                    None => rb,
+                }
+            }
+        }
+    }
+
+    fn body_error(&self, endpoint: &'static str, detail: String) -> SourceError {
+        SourceError::Body {
+            source_name: SOURCE,
+            account: self.key.account.clone(),
+            endpoint,
+            detail,
+        }
+    }
+
+    /// A 401 is final and explained; everything else passes through.
+    fn http_error(&self, e: HttpError) -> SourceError {
+        if e.status() == Some(401) {
+            let what = match self.settings.auth {
+                SuperOfficeAuth::Ticket { .. } => {
+                    "the ticket expired or was revoked (HTTP 401); sign in again and update `ticket` (and check `app_token`)"
+                }
+                SuperOfficeAuth::Bearer { .. } => {
+                    "the bearer token expired or was revoked (HTTP 401); issue a new one and update `bearer`"
+                }
+            };
+            return SourceError::Vendor {
+                source_name: SOURCE,
+                account: self.key.account.clone(),
+                message: what.into(),
+            };
+        }
+        SourceError::Http(e)
+    }
+
+    async fn get_json(
+        &self,
+        endpoint: &'static str,
+        url: reqwest::Url,
+    ) -> Result<Option<Value>, SourceError> {
+        match self
+            .http
+            .send(endpoint, |c| self.authed(c.get(url.clone())))
+            .await
+        {
+            Ok(r) => parse_json(&r.body)
+                .map(Some)
+                .map_err(|d| self.body_error(endpoint, d)),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(self.http_error(e)),
+        }
+    }
+
+    /// Ids of the sessions updated after `since`, in id order (archive mode).
+    async fn list_changed(&self, since: DateTime<Utc>) -> Result<Vec<i64>, SourceError> {
+        let since = since.format("%Y-%m-%dT%H:%M:%S").to_string();
+        let top = self.settings.page_size;
+        let mut ids = BTreeSet::new();
+        let mut last: Option<i64> = None;
+        let mut next: Option<reqwest::Url> = None;
+        for _page in 0..1_000_000 {
+            let url = match next.take() {
+                Some(u) => u,
+                None => {
+                    let mut filter = format!("updatedDate afterTime '{since}'");
+                    if let Some(l) = last {
+                        filter.push_str(&format!(" and chatSessionId gt {l}"));
+                    }
+                    let mut u = self.url(LIST_PATH);
+                    u.query_pairs_mut()
+                        .append_pair("$select", "chatSessionId,updatedDate")
+                        .append_pair("$filter", &filter)
+                        .append_pair("$orderBy", "chatSessionId")
+                        .append_pair("$top", &top.to_string());
+                    u
+                }
+            };
+            let body = self
+                .get_json(LIST_PATH, url)
+                .await?
+                .ok_or_else(|| self.body_error(LIST_PATH, "the archive answered 404".into()))?;
+            let (items, next_link) = list_page(&body).map_err(|d| self.body_error(LIST_PATH, d))?;
+            let before = ids.len();
+            for item in &items {
+                match item_id(item) {
+                    Some(id) => {
+                        ids.insert(id);
+                        last = Some(last.map_or(id, |l| l.max(id)));
+                    }
+                    None => {
+                        return Err(self.body_error(
+                            LIST_PATH,
+                            format!("a row without chatSessionId: {}", lenient::short(item)),
+                        ));
+                    }
+                }
+            }
+            let progressed = ids.len() > before;
+            if let Some(link) = next_link.filter(|_| progressed) {
+                next = Some(self.same_origin(&link)?);
+                continue;
+            }
+            if items.len() < top || !progressed {
+                break;
+            }
+        }
+        Ok(ids.into_iter().collect())
+    }
+
+    /// An `odata.nextLink`, resolved against the base URL; refused if it leaves the tenant's
+    /// host (the credentials would go with it).
+    fn same_origin(&self, link: &str) -> Result<reqwest::Url, SourceError> {
+        let base = &self.settings.base_url;
+        let url = base.join(link).map_err(|e| {
+            self.body_error(LIST_PATH, format!("odata.nextLink is not a URL ({e})"))
+        })?;
+        if url.origin() != base.origin() {
+            return Err(self.body_error(
+                LIST_PATH,
+                format!(
+                    "odata.nextLink points to another host ({}); not followed",
+                    url.host_str().unwrap_or("?")
+                ),
+            ));
+        }
+        Ok(url)
+    }
+
+    async fn entities_for_user(&self) -> Result<Vec<Value>, SourceError> {
+        let url = self.url(FOR_USER_PATH);
+        let r = self
+            .http
+            .send(FOR_USER_PATH, |c| {
+                self.authed(c.post(url.clone()))
+                    .header("Content-Type", "application/json")
+                    .body("{}")
+            })
+            .await
+            .map_err(|e| self.http_error(e))?;
+        let body = parse_json(&r.body).map_err(|d| self.body_error(FOR_USER_PATH, d))?;
+        list_page(&body)
+            .map(|(items, _)| items)
+            .map_err(|d| self.body_error(FOR_USER_PATH, d))
+    }
+
+    async fn messages(&self, id: i32, after: i64) -> Result<Vec<Value>, SourceError> {
+        let mut url = self.url(&format!("{LIST_PATH}/{id}/Messages"));
+        url.query_pairs_mut()
+            .append_pair("after", &after.to_string());
+        match self.get_json(MESSAGES_PATH, url).await? {
+            None => Ok(Vec::new()),
+            Some(v) => list_page(&v)
+                .map(|(items, _)| items)
+                .map_err(|d| self.body_error(MESSAGES_PATH, d)),
+        }
+    }
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, String> {
+    let text = String::from_utf8_lossy(body);
+    let t = text.trim_start_matches('\u{feff}').trim();
+    if t.starts_with('<') {
+        return Err("an HTML or XML page instead of JSON (a proxy or login page?)".into());
+    }
+    serde_json::from_str(t)
+        .map_err(|e| format!("not valid JSON ({e}); the body may have been cut off"))
+}
+
+/// A list body: a bare array, or `{"value": [...], "odata.nextLink": "..."}`.
+fn list_page(v: &Value) -> Result<(Vec<Value>, Option<String>), String> {
+    match v {
+        Value::Array(a) => Ok((a.clone(), None)),
+        Value::Object(o) => {
+            let f = Fields::new(o);
+            let next = f
+                .text("odata.nextlink")
+                .or_else(|| f.text("@odata.nextlink"));
+            match f.get("value") {
+                Some(Value::Array(a)) => Ok((a.clone(), next)),
+                _ => Err(format!("expected a list, got {}", lenient::short(v))),
+            }
+        }
+        _ => Err(format!("expected a list, got {}", lenient::short(v))),
+    }
+}
+
+fn item_id(item: &Value) -> Option<i64> {
+    let Value::Object(o) = item else {
+        return lenient::int(item);
+    };
+    let f = Fields::new(o);
+    f.get("chatsessionid")
+        .or_else(|| f.get("primarykey"))
+        .and_then(lenient::int)
+}
+
+#[async_trait]
+impl Source for SuperOffice {
+    fn key(&self) -> &StreamKey {
+        &self.key
+    }
+
+    fn settings(&self) -> &StreamSettings {
+        &self.settings.stream
+    }
+
+    fn http(&self) -> &HttpClient {
+        &self.http
+    }
+
+    /// One window per run: both modes ask "what changed since", not "what happened between".
+    fn plan(&self, state: &StreamState, now: DateTime<Utc>) -> Vec<Window> {
+        let windows = crate::engine::plan_windows(self.settings(), state.watermark, now);
+        match (windows.first(), windows.last()) {
+            (Some(first), Some(last)) => vec![Window {
+                start: first.start,
+                end: last.end,
+            }],
+            _ => Vec::new(),
+        }
+    }
+
+    async fn fetch(&self, window: &Window, state: &StreamState) -> Result<Batch, SourceError> {
+        let mut mem: Remembered = serde_json::from_value(state.state.clone()).unwrap_or_default();
+        let mut rejected = Vec::new();
+        let concurrency = self.settings.concurrency;
+
+        // The entities to look at, SessionKey removed.
+        let entities: Vec<(i64, Value)> = match self.settings.mode {
+            SuperOfficeMode::ForUser => self
+                .entities_for_user()
+                .await?
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut v)| {
+                    model::strip_secrets(&mut v);
+                    (item_id(&v).unwrap_or(-(i as i64) - 1), v)
+                })
+                .collect(),
+            SuperOfficeMode::Archive => {
+                let ids = self
+                    .list_changed(window.start - TimeDelta::seconds(1))
+                    .await?;
+                let got: Vec<(i64, Option<Value>)> =
+                    futures::stream::iter(ids.into_iter().map(|id| async move {
+                        let url = self.url(&format!("{LIST_PATH}/{id}"));
+                        self.get_json(ENTITY_PATH, url).await.map(|v| (id, v))
+                    }))
+                    .buffer_unordered(concurrency)
+                    .try_collect()
+                    .await?;
+                let mut out = Vec::with_capacity(got.len());
+                for (id, v) in got {
+                    match v {
+                        Some(mut v) => {
+                            model::strip_secrets(&mut v);
+                            out.push((id, v));
+                        }
+                        None => rejected.push(Rejected {
+                            record_key: id.to_string(),
+                            reason: "not_found: listed as changed, but reading it answered 404"
+                                .into(),
+                            payload: json!({ "ChatSessionId": id }),
+                        }),
+                    }
+                }
+                out.sort_by_key(|(id, _)| *id);
+                out
+            }
+        };
+
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+        let mut sessions = Vec::new();
+        let mut nulled = Vec::new();
+        let mut changed: Vec<(i32, i64)> = Vec::new();
+        let mut current: BTreeMap<i64, Seen> = BTreeMap::new();
+        for (i, (id, mut raw)) in entities.into_iter().enumerate() {
+            lenient::clean_json(&mut raw);
+            let h = model::fingerprint(&raw);
+            let before = mem.sessions.get(&id).cloned();
+            if before.as_ref().is_some_and(|b| b.h == h) {
+                let mut b = before.expect("checked");
+                b.s = now.clone();
+                current.insert(id, b);
+                continue;
+            }
+            match model::normalize(raw, &format!("{}#{i}", self.settings.mode_name())) {
+                Normalized::Session(s, n) => {
+                    nulled.extend(n);
+                    let last = before.map_or(0, |b| b.m);
+                    current.insert(
+                        id,
+                        Seen {
+                            h,
+                            m: last,
+                            t: model::is_terminal(s.status.as_deref()),
+                            s: now.clone(),
+                        },
+                    );
+                    changed.push((s.chat_session_id, last));
+                    sessions.push(*s);
+                }
+                Normalized::Rejected(r) => rejected.push(r),
+            }
+        }
+
+        let mut messages = Vec::new();
+        if self.settings.messages && !changed.is_empty() {
+            let fetched: Vec<(i32, Vec<Value>)> =
+                futures::stream::iter(changed.clone().into_iter().map(|(id, after)| async move {
+                    self.messages(id, after).await.map(|m| (id, m))
+                }))
+                .buffer_unordered(concurrency)
+                .try_collect()
+                .await?;
+            let mut by_id: HashMap<i32, model::Message> = HashMap::new();
+            for (session, list) in fetched {
+                for v in list {
+                    match model::message(&v, session) {
+                        Ok(mut m) => {
+                            if let Some(seen) = current.get_mut(&i64::from(session)) {
+                                seen.m = seen.m.max(i64::from(m.chat_message_id));
+                            }
+                            m.message = m.message.map(|t| lenient::clean(&t));
+                            by_id.insert(m.chat_message_id, m);
+                        }
+                        Err(reason) => {
+                            let mut payload = v.clone();
+                            model::strip_secrets(&mut payload);
+                            lenient::clean_json(&mut payload);
+                            rejected.push(Rejected {
+                                record_key: format!("message of session {session}"),
+                                reason,
+                                payload,
+                            });
+                        }
+                    }
+                }
+            }
+            let mut list: Vec<model::Message> = by_id.into_values().collect();
+            list.sort_by_key(|m| m.chat_message_id);
+            messages = list;
+        }
+
+        // What to remember: for_user keeps exactly the current list; archive keeps open
+        // sessions, and finished ones while the lookback may list them again.
+        match self.settings.mode {
+            SuperOfficeMode::ForUser => mem.sessions = current,
+            SuperOfficeMode::Archive => {
+                mem.sessions.extend(current);
+                let horizon = Utc::now()
+                    - TimeDelta::from_std(self.settings.stream.lookback)
+                        .unwrap_or(TimeDelta::zero())
+                    - TimeDelta::hours(1);
+                mem.sessions.retain(|_, s| {
+                    !s.t || DateTime::parse_from_rfc3339(&s.s)
+                        .is_ok_and(|t| t.with_timezone(&Utc) >= horizon)
+                });
+            }
+        }
+        Ok(Batch {
+            record_keys: sessions
+                .iter()
+                .map(|s| s.chat_session_id.to_string())
+                .collect(),
+            rows: Box::new(store::ChatRows { sessions, messages }),
+            rejected,
+            nulled,
+            state: Some(serde_json::to_value(&mem).expect("plain data")),
+        })
+    }
+}
+
+impl SuperOfficeSettings {
+    fn mode_name(&self) -> &'static str {
+        match self.mode {
+            SuperOfficeMode::Archive => "archive",
+            SuperOfficeMode::ForUser => "for_user",
+        }
+    }
+}

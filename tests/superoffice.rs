@@ -1,0 +1,330 @@
+//! SuperOffice end to end: real PostgreSQL, real HTTP to the simulator.
+
+mod common;
+
+use chrono::{DateTime, Utc};
+use common::*;
+use sessionsync::engine::Outcome;
+use sessionsync::sim::superoffice::{
+    SimChat, SimCredentials, SuperOfficeSim, generate, seed_samples,
+};
+
+const TICKET: &str = "7T:sim-ticket-QW9x";
+const APP_TOKEN: &str = "app-secret-55ab";
+
+fn creds() -> SimCredentials {
+    SimCredentials {
+        ticket: TICKET.into(),
+        app_token: APP_TOKEN.into(),
+        bearer: "bearer-tok-77".into(),
+    }
+}
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn so_toml(base: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[superoffice]]
+account = "cust1"
+base_url = "{base}"
+ticket = "{TICKET}"
+app_token = "{APP_TOKEN}"
+start = "1995-01-01T00:00:00Z"
+requests_per_second = 500
+page_size = 7
+max_retries = 4
+max_retry_wait = "2s"
+timeout = "5s"
+{extra}
+"#
+    )
+}
+
+async fn setup(chats: Vec<SimChat>, extra: &str) -> (TestDb, SuperOfficeSim, Harness) {
+    let db = TestDb::new().await;
+    let sim = SuperOfficeSim::start(creds(), chats).await.unwrap();
+    let h = Harness::new(&settings(&db, &so_toml(&sim.base_url(), extra))).await;
+    (db, sim, h)
+}
+
+fn data() -> Vec<SimChat> {
+    let mut v = seed_samples();
+    v.extend(generate(
+        4,
+        25,
+        t("2024-02-01T00:00:00Z"),
+        t("2024-02-10T00:00:00Z"),
+    ));
+    v
+}
+
+/// Every text and jsonb column of every table in the schema that contains `needle`.
+async fn columns_containing(c: &tokio_postgres::Client, needle: &str) -> Vec<String> {
+    let cols = c
+        .query(
+            "SELECT table_name::text, column_name::text FROM information_schema.columns
+             WHERE table_schema = 'sessionsync' AND data_type IN ('text', 'jsonb', 'character varying')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut hits = Vec::new();
+    for r in cols {
+        let (table, col): (String, String) = (r.get(0), r.get(1));
+        let n: i64 = c
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {table} WHERE strpos(lower({col}::text), lower($1)) > 0"
+                ),
+                &[&needle],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            hits.push(format!("{table}.{col}"));
+        }
+    }
+    hits
+}
+
+#[tokio::test]
+async fn seed_samples_land_with_exact_dates_and_their_negative_spans_are_counted() {
+    let (db, _sim, h) = setup(seed_samples(), "").await;
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(r.totals.written, 3);
+    let c = db.client().await;
+    let exact: bool = c
+        .query_one(
+            "SELECT requested_at = '2013-12-04T17:54:07.9918437+01:00'::timestamptz
+                AND started_at = '2021-08-15T17:54:07.9918437+02:00'::timestamptz
+             FROM superoffice_chat_sessions WHERE chat_session_id = 195",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(exact);
+    let spans = strings(
+        &c,
+        "SELECT chat_session_id || ':' || coalesce(queue_seconds::text, 'null') || ':' || coalesce(handle_seconds::text, 'null') || ':' || coalesce(total_seconds::text, 'null')
+         FROM superoffice_chat_sessions ORDER BY chat_session_id",
+    )
+    .await;
+    // 452 was started before it was requested; 659 ended before it started.
+    assert!(
+        spans[1].starts_with("452:null:") && !spans[1].ends_with("null"),
+        "{spans:?}"
+    );
+    assert!(
+        spans[2].starts_with("659:") && spans[2].contains(":null:"),
+        "{spans:?}"
+    );
+    assert!(!spans[0].contains("null"), "{spans:?}");
+    let text = h.metrics.encode();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("sessionsync_records_rejected_total")
+                && l.contains("reason=\"negative_duration\"")
+                && l.ends_with(" 2")),
+        "{text}"
+    );
+    for key in ["voluptas", "sapiente", "ducimus"] {
+        // "voluptas" is also a LastMessage in seed 004: check the column, not the word.
+        let hits: Vec<String> = columns_containing(&c, &format!("\"SessionKey\": \"{key}\""))
+            .await
+            .into_iter()
+            .chain(columns_containing(&c, "sessionkey").await)
+            .collect();
+        assert!(hits.is_empty(), "SessionKey {key} found in {hits:?}");
+    }
+}
+
+#[tokio::test]
+async fn archive_mode_pages_with_keysets_and_rewrites_only_what_changed() {
+    let chats = data();
+    let keys: Vec<String> = chats
+        .iter()
+        .map(|c| c.entity["SessionKey"].as_str().unwrap().to_string())
+        .filter(|k| k.starts_with("sk-"))
+        .collect();
+    assert_eq!(keys.len(), 25);
+    let (db, sim, h) = setup(chats, "").await;
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(r.totals.written, 28);
+    let c = db.client().await;
+    assert_eq!(count(&c, "superoffice_chat_sessions").await, 28);
+    let list_requests = sim
+        .log()
+        .entries()
+        .iter()
+        .filter(|e| e.path == "/api/v1/ChatSession")
+        .count();
+    assert_eq!(
+        list_requests, 5,
+        "28 rows in pages of 7: four full pages and an empty one"
+    );
+    let messages: usize = sim.chats().iter().map(|ch| ch.messages.len()).sum();
+    assert_eq!(
+        count(&c, "superoffice_chat_messages").await as usize,
+        messages
+    );
+    // NUL bytes are gone, entities kept.
+    assert_eq!(
+        count(&c, "superoffice_chat_messages WHERE message LIKE '%byte'").await,
+        count(&c, "superoffice_chat_messages WHERE message = 'nulbyte'").await
+    );
+    for k in &keys {
+        assert!(
+            columns_containing(&c, k).await.is_empty(),
+            "SessionKey {k} stored"
+        );
+    }
+    // Nested ids flattened; numeric and unknown statuses as text.
+    let statuses = strings(
+        &c,
+        "SELECT DISTINCT status FROM superoffice_chat_sessions ORDER BY 1",
+    )
+    .await;
+    assert_eq!(
+        statuses,
+        vec!["Closed", "CustomerLast", "Finished", "TeleportedAway"]
+    );
+    assert!(count(&c, "superoffice_chat_sessions WHERE user_associate_id IS NOT NULL AND person_id IS NOT NULL").await > 0);
+
+    let before = strings(
+        &c,
+        "SELECT chat_session_id || '@' || last_synced_at FROM superoffice_chat_sessions ORDER BY 1",
+    )
+    .await;
+    sim.update(1003, |e| e["Rating"] = serde_json::json!(5));
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(r.totals.written, 1);
+    let after = strings(
+        &c,
+        "SELECT chat_session_id || '@' || last_synced_at FROM superoffice_chat_sessions ORDER BY 1",
+    )
+    .await;
+    let differ: Vec<_> = before.iter().zip(&after).filter(|(a, b)| a != b).collect();
+    assert_eq!(differ.len(), 1, "{differ:?}");
+    assert!(differ[0].0.starts_with("1003@"));
+    assert_eq!(
+        count(
+            &c,
+            "superoffice_chat_sessions WHERE chat_session_id = 1003 AND rating = 5"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn archive_mode_follows_next_links() {
+    let (db, sim, h) = setup(data(), "").await;
+    sim.set_next_links(true);
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    let c = db.client().await;
+    assert_eq!(count(&c, "superoffice_chat_sessions").await, 28);
+    assert_eq!(r.totals.written, 28);
+}
+
+#[tokio::test]
+async fn for_user_mode_writes_nothing_for_an_unchanged_list() {
+    let (db, sim, h) = setup(data(), "mode = \"for_user\"").await;
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(r.totals.written, 28);
+    sim.log().clear();
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!((r.totals.written, r.totals.requests), (0, 1));
+    assert_eq!(sim.log().len(), 1);
+    // One session changes: only it is written and has its messages read.
+    sim.post_message(1001, "one more thing");
+    sim.log().clear();
+    let r = h.sync().await;
+    assert_eq!(r.totals.written, 1);
+    assert_eq!(sim.log().len(), 2, "{:?}", sim.log().entries());
+    let c = db.client().await;
+    assert_eq!(
+        count(
+            &c,
+            "superoffice_chat_messages WHERE message = 'one more thing'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn messages_after_the_last_stored_id_only() {
+    let (db, sim, h) = setup(data(), "").await;
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    let c = db.client().await;
+    let last: i32 = c
+        .query_one("SELECT coalesce(max(chat_message_id), 0) FROM superoffice_chat_messages WHERE chat_session_id = 1003", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let n0 = count(&c, "superoffice_chat_messages").await;
+    let m1 = sim.post_message(1003, "new one");
+    let m2 = sim.post_message(1003, "and another");
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(count(&c, "superoffice_chat_messages").await, n0 + 2);
+    let asked = sim.message_requests();
+    assert_eq!(asked.last(), Some(&(1003, i64::from(last))), "{asked:?}");
+    let ids = strings(&c, "SELECT chat_message_id::text FROM superoffice_chat_messages WHERE chat_session_id = 1003 ORDER BY 1 DESC LIMIT 2").await;
+    assert_eq!(ids, vec![m2.to_string(), m1.to_string()]);
+    // And again: nothing new is asked for.
+    let r = h.sync().await;
+    assert_eq!(r.totals.written, 0);
+}
+
+#[tokio::test]
+async fn a_revoked_ticket_is_a_clear_error_not_a_retry_loop() {
+    let db = TestDb::new().await;
+    let sim = SuperOfficeSim::start(
+        SimCredentials {
+            ticket: "another".into(),
+            ..creds()
+        },
+        data(),
+    )
+    .await
+    .unwrap();
+    let h = Harness::new(&settings(&db, &so_toml(&sim.base_url(), ""))).await;
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    let e = r.error.unwrap();
+    assert!(
+        e.contains("cust1") && e.contains("ticket expired or was revoked"),
+        "{e}"
+    );
+    assert!(!e.contains(TICKET) && !e.contains(APP_TOKEN), "{e}");
+    assert_eq!(sim.log().len(), 1);
+}
+
+#[tokio::test]
+async fn bearer_auth_works() {
+    let db = TestDb::new().await;
+    let sim = SuperOfficeSim::start(creds(), seed_samples())
+        .await
+        .unwrap();
+    let toml = so_toml(&sim.base_url(), "").replace(
+        &format!("ticket = \"{TICKET}\"\napp_token = \"{APP_TOKEN}\""),
+        "bearer = \"bearer-tok-77\"",
+    );
+    let h = Harness::new(&settings(&db, &toml)).await;
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(r.totals.written, 3);
+}
