@@ -12,7 +12,7 @@ cargo build --release -q
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 
 start=$(date +%s.%N)
-/usr/bin/time -f "%M" -o "$tmp/rss" ./target/release/sessionsync --log-format json demo --once --sessions "$N" >"$tmp/out" 2>"$tmp/log"
+/usr/bin/time -f "%M" -o "$tmp/rss" ./target/release/sessionsync --log-format json demo --once --sources takecontrol --sessions "$N" >"$tmp/out" 2>"$tmp/log"
 end=$(date +%s.%N)
 sync_s=$(echo "$end - $start" | bc -l)
 rows=$(psql "$db" -Atc "select (select count(*) from sessionsync.takecontrol_sessions) + (select count(*) from sessionsync.takecontrol_chat_messages) + (select count(*) from sessionsync.takecontrol_video_links)")

@@ -10,10 +10,12 @@ use chrono::{TimeDelta, Utc};
 
 use crate::config::{
     HttpSettings, MluviiSettings, OutputFormat, Schedule, Secret, Settings, StreamSettings,
-    TakeControlApi, TakeControlSettings, WarehouseSettings,
+    SuperOfficeAuth, SuperOfficeMode, SuperOfficeSettings, TakeControlApi, TakeControlSettings,
+    WarehouseSettings,
 };
 use crate::engine::{Engine, Source};
 use crate::sim::mluvii::MluviiSim;
+use crate::sim::superoffice::{SimCredentials, SuperOfficeSim};
 use crate::sim::takecontrol::{TakeControlSim, generate};
 use crate::telemetry::Metrics;
 use crate::warehouse::Warehouse;
@@ -27,12 +29,12 @@ pub struct DemoArgs {
     /// Sync once, print the summary and exit
     #[arg(long)]
     pub once: bool,
-    /// Sessions the Take Control simulator generates (mluvii gets a quarter as many: each of
-    /// its sessions costs two requests)
+    /// Sessions the Take Control simulator generates (mluvii and SuperOffice get a quarter as
+    /// many each: every one of their sessions costs two requests)
     #[arg(long, default_value_t = 2000)]
     pub sessions: usize,
     /// Which simulated sources to sync (comma-separated)
-    #[arg(long, value_delimiter = ',', default_values_t = ["takecontrol".to_string(), "mluvii".to_string()])]
+    #[arg(long, value_delimiter = ',', default_values_t = ["takecontrol".to_string(), "superoffice".to_string(), "mluvii".to_string()])]
     pub sources: Vec<String>,
     /// Where metrics and health are served while the demo keeps running
     #[arg(long, default_value = "127.0.0.1:9898")]
@@ -62,6 +64,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     )
     .await
     .context("starting the mluvii simulator")?;
+    let so_creds = SimCredentials {
+        ticket: "demo-ticket".into(),
+        app_token: "demo-app-token".into(),
+        bearer: "demo-bearer".into(),
+    };
+    let mut so_chats = crate::sim::superoffice::seed_samples();
+    so_chats.extend(crate::sim::superoffice::generate(
+        13,
+        ml_sessions,
+        start,
+        now - TimeDelta::minutes(1),
+    ));
+    let so_sim = SuperOfficeSim::start(so_creds.clone(), so_chats)
+        .await
+        .context("starting the SuperOffice simulator")?;
     let stream = |account: &str| StreamSettings {
         account: account.into(),
         enabled: true,
@@ -86,7 +103,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         server: crate::config::ServerSettings {
             listen: args.listen,
         },
-        superoffice: vec![],
+        superoffice: vec![SuperOfficeSettings {
+            stream: StreamSettings {
+                // Early enough for the seed documents' own samples (2001–2023) to land too.
+                start: "2000-01-01T00:00:00Z".parse().expect("valid"),
+                ..stream("demo")
+            },
+            http: http(1000.0),
+            base_url: so_sim.base_url().parse().expect("simulator URL"),
+            auth: SuperOfficeAuth::Ticket {
+                ticket: Secret::new(so_creds.ticket.clone()),
+                app_token: Secret::new(so_creds.app_token.clone()),
+            },
+            mode: SuperOfficeMode::Archive,
+            messages: true,
+            concurrency: 8,
+            page_size: 1000,
+        }],
         mluvii: vec![MluviiSettings {
             stream: stream("demo"),
             http: http(1000.0),
@@ -129,10 +162,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     sources.retain(|s| args.sources.iter().any(|n| n == s.key().source));
     let engine = Arc::new(Engine::new(wh.clone(), metrics.clone()));
     let shutdown = crate::cli::shutdown_on_signals();
+    println!("sessionsync demo: simulators with generated data");
     println!(
-        "sessionsync demo: Take Control simulator at {} with {} sessions; mluvii simulator at {} with {} sessions",
+        "  Take Control  {}  {} sessions",
         sim.base_url(),
-        args.sessions,
+        args.sessions
+    );
+    println!(
+        "  SuperOffice   {}  {} chat sessions (3 of them the seed documents' samples)",
+        so_sim.base_url(),
+        ml_sessions + 3
+    );
+    println!(
+        "  mluvii        {}  {} sessions",
         ml_sim.base_url(),
         ml_sessions
     );
@@ -200,6 +242,9 @@ pub async fn summary(wh: &Warehouse) -> anyhow::Result<String> {
         "mluvii_session_operators",
         "mluvii_routing_events",
         "mluvii_session_durations",
+        "superoffice_chat_sessions",
+        "superoffice_chat_messages",
+        "support_sessions",
         "rejected_records",
         "sync_runs",
     ] {
@@ -242,6 +287,21 @@ pub async fn summary(wh: &Warehouse) -> anyhow::Result<String> {
         avg(3),
         avg(4)
     ));
-    out.push_str("\nNext: psql -d sessionsync_demo -c 'SELECT * FROM sessionsync.takecontrol_sessions LIMIT 5'\n");
+    let row = conn
+        .query_one(
+            "SELECT source, count(*), avg(wait_seconds), avg(handle_seconds)
+               FROM support_sessions GROUP BY source ORDER BY count(*) DESC LIMIT 1",
+            &[],
+        )
+        .await;
+    if let Ok(row) = row {
+        out.push_str(&format!(
+            "support_sessions (all systems): largest source {} with {} sessions, average handle time {:.0} s\n",
+            row.get::<_, String>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, Option<f64>>(3).unwrap_or(0.0)
+        ));
+    }
+    out.push_str("\nNext: psql -d sessionsync_demo -c 'SELECT source, channel, count(*), avg(wait_seconds) FROM sessionsync.support_sessions GROUP BY 1, 2'\n");
     Ok(out)
 }

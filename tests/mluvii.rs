@@ -76,17 +76,17 @@ fn nonneg(v: Option<f64>) -> Option<f64> {
 }
 
 fn iso_secs(s: &Option<String>) -> Option<f64> {
-    // The simulator writes PT[nH][nM][n[.fff]S].
+    // The simulator writes PT[nH][nM][n[.fff]S]; summed in whole milliseconds.
     let s = s.as_deref()?;
     let mut rest = s.strip_prefix("PT").unwrap();
-    let mut total = 0.0;
-    for (unit, mult) in [('H', 3600.0), ('M', 60.0), ('S', 1.0)] {
+    let mut ms: i64 = 0;
+    for (unit, mult) in [('H', 3_600_000), ('M', 60_000), ('S', 1_000)] {
         if let Some(i) = rest.find(unit) {
-            total += rest[..i].parse::<f64>().unwrap() * mult;
+            ms += (rest[..i].parse::<f64>().unwrap() * 1000.0).round() as i64 * mult / 1000;
             rest = &rest[i + 1..];
         }
     }
-    Some(total)
+    Some(ms as f64 / 1000.0)
 }
 
 fn expected(s: &SimSession) -> Expected {

@@ -18,6 +18,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0004_superoffice",
         include_str!("../../sql/0004_superoffice.sql"),
     ),
+    (
+        "0005_support_sessions",
+        include_str!("../../sql/0005_support_sessions.sql"),
+    ),
 ];
 
 /// Advisory-lock class for sessionsync (`'sess'` as an int); the second key says what is locked.
