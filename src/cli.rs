@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Settings};
-use crate::engine::{Engine, Outcome, RunReport};
+use crate::engine::{Engine, Outcome, Progress, Range, RunReport};
 use crate::telemetry::{LogFormat, Metrics};
 use crate::warehouse::{StreamStatus, Warehouse};
 
@@ -38,13 +39,30 @@ pub enum Command {
     Run,
     /// Run each selected stream once, now, and exit (0 ok, 1 failed, 2 config, 3 partial)
     Sync {
-        /// Only this source (takecontrol)
+        /// Only this source (takecontrol, superoffice, mluvii)
         #[arg(long)]
         source: Option<String>,
         /// Only this account
         #[arg(long)]
         account: Option<String>,
     },
+    /// Re-read a past range without moving the regular watermark (exit codes as `sync`)
+    Backfill {
+        /// The source (takecontrol, superoffice, mluvii)
+        #[arg(long)]
+        source: String,
+        /// Only this account
+        #[arg(long)]
+        account: Option<String>,
+        /// Start of the range: RFC 3339 (2024-01-01T00:00:00Z) or a date (2024-01-01, UTC)
+        #[arg(long, value_parser = parse_instant)]
+        from: DateTime<Utc>,
+        /// End of the range (exclusive; default: now)
+        #[arg(long, value_parser = parse_instant)]
+        to: Option<DateTime<Utc>>,
+    },
+    /// Validate the config, reach the database and every account's API; say what is wrong
+    Check,
     /// Create or upgrade the warehouse schema and exit
     Migrate,
     /// Per stream: watermark, lag, last run, rows, last error
@@ -99,6 +117,13 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Run => run(cli.config).await,
         Command::Sync { source, account } => sync(cli.config, source, account).await,
         Command::Migrate => migrate(cli.config).await,
+        Command::Backfill {
+            source,
+            account,
+            from,
+            to,
+        } => backfill(cli.config, source, account, from, to).await,
+        Command::Check => check(cli.config).await,
         Command::Status { json } => status(cli.config, json).await,
         Command::Demo(args) => crate::demo::run(args).await.map_err(Failure::from),
     };
@@ -150,14 +175,27 @@ async fn migrate(path: Option<PathBuf>) -> Result<u8, Failure> {
     Ok(0)
 }
 
-async fn sync(
-    path: Option<PathBuf>,
-    source: Option<String>,
-    account: Option<String>,
-) -> Result<u8, Failure> {
-    let settings = load(path)?;
-    if let Some(s) = &source
-        && !crate::sources::SOURCES.contains(&s.as_str())
+/// An instant on the command line: RFC 3339, or a date (midnight UTC).
+fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
+        .map_err(|_| {
+            format!("`{s}` is not a date (2024-01-01) or RFC 3339 time (2024-01-01T00:00:00Z)")
+        })
+}
+
+/// The enabled streams matching `--source`/`--account`; a usage error if there are none.
+fn select(
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+    source: Option<&str>,
+    account: Option<&str>,
+) -> Result<Vec<Arc<dyn crate::engine::Source>>, Failure> {
+    if let Some(s) = source
+        && !crate::sources::SOURCES.contains(&s)
     {
         return Err(Failure {
             code: 2,
@@ -167,8 +205,7 @@ async fn sync(
             ),
         });
     }
-    let metrics = Arc::new(Metrics::new());
-    let sources = crate::sources::build(&settings, &metrics, source.as_deref(), account.as_deref());
+    let sources = crate::sources::build(settings, metrics, source, account);
     if sources.is_empty() {
         return Err(Failure {
             code: 2,
@@ -178,6 +215,17 @@ async fn sync(
             ),
         });
     }
+    Ok(sources)
+}
+
+async fn sync(
+    path: Option<PathBuf>,
+    source: Option<String>,
+    account: Option<String>,
+) -> Result<u8, Failure> {
+    let settings = load(path)?;
+    let metrics = Arc::new(Metrics::new());
+    let sources = select(&settings, &metrics, source.as_deref(), account.as_deref())?;
     let wh = Warehouse::new(&settings.warehouse)?;
     wh.migrate().await?;
     let engine = Engine::new(wh, metrics);
@@ -192,6 +240,124 @@ async fn sync(
         reports.push(report);
     }
     Ok(exit_code(&reports))
+}
+
+async fn backfill(
+    path: Option<PathBuf>,
+    source: String,
+    account: Option<String>,
+    from: DateTime<Utc>,
+    to: Option<DateTime<Utc>>,
+) -> Result<u8, Failure> {
+    let settings = load(path)?;
+    let to = to.unwrap_or_else(Utc::now);
+    if from >= to {
+        return Err(Failure {
+            code: 2,
+            error: anyhow::anyhow!("--from {from} is not before --to {to}"),
+        });
+    }
+    let metrics = Arc::new(Metrics::new());
+    let sources = select(&settings, &metrics, Some(&source), account.as_deref())?;
+    let wh = Warehouse::new(&settings.warehouse)?;
+    wh.migrate().await?;
+    let engine = Engine::new(wh, metrics);
+    let shutdown = shutdown_on_signals();
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut reports = Vec::new();
+    for s in &sources {
+        let key = s.key().to_string();
+        let show = |p: &Progress| {
+            let eta = (p.done > 0 && p.done < p.total)
+                .then(|| p.elapsed.mul_f64((p.total - p.done) as f64 / p.done as f64));
+            let rows = p.written + p.unchanged;
+            if tty {
+                let width = 30;
+                let filled = width * p.done / p.total.max(1);
+                eprint!(
+                    "\r{key} [{}{}] {}/{} windows, {rows} rows{}   ",
+                    "#".repeat(filled),
+                    "-".repeat(width - filled),
+                    p.done,
+                    p.total,
+                    eta.map(|e| format!(", ETA {}s", e.as_secs()))
+                        .unwrap_or_default()
+                );
+            } else {
+                tracing::info!(stream = %key, done = p.done, total = p.total, rows, eta_seconds = eta.map(|e| e.as_secs()), "backfill progress");
+            }
+        };
+        let report = engine
+            .run(&**s, Range::Backfill { from, to }, &shutdown, &show)
+            .await
+            .with_context(|| format!("backfilling {key}"))?;
+        if tty {
+            eprintln!();
+        }
+        println!("{}", describe(&report));
+        reports.push(report);
+    }
+    Ok(exit_code(&reports))
+}
+
+async fn check(path: Option<PathBuf>) -> Result<u8, Failure> {
+    let mut settings = load(path)?;
+    let mut failed = false;
+    let mut line = |ok: bool, item: &str, text: &str| {
+        failed |= !ok;
+        println!("{:<5} {item:<28} {text}", if ok { "OK" } else { "FAIL" });
+    };
+    let enabled = settings.enabled_takecontrol().count()
+        + settings.enabled_superoffice().count()
+        + settings.enabled_mluvii().count();
+    line(
+        true,
+        "config",
+        &format!("{}: {enabled} enabled stream(s)", settings.file.display()),
+    );
+    match Warehouse::new(&settings.warehouse) {
+        Err(e) => line(false, "warehouse", &e.to_string()),
+        Ok(wh) => match wh.conn().await {
+            Err(e) => line(false, "warehouse", &format!("{e}")),
+            Ok(c) => match c.query_one("SHOW server_version", &[]).await {
+                Ok(r) => line(
+                    true,
+                    "warehouse",
+                    &format!(
+                        "PostgreSQL {} reachable; schema `{}`",
+                        r.get::<_, String>(0),
+                        wh.schema()
+                    ),
+                ),
+                Err(e) => line(
+                    false,
+                    "warehouse",
+                    &format!("connected, but a query failed: {e}"),
+                ),
+            },
+        },
+    }
+    // One quick try each: a check should answer in seconds, not ride out an outage.
+    for h in settings
+        .takecontrol
+        .iter_mut()
+        .map(|t| &mut t.http)
+        .chain(settings.superoffice.iter_mut().map(|t| &mut t.http))
+        .chain(settings.mluvii.iter_mut().map(|t| &mut t.http))
+    {
+        h.max_retries = 1;
+        h.max_retry_wait = Duration::from_secs(2);
+        h.timeout = h.timeout.min(Duration::from_secs(15));
+    }
+    let metrics = Arc::new(Metrics::new());
+    for s in crate::sources::build(&settings, &metrics, None, None) {
+        let item = format!("{}/{}", s.key().source, s.key().account);
+        match s.check().await {
+            Ok(text) => line(true, &item, &text),
+            Err(e) => line(false, &item, &e.to_string()),
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
 }
 
 /// 1 if any stream failed, else 3 if any was partial, else 0.

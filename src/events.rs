@@ -126,7 +126,7 @@ pub struct WindowCommitted<'a> {
     pub window: &'a Window,
     pub written: u64,
     pub unchanged: u64,
-    pub watermark: DateTime<Utc>,
+    pub watermark: Option<DateTime<Utc>>,
 }
 
 impl WindowCommitted<'_> {
@@ -136,9 +136,9 @@ impl WindowCommitted<'_> {
         let l = stream_labels(k);
         m.rows_written.get_or_create(&l).inc_by(self.written);
         m.rows_unchanged.get_or_create(&l).inc_by(self.unchanged);
-        m.watermark
-            .get_or_create(&l)
-            .set(self.watermark.timestamp() as f64);
+        if let Some(w) = self.watermark {
+            m.watermark.get_or_create(&l).set(w.timestamp() as f64);
+        }
     }
 }
 

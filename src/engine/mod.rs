@@ -22,7 +22,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use crate::config::StreamSettings;
 use crate::http::{HttpClient, HttpError};
 
-pub use run::{Engine, Hooks, RunReport};
+pub use run::{Engine, Hooks, Progress, Range, RunReport};
 pub use scheduler::run_scheduler;
 
 /// Names one stream: `(source, account, stream)`, the key of `sync_state`.
@@ -154,6 +154,34 @@ pub trait Source: Send + Sync {
     fn plan(&self, state: &StreamState, now: DateTime<Utc>) -> Vec<Window> {
         plan_windows(self.settings(), state.watermark, now)
     }
+    /// The windows a backfill of `[from, to)` covers (no lookback). The default splits the range
+    /// into `window`-sized pieces.
+    fn plan_range(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Window> {
+        let s = self.settings();
+        let bounded = StreamSettings {
+            start: from,
+            lookback: Duration::ZERO,
+            ..s.clone()
+        };
+        plan_windows(&bounded, None, to)
+    }
+    /// One cheap call with the account's credentials, for `sessionsync check`. The default reads
+    /// the last minute.
+    async fn check(&self) -> Result<String, SourceError> {
+        let now = Utc::now()
+            .duration_trunc(TimeDelta::seconds(1))
+            .unwrap_or(Utc::now());
+        let window = Window {
+            start: now - TimeDelta::minutes(1),
+            end: now,
+        };
+        let batch = self.fetch(&window, &StreamState::default()).await?;
+        Ok(format!(
+            "answered ({} records in the last minute)",
+            batch.rows.len()
+        ))
+    }
+
     /// Fetches and parses one window.
     async fn fetch(&self, window: &Window, state: &StreamState) -> Result<Batch, SourceError>;
 }

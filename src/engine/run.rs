@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{Batch, Outcome, Source, StreamKey, StreamState, Window, WriteCounts};
 use crate::events::{RecordRejected, RunFinished, WindowCommitted};
@@ -17,6 +18,29 @@ use crate::warehouse::{self, RunTotals, Warehouse, WarehouseError};
 pub struct Hooks {
     /// Fail each window after its rows are written and before its transaction commits.
     pub fail_before_commit: AtomicBool,
+}
+
+/// Which range a run covers.
+#[derive(Debug, Clone, Copy)]
+pub enum Range {
+    /// The regular cycle: from the watermark (minus lookback) to now.
+    Regular,
+    /// A backfill of `[from, to)`; the watermark never moves backwards.
+    Backfill {
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
+}
+
+/// How far a run has got, after each window.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub done: usize,
+    pub total: usize,
+    pub written: u64,
+    pub unchanged: u64,
+    pub rejected: u64,
+    pub elapsed: std::time::Duration,
 }
 
 /// What a run did.
@@ -64,6 +88,17 @@ impl Engine {
         source: &dyn Source,
         cancel: &CancellationToken,
     ) -> Result<RunReport, WarehouseError> {
+        self.run(source, Range::Regular, cancel, &|_| {}).await
+    }
+
+    /// Runs the stream over `range`, calling `progress` after each window.
+    pub async fn run(
+        &self,
+        source: &dyn Source,
+        range: Range,
+        cancel: &CancellationToken,
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<RunReport, WarehouseError> {
         let key = source.key();
         let schema = self.warehouse.schema();
         let mut conn = self.warehouse.conn().await?;
@@ -78,7 +113,9 @@ impl Engine {
                 watermark: None,
             });
         }
-        let result = self.run_locked(&mut conn, source, cancel).await;
+        let result = self
+            .run_locked(&mut conn, source, range, cancel, progress)
+            .await;
         if warehouse::unlock_stream(&conn, schema, key).await.is_err() {
             // Never hand a connection that may still hold the lock back to the pool.
             let _ = deadpool_postgres::Object::take(conn);
@@ -90,14 +127,36 @@ impl Engine {
         &self,
         conn: &mut deadpool_postgres::Object,
         source: &dyn Source,
+        range: Range,
         cancel: &CancellationToken,
+        progress: &(dyn Fn(&Progress) + Sync),
+    ) -> Result<RunReport, WarehouseError> {
+        let key = source.key();
+        let run_id = warehouse::start_run(conn, key).await?;
+        // Every line logged during the run carries its id.
+        let span = tracing::info_span!("run", run_id, source = key.source, account = %key.account, stream = key.stream);
+        self.run_windows(conn, source, range, cancel, progress, run_id)
+            .instrument(span)
+            .await
+    }
+
+    async fn run_windows(
+        &self,
+        conn: &mut deadpool_postgres::Object,
+        source: &dyn Source,
+        range: Range,
+        cancel: &CancellationToken,
+        progress: &(dyn Fn(&Progress) + Sync),
+        run_id: i64,
     ) -> Result<RunReport, WarehouseError> {
         let key = source.key();
         let started = Instant::now();
-        let run_id = warehouse::start_run(conn, key).await?;
         let (requests0, retries0) = (source.http().requests(), source.http().retries());
         let mut state = warehouse::load_state(&***conn, key).await?;
-        let windows = source.plan(&state, Utc::now());
+        let windows = match range {
+            Range::Regular => source.plan(&state, Utc::now()),
+            Range::Backfill { from, to } => source.plan_range(from, to.min(Utc::now())),
+        };
         let mut totals = RunTotals::default();
         let mut new_rejects = 0;
         let mut committed = 0usize;
@@ -120,7 +179,7 @@ impl Engine {
                 Some(Ok(b)) => b,
             };
             match self
-                .commit_window(conn, key, window, batch, &mut state)
+                .commit_window(conn, key, window, batch, &mut state, range)
                 .await
             {
                 Ok((counts, rejected, new)) => {
@@ -129,6 +188,14 @@ impl Engine {
                     totals.unchanged += counts.unchanged;
                     totals.rejected += rejected;
                     new_rejects += new;
+                    progress(&Progress {
+                        done: committed,
+                        total: windows.len(),
+                        written: totals.written,
+                        unchanged: totals.unchanged,
+                        rejected: totals.rejected,
+                        elapsed: started.elapsed(),
+                    });
                 }
                 Err(e) => {
                     error = Some(e.to_string());
@@ -175,6 +242,7 @@ impl Engine {
         window: &Window,
         batch: Batch,
         state: &mut StreamState,
+        range: Range,
     ) -> Result<(WriteCounts, u64, u64), WarehouseError> {
         let tx = conn
             .transaction()
@@ -187,7 +255,13 @@ impl Engine {
             .map_err(WarehouseError::query("writing rows"))?;
         warehouse::clear_rejects(&*tx, key, &batch.record_keys).await?;
         let new = warehouse::put_rejects(&*tx, key, &batch.rejected).await?;
-        let watermark = warehouse::save_state(&*tx, key, window.end, batch.state.as_ref()).await?;
+        // A backfill never moves the regular watermark, in either direction: forwards would
+        // skip what lies between the old watermark and the backfilled range.
+        let moved_to = match range {
+            Range::Regular => Some(window.end),
+            Range::Backfill { .. } => None,
+        };
+        let watermark = warehouse::save_state(&*tx, key, moved_to, batch.state.as_ref()).await?;
         if self.hooks.fail_before_commit.load(Ordering::SeqCst) {
             return Err(WarehouseError::Query {
                 doing: "committing a window",
@@ -223,7 +297,7 @@ impl Engine {
             watermark,
         }
         .emit(&self.metrics);
-        state.watermark = Some(watermark);
+        state.watermark = watermark;
         if let Some(s) = batch.state {
             state.state = s;
         }

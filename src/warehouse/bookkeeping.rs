@@ -61,15 +61,15 @@ pub async fn load_state(
 pub async fn save_state(
     c: &impl GenericClient,
     k: &StreamKey,
-    watermark: DateTime<Utc>,
+    watermark: Option<DateTime<Utc>>,
     state: Option<&serde_json::Value>,
-) -> Result<DateTime<Utc>, WarehouseError> {
+) -> Result<Option<DateTime<Utc>>, WarehouseError> {
     let row = c
         .query_one(
             "INSERT INTO sync_state AS s (source, account, stream, watermark, state)
              VALUES ($1, $2, $3, $4, coalesce($5, '{}'::jsonb))
              ON CONFLICT (source, account, stream) DO UPDATE
-                SET watermark = greatest(s.watermark, EXCLUDED.watermark),
+                SET watermark = coalesce(greatest(s.watermark, EXCLUDED.watermark), s.watermark),
                     state = coalesce($5, s.state),
                     updated_at = now()
              RETURNING watermark",

@@ -22,6 +22,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0005_support_sessions",
         include_str!("../../sql/0005_support_sessions.sql"),
     ),
+    (
+        "0006_support_daily",
+        include_str!("../../sql/0006_support_daily.sql"),
+    ),
 ];
 
 /// Advisory-lock class for sessionsync (`'sess'` as an int); the second key says what is locked.

@@ -268,6 +268,17 @@ impl Source for Mluvii {
         windows
     }
 
+    /// A backfill re-reads its range only; open sessions wait for the regular cycle.
+    fn plan_range(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Window> {
+        *self.first_window.lock().expect("first window") = None;
+        let bounded = StreamSettings {
+            start: from,
+            lookback: std::time::Duration::ZERO,
+            ..self.settings.stream.clone()
+        };
+        crate::engine::plan_windows(&bounded, None, to)
+    }
+
     async fn fetch(&self, window: &Window, state: &StreamState) -> Result<Batch, SourceError> {
         let mut mem: Remembered = serde_json::from_value(state.state.clone()).unwrap_or_default();
         let (listed, mut rejected) = self.list(window).await?;

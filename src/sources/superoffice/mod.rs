@@ -315,6 +315,36 @@ impl Source for SuperOffice {
         }
     }
 
+    async fn check(&self) -> Result<String, SourceError> {
+        match self.settings.mode {
+            SuperOfficeMode::ForUser => {
+                let n = self.entities_for_user().await?.len();
+                Ok(format!("answered ({n} chat sessions for the API user)"))
+            }
+            SuperOfficeMode::Archive => {
+                let n = self
+                    .list_changed(Utc::now() - TimeDelta::minutes(1))
+                    .await?
+                    .len();
+                Ok(format!(
+                    "answered ({n} chat sessions updated in the last minute)"
+                ))
+            }
+        }
+    }
+
+    /// The archive can only be asked "updated after", so a backfill is one window from `from`.
+    fn plan_range(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Window> {
+        if from < to {
+            vec![Window {
+                start: from,
+                end: to,
+            }]
+        } else {
+            Vec::new()
+        }
+    }
+
     async fn fetch(&self, window: &Window, state: &StreamState) -> Result<Batch, SourceError> {
         let mut mem: Remembered = serde_json::from_value(state.state.clone()).unwrap_or_default();
         let mut rejected = Vec::new();

@@ -1,4 +1,5 @@
-//! The cross-system view `support_sessions` over all three connectors at once.
+//! The BI layer over all three connectors at once: `support_sessions`, the daily views, and
+//! every example query of `docs/warehouse.md`.
 
 mod common;
 
@@ -8,8 +9,17 @@ use sessionsync::engine::Outcome;
 use sessionsync::sim::{mluvii, superoffice, takecontrol};
 use tokio_util::sync::CancellationToken;
 
-#[tokio::test]
-async fn support_sessions_has_one_row_per_session_of_every_system() {
+/// A database synced from the three simulators (kept alive with it).
+struct Synced {
+    db: TestDb,
+    _sims: (
+        takecontrol::TakeControlSim,
+        mluvii::MluviiSim,
+        superoffice::SuperOfficeSim,
+    ),
+}
+
+async fn synced() -> Synced {
     let db = TestDb::new().await;
     let now = Utc::now();
     let from: DateTime<Utc> = now - TimeDelta::days(2);
@@ -70,7 +80,16 @@ requests_per_second = 500
             .unwrap();
         assert_eq!(r.outcome, Outcome::Succeeded, "{}: {:?}", r.key, r.error);
     }
-    let c = db.client().await;
+    Synced {
+        db,
+        _sims: (tc, ml, so),
+    }
+}
+
+#[tokio::test]
+async fn support_sessions_has_one_row_per_session_of_every_system() {
+    let s = synced().await;
+    let c = s.db.client().await;
     let rows = strings(
         &c,
         "SELECT source || ':' || channel || ':' || count(*) FROM support_sessions GROUP BY source, channel ORDER BY 1",
@@ -98,4 +117,57 @@ requests_per_second = 500
     )
     .await;
     assert!(agents > 0);
+}
+
+#[tokio::test]
+async fn views_agree_with_their_base_tables() {
+    let s = synced().await;
+    let c = s.db.client().await;
+    for (source, table) in [
+        ("takecontrol", "takecontrol_sessions"),
+        ("superoffice", "superoffice_chat_sessions"),
+        ("mluvii", "mluvii_sessions"),
+    ] {
+        let view = count(&c, &format!("support_sessions WHERE source = '{source}'")).await;
+        assert_eq!(view, count(&c, table).await, "{source}");
+    }
+    let daily: i64 = c
+        .query_one("SELECT sum(sessions)::bigint FROM support_daily", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        daily,
+        count(&c, "support_sessions WHERE requested_at IS NOT NULL").await
+    );
+    let ops: i64 = c
+        .query_one(
+            "SELECT sum(sessions)::bigint FROM mluvii_operator_daily",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ops, count(&c, "mluvii_session_operators").await);
+}
+
+#[tokio::test]
+async fn every_example_query_of_the_docs_runs_and_returns_rows() {
+    let s = synced().await;
+    let c = s.db.client().await;
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/warehouse.md")).unwrap();
+    let queries: Vec<&str> = doc
+        .split("```sql")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .collect();
+    assert!(queries.len() >= 5, "found {} queries", queries.len());
+    for q in queries {
+        let rows = c
+            .query(q, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{q}\nfailed: {e}"));
+        assert!(!rows.is_empty(), "no rows from\n{q}");
+    }
 }
