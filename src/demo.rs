@@ -36,16 +36,43 @@ pub struct DemoArgs {
     /// Which simulated sources to sync (comma-separated)
     #[arg(long, value_delimiter = ',', default_values_t = ["takecontrol".to_string(), "superoffice".to_string(), "mluvii".to_string()])]
     pub sources: Vec<String>,
+    /// Use a private PostgreSQL cluster (under .sessionsync/demo-postgres) even if a server runs
+    #[arg(long)]
+    pub private_postgres: bool,
     /// Where metrics and health are served while the demo keeps running
     #[arg(long, default_value = "127.0.0.1:9898")]
     pub listen: SocketAddr,
 }
 
+/// Where the demo's private cluster lives.
+pub const PRIVATE_PG_DIR: &str = ".sessionsync/demo-postgres";
+
 pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
-    let admin_url = std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| LOCAL_DEFAULT_URL.into());
+    let explicit = std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty());
+    // DATABASE_URL, else a server on the local default, else a private cluster.
+    let mut private = None;
+    let admin_url = match explicit {
+        Some(u) if !args.private_postgres => u,
+        _ => {
+            let local_ok = !args.private_postgres && reachable(LOCAL_DEFAULT_URL).await;
+            if local_ok {
+                LOCAL_DEFAULT_URL.to_string()
+            } else {
+                println!(
+                    "No PostgreSQL server to use: starting a private one in {PRIVATE_PG_DIR} (stopped when the demo ends)"
+                );
+                let dir = std::path::PathBuf::from(PRIVATE_PG_DIR);
+                let pg =
+                    tokio::task::spawn_blocking(move || crate::pgctl::PrivatePostgres::start(&dir))
+                        .await
+                        .context("starting the private PostgreSQL")??;
+                let url = pg.url();
+                private = Some(pg);
+                url
+            }
+        }
+    };
+    let _private = private;
     let url = ensure_database(&admin_url).await?;
     let now = Utc::now();
     let start = now - TimeDelta::days(7);
@@ -185,6 +212,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         reports.push(r);
     }
     print!("{}", summary(&wh).await?);
+    if let Some(pg) = &_private {
+        println!(
+            "(That is the private PostgreSQL on 127.0.0.1:{}, data in {PRIVATE_PG_DIR}; it runs while the demo does: psql -h 127.0.0.1 -p {} -U postgres -d {DEMO_DB})",
+            pg.port, pg.port
+        );
+    }
     if args.once {
         return Ok(crate::cli::exit_code(&reports));
     }
@@ -195,6 +228,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     crate::engine::run_scheduler(engine, sources, shutdown.clone()).await;
     let _ = server.await;
     Ok(0)
+}
+
+async fn reachable(url: &str) -> bool {
+    let connect = tokio_postgres::connect(url, tokio_postgres::NoTls);
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(3), connect).await,
+        Ok(Ok(_))
+    )
 }
 
 /// Creates the demo database on the server of `admin_url` if missing; returns its URL.

@@ -7,13 +7,14 @@
 //!   advisory lock, one transaction per window with its watermark, run records, the scheduler.
 //! - [`http`]: the HTTP client every source uses: rate ceiling, retries with backoff and jitter,
 //!   `Retry-After`, an account-wide pause on 429.
-//! - [`sources`]: one folder per source system (`takecontrol/`), plus lenient field reading and
-//!   bounded XML helpers shared by them.
+//! - [`sources`]: one folder per source system (`takecontrol/`, `superoffice/`, `mluvii/`), plus
+//!   lenient field reading and bounded XML helpers shared by them.
 //! - [`warehouse`]: the pool (TLS), embedded migrations from `sql/`, bookkeeping tables.
 //! - [`telemetry`] and [`events`]: Prometheus metrics and logs; an event writes both at once.
 //! - [`server`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`sim`]: simulators of the vendor APIs with fault injection (tests, benchmarks, `demo`).
-//! - [`cli`]: the command line; `main.rs` only calls it.
+//! - [`cli`]: the command line; `main.rs` only calls it. [`demo`] and [`pgctl`] (a private
+//!   PostgreSQL for the demo) serve `sessionsync demo`.
 
 pub mod cli;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod demo;
 pub mod engine;
 pub mod events;
 pub mod http;
+pub mod pgctl;
 pub mod server;
 pub mod sim;
 pub mod sources;

@@ -222,3 +222,169 @@ async fn migrate_is_idempotent_and_comments_every_column() {
     .await;
     assert!(missing.is_empty(), "columns without COMMENT: {missing:?}");
 }
+
+#[tokio::test]
+async fn demo_once_starts_a_private_postgres_and_lands_all_three_sources() {
+    let dir = std::env::temp_dir().join(format!("sessionsync-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_sessionsync"))
+        .args(["demo", "--once", "--private-postgres", "--sessions", "80"])
+        .current_dir(&dir)
+        .env_remove("DATABASE_URL")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("starting a private one"), "{stdout}");
+    for table in [
+        "takecontrol_sessions",
+        "superoffice_chat_sessions",
+        "mluvii_sessions",
+        "mluvii_session_durations",
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(table))
+            .unwrap_or_else(|| panic!("no {table} in {stdout}"));
+        let n: i64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert!(n > 0, "{line}");
+    }
+}
+
+const ML_SECRET: &str = "ML-SECRET-do-not-print-44";
+const SO_TICKET: &str = "SO-TICKET-do-not-print-55";
+
+#[tokio::test]
+async fn check_reports_the_one_bad_credential_and_passes_the_others() {
+    use sessionsync::sim::{mluvii, superoffice};
+    let db = TestDb::new().await;
+    let tc = TakeControlSim::start(SECRET, vec![]).await.unwrap();
+    let ml = mluvii::MluviiSim::start("api-user", "the-right-secret", vec![])
+        .await
+        .unwrap();
+    let so = superoffice::SuperOfficeSim::start(
+        superoffice::SimCredentials {
+            ticket: SO_TICKET.into(),
+            app_token: "app".into(),
+            bearer: "b".into(),
+        },
+        superoffice::seed_samples(),
+    )
+    .await
+    .unwrap();
+    let cfg = format!(
+        r#"{}
+[[mluvii]]
+account = "ml"
+base_url = "{}"
+client_id = "api-user"
+client_secret = "{ML_SECRET}"
+start = "2024-01-01T00:00:00Z"
+
+[[superoffice]]
+account = "so"
+base_url = "{}"
+ticket = "{SO_TICKET}"
+app_token = "app"
+start = "2024-01-01T00:00:00Z"
+"#,
+        config(&tc.base_url(), ""),
+        ml.base_url(),
+        so.base_url()
+    );
+    let o = sessionsync(&["check"], &cfg, Some(&db.url)).await;
+    assert_eq!(o.code, 1, "{}\n{}", o.stdout, o.stderr);
+    let line = |item: &str| {
+        o.stdout
+            .lines()
+            .find(|l| l.contains(item))
+            .unwrap_or_else(|| panic!("no {item} in {}", o.stdout))
+            .to_string()
+    };
+    assert!(line("config").starts_with("OK"), "{}", o.stdout);
+    assert!(line("warehouse").starts_with("OK"), "{}", o.stdout);
+    assert!(line("takecontrol/acme").starts_with("OK"), "{}", o.stdout);
+    assert!(line("superoffice/so").starts_with("OK"), "{}", o.stdout);
+    let ml_line = line("mluvii/ml");
+    assert!(
+        ml_line.starts_with("FAIL") && ml_line.contains("client_id `api-user`"),
+        "{ml_line}"
+    );
+    for s in [SECRET, ML_SECRET, SO_TICKET] {
+        assert!(!o.stdout.contains(s) && !o.stderr.contains(s), "{s} leaked");
+    }
+    // All good: exit 0.
+    let good = cfg.replace(ML_SECRET, "the-right-secret");
+    let o = sessionsync(&["check"], &good, Some(&db.url)).await;
+    assert_eq!(o.code, 0, "{}", o.stdout);
+}
+
+#[tokio::test]
+async fn backfill_lands_a_past_range_and_leaves_the_watermark() {
+    let db = TestDb::new().await;
+    let now = Utc::now();
+    let sim = TakeControlSim::start(
+        SECRET,
+        generate(5, 120, now - TimeDelta::days(2), now - TimeDelta::hours(1)),
+    )
+    .await
+    .unwrap();
+    let cfg = config(&sim.base_url(), "");
+    let o = sessionsync(&["sync"], &cfg, Some(&db.url)).await;
+    assert_eq!(o.code, 0, "{}", o.stdout);
+    let c = db.client().await;
+    let before = strings(&c, "SELECT watermark::text FROM sync_state").await;
+    let total = count(&c, "takecontrol_sessions").await;
+    // Lose a day of rows, as a careless DELETE would.
+    let from = now - TimeDelta::days(2);
+    let to = now - TimeDelta::days(1);
+    c.execute(
+        "DELETE FROM takecontrol_sessions WHERE started_at >= $1 AND started_at < $2",
+        &[&from, &to],
+    )
+    .await
+    .unwrap();
+    assert!(count(&c, "takecontrol_sessions").await < total);
+    let o = sessionsync(
+        &[
+            "backfill",
+            "--source",
+            "takecontrol",
+            "--from",
+            &from.to_rfc3339(),
+            "--to",
+            &to.to_rfc3339(),
+        ],
+        &cfg,
+        Some(&db.url),
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("backfill progress"), "{}", o.stderr);
+    assert_eq!(count(&c, "takecontrol_sessions").await, total);
+    assert_eq!(
+        strings(&c, "SELECT watermark::text FROM sync_state").await,
+        before,
+        "the watermark did not move"
+    );
+    let o = sessionsync(
+        &[
+            "backfill",
+            "--source",
+            "takecontrol",
+            "--from",
+            "2024-13-01",
+        ],
+        &cfg,
+        Some(&db.url),
+    )
+    .await;
+    assert_eq!(o.code, 2, "{}", o.stderr);
+}
