@@ -171,3 +171,51 @@ async fn every_example_query_of_the_docs_runs_and_returns_rows() {
         assert!(!rows.is_empty(), "no rows from\n{q}");
     }
 }
+
+#[tokio::test]
+async fn the_grafana_sessions_dashboard_queries_run() {
+    let s = synced().await;
+    let c = s.db.client().await;
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docker/grafana/dashboards/sessions.json"
+    );
+    let d: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut n = 0;
+    for p in d["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let raw = t["rawSql"].as_str().unwrap();
+            // Grafana's macro, as Grafana expands it for "all time".
+            let mut q = String::new();
+            let mut rest = raw;
+            while let Some(i) = rest.find("$__timeFilter(") {
+                q.push_str(&rest[..i]);
+                let after = &rest[i + "$__timeFilter(".len()..];
+                let mut depth = 1;
+                let end = after
+                    .char_indices()
+                    .find(|&(_, ch)| {
+                        depth += match ch {
+                            '(' => 1,
+                            ')' => -1,
+                            _ => 0,
+                        };
+                        depth == 0
+                    })
+                    .unwrap()
+                    .0;
+                q.push_str(&format!("({} IS NOT NULL)", &after[..end]));
+                rest = &after[end + 1..];
+            }
+            q.push_str(rest);
+            let rows = c
+                .query(&q, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{q}\nfailed: {e}"));
+            assert!(!rows.is_empty(), "no rows from {q}");
+            n += 1;
+        }
+    }
+    assert!(n >= 5);
+}
