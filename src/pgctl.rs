@@ -108,8 +108,8 @@ impl PrivatePostgres {
     }
 }
 
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
+impl PrivatePostgres {
+    fn pg_ctl(&self) -> Command {
         let pg_ctl = self.bin.join("pg_ctl");
         let mut c = match &self.owner {
             Some(user) => {
@@ -119,11 +119,39 @@ impl Drop for PrivatePostgres {
             }
             None => Command::new(&pg_ctl),
         };
-        let _ = c
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "fast", "-w", "stop"])
-            .output();
+        c.arg("-D").arg(&self.data);
+        c
+    }
+
+    /// Stops the server (fast shutdown: open transactions roll back, clients are cut off).
+    pub fn stop(&self) -> Result<(), String> {
+        run(
+            "pg_ctl stop",
+            self.pg_ctl().args(["-m", "fast", "-w", "stop"]),
+        )
+    }
+
+    /// Starts the server again on the same port.
+    pub fn resume(&self) -> Result<(), String> {
+        let dir = self.data.parent().unwrap_or(&self.data).to_path_buf();
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
+            self.port,
+            dir.display()
+        );
+        run(
+            "pg_ctl start",
+            self.pg_ctl()
+                .arg("-l")
+                .arg(dir.join("postgres.log"))
+                .args(["-w", "-t", "60", "-o", &opts, "start"]),
+        )
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self.stop();
     }
 }
 

@@ -73,11 +73,37 @@ pub struct LoggedRequest {
     pub status: u16,
 }
 
-/// Every request a simulator answered.
+/// Every request a simulator answered, and how many were in flight at once.
 #[derive(Debug, Default)]
-pub struct RequestLog(Mutex<Vec<LoggedRequest>>);
+pub struct RequestLog(
+    Mutex<Vec<LoggedRequest>>,
+    std::sync::atomic::AtomicUsize,
+    std::sync::atomic::AtomicUsize,
+);
+
+/// Counts a request as in flight until dropped.
+pub struct InFlight<'a>(&'a RequestLog);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.1.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 impl RequestLog {
+    /// Marks a request in flight (until the guard drops).
+    pub fn enter(&self) -> InFlight<'_> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.1.fetch_add(1, SeqCst) + 1;
+        self.2.fetch_max(now, SeqCst);
+        InFlight(self)
+    }
+
+    /// The most requests that were in flight at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.2.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn push(&self, path: &str, status: u16) {
         self.0.lock().expect("log").push(LoggedRequest {
             at: Instant::now(),

@@ -367,6 +367,7 @@ fn rest_error(status: StatusCode, msg: &str) -> Response {
 
 async fn rest_history(State(sh): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let path = "/rest/session/history";
+    let _in_flight = sh.log.enter();
     let resp = rest_answer(&sh, &headers, &body).await;
     sh.log.push(path, resp.status().as_u16());
     resp
@@ -442,6 +443,7 @@ async fn legacy_history(
     State(sh): State<Arc<Shared>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    let _in_flight = sh.log.enter();
     let resp = legacy_answer(&sh, &q).await;
     sh.log
         .push("/integration/get_history_api.php", resp.status().as_u16());
