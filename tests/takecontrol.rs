@@ -616,3 +616,96 @@ async fn tls_to_the_warehouse_works_when_the_server_offers_it() {
         .get(0);
     assert!(on, "connection is not encrypted");
 }
+
+fn retries_by_reason(metrics: &str, reason: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("sessionsync_http_retries_total")
+                && l.contains(&format!("reason=\"{reason}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn every_source_fault_is_retried_or_failed_as_documented_and_counted_by_reason() {
+    let start = Utc::now() - TimeDelta::hours(20);
+    let data = generate(31, 300, start, Utc::now() - TimeDelta::hours(1));
+    let db = TestDb::new().await;
+    let sim = TakeControlSim::start(KEY, data).await.unwrap();
+    let toml = tc_toml(&sim.base_url(), KEY, start, "")
+        .replace("window = \"1d\"", "window = \"6h\"")
+        .replace("timeout = \"5s\"", "timeout = \"1s\"")
+        .replace("max_retries = 4", "max_retries = 6");
+    let h = Harness::new(&settings(&db, &toml)).await;
+
+    // 5xx bursts, a hanging response (timeout) and a 429: all retried, nothing lost.
+    sim.faults().push(Fault::Status(503), 2);
+    sim.faults()
+        .push(Fault::Delay(Duration::from_millis(1500)), 1);
+    sim.faults().push(Fault::Status(502), 1);
+    sim.faults().push(Fault::RateLimited(None), 1);
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    let m = h.metrics.encode();
+    assert_eq!(retries_by_reason(&m, "server_error"), 3, "{m}");
+    assert_eq!(retries_by_reason(&m, "timeout"), 1, "{m}");
+    assert_eq!(retries_by_reason(&m, "rate_limited"), 1, "{m}");
+    assert_warehouse_matches(&db, &sim).await;
+
+    // A retry budget that runs out in a later window: partial, and the next cycle resumes.
+    let c = db.client().await;
+    c.batch_execute("TRUNCATE takecontrol_sessions CASCADE; DELETE FROM sync_state")
+        .await
+        .unwrap();
+    sim.faults().push(Fault::Delay(Duration::ZERO), 1);
+    sim.faults().push(Fault::Status(500), 7);
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Partial, "{:?}", r.error);
+    assert!(
+        r.error.as_deref().unwrap_or("").contains("7 attempts"),
+        "{:?}",
+        r.error
+    );
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_warehouse_matches(&db, &sim).await;
+
+    // A cut-off body is not data: the window fails whole, the next cycle catches up.
+    c.batch_execute("TRUNCATE takecontrol_sessions CASCADE; DELETE FROM sync_state")
+        .await
+        .unwrap();
+    sim.faults().push(Fault::Truncated, 1);
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Failed, "{:?}", r.error);
+    assert_eq!(count(&c, "takecontrol_sessions").await, 0);
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_warehouse_matches(&db, &sim).await;
+}
+
+#[tokio::test]
+async fn connection_refused_is_retried_then_fails_the_run_and_is_counted() {
+    let db = TestDb::new().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // closed again when the listener drops
+    let start = Utc::now() - TimeDelta::hours(3);
+    let s = settings(
+        &db,
+        &tc_toml(&format!("http://127.0.0.1:{port}"), KEY, start, ""),
+    );
+    let h = Harness::new(&s).await;
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert!(
+        r.error.as_deref().unwrap().contains("attempts"),
+        "{:?}",
+        r.error
+    );
+    assert_eq!(retries_by_reason(&h.metrics.encode(), "connect"), 4);
+    assert_eq!(watermark(&db).await, None, "nothing moved");
+}
