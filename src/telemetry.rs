@@ -228,10 +228,31 @@ pub enum LogFormat {
 }
 
 /// Installs the global subscriber (stderr; level from `RUST_LOG`, default `info`).
+/// Crates whose debug output could carry data or secrets.
+const QUIET_TARGETS: [&str; 9] = [
+    "tokio_postgres",
+    "postgres_protocol",
+    "deadpool_postgres",
+    "reqwest",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "rustls",
+    "tokio_postgres_rustls",
+];
+
 pub fn init_logging(format: LogFormat) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The database and HTTP client crates log query parameters (customer data) and URLs (the
+    // legacy Take Control key is a query parameter) at debug level: they stay at info whatever
+    // RUST_LOG says.
+    for quiet in QUIET_TARGETS {
+        if let Ok(d) = format!("{quiet}=info").parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,

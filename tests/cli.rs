@@ -388,3 +388,269 @@ async fn backfill_lands_a_past_range_and_leaves_the_watermark() {
     .await;
     assert_eq!(o.code, 2, "{}", o.stderr);
 }
+
+/// Every command and a full sync of all three systems with distinctive secrets: none of them
+/// appears in any output, log line, `/metrics`, error text or table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_output_logs_metrics_or_tables() {
+    use sessionsync::sim::{mluvii, superoffice};
+    const ML: &str = "MLSECRET-0x7a7a-zz";
+    const TICKET: &str = "SOTICKET-0x5b5b-zz";
+    const APP: &str = "SOAPP-0x6c6c-zz";
+    let db = TestDb::new().await;
+    let now = Utc::now();
+    let start = now - TimeDelta::days(1);
+    let tc = TakeControlSim::start(SECRET, generate(3, 50, start, now - TimeDelta::hours(1)))
+        .await
+        .unwrap();
+    let ml = mluvii::MluviiSim::start(
+        "user",
+        ML,
+        mluvii::generate(3, 16, start, now - TimeDelta::hours(1)),
+    )
+    .await
+    .unwrap();
+    let so = superoffice::SuperOfficeSim::start(
+        superoffice::SimCredentials {
+            ticket: TICKET.into(),
+            app_token: APP.into(),
+            bearer: "unused".into(),
+        },
+        superoffice::seed_samples(),
+    )
+    .await
+    .unwrap();
+    // One failure each, so that error texts are exercised too.
+    tc.faults().push(Fault::Status(500), 1);
+    ml.faults().push(Fault::Status(503), 1);
+    so.faults().push(Fault::VendorError("boom".into()), 1);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = format!(
+        r#"{}
+[[mluvii]]
+account = "ml"
+base_url = "{}"
+client_id = "user"
+client_secret = "{ML}"
+start = "{start}"
+requests_per_second = 500
+
+[[superoffice]]
+account = "so"
+base_url = "{}"
+ticket = "{TICKET}"
+app_token = "{APP}"
+start = "2000-01-01T00:00:00Z"
+requests_per_second = 500
+
+[server]
+listen = "127.0.0.1:{port}"
+"#,
+        config(&tc.base_url(), "schedule = \"* * * * * *\""),
+        ml.base_url(),
+        so.base_url(),
+        start = start.to_rfc3339(),
+    );
+    let mut outputs = Vec::new();
+    for args in [
+        &["migrate"][..],
+        &["check"],
+        &["sync"],
+        &["sync"],
+        &["status"],
+        &["status", "--json"],
+        &[
+            "backfill",
+            "--source",
+            "mluvii",
+            "--from",
+            &start.to_rfc3339(),
+        ],
+    ] {
+        let o = sessionsync(args, &cfg, Some(&db.url)).await;
+        assert_ne!(o.code, 2, "{args:?}: {}", o.stderr);
+        outputs.push(format!("{args:?}\n{}\n{}", o.stdout, o.stderr));
+    }
+    // The daemon, and its /metrics.
+    let dir = std::env::temp_dir().join(format!("sessionsync-secrets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("c.toml"), &cfg).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sessionsync"))
+        .args(["run", "--config"])
+        .arg(dir.join("c.toml"))
+        .env("DATABASE_URL", &db.url)
+        .env("TC_KEY", SECRET)
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        // A file, not a pipe: an unread pipe fills up and blocks the daemon's log writes.
+        .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        if let Ok(r) = http
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+        {
+            metrics = r.text().await.unwrap();
+            if metrics.contains("sessionsync_rows_written_total") {
+                break;
+            }
+        }
+    }
+    assert!(
+        metrics.contains("sessionsync_rows_written_total"),
+        "{metrics}"
+    );
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+        .await
+        .expect("stops within 10 s")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    outputs.push(metrics);
+    let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap();
+    assert!(log.contains("window committed"), "{log}");
+    outputs.push(log);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let c = db.client().await;
+    let tables = strings(
+        &c,
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'sessionsync' AND table_type = 'BASE TABLE'",
+    )
+    .await;
+    for secret in [SECRET, ML, TICKET, APP, "sim-token-", "\"SessionKey\""] {
+        for (i, text) in outputs.iter().enumerate() {
+            assert!(!text.contains(secret), "{secret} in output {i}: {text}");
+        }
+        for t in &tables {
+            let n: i64 = c
+                .query_one(
+                    &format!("SELECT count(*) FROM {t} x WHERE strpos(x::text, $1) > 0"),
+                    &[&secret],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(n, 0, "{secret} stored in {t}");
+        }
+    }
+    assert!(
+        count(&c, "mluvii_sessions").await > 0 && count(&c, "superoffice_chat_sessions").await > 0
+    );
+}
+
+#[tokio::test]
+async fn bad_config_of_every_source_exits_2_naming_the_key() {
+    let base = r#"[warehouse]
+url = "${DATABASE_URL}"
+[[mluvii]]
+account = "m"
+base_url = "https://app.mluvii.com"
+client_id = "u"
+client_secret = "s3cr3t-value"
+start = "2024-01-01T00:00:00Z"
+[[superoffice]]
+account = "so"
+base_url = "https://sod.superoffice.com/Cust1"
+ticket = "t1ck3t-value"
+app_token = "app"
+start = "2024-01-01T00:00:00Z"
+"#;
+    let cases = [
+        (
+            base.replace("concurrency", "x").replace(
+                "client_id = \"u\"\n",
+                "client_id = \"u\"\nconcurrency = 0\n",
+            ),
+            "mluvii[0].concurrency",
+        ),
+        (
+            base.replace("client_secret = \"s3cr3t-value\"\n", ""),
+            "client_secret",
+        ),
+        (
+            base.replace("client_secret = \"s3cr3t-value\"", "client_secret = \"\""),
+            "mluvii[0].client_secret",
+        ),
+        (
+            base.replace("https://app.mluvii.com", "not a url"),
+            "mluvii[0].base_url",
+        ),
+        (
+            base.replace(
+                "start = \"2024-01-01T00:00:00Z\"\n[[superoffice]]",
+                "start = \"yesterday\"\n[[superoffice]]",
+            ),
+            "mluvii[0].start",
+        ),
+        (
+            base.replace("app_token = \"app\"\n", ""),
+            "superoffice[0].app_token",
+        ),
+        (
+            base.replace(
+                "app_token = \"app\"\n",
+                "app_token = \"app\"\nbearer = \"b\"\n",
+            ),
+            "superoffice[0].ticket",
+        ),
+        (
+            base.replace(
+                "app_token = \"app\"\n",
+                "app_token = \"app\"\nmode = \"everything\"\n",
+            ),
+            "superoffice[0].mode",
+        ),
+        (
+            base.replace(
+                "app_token = \"app\"\n",
+                "app_token = \"app\"\npage_size = 100000\n",
+            ),
+            "superoffice[0].page_size",
+        ),
+        (
+            base.replace("account = \"so\"", "account = \"s o\""),
+            "superoffice[0].account",
+        ),
+        (
+            base.replace(
+                "[warehouse]\n",
+                "[warehouse]\nschema = \"Robert'); DROP TABLE x;--\"\n",
+            ),
+            "warehouse.schema",
+        ),
+        (
+            base.replace(
+                "[warehouse]\n",
+                "[server]\nlisten = \"everywhere\"\n[warehouse]\n",
+            ),
+            "server.listen",
+        ),
+    ];
+    for (text, key) in cases {
+        let o = sessionsync(&["sync"], &text, Some("postgres://postgres@127.0.0.1:9/x")).await;
+        assert_eq!(o.code, 2, "{key}: {}", o.stderr);
+        assert!(o.stderr.contains(key), "{key}: {}", o.stderr);
+        assert!(
+            !o.stderr.contains("s3cr3t-value") && !o.stderr.contains("t1ck3t-value"),
+            "{}",
+            o.stderr
+        );
+    }
+}
