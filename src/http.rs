@@ -104,6 +104,9 @@ impl std::fmt::Debug for HttpClient {
     }
 }
 
+/// The largest response body read; a larger one fails the request (not retried).
+pub const MAX_BODY_BYTES: usize = 256 << 20;
+
 /// First retry waits up to this long; each further one doubles it, up to `max_retry_wait`.
 const BASE_DELAY: Duration = Duration::from_millis(200);
 
@@ -235,11 +238,18 @@ impl HttpClient {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let outcome = async {
-            let resp = build(&self.client).send().await?;
+            let mut resp = build(&self.client).send().await?;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
-            let body = resp.bytes().await?;
-            Ok::<_, reqwest::Error>((status, headers, body))
+            // Read as it arrives, and stop at the cap: a runaway body must not take the memory.
+            let mut body = bytes::BytesMut::new();
+            while let Some(chunk) = resp.chunk().await? {
+                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Ok((status, headers, None));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok::<_, reqwest::Error>((status, headers, Some(body.freeze())))
         }
         .await;
         let elapsed = started.elapsed();
@@ -265,7 +275,20 @@ impl HttpClient {
                     detail: transport_detail(&e),
                 })
             }
-            Ok((status, headers, body)) => {
+            Ok((status, _, None)) => {
+                report(Some(status));
+                Err(AttemptError {
+                    retry_reason: None,
+                    retry_after: None,
+                    status: None,
+                    body: String::new(),
+                    detail: format!(
+                        "the response body is larger than {} MiB; lower `window` so that one request covers less",
+                        MAX_BODY_BYTES >> 20
+                    ),
+                })
+            }
+            Ok((status, headers, Some(body))) => {
                 report(Some(status));
                 if (200..300).contains(&status) {
                     return Ok(Response {

@@ -40,6 +40,8 @@ pub enum Fault {
     VendorError(String),
     /// A proxy's HTML page with status 200.
     Html,
+    /// A 200 with exactly these bytes (hostile bodies: bombs, huge, invalid UTF-8 ...).
+    Raw(Vec<u8>),
 }
 
 /// Faults waiting for the next requests, in order.
@@ -160,6 +162,7 @@ async fn apply_fault(
             Err((status, format!("simulated HTTP {code}")).into_response())
         }
         Some(Fault::VendorError(msg)) => Err(vendor_error(&msg)),
+        Some(Fault::Raw(bytes)) => Err((StatusCode::OK, bytes).into_response()),
         Some(Fault::Html) => Err((
             StatusCode::OK,
             [("content-type", "text/html")],
