@@ -62,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
             url: Secret::new(url),
             schema: "sessionsync".into(),
             pool_size: 2,
+            synchronous_commit: false,
         },
         server: ServerSettings {
             listen: "127.0.0.1:0".parse()?,

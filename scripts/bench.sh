@@ -1,47 +1,86 @@
 #!/usr/bin/env bash
-# Benchmark: a full Take Control sync of N simulated sessions into a fresh schema, against the
-# baseline of the database's own ceiling: `psql \copy` of the very same rows (CSV written
-# beforehand) into tables with the same keys. Prints wall time, sessions/s, rows/s, peak RSS.
-# Usage: scripts/bench.sh [N]   (default 20000; needs DATABASE_URL or a local server)
+# Benchmark (issue 6): a full Take Control sync of N simulated sessions (5 chat messages each)
+# into a fresh database, against the ceiling: `psql \copy` of the very same rows (CSV written
+# beforehand) into tables with the same keys. The simulator runs as its own process, so the
+# daemon's peak RSS is its own. Also times a no-op incremental cycle.
+# Usage: scripts/bench.sh [N]   (default 200000; needs DATABASE_URL or a local server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N="${1:-20000}"
+N="${1:-200000}"
 admin="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-db="${admin%/*}/sessionsync_demo"
+db="${admin%/*}/sessionsync_bench"
 cargo build --release -q
-tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
+bin=./target/release/sessionsync
+tmp="$(mktemp -d)"
+sim_pid=""
+cleanup() { [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+[ -n "${KEEP_LOG:-}" ] && trap 'cp "$tmp/sync.log" /tmp/bench-sync.log; cleanup' EXIT
 
-start=$(date +%s.%N)
-/usr/bin/time -f "%M" -o "$tmp/rss" ./target/release/sessionsync --log-format json demo --once --sources takecontrol --sessions "$N" >"$tmp/out" 2>"$tmp/log"
-end=$(date +%s.%N)
-sync_s=$(echo "$end - $start" | bc -l)
+psql "$admin" -qc "DROP DATABASE IF EXISTS sessionsync_bench WITH (FORCE)"
+psql "$admin" -qc "CREATE DATABASE sessionsync_bench"
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+$bin simulate --source takecontrol --sessions "$N" --messages 5 --days 7 --listen "127.0.0.1:$port" >"$tmp/sim.out" 2>"$tmp/sim.log" &
+sim_pid=$!
+for _ in $(seq 1 600); do grep -q "simulator with" "$tmp/sim.out" 2>/dev/null && break; sleep 0.1; done
+start=$(grep '^start = ' "$tmp/sim.out" | cut -d'"' -f2)
+cat >"$tmp/bench.toml" <<TOML
+[warehouse]
+url = "$db"
+[[takecontrol]]
+account = "bench"
+base_url = "http://127.0.0.1:$port"
+api_key = "simulated-key"
+start = "$start"
+window = "${WINDOW:-1h}"
+lookback = "1h"
+requests_per_second = 10000
+timeout = "120s"
+TOML
+
+$bin --config "$tmp/bench.toml" migrate >/dev/null
+t0=$(date +%s.%N)
+/usr/bin/time -f "%M" -o "$tmp/rss" $bin --config "$tmp/bench.toml" --log-format json sync >"$tmp/sync.out" 2>"$tmp/sync.log"
+t1=$(date +%s.%N)
+sync_s=$(echo "$t1 - $t0" | bc -l)
 rows=$(psql "$db" -Atc "select (select count(*) from sessionsync.takecontrol_sessions) + (select count(*) from sessionsync.takecontrol_chat_messages) + (select count(*) from sessionsync.takecontrol_video_links)")
+sessions=$(psql "$db" -Atc "select count(*) from sessionsync.takecontrol_sessions")
+
+# No-op incremental cycle: nothing new at the source.
+t2=$(date +%s.%N)
+$bin --config "$tmp/bench.toml" --log-format json sync >"$tmp/noop.out" 2>/dev/null
+t3=$(date +%s.%N)
+noop_s=$(echo "$t3 - $t2" | bc -l)
+noop_run_ms=$(psql "$db" -Atc "select round(extract(epoch from finished_at - started_at) * 1000) from sessionsync.sync_runs order by run_id desc limit 1")
+noop_req=$(psql "$db" -Atc "select requests || ' requests, ' || rows_written || ' rows rewritten, ' || rows_unchanged || ' unchanged' from sessionsync.sync_runs order by run_id desc limit 1")
+noop_windows=$(grep -c '"window committed"' "$tmp/noop.out" "$tmp/noop.log" 2>/dev/null | tail -1 || true)
 
 # Ceiling: the same rows through COPY into identical empty tables.
 for t in takecontrol_sessions takecontrol_chat_messages takecontrol_video_links; do
   psql "$db" -qc "\\copy sessionsync.$t to '$tmp/$t.csv' csv"
 done
 psql "$db" -q <<SQL
-drop schema if exists bench_ceiling cascade; create schema bench_ceiling;
+create schema bench_ceiling;
 create table bench_ceiling.takecontrol_sessions (like sessionsync.takecontrol_sessions including all);
 create table bench_ceiling.takecontrol_chat_messages (like sessionsync.takecontrol_chat_messages including all);
 create table bench_ceiling.takecontrol_video_links (like sessionsync.takecontrol_video_links including all);
 SQL
-cstart=$(date +%s.%N)
+c0=$(date +%s.%N)
 psql "$db" -q <<SQL
 \\copy bench_ceiling.takecontrol_sessions from '$tmp/takecontrol_sessions.csv' csv
 \\copy bench_ceiling.takecontrol_chat_messages from '$tmp/takecontrol_chat_messages.csv' csv
 \\copy bench_ceiling.takecontrol_video_links from '$tmp/takecontrol_video_links.csv' csv
 SQL
-cend=$(date +%s.%N)
-copy_s=$(echo "$cend - $cstart" | bc -l)
-psql "$db" -qc "drop schema bench_ceiling cascade"
+c1=$(date +%s.%N)
+copy_s=$(echo "$c1 - $c0" | bc -l)
 
-printf 'sessions            %d\n' "$N"
+printf 'sessions            %d (5 chat messages each; window %s)\n' "$sessions" "${WINDOW:-1h}"
 printf 'rows (all tables)   %d\n' "$rows"
-printf 'sync wall time      %.2f s  (process start to exit: simulator, HTTP, parse, upsert)\n' "$sync_s"
-printf 'sync sessions/s     %.0f\n' "$(echo "$N / $sync_s" | bc -l)"
+printf 'sync wall time      %.2f s  (the sync process, start to exit; simulator in its own process)\n' "$sync_s"
+printf 'sync sessions/s     %.0f\n' "$(echo "$sessions / $sync_s" | bc -l)"
 printf 'sync rows/s         %.0f\n' "$(echo "$rows / $sync_s" | bc -l)"
-printf 'peak RSS            %.1f MB\n' "$(echo "$(cat "$tmp/rss") / 1024" | bc -l)"
-printf 'baseline: COPY      %.2f s  (%.0f rows/s)\n' "$copy_s" "$(echo "$rows / $copy_s" | bc -l)"
+printf 'daemon peak RSS     %.1f MB\n' "$(echo "$(cat "$tmp/rss") / 1024" | bc -l)"
+printf 'ceiling: COPY       %.2f s  (%.0f rows/s)\n' "$copy_s" "$(echo "$rows / $copy_s" | bc -l)"
 printf 'ratio sync/COPY     %.2fx\n' "$(echo "$sync_s / $copy_s" | bc -l)"
+printf 'no-op cycle         %.0f ms process, %s ms run; %s\n' "$(echo "$noop_s * 1000" | bc -l)" "$noop_run_ms" "$noop_req"

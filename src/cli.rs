@@ -73,6 +73,8 @@ pub enum Command {
     },
     /// The whole pipeline with no credentials: built-in simulators, a local PostgreSQL
     Demo(crate::demo::DemoArgs),
+    /// Serve one built-in simulator until Ctrl-C (to try a config, or for benchmarks)
+    Simulate(crate::demo::SimulateArgs),
 }
 
 /// Entry point of the binary.
@@ -126,6 +128,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Check => check(cli.config).await,
         Command::Status { json } => status(cli.config, json).await,
         Command::Demo(args) => crate::demo::run(args).await.map_err(Failure::from),
+        Command::Simulate(args) => crate::demo::simulate(args).await.map_err(Failure::from),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -126,6 +126,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
             url: Secret::new(url),
             schema: "sessionsync".into(),
             pool_size: 4,
+            synchronous_commit: false,
         },
         server: crate::config::ServerSettings {
             listen: args.listen,
@@ -251,6 +252,7 @@ pub async fn ensure_named_database(admin_url: &str, name: &str) -> anyhow::Resul
         url: Secret::new(admin_url),
         schema: "public".into(),
         pool_size: 1,
+        synchronous_commit: false,
     })?;
     let conn = admin.conn().await.with_context(|| {
         "the demo needs a PostgreSQL server: start one locally (trust auth for user postgres) or set DATABASE_URL"
@@ -345,4 +347,86 @@ pub async fn summary(wh: &Warehouse) -> anyhow::Result<String> {
     }
     out.push_str("\nNext: psql -d sessionsync_demo -c 'SELECT source, channel, count(*), avg(wait_seconds) FROM sessionsync.support_sessions GROUP BY 1, 2'\n");
     Ok(out)
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SimulateArgs {
+    /// takecontrol, superoffice or mluvii
+    #[arg(long)]
+    pub source: String,
+    /// Sessions to generate, spread over the last `--days` days
+    #[arg(long, default_value_t = 1000)]
+    pub sessions: usize,
+    #[arg(long, default_value_t = 7)]
+    pub days: i64,
+    /// Exactly this many chat messages per Take Control session (default: 0 to 6 at random)
+    #[arg(long)]
+    pub messages: Option<usize>,
+    /// Where to listen
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+}
+
+/// `sessionsync simulate`: one simulator on a chosen address, with the credentials to use.
+pub async fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
+    let now = Utc::now();
+    let from = now - TimeDelta::days(args.days.max(1));
+    let to = now - TimeDelta::minutes(1);
+    let router_and_text = match args.source.as_str() {
+        "takecontrol" => {
+            let data =
+                crate::sim::takecontrol::generate_with(7, args.sessions, from, to, args.messages);
+            let (router, _) = crate::sim::takecontrol::router("simulated-key", data);
+            (router, "api_key = \"simulated-key\"".to_string())
+        }
+        "mluvii" => {
+            let data = crate::sim::mluvii::generate(11, args.sessions, from, to);
+            let (router, _) =
+                crate::sim::mluvii::router("simulated-user", "simulated-secret", data);
+            (
+                router,
+                "client_id = \"simulated-user\"\nclient_secret = \"simulated-secret\"".to_string(),
+            )
+        }
+        "superoffice" => {
+            let mut data = crate::sim::superoffice::seed_samples();
+            data.extend(crate::sim::superoffice::generate(
+                13,
+                args.sessions,
+                from,
+                to,
+            ));
+            let creds = SimCredentials {
+                ticket: "simulated-ticket".into(),
+                app_token: "simulated-app-token".into(),
+                bearer: "simulated-bearer".into(),
+            };
+            let (router, _) = crate::sim::superoffice::router(creds, data);
+            (
+                router,
+                "ticket = \"simulated-ticket\"\napp_token = \"simulated-app-token\"".to_string(),
+            )
+        }
+        other => anyhow::bail!(
+            "--source {other}: choose one of {}",
+            crate::sources::SOURCES.join(", ")
+        ),
+    };
+    let (router, creds) = router_and_text;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    println!(
+        "{} simulator with {} sessions at http://{addr}\nconfig:\n[[{}]]\naccount = \"sim\"\nbase_url = \"http://{addr}\"\n{creds}\nstart = \"{}\"",
+        args.source,
+        args.sessions,
+        args.source,
+        from.format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    let shutdown = crate::cli::shutdown_on_signals();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    Ok(0)
 }

@@ -96,6 +96,7 @@ async fn metrics_pass_promtool_and_health_answers() {
         url: Secret::new("postgres://postgres@127.0.0.1:9/none"),
         schema: "sessionsync".into(),
         pool_size: 1,
+        synchronous_commit: false,
     })
     .unwrap();
     let shutdown = CancellationToken::new();

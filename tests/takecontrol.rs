@@ -603,6 +603,7 @@ async fn tls_to_the_warehouse_works_when_the_server_offers_it() {
         url: sessionsync::config::Secret::new(url),
         schema: "sessionsync".into(),
         pool_size: 1,
+        synchronous_commit: false,
     })
     .unwrap();
     let conn = wh.conn().await.expect("TLS connection");

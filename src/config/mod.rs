@@ -65,6 +65,8 @@ pub struct WarehouseSettings {
     /// Schema holding every table; validated as `[a-z_][a-z0-9_]*`.
     pub schema: String,
     pub pool_size: usize,
+    /// Wait for each window's commit to reach disk (default false: see the README).
+    pub synchronous_commit: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -236,6 +238,7 @@ struct RawWarehouse {
     url: Option<String>,
     schema: Option<String>,
     pool_size: Option<usize>,
+    synchronous_commit: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -731,6 +734,7 @@ fn validate(
             url: Secret::new(url),
             schema,
             pool_size,
+            synchronous_commit: raw.warehouse.synchronous_commit.unwrap_or(false),
         },
         server: ServerSettings { listen },
         takecontrol,

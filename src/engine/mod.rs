@@ -154,6 +154,12 @@ pub trait Source: Send + Sync {
     fn plan(&self, state: &StreamState, now: DateTime<Utc>) -> Vec<Window> {
         plan_windows(self.settings(), state.watermark, now)
     }
+    /// Whether the next window may be fetched while the current one is written: true only
+    /// for a source whose `fetch` does not read the state the previous window leaves.
+    fn pipelined(&self) -> bool {
+        false
+    }
+
     /// The windows a backfill of `[from, to)` covers (no lookback). The default splits the range
     /// into `window`-sized pieces.
     fn plan_range(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Window> {

@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{Batch, Outcome, Source, StreamKey, StreamState, Window, WriteCounts};
+use super::{Batch, Outcome, Source, SourceError, StreamKey, StreamState, Window, WriteCounts};
+
+const STOPPED: &str = "stopped by shutdown before the range was finished; the next run resumes from the committed watermark";
 use crate::events::{RecordRejected, RunFinished, WindowCommitted};
 use crate::telemetry::Metrics;
 use crate::warehouse::{self, RunTotals, Warehouse, WarehouseError};
@@ -161,15 +163,23 @@ impl Engine {
         let mut new_rejects = 0;
         let mut committed = 0usize;
         let mut error: Option<String> = None;
-        for window in &windows {
-            let fetched = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => None,
-                r = source.fetch(window, &state) => Some(r),
+        // A source whose windows do not depend on each other's state has the next window
+        // fetched while the current one is written (its transaction still covers exactly its
+        // own rows and watermark).
+        let pipelined = source.pipelined();
+        let mut prefetched: Option<Option<Result<Batch, SourceError>>> = None;
+        for (i, window) in windows.iter().enumerate() {
+            let fetched = match prefetched.take() {
+                Some(r) => r,
+                None => tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => None,
+                    r = source.fetch(window, &state) => Some(r),
+                },
             };
             let batch = match fetched {
                 None => {
-                    error = Some("stopped by shutdown before the range was finished; the next run resumes from the committed watermark".into());
+                    error = Some(STOPPED.into());
                     break;
                 }
                 Some(Err(e)) => {
@@ -178,10 +188,25 @@ impl Engine {
                 }
                 Some(Ok(b)) => b,
             };
-            match self
-                .commit_window(conn, key, window, batch, &mut state, range)
-                .await
-            {
+            let next = windows.get(i + 1).filter(|_| pipelined);
+            let snapshot = state.clone();
+            let commit = self.commit_window(conn, key, window, batch, &mut state, range);
+            let result = match next {
+                Some(next) => {
+                    let fetch_next = async {
+                        tokio::select! {
+                            biased;
+                            _ = cancel.cancelled() => None,
+                            r = source.fetch(next, &snapshot) => Some(r),
+                        }
+                    };
+                    let (result, next_batch) = tokio::join!(commit, fetch_next);
+                    prefetched = Some(next_batch);
+                    result
+                }
+                None => commit.await,
+            };
+            match result {
                 Ok((counts, rejected, new)) => {
                     committed += 1;
                     totals.written += counts.written;
@@ -248,11 +273,13 @@ impl Engine {
             .transaction()
             .await
             .map_err(WarehouseError::query("starting a window transaction"))?;
+        let t_write = Instant::now();
         let counts = batch
             .rows
             .write(&tx, &key.account)
             .await
             .map_err(WarehouseError::query("writing rows"))?;
+        let write_ms = t_write.elapsed().as_secs_f64() * 1000.0;
         warehouse::clear_rejects(&*tx, key, &batch.record_keys).await?;
         let new = warehouse::put_rejects(&*tx, key, &batch.rejected).await?;
         // A backfill never moves the regular watermark, in either direction: forwards would
@@ -268,9 +295,16 @@ impl Engine {
                 detail: "failure injected before commit (test hook)".into(),
             });
         }
+        let t_commit = Instant::now();
         tx.commit()
             .await
             .map_err(WarehouseError::query("committing a window"))?;
+        tracing::debug!(
+            write_ms,
+            commit_ms = t_commit.elapsed().as_secs_f64() * 1000.0,
+            records = batch.rows.len(),
+            "window written"
+        );
         for r in &batch.rejected {
             RecordRejected {
                 key,

@@ -182,25 +182,7 @@ impl MluviiSim {
         client_secret: &str,
         sessions: Vec<SimSession>,
     ) -> std::io::Result<Self> {
-        let shared = Arc::new(Shared {
-            client_id: client_id.into(),
-            client_secret: client_secret.into(),
-            sessions: RwLock::new(sessions.into_iter().map(|s| (s.id, s)).collect()),
-            tokens: Mutex::new(HashMap::new()),
-            token_lifetime: RwLock::new(Duration::from_secs(3600)),
-            expire_after: Mutex::new(None),
-            issued: AtomicU64::new(0),
-            clock: RwLock::new(None),
-            rate: Mutex::new(None),
-            faults: Faults::default(),
-            log: RequestLog::default(),
-        });
-        let router = Router::new()
-            .route("/login/connect/token", post(token))
-            .route("/api/v1/Sessions", get(list))
-            .route("/api/v1/Sessions/{id}", get(detail))
-            .route("/api/v1/Sessions/{id}/routingHistory", get(routing))
-            .with_state(shared.clone());
+        let (router, shared) = router(client_id, client_secret, sessions);
         Ok(MluviiSim {
             server: serve(router).await?,
             shared,
@@ -271,6 +253,34 @@ impl MluviiSim {
             .cloned()
             .collect()
     }
+}
+
+/// The simulator's routes and state, to serve anywhere.
+pub fn router(
+    client_id: &str,
+    client_secret: &str,
+    sessions: Vec<SimSession>,
+) -> (Router, Arc<Shared>) {
+    let shared = Arc::new(Shared {
+        client_id: client_id.into(),
+        client_secret: client_secret.into(),
+        sessions: RwLock::new(sessions.into_iter().map(|s| (s.id, s)).collect()),
+        tokens: Mutex::new(HashMap::new()),
+        token_lifetime: RwLock::new(Duration::from_secs(3600)),
+        expire_after: Mutex::new(None),
+        issued: AtomicU64::new(0),
+        clock: RwLock::new(None),
+        rate: Mutex::new(None),
+        faults: Faults::default(),
+        log: RequestLog::default(),
+    });
+    let router = Router::new()
+        .route("/login/connect/token", post(token))
+        .route("/api/v1/Sessions", get(list))
+        .route("/api/v1/Sessions/{id}", get(detail))
+        .route("/api/v1/Sessions/{id}/routingHistory", get(routing))
+        .with_state(shared.clone());
+    (router, shared)
 }
 
 fn problem(status: StatusCode, title: &str) -> Response {

@@ -62,27 +62,7 @@ pub struct SuperOfficeSim {
 
 impl SuperOfficeSim {
     pub async fn start(creds: SimCredentials, chats: Vec<SimChat>) -> std::io::Result<Self> {
-        let max_msg = chats
-            .iter()
-            .flat_map(|c| c.messages.iter())
-            .filter_map(|m| m["ChatMessageId"].as_i64())
-            .max()
-            .unwrap_or(0);
-        let shared = Arc::new(Shared {
-            creds,
-            chats: RwLock::new(chats.into_iter().map(|c| (c.id(), c)).collect()),
-            next_links: RwLock::new(false),
-            next_message_id: AtomicI64::new(max_msg + 1),
-            message_requests: std::sync::Mutex::new(Vec::new()),
-            faults: Faults::default(),
-            log: RequestLog::default(),
-        });
-        let router = Router::new()
-            .route("/api/v1/ChatSession", get(list))
-            .route("/api/v1/ChatSession/{id}", get(entity))
-            .route("/api/v1/ChatSession/{id}/Messages", get(messages))
-            .route("/api/v1/Agents/Chat/ChatSessionsForUser", post(for_user))
-            .with_state(shared.clone());
+        let (router, shared) = router(creds, chats);
         Ok(SuperOfficeSim {
             server: serve(router).await?,
             shared,
@@ -147,6 +127,32 @@ impl SuperOfficeSim {
             .cloned()
             .collect()
     }
+}
+
+/// The simulator's routes and state, to serve anywhere.
+pub fn router(creds: SimCredentials, chats: Vec<SimChat>) -> (Router, Arc<Shared>) {
+    let max_msg = chats
+        .iter()
+        .flat_map(|c| c.messages.iter())
+        .filter_map(|m| m["ChatMessageId"].as_i64())
+        .max()
+        .unwrap_or(0);
+    let shared = Arc::new(Shared {
+        creds,
+        chats: RwLock::new(chats.into_iter().map(|c| (c.id(), c)).collect()),
+        next_links: RwLock::new(false),
+        next_message_id: AtomicI64::new(max_msg + 1),
+        message_requests: std::sync::Mutex::new(Vec::new()),
+        faults: Faults::default(),
+        log: RequestLog::default(),
+    });
+    let router = Router::new()
+        .route("/api/v1/ChatSession", get(list))
+        .route("/api/v1/ChatSession/{id}", get(entity))
+        .route("/api/v1/ChatSession/{id}/Messages", get(messages))
+        .route("/api/v1/Agents/Chat/ChatSessionsForUser", post(for_user))
+        .with_state(shared.clone());
+    (router, shared)
 }
 
 fn message_json(mid: i64, session: i64, text: &str, at: DateTime<Utc>) -> Value {

@@ -93,18 +93,7 @@ pub struct TakeControlSim {
 
 impl TakeControlSim {
     pub async fn start(key: &str, sessions: Vec<SimSession>) -> std::io::Result<Self> {
-        let shared = Arc::new(Shared {
-            key: key.to_string(),
-            sessions: RwLock::new(sessions.into_iter().map(|s| (s.id, s)).collect()),
-            escaped_nested_xml: RwLock::new(false),
-            faults: Faults::default(),
-            log: RequestLog::default(),
-        });
-        let router = Router::new()
-            .route("/rest/session/history", get(rest_history))
-            .route("/integration/get_history_api.php", get(legacy_history))
-            .route("/integration/get_session_history.php", get(legacy_history))
-            .with_state(shared.clone());
+        let (router, shared) = router(key, sessions);
         Ok(TakeControlSim {
             server: serve(router).await?,
             shared,
@@ -162,10 +151,38 @@ impl TakeControlSim {
     }
 }
 
+/// The simulator's routes and state, to serve anywhere.
+pub fn router(key: &str, sessions: Vec<SimSession>) -> (Router, Arc<Shared>) {
+    let shared = Arc::new(Shared {
+        key: key.to_string(),
+        sessions: RwLock::new(sessions.into_iter().map(|s| (s.id, s)).collect()),
+        escaped_nested_xml: RwLock::new(false),
+        faults: Faults::default(),
+        log: RequestLog::default(),
+    });
+    let router = Router::new()
+        .route("/rest/session/history", get(rest_history))
+        .route("/integration/get_history_api.php", get(legacy_history))
+        .route("/integration/get_session_history.php", get(legacy_history))
+        .with_state(shared.clone());
+    (router, shared)
+}
+
 /// A seeded dataset of `n` ended sessions starting in `[from, to)` (all ended by `to`), with
 /// chat transcripts that hold entities, CDATA, emoji, right-to-left text and the odd NUL byte,
 /// video links, custom fields, and bursts of sessions sharing one second.
 pub fn generate(seed: u64, n: usize, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<SimSession> {
+    generate_with(seed, n, from, to, None)
+}
+
+/// As [`generate`], with exactly `messages` chat messages per session when given.
+pub fn generate_with(
+    seed: u64,
+    n: usize,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    messages: Option<usize>,
+) -> Vec<SimSession> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (from, to) = (
         whole_second(from.naive_utc()).and_utc(),
@@ -201,7 +218,8 @@ pub fn generate(seed: u64, n: usize, from: DateTime<Utc>, to: DateTime<Utc>) -> 
         } else {
             String::new()
         };
-        let n_msgs = rng.random_range(0..=6usize);
+        let random_msgs = rng.random_range(0..=6usize);
+        let n_msgs = messages.unwrap_or(random_msgs);
         for m in 0..n_msgs {
             let mut text = texts[rng.random_range(0..texts.len())].to_string();
             if i % 97 == 0 && m == 0 {

@@ -43,7 +43,7 @@ WHERE (t.company_id, t.department_id, t.channel, t.source, t.status, t.direct_ca
        EXCLUDED.widget, EXCLUDED.url, EXCLUDED.created_at, EXCLUDED.guest_joined_at,
        EXCLUDED.started_at, EXCLUDED.ended_at, EXCLUDED.waited_seconds, EXCLUDED.length_seconds,
        EXCLUDED.guest_feedback_stars, EXCLUDED.tags, EXCLUDED.raw, EXCLUDED.routing_raw)
-RETURNING session_id";
+RETURNING session_id, (xmax = 0) AS inserted";
 
 fn col<'a, T>(s: &'a [Session], f: impl Fn(&'a Session) -> T) -> Vec<T> {
     s.iter().map(f).collect()
@@ -68,7 +68,7 @@ impl Rows for SessionRows {
             s.iter().map(|x| f(x).as_deref()).collect::<Vec<_>>()
         };
         let time = |f: fn(&Session) -> Option<DateTime<Utc>>| col(s, f);
-        let changed: Vec<i64> = tx
+        let returned: Vec<(i64, bool)> = tx
             .query(
                 UPSERT,
                 &[
@@ -97,10 +97,14 @@ impl Rows for SessionRows {
             )
             .await?
             .iter()
-            .map(|r| r.get(0))
+            .map(|r| (r.get(0), r.get(1)))
             .collect();
+        // A freshly inserted session has no children to delete (`xmax = 0`: no prior version).
+        let updated: Vec<i64> = returned.iter().filter(|r| !r.1).map(|r| r.0).collect();
+        let changed: Vec<i64> = returned.iter().map(|r| r.0).collect();
         if !changed.is_empty() {
-            self.replace_children(tx, account, &changed).await?;
+            self.replace_children(tx, account, &changed, &updated)
+                .await?;
         }
         Ok(WriteCounts {
             written: changed.len() as u64,
@@ -115,17 +119,20 @@ impl SessionRows {
         tx: &Transaction<'_>,
         account: &str,
         changed: &[i64],
+        updated: &[i64],
     ) -> Result<(), tokio_postgres::Error> {
-        for table in [
-            "mluvii_session_operators",
-            "mluvii_routing_events",
-            "mluvii_session_durations",
-        ] {
-            tx.execute(
-                &format!("DELETE FROM {table} WHERE account = $1 AND session_id = ANY($2)"),
-                &[&account, &changed],
-            )
-            .await?;
+        if !updated.is_empty() {
+            for table in [
+                "mluvii_session_operators",
+                "mluvii_routing_events",
+                "mluvii_session_durations",
+            ] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE account = $1 AND session_id = ANY($2)"),
+                    &[&account, &updated],
+                )
+                .await?;
+            }
         }
         let changed: HashSet<i64> = changed.iter().copied().collect();
         let sessions: Vec<&Session> = self

@@ -142,6 +142,11 @@ impl Source for TakeControl {
         &self.http
     }
 
+    /// Windows are independent: the next is fetched while the current one is written.
+    fn pipelined(&self) -> bool {
+        true
+    }
+
     async fn fetch(&self, window: &Window, _state: &StreamState) -> Result<Batch, SourceError> {
         let (body, endpoint) = self.fetch_body(window).await?;
         let records = match (self.settings.api, self.settings.output_format) {

@@ -38,7 +38,7 @@ WHERE (t.computer_name, t.computer_domain, t.computer_os, t.tech_username, t.tec
        EXCLUDED.tech_name, EXCLUDED.customer_name, EXCLUDED.customer_email, EXCLUDED.customer_number,
        EXCLUDED.problem_description, EXCLUDED.notes, EXCLUDED.has_videos, EXCLUDED.started_at,
        EXCLUDED.ended_at, EXCLUDED.duration_seconds, EXCLUDED.custom_fields, EXCLUDED.raw)
-RETURNING session_id";
+RETURNING session_id, (xmax = 0) AS inserted";
 
 #[async_trait]
 impl Rows for SessionRows {
@@ -76,7 +76,7 @@ impl Rows for SessionRows {
         let duration = col(s, |x| x.duration_seconds);
         let custom: Vec<Option<Value>> = col(s, |x| x.custom_fields.clone());
         let raw: Vec<&Value> = s.iter().map(|x| &x.raw).collect();
-        let changed: Vec<i64> = tx
+        let returned: Vec<(i64, bool)> = tx
             .query(
                 UPSERT,
                 &[
@@ -102,10 +102,14 @@ impl Rows for SessionRows {
             )
             .await?
             .iter()
-            .map(|r| r.get(0))
+            .map(|r| (r.get(0), r.get(1)))
             .collect();
+        // A freshly inserted session has no children to delete (`xmax = 0`: no prior version).
+        let updated: Vec<i64> = returned.iter().filter(|r| !r.1).map(|r| r.0).collect();
+        let changed: Vec<i64> = returned.iter().map(|r| r.0).collect();
         if !changed.is_empty() {
-            self.replace_children(tx, account, &changed).await?;
+            self.replace_children(tx, account, &changed, &updated)
+                .await?;
         }
         Ok(WriteCounts {
             written: changed.len() as u64,
@@ -120,17 +124,20 @@ impl SessionRows {
         tx: &Transaction<'_>,
         account: &str,
         changed: &[i64],
+        updated: &[i64],
     ) -> Result<(), tokio_postgres::Error> {
-        tx.execute(
-            "DELETE FROM takecontrol_chat_messages WHERE account = $1 AND session_id = ANY($2)",
-            &[&account, &changed],
-        )
-        .await?;
-        tx.execute(
-            "DELETE FROM takecontrol_video_links WHERE account = $1 AND session_id = ANY($2)",
-            &[&account, &changed],
-        )
-        .await?;
+        if !updated.is_empty() {
+            tx.execute(
+                "DELETE FROM takecontrol_chat_messages WHERE account = $1 AND session_id = ANY($2)",
+                &[&account, &updated],
+            )
+            .await?;
+            tx.execute(
+                "DELETE FROM takecontrol_video_links WHERE account = $1 AND session_id = ANY($2)",
+                &[&account, &updated],
+            )
+            .await?;
+        }
         let changed: std::collections::HashSet<i64> = changed.iter().copied().collect();
         let sessions = self.0.iter().filter(|s| changed.contains(&s.session_id));
         let (mut m_ids, mut m_seq, mut m_at, mut m_author, mut m_type, mut m_text) = (
