@@ -64,6 +64,7 @@ fn bench(c: &mut Criterion) {
                 .into_iter()
                 .enumerate()
                 .map(|(i, r)| parse::normalize(r, &i.to_string(), tz))
+                .filter(|n| matches!(n, parse::Normalized::Session(..)))
                 .count()
         })
     });
@@ -76,6 +77,7 @@ fn bench(c: &mut Criterion) {
                 .into_iter()
                 .enumerate()
                 .map(|(i, r)| parse::normalize(r, &i.to_string(), tz))
+                .filter(|n| matches!(n, parse::Normalized::Session(..)))
                 .count()
         })
     });
