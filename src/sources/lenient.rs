@@ -119,6 +119,16 @@ pub fn clean_json(v: &mut Value) {
     }
 }
 
+/// FNV-1a (64 bits) of a text, in hex: a stable fingerprint to tell whether a record changed.
+pub fn fingerprint(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
 /// A short rendering of a value for error messages.
 pub fn short(v: &Value) -> String {
     let s = v.to_string();

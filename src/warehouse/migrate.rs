@@ -26,6 +26,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0006_support_daily",
         include_str!("../../sql/0006_support_daily.sql"),
     ),
+    (
+        "0007_content_hash",
+        include_str!("../../sql/0007_content_hash.sql"),
+    ),
 ];
 
 /// Advisory-lock class for sessionsync (`'sess'` as an int); the second key says what is locked.

@@ -274,14 +274,9 @@ pub fn message(v: &Value, session_id: i32) -> Result<Message, String> {
     })
 }
 
-/// FNV-1a over a record's JSON text: a stable fingerprint to tell whether it changed.
+/// A stable fingerprint of a record's JSON text, to tell whether it changed.
 pub fn fingerprint(v: &Value) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in v.to_string().bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    lenient::fingerprint(&v.to_string())
 }
 
 #[cfg(test)]

@@ -6,8 +6,11 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio_postgres::Transaction;
 
+use std::collections::HashMap;
+
 use super::parse::Session;
 use crate::engine::{Rows, WriteCounts};
+use crate::sources::lenient;
 
 pub struct SessionRows(pub Vec<Session>);
 
@@ -16,11 +19,11 @@ const UPSERT: &str = "
 INSERT INTO takecontrol_sessions AS t (
     account, session_id, computer_name, computer_domain, computer_os, tech_username, tech_name,
     customer_name, customer_email, customer_number, problem_description, notes, has_videos,
-    started_at, ended_at, duration_seconds, custom_fields, raw)
+    started_at, ended_at, duration_seconds, custom_fields, raw, content_hash)
 SELECT $1, u.* FROM unnest(
     $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
     $10::text[], $11::text[], $12::text[], $13::boolean[], $14::timestamptz[], $15::timestamptz[],
-    $16::float8[], $17::jsonb[], $18::jsonb[]) AS u
+    $16::float8[], $17::jsonb[], $18::jsonb[], $19::text[]) AS u
 ON CONFLICT (account, session_id) DO UPDATE SET
     computer_name = EXCLUDED.computer_name, computer_domain = EXCLUDED.computer_domain,
     computer_os = EXCLUDED.computer_os, tech_username = EXCLUDED.tech_username,
@@ -29,7 +32,7 @@ ON CONFLICT (account, session_id) DO UPDATE SET
     problem_description = EXCLUDED.problem_description, notes = EXCLUDED.notes,
     has_videos = EXCLUDED.has_videos, started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at,
     duration_seconds = EXCLUDED.duration_seconds, custom_fields = EXCLUDED.custom_fields,
-    raw = EXCLUDED.raw, last_synced_at = now()
+    raw = EXCLUDED.raw, content_hash = EXCLUDED.content_hash, last_synced_at = now()
 WHERE (t.computer_name, t.computer_domain, t.computer_os, t.tech_username, t.tech_name,
        t.customer_name, t.customer_email, t.customer_number, t.problem_description, t.notes,
        t.has_videos, t.started_at, t.ended_at, t.duration_seconds, t.custom_fields, t.raw)
@@ -54,9 +57,40 @@ impl Rows for SessionRows {
         if self.0.is_empty() {
             return Ok(WriteCounts::default());
         }
-        let s = &self.0;
-        fn col<T: Clone>(s: &[Session], f: impl Fn(&Session) -> T) -> Vec<T> {
-            s.iter().map(f).collect()
+        // Sessions whose fingerprint is already stored are unchanged: one indexed lookup
+        // instead of a compared upsert (a re-read of the lookback is mostly such sessions).
+        let hashes: Vec<String> = self
+            .0
+            .iter()
+            .map(|x| lenient::fingerprint(&format!("{x:?}")))
+            .collect();
+        let all_ids: Vec<i64> = self.0.iter().map(|x| x.session_id).collect();
+        let stored: HashMap<i64, String> = tx
+            .query(
+                "SELECT session_id, content_hash FROM takecontrol_sessions
+                  WHERE account = $1 AND session_id = ANY($2) AND content_hash IS NOT NULL",
+                &[&account, &all_ids],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let pending: Vec<(&Session, &String)> = self
+            .0
+            .iter()
+            .zip(&hashes)
+            .filter(|(x, h)| stored.get(&x.session_id) != Some(*h))
+            .collect();
+        if pending.is_empty() {
+            return Ok(WriteCounts {
+                written: 0,
+                unchanged: self.0.len() as u64,
+            });
+        }
+        let s: &[&Session] = &pending.iter().map(|(x, _)| *x).collect::<Vec<_>>();
+        let hash_col: Vec<&str> = pending.iter().map(|(_, h)| h.as_str()).collect();
+        fn col<T: Clone>(s: &[&Session], f: impl Fn(&Session) -> T) -> Vec<T> {
+            s.iter().map(|x| f(x)).collect()
         }
         let ids = col(s, |x| x.session_id);
         let text = |f: fn(&Session) -> &Option<String>| col(s, |x| f(x).clone());
@@ -98,6 +132,7 @@ impl Rows for SessionRows {
                     &duration,
                     &custom,
                     &raw,
+                    &hash_col,
                 ],
             )
             .await?
@@ -113,7 +148,7 @@ impl Rows for SessionRows {
         }
         Ok(WriteCounts {
             written: changed.len() as u64,
-            unchanged: (s.len() - changed.len()) as u64,
+            unchanged: (self.0.len() - changed.len()) as u64,
         })
     }
 }
