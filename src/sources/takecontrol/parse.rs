@@ -37,6 +37,8 @@ pub struct Session {
     pub duration_seconds: Option<f64>,
     pub custom_fields: Option<Value>,
     pub raw: Value,
+    /// Fingerprint of the record as received and how it is read (see [`content_hash`]).
+    pub content_hash: String,
     pub messages: Vec<ChatMessage>,
     pub videos: Vec<String>,
 }
@@ -239,6 +241,15 @@ pub fn element_to_json(el: &Element) -> Value {
     Value::Object(map)
 }
 
+/// Bumped whenever normalization changes, so that stored rows are rewritten once.
+const NORMALIZATION_VERSION: &str = "1";
+
+/// Every stored column and child row is a function of the record, the account's time zone and
+/// the normalization code: their fingerprint says whether a stored session is unchanged.
+pub fn content_hash(raw: &Value, tz: Tz) -> String {
+    lenient::fingerprint(&format!("{NORMALIZATION_VERSION}|{}|{raw}", tz.name()))
+}
+
 /// Outcome of normalizing one record.
 pub enum Normalized {
     Session(Box<Session>, Vec<Rejected>),
@@ -354,8 +365,17 @@ pub fn normalize(mut record: Map<String, Value>, fallback_key: &str, tz: Tz) -> 
         messages,
         videos,
         raw: Value::Null,
+        content_hash: String::new(),
     };
-    Normalized::Session(Box::new(Session { raw, ..session }), nulled)
+    let content_hash = content_hash(&raw, tz);
+    Normalized::Session(
+        Box::new(Session {
+            raw,
+            content_hash,
+            ..session
+        }),
+        nulled,
+    )
 }
 
 /// `{name: value}` from CUSTOM_FIELD_NAME / CUSTOM_FIELD_VALUE (single values or parallel arrays).

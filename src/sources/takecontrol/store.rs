@@ -6,15 +6,14 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio_postgres::Transaction;
 
-use std::collections::HashMap;
-
 use super::parse::Session;
 use crate::engine::{Rows, WriteCounts};
-use crate::sources::lenient;
 
 pub struct SessionRows(pub Vec<Session>);
 
-/// Columns compared to decide whether a stored session changed.
+/// A stored session is rewritten only when its content fingerprint differs (the fingerprint
+/// covers the record as received, the time zone it is read in, and the normalization version,
+/// of which every column and child row is a function).
 const UPSERT: &str = "
 INSERT INTO takecontrol_sessions AS t (
     account, session_id, computer_name, computer_domain, computer_os, tech_username, tech_name,
@@ -33,14 +32,7 @@ ON CONFLICT (account, session_id) DO UPDATE SET
     has_videos = EXCLUDED.has_videos, started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at,
     duration_seconds = EXCLUDED.duration_seconds, custom_fields = EXCLUDED.custom_fields,
     raw = EXCLUDED.raw, content_hash = EXCLUDED.content_hash, last_synced_at = now()
-WHERE (t.computer_name, t.computer_domain, t.computer_os, t.tech_username, t.tech_name,
-       t.customer_name, t.customer_email, t.customer_number, t.problem_description, t.notes,
-       t.has_videos, t.started_at, t.ended_at, t.duration_seconds, t.custom_fields, t.raw)
-  IS DISTINCT FROM
-      (EXCLUDED.computer_name, EXCLUDED.computer_domain, EXCLUDED.computer_os, EXCLUDED.tech_username,
-       EXCLUDED.tech_name, EXCLUDED.customer_name, EXCLUDED.customer_email, EXCLUDED.customer_number,
-       EXCLUDED.problem_description, EXCLUDED.notes, EXCLUDED.has_videos, EXCLUDED.started_at,
-       EXCLUDED.ended_at, EXCLUDED.duration_seconds, EXCLUDED.custom_fields, EXCLUDED.raw)
+WHERE t.content_hash IS DISTINCT FROM EXCLUDED.content_hash
 RETURNING session_id, (xmax = 0) AS inserted";
 
 #[async_trait]
@@ -57,38 +49,8 @@ impl Rows for SessionRows {
         if self.0.is_empty() {
             return Ok(WriteCounts::default());
         }
-        // Sessions whose fingerprint is already stored are unchanged: one indexed lookup
-        // instead of a compared upsert (a re-read of the lookback is mostly such sessions).
-        let hashes: Vec<String> = self
-            .0
-            .iter()
-            .map(|x| lenient::fingerprint(&format!("{x:?}")))
-            .collect();
-        let all_ids: Vec<i64> = self.0.iter().map(|x| x.session_id).collect();
-        let stored: HashMap<i64, String> = tx
-            .query(
-                "SELECT session_id, content_hash FROM takecontrol_sessions
-                  WHERE account = $1 AND session_id = ANY($2) AND content_hash IS NOT NULL",
-                &[&account, &all_ids],
-            )
-            .await?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        let pending: Vec<(&Session, &String)> = self
-            .0
-            .iter()
-            .zip(&hashes)
-            .filter(|(x, h)| stored.get(&x.session_id) != Some(*h))
-            .collect();
-        if pending.is_empty() {
-            return Ok(WriteCounts {
-                written: 0,
-                unchanged: self.0.len() as u64,
-            });
-        }
-        let s: &[&Session] = &pending.iter().map(|(x, _)| *x).collect::<Vec<_>>();
-        let hash_col: Vec<&str> = pending.iter().map(|(_, h)| h.as_str()).collect();
+        let s: &[&Session] = &self.0.iter().collect::<Vec<_>>();
+        let hash_col: Vec<&str> = self.0.iter().map(|x| x.content_hash.as_str()).collect();
         fn col<T: Clone>(s: &[&Session], f: impl Fn(&Session) -> T) -> Vec<T> {
             s.iter().map(|x| f(x)).collect()
         }
