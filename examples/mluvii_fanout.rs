@@ -83,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
                 max_retries: 8,
                 max_retry_wait: Duration::from_secs(30),
                 requests_per_second: client_rps,
+                max_response_mb: 256,
             },
             base_url: sim.base_url().parse()?,
             client_id: "bench".into(),

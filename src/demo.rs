@@ -119,6 +119,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         max_retries: 5,
         max_retry_wait: std::time::Duration::from_secs(30),
         requests_per_second: rps,
+        max_response_mb: 256,
     };
     let settings = Settings {
         file: "(demo)".into(),

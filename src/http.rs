@@ -38,6 +38,15 @@ pub enum HttpError {
         body: String,
     },
     #[error(
+        "{source_name} account `{account}`: {endpoint} answered with a body larger than {limit_mib} MiB; lower `window` so that one request covers less"
+    )]
+    TooLarge {
+        source_name: &'static str,
+        account: String,
+        endpoint: &'static str,
+        limit_mib: usize,
+    },
+    #[error(
         "{source_name} account `{account}`: {endpoint} still failing after {attempts} attempts ({last}); the range is retried at the next cycle"
     )]
     RetriesExhausted {
@@ -49,11 +58,16 @@ pub enum HttpError {
     },
 }
 
+/// The response would not fit: see `max_response_mb`.
+pub fn is_too_large(e: &HttpError) -> bool {
+    matches!(e, HttpError::TooLarge { .. })
+}
+
 impl HttpError {
     pub fn status(&self) -> Option<u16> {
         match self {
             HttpError::Status { status, .. } => Some(*status),
-            HttpError::RetriesExhausted { .. } => None,
+            HttpError::RetriesExhausted { .. } | HttpError::TooLarge { .. } => None,
         }
     }
 }
@@ -76,6 +90,7 @@ impl Response {
 /// What one attempt ended with, when it did not succeed.
 #[derive(Debug)]
 struct AttemptError {
+    too_large: bool,
     retry_reason: Option<&'static str>,
     retry_after: Option<Duration>,
     status: Option<u16>,
@@ -104,7 +119,8 @@ impl std::fmt::Debug for HttpClient {
     }
 }
 
-/// The largest response body read; a larger one fails the request (not retried).
+/// The default largest response body read (`max_response_mb`); a larger one fails the
+/// request without a retry, and the engine splits the window.
 pub const MAX_BODY_BYTES: usize = 256 << 20;
 
 /// First retry waits up to this long; each further one doubles it, up to `max_retry_wait`.
@@ -196,6 +212,12 @@ impl HttpClient {
         })
         .await;
         result.map_err(|e| match (e.retry_reason, e.status) {
+            _ if e.too_large => HttpError::TooLarge {
+                source_name: self.source,
+                account: self.account.clone(),
+                endpoint,
+                limit_mib: self.settings.max_response_mb,
+            },
             (None, Some(status)) => HttpError::Status {
                 source_name: self.source,
                 account: self.account.clone(),
@@ -244,7 +266,7 @@ impl HttpClient {
             // Read as it arrives, and stop at the cap: a runaway body must not take the memory.
             let mut body = bytes::BytesMut::new();
             while let Some(chunk) = resp.chunk().await? {
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                if body.len() + chunk.len() > self.settings.max_response_mb << 20 {
                     return Ok((status, headers, None));
                 }
                 body.extend_from_slice(&chunk);
@@ -268,6 +290,7 @@ impl HttpClient {
                 report(None);
                 let reason = if e.is_timeout() { "timeout" } else { "connect" };
                 Err(AttemptError {
+                    too_large: false,
                     retry_reason: Some(reason),
                     retry_after: None,
                     status: None,
@@ -278,13 +301,14 @@ impl HttpClient {
             Ok((status, _, None)) => {
                 report(Some(status));
                 Err(AttemptError {
+                    too_large: true,
                     retry_reason: None,
                     retry_after: None,
                     status: None,
                     body: String::new(),
                     detail: format!(
                         "the response body is larger than {} MiB; lower `window` so that one request covers less",
-                        MAX_BODY_BYTES >> 20
+                        self.settings.max_response_mb
                     ),
                 })
             }
@@ -309,6 +333,7 @@ impl HttpClient {
                     None
                 };
                 Err(AttemptError {
+                    too_large: false,
                     retry_reason,
                     retry_after,
                     status: Some(status),

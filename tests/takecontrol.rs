@@ -440,9 +440,10 @@ async fn a_failing_later_window_leaves_a_partial_run_that_resumes() {
     assert_eq!(r.totals.retries, 4);
     assert!(r.error.unwrap().contains("5 attempts"));
     let wm = watermark(&db).await.unwrap();
+    // The first window is a tenth of `window` (the engine sizes windows as it goes).
     assert_eq!(
         wm,
-        start.with_nanosecond_trunc() + TimeDelta::days(1),
+        start.with_nanosecond_trunc() + TimeDelta::days(1) / 10,
         "watermark = end of the committed window"
     );
     let r = h.sync().await;

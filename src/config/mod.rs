@@ -92,6 +92,8 @@ pub struct HttpSettings {
     pub max_retries: usize,
     pub max_retry_wait: Duration,
     pub requests_per_second: f64,
+    /// The largest response body read, in MiB (a window answering more is split).
+    pub max_response_mb: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -266,6 +268,7 @@ struct RawTakeControl {
     timeout: Option<String>,
     max_retries: Option<usize>,
     max_retry_wait: Option<String>,
+    max_response_mb: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -288,6 +291,7 @@ struct RawMluvii {
     timeout: Option<String>,
     max_retries: Option<usize>,
     max_retry_wait: Option<String>,
+    max_response_mb: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -312,6 +316,7 @@ struct RawSuperOffice {
     timeout: Option<String>,
     max_retries: Option<usize>,
     max_retry_wait: Option<String>,
+    max_response_mb: Option<usize>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -543,6 +548,7 @@ fn validate(
             t.max_retries,
             t.max_retry_wait.as_deref(),
             t.requests_per_second,
+            t.max_response_mb,
         )
         .map_err(fail)?;
         let base_url = parse_base_url(&k("base_url"), &t.base_url).map_err(fail)?;
@@ -599,6 +605,7 @@ fn validate(
             m.max_retries,
             m.max_retry_wait.as_deref(),
             m.requests_per_second,
+            m.max_response_mb,
         )
         .map_err(fail)?;
         let base_url = parse_base_url(
@@ -672,6 +679,7 @@ fn validate(
             m.max_retries,
             m.max_retry_wait.as_deref(),
             m.requests_per_second,
+            m.max_response_mb,
         )
         .map_err(fail)?;
         let base_url = parse_base_url(&k("base_url"), &m.base_url).map_err(fail)?;
@@ -812,7 +820,15 @@ fn http_settings(
     max_retries: Option<usize>,
     max_retry_wait: Option<&str>,
     rps: Option<f64>,
+    max_response_mb: Option<usize>,
 ) -> Result<HttpSettings, KeyProblem> {
+    let max_response_mb = max_response_mb.unwrap_or(256);
+    if !(1..=4096).contains(&max_response_mb) {
+        return Err((
+            k("max_response_mb"),
+            format!("{max_response_mb} must be between 1 and 4096"),
+        ));
+    }
     let timeout = parse_duration(&k("timeout"), timeout, "30s")?;
     if timeout.is_zero() {
         return Err((k("timeout"), "must be greater than zero".into()));
@@ -833,6 +849,7 @@ fn http_settings(
         max_retries: max_retries.unwrap_or(5),
         max_retry_wait,
         requests_per_second,
+        max_response_mb,
     })
 }
 

@@ -154,6 +154,13 @@ pub trait Source: Send + Sync {
     fn plan(&self, state: &StreamState, now: DateTime<Utc>) -> Vec<Window> {
         plan_windows(self.settings(), state.watermark, now)
     }
+    /// Whether the engine may size this source's windows itself: start small, grow while a
+    /// window holds fewer than [`TARGET_RECORDS`] records (up to `window`), shrink when it holds
+    /// more or its response is too large. Only for sources whose windows are plain time ranges.
+    fn adaptive(&self) -> bool {
+        false
+    }
+
     /// Whether the next window may be fetched while the current one is written: true only
     /// for a source whose `fetch` does not read the state the previous window leaves.
     fn pipelined(&self) -> bool {
@@ -190,6 +197,78 @@ pub trait Source: Send + Sync {
 
     /// Fetches and parses one window.
     async fn fetch(&self, window: &Window, state: &StreamState) -> Result<Batch, SourceError>;
+}
+
+/// Records per window the adaptive sizing aims at: enough to amortize a request and a
+/// transaction, few enough that memory does not depend on how dense the data is.
+pub const TARGET_RECORDS: usize = 2000;
+
+/// The smallest window the adaptive sizing makes.
+pub const MIN_WINDOW: TimeDelta = TimeDelta::seconds(60);
+
+/// Windows made as a run goes: `[start, end)` covered without gaps, each window's size chosen
+/// from how many records the previous one held.
+#[derive(Debug, Clone)]
+pub struct AdaptiveWindows {
+    cursor: DateTime<Utc>,
+    end: DateTime<Utc>,
+    step: TimeDelta,
+    max_step: TimeDelta,
+}
+
+impl AdaptiveWindows {
+    /// Starts with a small step (a tenth of `max_step`, at least [`MIN_WINDOW`]).
+    pub fn new(start: DateTime<Utc>, end: DateTime<Utc>, max_step: TimeDelta) -> Self {
+        let max_step = max_step.max(MIN_WINDOW);
+        AdaptiveWindows {
+            cursor: start,
+            end,
+            step: (max_step / 10).max(MIN_WINDOW),
+            max_step,
+        }
+    }
+
+    /// The next window, or `None` when the range is covered.
+    pub fn next_window(&mut self) -> Option<Window> {
+        if self.cursor >= self.end {
+            return None;
+        }
+        let end = (self.cursor + self.step).min(self.end);
+        let w = Window {
+            start: self.cursor,
+            end,
+        };
+        self.cursor = end;
+        Some(w)
+    }
+
+    /// How many records the last window held: shrink above the target, grow well below it.
+    pub fn feedback(&mut self, records: usize) {
+        if records > TARGET_RECORDS {
+            self.step = (self.step / 2).max(MIN_WINDOW);
+        } else if records < TARGET_RECORDS / 4 {
+            self.step = (self.step * 2).min(self.max_step);
+        }
+    }
+
+    /// `w` was too large to fetch: go back to its start with half its size. False when it is
+    /// already the smallest window.
+    pub fn retry_smaller(&mut self, w: &Window) -> bool {
+        let size = w.end - w.start;
+        if size <= MIN_WINDOW {
+            return false;
+        }
+        self.step = (size / 2).max(MIN_WINDOW);
+        self.cursor = w.start;
+        true
+    }
+
+    /// Windows left at the current step (for progress).
+    pub fn remaining(&self) -> usize {
+        let left = (self.end - self.cursor).num_seconds().max(0);
+        let step = self.step.num_seconds().max(1);
+        ((left + step - 1) / step) as usize
+    }
 }
 
 /// `[max(start, watermark − lookback), now)` in whole seconds, split into `window`-sized pieces.
@@ -234,6 +313,39 @@ mod tests {
             lookback: Duration::from_secs(lookback),
             window: Duration::from_secs(window),
         }
+    }
+
+    #[test]
+    fn adaptive_windows_cover_the_range_and_follow_the_density() {
+        let start: DateTime<Utc> = "2024-01-01T00:00:00Z".parse().unwrap();
+        let end = start + TimeDelta::days(2);
+        let mut a = AdaptiveWindows::new(start, end, TimeDelta::days(1));
+        let mut covered = start;
+        let mut sizes = Vec::new();
+        let mut retried = false;
+        while let Some(w) = a.next_window() {
+            assert_eq!(w.start, covered, "no gap, no overlap");
+            if !retried && w.end - w.start > TimeDelta::hours(2) {
+                // A response too large: the same start comes back, smaller.
+                assert!(a.retry_smaller(&w));
+                retried = true;
+                continue;
+            }
+            covered = w.end;
+            sizes.push((w.end - w.start).num_minutes());
+            // 1,000 records per hour.
+            a.feedback(((w.end - w.start).num_minutes() * 1000 / 60) as usize);
+        }
+        assert_eq!(covered, end);
+        assert!(retried);
+        // Settles around the target: 2,000 records = 2 hours.
+        assert!(
+            sizes.iter().skip(5).all(|&m| (60..=240).contains(&m)),
+            "{sizes:?}"
+        );
+        let mut tiny = AdaptiveWindows::new(start, end, TimeDelta::minutes(1));
+        let w = tiny.next_window().unwrap();
+        assert!(!tiny.retry_smaller(&w), "one minute is the floor");
     }
 
     #[test]

@@ -4,16 +4,65 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{Batch, Outcome, Source, SourceError, StreamKey, StreamState, Window, WriteCounts};
+use super::{
+    AdaptiveWindows, Batch, Outcome, Source, SourceError, StreamKey, StreamState, Window,
+    WriteCounts,
+};
 
 const STOPPED: &str = "stopped by shutdown before the range was finished; the next run resumes from the committed watermark";
 use crate::events::{RecordRejected, RunFinished, WindowCommitted};
 use crate::telemetry::Metrics;
 use crate::warehouse::{self, RunTotals, Warehouse, WarehouseError};
+
+/// The windows of one run: as planned by the source, or sized as the run goes.
+enum Plan {
+    Fixed(std::collections::VecDeque<Window>),
+    Adaptive(AdaptiveWindows),
+}
+
+impl Plan {
+    fn new(planned: Vec<Window>, source: &dyn Source) -> Self {
+        match (planned.first(), planned.last()) {
+            (Some(first), Some(last)) if source.adaptive() => {
+                let max =
+                    TimeDelta::from_std(source.settings().window).unwrap_or(TimeDelta::days(1));
+                Plan::Adaptive(AdaptiveWindows::new(first.start, last.end, max))
+            }
+            _ => Plan::Fixed(planned.into()),
+        }
+    }
+
+    fn next_window(&mut self) -> Option<Window> {
+        match self {
+            Plan::Fixed(q) => q.pop_front(),
+            Plan::Adaptive(a) => a.next_window(),
+        }
+    }
+
+    fn feedback(&mut self, records: usize) {
+        if let Plan::Adaptive(a) = self {
+            a.feedback(records);
+        }
+    }
+
+    fn retry_smaller(&mut self, w: &Window) -> bool {
+        match self {
+            Plan::Fixed(_) => false,
+            Plan::Adaptive(a) => a.retry_smaller(w),
+        }
+    }
+
+    fn remaining(&self) -> usize {
+        match self {
+            Plan::Fixed(q) => q.len(),
+            Plan::Adaptive(a) => a.remaining(),
+        }
+    }
+}
 
 /// Fault points for tests of the engine's guarantees; all off in normal operation.
 #[derive(Debug, Default)]
@@ -155,10 +204,11 @@ impl Engine {
         let started = Instant::now();
         let (requests0, retries0) = (source.http().requests(), source.http().retries());
         let mut state = warehouse::load_state(&***conn, key).await?;
-        let windows = match range {
+        let planned = match range {
             Range::Regular => source.plan(&state, Utc::now()),
             Range::Backfill { from, to } => source.plan_range(from, to.min(Utc::now())),
         };
+        let mut plan = Plan::new(planned, source);
         let mut totals = RunTotals::default();
         let mut new_rejects = 0;
         let mut committed = 0usize;
@@ -167,14 +217,15 @@ impl Engine {
         // fetched while the current one is written (its transaction still covers exactly its
         // own rows and watermark).
         let pipelined = source.pipelined();
-        let mut prefetched: Option<Option<Result<Batch, SourceError>>> = None;
-        for (i, window) in windows.iter().enumerate() {
+        let mut prefetched: Option<(Window, Option<Result<Batch, SourceError>>)> = None;
+        let mut current = plan.next_window();
+        while let Some(window) = current.take() {
             let fetched = match prefetched.take() {
-                Some(r) => r,
-                None => tokio::select! {
+                Some((w, r)) if w == window => r,
+                _ => tokio::select! {
                     biased;
                     _ = cancel.cancelled() => None,
-                    r = source.fetch(window, &state) => Some(r),
+                    r = source.fetch(&window, &state) => Some(r),
                 },
             };
             let batch = match fetched {
@@ -182,26 +233,35 @@ impl Engine {
                     error = Some(STOPPED.into());
                     break;
                 }
+                Some(Err(SourceError::Http(e)))
+                    if crate::http::is_too_large(&e) && plan.retry_smaller(&window) =>
+                {
+                    tracing::info!(from = %window.start, to = %window.end, "window answered too much; splitting it");
+                    current = plan.next_window();
+                    continue;
+                }
                 Some(Err(e)) => {
                     error = Some(e.to_string());
                     break;
                 }
                 Some(Ok(b)) => b,
             };
-            let next = windows.get(i + 1).filter(|_| pipelined);
+            plan.feedback(batch.rows.len() + batch.rejected.len());
+            let next = plan.next_window();
+            let prefetch = next.filter(|_| pipelined);
             let snapshot = state.clone();
-            let commit = self.commit_window(conn, key, window, batch, &mut state, range);
-            let result = match next {
+            let commit = self.commit_window(conn, key, &window, batch, &mut state, range);
+            let result = match prefetch {
                 Some(next) => {
                     let fetch_next = async {
                         tokio::select! {
                             biased;
                             _ = cancel.cancelled() => None,
-                            r = source.fetch(next, &snapshot) => Some(r),
+                            r = source.fetch(&next, &snapshot) => Some(r),
                         }
                     };
                     let (result, next_batch) = tokio::join!(commit, fetch_next);
-                    prefetched = Some(next_batch);
+                    prefetched = Some((next, next_batch));
                     result
                 }
                 None => commit.await,
@@ -215,7 +275,7 @@ impl Engine {
                     new_rejects += new;
                     progress(&Progress {
                         done: committed,
-                        total: windows.len(),
+                        total: committed + usize::from(next.is_some()) + plan.remaining(),
                         written: totals.written,
                         unchanged: totals.unchanged,
                         rejected: totals.rejected,
@@ -227,6 +287,7 @@ impl Engine {
                     break;
                 }
             }
+            current = next;
         }
         totals.requests = source.http().requests() - requests0;
         totals.retries = source.http().retries() - retries0;

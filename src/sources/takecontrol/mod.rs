@@ -147,6 +147,11 @@ impl Source for TakeControl {
         true
     }
 
+    /// Windows are plain ranges of start times: the engine sizes them by density.
+    fn adaptive(&self) -> bool {
+        true
+    }
+
     async fn fetch(&self, window: &Window, _state: &StreamState) -> Result<Batch, SourceError> {
         let (body, endpoint) = self.fetch_body(window).await?;
         let records = match (self.settings.api, self.settings.output_format) {
