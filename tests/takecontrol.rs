@@ -711,3 +711,23 @@ async fn connection_refused_is_retried_then_fails_the_run_and_is_counted() {
     assert_eq!(retries_by_reason(&h.metrics.encode(), "connect"), 4);
     assert_eq!(watermark(&db).await, None, "nothing moved");
 }
+
+#[tokio::test]
+async fn a_window_whose_response_is_too_large_is_split_not_failed() {
+    let start = Utc::now() - TimeDelta::hours(10);
+    // 1,200 × 6 KB over 9 hours: even the first window (2.4 h, ~320 sessions, ~2 MB) is
+    // more than the 1 MiB allowed.
+    let mut data = generate(8, 1200, start, Utc::now() - TimeDelta::hours(1));
+    for s in &mut data {
+        s.notes = "n".repeat(6_000);
+    }
+    let db = TestDb::new().await;
+    let sim = TakeControlSim::start(KEY, data).await.unwrap();
+    let toml = tc_toml(&sim.base_url(), KEY, start, "max_response_mb = 1");
+    let h = Harness::new(&settings(&db, &toml)).await;
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_warehouse_matches(&db, &sim).await;
+    // The first request was refused for its size, and the window was split, not failed.
+    assert!(r.totals.requests > 4, "{:?}", r.totals);
+}
