@@ -440,10 +440,10 @@ async fn a_failing_later_window_leaves_a_partial_run_that_resumes() {
     assert_eq!(r.totals.retries, 4);
     assert!(r.error.unwrap().contains("5 attempts"));
     let wm = watermark(&db).await.unwrap();
-    // The first window is a tenth of `window` (the engine sizes windows as it goes).
+    // The first window is five minutes (the engine sizes windows as it goes).
     assert_eq!(
         wm,
-        start.with_nanosecond_trunc() + TimeDelta::days(1) / 10,
+        start.with_nanosecond_trunc() + sessionsync::engine::FIRST_WINDOW,
         "watermark = end of the committed window"
     );
     let r = h.sync().await;
@@ -715,8 +715,8 @@ async fn connection_refused_is_retried_then_fails_the_run_and_is_counted() {
 #[tokio::test]
 async fn a_window_whose_response_is_too_large_is_split_not_failed() {
     let start = Utc::now() - TimeDelta::hours(10);
-    // 1,200 × 6 KB over 9 hours: even the first window (2.4 h, ~320 sessions, ~2 MB) is
-    // more than the 1 MiB allowed.
+    // 1,200 × 6 KB over 9 hours: a window grows past the 1 MiB allowed (about 170 sessions)
+    // long before it holds the 1,000 records that would stop its growth.
     let mut data = generate(8, 1200, start, Utc::now() - TimeDelta::hours(1));
     for s in &mut data {
         s.notes = "n".repeat(6_000);

@@ -203,11 +203,14 @@ pub trait Source: Send + Sync {
 /// transaction, few enough that memory does not depend on how dense the data is.
 pub const TARGET_RECORDS: usize = 2000;
 
+/// The first window of an adaptive run; each next one doubles while it holds few records.
+pub const FIRST_WINDOW: TimeDelta = TimeDelta::minutes(5);
+
 /// The smallest window the adaptive sizing makes.
 pub const MIN_WINDOW: TimeDelta = TimeDelta::seconds(60);
 
 /// Windows made as a run goes: `[start, end)` covered without gaps, each window's size chosen
-/// from how many records the previous one held.
+/// from how many records the previous one held (double below half the target, halve above it).
 #[derive(Debug, Clone)]
 pub struct AdaptiveWindows {
     cursor: DateTime<Utc>,
@@ -217,13 +220,14 @@ pub struct AdaptiveWindows {
 }
 
 impl AdaptiveWindows {
-    /// Starts with a small step (a tenth of `max_step`, at least [`MIN_WINDOW`]).
+    /// Starts small ([`FIRST_WINDOW`], or `max_step` if smaller): the first window must not be
+    /// the one that holds a day of a dense account.
     pub fn new(start: DateTime<Utc>, end: DateTime<Utc>, max_step: TimeDelta) -> Self {
         let max_step = max_step.max(MIN_WINDOW);
         AdaptiveWindows {
             cursor: start,
             end,
-            step: (max_step / 10).max(MIN_WINDOW),
+            step: FIRST_WINDOW.min(max_step),
             max_step,
         }
     }
@@ -246,7 +250,7 @@ impl AdaptiveWindows {
     pub fn feedback(&mut self, records: usize) {
         if records > TARGET_RECORDS {
             self.step = (self.step / 2).max(MIN_WINDOW);
-        } else if records < TARGET_RECORDS / 4 {
+        } else if records < TARGET_RECORDS / 2 {
             self.step = (self.step * 2).min(self.max_step);
         }
     }
@@ -325,7 +329,7 @@ mod tests {
         let mut retried = false;
         while let Some(w) = a.next_window() {
             assert_eq!(w.start, covered, "no gap, no overlap");
-            if !retried && w.end - w.start > TimeDelta::hours(2) {
+            if !retried && w.end - w.start >= TimeDelta::hours(1) {
                 // A response too large: the same start comes back, smaller.
                 assert!(a.retry_smaller(&w));
                 retried = true;
