@@ -594,6 +594,13 @@ start = "2024-01-01T00:00:00Z"
         ),
         (
             base.replace(
+                "client_id = \"u\"\n",
+                "client_id = \"u\"\nmax_response_mb = 0\n",
+            ),
+            "mluvii[0].max_response_mb",
+        ),
+        (
+            base.replace(
                 "start = \"2024-01-01T00:00:00Z\"\n[[superoffice]]",
                 "start = \"yesterday\"\n[[superoffice]]",
             ),
