@@ -533,15 +533,7 @@ fn validate(
             "24h",
         )
         .map_err(fail)?;
-        if !seen.insert(t.account.clone()) {
-            return Err(fail((
-                k("account"),
-                format!(
-                    "account `{}` appears twice; names must be unique per source",
-                    t.account
-                ),
-            )));
-        }
+        unique_account(&mut seen, &k, &t.account).map_err(fail)?;
         let http = http_settings(
             &k,
             t.timeout.as_deref(),
@@ -590,15 +582,7 @@ fn validate(
             "1h",
         )
         .map_err(fail)?;
-        if !seen.insert(m.account.clone()) {
-            return Err(fail((
-                k("account"),
-                format!(
-                    "account `{}` appears twice; names must be unique per source",
-                    m.account
-                ),
-            )));
-        }
+        unique_account(&mut seen, &k, &m.account).map_err(fail)?;
         let http = http_settings(
             &k,
             m.timeout.as_deref(),
@@ -619,20 +603,8 @@ fn validate(
         if m.client_secret.is_empty() {
             return Err(fail((k("client_secret"), "is empty".into())));
         }
-        let concurrency = m.concurrency.unwrap_or(4);
-        if !(1..=64).contains(&concurrency) {
-            return Err(fail((
-                k("concurrency"),
-                format!("{concurrency} must be between 1 and 64"),
-            )));
-        }
-        let page_size = m.page_size.unwrap_or(1000);
-        if !(1..=5000).contains(&page_size) {
-            return Err(fail((
-                k("page_size"),
-                format!("{page_size} must be between 1 and 5000"),
-            )));
-        }
+        let concurrency = in_range(&k, "concurrency", m.concurrency, 4, 1..=64).map_err(fail)?;
+        let page_size = in_range(&k, "page_size", m.page_size, 1000, 1..=5000).map_err(fail)?;
         let max_open_age =
             parse_duration(&k("max_open_age"), m.max_open_age.as_deref(), "7d").map_err(fail)?;
         mluvii.push(MluviiSettings {
@@ -664,15 +636,7 @@ fn validate(
             "1h",
         )
         .map_err(fail)?;
-        if !seen.insert(m.account.clone()) {
-            return Err(fail((
-                k("account"),
-                format!(
-                    "account `{}` appears twice; names must be unique per source",
-                    m.account
-                ),
-            )));
-        }
+        unique_account(&mut seen, &k, &m.account).map_err(fail)?;
         let http = http_settings(
             &k,
             m.timeout.as_deref(),
@@ -710,20 +674,8 @@ fn validate(
                 )));
             }
         };
-        let concurrency = m.concurrency.unwrap_or(4);
-        if !(1..=64).contains(&concurrency) {
-            return Err(fail((
-                k("concurrency"),
-                format!("{concurrency} must be between 1 and 64"),
-            )));
-        }
-        let page_size = m.page_size.unwrap_or(1000);
-        if !(1..=5000).contains(&page_size) {
-            return Err(fail((
-                k("page_size"),
-                format!("{page_size} must be between 1 and 5000"),
-            )));
-        }
+        let concurrency = in_range(&k, "concurrency", m.concurrency, 4, 1..=64).map_err(fail)?;
+        let page_size = in_range(&k, "page_size", m.page_size, 1000, 1..=5000).map_err(fail)?;
         superoffice.push(SuperOfficeSettings {
             stream,
             http,
@@ -814,6 +766,41 @@ fn stream_settings(
     })
 }
 
+/// Account names are unique per source.
+fn unique_account(
+    seen: &mut HashSet<String>,
+    k: &dyn Fn(&str) -> String,
+    account: &str,
+) -> Result<(), KeyProblem> {
+    if seen.insert(account.to_string()) {
+        Ok(())
+    } else {
+        Err((
+            k("account"),
+            format!("account `{account}` appears twice; names must be unique per source"),
+        ))
+    }
+}
+
+/// An optional count with a default, held to a range.
+fn in_range(
+    k: &dyn Fn(&str) -> String,
+    key: &str,
+    value: Option<usize>,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize, KeyProblem> {
+    let v = value.unwrap_or(default);
+    if range.contains(&v) {
+        Ok(v)
+    } else {
+        Err((
+            k(key),
+            format!("{v} must be between {} and {}", range.start(), range.end()),
+        ))
+    }
+}
+
 fn http_settings(
     k: &dyn Fn(&str) -> String,
     timeout: Option<&str>,
@@ -822,13 +809,7 @@ fn http_settings(
     rps: Option<f64>,
     max_response_mb: Option<usize>,
 ) -> Result<HttpSettings, KeyProblem> {
-    let max_response_mb = max_response_mb.unwrap_or(256);
-    if !(1..=4096).contains(&max_response_mb) {
-        return Err((
-            k("max_response_mb"),
-            format!("{max_response_mb} must be between 1 and 4096"),
-        ));
-    }
+    let max_response_mb = in_range(k, "max_response_mb", max_response_mb, 256, 1..=4096)?;
     let timeout = parse_duration(&k("timeout"), timeout, "30s")?;
     if timeout.is_zero() {
         return Err((k("timeout"), "must be greater than zero".into()));

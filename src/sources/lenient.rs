@@ -34,6 +34,22 @@ impl<'a> Fields<'a> {
             .transpose()
     }
 
+    /// A timestamp with an offset (or without, read as UTC); `Err` is the reason
+    /// `invalid_<name>: …` for `rejected_records`.
+    pub fn date(&self, name: &str) -> Result<Option<DateTime<Utc>>, String> {
+        match self.text(name) {
+            None => Ok(None),
+            Some(s) => parse_local_datetime(&s, chrono_tz::UTC)
+                .map(Some)
+                .ok_or_else(|| {
+                    format!(
+                        "invalid_{name}: `{}` is not a timestamp",
+                        s.chars().take(40).collect::<String>()
+                    )
+                }),
+        }
+    }
+
     pub fn int(&self, name: &str) -> Result<Option<i64>, String> {
         self.get(name)
             .map(|v| int(v).ok_or_else(|| format!("{name} is not an integer: {}", short(v))))

@@ -80,12 +80,7 @@ pub enum Normalized {
 }
 
 fn date(f: &Fields<'_>, name: &str) -> Result<Option<DateTime<Utc>>, String> {
-    match f.text(name) {
-        None => Ok(None),
-        Some(s) => lenient::parse_local_datetime(&s, chrono_tz::UTC)
-            .map(Some)
-            .ok_or_else(|| format!("invalid_{name}: `{}` is not a timestamp", cut(&s))),
-    }
+    f.date(name)
 }
 
 fn duration(f: &Fields<'_>, name: &str) -> Result<Option<f64>, String> {
@@ -103,10 +98,6 @@ fn duration(f: &Fields<'_>, name: &str) -> Result<Option<f64>, String> {
 
 fn int(f: &Fields<'_>, name: &str) -> Result<Option<i64>, String> {
     f.int(name).map_err(|e| format!("invalid_{name}: {e}"))
-}
-
-fn cut(s: &str) -> String {
-    s.chars().take(40).collect()
 }
 
 /// A nested object's field (`group.id`, `operator.userId`), case-insensitively.

@@ -103,17 +103,7 @@ pub enum Normalized {
 }
 
 fn date(f: &Fields<'_>, name: &str) -> Result<Option<DateTime<Utc>>, String> {
-    match f.text(name) {
-        None => Ok(None),
-        Some(s) => lenient::parse_local_datetime(&s, chrono_tz::UTC)
-            .map(Some)
-            .ok_or_else(|| {
-                format!(
-                    "invalid_{name}: `{}` is not a date",
-                    s.chars().take(40).collect::<String>()
-                )
-            }),
-    }
+    f.date(name)
 }
 
 fn int32(f: &Fields<'_>, name: &str) -> Result<Option<i32>, String> {
