@@ -232,6 +232,16 @@ impl AdaptiveWindows {
         }
     }
 
+    /// Starts from a known good size (capped to `[MIN_WINDOW, window]`).
+    pub fn set_step(&mut self, step: TimeDelta) {
+        self.step = step.clamp(MIN_WINDOW, self.max_step);
+    }
+
+    /// The current window size.
+    pub fn step(&self) -> TimeDelta {
+        self.step
+    }
+
     /// The next window, or `None` when the range is covered.
     pub fn next_window(&mut self) -> Option<Window> {
         if self.cursor >= self.end {

@@ -25,14 +25,25 @@ enum Plan {
 }
 
 impl Plan {
-    fn new(planned: Vec<Window>, source: &dyn Source) -> Self {
+    fn new(planned: Vec<Window>, source: &dyn Source, step: Option<TimeDelta>) -> Self {
         match (planned.first(), planned.last()) {
             (Some(first), Some(last)) if source.adaptive() => {
                 let max =
                     TimeDelta::from_std(source.settings().window).unwrap_or(TimeDelta::days(1));
-                Plan::Adaptive(AdaptiveWindows::new(first.start, last.end, max))
+                let mut a = AdaptiveWindows::new(first.start, last.end, max);
+                if let Some(step) = step {
+                    a.set_step(step);
+                }
+                Plan::Adaptive(a)
             }
             _ => Plan::Fixed(planned.into()),
+        }
+    }
+
+    fn step(&self) -> Option<TimeDelta> {
+        match self {
+            Plan::Fixed(_) => None,
+            Plan::Adaptive(a) => Some(a.step()),
         }
     }
 
@@ -109,6 +120,9 @@ pub struct Engine {
     warehouse: Warehouse,
     metrics: Arc<Metrics>,
     hooks: Arc<Hooks>,
+    /// The window size each adaptive stream ended its last run with: the next run starts there
+    /// instead of at five minutes (memory only; a restart begins small again).
+    steps: std::sync::Mutex<std::collections::HashMap<StreamKey, TimeDelta>>,
 }
 
 impl Engine {
@@ -117,6 +131,7 @@ impl Engine {
             warehouse,
             metrics,
             hooks: Arc::default(),
+            steps: Default::default(),
         }
     }
 
@@ -208,7 +223,8 @@ impl Engine {
             Range::Regular => source.plan(&state, Utc::now()),
             Range::Backfill { from, to } => source.plan_range(from, to.min(Utc::now())),
         };
-        let mut plan = Plan::new(planned, source);
+        let remembered = self.steps.lock().expect("steps").get(key).copied();
+        let mut plan = Plan::new(planned, source, remembered);
         let mut totals = RunTotals::default();
         let mut new_rejects = 0;
         let mut committed = 0usize;
@@ -288,6 +304,9 @@ impl Engine {
                 }
             }
             current = next;
+        }
+        if let Some(step) = plan.step() {
+            self.steps.lock().expect("steps").insert(key.clone(), step);
         }
         totals.requests = source.http().requests() - requests0;
         totals.retries = source.http().retries() - retries0;
