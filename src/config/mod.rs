@@ -471,6 +471,35 @@ fn parse_duration(key: &str, v: Option<&str>, default: &str) -> Result<Duration,
     })
 }
 
+/// The stream and HTTP settings every source entry has, read from its raw struct.
+macro_rules! common_settings {
+    ($k:expr, $raw:expr, $default_lookback:expr) => {
+        stream_settings(
+            $k,
+            StreamFields {
+                account: &$raw.account,
+                enabled: $raw.enabled,
+                schedule: $raw.schedule.as_deref(),
+                start: &$raw.start,
+                lookback: $raw.lookback.as_deref(),
+                window: $raw.window.as_deref(),
+            },
+            $default_lookback,
+        )
+        .and_then(|stream| {
+            http_settings(
+                $k,
+                $raw.timeout.as_deref(),
+                $raw.max_retries,
+                $raw.max_retry_wait.as_deref(),
+                $raw.requests_per_second,
+                $raw.max_response_mb,
+            )
+            .map(|http| (stream, http))
+        })
+    };
+}
+
 fn validate(
     file: &Path,
     raw: RawFile,
@@ -520,29 +549,8 @@ fn validate(
     let mut takecontrol = Vec::new();
     for (i, t) in raw.takecontrol.into_iter().enumerate() {
         let k = |name: &str| format!("takecontrol[{i}].{name}");
-        let stream = stream_settings(
-            &k,
-            StreamFields {
-                account: &t.account,
-                enabled: t.enabled,
-                schedule: t.schedule.as_deref(),
-                start: &t.start,
-                lookback: t.lookback.as_deref(),
-                window: t.window.as_deref(),
-            },
-            "24h",
-        )
-        .map_err(fail)?;
+        let (stream, http) = common_settings!(&k, t, "24h").map_err(fail)?;
         unique_account(&mut seen, &k, &t.account).map_err(fail)?;
-        let http = http_settings(
-            &k,
-            t.timeout.as_deref(),
-            t.max_retries,
-            t.max_retry_wait.as_deref(),
-            t.requests_per_second,
-            t.max_response_mb,
-        )
-        .map_err(fail)?;
         let base_url = parse_base_url(&k("base_url"), &t.base_url).map_err(fail)?;
         if t.api_key.is_empty() {
             return Err(fail((k("api_key"), "is empty".into())));
@@ -569,29 +577,8 @@ fn validate(
     let mut mluvii = Vec::new();
     for (i, m) in raw.mluvii.into_iter().enumerate() {
         let k = |name: &str| format!("mluvii[{i}].{name}");
-        let stream = stream_settings(
-            &k,
-            StreamFields {
-                account: &m.account,
-                enabled: m.enabled,
-                schedule: m.schedule.as_deref(),
-                start: &m.start,
-                lookback: m.lookback.as_deref(),
-                window: m.window.as_deref(),
-            },
-            "1h",
-        )
-        .map_err(fail)?;
+        let (stream, http) = common_settings!(&k, m, "1h").map_err(fail)?;
         unique_account(&mut seen, &k, &m.account).map_err(fail)?;
-        let http = http_settings(
-            &k,
-            m.timeout.as_deref(),
-            m.max_retries,
-            m.max_retry_wait.as_deref(),
-            m.requests_per_second,
-            m.max_response_mb,
-        )
-        .map_err(fail)?;
         let base_url = parse_base_url(
             &k("base_url"),
             m.base_url.as_deref().unwrap_or("https://app.mluvii.com"),
@@ -623,29 +610,8 @@ fn validate(
     let mut superoffice = Vec::new();
     for (i, m) in raw.superoffice.into_iter().enumerate() {
         let k = |name: &str| format!("superoffice[{i}].{name}");
-        let stream = stream_settings(
-            &k,
-            StreamFields {
-                account: &m.account,
-                enabled: m.enabled,
-                schedule: m.schedule.as_deref(),
-                start: &m.start,
-                lookback: m.lookback.as_deref(),
-                window: m.window.as_deref(),
-            },
-            "1h",
-        )
-        .map_err(fail)?;
+        let (stream, http) = common_settings!(&k, m, "1h").map_err(fail)?;
         unique_account(&mut seen, &k, &m.account).map_err(fail)?;
-        let http = http_settings(
-            &k,
-            m.timeout.as_deref(),
-            m.max_retries,
-            m.max_retry_wait.as_deref(),
-            m.requests_per_second,
-            m.max_response_mb,
-        )
-        .map_err(fail)?;
         let base_url = parse_base_url(&k("base_url"), &m.base_url).map_err(fail)?;
         let nonempty = |s: Option<Secret>| s.filter(|s| !s.is_empty());
         let auth = match (
