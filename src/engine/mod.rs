@@ -51,6 +51,8 @@ pub struct Window {
 pub struct StreamState {
     pub watermark: Option<DateTime<Utc>>,
     pub state: serde_json::Value,
+    /// The window size the engine settled on last time (adaptive sources).
+    pub window_seconds: Option<i32>,
 }
 
 /// How a run ended.

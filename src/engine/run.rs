@@ -120,9 +120,6 @@ pub struct Engine {
     warehouse: Warehouse,
     metrics: Arc<Metrics>,
     hooks: Arc<Hooks>,
-    /// The window size each adaptive stream ended its last run with: the next run starts there
-    /// instead of at five minutes (memory only; a restart begins small again).
-    steps: std::sync::Mutex<std::collections::HashMap<StreamKey, TimeDelta>>,
 }
 
 impl Engine {
@@ -131,7 +128,6 @@ impl Engine {
             warehouse,
             metrics,
             hooks: Arc::default(),
-            steps: Default::default(),
         }
     }
 
@@ -223,7 +219,10 @@ impl Engine {
             Range::Regular => source.plan(&state, Utc::now()),
             Range::Backfill { from, to } => source.plan_range(from, to.min(Utc::now())),
         };
-        let remembered = self.steps.lock().expect("steps").get(key).copied();
+        // Start where the last run left the window size (kept in sync_state).
+        let remembered = state
+            .window_seconds
+            .map(|s| TimeDelta::seconds(i64::from(s)));
         let mut plan = Plan::new(planned, source, remembered);
         let mut totals = RunTotals::default();
         let mut new_rejects = 0;
@@ -266,7 +265,10 @@ impl Engine {
             let next = plan.next_window();
             let prefetch = next.filter(|_| pipelined);
             let snapshot = state.clone();
-            let commit = self.commit_window(conn, key, &window, batch, &mut state, range);
+            let step = plan
+                .step()
+                .map(|s| s.num_seconds().clamp(1, i64::from(i32::MAX)) as i32);
+            let commit = self.commit_window(conn, key, &window, batch, &mut state, (range, step));
             let result = match prefetch {
                 Some(next) => {
                     let fetch_next = async {
@@ -304,9 +306,6 @@ impl Engine {
                 }
             }
             current = next;
-        }
-        if let Some(step) = plan.step() {
-            self.steps.lock().expect("steps").insert(key.clone(), step);
         }
         totals.requests = source.http().requests() - requests0;
         totals.retries = source.http().retries() - retries0;
@@ -347,7 +346,7 @@ impl Engine {
         window: &Window,
         batch: Batch,
         state: &mut StreamState,
-        range: Range,
+        (range, window_seconds): (Range, Option<i32>),
     ) -> Result<(WriteCounts, u64, u64), WarehouseError> {
         let tx = conn
             .transaction()
@@ -368,7 +367,9 @@ impl Engine {
             Range::Regular => Some(window.end),
             Range::Backfill { .. } => None,
         };
-        let watermark = warehouse::save_state(&*tx, key, moved_to, batch.state.as_ref()).await?;
+        let watermark =
+            warehouse::save_state(&*tx, key, moved_to, batch.state.as_ref(), window_seconds)
+                .await?;
         if self.hooks.fail_before_commit.load(Ordering::SeqCst) {
             return Err(WarehouseError::Query {
                 doing: "committing a window",

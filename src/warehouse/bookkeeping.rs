@@ -44,7 +44,7 @@ pub async fn load_state(
 ) -> Result<StreamState, WarehouseError> {
     let row = c
         .query_opt(
-            "SELECT watermark, state FROM sync_state WHERE source = $1 AND account = $2 AND stream = $3",
+            "SELECT watermark, state, window_seconds FROM sync_state WHERE source = $1 AND account = $2 AND stream = $3",
             &[&k.source, &k.account, &k.stream],
         )
         .await
@@ -53,27 +53,31 @@ pub async fn load_state(
         .map(|r| StreamState {
             watermark: r.get(0),
             state: r.get(1),
+            window_seconds: r.get(2),
         })
         .unwrap_or_default())
 }
 
-/// Moves the watermark forward (never back) and replaces `state` when given.
+/// Moves the watermark forward (never back) and replaces `state` and `window_seconds` when
+/// given.
 pub async fn save_state(
     c: &impl GenericClient,
     k: &StreamKey,
     watermark: Option<DateTime<Utc>>,
     state: Option<&serde_json::Value>,
+    window_seconds: Option<i32>,
 ) -> Result<Option<DateTime<Utc>>, WarehouseError> {
     let row = c
         .query_one(
-            "INSERT INTO sync_state AS s (source, account, stream, watermark, state)
-             VALUES ($1, $2, $3, $4, coalesce($5, '{}'::jsonb))
+            "INSERT INTO sync_state AS s (source, account, stream, watermark, state, window_seconds)
+             VALUES ($1, $2, $3, $4, coalesce($5, '{}'::jsonb), $6)
              ON CONFLICT (source, account, stream) DO UPDATE
                 SET watermark = coalesce(greatest(s.watermark, EXCLUDED.watermark), s.watermark),
                     state = coalesce($5, s.state),
+                    window_seconds = coalesce($6, s.window_seconds),
                     updated_at = now()
              RETURNING watermark",
-            &[&k.source, &k.account, &k.stream, &watermark, &state],
+            &[&k.source, &k.account, &k.stream, &watermark, &state, &window_seconds],
         )
         .await
         .map_err(WarehouseError::query("writing sync_state"))?;

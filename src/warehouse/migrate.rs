@@ -30,6 +30,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0007_content_hash",
         include_str!("../../sql/0007_content_hash.sql"),
     ),
+    (
+        "0008_window_seconds",
+        include_str!("../../sql/0008_window_seconds.sql"),
+    ),
 ];
 
 /// Advisory-lock class for sessionsync (`'sess'` as an int); the second key says what is locked.
