@@ -306,10 +306,7 @@ impl HttpClient {
                     retry_after: None,
                     status: None,
                     body: String::new(),
-                    detail: format!(
-                        "the response body is larger than {} MiB; lower `window` so that one request covers less",
-                        self.settings.max_response_mb
-                    ),
+                    detail: "response body over max_response_mb".into(),
                 })
             }
             Ok((status, headers, Some(body))) => {

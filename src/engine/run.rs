@@ -264,7 +264,9 @@ impl Engine {
             plan.feedback(batch.rows.len() + batch.rejected.len());
             let next = plan.next_window();
             let prefetch = next.filter(|_| pipelined);
-            let snapshot = state.clone();
+            // The prefetch reads the state as it was before this window (pipelined sources do
+            // not depend on it); only then is a copy needed.
+            let snapshot = prefetch.map(|_| state.clone()).unwrap_or_default();
             let step = plan
                 .step()
                 .map(|s| s.num_seconds().clamp(1, i64::from(i32::MAX)) as i32);

@@ -13,6 +13,12 @@ use crate::config::Settings;
 use crate::engine::Source;
 use crate::telemetry::Metrics;
 
+/// `path` under an account's `base_url` (which may carry a path of its own, such as a tenant).
+pub fn endpoint_url(base: &reqwest::Url, path: &str) -> reqwest::Url {
+    let base = base.as_str().trim_end_matches('/');
+    reqwest::Url::parse(&format!("{base}{path}")).expect("base_url was validated")
+}
+
 /// Every enabled stream of the configuration, optionally only one source and/or account.
 pub fn build(
     settings: &Settings,

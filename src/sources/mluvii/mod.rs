@@ -64,7 +64,7 @@ impl Mluvii {
     pub fn new(settings: MluviiSettings, metrics: Arc<Metrics>) -> Self {
         let http = HttpClient::new(SOURCE, &settings.stream.account, &settings.http, metrics);
         let tokens = auth::TokenCache::new(
-            url(&settings.base_url, TOKEN_PATH),
+            crate::sources::endpoint_url(&settings.base_url, TOKEN_PATH),
             &settings.stream.account,
             &settings.client_id,
             settings.client_secret.clone(),
@@ -80,6 +80,10 @@ impl Mluvii {
             tokens,
             first_window: Mutex::new(None),
         }
+    }
+
+    fn url(&self, path: &str) -> reqwest::Url {
+        crate::sources::endpoint_url(&self.settings.base_url, path)
     }
 
     /// Tokens fetched so far (tests check that an expiry costs exactly one renewal).
@@ -164,9 +168,7 @@ impl Mluvii {
                 ("limit", limit.to_string()),
                 ("offset", offset.to_string()),
             ];
-            let body = self
-                .get(LIST_PATH, url(&self.settings.base_url, LIST_PATH), &query)
-                .await?;
+            let body = self.get(LIST_PATH, self.url(LIST_PATH), &query).await?;
             let items = model::list_items(&String::from_utf8_lossy(&body)).map_err(|detail| {
                 SourceError::Body {
                     source_name: SOURCE,
@@ -210,16 +212,13 @@ impl Mluvii {
 
     /// Detail and routing of one session; `None` when the API no longer knows it (404).
     async fn session(&self, id: i64) -> Result<Option<(Value, Value)>, SourceError> {
-        let detail_url = url(&self.settings.base_url, &format!("{LIST_PATH}/{id}"));
+        let detail_url = self.url(&format!("{LIST_PATH}/{id}"));
         let detail = match self.get(DETAIL_PATH, detail_url, &[]).await {
             Ok(b) => b,
             Err(SourceError::Http(e)) if e.status() == Some(404) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let routing_url = url(
-            &self.settings.base_url,
-            &format!("{LIST_PATH}/{id}/routingHistory"),
-        );
+        let routing_url = self.url(&format!("{LIST_PATH}/{id}/routingHistory"));
         let routing = match self.get(ROUTING_PATH, routing_url, &[]).await {
             Ok(b) => b,
             Err(SourceError::Http(e)) if e.status() == Some(404) => bytes::Bytes::new(),
@@ -241,11 +240,6 @@ impl Mluvii {
             parse(ROUTING_PATH, &routing)?,
         )))
     }
-}
-
-fn url(base: &reqwest::Url, path: &str) -> reqwest::Url {
-    let base = base.as_str().trim_end_matches('/');
-    reqwest::Url::parse(&format!("{base}{path}")).expect("base_url was validated")
 }
 
 #[async_trait]
@@ -297,14 +291,13 @@ impl Source for Mluvii {
                     .map(|id| (*id, false)),
             );
         }
-        let fetched: Vec<(i64, bool, Option<(Value, Value)>)> =
+        let mut fetched: Vec<(i64, bool, Option<(Value, Value)>)> =
             futures::stream::iter(targets.into_iter().map(|(id, was_listed)| async move {
                 self.session(id).await.map(|r| (id, was_listed, r))
             }))
             .buffer_unordered(self.settings.concurrency)
             .try_collect()
             .await?;
-        let mut fetched = fetched;
         fetched.sort_by_key(|(id, _, _)| *id);
 
         let mut sessions = Vec::with_capacity(fetched.len());

@@ -79,8 +79,7 @@ impl SuperOffice {
     }
 
     fn url(&self, path: &str) -> reqwest::Url {
-        let base = self.settings.base_url.as_str().trim_end_matches('/');
-        reqwest::Url::parse(&format!("{base}{path}")).expect("base_url was validated")
+        crate::sources::endpoint_url(&self.settings.base_url, path)
     }
 
     fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {

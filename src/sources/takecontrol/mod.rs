@@ -68,8 +68,7 @@ impl TakeControl {
     }
 
     fn url(&self, path: &str) -> reqwest::Url {
-        let base = self.settings.base_url.as_str().trim_end_matches('/');
-        reqwest::Url::parse(&format!("{base}{path}")).expect("base_url was validated")
+        crate::sources::endpoint_url(&self.settings.base_url, path)
     }
 
     /// An instant as the API's zone-less `YYYY-MM-DD HH:MM:SS` in the account's zone.
