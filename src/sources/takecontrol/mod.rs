@@ -153,13 +153,30 @@ impl Source for TakeControl {
 
     async fn fetch(&self, window: &Window, _state: &StreamState) -> Result<Batch, SourceError> {
         let (body, endpoint) = self.fetch_body(window).await?;
-        let records = match (self.settings.api, self.settings.output_format) {
-            (TakeControlApi::Legacy, OutputFormat::Xml) if !body.trim_start().starts_with('{') => {
+        let xml = matches!(
+            (self.settings.api, self.settings.output_format),
+            (TakeControlApi::Legacy, OutputFormat::Xml)
+        );
+        let (window_copy, tz) = (*window, self.settings.timezone);
+        // Parsing and normalizing a window is CPU work of tens of milliseconds: it runs on the
+        // blocking pool so that it never stalls the write of the previous window, which the
+        // engine drives on the same task (see `Source::pipelined`).
+        let parsed = tokio::task::spawn_blocking(move || {
+            let records = if xml && !body.trim_start().starts_with('{') {
                 parse::records_from_xml(&body)
-            }
-            _ => parse::records_from_json(&body),
-        };
-        let records = records.map_err(|p| match p {
+            } else {
+                parse::records_from_json(&body)
+            };
+            records.map(|r| into_batch(r, &window_copy, tz))
+        })
+        .await
+        .map_err(|e| SourceError::Body {
+            source_name: SOURCE,
+            account: self.key.account.clone(),
+            endpoint,
+            detail: format!("the parser stopped unexpectedly: {e}"),
+        })?;
+        parsed.map_err(|p| match p {
             BodyProblem::Vendor(message) => SourceError::Vendor {
                 source_name: SOURCE,
                 account: self.key.account.clone(),
@@ -171,8 +188,7 @@ impl Source for TakeControl {
                 endpoint,
                 detail,
             },
-        })?;
-        Ok(into_batch(records, window, self.settings.timezone))
+        })
     }
 }
 
