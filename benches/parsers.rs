@@ -1,5 +1,6 @@
-//! Parser throughput (MB/s): Take Control legacy XML with nested chat transcripts, and the
-//! REST JSON body, each read into records and normalized (transcripts included).
+//! Parser throughput (MB/s): the CHAT_INFO transcript parser alone; Take Control legacy XML
+//! with nested chat transcripts; and the REST JSON body, each read into records and normalized
+//! (transcripts included).
 //! `cargo bench --bench parsers`
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -55,8 +56,34 @@ fn json_body() -> String {
 fn bench(c: &mut Criterion) {
     let tz = chrono_tz::UTC;
     let mut group = c.benchmark_group("takecontrol");
+    let transcripts: Vec<String> = (0..SESSIONS).map(chat_xml).collect();
+    group.throughput(Throughput::Bytes(
+        transcripts.iter().map(|t| t.len() as u64).sum(),
+    ));
+    group.bench_function("CHAT_INFO transcript → messages", |b| {
+        b.iter(|| {
+            transcripts
+                .iter()
+                .map(|t| parse::transcript(t, tz).unwrap().len())
+                .sum::<usize>()
+        })
+    });
     let xml = xml_body();
     group.throughput(Throughput::Bytes(xml.len() as u64));
+    // Reference: quick-xml's reader alone over the same transcripts, doing nothing with the
+    // events. The transcript parser cannot be faster than this.
+    group.bench_function("CHAT_INFO quick-xml events only (reference)", |b| {
+        b.iter(|| {
+            let mut events = 0usize;
+            for t in &transcripts {
+                let mut r = quick_xml::Reader::from_str(t);
+                while !matches!(r.read_event().unwrap(), quick_xml::events::Event::Eof) {
+                    events += 1;
+                }
+            }
+            events
+        })
+    });
     group.bench_function("legacy XML with transcripts → sessions", |b| {
         b.iter(|| {
             let records = parse::records_from_xml(&xml).unwrap();

@@ -31,7 +31,7 @@ impl Element {
 }
 
 /// Resolves one entity reference (`amp`, `#38`, `#x26` ...); unknown names stay as written.
-fn push_reference(out: &mut String, r: &quick_xml::events::BytesRef<'_>) {
+pub fn push_reference(out: &mut String, r: &quick_xml::events::BytesRef<'_>) {
     if r.is_char_ref() {
         if let Ok(Some(c)) = r.resolve_char_ref() {
             out.push(c);

@@ -7,6 +7,7 @@
 
 pub mod parse;
 mod store;
+mod transcript;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,5 +1,7 @@
 //! Take Control responses → records → normalized sessions (sources.md §1).
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::{Map, Value};
@@ -43,7 +45,7 @@ pub struct Session {
     pub videos: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChatMessage {
     pub sent_at: Option<DateTime<Utc>>,
     pub author: Option<String>,
@@ -406,9 +408,32 @@ fn custom_fields(names: Option<&Value>, values: Option<&Value>) -> Option<Value>
 
 /// CHAT_INFO as JSON (an XML string, or XML already converted to JSON) → messages, in order.
 fn chat_messages(v: &Value, tz: Tz) -> Result<Vec<ChatMessage>, String> {
-    let messages = xml_list(v, "chat", "message")?;
-    Ok(messages
-        .iter()
+    match v {
+        Value::String(s) => transcript(s, tz),
+        other => messages_of(&*xml_value(other)?, tz),
+    }
+}
+
+/// A CHAT_INFO transcript (XML text) → messages, in order. The regular shape is read in one
+/// streaming pass; anything else through the general XML → JSON path.
+pub fn transcript(xml: &str, tz: Tz) -> Result<Vec<ChatMessage>, String> {
+    if xml.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    match super::transcript::fast(xml, tz) {
+        Some(messages) => Ok(messages),
+        None => transcript_general(xml, tz),
+    }
+}
+
+/// The general path, which defines what a transcript means.
+pub(super) fn transcript_general(xml: &str, tz: Tz) -> Result<Vec<ChatMessage>, String> {
+    messages_of(&xml_tree(xml)?, tz)
+}
+
+fn messages_of(tree: &Value, tz: Tz) -> Result<Vec<ChatMessage>, String> {
+    Ok(xml_items(tree, "chat", "message")
+        .into_iter()
         .map(|m| match m {
             Value::Object(o) => {
                 let f = Fields::new(o);
@@ -436,9 +461,9 @@ fn chat_messages(v: &Value, tz: Tz) -> Result<Vec<ChatMessage>, String> {
 
 /// VIDEO_LINKS → URLs, in order.
 fn video_links(v: &Value) -> Result<Vec<String>, String> {
-    let list = xml_list(v, "videos", "video")?;
-    Ok(list
-        .iter()
+    let tree = xml_value(v)?;
+    Ok(xml_items(&tree, "videos", "video")
+        .into_iter()
         .filter_map(|e| match e {
             Value::Object(o) => Fields::new(o).text("url"),
             other => lenient::text(other),
@@ -447,31 +472,33 @@ fn video_links(v: &Value) -> Result<Vec<String>, String> {
         .collect())
 }
 
-/// The `<item>` entries under `<wrapper>` (or at the top) of a nested-XML field, in order.
-fn xml_list(v: &Value, wrapper: &str, item: &str) -> Result<Vec<Value>, String> {
-    let tree = xml_value(v)?;
-    let outer = child_ci(&tree, wrapper).unwrap_or(&tree);
-    Ok(match child_ci(outer, item) {
+/// The `<item>` entries under `<wrapper>` (or at the top) of a nested-XML tree, in order.
+fn xml_items<'a>(tree: &'a Value, wrapper: &str, item: &str) -> Vec<&'a Value> {
+    let outer = child_ci(tree, wrapper).unwrap_or(tree);
+    match child_ci(outer, item) {
         None => Vec::new(),
-        Some(Value::Array(a)) => a.clone(),
-        Some(one) => vec![one.clone()],
-    })
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(one) => vec![one],
+    }
 }
 
 /// A nested-XML field as a JSON tree: strings are parsed as XML, objects taken as they are.
-fn xml_value(v: &Value) -> Result<Value, String> {
+fn xml_value(v: &Value) -> Result<Cow<'_, Value>, String> {
     match v {
-        Value::String(s) if s.trim().is_empty() => Ok(Value::Object(Map::new())),
-        Value::String(s) => {
-            let root = xml::parse(s)?;
-            if root.children.is_empty() {
-                return Err(format!("no XML elements in {}", lenient::short(v)));
-            }
-            Ok(element_to_json(&root))
-        }
-        Value::Object(_) => Ok(v.clone()),
+        Value::String(s) if s.trim().is_empty() => Ok(Cow::Owned(Value::Object(Map::new()))),
+        Value::String(s) => xml_tree(s).map(Cow::Owned),
+        Value::Object(_) => Ok(Cow::Borrowed(v)),
         other => Err(format!("expected XML, got {}", lenient::short(other))),
     }
+}
+
+fn xml_tree(s: &str) -> Result<Value, String> {
+    let root = xml::parse(s)?;
+    if root.children.is_empty() {
+        let shown: String = s.chars().take(60).collect();
+        return Err(format!("no XML elements in {shown:?}"));
+    }
+    Ok(element_to_json(&root))
 }
 
 fn child_ci<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
