@@ -137,8 +137,13 @@ pub fn clean_json(v: &mut Value) {
 
 /// FNV-1a (64 bits) of a text, in hex: a stable fingerprint to tell whether a record changed.
 pub fn fingerprint(text: &str) -> String {
+    fingerprint_parts(&[text])
+}
+
+/// [`fingerprint`] of the concatenated parts, without concatenating them.
+pub fn fingerprint_parts(parts: &[&str]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
+    for b in parts.iter().flat_map(|p| p.bytes()) {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }

@@ -14,6 +14,35 @@ use crate::config::WarehouseSettings;
 pub use bookkeeping::*;
 pub use migrate::MIGRATIONS;
 
+/// JSON already serialized, sent as `jsonb` (or `json`) as it is: a record whose text was
+/// needed anyway (to fingerprint it) is not serialized a second time for the database.
+#[derive(Debug)]
+pub struct JsonText<'a>(pub &'a str);
+
+impl tokio_postgres::types::ToSql for JsonText<'_> {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use bytes::BufMut;
+        if *ty == tokio_postgres::types::Type::JSONB {
+            out.put_u8(1); // jsonb's binary format: a version byte, then the text
+        }
+        out.put_slice(self.0.as_bytes());
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        matches!(
+            *ty,
+            tokio_postgres::types::Type::JSON | tokio_postgres::types::Type::JSONB
+        )
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
     #[error(

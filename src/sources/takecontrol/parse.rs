@@ -38,7 +38,8 @@ pub struct Session {
     pub ended_at: Option<DateTime<Utc>>,
     pub duration_seconds: Option<f64>,
     pub custom_fields: Option<Value>,
-    pub raw: Value,
+    /// The record as received (XML converted to JSON), NUL removed, serialized once.
+    pub raw: String,
     /// Fingerprint of the record as received and how it is read (see [`content_hash`]).
     pub content_hash: String,
     pub messages: Vec<ChatMessage>,
@@ -66,7 +67,7 @@ pub fn records_from_json(body: &str) -> Result<Vec<Map<String, Value>>, BodyProb
     })?;
     match v {
         Value::Array(rows) => objects(rows),
-        Value::Object(o) => {
+        Value::Object(mut o) => {
             let f = Fields::new(&o);
             if let Some(msg) = f.text("error_msg") {
                 return Err(BodyProblem::Vendor(msg.trim().to_string()));
@@ -84,7 +85,10 @@ pub fn records_from_json(body: &str) -> Result<Vec<Map<String, Value>>, BodyProb
                     detail.unwrap_or_else(|| "no details given".into())
                 )));
             }
-            match f.get("details") {
+            let has_requests = f.get("requests").is_some();
+            let has_result = result.is_some();
+            // The records are moved out of the parsed body, not copied.
+            match take_field(&mut o, "details") {
                 Some(Value::Array(parts)) => {
                     let mut out = Vec::new();
                     for p in parts {
@@ -95,10 +99,10 @@ pub fn records_from_json(body: &str) -> Result<Vec<Map<String, Value>>, BodyProb
                 Some(d @ Value::Object(_)) => requests_of(d),
                 Some(other) => Err(BodyProblem::Unreadable(format!(
                     "`details` is {}",
-                    lenient::short(other)
+                    lenient::short(&other)
                 ))),
-                None if f.get("requests").is_some() => requests_of(&Value::Object(o.clone())),
-                None if result.is_some() => Ok(Vec::new()),
+                None if has_requests => requests_of(Value::Object(o)),
+                None if has_result => Ok(Vec::new()),
                 None => Err(BodyProblem::Unreadable(
                     "a JSON object with neither `result` nor `details`".into(),
                 )),
@@ -111,20 +115,27 @@ pub fn records_from_json(body: &str) -> Result<Vec<Map<String, Value>>, BodyProb
     }
 }
 
-fn requests_of(details: &Value) -> Result<Vec<Map<String, Value>>, BodyProblem> {
-    let Value::Object(d) = details else {
+/// Removes and returns a field (name matched case-insensitively), unless null or blank.
+fn take_field(o: &mut Map<String, Value>, name: &str) -> Option<Value> {
+    let key = o.keys().find(|k| k.eq_ignore_ascii_case(name))?.clone();
+    o.remove(&key)
+        .filter(|v| !matches!(v, Value::Null) && !v.as_str().is_some_and(|s| s.trim().is_empty()))
+}
+
+fn requests_of(details: Value) -> Result<Vec<Map<String, Value>>, BodyProblem> {
+    let Value::Object(mut d) = details else {
         return Err(BodyProblem::Unreadable(format!(
             "a `details` entry is {}",
-            lenient::short(details)
+            lenient::short(&details)
         )));
     };
-    match Fields::new(d).get("requests") {
+    match take_field(&mut d, "requests") {
         None => Ok(Vec::new()),
-        Some(Value::Array(rows)) => objects(rows.clone()),
-        Some(o @ Value::Object(_)) => objects(vec![o.clone()]),
+        Some(Value::Array(rows)) => objects(rows),
+        Some(o @ Value::Object(_)) => objects(vec![o]),
         Some(other) => Err(BodyProblem::Unreadable(format!(
             "`requests` is {}",
-            lenient::short(other)
+            lenient::short(&other)
         ))),
     }
 }
@@ -248,8 +259,8 @@ const NORMALIZATION_VERSION: &str = "1";
 
 /// Every stored column and child row is a function of the record, the account's time zone and
 /// the normalization code: their fingerprint says whether a stored session is unchanged.
-pub fn content_hash(raw: &Value, tz: Tz) -> String {
-    lenient::fingerprint(&format!("{NORMALIZATION_VERSION}|{}|{raw}", tz.name()))
+pub fn content_hash(raw_json: &str, tz: Tz) -> String {
+    lenient::fingerprint_parts(&[NORMALIZATION_VERSION, "|", tz.name(), "|", raw_json])
 }
 
 /// Outcome of normalizing one record.
@@ -366,9 +377,10 @@ pub fn normalize(mut record: Map<String, Value>, fallback_key: &str, tz: Tz) -> 
         custom_fields,
         messages,
         videos,
-        raw: Value::Null,
+        raw: String::new(),
         content_hash: String::new(),
     };
+    let raw = raw.to_string();
     let content_hash = content_hash(&raw, tz);
     Normalized::Session(
         Box::new(Session {
@@ -622,7 +634,7 @@ mod tests {
         assert_eq!(s.duration_seconds, None);
         assert!(nulled[0].reason.starts_with("negative_duration"));
         assert_eq!(s.custom_fields, Some(json!({"Priority": "High"})));
-        assert!(!s.raw.to_string().contains("\\u0000"));
+        assert!(!s.raw.contains("\\u0000"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use tokio_postgres::Transaction;
 
 use super::parse::Session;
 use crate::engine::{Rows, WriteCounts};
+use crate::warehouse::JsonText;
 
 pub struct SessionRows(pub Vec<Session>);
 
@@ -71,7 +72,7 @@ impl Rows for SessionRows {
         let ended: Vec<Option<DateTime<Utc>>> = col(s, |x| x.ended_at);
         let duration = col(s, |x| x.duration_seconds);
         let custom: Vec<Option<Value>> = col(s, |x| x.custom_fields.clone());
-        let raw: Vec<&Value> = s.iter().map(|x| &x.raw).collect();
+        let raw: Vec<JsonText> = s.iter().map(|x| JsonText(&x.raw)).collect();
         let returned: Vec<(i64, bool)> = tx
             .query(
                 UPSERT,
