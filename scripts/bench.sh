@@ -43,6 +43,7 @@ $bin --config "$tmp/bench.toml" migrate >/dev/null
 if [ -n "${NO_FK:-}" ]; then  # profiling aid: what the child tables' foreign keys cost
   psql "$db" -qc "alter table sessionsync.takecontrol_chat_messages drop constraint takecontrol_chat_messages_account_session_id_fkey; alter table sessionsync.takecontrol_video_links drop constraint takecontrol_video_links_account_session_id_fkey"
 fi
+psql "$db" -qc checkpoint
 t0=$(date +%s.%N)
 /usr/bin/time -f "%M" -o "$tmp/rss" $bin --config "$tmp/bench.toml" --log-format json sync >"$tmp/sync.out" 2>"$tmp/sync.log"
 t1=$(date +%s.%N)
@@ -59,24 +60,46 @@ noop_run_ms=$(psql "$db" -Atc "select round(extract(epoch from finished_at - sta
 noop_req=$(psql "$db" -Atc "select requests || ' requests, ' || rows_written || ' rows rewritten, ' || rows_unchanged || ' unchanged' from sessionsync.sync_runs order by run_id desc limit 1")
 noop_windows=$(grep -c '"window committed"' "$tmp/noop.out" "$tmp/noop.log" 2>/dev/null | tail -1 || true)
 
-# Ceiling: the same rows through COPY into identical empty tables.
+# Ceiling: the same rows through COPY into empty tables with the same keys and constraints as
+# the sync's own (LIKE ... INCLUDING ALL copies all but the foreign keys, which are added after).
+# Measured a second time without the child tables' foreign keys, as a lower bound.
 for t in takecontrol_sessions takecontrol_chat_messages takecontrol_video_links; do
   psql "$db" -qc "\\copy sessionsync.$t to '$tmp/$t.csv' csv"
 done
-psql "$db" -q <<SQL
+copy_ceiling() { # with_fk (yes/no) -> seconds
+  psql "$db" -q <<SQL
+drop schema if exists bench_ceiling cascade;
 create schema bench_ceiling;
 create table bench_ceiling.takecontrol_sessions (like sessionsync.takecontrol_sessions including all);
 create table bench_ceiling.takecontrol_chat_messages (like sessionsync.takecontrol_chat_messages including all);
 create table bench_ceiling.takecontrol_video_links (like sessionsync.takecontrol_video_links including all);
 SQL
-c0=$(date +%s.%N)
-psql "$db" -q <<SQL
+  if [ "$1" = yes ]; then
+    psql "$db" -q <<SQL
+alter table bench_ceiling.takecontrol_chat_messages add foreign key (account, session_id) references bench_ceiling.takecontrol_sessions on delete cascade;
+alter table bench_ceiling.takecontrol_video_links add foreign key (account, session_id) references bench_ceiling.takecontrol_sessions on delete cascade;
+SQL
+  fi
+  psql "$db" -qc checkpoint
+  local c0 c1
+  c0=$(date +%s.%N)
+  psql "$db" -q <<SQL
 \\copy bench_ceiling.takecontrol_sessions from '$tmp/takecontrol_sessions.csv' csv
 \\copy bench_ceiling.takecontrol_chat_messages from '$tmp/takecontrol_chat_messages.csv' csv
 \\copy bench_ceiling.takecontrol_video_links from '$tmp/takecontrol_video_links.csv' csv
 SQL
-c1=$(date +%s.%N)
-copy_s=$(echo "$c1 - $c0" | bc -l)
+  c1=$(date +%s.%N)
+  echo "$c1 - $c0" | bc -l
+}
+fks=$(psql "$db" -Atc "select count(*) from pg_constraint where contype = 'f' and connamespace = 'sessionsync'::regnamespace and conrelid::regclass::text like '%takecontrol%'")
+if [ "$fks" -gt 0 ]; then
+  copy_s=$(copy_ceiling yes)
+  copy_nofk_s=$(copy_ceiling no)
+else
+  copy_s=$(copy_ceiling no)
+  copy_nofk_s=""
+fi
+psql "$db" -qc "drop schema bench_ceiling cascade"
 
 printf 'sessions            %d (5 chat messages each; windows sized by the engine, at most %s)\n' "$sessions" "${WINDOW:-1d}"
 printf 'rows (all tables)   %d\n' "$rows"
@@ -84,6 +107,10 @@ printf 'sync wall time      %.2f s  (the sync process, start to exit; simulator 
 printf 'sync sessions/s     %.0f\n' "$(echo "$sessions / $sync_s" | bc -l)"
 printf 'sync rows/s         %.0f\n' "$(echo "$rows / $sync_s" | bc -l)"
 printf 'daemon peak RSS     %.1f MB\n' "$(echo "$(cat "$tmp/rss") / 1024" | bc -l)"
-printf 'ceiling: COPY       %.2f s  (%.0f rows/s)\n' "$copy_s" "$(echo "$rows / $copy_s" | bc -l)"
+printf 'ceiling: COPY       %.2f s  (%.0f rows/s; tables with the same keys, %d foreign keys)\n' "$copy_s" "$(echo "$rows / $copy_s" | bc -l)" "$fks"
 printf 'ratio sync/COPY     %.2fx\n' "$(echo "$sync_s / $copy_s" | bc -l)"
+if [ -n "$copy_nofk_s" ]; then
+  printf 'COPY, no FKs        %.2f s  (lower bound: the ceiling without the child tables'"'"' foreign keys)\n' "$copy_nofk_s"
+  printf 'ratio sync/that     %.2fx  (NO_FK=1 compares a sync without them too)\n' "$(echo "$sync_s / $copy_nofk_s" | bc -l)"
+fi
 printf 'no-op cycle         %.0f ms process, %s ms run; %s\n' "$(echo "$noop_s * 1000" | bc -l)" "$noop_run_ms" "$noop_req"

@@ -188,6 +188,49 @@ async fn first_sync_lands_everything_and_a_second_writes_nothing() {
 }
 
 #[tokio::test]
+async fn tables_a_backfill_changed_are_analyzed_so_lookups_plan_on_the_key() {
+    let start = Utc::now() - TimeDelta::days(10);
+    let data = generate(1, 3000, start, Utc::now() - TimeDelta::hours(1));
+    let (db, _sim, h) = setup(data, start, "").await;
+    assert_eq!(h.sync().await.outcome, Outcome::Succeeded);
+    drop(h);
+    // Once the server has counted the changes (the engine may already have analyzed them at
+    // the end of its run, if the counts were in by then), nothing is left stale.
+    tuple_stats(&db, "takecontrol_chat_messages").await;
+    let c = db.client().await;
+    sessionsync::warehouse::analyze_stale(&c, "sessionsync")
+        .await
+        .unwrap();
+    let never = strings(
+        &c,
+        "SELECT relname::text FROM pg_stat_user_tables
+         WHERE relname LIKE 'takecontrol%' AND last_analyze IS NULL AND last_autoanalyze IS NULL",
+    )
+    .await;
+    assert!(never.is_empty(), "never analyzed: {never:?}");
+    assert!(
+        sessionsync::warehouse::analyze_stale(&c, "sessionsync")
+            .await
+            .unwrap()
+            .is_empty(),
+        "a second pass finds nothing stale"
+    );
+    // With statistics, deleting one window's children probes the key, not the whole account.
+    let plan = strings(
+        &c,
+        "EXPLAIN DELETE FROM takecontrol_chat_messages c
+         USING unnest(ARRAY(SELECT session_id FROM takecontrol_sessions LIMIT 1500)) AS u(id)
+         WHERE c.account = 'acme' AND c.session_id = u.id",
+    )
+    .await
+    .join("\n");
+    assert!(
+        plan.contains("Index Cond: ((account = 'acme'::text) AND (session_id = u.id))"),
+        "{plan}"
+    );
+}
+
+#[tokio::test]
 async fn legacy_xml_json_and_escaped_flavours_land_the_same_data() {
     let start = Utc::now() - TimeDelta::days(3);
     for (extra, escaped) in [

@@ -318,6 +318,17 @@ impl Engine {
             (None, _) => Outcome::Succeeded,
         };
         warehouse::finish_run(conn, run_id, outcome, &totals, error.as_deref()).await?;
+        if totals.written > 0 {
+            match warehouse::analyze_stale(conn, self.warehouse.schema()).await {
+                Ok(t) if !t.is_empty() => {
+                    tracing::info!(tables = %t.join(", "), "analyzed tables that changed by more than a tenth")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not analyze the changed tables; PostgreSQL's autovacuum will")
+                }
+            }
+        }
         RunFinished {
             key,
             run_id,

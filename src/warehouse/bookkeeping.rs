@@ -237,3 +237,31 @@ pub async fn stream_statuses(c: &Client) -> Result<Vec<StreamStatus>, WarehouseE
         })
         .collect())
 }
+
+/// Analyzes the schema's tables that changed by more than a tenth (and over 1,000 rows) since
+/// PostgreSQL last gathered their statistics, and returns their names. After a backfill the
+/// planner then knows how large the tables are (for BI's queries and for the per-key lookups
+/// of the next windows), even where autovacuum is off or has not caught up yet.
+pub async fn analyze_stale(c: &Client, schema: &str) -> Result<Vec<String>, WarehouseError> {
+    let stale: Vec<String> = c
+        .query(
+            "SELECT relname::text FROM pg_stat_user_tables
+             WHERE schemaname = $1 AND n_mod_since_analyze > 1000
+               AND n_mod_since_analyze > 0.1 * n_live_tup
+             ORDER BY relname",
+            &[&schema],
+        )
+        .await
+        .map_err(WarehouseError::query("looking for tables to analyze"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for table in &stale {
+        // Both are identifiers PostgreSQL returned; quoted, with any quote doubled.
+        let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        c.batch_execute(&format!("ANALYZE {}.{}", q(schema), q(table)))
+            .await
+            .map_err(WarehouseError::query("analyzing a table"))?;
+    }
+    Ok(stale)
+}

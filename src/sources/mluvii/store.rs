@@ -128,7 +128,10 @@ impl SessionRows {
                 "mluvii_session_durations",
             ] {
                 tx.execute(
-                    &format!("DELETE FROM {table} WHERE account = $1 AND session_id = ANY($2)"),
+                    &format!(
+                        "DELETE FROM {table} c USING unnest($2::bigint[]) AS u(id)
+                         WHERE c.account = $1 AND c.session_id = u.id"
+                    ),
                     &[&account, &updated],
                 )
                 .await?;

@@ -1,6 +1,8 @@
 //! Writes Take Control sessions: one set-based upsert per window that rewrites only changed
 //! sessions, then the child rows of exactly those sessions are replaced.
 
+use std::collections::{HashMap, HashSet};
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -50,8 +52,34 @@ impl Rows for SessionRows {
         if self.0.is_empty() {
             return Ok(WriteCounts::default());
         }
-        let s: &[&Session] = &self.0.iter().collect::<Vec<_>>();
-        let hash_col: Vec<&str> = self.0.iter().map(|x| x.content_hash.as_str()).collect();
+        // Sessions stored with the same fingerprint are not even sent: a lookback re-read
+        // costs one index lookup per session instead of a jsonb parse and an upsert.
+        let ids: Vec<i64> = self.0.iter().map(|x| x.session_id).collect();
+        let stored: HashMap<i64, String> = tx
+            .query(
+                // A join on the key, not `session_id = ANY($2)`: on a table not yet analyzed
+                // (right after a backfill) the planner reads the latter as a scan of the account.
+                "SELECT t.session_id, t.content_hash FROM unnest($2::bigint[]) AS u(id)
+                 JOIN takecontrol_sessions t ON t.account = $1 AND t.session_id = u.id
+                 WHERE t.content_hash IS NOT NULL",
+                &[&account, &ids],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let s: &[&Session] = &self
+            .0
+            .iter()
+            .filter(|x| stored.get(&x.session_id) != Some(&x.content_hash))
+            .collect::<Vec<_>>();
+        if s.is_empty() {
+            return Ok(WriteCounts {
+                written: 0,
+                unchanged: self.0.len() as u64,
+            });
+        }
+        let hash_col: Vec<&str> = s.iter().map(|x| x.content_hash.as_str()).collect();
         fn col<T: Clone>(s: &[&Session], f: impl Fn(&Session) -> T) -> Vec<T> {
             s.iter().map(|x| f(x)).collect()
         }
@@ -126,17 +154,19 @@ impl SessionRows {
     ) -> Result<(), tokio_postgres::Error> {
         if !updated.is_empty() {
             tx.execute(
-                "DELETE FROM takecontrol_chat_messages WHERE account = $1 AND session_id = ANY($2)",
+                "DELETE FROM takecontrol_chat_messages c USING unnest($2::bigint[]) AS u(id)
+                 WHERE c.account = $1 AND c.session_id = u.id",
                 &[&account, &updated],
             )
             .await?;
             tx.execute(
-                "DELETE FROM takecontrol_video_links WHERE account = $1 AND session_id = ANY($2)",
+                "DELETE FROM takecontrol_video_links c USING unnest($2::bigint[]) AS u(id)
+                 WHERE c.account = $1 AND c.session_id = u.id",
                 &[&account, &updated],
             )
             .await?;
         }
-        let changed: std::collections::HashSet<i64> = changed.iter().copied().collect();
+        let changed: HashSet<i64> = changed.iter().copied().collect();
         let sessions = self.0.iter().filter(|s| changed.contains(&s.session_id));
         let (mut m_ids, mut m_seq, mut m_at, mut m_author, mut m_type, mut m_text) = (
             Vec::new(),
