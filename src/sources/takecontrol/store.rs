@@ -54,14 +54,18 @@ impl Rows for SessionRows {
         }
         // Sessions stored with the same fingerprint are not even sent: a lookback re-read
         // costs one index lookup per session instead of a jsonb parse and an upsert.
+        let t0 = std::time::Instant::now(); // for the debug line on where the time goes
         let ids: Vec<i64> = self.0.iter().map(|x| x.session_id).collect();
         let stored: HashMap<i64, String> = tx
             .query(
-                // A join on the key, not `session_id = ANY($2)`: on a table not yet analyzed
-                // (right after a backfill) the planner reads the latter as a scan of the account.
-                "SELECT t.session_id, t.content_hash FROM unnest($2::bigint[]) AS u(id)
-                 JOIN takecontrol_sessions t ON t.account = $1 AND t.session_id = u.id
-                 WHERE t.content_hash IS NOT NULL",
+                // One index probe per key, whatever the planner knows: `LIMIT 1` keeps the
+                // subquery from being turned into a hash or merge join, which a table not yet
+                // analyzed (during a backfill) would get, reading the whole account each window.
+                "SELECT u.id, h.content_hash FROM unnest($2::bigint[]) AS u(id)
+                 CROSS JOIN LATERAL (
+                     SELECT t.content_hash FROM takecontrol_sessions t
+                     WHERE t.account = $1 AND t.session_id = u.id LIMIT 1) AS h
+                 WHERE h.content_hash IS NOT NULL",
                 &[&account, &ids],
             )
             .await?
@@ -79,6 +83,7 @@ impl Rows for SessionRows {
                 unchanged: self.0.len() as u64,
             });
         }
+        let t1 = t0.elapsed();
         let hash_col: Vec<&str> = s.iter().map(|x| x.content_hash.as_str()).collect();
         fn col<T: Clone>(s: &[&Session], f: impl Fn(&Session) -> T) -> Vec<T> {
             s.iter().map(|x| f(x)).collect()
@@ -133,10 +138,19 @@ impl Rows for SessionRows {
         // A freshly inserted session has no children to delete (`xmax = 0`: no prior version).
         let updated: Vec<i64> = returned.iter().filter(|r| !r.1).map(|r| r.0).collect();
         let changed: Vec<i64> = returned.iter().map(|r| r.0).collect();
+        let t2 = t0.elapsed();
         if !changed.is_empty() {
             self.replace_children(tx, account, &changed, &updated)
                 .await?;
         }
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        tracing::debug!(
+            lookup_ms = ms(t1),
+            upsert_ms = ms(t2 - t1),
+            children_ms = ms(t0.elapsed() - t2),
+            sessions = s.len(),
+            "sessions written"
+        );
         Ok(WriteCounts {
             written: changed.len() as u64,
             unchanged: (self.0.len() - changed.len()) as u64,
