@@ -164,6 +164,10 @@ pub fn short(v: &Value) -> String {
 /// a value with an offset or `Z` is read as such. Fractions finer than PostgreSQL's microsecond
 /// (SuperOffice writes seven digits) are rounded as PostgreSQL rounds such a literal.
 pub fn parse_local_datetime(s: &str, tz: Tz) -> Option<DateTime<Utc>> {
+    // The common case, whole seconds, needs no rounding.
+    if let Some(naive) = fast_naive(s.trim()) {
+        return local_to_utc(naive, tz);
+    }
     parse_unrounded(s, tz).map(|t| {
         t.duration_round(chrono::TimeDelta::microseconds(1))
             .unwrap_or(t)
@@ -196,9 +200,6 @@ fn fast_naive(s: &str) -> Option<NaiveDateTime> {
 
 fn parse_unrounded(s: &str, tz: Tz) -> Option<DateTime<Utc>> {
     let s = s.trim();
-    if let Some(naive) = fast_naive(s) {
-        return local_to_utc(naive, tz);
-    }
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
         return Some(dt.with_timezone(&Utc));
     }
