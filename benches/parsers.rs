@@ -53,6 +53,16 @@ fn json_body() -> String {
         .to_string()
 }
 
+/// Normalizes records; the number that became sessions.
+fn sessions(records: Vec<serde_json::Map<String, serde_json::Value>>, tz: chrono_tz::Tz) -> usize {
+    records
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| parse::normalize(r, &i.to_string(), tz))
+        .filter(|n| matches!(n, parse::Normalized::Session(..)))
+        .count()
+}
+
 fn bench(c: &mut Criterion) {
     let tz = chrono_tz::UTC;
     let mut group = c.benchmark_group("takecontrol");
@@ -85,28 +95,12 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.bench_function("legacy XML with transcripts → sessions", |b| {
-        b.iter(|| {
-            let records = parse::records_from_xml(&xml).unwrap();
-            records
-                .into_iter()
-                .enumerate()
-                .map(|(i, r)| parse::normalize(r, &i.to_string(), tz))
-                .filter(|n| matches!(n, parse::Normalized::Session(..)))
-                .count()
-        })
+        b.iter(|| sessions(parse::records_from_xml(&xml).unwrap(), tz))
     });
     let json = json_body();
     group.throughput(Throughput::Bytes(json.len() as u64));
     group.bench_function("REST JSON → sessions", |b| {
-        b.iter(|| {
-            let records = parse::records_from_json(&json).unwrap();
-            records
-                .into_iter()
-                .enumerate()
-                .map(|(i, r)| parse::normalize(r, &i.to_string(), tz))
-                .filter(|n| matches!(n, parse::Normalized::Session(..)))
-                .count()
-        })
+        b.iter(|| sessions(parse::records_from_json(&json).unwrap(), tz))
     });
     group.finish();
 }

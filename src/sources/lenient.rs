@@ -57,7 +57,8 @@ impl<'a> Fields<'a> {
     }
 }
 
-fn is_empty(v: &Value) -> bool {
+/// JSON null or a blank string: what [`Fields::get`] treats as absent.
+pub fn is_empty(v: &Value) -> bool {
     match v {
         Value::Null => true,
         Value::String(s) => s.trim().is_empty(),

@@ -118,8 +118,7 @@ pub fn records_from_json(body: &str) -> Result<Vec<Map<String, Value>>, BodyProb
 /// Removes and returns a field (name matched case-insensitively), unless null or blank.
 fn take_field(o: &mut Map<String, Value>, name: &str) -> Option<Value> {
     let key = o.keys().find(|k| k.eq_ignore_ascii_case(name))?.clone();
-    o.remove(&key)
-        .filter(|v| !matches!(v, Value::Null) && !v.as_str().is_some_and(|s| s.trim().is_empty()))
+    o.remove(&key).filter(|v| !lenient::is_empty(v))
 }
 
 fn requests_of(details: Value) -> Result<Vec<Map<String, Value>>, BodyProblem> {

@@ -80,55 +80,53 @@ pub(super) fn fast(xml: &str, tz: Tz) -> Option<Vec<ChatMessage>> {
         if let Some(e) = start {
             let name = e.name();
             let name = name.as_ref();
-            {
-                match depth {
-                    0 => {
-                        chats += 1;
-                        if chats > 1 || !name.eq_ignore_ascii_case("chat") {
-                            return None;
-                        }
-                        if !empty {
-                            depth = 1;
-                        }
+            match depth {
+                0 => {
+                    chats += 1;
+                    if chats > 1 || !name.eq_ignore_ascii_case("chat") {
+                        return None;
                     }
-                    1 if name.eq_ignore_ascii_case("message") => {
-                        match &message_name {
-                            Some(n) if n != name => return None,
-                            Some(_) => {}
-                            None => message_name = Some(name.to_string()),
-                        }
-                        if empty {
-                            messages.push(ChatMessage::default());
-                        } else {
-                            open = Some(Open::default());
-                            depth = 2;
-                        }
+                    if !empty {
+                        depth = 1;
                     }
-                    1 => {
-                        if !empty {
-                            skipping = 1;
-                        }
-                    }
-                    2 => {
-                        let m = open.as_mut()?;
-                        m.has_children = true;
-                        match Field::of(name) {
-                            Some(f) => {
-                                if std::mem::replace(&mut m.seen[f as usize], true) {
-                                    return None;
-                                }
-                                if !empty {
-                                    field = Some(f);
-                                    buf.clear();
-                                    depth = 3;
-                                }
-                            }
-                            None if empty => {}
-                            None => skipping = 1,
-                        }
-                    }
-                    _ => return None,
                 }
+                1 if name.eq_ignore_ascii_case("message") => {
+                    match &message_name {
+                        Some(n) if n != name => return None,
+                        Some(_) => {}
+                        None => message_name = Some(name.to_string()),
+                    }
+                    if empty {
+                        messages.push(ChatMessage::default());
+                    } else {
+                        open = Some(Open::default());
+                        depth = 2;
+                    }
+                }
+                1 => {
+                    if !empty {
+                        skipping = 1;
+                    }
+                }
+                2 => {
+                    let m = open.as_mut()?;
+                    m.has_children = true;
+                    match Field::of(name) {
+                        Some(f) => {
+                            if std::mem::replace(&mut m.seen[f as usize], true) {
+                                return None;
+                            }
+                            if !empty {
+                                field = Some(f);
+                                buf.clear();
+                                depth = 3;
+                            }
+                        }
+                        None if empty => {}
+                        None => skipping = 1,
+                    }
+                }
+                _ => return None,
             }
             continue;
         }
