@@ -34,6 +34,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0008_window_seconds",
         include_str!("../../sql/0008_window_seconds.sql"),
     ),
+    (
+        "0009_time_first_indexes",
+        include_str!("../../sql/0009_time_first_indexes.sql"),
+    ),
 ];
 
 /// Advisory-lock class for sessionsync (`'sess'` as an int); the second key says what is locked.

@@ -68,6 +68,23 @@ impl WarehouseError {
     }
 }
 
+/// Deletes the child rows of sessions `$2` (bigint[]) of account `$1` from `table` (a constant
+/// of the calling source), probing the child table's key once per session whatever the
+/// planner's statistics say. The plain `USING unnest(..)` join is planned, when statistics say
+/// the account has no rows, as a hash join over an index scan with `account = $1` alone (all of
+/// the account's children per window); `session_id = ANY($2)` may be planned the same way.
+/// Here each session's rows are found by a fenced (`OFFSET 0`) lateral probe whose only plans
+/// are a probe of the whole key or a scan per session, and deleted by their row addresses.
+pub fn delete_children(table: &str) -> String {
+    format!(
+        "DELETE FROM {table} c WHERE c.ctid = ANY(ARRAY(
+             SELECT x.ctid FROM unnest($2::bigint[]) AS u(id)
+             CROSS JOIN LATERAL (
+                 SELECT t.ctid FROM {table} t
+                 WHERE t.account = $1 AND t.session_id = u.id OFFSET 0) AS x))"
+    )
+}
+
 /// A database error's message with its server detail, if any.
 pub fn pg_detail(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {

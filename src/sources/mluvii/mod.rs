@@ -15,7 +15,7 @@
 mod auth;
 pub mod durations;
 pub mod model;
-mod store;
+pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

@@ -10,8 +10,23 @@ use tokio_postgres::Transaction;
 
 use super::model::Session;
 use crate::engine::{Rows, WriteCounts};
+use crate::warehouse::delete_children;
 
 pub struct SessionRows(pub Vec<Session>);
+
+/// The child tables replaced with their session.
+const CHILD_TABLES: [&str; 3] = [
+    "mluvii_session_operators",
+    "mluvii_routing_events",
+    "mluvii_session_durations",
+];
+
+/// Every statement of a window's write that reads stored rows, each taking `$1` (account) and
+/// `$2` (ids, bigint[]): the plan tests hold each to probing the whole key. (The upsert itself
+/// finds conflicts through its arbiter index, which the planner does not choose.)
+pub fn reading_statements() -> Vec<String> {
+    CHILD_TABLES.iter().map(|t| delete_children(t)).collect()
+}
 
 const UPSERT: &str = "
 INSERT INTO mluvii_sessions AS t (
@@ -122,19 +137,9 @@ impl SessionRows {
         updated: &[i64],
     ) -> Result<(), tokio_postgres::Error> {
         if !updated.is_empty() {
-            for table in [
-                "mluvii_session_operators",
-                "mluvii_routing_events",
-                "mluvii_session_durations",
-            ] {
-                tx.execute(
-                    &format!(
-                        "DELETE FROM {table} c USING unnest($2::bigint[]) AS u(id)
-                         WHERE c.account = $1 AND c.session_id = u.id"
-                    ),
-                    &[&account, &updated],
-                )
-                .await?;
+            for table in CHILD_TABLES {
+                tx.execute(&delete_children(table), &[&account, &updated])
+                    .await?;
             }
         }
         let changed: HashSet<i64> = changed.iter().copied().collect();

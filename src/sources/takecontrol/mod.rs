@@ -6,7 +6,7 @@
 //! nor leave the boundary second out.
 
 pub mod parse;
-mod store;
+pub mod store;
 mod transcript;
 
 use std::collections::HashMap;

@@ -10,9 +10,31 @@ use tokio_postgres::Transaction;
 
 use super::parse::Session;
 use crate::engine::{Rows, WriteCounts};
-use crate::warehouse::JsonText;
+use crate::warehouse::{JsonText, delete_children};
 
 pub struct SessionRows(pub Vec<Session>);
+
+/// The stored fingerprints of a window's sessions (`$1` account, `$2` ids). One index probe per
+/// key, whatever the planner knows: `LIMIT 1` keeps the subquery from being turned into a hash
+/// or merge join, which a table not yet analyzed (during a backfill) would get, reading the
+/// whole account each window; and the only index `account` can enter is the primary key
+/// (migration 0009), so each probe's condition is the whole key.
+const LOOKUP: &str = "SELECT u.id, h.content_hash FROM unnest($2::bigint[]) AS u(id)
+     CROSS JOIN LATERAL (
+         SELECT t.content_hash FROM takecontrol_sessions t
+         WHERE t.account = $1 AND t.session_id = u.id LIMIT 1) AS h
+     WHERE h.content_hash IS NOT NULL";
+
+/// The child tables replaced with their session.
+const CHILD_TABLES: [&str; 2] = ["takecontrol_chat_messages", "takecontrol_video_links"];
+
+/// Every statement of a window's write that reads stored rows, each taking `$1` (account) and
+/// `$2` (ids, bigint[]): the plan tests hold each to probing the whole key.
+pub fn reading_statements() -> Vec<String> {
+    let mut out = vec![LOOKUP.to_string()];
+    out.extend(CHILD_TABLES.iter().map(|t| delete_children(t)));
+    out
+}
 
 /// A stored session is rewritten only when its content fingerprint differs (the fingerprint
 /// covers the record as received, the time zone it is read in, and the normalization version,
@@ -57,17 +79,7 @@ impl Rows for SessionRows {
         let t0 = std::time::Instant::now(); // for the debug line on where the time goes
         let ids: Vec<i64> = self.0.iter().map(|x| x.session_id).collect();
         let stored: HashMap<i64, String> = tx
-            .query(
-                // One index probe per key, whatever the planner knows: `LIMIT 1` keeps the
-                // subquery from being turned into a hash or merge join, which a table not yet
-                // analyzed (during a backfill) would get, reading the whole account each window.
-                "SELECT u.id, h.content_hash FROM unnest($2::bigint[]) AS u(id)
-                 CROSS JOIN LATERAL (
-                     SELECT t.content_hash FROM takecontrol_sessions t
-                     WHERE t.account = $1 AND t.session_id = u.id LIMIT 1) AS h
-                 WHERE h.content_hash IS NOT NULL",
-                &[&account, &ids],
-            )
+            .query(LOOKUP, &[&account, &ids])
             .await?
             .iter()
             .map(|r| (r.get(0), r.get(1)))
@@ -167,18 +179,10 @@ impl SessionRows {
         updated: &[i64],
     ) -> Result<(), tokio_postgres::Error> {
         if !updated.is_empty() {
-            tx.execute(
-                "DELETE FROM takecontrol_chat_messages c USING unnest($2::bigint[]) AS u(id)
-                 WHERE c.account = $1 AND c.session_id = u.id",
-                &[&account, &updated],
-            )
-            .await?;
-            tx.execute(
-                "DELETE FROM takecontrol_video_links c USING unnest($2::bigint[]) AS u(id)
-                 WHERE c.account = $1 AND c.session_id = u.id",
-                &[&account, &updated],
-            )
-            .await?;
+            for table in CHILD_TABLES {
+                tx.execute(&delete_children(table), &[&account, &updated])
+                    .await?;
+            }
         }
         let changed: HashSet<i64> = changed.iter().copied().collect();
         let sessions = self.0.iter().filter(|s| changed.contains(&s.session_id));

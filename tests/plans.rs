@@ -1,0 +1,305 @@
+//! Every per-window statement costs O(the window), whatever the planner knows: plans are read,
+//! not clocks. The warehouse is seeded with several accounts and analyzed before a new account's
+//! rows exist (statistics then say that account has no rows, as during any large backfill with
+//! autovacuum off); each statement that reads stored rows, and each foreign-key check
+//! PostgreSQL runs for a child row, is explained as executed, with custom and generic plans, and
+//! every access to a warehouse table must be an index probe whose conditions are the whole key.
+//! A second test syncs a sparse account into a never-analyzed warehouse and holds the tuples
+//! PostgreSQL read to a small multiple of the rows written.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use common::*;
+use serde_json::Value;
+use sessionsync::engine::Outcome;
+use sessionsync::sim::takecontrol::{TakeControlSim, generate_with};
+
+/// Seeds `accounts` accounts of `per_account` sessions (with children) into every source's
+/// tables, set-based.
+async fn seed(c: &tokio_postgres::Client, accounts: &[&str], per_account: i64) {
+    for a in accounts {
+        c.execute(
+            "INSERT INTO takecontrol_sessions (account, session_id, started_at, raw, content_hash)
+             SELECT $1, g, now() - g * interval '1 minute', '{}', 'h' FROM generate_series(1, $2::bigint) g",
+            &[a, &per_account],
+        )
+        .await
+        .unwrap();
+        c.execute(
+            "INSERT INTO takecontrol_chat_messages (account, session_id, seq, message)
+             SELECT $1, g, s, 'x' FROM generate_series(1, $2::bigint) g, generate_series(0, 2) s",
+            &[a, &per_account],
+        )
+        .await
+        .unwrap();
+        c.execute(
+            "INSERT INTO takecontrol_video_links (account, session_id, seq, url)
+             SELECT $1, g, 0, 'u' FROM generate_series(1, $2::bigint, 5) g",
+            &[a, &per_account],
+        )
+        .await
+        .unwrap();
+        c.execute(
+            "INSERT INTO mluvii_sessions (account, session_id, created_at, raw)
+             SELECT $1, g, now() - g * interval '1 minute', '{}' FROM generate_series(1, $2::bigint) g",
+            &[a, &per_account],
+        )
+        .await
+        .unwrap();
+        for (table, cols, vals) in [
+            ("mluvii_session_operators", "user_id", "7"),
+            ("mluvii_routing_events", "seq", "0"),
+            ("mluvii_session_durations", "active_seconds", "1.0"),
+        ] {
+            c.execute(
+                &format!(
+                    "INSERT INTO {table} (account, session_id, {cols})
+                     SELECT $1, g, {vals} FROM generate_series(1, $2::bigint) g"
+                ),
+                &[a, &per_account],
+            )
+            .await
+            .unwrap();
+        }
+        c.execute(
+            "INSERT INTO superoffice_chat_sessions (account, chat_session_id, requested_at, raw)
+             SELECT $1, g, now() - g * interval '1 minute', '{}' FROM generate_series(1, $2::int) g",
+            &[a, &(per_account as i32)],
+        )
+        .await
+        .unwrap();
+        c.execute(
+            "INSERT INTO superoffice_chat_messages (account, chat_message_id, chat_session_id)
+             SELECT $1, g, g / 3 FROM generate_series(1, $2::int) g",
+            &[a, &(3 * per_account as i32)],
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// Every scan of a table in `plan` (EXPLAIN FORMAT JSON): (node type, relation, index, index
+/// condition or filter).
+fn scans(plan: &Value, out: &mut Vec<(String, String, String, String)>) {
+    let node = plan.get("Node Type").and_then(Value::as_str).unwrap_or("");
+    if let Some(rel) = plan.get("Relation Name").and_then(Value::as_str)
+        && node != "ModifyTable"
+    {
+        let s = |k: &str| {
+            plan.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        out.push((
+            s("Node Type"),
+            rel.to_string(),
+            s("Index Name"),
+            format!("{} {}", s("Index Cond"), s("Recheck Cond")),
+        ));
+    }
+    if let Some(idx) = plan.get("Index Name").and_then(Value::as_str)
+        && plan.get("Relation Name").is_none()
+    {
+        // A Bitmap Index Scan names its index, not its table.
+        let cond = plan.get("Index Cond").and_then(Value::as_str).unwrap_or("");
+        out.push((
+            "Bitmap Index Scan".into(),
+            String::new(),
+            idx.to_string(),
+            cond.to_string(),
+        ));
+    }
+    for child in plan
+        .get("Plans")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        scans(child, out);
+    }
+}
+
+/// Explains `sql` (prepared with `types`, executed with `args`) under both plan-cache modes and
+/// asserts every table access is an index probe on `key_columns` of a primary key.
+async fn assert_probes_whole_key(
+    c: &tokio_postgres::Client,
+    sql: &str,
+    types: &str,
+    args: &str,
+    key_columns: &[&str],
+) {
+    c.batch_execute("DEALLOCATE ALL").await.unwrap();
+    c.batch_execute(&format!("PREPARE probe({types}) AS {sql}"))
+        .await
+        .unwrap_or_else(|e| panic!("preparing {sql}: {e}"));
+    for mode in ["force_custom_plan", "force_generic_plan"] {
+        c.batch_execute(&format!("SET plan_cache_mode = {mode}"))
+            .await
+            .unwrap();
+        let text: String = c
+            .query_one(&format!("EXPLAIN (FORMAT JSON) EXECUTE probe({args})"), &[])
+            .await
+            .unwrap()
+            .get::<_, Value>(0)
+            .to_string();
+        let plan: Value = serde_json::from_str(&text).unwrap();
+        let mut found = Vec::new();
+        scans(&plan[0]["Plan"], &mut found);
+        let tables: Vec<_> = found.iter().filter(|s| s.0 != "Function Scan").collect();
+        assert!(
+            !tables.is_empty(),
+            "{mode}: no table access in\n{text}\nfor {sql}"
+        );
+        for (node, rel, index, cond) in tables {
+            assert!(
+                matches!(
+                    node.as_str(),
+                    "Index Scan"
+                        | "Index Only Scan"
+                        | "Bitmap Heap Scan"
+                        | "Bitmap Index Scan"
+                        | "Tid Scan"
+                ),
+                "{mode}: {node} on {rel} for {sql}\n{text}"
+            );
+            if node == "Bitmap Heap Scan" || node == "Tid Scan" {
+                // A Bitmap Index Scan child is checked; a Tid Scan reads only the row
+                // addresses its probes found.
+                continue;
+            }
+            assert!(
+                index.ends_with("_pkey"),
+                "{mode}: {rel} read through {index}, not its primary key, for {sql}\n{text}"
+            );
+            for col in key_columns {
+                assert!(
+                    cond.contains(&format!("{col} =")),
+                    "{mode}: {rel} probed through {index} without `{col}` in its index condition `{cond}`, for {sql}\n{text}"
+                );
+            }
+        }
+    }
+    c.batch_execute("RESET plan_cache_mode; DEALLOCATE ALL")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn every_statement_that_reads_stored_rows_probes_the_whole_key_under_stale_statistics() {
+    let db = TestDb::new().await;
+    let s = settings(&db, "");
+    let wh = sessionsync::warehouse::Warehouse::new(&s.warehouse).unwrap();
+    wh.migrate().await.unwrap();
+    let c = db.client().await;
+    // Five accounts stored and analyzed; the new account's rows arrive after the ANALYZE.
+    seed(&c, &["a1", "a2", "a3", "a4", "a5"], 4000).await;
+    c.batch_execute("ANALYZE").await.unwrap();
+    seed(&c, &["newacct"], 4000).await;
+
+    let list: Vec<String> = (1000..=1500).map(|i| i.to_string()).collect();
+    let ids = format!("'newacct', '{{{}}}'::bigint[]", list.join(","));
+    let mut statements = sessionsync::sources::takecontrol::store::reading_statements();
+    statements.extend(sessionsync::sources::mluvii::store::reading_statements());
+    assert!(statements.len() >= 6);
+    for sql in &statements {
+        assert_probes_whole_key(&c, sql, "text, bigint[]", &ids, &["account", "session_id"]).await;
+    }
+
+    // PostgreSQL's own check of each child row's foreign key (ri_triggers.c's query), for
+    // every foreign key in the schema.
+    let fks = c
+        .query(
+            "SELECT con.conrelid::regclass::text, con.confrelid::regclass::text,
+                    array_agg(a.attname::text ORDER BY k.i)
+               FROM pg_constraint con
+               CROSS JOIN LATERAL unnest(con.confkey) WITH ORDINALITY AS k(attnum, i)
+               JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum
+              WHERE con.contype = 'f' AND con.connamespace = 'sessionsync'::regnamespace
+              GROUP BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap();
+    for fk in &fks {
+        let (child, parent, cols): (String, String, Vec<String>) =
+            (fk.get(0), fk.get(1), fk.get(2));
+        assert_eq!(cols, ["account", "session_id"], "{child} -> {parent}");
+        let sql = format!(
+            "SELECT 1 FROM ONLY {parent} x WHERE account OPERATOR(pg_catalog.=) $1
+             AND session_id OPERATOR(pg_catalog.=) $2 FOR KEY SHARE OF x"
+        );
+        assert_probes_whole_key(
+            &c,
+            &sql,
+            "text, bigint",
+            "'newacct', 1234",
+            &["account", "session_id"],
+        )
+        .await;
+    }
+}
+
+/// Tuples read from every index and by every sequential scan of the Take Control tables, once
+/// the server's counters have settled.
+async fn tuples_read(db: &TestDb) -> (i64, i64) {
+    let c = db.client().await;
+    let mut last = (-1, -1);
+    for _ in 0..50 {
+        c.batch_execute("SELECT pg_stat_clear_snapshot()")
+            .await
+            .unwrap();
+        let r = c
+            .query_one(
+                "SELECT (SELECT coalesce(sum(idx_tup_read), 0)::bigint FROM pg_stat_user_indexes
+                          WHERE relname LIKE 'takecontrol%'),
+                        (SELECT coalesce(sum(seq_tup_read), 0)::bigint FROM pg_stat_user_tables
+                          WHERE relname LIKE 'takecontrol%')",
+                &[],
+            )
+            .await
+            .unwrap();
+        let now = (r.get(0), r.get(1));
+        if now == last {
+            return now;
+        }
+        last = now;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    last
+}
+
+#[tokio::test]
+async fn a_sparse_account_into_a_never_analyzed_warehouse_reads_in_proportion_to_what_it_writes() {
+    // About 12 sessions a day over eleven months, five chat messages each, 7-day windows: the
+    // shape that made every child row's foreign-key check read the whole account.
+    let to = Utc::now() - TimeDelta::hours(1);
+    let start = to - TimeDelta::days(330);
+    let data = generate_with(17, 4000, start, to, Some(5));
+    let sim = TakeControlSim::start("k", data).await.unwrap();
+    let db = TestDb::new().await;
+    let h = Harness::new(&settings(
+        &db,
+        &tc_toml(&sim.base_url(), "k", start, "").replace("window = \"1d\"", "window = \"7d\""),
+    ))
+    .await;
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    drop(h); // closes the pool: the server publishes the backends' counters
+    let c = db.client().await;
+    let rows = count(&c, "takecontrol_sessions").await
+        + count(&c, "takecontrol_chat_messages").await
+        + count(&c, "takecontrol_video_links").await;
+    assert!(rows > 20_000, "{rows}");
+    let (idx, seq) = tuples_read(&db).await;
+    eprintln!("{rows} rows written; {idx} index tuples and {seq} tuples sequentially read");
+    // Each stored row costs at most a few probes of one key (fingerprint lookup, foreign-key
+    // check); a scan of the account per row would be thousands of times more.
+    assert!(
+        idx <= 3 * rows && seq <= rows,
+        "{idx} index tuples and {seq} sequentially read for {rows} rows written"
+    );
+}
