@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
 use sessionsync::config::{
-    HttpSettings, MluviiSettings, Schedule, Secret, ServerSettings, Settings, StreamSettings,
-    WarehouseSettings,
+    EngineSettings, HttpSettings, MluviiSettings, Schedule, Secret, ServerSettings, Settings,
+    StreamSettings, WarehouseSettings,
 };
 use sessionsync::engine::Engine;
 use sessionsync::sim::mluvii::{MluviiSim, generate};
@@ -66,6 +66,9 @@ async fn main() -> anyhow::Result<()> {
         },
         server: ServerSettings {
             listen: "127.0.0.1:0".parse()?,
+        },
+        engine: EngineSettings {
+            max_concurrent_streams: 1,
         },
         takecontrol: vec![],
         superoffice: vec![],

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Settings};
-use crate::engine::{Engine, Outcome, Progress, Range, RunReport};
+use crate::engine::{Engine, Outcome, Progress, Range, RunReport, Slots};
 use crate::telemetry::{LogFormat, Metrics};
 use crate::warehouse::{StreamStatus, Warehouse};
 
@@ -75,6 +75,19 @@ pub enum Command {
     Demo(crate::demo::DemoArgs),
     /// Serve one built-in simulator until Ctrl-C (to try a config, or for benchmarks)
     Simulate(crate::demo::SimulateArgs),
+    /// Ask a running daemon's /healthz (exit 0 healthy, 1 not): the container health check
+    Healthcheck {
+        /// The daemon's health URL (its `[server] listen` address, or `demo --listen`)
+        #[arg(
+            long,
+            env = "SESSIONSYNC_HEALTH_URL",
+            default_value = "http://127.0.0.1:9898/healthz"
+        )]
+        url: reqwest::Url,
+        /// Give up after this long (humantime: 3s, 500ms)
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
 }
 
 /// Entry point of the binary.
@@ -129,6 +142,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Status { json } => status(cli.config, json).await,
         Command::Demo(args) => crate::demo::run(args).await.map_err(Failure::from),
         Command::Simulate(args) => crate::demo::simulate(args).await.map_err(Failure::from),
+        Command::Healthcheck { url, timeout } => healthcheck(url, timeout).await,
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -231,18 +245,74 @@ async fn sync(
     let sources = select(&settings, &metrics, source.as_deref(), account.as_deref())?;
     let wh = Warehouse::new(&settings.warehouse)?;
     wh.migrate().await?;
+    let slots = Slots::new(settings.engine.max_concurrent_streams, metrics.clone());
     let engine = Engine::new(wh, metrics);
     let shutdown = shutdown_on_signals();
-    let mut reports = Vec::new();
-    for s in &sources {
-        let report = engine
-            .run_once(&**s, &shutdown)
-            .await
-            .with_context(|| format!("syncing {}", s.key()))?;
-        println!("{}", describe(&report));
-        reports.push(report);
-    }
+    let reports = run_streams(&sources, &slots, &shutdown, |s, _| {
+        engine.run_once(s, &shutdown)
+    })
+    .await?;
     Ok(exit_code(&reports))
+}
+
+/// Runs `run` for every stream, at most `slots.limit()` at once (the others wait their turn in
+/// order), printing each stream's line as it finishes. A warehouse failure of one stream is
+/// printed and fails the command once every stream has ended.
+async fn run_streams<'a, F, Fut>(
+    sources: &'a [Arc<dyn crate::engine::Source>],
+    slots: &'a Slots,
+    shutdown: &'a CancellationToken,
+    run: F,
+) -> Result<Vec<RunReport>, Failure>
+where
+    F: Fn(&'a dyn crate::engine::Source, usize) -> Fut,
+    Fut: std::future::Future<Output = Result<RunReport, crate::warehouse::WarehouseError>> + 'a,
+{
+    let mut running: futures::stream::FuturesUnordered<_> = sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let run = &run;
+            async move {
+                let key = s.key();
+                let Some(slot) = slots.acquire(key, shutdown).await else {
+                    return (key, Ok(None));
+                };
+                let r = run(&**s, i).await;
+                drop(slot);
+                (key, r.map(Some))
+            }
+        })
+        .collect();
+    let mut reports = Vec::new();
+    let mut failed = None;
+    while let Some((key, result)) = futures::StreamExt::next(&mut running).await {
+        match result {
+            Ok(Some(report)) => {
+                println!("{}", describe(&report));
+                reports.push(report);
+            }
+            Ok(None) => {
+                println!("{key}: not started — stopped by shutdown while waiting for a slot");
+                reports.push(RunReport {
+                    key: key.clone(),
+                    run_id: None,
+                    outcome: Outcome::Failed,
+                    totals: Default::default(),
+                    error: Some("stopped by shutdown before it started".into()),
+                    watermark: None,
+                });
+            }
+            Err(e) => {
+                println!("{key}: failed — {e}");
+                failed.get_or_insert(anyhow::Error::from(e).context(format!("syncing {key}")));
+            }
+        }
+    }
+    match failed {
+        Some(error) => Err(Failure { code: 1, error }),
+        None => Ok(reports),
+    }
 }
 
 async fn backfill(
@@ -264,42 +334,56 @@ async fn backfill(
     let sources = select(&settings, &metrics, Some(&source), account.as_deref())?;
     let wh = Warehouse::new(&settings.warehouse)?;
     wh.migrate().await?;
+    let slots = Slots::new(settings.engine.max_concurrent_streams, metrics.clone());
     let engine = Engine::new(wh, metrics);
     let shutdown = shutdown_on_signals();
+    // On a terminal: one live bar per stream (windows, rows, rate, ETA); otherwise log lines.
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let mut reports = Vec::new();
-    for s in &sources {
-        let key = s.key().to_string();
-        let show = |p: &Progress| {
-            let eta = (p.done > 0 && p.done < p.total)
-                .then(|| p.elapsed.mul_f64((p.total - p.done) as f64 / p.done as f64));
-            let rows = p.written + p.unchanged;
-            if tty {
-                let width = 30;
-                let filled = width * p.done / p.total.max(1);
-                eprint!(
-                    "\r{key} [{}{}] {}/{} windows, {rows} rows{}   ",
-                    "#".repeat(filled),
-                    "-".repeat(width - filled),
-                    p.done,
-                    p.total,
-                    eta.map(|e| format!(", ETA {}s", e.as_secs()))
-                        .unwrap_or_default()
-                );
+    let bars = indicatif::MultiProgress::new();
+    let style = indicatif::ProgressStyle::with_template(
+        "{prefix:<32} [{bar:30}] {pos}/{len} windows, {msg} ({per_sec}, ETA {eta})",
+    )
+    .map(|s| s.progress_chars("#>-"))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    let per_stream: Vec<indicatif::ProgressBar> = sources
+        .iter()
+        .map(|s| {
+            let bar = if tty {
+                bars.add(indicatif::ProgressBar::new(0))
             } else {
+                indicatif::ProgressBar::hidden()
+            };
+            bar.set_style(style.clone());
+            bar.set_prefix(s.key().to_string());
+            bar
+        })
+        .collect();
+    let per_stream = &per_stream;
+    let reports = run_streams(&sources, &slots, &shutdown, |s, i| {
+        let key = s.key().to_string();
+        let show = move |p: &Progress| {
+            let rows = p.written + p.unchanged;
+            let bar = &per_stream[i];
+            bar.set_length(p.total as u64);
+            bar.set_position(p.done as u64);
+            bar.set_message(format!("{rows} rows"));
+            if !tty {
+                let eta = (p.done > 0 && p.done < p.total)
+                    .then(|| p.elapsed.mul_f64((p.total - p.done) as f64 / p.done as f64));
                 tracing::info!(stream = %key, done = p.done, total = p.total, rows, eta_seconds = eta.map(|e| e.as_secs()), "backfill progress");
             }
         };
-        let report = engine
-            .run(&**s, Range::Backfill { from, to }, &shutdown, &show)
-            .await
-            .with_context(|| format!("backfilling {key}"))?;
-        if tty {
-            eprintln!();
+        let engine = &engine;
+        let shutdown = &shutdown;
+        async move {
+            let r = engine
+                .run(s, Range::Backfill { from, to }, shutdown, &show)
+                .await;
+            per_stream[i].finish();
+            r
         }
-        println!("{}", describe(&report));
-        reports.push(report);
-    }
+    })
+    .await?;
     Ok(exit_code(&reports))
 }
 
@@ -361,6 +445,26 @@ async fn check(path: Option<PathBuf>) -> Result<u8, Failure> {
         }
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+/// GET `url`; healthy only on a 2xx answer within `timeout`.
+async fn healthcheck(url: reqwest::Url, timeout: Duration) -> Result<u8, Failure> {
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .context("building the HTTP client for the health check")?;
+    let answer = client
+        .get(url.clone())
+        .send()
+        .await
+        .with_context(|| format!("{url} did not answer within {timeout:?}: is the daemon running, and is this its `[server] listen` address?"))?;
+    let status = answer.status();
+    if status.is_success() {
+        println!("{url}: {status}");
+        Ok(0)
+    } else {
+        Err(anyhow::anyhow!("{url} answered {status}: the daemon is up but not healthy").into())
+    }
 }
 
 /// 1 if any stream failed, else 3 if any was partial, else 0.
@@ -432,9 +536,14 @@ async fn run(path: Option<PathBuf>) -> Result<u8, Failure> {
             }
         }
     }
+    let slots = Slots::new(settings.engine.max_concurrent_streams, metrics.clone());
     let engine = Arc::new(Engine::new(wh, metrics));
-    tracing::info!(streams = sources.len(), "scheduler started");
-    crate::engine::run_scheduler(engine, sources, shutdown.clone()).await;
+    tracing::info!(
+        streams = sources.len(),
+        max_concurrent_streams = slots.limit(),
+        "scheduler started"
+    );
+    crate::engine::run_scheduler(engine, sources, slots, shutdown.clone()).await;
     shutdown.cancel();
     let _ = server.await;
     tracing::info!("stopped cleanly");

@@ -42,6 +42,10 @@ pub struct DemoArgs {
     /// Where metrics and health are served while the demo keeps running
     #[arg(long, default_value = "127.0.0.1:9898")]
     pub listen: SocketAddr,
+    /// The database (on the server of DATABASE_URL) the demo creates if missing and whose
+    /// `sessionsync` schema it resets (the compose stack points it at its own `warehouse`)
+    #[arg(long, default_value = DEMO_DB)]
+    pub database: String,
 }
 
 /// Where the demo's private cluster lives.
@@ -73,7 +77,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         }
     };
     let _private = private;
-    let url = ensure_database(&admin_url).await?;
+    let url = ensure_named_database(&admin_url, &args.database).await?;
     let now = Utc::now();
     let start = now - TimeDelta::days(7);
     let key = "demo-integration-key";
@@ -126,11 +130,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         warehouse: WarehouseSettings {
             url: Secret::new(url),
             schema: "sessionsync".into(),
-            pool_size: 4,
+            pool_size: 5,
             synchronous_commit: false,
         },
         server: crate::config::ServerSettings {
             listen: args.listen,
+        },
+        engine: crate::config::EngineSettings {
+            max_concurrent_streams: 3,
         },
         superoffice: vec![SuperOfficeSettings {
             stream: StreamSettings {
@@ -216,18 +223,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     print!("{}", summary(&wh).await?);
     if let Some(pg) = &_private {
         println!(
-            "(That is the private PostgreSQL on 127.0.0.1:{}, data in {PRIVATE_PG_DIR}; it runs while the demo does: psql -h 127.0.0.1 -p {} -U postgres -d {DEMO_DB})",
-            pg.port, pg.port
+            "(That is the private PostgreSQL on 127.0.0.1:{}, data in {PRIVATE_PG_DIR}; it runs while the demo does: psql -h 127.0.0.1 -p {} -U postgres -d {})",
+            pg.port, pg.port, args.database
         );
     }
     if args.once {
         return Ok(crate::cli::exit_code(&reports));
     }
-    let (addr, server) = crate::server::spawn(args.listen, metrics, wh, shutdown.clone()).await?;
+    let (addr, server) =
+        crate::server::spawn(args.listen, metrics.clone(), wh, shutdown.clone()).await?;
     println!(
         "\nKeeps syncing every minute. Metrics: http://{addr}/metrics   Health: http://{addr}/readyz   Stop: Ctrl-C"
     );
-    crate::engine::run_scheduler(engine, sources, shutdown.clone()).await;
+    let slots = crate::engine::Slots::new(settings.engine.max_concurrent_streams, metrics);
+    crate::engine::run_scheduler(engine, sources, slots, shutdown.clone()).await;
     let _ = server.await;
     Ok(0)
 }
@@ -241,10 +250,6 @@ async fn reachable(url: &str) -> bool {
 }
 
 /// Creates the demo database on the server of `admin_url` if missing; returns its URL.
-async fn ensure_database(admin_url: &str) -> anyhow::Result<String> {
-    ensure_named_database(admin_url, DEMO_DB).await
-}
-
 /// Creates database `name` (an identifier of a–z, 0–9, '_') on the server of `admin_url` if
 /// missing; returns its URL.
 pub async fn ensure_named_database(admin_url: &str, name: &str) -> anyhow::Result<String> {

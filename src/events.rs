@@ -187,3 +187,29 @@ impl RunFinished<'_> {
         }
     }
 }
+
+/// A due stream found every slot taken and joined the queue.
+pub struct StreamQueued<'a> {
+    pub key: &'a StreamKey,
+    pub limit: usize,
+}
+
+impl StreamQueued<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        let waiting = m.streams_waiting.inc() + 1;
+        tracing::info!(stream = %self.key, waiting, max_concurrent_streams = self.limit, "due, waiting for a free slot (engine.max_concurrent_streams)");
+    }
+}
+
+/// A queued stream left the queue (it got its slot, or shutdown came first).
+pub struct StreamStarted<'a> {
+    pub key: &'a StreamKey,
+    pub waited: Duration,
+}
+
+impl StreamStarted<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        m.streams_waiting.dec();
+        tracing::debug!(stream = %self.key, waited_ms = self.waited.as_millis() as u64, "left the queue");
+    }
+}

@@ -92,6 +92,10 @@ pub struct Metrics {
     pub sync_duration: Family<SourceStreamLabels, Histogram, SecondsBuckets>,
     pub watermark: Family<StreamLabels, FloatGauge>,
     pub last_success: Family<StreamLabels, FloatGauge>,
+    /// Streams due but waiting for one of `max_concurrent_streams` slots.
+    pub streams_waiting: Gauge,
+    /// Streams running now.
+    pub streams_running: Gauge,
 }
 
 impl Default for Metrics {
@@ -114,6 +118,8 @@ impl Metrics {
             sync_duration: Family::new_with_constructor(SecondsBuckets),
             watermark: Family::default(),
             last_success: Family::default(),
+            streams_waiting: Gauge::default(),
+            streams_running: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -165,6 +171,16 @@ impl Metrics {
             "last_success_timestamp_seconds",
             "When the stream last finished a run that succeeded (Unix seconds)",
             m.last_success.clone(),
+        );
+        registry.register(
+            "streams_waiting",
+            "Streams that are due but wait for a free slot (engine.max_concurrent_streams)",
+            m.streams_waiting.clone(),
+        );
+        registry.register(
+            "streams_running",
+            "Streams running now",
+            m.streams_running.clone(),
         );
         let build_info: Family<VersionLabels, Gauge> = Family::default();
         build_info

@@ -53,6 +53,7 @@ pub struct Settings {
     pub file: PathBuf,
     pub warehouse: WarehouseSettings,
     pub server: ServerSettings,
+    pub engine: EngineSettings,
     pub takecontrol: Vec<TakeControlSettings>,
     pub mluvii: Vec<MluviiSettings>,
     pub superoffice: Vec<SuperOfficeSettings>,
@@ -73,6 +74,18 @@ pub struct WarehouseSettings {
 pub struct ServerSettings {
     pub listen: SocketAddr,
 }
+
+/// How the daemon, `sync` and `backfill` share the machine between streams.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Streams that run at once; the others wait their turn, served in the order they became
+    /// due. Each running stream holds one warehouse connection.
+    pub max_concurrent_streams: usize,
+}
+
+/// Streams that run at once unless configured: enough to overlap several accounts' API waits
+/// on a 2-core machine without queueing PostgreSQL.
+pub const DEFAULT_CONCURRENT_STREAMS: usize = 4;
 
 /// What every stream of every source takes.
 #[derive(Debug, Clone)]
@@ -227,6 +240,8 @@ struct RawFile {
     #[serde(default)]
     server: RawServer,
     #[serde(default)]
+    engine: RawEngine,
+    #[serde(default)]
     takecontrol: Vec<RawTakeControl>,
     #[serde(default)]
     mluvii: Vec<RawMluvii>,
@@ -241,6 +256,12 @@ struct RawWarehouse {
     schema: Option<String>,
     pool_size: Option<usize>,
     synchronous_commit: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEngine {
+    max_concurrent_streams: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -529,11 +550,31 @@ fn validate(
     }
     let schema = raw.warehouse.schema.unwrap_or_else(|| "sessionsync".into());
     validate_identifier(&schema).map_err(|p| fail(("warehouse.schema".into(), p)))?;
-    let pool_size = raw.warehouse.pool_size.unwrap_or(8);
-    if pool_size == 0 {
+    // Each running stream holds one connection for its whole run, and one more is kept for
+    // /readyz and the bookkeeping around runs: the pool always fits the concurrency.
+    let max_concurrent_streams = match (raw.engine.max_concurrent_streams, raw.warehouse.pool_size)
+    {
+        (Some(n), _) => n,
+        (None, Some(p)) => DEFAULT_CONCURRENT_STREAMS.min(p.saturating_sub(1)).max(1),
+        (None, None) => DEFAULT_CONCURRENT_STREAMS,
+    };
+    if !(1..=256).contains(&max_concurrent_streams) {
+        return Err(fail((
+            "engine.max_concurrent_streams".into(),
+            format!("is {max_concurrent_streams}; use 1 to 256"),
+        )));
+    }
+    let pool_size = raw
+        .warehouse
+        .pool_size
+        .unwrap_or(max_concurrent_streams + 2);
+    if pool_size <= max_concurrent_streams && raw.warehouse.pool_size.is_some() {
         return Err(fail((
             "warehouse.pool_size".into(),
-            "must be at least 1".into(),
+            format!(
+                "is {pool_size}, but engine.max_concurrent_streams is {max_concurrent_streams}: each running stream holds a connection and one more is needed for health checks; set pool_size to at least {} or remove it",
+                max_concurrent_streams + 1
+            ),
         )));
     }
 
@@ -663,6 +704,9 @@ fn validate(
             synchronous_commit: raw.warehouse.synchronous_commit.unwrap_or(false),
         },
         server: ServerSettings { listen },
+        engine: EngineSettings {
+            max_concurrent_streams,
+        },
         takecontrol,
         mluvii,
         superoffice,

@@ -23,7 +23,7 @@ use crate::config::StreamSettings;
 use crate::http::{HttpClient, HttpError};
 
 pub use run::{Engine, Hooks, Progress, Range, RunReport};
-pub use scheduler::run_scheduler;
+pub use scheduler::{Slot, Slots, run_scheduler};
 
 /// Names one stream: `(source, account, stream)`, the key of `sync_state`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

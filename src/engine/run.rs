@@ -161,23 +161,70 @@ impl Engine {
         cancel: &CancellationToken,
         progress: &(dyn Fn(&Progress) + Sync),
     ) -> Result<RunReport, WarehouseError> {
+        self.run_unless_done(source, range, cancel, progress, None)
+            .await
+    }
+
+    /// The daemon's run of a stream due at `due`: skipped when another process already
+    /// started a run of it at or after `due − tolerance` (replicas share one schedule; the one
+    /// that gets the stream's lock second must not fetch the same windows again).
+    pub async fn run_due(
+        &self,
+        source: &dyn Source,
+        due: DateTime<Utc>,
+        tolerance: TimeDelta,
+        cancel: &CancellationToken,
+    ) -> Result<RunReport, WarehouseError> {
+        self.run_unless_done(
+            source,
+            Range::Regular,
+            cancel,
+            &|_| {},
+            Some(due - tolerance),
+        )
+        .await
+    }
+
+    async fn run_unless_done(
+        &self,
+        source: &dyn Source,
+        range: Range,
+        cancel: &CancellationToken,
+        progress: &(dyn Fn(&Progress) + Sync),
+        done_since: Option<DateTime<Utc>>,
+    ) -> Result<RunReport, WarehouseError> {
         let key = source.key();
         let schema = self.warehouse.schema();
         let mut conn = self.warehouse.conn().await?;
+        let skipped = || RunReport {
+            key: key.clone(),
+            run_id: None,
+            outcome: Outcome::Skipped,
+            totals: RunTotals::default(),
+            error: None,
+            watermark: None,
+        };
         if !warehouse::try_lock_stream(&conn, schema, key).await? {
             tracing::info!(source = key.source, account = %key.account, stream = key.stream, "skipped: another sessionsync process is running this stream");
-            return Ok(RunReport {
-                key: key.clone(),
-                run_id: None,
-                outcome: Outcome::Skipped,
-                totals: RunTotals::default(),
-                error: None,
-                watermark: None,
-            });
+            return Ok(skipped());
         }
-        let result = self
-            .run_locked(&mut conn, source, range, cancel, progress)
-            .await;
+        let already = match done_since {
+            Some(since) => warehouse::last_run_started(&**conn, key)
+                .await
+                .map(|last| last.is_some_and(|t| t >= since)),
+            None => Ok(false),
+        };
+        let result = match already {
+            Ok(true) => {
+                tracing::debug!(source = key.source, account = %key.account, stream = key.stream, "skipped: another sessionsync process already ran this stream for this instant");
+                Ok(skipped())
+            }
+            Ok(false) => {
+                self.run_locked(&mut conn, source, range, cancel, progress)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         if warehouse::unlock_stream(&conn, schema, key).await.is_err() {
             // Never hand a connection that may still hold the lock back to the pool.
             let _ = deadpool_postgres::Object::take(conn);

@@ -38,6 +38,23 @@ pub async fn unlock_stream(c: &Client, schema: &str, k: &StreamKey) -> Result<()
     Ok(())
 }
 
+/// When the stream's latest run started (the server's clock), if it ever ran: one step down
+/// `sync_runs_stream_idx`, however many runs the stream has.
+pub async fn last_run_started(
+    c: &impl GenericClient,
+    k: &StreamKey,
+) -> Result<Option<DateTime<Utc>>, WarehouseError> {
+    let row = c
+        .query_opt(
+            "SELECT started_at FROM sync_runs WHERE source = $1 AND account = $2 AND stream = $3
+             ORDER BY run_id DESC LIMIT 1",
+            &[&k.source, &k.account, &k.stream],
+        )
+        .await
+        .map_err(WarehouseError::query("reading the stream's last run"))?;
+    Ok(row.map(|r| r.get(0)))
+}
+
 pub async fn load_state(
     c: &impl GenericClient,
     k: &StreamKey,
