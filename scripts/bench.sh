@@ -3,10 +3,14 @@
 # into a fresh database, against the ceiling: `psql \copy` of the very same rows (CSV written
 # beforehand) into tables with the same keys. The simulator runs as its own process, so the
 # daemon's peak RSS is its own. Also times a no-op incremental cycle.
-# Usage: scripts/bench.sh [N]   (default 200000; needs DATABASE_URL or a local server)
+# Usage: scripts/bench.sh [N] [RUNS]   (default 200000 and 3; needs DATABASE_URL or a local
+# server). With RUNS > 1 the sync and the ceiling are measured RUNS times, alternately, and the
+# headline is the median ratio of the sync to the COPY into tables with the same primary keys
+# and no foreign keys (the warehouse declares none since migration 0010).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-200000}"
+RUNS="${2:-${RUNS:-3}}"
 admin="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 db="${admin%/*}/sessionsync_bench"
 cargo build --release -q
@@ -17,14 +21,16 @@ cleanup() { [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 [ -n "${KEEP_LOG:-}" ] && trap 'cp "$tmp/sync.log" /tmp/bench-sync.log; cleanup' EXIT
 
-psql "$admin" -qc "DROP DATABASE IF EXISTS sessionsync_bench WITH (FORCE)"
-psql "$admin" -qc "CREATE DATABASE sessionsync_bench"
-
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 $bin simulate --source takecontrol --sessions "$N" --messages 5 --days 7 --listen "127.0.0.1:$port" >"$tmp/sim.out" 2>"$tmp/sim.log" &
 sim_pid=$!
 for _ in $(seq 1 600); do grep -q "simulator with" "$tmp/sim.out" 2>/dev/null && break; sleep 0.1; done
 start=$(grep '^start = ' "$tmp/sim.out" | cut -d'"' -f2)
+
+measure() {
+psql "$admin" -qc "DROP DATABASE IF EXISTS sessionsync_bench WITH (FORCE)"
+psql "$admin" -qc "CREATE DATABASE sessionsync_bench"
+
 cat >"$tmp/bench.toml" <<TOML
 [warehouse]
 url = "$db"
@@ -101,14 +107,26 @@ else
 fi
 psql "$db" -qc "drop schema bench_ceiling cascade"
 
+}
+
+sync_all=(); copy_all=(); ratio_all=(); rss_all=()
+for run in $(seq 1 "$RUNS"); do
+  measure
+  ratio=$(echo "$sync_s / $copy_s" | bc -l)
+  sync_all+=("$sync_s"); copy_all+=("$copy_s"); ratio_all+=("$ratio"); rss_all+=("$(cat "$tmp/rss")")
+  printf 'run %d: sync %.2f s, COPY %.2f s, ratio %.2fx, peak RSS %.1f MB\n' "$run" "$sync_s" "$copy_s" "$ratio" "$(echo "$(cat "$tmp/rss") / 1024" | bc -l)"
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+sync_s=$(median "${sync_all[@]}"); copy_s=$(median "${copy_all[@]}"); ratio_med=$(median "${ratio_all[@]}")
+rss_med=$(median "${rss_all[@]}")
 printf 'sessions            %d (5 chat messages each; windows sized by the engine, at most %s)\n' "$sessions" "${WINDOW:-1d}"
 printf 'rows (all tables)   %d\n' "$rows"
 printf 'sync wall time      %.2f s  (the sync process, start to exit; simulator in its own process)\n' "$sync_s"
 printf 'sync sessions/s     %.0f\n' "$(echo "$sessions / $sync_s" | bc -l)"
 printf 'sync rows/s         %.0f\n' "$(echo "$rows / $sync_s" | bc -l)"
-printf 'daemon peak RSS     %.1f MB\n' "$(echo "$(cat "$tmp/rss") / 1024" | bc -l)"
+printf 'daemon peak RSS     %.1f MB (median of %d)\n' "$(echo "$rss_med / 1024" | bc -l)" "$RUNS"
 printf 'ceiling: COPY       %.2f s  (%.0f rows/s; tables with the same keys, %d foreign keys)\n' "$copy_s" "$(echo "$rows / $copy_s" | bc -l)" "$fks"
-printf 'ratio sync/COPY     %.2fx\n' "$(echo "$sync_s / $copy_s" | bc -l)"
+printf 'RATIO sync/COPY     %.2fx  (median of %d runs; the headline: COPY into tables with the same primary keys%s; target <= 1.5x)\n' "$ratio_med" "$RUNS" "$([ "$fks" -gt 0 ] && echo ' and the foreign keys' || echo ', no foreign keys')"
 if [ -n "$copy_nofk_s" ]; then
   printf 'COPY, no FKs        %.2f s  (lower bound: the ceiling without the child tables'"'"' foreign keys)\n' "$copy_nofk_s"
   printf 'ratio sync/that     %.2fx  (NO_FK=1 compares a sync without them too)\n' "$(echo "$sync_s / $copy_nofk_s" | bc -l)"

@@ -38,6 +38,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0009_time_first_indexes",
         include_str!("../../sql/0009_time_first_indexes.sql"),
     ),
+    (
+        "0010_children_without_foreign_keys",
+        include_str!("../../sql/0010_children_without_foreign_keys.sql"),
+    ),
 ];
 
 /// Advisory-lock class for sessionsync (`'sess'` as an int); the second key says what is locked.

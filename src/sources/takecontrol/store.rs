@@ -1,5 +1,7 @@
-//! Writes Take Control sessions: one set-based upsert per window that rewrites only changed
-//! sessions, then the child rows of exactly those sessions are replaced.
+//! Writes Take Control sessions. Per window: the stored fingerprints of its sessions are looked
+//! up (one key probe each); sessions new to the warehouse go in by binary COPY with their chat
+//! messages and video links; sessions whose fingerprint changed go through one set-based upsert,
+//! and the child rows of exactly those are replaced; unchanged sessions are not sent at all.
 
 use std::collections::{HashMap, HashSet};
 
@@ -7,6 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio_postgres::Transaction;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
 
 use super::parse::Session;
 use crate::engine::{Rows, WriteCounts};
@@ -58,7 +61,7 @@ ON CONFLICT (account, session_id) DO UPDATE SET
     duration_seconds = EXCLUDED.duration_seconds, custom_fields = EXCLUDED.custom_fields,
     raw = EXCLUDED.raw, content_hash = EXCLUDED.content_hash, last_synced_at = now()
 WHERE t.content_hash IS DISTINCT FROM EXCLUDED.content_hash
-RETURNING session_id, (xmax = 0) AS inserted";
+RETURNING session_id";
 
 #[async_trait]
 impl Rows for SessionRows {
@@ -96,136 +99,236 @@ impl Rows for SessionRows {
             });
         }
         let t1 = t0.elapsed();
-        let hash_col: Vec<&str> = s.iter().map(|x| x.content_hash.as_str()).collect();
-        fn col<T: Clone>(s: &[&Session], f: impl Fn(&Session) -> T) -> Vec<T> {
-            s.iter().map(|x| f(x)).collect()
-        }
-        let ids = col(s, |x| x.session_id);
-        let text = |f: fn(&Session) -> &Option<String>| col(s, |x| f(x).clone());
-        let computer_name = text(|x| &x.computer_name);
-        let computer_domain = text(|x| &x.computer_domain);
-        let computer_os = text(|x| &x.computer_os);
-        let tech_username = text(|x| &x.tech_username);
-        let tech_name = text(|x| &x.tech_name);
-        let customer_name = text(|x| &x.customer_name);
-        let customer_email = text(|x| &x.customer_email);
-        let customer_number = text(|x| &x.customer_number);
-        let problem = text(|x| &x.problem_description);
-        let notes = text(|x| &x.notes);
-        let has_videos = col(s, |x| x.has_videos);
-        let started: Vec<Option<DateTime<Utc>>> = col(s, |x| x.started_at);
-        let ended: Vec<Option<DateTime<Utc>>> = col(s, |x| x.ended_at);
-        let duration = col(s, |x| x.duration_seconds);
-        let custom: Vec<Option<Value>> = col(s, |x| x.custom_fields.clone());
-        let raw: Vec<JsonText> = s.iter().map(|x| JsonText(&x.raw)).collect();
-        let returned: Vec<(i64, bool)> = tx
-            .query(
-                UPSERT,
-                &[
-                    &account,
-                    &ids,
-                    &computer_name,
-                    &computer_domain,
-                    &computer_os,
-                    &tech_username,
-                    &tech_name,
-                    &customer_name,
-                    &customer_email,
-                    &customer_number,
-                    &problem,
-                    &notes,
-                    &has_videos,
-                    &started,
-                    &ended,
-                    &duration,
-                    &custom,
-                    &raw,
-                    &hash_col,
-                ],
-            )
-            .await?
+        // Sessions new to the warehouse (all of a first backfill) go in by binary COPY, with
+        // their children; the stream's lock guarantees no other writer adds the same keys
+        // between the lookup and the COPY. Changed sessions go through the upsert.
+        let (new, changed): (Vec<&Session>, Vec<&Session>) = s
             .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        // A freshly inserted session has no children to delete (`xmax = 0`: no prior version).
-        let updated: Vec<i64> = returned.iter().filter(|r| !r.1).map(|r| r.0).collect();
-        let changed: Vec<i64> = returned.iter().map(|r| r.0).collect();
+            .copied()
+            .partition(|x| !stored.contains_key(&x.session_id));
+        if !new.is_empty() {
+            copy_sessions(tx, account, &new).await?;
+            copy_children(tx, account, &new).await?;
+        }
         let t2 = t0.elapsed();
+        let mut rewritten = 0;
         if !changed.is_empty() {
-            self.replace_children(tx, account, &changed, &updated)
-                .await?;
+            let ids = upsert_changed(tx, account, &changed).await?;
+            rewritten = ids.len();
+            if !ids.is_empty() {
+                for table in CHILD_TABLES {
+                    tx.execute(&delete_children(table), &[&account, &ids])
+                        .await?;
+                }
+                let ids: HashSet<i64> = ids.into_iter().collect();
+                let rewritten: Vec<&Session> = changed
+                    .iter()
+                    .copied()
+                    .filter(|x| ids.contains(&x.session_id))
+                    .collect();
+                copy_children(tx, account, &rewritten).await?;
+            }
         }
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
         tracing::debug!(
             lookup_ms = ms(t1),
-            upsert_ms = ms(t2 - t1),
-            children_ms = ms(t0.elapsed() - t2),
-            sessions = s.len(),
+            copy_new_ms = ms(t2 - t1),
+            upsert_changed_ms = ms(t0.elapsed() - t2),
+            new = new.len(),
+            changed = changed.len(),
             "sessions written"
         );
+        let written = new.len() + rewritten;
         Ok(WriteCounts {
-            written: changed.len() as u64,
-            unchanged: (self.0.len() - changed.len()) as u64,
+            written: written as u64,
+            unchanged: (self.0.len() - written) as u64,
         })
     }
 }
 
-impl SessionRows {
-    async fn replace_children(
-        &self,
-        tx: &Transaction<'_>,
-        account: &str,
-        changed: &[i64],
-        updated: &[i64],
-    ) -> Result<(), tokio_postgres::Error> {
-        if !updated.is_empty() {
-            for table in CHILD_TABLES {
-                tx.execute(&delete_children(table), &[&account, &updated])
+const SESSION_COLUMNS: &str = "account, session_id, computer_name, computer_domain, computer_os, \
+    tech_username, tech_name, customer_name, customer_email, customer_number, \
+    problem_description, notes, has_videos, started_at, ended_at, duration_seconds, \
+    custom_fields, raw, content_hash";
+
+/// Binary COPY of sessions not yet stored.
+async fn copy_sessions(
+    tx: &Transaction<'_>,
+    account: &str,
+    sessions: &[&Session],
+) -> Result<(), tokio_postgres::Error> {
+    use tokio_postgres::types::Type;
+    let sink = tx
+        .copy_in(&format!(
+            "COPY takecontrol_sessions ({SESSION_COLUMNS}) FROM STDIN (FORMAT binary)"
+        ))
+        .await?;
+    let mut types = vec![Type::TEXT, Type::INT8];
+    types.extend([Type::TEXT; 10]);
+    types.extend([
+        Type::BOOL,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+        Type::FLOAT8,
+        Type::JSONB,
+        Type::JSONB,
+        Type::TEXT,
+    ]);
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    futures::pin_mut!(writer);
+    for x in sessions {
+        let raw = JsonText(&x.raw);
+        writer
+            .as_mut()
+            .write(&[
+                &account,
+                &x.session_id,
+                &x.computer_name,
+                &x.computer_domain,
+                &x.computer_os,
+                &x.tech_username,
+                &x.tech_name,
+                &x.customer_name,
+                &x.customer_email,
+                &x.customer_number,
+                &x.problem_description,
+                &x.notes,
+                &x.has_videos,
+                &x.started_at,
+                &x.ended_at,
+                &x.duration_seconds,
+                &x.custom_fields,
+                &raw,
+                &x.content_hash,
+            ])
+            .await?;
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
+/// Binary COPY of the chat messages and video links of `sessions` (none stored for them).
+async fn copy_children(
+    tx: &Transaction<'_>,
+    account: &str,
+    sessions: &[&Session],
+) -> Result<(), tokio_postgres::Error> {
+    use tokio_postgres::types::Type;
+    if sessions.iter().any(|s| !s.messages.is_empty()) {
+        let sink = tx
+            .copy_in(
+                "COPY takecontrol_chat_messages (account, session_id, seq, sent_at, author, author_type, message) FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+        let writer = BinaryCopyInWriter::new(
+            sink,
+            &[
+                Type::TEXT,
+                Type::INT8,
+                Type::INT4,
+                Type::TIMESTAMPTZ,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+            ],
+        );
+        futures::pin_mut!(writer);
+        for s in sessions {
+            for (i, m) in s.messages.iter().enumerate() {
+                writer
+                    .as_mut()
+                    .write(&[
+                        &account,
+                        &s.session_id,
+                        &(i as i32),
+                        &m.sent_at,
+                        &m.author,
+                        &m.author_type,
+                        &m.message,
+                    ])
                     .await?;
             }
         }
-        let changed: HashSet<i64> = changed.iter().copied().collect();
-        let sessions = self.0.iter().filter(|s| changed.contains(&s.session_id));
-        let (mut m_ids, mut m_seq, mut m_at, mut m_author, mut m_type, mut m_text) = (
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-        );
-        let (mut v_ids, mut v_seq, mut v_url) = (Vec::new(), Vec::new(), Vec::new());
-        for s in sessions {
-            for (i, m) in s.messages.iter().enumerate() {
-                m_ids.push(s.session_id);
-                m_seq.push(i as i32);
-                m_at.push(m.sent_at);
-                m_author.push(m.author.as_deref());
-                m_type.push(m.author_type.as_deref());
-                m_text.push(m.message.as_deref());
-            }
-            for (i, url) in s.videos.iter().enumerate() {
-                v_ids.push(s.session_id);
-                v_seq.push(i as i32);
-                v_url.push(url.as_str());
-            }
-        }
-        if !m_ids.is_empty() {
-            tx.execute(
-                "INSERT INTO takecontrol_chat_messages (account, session_id, seq, sent_at, author, author_type, message)
-                 SELECT $1, u.* FROM unnest($2::bigint[], $3::int[], $4::timestamptz[], $5::text[], $6::text[], $7::text[]) AS u",
-                &[&account, &m_ids, &m_seq, &m_at, &m_author, &m_type, &m_text],
-            )
-            .await?;
-        }
-        if !v_ids.is_empty() {
-            tx.execute(
-                "INSERT INTO takecontrol_video_links (account, session_id, seq, url)
-                 SELECT $1, u.* FROM unnest($2::bigint[], $3::int[], $4::text[]) AS u",
-                &[&account, &v_ids, &v_seq, &v_url],
-            )
-            .await?;
-        }
-        Ok(())
+        writer.finish().await?;
     }
+    if sessions.iter().any(|s| !s.videos.is_empty()) {
+        let sink = tx
+            .copy_in(
+                "COPY takecontrol_video_links (account, session_id, seq, url) FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+        let writer =
+            BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::INT8, Type::INT4, Type::TEXT]);
+        futures::pin_mut!(writer);
+        for s in sessions {
+            for (i, url) in s.videos.iter().enumerate() {
+                writer
+                    .as_mut()
+                    .write(&[&account, &s.session_id, &(i as i32), url])
+                    .await?;
+            }
+        }
+        writer.finish().await?;
+    }
+    Ok(())
+}
+
+/// The upsert of sessions already stored whose fingerprint differs; returns the ids rewritten.
+async fn upsert_changed(
+    tx: &Transaction<'_>,
+    account: &str,
+    s: &[&Session],
+) -> Result<Vec<i64>, tokio_postgres::Error> {
+    let hash_col: Vec<&str> = s.iter().map(|x| x.content_hash.as_str()).collect();
+    fn col<T: Clone>(s: &[&Session], f: impl Fn(&Session) -> T) -> Vec<T> {
+        s.iter().map(|x| f(x)).collect()
+    }
+    let ids = col(s, |x| x.session_id);
+    let text = |f: fn(&Session) -> &Option<String>| col(s, |x| f(x).clone());
+    let computer_name = text(|x| &x.computer_name);
+    let computer_domain = text(|x| &x.computer_domain);
+    let computer_os = text(|x| &x.computer_os);
+    let tech_username = text(|x| &x.tech_username);
+    let tech_name = text(|x| &x.tech_name);
+    let customer_name = text(|x| &x.customer_name);
+    let customer_email = text(|x| &x.customer_email);
+    let customer_number = text(|x| &x.customer_number);
+    let problem = text(|x| &x.problem_description);
+    let notes = text(|x| &x.notes);
+    let has_videos = col(s, |x| x.has_videos);
+    let started: Vec<Option<DateTime<Utc>>> = col(s, |x| x.started_at);
+    let ended: Vec<Option<DateTime<Utc>>> = col(s, |x| x.ended_at);
+    let duration = col(s, |x| x.duration_seconds);
+    let custom: Vec<Option<Value>> = col(s, |x| x.custom_fields.clone());
+    let raw: Vec<JsonText> = s.iter().map(|x| JsonText(&x.raw)).collect();
+    let returned: Vec<i64> = tx
+        .query(
+            UPSERT,
+            &[
+                &account,
+                &ids,
+                &computer_name,
+                &computer_domain,
+                &computer_os,
+                &tech_username,
+                &tech_name,
+                &customer_name,
+                &customer_email,
+                &customer_number,
+                &problem,
+                &notes,
+                &has_videos,
+                &started,
+                &ended,
+                &duration,
+                &custom,
+                &raw,
+                &hash_col,
+            ],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(returned)
 }
