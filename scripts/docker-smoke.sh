@@ -34,6 +34,11 @@ export POSTGRES_PORT=${POSTGRES_PORT:-55432} PROMETHEUS_PORT=${PROMETHEUS_PORT:-
 checks=()
 ok() { checks+=("$1"); echo "ok: $1"; }
 die() { echo "docker-smoke: FAILED: $*" >&2; exit 1; }
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+  local limit=$1 what=$2; shift 2
+  for _ in $(seq "$limit"); do "$@" >/dev/null 2>&1 && return 0; sleep 1; done
+  die "$what (waited ${limit} s)"
+}
 
 # --- 1. the engine and the tools -------------------------------------------------------------
 need_pkgs=()
@@ -158,6 +163,20 @@ ok "image sessionsync:latest built in $(( $(date +%s) - t0 )) s from a clean cop
 docker run --rm sessionsync:latest --version | grep -q '^sessionsync ' || die "--version in the image"
 [ "$(docker run --rm --entrypoint /usr/bin/id sessionsync:latest -u)" = 10001 ] || die "the image does not run as uid 10001"
 ok "sessionsync --version runs in the image, as uid 10001"
+# As the acceptance check does: `demo --once` in the image against a PostgreSQL container.
+docker rm -f "$PROJECT-pg-once" >/dev/null 2>&1 || true
+docker network create "$PROJECT-once" >/dev/null 2>&1 || true
+docker run -d --name "$PROJECT-pg-once" --network "$PROJECT-once" -e POSTGRES_USER=sessionsync \
+  -e POSTGRES_PASSWORD="$POSTGRES_PASSWORD" -e POSTGRES_DB=warehouse postgres:15 >/dev/null
+pg_once_ready() { docker exec "$PROJECT-pg-once" pg_isready -U sessionsync -d warehouse; }
+wait_for 60 "the PostgreSQL container for demo --once did not start" pg_once_ready
+docker run --rm --network "$PROJECT-once" \
+  -e DATABASE_URL="postgres://sessionsync:$POSTGRES_PASSWORD@$PROJECT-pg-once:5432/warehouse" \
+  sessionsync:latest demo --once >"$scratch/demo-once.out" 2>&1 || { cat "$scratch/demo-once.out"; die "demo --once in the image"; }
+once_rows=$(sed -n 's/^ *takecontrol_sessions *\([0-9]*\) rows$/\1/p' "$scratch/demo-once.out")
+docker rm -f "$PROJECT-pg-once" >/dev/null; docker network rm "$PROJECT-once" >/dev/null
+[ "${once_rows:-0}" -gt 0 ] || { cat "$scratch/demo-once.out"; die "demo --once wrote no Take Control session"; }
+ok "sessionsync demo --once in the image against a PostgreSQL container: exit 0, $once_rows Take Control sessions"
 
 # --- 4. the stack, profile demo ----------------------------------------------------------------
 stackdir=$scratch/docker
@@ -187,13 +206,8 @@ if [ "${compose_cmd[0]}" = docker-compose ]; then
   sed -i '/^name: /d' "$stackdir/compose.yml"
 fi
 dc() { (cd "$stackdir" && "${compose_cmd[@]}" -p "$PROJECT" "${files[@]}" "$@"); }
-psql_wh() { dc exec -T postgres psql -U sessionsync -d warehouse -At -v ON_ERROR_STOP=1 -c "$1"; }
+psql_wh() { dc exec -T postgres psql -U sessionsync -d warehouse -At -v ON_ERROR_STOP=1 -c "$1" </dev/null; }
 prom() { curl -fsS "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/$1"; }
-wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
-  local limit=$1 what=$2; shift 2
-  for _ in $(seq "$limit"); do "$@" >/dev/null 2>&1 && return 0; sleep 1; done
-  die "$what (waited ${limit} s)"
-}
 container_health() { docker inspect --format '{{.State.Health.Status}}' "$(dc ps -q "$1")"; }
 
 cp "$root/docker/.env.example" "$stackdir/.env"
@@ -233,7 +247,7 @@ for f in sorted(os.listdir(d)):
             print(f"{f}\t{p['title']}\t{kind}\t{' '.join(q.split())}")
 PY
 nq=0
-while IFS=$'\t' read -r file title kind q; do
+while IFS=$'\t' read -r file title kind q <&3; do
   if [ "$kind" = promql ]; then
     prom "query?query=$(python3 -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$q")" \
       | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["status"]=="success" else 1)' \
@@ -243,7 +257,8 @@ while IFS=$'\t' read -r file title kind q; do
     psql_wh "$sql" >/dev/null || die "$file / $title: SQL failed: $sql"
   fi
   nq=$((nq + 1))
-done <"$scratch/queries.tsv"
+done 3<"$scratch/queries.tsv"
+[ "$nq" = "$(wc -l <"$scratch/queries.tsv")" ] || die "only $nq of the dashboard queries were run"
 ok "dashboards: all $nq panel queries answered ($(grep -c $'\tpromql\t' "$scratch/queries.tsv") PromQL, $(grep -c $'\tsql\t' "$scratch/queries.tsv") SQL)"
 dc --profile demo down -v >/dev/null 2>&1
 ok "compose --profile demo down -v"
@@ -276,6 +291,7 @@ ok "sessionsync (live) container healthy"
 dc --profile live down -v >/dev/null 2>&1
 ok "compose --profile live down -v"
 
+docker image prune -f >/dev/null 2>&1 || true   # the build stages' dangling layers
 echo
 echo "docker-smoke: ${#checks[@]} checks passed"
 printf '  - %s\n' "${checks[@]}"

@@ -1,6 +1,7 @@
 //! `sessionsync demo`: the whole pipeline with no credentials. The simulators run in-process
 //! with a generated week of sessions each; the warehouse is `DATABASE_URL`, else the local
-//! server (`postgres://postgres@127.0.0.1:5432`), in a database `sessionsync_demo` it creates.
+//! server (`postgres://postgres@127.0.0.1:5432`), in a database it creates (`--database`, default
+//! `sessionsync_demo`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -220,7 +221,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         println!("{}", crate::cli::describe(&r));
         reports.push(r);
     }
-    print!("{}", summary(&wh).await?);
+    print!("{}", summary(&wh, &args.database).await?);
     if let Some(pg) = &_private {
         println!(
             "(That is the private PostgreSQL on 127.0.0.1:{}, data in {PRIVATE_PG_DIR}; it runs while the demo does: psql -h 127.0.0.1 -p {} -U postgres -d {})",
@@ -280,7 +281,7 @@ pub async fn ensure_named_database(admin_url: &str, name: &str) -> anyhow::Resul
 }
 
 /// Rows per table and a few duration figures, for people.
-pub async fn summary(wh: &Warehouse) -> anyhow::Result<String> {
+pub async fn summary(wh: &Warehouse, database: &str) -> anyhow::Result<String> {
     let conn = wh.conn().await?;
     let mut out = String::from("\nWarehouse (schema sessionsync):\n");
     for table in [
@@ -351,7 +352,7 @@ pub async fn summary(wh: &Warehouse) -> anyhow::Result<String> {
             row.get::<_, Option<f64>>(3).unwrap_or(0.0)
         ));
     }
-    out.push_str("\nNext: psql -d sessionsync_demo -c 'SELECT source, channel, count(*), avg(wait_seconds) FROM sessionsync.support_sessions GROUP BY 1, 2'\n");
+    out.push_str(&format!("\nNext: psql -d {database} -c 'SELECT source, channel, count(*), avg(wait_seconds) FROM sessionsync.support_sessions GROUP BY 1, 2'\n"));
     Ok(out)
 }
 
