@@ -126,6 +126,22 @@ pub const MAX_BODY_BYTES: usize = 256 << 20;
 /// First retry waits up to this long; each further one doubles it, up to `max_retry_wait`.
 const BASE_DELAY: Duration = Duration::from_millis(200);
 
+/// One `reqwest` client for the whole process: its TLS configuration (the system's root
+/// certificates) and connection pools are shared by every account, so memory does not grow
+/// with the number of accounts. Each account's timeout is set on its own requests.
+fn shared_client() -> reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .user_agent(concat!("sessionsync/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .expect("the TLS backend is compiled in")
+        })
+        .clone()
+}
+
 impl HttpClient {
     pub fn new(
         source: &'static str,
@@ -133,12 +149,7 @@ impl HttpClient {
         settings: &HttpSettings,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("sessionsync/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("the TLS backend is compiled in");
+        let client = shared_client();
         let period = Duration::from_secs_f64(1.0 / settings.requests_per_second);
         let quota = Quota::with_period(period)
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
@@ -260,7 +271,10 @@ impl HttpClient {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let outcome = async {
-            let mut resp = build(&self.client).send().await?;
+            let mut resp = build(&self.client)
+                .timeout(self.settings.timeout)
+                .send()
+                .await?;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
             // Read as it arrives, and stop at the cap: a runaway body must not take the memory.

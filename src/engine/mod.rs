@@ -203,7 +203,7 @@ pub trait Source: Send + Sync {
 
 /// Records per window the adaptive sizing aims at: enough to amortize a request and a
 /// transaction, few enough that memory does not depend on how dense the data is.
-pub const TARGET_RECORDS: usize = 2000;
+pub const TARGET_RECORDS: usize = 5000;
 
 /// The first window of an adaptive run; each next one doubles while it holds few records.
 pub const FIRST_WINDOW: TimeDelta = TimeDelta::minutes(5);
@@ -354,7 +354,7 @@ mod tests {
         }
         assert_eq!(covered, end);
         assert!(retried);
-        // Settles around the target: 2,000 records = 2 hours.
+        // Settles between half the target and the target (1,000 records an hour).
         let settled = &sizes[5..sizes.len() - 1]; // the last one is what remains of the range
         assert!(
             settled.iter().all(|&m| (60..=240).contains(&m)),
