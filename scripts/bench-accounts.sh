@@ -9,6 +9,7 @@
 #   - ACCOUNTS accounts in one `sync` (engine.max_concurrent_streams as configured, default 4):
 #     wall time against baseline x ACCOUNTS, the first and the last account's run time (the last
 #     ones sync beside everything stored before them), peak RSS;
+#   - one more account synced alone beside all of them, against the single-account baseline;
 #   - the no-op cycle of all accounts (a second `sync`: lookback re-reads, nothing rewritten).
 # Targets: last <= 1.3x first; whole <= 0.8x the sequential sum; no-op < 5 s; peak RSS <= 150 MB.
 # DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres) names the server; a
@@ -76,6 +77,13 @@ echo "$ACCOUNTS accounts in one sync:             ${many_s} s   vs ${seq_sum} s 
 echo "first 4 accounts (mean run):             ${first_s} s"
 echo "last 4 accounts (mean run, beside the rest): ${last_s} s   ($(python3 -c "print(f'{$last_s / $first_s:.2f}')")x the first; target <= 1.3x)"
 echo "peak RSS:                                $((many_rss / 1024)) MB   (target <= 150 MB; single account $((one_rss / 1024)) MB)"
+
+# One more account, alone, beside everything stored: as fast as into an empty warehouse?
+config "$((ACCOUNTS + 1))" "$work/plus.toml"
+newest=$(printf 'acct%03d' "$((ACCOUNTS + 1))")
+/usr/bin/time -f '%e' -o "$work/time" "$BIN" sync --config "$work/plus.toml" --account "$newest" --log-format json >/dev/null 2>&1
+plus_s=$(cat "$work/time")
+echo "one more account beside the $ACCOUNTS stored: ${plus_s} s   ($(python3 -c "print(f'{$plus_s / $one_s:.2f}')")x the single account into an empty warehouse)"
 
 read -r noop_s noop_rss < <(timed_sync "$work/many.toml")
 rewritten=$(q "SELECT sum(rows_written) FROM (SELECT rows_written FROM sessionsync.sync_runs ORDER BY run_id DESC LIMIT $ACCOUNTS) x")
