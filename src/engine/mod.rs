@@ -203,7 +203,7 @@ pub trait Source: Send + Sync {
 
 /// Records per window the adaptive sizing aims at: enough to amortize a request and a
 /// transaction, few enough that memory does not depend on how dense the data is.
-pub const TARGET_RECORDS: usize = 5000;
+pub const TARGET_RECORDS: usize = 4000;
 
 /// The first window of an adaptive run; each next one doubles while it holds few records.
 pub const FIRST_WINDOW: TimeDelta = TimeDelta::minutes(5);
@@ -258,13 +258,18 @@ impl AdaptiveWindows {
         Some(w)
     }
 
-    /// How many records the last window held: shrink above the target, grow well below it.
+    /// How many records the last window held: the next window is scaled towards the target
+    /// (by target / records, at most doubled or halved at once), so windows settle at about
+    /// [`TARGET_RECORDS`] records whatever the account's density, and memory with them.
     pub fn feedback(&mut self, records: usize) {
-        if records > TARGET_RECORDS {
-            self.step = (self.step / 2).max(MIN_WINDOW);
-        } else if records < TARGET_RECORDS / 2 {
-            self.step = (self.step * 2).min(self.max_step);
-        }
+        let factor = if records == 0 {
+            2.0
+        } else {
+            (TARGET_RECORDS as f64 / records as f64).clamp(0.5, 2.0)
+        };
+        // Whole seconds: windows are whole-second ranges.
+        let secs = (self.step.num_seconds() as f64 * factor).round() as i64;
+        self.step = TimeDelta::seconds(secs).clamp(MIN_WINDOW, self.max_step);
     }
 
     /// `w` was too large to fetch: go back to its start with half its size. False when it is
@@ -354,10 +359,10 @@ mod tests {
         }
         assert_eq!(covered, end);
         assert!(retried);
-        // Settles between half the target and the target (1,000 records an hour).
-        let settled = &sizes[5..sizes.len() - 1]; // the last one is what remains of the range
+        // Settles at the target: 4,000 records at 1,000 an hour is four hours.
+        let settled = &sizes[7..sizes.len() - 1]; // the last one is what remains of the range
         assert!(
-            settled.iter().all(|&m| (60..=240).contains(&m)),
+            settled.iter().all(|&m| (228..=252).contains(&m)),
             "{sizes:?}"
         );
         let mut tiny = AdaptiveWindows::new(start, end, TimeDelta::minutes(1));
