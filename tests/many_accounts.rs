@@ -66,18 +66,23 @@ fn write_config(text: &str) -> std::path::PathBuf {
     file
 }
 
+/// `sessionsync sync` with `file`, on `db`.
+async fn sync_cli(file: &std::path::Path, db: &TestDb) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_sessionsync"))
+        .args(["sync", "--config"])
+        .arg(file)
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn sync_of_six_accounts_runs_them_concurrently() {
     let sim = slow_sim(300, 300).await;
     let db = TestDb::new().await;
     let file = write_config(&accounts_toml(&[sim.base_url()], 6, "*/5 * * * *", ""));
-    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_sessionsync"))
-        .args(["sync", "--config"])
-        .arg(&file)
-        .env("DATABASE_URL", &db.url)
-        .output()
-        .await
-        .unwrap();
+    let o = sync_cli(&file, &db).await;
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(
         o.status.code(),
@@ -308,13 +313,7 @@ async fn sigterm_with_many_streams_busy_stops_within_10_s_and_the_next_run_compl
     assert_eq!(locks, 0, "an advisory lock outlived the daemon");
     // The next run completes the data.
     sim.faults().clear();
-    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_sessionsync"))
-        .args(["sync", "--config"])
-        .arg(&file)
-        .env("DATABASE_URL", &db.url)
-        .output()
-        .await
-        .unwrap();
+    let o = sync_cli(&file, &db).await;
     assert_eq!(
         o.status.code(),
         Some(0),

@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use common::*;
@@ -248,30 +247,15 @@ async fn every_statement_that_reads_stored_rows_probes_the_whole_key_under_stale
 /// Tuples read from every index and by every sequential scan of the Take Control tables, once
 /// the server's counters have settled.
 async fn tuples_read(db: &TestDb) -> (i64, i64) {
-    let c = db.client().await;
-    let mut last = (-1, -1);
-    for _ in 0..50 {
-        c.batch_execute("SELECT pg_stat_clear_snapshot()")
-            .await
-            .unwrap();
-        let r = c
-            .query_one(
-                "SELECT (SELECT coalesce(sum(idx_tup_read), 0)::bigint FROM pg_stat_user_indexes
-                          WHERE relname LIKE 'takecontrol%'),
-                        (SELECT coalesce(sum(seq_tup_read), 0)::bigint FROM pg_stat_user_tables
-                          WHERE relname LIKE 'takecontrol%')",
-                &[],
-            )
-            .await
-            .unwrap();
-        let now = (r.get(0), r.get(1));
-        if now == last {
-            return now;
-        }
-        last = now;
-        tokio::time::sleep(Duration::from_millis(400)).await;
-    }
-    last
+    settled_counters(
+        db,
+        "SELECT (SELECT coalesce(sum(idx_tup_read), 0)::bigint FROM pg_stat_user_indexes
+                  WHERE relname LIKE 'takecontrol%'),
+                (SELECT coalesce(sum(seq_tup_read), 0)::bigint FROM pg_stat_user_tables
+                  WHERE relname LIKE 'takecontrol%')",
+        &[],
+    )
+    .await
 }
 
 #[tokio::test]

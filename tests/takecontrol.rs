@@ -38,27 +38,12 @@ async fn setup(
 
 /// Inserts + updates the server has counted on a table, once the numbers stop moving.
 async fn tuple_stats(db: &TestDb, table: &str) -> (i64, i64) {
-    let c = db.client().await;
-    let mut last = (-1, -1);
-    for _ in 0..40 {
-        c.batch_execute("SELECT pg_stat_clear_snapshot()")
-            .await
-            .unwrap();
-        let r = c
-            .query_one(
-                "SELECT n_tup_ins, n_tup_upd FROM pg_stat_user_tables WHERE relname = $1",
-                &[&table],
-            )
-            .await
-            .unwrap();
-        let now = (r.get(0), r.get(1));
-        if now == last {
-            return now;
-        }
-        last = now;
-        tokio::time::sleep(Duration::from_millis(400)).await;
-    }
-    last
+    settled_counters(
+        db,
+        "SELECT n_tup_ins, n_tup_upd FROM pg_stat_user_tables WHERE relname = $1",
+        &[&table],
+    )
+    .await
 }
 
 /// Checks every visible simulator session against its row, messages and links.

@@ -167,3 +167,27 @@ pub async fn strings(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
         .map(|r| r.get(0))
         .collect()
 }
+
+/// Two bigint counters the server keeps (`sql`'s one row), once they stop moving: the
+/// statistics of other backends reach `pg_stat_*` a little after their transactions end.
+pub async fn settled_counters(
+    db: &TestDb,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> (i64, i64) {
+    let c = db.client().await;
+    let mut last = (-1, -1);
+    for _ in 0..50 {
+        c.batch_execute("SELECT pg_stat_clear_snapshot()")
+            .await
+            .unwrap();
+        let r = c.query_one(sql, params).await.unwrap();
+        let now = (r.get(0), r.get(1));
+        if now == last {
+            return now;
+        }
+        last = now;
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    }
+    last
+}
