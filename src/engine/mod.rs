@@ -126,6 +126,15 @@ pub struct Batch {
 /// A failure to get a window's data.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    #[error(
+        "{stream}: its saved state (sync_state.state) cannot be read: {detail}. Nothing was fetched or written. It was edited by hand or written by another version of sessionsync: run the version that wrote it, or reset the state with `UPDATE sessionsync.sync_state SET state = '{{}}' WHERE source = '{source_name}' AND account = '{account}'` (the stream then forgets what it remembered between runs, e.g. which mluvii sessions were still open)"
+    )]
+    State {
+        stream: String,
+        source_name: &'static str,
+        account: String,
+        detail: String,
+    },
     #[error(transparent)]
     Http(#[from] HttpError),
     #[error("{source_name} account `{account}`: the API answered with an error: {message}")]
@@ -199,6 +208,55 @@ pub trait Source: Send + Sync {
 
     /// Fetches and parses one window.
     async fn fetch(&self, window: &Window, state: &StreamState) -> Result<Batch, SourceError>;
+}
+
+/// The field of `sync_state.state` that says which version of a source's state it is.
+const STATE_VERSION_FIELD: &str = "v";
+
+/// Reads a source's own state from `sync_state.state`: an empty state is `T::default()`; a state
+/// that does not parse as `T`, or that a newer version wrote (`v` above `version`), is an error
+/// that names the stream, never silently forgotten. States written before versioning (no `v`)
+/// are version 1.
+pub fn read_state<T: serde::de::DeserializeOwned + Default>(
+    key: &StreamKey,
+    state: &serde_json::Value,
+    version: u64,
+) -> Result<T, SourceError> {
+    let fail = |detail: String| SourceError::State {
+        stream: key.to_string(),
+        source_name: key.source,
+        account: key.account.clone(),
+        detail,
+    };
+    let object = match state {
+        serde_json::Value::Null => return Ok(T::default()),
+        serde_json::Value::Object(o) if o.is_empty() => return Ok(T::default()),
+        serde_json::Value::Object(o) => o,
+        other => return Err(fail(format!("expected an object, found `{other}`"))),
+    };
+    let found = match object.get(STATE_VERSION_FIELD) {
+        None => 1,
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| fail(format!("its version `{v}` is not a number")))?,
+    };
+    if found > version {
+        return Err(fail(format!(
+            "it is version {found}, written by a newer sessionsync; this one reads up to {version}"
+        )));
+    }
+    let mut body = object.clone();
+    body.remove(STATE_VERSION_FIELD);
+    serde_json::from_value(serde_json::Value::Object(body)).map_err(|e| fail(e.to_string()))
+}
+
+/// The value to store in `sync_state.state` for a source's `state` at `version`.
+pub fn write_state<T: serde::Serialize>(state: &T, version: u64) -> serde_json::Value {
+    let mut v = serde_json::to_value(state).unwrap_or_else(|_| serde_json::json!({}));
+    if let serde_json::Value::Object(o) = &mut v {
+        o.insert(STATE_VERSION_FIELD.into(), version.into());
+    }
+    v
 }
 
 /// Records per window the adaptive sizing aims at: enough to amortize a request and a
@@ -368,6 +426,37 @@ mod tests {
         let mut tiny = AdaptiveWindows::new(start, end, TimeDelta::minutes(1));
         let w = tiny.next_window().unwrap();
         assert!(!tiny.retry_smaller(&w), "one minute is the floor");
+    }
+
+    #[test]
+    fn a_state_that_cannot_be_read_is_an_error_naming_the_stream_never_forgotten() {
+        #[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+        struct Mem {
+            #[serde(default)]
+            open: Vec<i64>,
+        }
+        let key = StreamKey {
+            source: "mluvii",
+            account: "main".into(),
+            stream: "sessions",
+        };
+        let read = |v: serde_json::Value| read_state::<Mem>(&key, &v, 1);
+        assert_eq!(read(serde_json::json!({})).unwrap(), Mem::default());
+        assert_eq!(read(serde_json::Value::Null).unwrap(), Mem::default());
+        // Written before versioning: version 1.
+        assert_eq!(read(serde_json::json!({"open": [7]})).unwrap().open, [7]);
+        let stored = write_state(&Mem { open: vec![8] }, 1);
+        assert_eq!(stored["v"], 1);
+        assert_eq!(read(stored).unwrap().open, [8]);
+        for bad in [
+            serde_json::json!({"open": "not a list"}),
+            serde_json::json!({"v": 2, "open": []}),
+            serde_json::json!([1, 2]),
+        ] {
+            let e = read(bad.clone()).unwrap_err().to_string();
+            assert!(e.contains("mluvii/main/sessions"), "{e}");
+            assert!(e.contains("UPDATE sessionsync.sync_state"), "{e}");
+        }
     }
 
     #[test]

@@ -137,8 +137,10 @@ impl Warehouse {
         } else {
             "off"
         };
+        // client_min_messages: the server's NOTICEs ("schema already exists, skipping", "drop
+        // cascades to ...") are not the user's business; warnings and errors still arrive.
         pg.options(format!(
-            "-c search_path={} -c synchronous_commit={sync_commit}",
+            "-c search_path={} -c synchronous_commit={sync_commit} -c client_min_messages=warning",
             settings.schema
         ));
         pg.connect_timeout(Duration::from_secs(10));

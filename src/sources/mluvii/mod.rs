@@ -48,6 +48,10 @@ pub struct Mluvii {
 
 /// What the stream remembers between runs: open session id → when it was first seen open;
 /// closed session id → its `created` (RFC 3339, empty when unknown).
+/// The version of [`Remembered`] as stored; a change to its shape that an older reader would
+/// misread raises it (and `read_state` refuses states newer than it knows).
+const STATE_VERSION: u64 = 1;
+
 #[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 struct Remembered {
     #[serde(default)]
@@ -274,7 +278,8 @@ impl Source for Mluvii {
     }
 
     async fn fetch(&self, window: &Window, state: &StreamState) -> Result<Batch, SourceError> {
-        let mut mem: Remembered = serde_json::from_value(state.state.clone()).unwrap_or_default();
+        let mut mem: Remembered =
+            crate::engine::read_state(&self.key, &state.state, STATE_VERSION)?;
         let (listed, mut rejected) = self.list(window).await?;
         let listed_ids: BTreeSet<i64> = listed.iter().map(|(id, _)| *id).collect();
         let mut targets: Vec<(i64, bool)> = listed
@@ -360,7 +365,7 @@ impl Source for Mluvii {
             rows: Box::new(store::SessionRows(sessions)),
             rejected,
             nulled,
-            state: Some(serde_json::to_value(&mem).expect("plain data")),
+            state: Some(crate::engine::write_state(&mem, STATE_VERSION)),
         })
     }
 }

@@ -58,6 +58,10 @@ struct Seen {
     s: String,
 }
 
+/// The version of [`Remembered`] as stored; a change to its shape that an older reader would
+/// misread raises it (and `read_state` refuses states newer than it knows).
+const STATE_VERSION: u64 = 1;
+
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Remembered {
     #[serde(default)]
@@ -345,7 +349,8 @@ impl Source for SuperOffice {
     }
 
     async fn fetch(&self, window: &Window, state: &StreamState) -> Result<Batch, SourceError> {
-        let mut mem: Remembered = serde_json::from_value(state.state.clone()).unwrap_or_default();
+        let mut mem: Remembered =
+            crate::engine::read_state(&self.key, &state.state, STATE_VERSION)?;
         let mut rejected = Vec::new();
         let concurrency = self.settings.concurrency;
 
@@ -490,7 +495,7 @@ impl Source for SuperOffice {
             rows: Box::new(store::ChatRows { sessions, messages }),
             rejected,
             nulled,
-            state: Some(serde_json::to_value(&mem).expect("plain data")),
+            state: Some(crate::engine::write_state(&mem, STATE_VERSION)),
         })
     }
 }
