@@ -463,3 +463,41 @@ async fn paging_window_edges_and_odd_values() {
     assert!(state["open"].get("901").is_some(), "{state}");
     let _ = Instant::now();
 }
+
+#[tokio::test]
+async fn a_saved_state_that_cannot_be_read_stops_the_stream_instead_of_forgetting_open_sessions() {
+    let (db, sim, h) = setup(dataset(), "").await;
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    let c = db.client().await;
+    let state: serde_json::Value = c
+        .query_one("SELECT state FROM sync_state", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(state["v"], 1, "{state}");
+    let requests = sim.log().len();
+    for bad in [r#"{"open": "garbled"}"#, r#"{"v": 99, "open": {}}"#] {
+        c.execute("UPDATE sync_state SET state = $1::text::jsonb", &[&bad])
+            .await
+            .unwrap();
+        let r = h.sync().await;
+        assert_eq!(r.outcome, Outcome::Failed, "{bad}");
+        let e = r.error.unwrap();
+        assert!(e.contains("mluvii/") && e.contains("sync_state"), "{e}");
+        let kept: String = c
+            .query_one("SELECT state::text FROM sync_state", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            kept.contains(if bad.contains("99") { "99" } else { "garbled" }),
+            "the state was overwritten: {kept}"
+        );
+    }
+    assert_eq!(
+        sim.log().len(),
+        requests,
+        "a refused run asks the API nothing"
+    );
+}
