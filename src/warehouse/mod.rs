@@ -12,7 +12,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use crate::config::WarehouseSettings;
 
 pub use bookkeeping::*;
-pub use migrate::MIGRATIONS;
+pub use migrate::{MIGRATIONS, checksum as migration_checksum};
 
 /// JSON already serialized, sent as `jsonb` (or `json`) as it is: a record whose text was
 /// needed anyway (to fingerprint it) is not serialized a second time for the database.
