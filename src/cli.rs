@@ -93,7 +93,8 @@ pub enum Command {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::telemetry::init_logging(cli.log_format);
+    let one_shot = !matches!(cli.command, Command::Run);
+    crate::telemetry::init_logging(cli.log_format, one_shot);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

@@ -243,7 +243,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber (stderr; level from `RUST_LOG`, default `info`).
 /// Crates whose debug output could carry data or secrets.
 const QUIET_TARGETS: [&str; 9] = [
     "tokio_postgres",
@@ -257,10 +256,25 @@ const QUIET_TARGETS: [&str; 9] = [
     "tokio_postgres_rustls",
 ];
 
-pub fn init_logging(format: LogFormat) {
+/// Installs the global subscriber (stderr; level from `RUST_LOG`, default `info`, and for a
+/// one-shot command in text, the events' per-window lines left out).
+pub fn init_logging(format: LogFormat, one_shot: bool) {
     use std::io::IsTerminal;
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    // A person running a one-shot command (sync, backfill, demo ...) in a terminal sees its own
+    // summary and what needs attention: the events' per-window and per-value lines (INFO) are
+    // left to JSON logs, the daemon, and RUST_LOG.
+    let default = if json || !one_shot {
+        "info"
+    } else {
+        "info,sessionsync::events=warn"
+    };
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // The database and HTTP client crates log query parameters (customer data) and URLs (the
     // legacy Take Control key is a query parameter) at debug level: they stay at info whatever
     // RUST_LOG says.
@@ -269,11 +283,6 @@ pub fn init_logging(format: LogFormat) {
             filter = filter.add_directive(d);
         }
     }
-    let json = match format {
-        LogFormat::Json => true,
-        LogFormat::Text => false,
-        LogFormat::Auto => !std::io::stderr().is_terminal(),
-    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
