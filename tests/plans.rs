@@ -10,7 +10,6 @@
 
 mod common;
 
-
 use chrono::{TimeDelta, Utc};
 use common::*;
 use serde_json::Value;
