@@ -154,6 +154,15 @@ pub enum SourceError {
     },
 }
 
+/// What a fetch knows of the run it belongs to (given, not inferred from call order).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunInfo {
+    /// This window starts where the run starts (a window split for size keeps its start).
+    pub first: bool,
+    /// The run is a backfill of a past range, not the regular cycle.
+    pub backfill: bool,
+}
+
 /// One stream of one account of one source system.
 #[async_trait]
 pub trait Source: Send + Sync {
@@ -199,15 +208,22 @@ pub trait Source: Send + Sync {
             start: now - TimeDelta::minutes(1),
             end: now,
         };
-        let batch = self.fetch(&window, &StreamState::default()).await?;
+        let batch = self
+            .fetch(&window, &StreamState::default(), RunInfo::default())
+            .await?;
         Ok(format!(
             "answered ({} records in the last minute)",
             batch.rows.len()
         ))
     }
 
-    /// Fetches and parses one window.
-    async fn fetch(&self, window: &Window, state: &StreamState) -> Result<Batch, SourceError>;
+    /// Fetches and parses one window of the run `run` describes.
+    async fn fetch(
+        &self,
+        window: &Window,
+        state: &StreamState,
+        run: RunInfo,
+    ) -> Result<Batch, SourceError>;
 }
 
 /// The field of `sync_state.state` that says which version of a source's state it is.

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{
-    AdaptiveWindows, Batch, Outcome, Source, SourceError, StreamKey, StreamState, Window,
+    AdaptiveWindows, Batch, Outcome, RunInfo, Source, SourceError, StreamKey, StreamState, Window,
     WriteCounts,
 };
 
@@ -266,6 +266,12 @@ impl Engine {
             Range::Regular => source.plan(&state, Utc::now()),
             Range::Backfill { from, to } => source.plan_range(from, to.min(Utc::now())),
         };
+        let run_start = planned.first().map(|w| w.start);
+        let backfill = matches!(range, Range::Backfill { .. });
+        let info = |w: &Window| RunInfo {
+            first: Some(w.start) == run_start,
+            backfill,
+        };
         // Start where the last run left the window size (kept in sync_state).
         let remembered = state
             .window_seconds
@@ -287,7 +293,7 @@ impl Engine {
                 _ => tokio::select! {
                     biased;
                     _ = cancel.cancelled() => None,
-                    r = source.fetch(&window, &state) => Some(r),
+                    r = source.fetch(&window, &state, info(&window)) => Some(r),
                 },
             };
             let batch = match fetched {
@@ -324,7 +330,7 @@ impl Engine {
                         tokio::select! {
                             biased;
                             _ = cancel.cancelled() => None,
-                            r = source.fetch(&next, &snapshot) => Some(r),
+                            r = source.fetch(&next, &snapshot, info(&next)) => Some(r),
                         }
                     };
                     let (result, next_batch) = tokio::join!(commit, fetch_next);

@@ -18,7 +18,7 @@ pub mod model;
 pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
@@ -26,7 +26,9 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
 use crate::config::{MluviiSettings, StreamSettings};
-use crate::engine::{Batch, Rejected, Source, SourceError, StreamKey, StreamState, Window};
+use crate::engine::{
+    Batch, Rejected, RunInfo, Source, SourceError, StreamKey, StreamState, Window,
+};
 use crate::http::{HttpClient, HttpError};
 use crate::telemetry::Metrics;
 pub use auth::{AuthError, TOKEN_PATH};
@@ -42,8 +44,6 @@ pub struct Mluvii {
     settings: MluviiSettings,
     http: HttpClient,
     tokens: auth::TokenCache,
-    /// Start of the first window of the current run: that window re-polls the open sessions.
-    first_window: Mutex<Option<DateTime<Utc>>>,
 }
 
 /// What the stream remembers between runs: open session id → when it was first seen open;
@@ -82,7 +82,6 @@ impl Mluvii {
             settings,
             http,
             tokens,
-            first_window: Mutex::new(None),
         }
     }
 
@@ -260,24 +259,14 @@ impl Source for Mluvii {
         &self.http
     }
 
-    fn plan(&self, state: &StreamState, now: DateTime<Utc>) -> Vec<Window> {
-        let windows = crate::engine::plan_windows(self.settings(), state.watermark, now);
-        *self.first_window.lock().expect("first window") = windows.first().map(|w| w.start);
-        windows
-    }
-
-    /// A backfill re-reads its range only; open sessions wait for the regular cycle.
-    fn plan_range(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Window> {
-        *self.first_window.lock().expect("first window") = None;
-        let bounded = StreamSettings {
-            start: from,
-            lookback: std::time::Duration::ZERO,
-            ..self.settings.stream.clone()
-        };
-        crate::engine::plan_windows(&bounded, None, to)
-    }
-
-    async fn fetch(&self, window: &Window, state: &StreamState) -> Result<Batch, SourceError> {
+    /// The first window of a regular run also re-reads the sessions still open; a backfill
+    /// re-reads its range only (open sessions wait for the regular cycle).
+    async fn fetch(
+        &self,
+        window: &Window,
+        state: &StreamState,
+        run: RunInfo,
+    ) -> Result<Batch, SourceError> {
         let mut mem: Remembered =
             crate::engine::read_state(&self.key, &state.state, STATE_VERSION)?;
         let (listed, mut rejected) = self.list(window).await?;
@@ -287,7 +276,7 @@ impl Source for Mluvii {
             .filter(|(id, _)| !mem.closed.contains_key(id))
             .map(|(id, _)| (*id, true))
             .collect();
-        let first = *self.first_window.lock().expect("first window") == Some(window.start);
+        let first = run.first && !run.backfill;
         if first {
             targets.extend(
                 mem.open

@@ -24,7 +24,9 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
 use crate::config::{StreamSettings, SuperOfficeAuth, SuperOfficeMode, SuperOfficeSettings};
-use crate::engine::{Batch, Rejected, Source, SourceError, StreamKey, StreamState, Window};
+use crate::engine::{
+    Batch, Rejected, RunInfo, Source, SourceError, StreamKey, StreamState, Window,
+};
 use crate::http::{HttpClient, HttpError};
 use crate::sources::lenient::{self, Fields};
 use crate::telemetry::Metrics;
@@ -348,7 +350,12 @@ impl Source for SuperOffice {
         }
     }
 
-    async fn fetch(&self, window: &Window, state: &StreamState) -> Result<Batch, SourceError> {
+    async fn fetch(
+        &self,
+        window: &Window,
+        state: &StreamState,
+        _run: RunInfo,
+    ) -> Result<Batch, SourceError> {
         let mut mem: Remembered =
             crate::engine::read_state(&self.key, &state.state, STATE_VERSION)?;
         let mut rejected = Vec::new();

@@ -17,7 +17,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 
 use crate::config::{OutputFormat, StreamSettings, TakeControlApi, TakeControlSettings};
-use crate::engine::{Batch, Source, SourceError, StreamKey, StreamState, Window};
+use crate::engine::{Batch, RunInfo, Source, SourceError, StreamKey, StreamState, Window};
 use crate::http::HttpClient;
 use crate::telemetry::Metrics;
 use parse::{BodyProblem, Normalized};
@@ -152,7 +152,12 @@ impl Source for TakeControl {
         true
     }
 
-    async fn fetch(&self, window: &Window, _state: &StreamState) -> Result<Batch, SourceError> {
+    async fn fetch(
+        &self,
+        window: &Window,
+        _state: &StreamState,
+        _run: RunInfo,
+    ) -> Result<Batch, SourceError> {
         let (body, endpoint) = self.fetch_body(window).await?;
         let xml = matches!(
             (self.settings.api, self.settings.output_format),
