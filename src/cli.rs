@@ -298,14 +298,11 @@ where
             }
             Ok(None) => {
                 println!("{key}: not started — stopped by shutdown while waiting for a slot");
-                reports.push(RunReport {
-                    key: key.clone(),
-                    run_id: None,
-                    outcome: Outcome::Failed,
-                    totals: Default::default(),
-                    error: Some("stopped by shutdown before it started".into()),
-                    watermark: None,
-                });
+                reports.push(RunReport::not_run(
+                    key,
+                    Outcome::Failed,
+                    Some("stopped by shutdown before it started".into()),
+                ));
             }
             Err(e) => {
                 println!("{key}: failed — {e}");

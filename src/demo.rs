@@ -250,7 +250,6 @@ async fn reachable(url: &str) -> bool {
     )
 }
 
-/// Creates the demo database on the server of `admin_url` if missing; returns its URL.
 /// Creates database `name` (an identifier of a–z, 0–9, '_') on the server of `admin_url` if
 /// missing; returns its URL.
 pub async fn ensure_named_database(admin_url: &str, name: &str) -> anyhow::Result<String> {

@@ -202,12 +202,12 @@ impl StreamQueued<'_> {
 }
 
 /// A queued stream left the queue (it got its slot, or shutdown came first).
-pub struct StreamStarted<'a> {
+pub struct StreamDequeued<'a> {
     pub key: &'a StreamKey,
     pub waited: Duration,
 }
 
-impl StreamStarted<'_> {
+impl StreamDequeued<'_> {
     pub fn emit(&self, m: &Metrics) {
         m.streams_waiting.dec();
         tracing::debug!(stream = %self.key, waited_ms = self.waited.as_millis() as u64, "left the queue");

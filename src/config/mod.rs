@@ -568,7 +568,7 @@ fn validate(
         .warehouse
         .pool_size
         .unwrap_or(max_concurrent_streams + 2);
-    if pool_size <= max_concurrent_streams && raw.warehouse.pool_size.is_some() {
+    if pool_size <= max_concurrent_streams {
         return Err(fail((
             "warehouse.pool_size".into(),
             format!(

@@ -116,6 +116,21 @@ pub struct RunReport {
     pub watermark: Option<DateTime<Utc>>,
 }
 
+impl RunReport {
+    /// A report for a stream that did not run (no `sync_runs` row): skipped, or stopped before
+    /// it started.
+    pub fn not_run(key: &StreamKey, outcome: Outcome, error: Option<String>) -> Self {
+        RunReport {
+            key: key.clone(),
+            run_id: None,
+            outcome,
+            totals: RunTotals::default(),
+            error,
+            watermark: None,
+        }
+    }
+}
+
 pub struct Engine {
     warehouse: Warehouse,
     metrics: Arc<Metrics>,
@@ -196,14 +211,7 @@ impl Engine {
         let key = source.key();
         let schema = self.warehouse.schema();
         let mut conn = self.warehouse.conn().await?;
-        let skipped = || RunReport {
-            key: key.clone(),
-            run_id: None,
-            outcome: Outcome::Skipped,
-            totals: RunTotals::default(),
-            error: None,
-            watermark: None,
-        };
+        let skipped = || RunReport::not_run(key, Outcome::Skipped, None);
         if !warehouse::try_lock_stream(&conn, schema, key).await? {
             tracing::info!(source = key.source, account = %key.account, stream = key.stream, "skipped: another sessionsync process is running this stream");
             return Ok(skipped());

@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{Engine, Source, StreamKey};
-use crate::events::{StreamQueued, StreamStarted};
+use crate::events::{StreamDequeued, StreamQueued};
 use crate::telemetry::Metrics;
 
 /// The engine's run slots, shared by every stream of a process.
@@ -73,7 +73,7 @@ impl Slots {
                     _ = shutdown.cancelled() => None,
                     p = self.semaphore.clone().acquire_owned() => p.ok(),
                 };
-                StreamStarted {
+                StreamDequeued {
                     key,
                     waited: waited.elapsed(),
                 }

@@ -121,12 +121,12 @@ impl Rows for SessionRows {
                         .await?;
                 }
                 let ids: HashSet<i64> = ids.into_iter().collect();
-                let rewritten: Vec<&Session> = changed
+                let replaced: Vec<&Session> = changed
                     .iter()
                     .copied()
                     .filter(|x| ids.contains(&x.session_id))
                     .collect();
-                copy_children(tx, account, &rewritten).await?;
+                copy_children(tx, account, &replaced).await?;
             }
         }
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
