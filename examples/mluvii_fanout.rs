@@ -70,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
         engine: EngineSettings {
             max_concurrent_streams: 1,
         },
+        webhooks: None,
         takecontrol: vec![],
         superoffice: vec![],
         mluvii: vec![MluviiSettings {
@@ -93,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
             client_secret: Secret::new("bench-secret"),
             concurrency,
             page_size: 1000,
+            webhook: None,
             max_open_age: Duration::from_secs(7 * 86400),
         }],
     };

@@ -75,6 +75,11 @@ pub enum Command {
     Demo(crate::demo::DemoArgs),
     /// Serve one built-in simulator until Ctrl-C (to try a config, or for benchmarks)
     Simulate(crate::demo::SimulateArgs),
+    /// Vendor webhooks: register the listener with a vendor
+    Webhooks {
+        #[command(subcommand)]
+        action: WebhooksCommand,
+    },
     /// Ask a running daemon's /healthz (exit 0 healthy, 1 not): the container health check
     Healthcheck {
         /// The daemon's health URL (its `[server] listen` address, or `demo --listen`)
@@ -87,6 +92,23 @@ pub enum Command {
         /// Give up after this long (humantime: 3s, 500ms)
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         timeout: Duration,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WebhooksCommand {
+    /// Register (or update) the account's webhook with the vendor, with the configured secret
+    /// or credentials, delivering to PUBLIC_URL/webhooks/SOURCE/ACCOUNT
+    Register {
+        /// superoffice or mluvii
+        #[arg(long)]
+        source: String,
+        #[arg(long)]
+        account: String,
+        /// Where the vendor reaches the listener: the HTTPS address of the TLS proxy in front
+        /// of `[webhooks] listen`, e.g. https://hooks.example.com
+        #[arg(long)]
+        public_url: reqwest::Url,
     },
 }
 
@@ -144,6 +166,14 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Demo(args) => crate::demo::run(args).await.map_err(Failure::from),
         Command::Simulate(args) => crate::demo::simulate(args).await.map_err(Failure::from),
         Command::Healthcheck { url, timeout } => healthcheck(url, timeout).await,
+        Command::Webhooks {
+            action:
+                WebhooksCommand::Register {
+                    source,
+                    account,
+                    public_url,
+                },
+        } => register_webhook(cli.config, source, account, public_url).await,
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -438,14 +468,111 @@ async fn check(path: Option<PathBuf>) -> Result<u8, Failure> {
         h.timeout = h.timeout.min(Duration::from_secs(15));
     }
     let metrics = Arc::new(Metrics::new());
-    for s in crate::sources::build(&settings, &metrics, None, None) {
+    let sources = crate::sources::build(&settings, &metrics, None, None);
+    for s in &sources {
         let item = format!("{}/{}", s.key().source, s.key().account);
         match s.check().await {
             Ok(text) => line(true, &item, &text),
             Err(e) => line(false, &item, &e.to_string()),
         }
     }
+    let endpoints = crate::webhooks::Endpoints::new(&sources);
+    match (&settings.webhooks, endpoints.len()) {
+        (None, 0) => {}
+        (None, n) => line(
+            false,
+            "webhooks",
+            &format!(
+                "{n} account(s) have webhook settings, but there is no `[webhooks] listen`: their events are not received"
+            ),
+        ),
+        (Some(w), n) => line(
+            true,
+            "webhooks",
+            &format!("listener on {} for {n} account(s)", w.listen),
+        ),
+    }
+    for s in &sources {
+        let Some(hook) = s.webhook() else { continue };
+        let item = format!("{}/{} webhook", s.key().source, s.key().account);
+        match hook.state().await {
+            Ok(crate::engine::WebhookState::Active(t)) => line(true, &item, &t),
+            Ok(crate::engine::WebhookState::Unknown(t)) => line(true, &item, &t),
+            Ok(crate::engine::WebhookState::Problem(t)) => line(false, &item, &t),
+            Err(e) => line(false, &item, &e.to_string()),
+        }
+    }
     Ok(if failed { 1 } else { 0 })
+}
+
+/// `sessionsync webhooks register`.
+async fn register_webhook(
+    path: Option<PathBuf>,
+    source: String,
+    account: String,
+    public_url: reqwest::Url,
+) -> Result<u8, Failure> {
+    let mut settings = load(path)?;
+    for h in settings
+        .superoffice
+        .iter_mut()
+        .map(|t| &mut t.http)
+        .chain(settings.mluvii.iter_mut().map(|t| &mut t.http))
+    {
+        h.max_retries = h.max_retries.min(2);
+    }
+    let metrics = Arc::new(Metrics::new());
+    let sources = crate::sources::build(&settings, &metrics, Some(&source), Some(&account));
+    let Some(s) = sources.first() else {
+        return Err(Failure {
+            code: 2,
+            error: anyhow::anyhow!(
+                "no enabled {source} account `{account}` in {}",
+                settings.file.display()
+            ),
+        });
+    };
+    let Some(hook) = s.webhook() else {
+        let what = match source.as_str() {
+            "superoffice" => "`webhook_secret`",
+            "mluvii" => "`webhook_user` and `webhook_password`",
+            _ => "webhook settings (only superoffice and mluvii send webhooks)",
+        };
+        return Err(Failure {
+            code: 2,
+            error: anyhow::anyhow!(
+                "{source} account `{account}` has no {what} in {}: set it first, so that the listener can check what the vendor sends",
+                settings.file.display()
+            ),
+        });
+    };
+    let target = webhook_target(&public_url, &source, &account);
+    if target.scheme() != "https" {
+        eprintln!(
+            "warning: {target} is not HTTPS; the vendors deliver only to HTTPS with a valid certificate (put a TLS proxy in front of the listener)"
+        );
+    }
+    let done = hook.register(&target).await?;
+    println!("{source}/{account}: {done}");
+    if settings.webhooks.is_none() {
+        eprintln!(
+            "warning: {} has no `[webhooks] listen`: the daemon does not receive these events until it has one",
+            settings.file.display()
+        );
+    }
+    Ok(0)
+}
+
+/// `PUBLIC_URL/webhooks/SOURCE/ACCOUNT` (a URL already ending so is taken as it is).
+pub fn webhook_target(public_url: &reqwest::Url, source: &str, account: &str) -> reqwest::Url {
+    let suffix = format!("/webhooks/{source}/{account}");
+    if public_url.path().trim_end_matches('/').ends_with(&suffix) {
+        return public_url.clone();
+    }
+    let mut u = public_url.clone();
+    let path = format!("{}{suffix}", u.path().trim_end_matches('/'));
+    u.set_path(&path);
+    u
 }
 
 /// GET `url`; healthy only on a 2xx answer within `timeout`.
@@ -521,6 +648,7 @@ async fn run(path: Option<PathBuf>) -> Result<u8, Failure> {
     )
     .await?;
     tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
+    let hooks = listen_for_webhooks(&settings, &sources, &metrics, &shutdown).await?;
     // The warehouse may come up after us: keep trying to migrate until it answers.
     loop {
         match wh.migrate().await {
@@ -544,11 +672,67 @@ async fn run(path: Option<PathBuf>) -> Result<u8, Failure> {
         max_concurrent_streams = slots.limit(),
         "scheduler started"
     );
+    let worker = hooks.map(|(endpoints, wh, listener)| {
+        let w = tokio::spawn(crate::webhooks::worker::run(
+            endpoints,
+            wh,
+            engine.metrics().clone(),
+            shutdown.clone(),
+        ));
+        (w, listener)
+    });
     crate::engine::run_scheduler(engine, sources, slots, shutdown.clone()).await;
     shutdown.cancel();
+    if let Some((w, listener)) = worker {
+        let _ = w.await;
+        let _ = listener.await;
+    }
     let _ = server.await;
     tracing::info!("stopped cleanly");
     Ok(0)
+}
+
+/// Starts the webhook listener when `[webhooks]` is configured (before the schema is ready:
+/// until it is, events are answered 503 and the vendor retries).
+async fn listen_for_webhooks(
+    settings: &Settings,
+    sources: &[Arc<dyn crate::engine::Source>],
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> Result<
+    Option<(
+        crate::webhooks::Endpoints,
+        Warehouse,
+        tokio::task::JoinHandle<()>,
+    )>,
+    Failure,
+> {
+    let endpoints = crate::webhooks::Endpoints::new(sources);
+    let Some(w) = &settings.webhooks else {
+        if !endpoints.is_empty() {
+            tracing::warn!(
+                accounts = endpoints.len(),
+                "accounts have webhook settings, but the config has no [webhooks] listen: their events are not received"
+            );
+        }
+        return Ok(None);
+    };
+    if endpoints.is_empty() {
+        tracing::warn!(
+            "[webhooks] is configured, but no account has webhook_secret (superoffice) or webhook_user/webhook_password (mluvii): every request will be answered 404"
+        );
+    }
+    let wh = crate::webhooks::warehouse(&settings.warehouse)?;
+    let (addr, handle) = crate::webhooks::listener::spawn(
+        w.listen,
+        endpoints.clone(),
+        wh.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    tracing::info!(%addr, accounts = endpoints.len(), "listening for webhooks on /webhooks/{{source}}/{{account}}");
+    Ok(Some((endpoints, wh, handle)))
 }
 
 async fn status(path: Option<PathBuf>, json: bool) -> Result<u8, Failure> {

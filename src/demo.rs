@@ -140,6 +140,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         engine: crate::config::EngineSettings {
             max_concurrent_streams: 3,
         },
+        webhooks: None,
         superoffice: vec![SuperOfficeSettings {
             stream: StreamSettings {
                 // Early enough for the seed documents' own samples (2001–2023) to land too.
@@ -156,6 +157,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
             messages: true,
             concurrency: 8,
             page_size: 1000,
+            webhook_secret: None,
         }],
         mluvii: vec![MluviiSettings {
             stream: stream("demo"),
@@ -166,6 +168,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
             concurrency: 8,
             page_size: 1000,
             max_open_age: std::time::Duration::from_secs(7 * 86400),
+            webhook: None,
         }],
         takecontrol: vec![TakeControlSettings {
             stream: stream("demo"),

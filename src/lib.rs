@@ -12,6 +12,8 @@
 //! - [`warehouse`]: the pool (TLS), embedded migrations from `sql/`, bookkeeping tables.
 //! - [`telemetry`] and [`events`]: Prometheus metrics and logs; an event writes both at once.
 //! - [`server`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`webhooks`]: the vendor webhook listener, its inbox table and the worker that re-reads
+//!   the sessions events name (the per-vendor part is each source's `webhook.rs`).
 //! - [`sim`]: simulators of the vendor APIs with fault injection (tests, benchmarks, `demo`).
 //! - [`cli`]: the command line; `main.rs` only calls it. [`demo`] and [`pgctl`] (a private
 //!   PostgreSQL for the demo) serve `sessionsync demo`.
@@ -28,3 +30,4 @@ pub mod sim;
 pub mod sources;
 pub mod telemetry;
 pub mod warehouse;
+pub mod webhooks;

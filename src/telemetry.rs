@@ -63,6 +63,18 @@ pub struct SourceStreamLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub source: String,
+    pub account: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
     version: String,
 }
@@ -96,6 +108,10 @@ pub struct Metrics {
     pub streams_waiting: Gauge,
     /// Streams running now.
     pub streams_running: Gauge,
+    /// Webhook requests for configured accounts, by outcome.
+    pub webhook_events: Family<WebhookLabels, Counter>,
+    /// From a webhook event's arrival to its session committed.
+    pub webhook_lag: Family<SourceLabels, Histogram, SecondsBuckets>,
 }
 
 impl Default for Metrics {
@@ -120,6 +136,8 @@ impl Metrics {
             last_success: Family::default(),
             streams_waiting: Gauge::default(),
             streams_running: Gauge::default(),
+            webhook_events: Family::default(),
+            webhook_lag: Family::new_with_constructor(SecondsBuckets),
             registry: Registry::default(),
         };
         registry.register(
@@ -181,6 +199,16 @@ impl Metrics {
             "streams_running",
             "Streams running now",
             m.streams_running.clone(),
+        );
+        registry.register(
+            "webhook_events",
+            "Webhook requests for configured accounts, by outcome (accepted, duplicate, ignored, unauthorized, malformed, unavailable)",
+            m.webhook_events.clone(),
+        );
+        registry.register(
+            "webhook_lag_seconds",
+            "From a webhook event's arrival to its session committed in the warehouse",
+            m.webhook_lag.clone(),
         );
         let build_info: Family<VersionLabels, Gauge> = Family::default();
         build_info

@@ -54,6 +54,8 @@ pub struct Settings {
     pub warehouse: WarehouseSettings,
     pub server: ServerSettings,
     pub engine: EngineSettings,
+    /// The webhook listener; `None` when `[webhooks]` is absent (webhooks off).
+    pub webhooks: Option<WebhookSettings>,
     pub takecontrol: Vec<TakeControlSettings>,
     pub mluvii: Vec<MluviiSettings>,
     pub superoffice: Vec<SuperOfficeSettings>,
@@ -73,6 +75,19 @@ pub struct WarehouseSettings {
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
+}
+
+/// `[webhooks]`: where vendor events are received (plain HTTP, behind a TLS proxy).
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub listen: SocketAddr,
+}
+
+/// HTTP Basic credentials a vendor sends with its webhook requests.
+#[derive(Debug, Clone)]
+pub struct BasicCredentials {
+    pub user: String,
+    pub password: Secret,
 }
 
 /// How the daemon, `sync` and `backfill` share the machine between streams.
@@ -149,6 +164,8 @@ pub struct MluviiSettings {
     pub page_size: usize,
     /// A session not CLOSED after this long (from `created`) is no longer re-polled.
     pub max_open_age: Duration,
+    /// Accept `POST /webhooks/mluvii/{account}` with these Basic credentials.
+    pub webhook: Option<BasicCredentials>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -184,6 +201,8 @@ pub struct SuperOfficeSettings {
     pub concurrency: usize,
     /// `$top` of the archive list.
     pub page_size: usize,
+    /// Accept `POST /webhooks/superoffice/{account}` signed with this secret.
+    pub webhook_secret: Option<Secret>,
 }
 
 /// A standard 5-field crontab expression (an optional leading seconds field is accepted), in UTC.
@@ -241,6 +260,7 @@ struct RawFile {
     server: RawServer,
     #[serde(default)]
     engine: RawEngine,
+    webhooks: Option<RawWebhooks>,
     #[serde(default)]
     takecontrol: Vec<RawTakeControl>,
     #[serde(default)]
@@ -262,6 +282,12 @@ struct RawWarehouse {
 #[serde(deny_unknown_fields)]
 struct RawEngine {
     max_concurrent_streams: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWebhooks {
+    listen: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -308,6 +334,8 @@ struct RawMluvii {
     concurrency: Option<usize>,
     page_size: Option<usize>,
     max_open_age: Option<String>,
+    webhook_user: Option<String>,
+    webhook_password: Option<Secret>,
     requests_per_second: Option<f64>,
     timeout: Option<String>,
     max_retries: Option<usize>,
@@ -327,6 +355,7 @@ struct RawSuperOffice {
     app_token: Option<Secret>,
     mode: Option<SuperOfficeMode>,
     messages: Option<bool>,
+    webhook_secret: Option<Secret>,
     schedule: Option<String>,
     start: String,
     lookback: Option<String>,
@@ -585,6 +614,7 @@ fn validate(
             format!("`{listen_s}` is not an address:port such as 127.0.0.1:9898"),
         ))
     })?;
+    let server = ServerSettings { listen };
 
     let mut seen = HashSet::new();
     let mut takecontrol = Vec::new();
@@ -635,6 +665,34 @@ fn validate(
         let page_size = in_range(&k, "page_size", m.page_size, 1000, 1..=5000).map_err(fail)?;
         let max_open_age =
             parse_duration(&k("max_open_age"), m.max_open_age.as_deref(), "7d").map_err(fail)?;
+        let user = m.webhook_user.filter(|u| !u.trim().is_empty());
+        let password = m.webhook_password.filter(|p| !p.is_empty());
+        let webhook = match (user, password) {
+            (Some(user), Some(password)) if !user.contains(':') => {
+                Some(BasicCredentials { user, password })
+            }
+            (Some(_), Some(_)) => {
+                return Err(fail((
+                    k("webhook_user"),
+                    "must not contain `:` (HTTP Basic separates user and password with it)".into(),
+                )));
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(fail((
+                    k("webhook_password"),
+                    "missing: `webhook_user` and `webhook_password` go together (or give neither)"
+                        .into(),
+                )));
+            }
+            (None, Some(_)) => {
+                return Err(fail((
+                    k("webhook_user"),
+                    "missing: `webhook_user` and `webhook_password` go together (or give neither)"
+                        .into(),
+                )));
+            }
+        };
         mluvii.push(MluviiSettings {
             stream,
             http,
@@ -644,6 +702,7 @@ fn validate(
             concurrency,
             page_size,
             max_open_age,
+            webhook,
         });
     }
 
@@ -692,8 +751,35 @@ fn validate(
             messages: m.messages.unwrap_or(true),
             concurrency,
             page_size,
+            webhook_secret: nonempty(m.webhook_secret),
         });
     }
+
+    let webhooks = match raw.webhooks {
+        None => None,
+        Some(w) => {
+            let listen_s = w.listen.unwrap_or_else(|| "0.0.0.0:8080".into());
+            let listen: SocketAddr = listen_s.parse().map_err(|_| {
+                fail((
+                    "webhooks.listen".into(),
+                    format!("`{listen_s}` is not an address:port such as 0.0.0.0:8080"),
+                ))
+            })?;
+            if listen == server.listen
+                || (listen.port() == server.listen.port()
+                    && listen.port() != 0
+                    && (listen.ip().is_unspecified() || server.listen.ip().is_unspecified()))
+            {
+                return Err(fail((
+                    "webhooks.listen".into(),
+                    format!(
+                        "`{listen}` is the metrics server's address (server.listen); the webhook listener needs its own port"
+                    ),
+                )));
+            }
+            Some(WebhookSettings { listen })
+        }
+    };
 
     Ok(Settings {
         file: file.to_path_buf(),
@@ -703,7 +789,8 @@ fn validate(
             pool_size,
             synchronous_commit: raw.warehouse.synchronous_commit.unwrap_or(false),
         },
-        server: ServerSettings { listen },
+        server,
+        webhooks,
         engine: EngineSettings {
             max_concurrent_streams,
         },

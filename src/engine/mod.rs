@@ -11,6 +11,7 @@
 //! A window that fails stops the run: what was committed before it stays (`partial`), nothing of
 //! it is written, and the next run starts again from the committed watermark.
 
+pub mod push;
 mod run;
 mod scheduler;
 
@@ -22,6 +23,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use crate::config::StreamSettings;
 use crate::http::{HttpClient, HttpError};
 
+pub use push::{Event, Pushed, Webhook, WebhookState};
 pub use run::{Engine, Hooks, Progress, Range, RunReport};
 pub use scheduler::{Slot, Slots, run_scheduler};
 
@@ -215,6 +217,12 @@ pub trait Source: Send + Sync {
             "answered ({} records in the last minute)",
             batch.rows.len()
         ))
+    }
+
+    /// The account's webhook, when the source accepts them and the account is configured for
+    /// them (sources.md section 4).
+    fn webhook(&self) -> Option<&dyn Webhook> {
+        None
     }
 
     /// Fetches and parses one window of the run `run` describes.

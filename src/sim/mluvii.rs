@@ -19,7 +19,9 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
-use super::{Faults, RequestLog, SimServer, apply_fault, serve, truncate};
+use super::{
+    Delivery, Faults, Outbox, Outgoing, RequestLog, SimServer, apply_fault, serve, truncate,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimOperator {
@@ -162,6 +164,17 @@ pub struct Shared {
     rate: Mutex<Option<(f64, f64, Instant)>>,
     pub faults: Faults,
     pub log: RequestLog,
+    webhooks: RwLock<Vec<SimWebhook>>,
+    outbox: Outbox,
+}
+
+/// A webhook registered with the simulator (`POST /api/v1/Webhooks`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimWebhook {
+    pub id: i64,
+    pub event_types: Vec<String>,
+    /// As registered, `user:password@` included.
+    pub callback_url: String,
 }
 
 impl Shared {
@@ -226,18 +239,48 @@ impl MluviiSim {
         *self.shared.rate.lock().expect("rate") = per_second.map(|r| (r, r, Instant::now()));
     }
 
+    /// Adds or replaces a session; a registered webhook hears `SessionCreated` for a new one,
+    /// else the event its status suggests.
     pub fn upsert(&self, s: SimSession) {
-        self.shared
+        let id = s.id;
+        let existed = self
+            .shared
             .sessions
             .write()
             .expect("sessions")
-            .insert(s.id, s);
+            .insert(s.id, s)
+            .is_some();
+        if existed {
+            self.shared.emit_for_status(id);
+        } else {
+            self.shared.emit("SessionCreated", id);
+        }
     }
 
+    /// Changes a session; a registered webhook hears the event its new status suggests
+    /// (`SessionOperatorConcluded` once CLOSED, `SessionEnded` once ended, else
+    /// `SessionStarted`).
     pub fn update(&self, id: i64, f: impl FnOnce(&mut SimSession)) {
         if let Some(s) = self.shared.sessions.write().expect("sessions").get_mut(&id) {
             f(s);
+        } else {
+            return;
         }
+        self.shared.emit_for_status(id);
+    }
+
+    /// Sends `event_type` about session `id` to every registered webhook that wants it.
+    pub fn emit(&self, event_type: &str, id: i64) {
+        self.shared.emit(event_type, id);
+    }
+
+    pub fn webhooks(&self) -> Vec<SimWebhook> {
+        self.shared.webhooks.read().expect("webhooks").clone()
+    }
+
+    /// Every webhook delivery finished so far.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.shared.outbox.deliveries()
     }
 
     pub fn remove(&self, id: i64) {
@@ -273,9 +316,16 @@ pub fn router(
         rate: Mutex::new(None),
         faults: Faults::default(),
         log: RequestLog::default(),
+        webhooks: RwLock::new(Vec::new()),
+        outbox: Outbox::new(),
     });
     let router = Router::new()
         .route("/login/connect/token", post(token))
+        .route(
+            "/api/v1/Webhooks",
+            get(list_webhooks).post(register_webhook),
+        )
+        .route("/api/v1/Webhooks/{id}", axum::routing::put(update_webhook))
         .route("/api/v1/Sessions", get(list))
         .route("/api/v1/Sessions/{id}", get(detail))
         .route("/api/v1/Sessions/{id}/routingHistory", get(routing))
@@ -713,6 +763,201 @@ pub fn generate(seed: u64, n: usize, from: DateTime<Utc>, to: DateTime<Utc>) -> 
         out.push(s);
     }
     out
+}
+
+// --- Webhooks (sources.md §4b) ------------------------------------------------------------------
+
+/// The session event types mluvii sends.
+pub const EVENTS: [&str; 7] = [
+    "SessionCreated",
+    "SessionStarted",
+    "SessionOperatorJoined",
+    "SessionForwarded",
+    "SessionEnded",
+    "SessionOperatorLeft",
+    "SessionOperatorConcluded",
+];
+
+/// Pauses before the two retries of an event; then it is dropped.
+const RETRIES: &[Duration] = &[Duration::from_secs(1), Duration::from_secs(5)];
+
+impl Shared {
+    fn emit_for_status(&self, id: i64) {
+        let now = self.now();
+        let Some(status) = self
+            .sessions
+            .read()
+            .expect("sessions")
+            .get(&id)
+            .map(|s| (s.status_at(now), s.ended.is_some_and(|e| e <= now)))
+        else {
+            return;
+        };
+        let event = match status {
+            (st, _) if st == "CLOSED" => "SessionOperatorConcluded",
+            (_, true) => "SessionEnded",
+            _ => "SessionStarted",
+        };
+        self.emit(event, id);
+    }
+
+    fn emit(&self, event_type: &str, id: i64) {
+        let now = self.now();
+        let Some(data) = self
+            .sessions
+            .read()
+            .expect("sessions")
+            .get(&id)
+            .map(|s| session_json(s, now))
+        else {
+            return;
+        };
+        let body = json!({ "eventType": event_type, "data": data }).to_string();
+        let hooks = self.webhooks.read().expect("webhooks").clone();
+        for hook in hooks
+            .iter()
+            .filter(|h| h.event_types.iter().any(|e| e == event_type))
+        {
+            let Some((url, headers)) = callback(&hook.callback_url) else {
+                continue;
+            };
+            self.outbox.send(Outgoing {
+                url,
+                headers,
+                body: body.clone(),
+                event_type: event_type.into(),
+                id,
+                queued: Instant::now(),
+                retries: RETRIES,
+            });
+        }
+    }
+}
+
+/// A callback URL without its `user:password@`, and the Basic header those become.
+fn callback(registered: &str) -> Option<(reqwest::Url, Vec<(&'static str, String)>)> {
+    use base64::Engine as _;
+    let mut url = reqwest::Url::parse(registered).ok()?;
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let mut headers = Vec::new();
+    if !url.username().is_empty() {
+        let user = decode(url.username());
+        let password = decode(url.password().unwrap_or_default());
+        headers.push((
+            "authorization",
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            ),
+        ));
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+    }
+    Some((url, headers))
+}
+
+fn hook_json(h: &SimWebhook) -> Value {
+    json!({ "id": h.id, "eventTypes": h.event_types, "callbackUrl": h.callback_url })
+}
+
+/// `(EventTypes, CallbackUrl)` of a registration body.
+fn hook_from(text: &str) -> Result<(Vec<String>, String), &'static str> {
+    let v: Value = serde_json::from_str(text).map_err(|_| "Invalid JSON")?;
+    let events: Vec<String> = v["EventTypes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let url = v["CallbackUrl"].as_str().unwrap_or_default().to_string();
+    if events.is_empty() || reqwest::Url::parse(&url).is_err() {
+        return Err("EventTypes and a valid CallbackUrl are required");
+    }
+    Ok((events, url))
+}
+
+/// Where a callback delivers, credentials aside (one webhook per target).
+fn target(url: &str) -> String {
+    callback(url)
+        .map(|(u, _)| u.to_string())
+        .unwrap_or_default()
+}
+
+async fn list_webhooks(State(sh): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(r) = gate(&sh, &headers).await {
+        return r;
+    }
+    let hooks = sh.webhooks.read().expect("webhooks").clone();
+    json_body(&Value::Array(hooks.iter().map(hook_json).collect()), false)
+}
+
+async fn register_webhook(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    text: String,
+) -> Response {
+    if let Err(r) = gate(&sh, &headers).await {
+        return r;
+    }
+    let (event_types, callback_url) = match hook_from(&text) {
+        Ok(h) => h,
+        Err(why) => return problem(StatusCode::BAD_REQUEST, why),
+    };
+    let mut hooks = sh.webhooks.write().expect("webhooks");
+    if let Some(existing) = hooks
+        .iter()
+        .find(|h| target(&h.callback_url) == target(&callback_url))
+    {
+        return (
+            StatusCode::CONFLICT,
+            [("content-type", "application/json")],
+            json!({"title": "A webhook with this callback already exists", "status": 409, "id": existing.id}).to_string(),
+        )
+            .into_response();
+    }
+    let hook = SimWebhook {
+        id: hooks.len() as i64 + 1,
+        event_types,
+        callback_url,
+    };
+    let out = hook_json(&hook);
+    hooks.push(hook);
+    (
+        StatusCode::CREATED,
+        [("content-type", "application/json")],
+        out.to_string(),
+    )
+        .into_response()
+}
+
+async fn update_webhook(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    text: String,
+) -> Response {
+    if let Err(r) = gate(&sh, &headers).await {
+        return r;
+    }
+    let (event_types, callback_url) = match hook_from(&text) {
+        Ok(h) => h,
+        Err(why) => return problem(StatusCode::BAD_REQUEST, why),
+    };
+    let mut hooks = sh.webhooks.write().expect("webhooks");
+    match hooks.iter_mut().find(|h| h.id == id) {
+        Some(h) => {
+            h.event_types = event_types;
+            h.callback_url = callback_url;
+            json_body(&hook_json(h), false)
+        }
+        None => problem(StatusCode::NOT_FOUND, "Webhook not found"),
+    }
 }
 
 #[cfg(test)]

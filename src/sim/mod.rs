@@ -211,3 +211,128 @@ async fn serve(router: Router) -> std::io::Result<SimServer> {
     });
     Ok(SimServer { addr, shutdown })
 }
+
+/// One webhook delivery a simulator made (every try of it).
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub event_type: String,
+    pub id: i64,
+    /// When the change was made (the event queued).
+    pub queued: Instant,
+    /// The status of each try (`None`: no answer).
+    pub tries: Vec<Option<u16>>,
+    /// Whether a try answered 200.
+    pub delivered: bool,
+}
+
+/// An event waiting to be sent.
+struct Outgoing {
+    url: reqwest::Url,
+    headers: Vec<(&'static str, String)>,
+    body: String,
+    event_type: String,
+    id: i64,
+    queued: Instant,
+    /// Pauses before each retry (the vendor's schedule).
+    retries: &'static [Duration],
+}
+
+/// A vendor's webhook sender: events go out one at a time, in the order the changes were made
+/// (both vendors deliver one entity's events in order), each retried on the vendor's schedule
+/// and then dropped. Every delivery is logged.
+pub struct Outbox {
+    queue: tokio::sync::mpsc::UnboundedSender<Outgoing>,
+    log: std::sync::Arc<Mutex<Vec<Delivery>>>,
+    failures: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Outbox {
+    fn new() -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Outgoing>();
+        let log = std::sync::Arc::new(Mutex::new(Vec::<Delivery>::new()));
+        let sink = log.clone();
+        let failures = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let failed = failures.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default();
+            while let Some(out) = rx.recv().await {
+                let mut tries = Vec::new();
+                let mut delivered = false;
+                for pause in std::iter::once(&Duration::ZERO).chain(out.retries) {
+                    tokio::time::sleep(*pause).await;
+                    let mut rb = client
+                        .post(out.url.clone())
+                        .header("content-type", "application/json")
+                        .body(out.body.clone());
+                    for (k, v) in &out.headers {
+                        rb = rb.header(*k, v);
+                    }
+                    let status = rb.send().await.ok().map(|r| r.status().as_u16());
+                    tries.push(status);
+                    if status == Some(200) {
+                        delivered = true;
+                        break;
+                    }
+                }
+                if delivered {
+                    failed.store(0, std::sync::atomic::Ordering::Relaxed);
+                } else {
+                    failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                sink.lock().expect("deliveries").push(Delivery {
+                    event_type: out.event_type,
+                    id: out.id,
+                    queued: out.queued,
+                    tries,
+                    delivered,
+                });
+            }
+        });
+        Outbox {
+            queue: tx,
+            log,
+            failures,
+        }
+    }
+
+    /// Deliveries that failed in a row (every try), since the last one that succeeded.
+    fn failures_in_a_row(&self) -> usize {
+        self.failures.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn reset_failures(&self) {
+        self.failures.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn send(&self, out: Outgoing) {
+        let _ = self.queue.send(out);
+    }
+
+    /// Every delivery finished so far.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.log.lock().expect("deliveries").clone()
+    }
+}
+
+/// Sends one event now and returns the status (the registration test of a vendor).
+async fn post_once(
+    url: &reqwest::Url,
+    headers: &[(&'static str, String)],
+    body: &str,
+) -> Option<u16> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .ok()?;
+    let mut rb = client
+        .post(url.clone())
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    for (k, v) in headers {
+        rb = rb.header(*k, v);
+    }
+    rb.send().await.ok().map(|r| r.status().as_u16())
+}

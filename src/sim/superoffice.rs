@@ -18,7 +18,10 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
-use super::{Faults, RequestLog, SimServer, apply_fault, serve, truncate};
+use super::{
+    Delivery, Faults, Outbox, Outgoing, RequestLog, SimServer, apply_fault, post_once, serve,
+    truncate,
+};
 
 /// One chat session as SuperOffice holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +56,20 @@ pub struct Shared {
     pub message_requests: std::sync::Mutex<Vec<(i64, i64)>>,
     pub faults: Faults,
     pub log: RequestLog,
+    webhooks: RwLock<Vec<SimWebhook>>,
+    outbox: Outbox,
+    next_event: AtomicI64,
+}
+
+/// A webhook registered with the simulator (`POST /api/v1/Webhook`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimWebhook {
+    pub id: i64,
+    pub name: String,
+    pub events: Vec<String>,
+    pub target: String,
+    pub secret: String,
+    pub state: String,
 }
 
 pub struct SuperOfficeSim {
@@ -86,16 +103,65 @@ impl SuperOfficeSim {
         *self.shared.next_links.write().expect("flag") = on;
     }
 
+    /// Adds or replaces a session (a registered webhook hears `chatsession.created` or
+    /// `chatsession.changed`).
     pub fn upsert(&self, c: SimChat) {
-        self.shared.chats.write().expect("chats").insert(c.id(), c);
+        let id = c.id();
+        let existed = self
+            .shared
+            .chats
+            .write()
+            .expect("chats")
+            .insert(id, c)
+            .is_some();
+        let event = if existed {
+            "chatsession.changed"
+        } else {
+            "chatsession.created"
+        };
+        self.shared.emit(event, id);
     }
 
-    /// Changes an entity; its `updatedDate` becomes now.
+    /// Changes an entity; its `updatedDate` becomes now (`chatsession.changed`).
     pub fn update(&self, id: i64, f: impl FnOnce(&mut Value)) {
         if let Some(c) = self.shared.chats.write().expect("chats").get_mut(&id) {
             f(&mut c.entity);
             c.updated = Utc::now();
+        } else {
+            return;
         }
+        self.shared.emit("chatsession.changed", id);
+    }
+
+    /// Sends `event` about session `id` to every active webhook registered for it, as the
+    /// vendor would (a replay, or an event type of the test's choosing).
+    pub fn emit(&self, event: &str, id: i64) {
+        self.shared.emit(event, id);
+    }
+
+    /// The registered webhooks.
+    pub fn webhooks(&self) -> Vec<SimWebhook> {
+        self.shared.webhooks.read().expect("webhooks").clone()
+    }
+
+    /// Registers a webhook directly (as if done in SuperOffice's settings).
+    pub fn add_webhook(&self, name: &str, target: &str, secret: &str) -> i64 {
+        let mut hooks = self.shared.webhooks.write().expect("webhooks");
+        let id = hooks.len() as i64 + 1;
+        hooks.push(SimWebhook {
+            id,
+            name: name.into(),
+            events: EVENTS.iter().map(|e| e.to_string()).collect(),
+            target: target.into(),
+            secret: secret.into(),
+            state: "Active".into(),
+        });
+        id
+    }
+
+    /// Every webhook delivery finished so far.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.shared.outbox.deliveries()
     }
 
     /// Posts a message to a session (its `updatedDate` becomes now); returns the message id.
@@ -105,7 +171,10 @@ impl SuperOfficeSim {
             c.messages.push(message_json(mid, id, text, Utc::now()));
             c.entity["LastMessage"] = json!(text);
             c.updated = Utc::now();
+        } else {
+            return mid;
         }
+        self.shared.emit("chatsession.message", id);
         mid
     }
 
@@ -145,8 +214,13 @@ pub fn router(creds: SimCredentials, chats: Vec<SimChat>) -> (Router, Arc<Shared
         message_requests: std::sync::Mutex::new(Vec::new()),
         faults: Faults::default(),
         log: RequestLog::default(),
+        webhooks: RwLock::new(Vec::new()),
+        outbox: Outbox::new(),
+        next_event: AtomicI64::new(1),
     });
     let router = Router::new()
+        .route("/api/v1/Webhook", get(list_webhooks).post(register_webhook))
+        .route("/api/v1/Webhook/{id}", axum::routing::put(update_webhook))
         .route("/api/v1/ChatSession", get(list))
         .route("/api/v1/ChatSession/{id}", get(entity))
         .route("/api/v1/ChatSession/{id}/Messages", get(messages))
@@ -542,6 +616,208 @@ pub fn generate(seed: u64, n: usize, from: DateTime<Utc>, to: DateTime<Utc>) -> 
 pub fn tick(t: DateTime<Utc>) -> DateTime<Utc> {
     let nanos = t.timestamp_subsec_nanos() / 100 * 100;
     DateTime::from_timestamp(t.timestamp(), nanos).expect("valid")
+}
+
+// --- Webhooks (sources.md §4a) ------------------------------------------------------------------
+
+/// The event types SuperOffice sends for chat sessions.
+pub const EVENTS: [&str; 3] = [
+    "chatsession.created",
+    "chatsession.changed",
+    "chatsession.message",
+];
+
+/// Pauses before the two retries of an event.
+const RETRIES: &[std::time::Duration] = &[
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(4),
+];
+
+/// After this many failed deliveries in a row, a webhook is stopped.
+const FAILURES_BEFORE_STOP: usize = 9;
+
+/// base64(HMAC-SHA256(secret, body)), as `X-SuperOffice-Signature` carries it.
+pub fn signature(secret: &str, body: &str) -> String {
+    use base64::Engine as _;
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key");
+    mac.update(body.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+impl Shared {
+    fn event_body(&self, hook: &SimWebhook, event: &str, id: i64) -> String {
+        let n = self.next_event.fetch_add(1, Ordering::Relaxed);
+        json!({
+            "EventId": format!("{:08x}-0000-4000-8000-{:012x}", n, id),
+            "Timestamp": so_date(Utc::now(), 0),
+            "Changes": [],
+            "Event": event,
+            "PrimaryKey": id,
+            "Entity": "chatsession",
+            "ContextIdentifier": "Cust12345",
+            "ChangedByAssociateId": 5,
+            "WebhookName": hook.name,
+            "FieldValues": {},
+        })
+        .to_string()
+    }
+
+    fn emit(&self, event: &str, id: i64) {
+        // A webhook that failed too often in a row is stopped.
+        if self.outbox.failures_in_a_row() >= FAILURES_BEFORE_STOP {
+            for h in self.webhooks.write().expect("webhooks").iter_mut() {
+                h.state = "TooManyErrors".into();
+            }
+        }
+        let hooks = self.webhooks.read().expect("webhooks").clone();
+        for hook in hooks
+            .iter()
+            .filter(|h| h.state == "Active" && h.events.iter().any(|e| e == event))
+        {
+            let Ok(url) = reqwest::Url::parse(&hook.target) else {
+                continue;
+            };
+            let body = self.event_body(hook, event, id);
+            let mut headers = vec![("x-superoffice-retry", "0".to_string())];
+            if !hook.secret.is_empty() {
+                headers.push(("x-superoffice-signature", signature(&hook.secret, &body)));
+            }
+            self.outbox.send(Outgoing {
+                url,
+                headers,
+                body,
+                event_type: event.into(),
+                id,
+                queued: std::time::Instant::now(),
+                retries: RETRIES,
+            });
+        }
+    }
+}
+
+fn webhook_json(h: &SimWebhook) -> Value {
+    json!({
+        "WebhookId": h.id, "Name": h.name, "Events": h.events, "TargetUrl": h.target,
+        "State": h.state, "Type": "webhook",
+    })
+}
+
+async fn list_webhooks(State(sh): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(r) = gate(&sh, &headers).await {
+        return r;
+    }
+    let hooks = sh.webhooks.read().expect("webhooks").clone();
+    body(
+        &Value::Array(hooks.iter().map(webhook_json).collect()),
+        false,
+    )
+}
+
+/// Reads a registration body; SuperOffice tests the target with a signed POST first.
+async fn webhook_from(text: &str, id: i64) -> Result<SimWebhook, Response> {
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")))?;
+    let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    let events: Vec<String> = v["Events"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let hook = SimWebhook {
+        id,
+        name: s("Name"),
+        events,
+        target: s("TargetUrl"),
+        secret: s("Secret"),
+        state: if s("State").is_empty() {
+            "Active".into()
+        } else {
+            s("State")
+        },
+    };
+    let Ok(url) = reqwest::Url::parse(&hook.target) else {
+        return Err(error(StatusCode::BAD_REQUEST, "TargetUrl is not a URL"));
+    };
+    if hook.name.is_empty() || hook.events.is_empty() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "Name and Events are required",
+        ));
+    }
+    let test = json!({
+        "EventId": "00000000-0000-4000-8000-000000000000", "Timestamp": so_date(Utc::now(), 0),
+        "Event": "test", "PrimaryKey": 0, "Entity": "webhook", "WebhookName": hook.name,
+        "Changes": [], "FieldValues": {},
+    })
+    .to_string();
+    let headers = vec![("x-superoffice-signature", signature(&hook.secret, &test))];
+    match post_once(&url, &headers, &test).await {
+        Some(200) => Ok(hook),
+        other => Err(error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "Webhook test POST to the target failed ({}); it must answer 200",
+                other.map_or("no answer".into(), |s| format!("HTTP {s}"))
+            ),
+        )),
+    }
+}
+
+async fn register_webhook(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    text: String,
+) -> Response {
+    if let Err(r) = gate(&sh, &headers).await {
+        return r;
+    }
+    let id = sh.webhooks.read().expect("webhooks").len() as i64 + 1;
+    match webhook_from(&text, id).await {
+        Ok(hook) => {
+            let out = webhook_json(&hook);
+            sh.webhooks.write().expect("webhooks").push(hook);
+            sh.outbox.reset_failures();
+            body(&out, false)
+        }
+        Err(r) => r,
+    }
+}
+
+async fn update_webhook(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    text: String,
+) -> Response {
+    if let Err(r) = gate(&sh, &headers).await {
+        return r;
+    }
+    if !sh
+        .webhooks
+        .read()
+        .expect("webhooks")
+        .iter()
+        .any(|h| h.id == id)
+    {
+        return error(StatusCode::NOT_FOUND, "Webhook not found");
+    }
+    match webhook_from(&text, id).await {
+        Ok(hook) => {
+            let out = webhook_json(&hook);
+            for h in sh.webhooks.write().expect("webhooks").iter_mut() {
+                if h.id == id {
+                    *h = hook.clone();
+                }
+            }
+            sh.outbox.reset_failures();
+            body(&out, false)
+        }
+        Err(r) => r,
+    }
 }
 
 #[cfg(test)]

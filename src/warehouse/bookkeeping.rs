@@ -75,6 +75,29 @@ pub async fn load_state(
         .unwrap_or_default())
 }
 
+/// The stream's `state` as committed, its row locked until the transaction ends (created
+/// empty if the stream has none yet).
+pub async fn lock_state(
+    c: &impl GenericClient,
+    k: &StreamKey,
+) -> Result<serde_json::Value, WarehouseError> {
+    c.execute(
+        "INSERT INTO sync_state (source, account, stream) VALUES ($1, $2, $3)
+         ON CONFLICT (source, account, stream) DO NOTHING",
+        &[&k.source, &k.account, &k.stream],
+    )
+    .await
+    .map_err(WarehouseError::query("creating the sync_state row"))?;
+    let row = c
+        .query_one(
+            "SELECT state FROM sync_state WHERE source = $1 AND account = $2 AND stream = $3 FOR UPDATE",
+            &[&k.source, &k.account, &k.stream],
+        )
+        .await
+        .map_err(WarehouseError::query("locking sync_state"))?;
+    Ok(row.get(0))
+}
+
 /// Moves the watermark forward (never back) and replaces `state` and `window_seconds` when
 /// given.
 pub async fn save_state(

@@ -43,6 +43,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0010_children_without_foreign_keys",
         include_str!("../../sql/0010_children_without_foreign_keys.sql"),
     ),
+    (
+        "0011_webhook_events",
+        include_str!("../../sql/0011_webhook_events.sql"),
+    ),
 ];
 
 /// SHA-256 of a migration's text, hex.

@@ -16,6 +16,7 @@ mod auth;
 pub mod durations;
 pub mod model;
 pub mod store;
+pub mod webhook;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -58,6 +59,46 @@ struct Remembered {
     open: BTreeMap<i64, String>,
     #[serde(default)]
     closed: BTreeMap<i64, String>,
+}
+
+/// What a read of one session tells the open/closed bookkeeping.
+#[derive(Debug, Clone)]
+enum Mark {
+    /// CLOSED (final), with its `created` (RFC 3339, empty when unknown).
+    Closed(String),
+    /// Not final yet: re-poll it until it is.
+    Open,
+    /// Gone (404) or unreadable: stop re-polling it.
+    Forget,
+}
+
+impl Remembered {
+    fn mark(&mut self, id: i64, mark: Mark) {
+        match mark {
+            Mark::Closed(created) => {
+                self.open.remove(&id);
+                self.closed.insert(id, created);
+            }
+            Mark::Open => {
+                self.open.entry(id).or_insert_with(|| ts(Utc::now()));
+            }
+            Mark::Forget => {
+                self.open.remove(&id);
+            }
+        }
+    }
+}
+
+/// A session read by id: `(id, asked for by name, detail and routing)`; `None` when it
+/// answered 404.
+type Fetched = (i64, bool, Option<(Value, Value)>);
+
+/// Sessions read by id, normalized, with what to remember of each.
+struct Read {
+    sessions: Vec<model::Session>,
+    rejected: Vec<Rejected>,
+    nulled: Vec<Rejected>,
+    marks: Vec<(i64, Mark)>,
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -245,6 +286,66 @@ impl Mluvii {
     }
 }
 
+impl Mluvii {
+    /// Normalizes sessions read by id: `(id, asked for by name, detail and routing)`; a named
+    /// session that answered 404 is set aside with `missing` as its reason (one only re-polled
+    /// is forgotten quietly).
+    fn absorb(&self, fetched: Vec<Fetched>, missing: &str) -> Read {
+        let mut read = Read {
+            sessions: Vec::with_capacity(fetched.len()),
+            rejected: Vec::new(),
+            nulled: Vec::new(),
+            marks: Vec::new(),
+        };
+        for (id, named, data) in fetched {
+            let Some((detail, routing)) = data else {
+                read.marks.push((id, Mark::Forget));
+                if named {
+                    read.rejected.push(Rejected {
+                        record_key: id.to_string(),
+                        reason: format!("not_found: {missing}"),
+                        payload: json!({ "id": id }),
+                    });
+                } else {
+                    tracing::info!(account = %self.key.account, session = id, "mluvii session no longer exists (404); no longer re-polled");
+                }
+                continue;
+            };
+            match model::normalize(detail, routing, &id.to_string()) {
+                Normalized::Session(s, n) => {
+                    read.nulled.extend(n);
+                    let mark = if s.is_final() {
+                        Mark::Closed(s.created_at.map(ts).unwrap_or_default())
+                    } else {
+                        Mark::Open
+                    };
+                    read.marks.push((s.session_id, mark));
+                    read.sessions.push(*s);
+                }
+                Normalized::Rejected(r) => {
+                    read.marks.push((id, Mark::Forget));
+                    read.rejected.push(r);
+                }
+            }
+        }
+        read
+    }
+
+    /// Detail and routing of `targets` (id, asked for by name), `concurrency` at a time.
+    async fn read_sessions(&self, targets: Vec<(i64, bool)>) -> Result<Vec<Fetched>, SourceError> {
+        let mut fetched: Vec<Fetched> = futures::stream::iter(
+            targets
+                .into_iter()
+                .map(|(id, named)| async move { self.session(id).await.map(|r| (id, named, r)) }),
+        )
+        .buffer_unordered(self.settings.concurrency)
+        .try_collect()
+        .await?;
+        fetched.sort_by_key(|(id, _, _)| *id);
+        Ok(fetched)
+    }
+}
+
 #[async_trait]
 impl Source for Mluvii {
     fn key(&self) -> &StreamKey {
@@ -257,6 +358,13 @@ impl Source for Mluvii {
 
     fn http(&self) -> &HttpClient {
         &self.http
+    }
+
+    fn webhook(&self) -> Option<&dyn crate::engine::Webhook> {
+        self.settings
+            .webhook
+            .as_ref()
+            .map(|_| self as &dyn crate::engine::Webhook)
     }
 
     /// The first window of a regular run also re-reads the sessions still open; a backfill
@@ -285,51 +393,14 @@ impl Source for Mluvii {
                     .map(|id| (*id, false)),
             );
         }
-        let mut fetched: Vec<(i64, bool, Option<(Value, Value)>)> =
-            futures::stream::iter(targets.into_iter().map(|(id, was_listed)| async move {
-                self.session(id).await.map(|r| (id, was_listed, r))
-            }))
-            .buffer_unordered(self.settings.concurrency)
-            .try_collect()
-            .await?;
-        fetched.sort_by_key(|(id, _, _)| *id);
+        let fetched = self.read_sessions(targets).await?;
 
-        let mut sessions = Vec::with_capacity(fetched.len());
-        let mut nulled = Vec::new();
-        for (id, was_listed, data) in fetched {
-            let Some((detail, routing)) = data else {
-                mem.open.remove(&id);
-                if was_listed {
-                    rejected.push(Rejected {
-                        record_key: id.to_string(),
-                        reason: "not_found: listed, but its detail answered 404".into(),
-                        payload: json!({ "id": id }),
-                    });
-                } else {
-                    tracing::info!(account = %self.key.account, session = id, "mluvii session no longer exists (404); no longer re-polled");
-                }
-                continue;
-            };
-            match model::normalize(detail, routing, &id.to_string()) {
-                Normalized::Session(s, n) => {
-                    nulled.extend(n);
-                    if s.is_final() {
-                        mem.open.remove(&s.session_id);
-                        let created = s.created_at.map(ts).unwrap_or_default();
-                        mem.closed.insert(s.session_id, created);
-                    } else {
-                        mem.open
-                            .entry(s.session_id)
-                            .or_insert_with(|| ts(Utc::now()));
-                    }
-                    sessions.push(*s);
-                }
-                Normalized::Rejected(r) => {
-                    mem.open.remove(&id);
-                    rejected.push(r);
-                }
-            }
+        let read = self.absorb(fetched, "listed, but its detail answered 404");
+        rejected.extend(read.rejected);
+        for (id, mark) in read.marks {
+            mem.mark(id, mark);
         }
+        let (sessions, nulled) = (read.sessions, read.nulled);
 
         // Forget what no later run needs: closed sessions below the next lookback, and open
         // sessions that have been waited for longer than `max_open_age`.

@@ -14,6 +14,7 @@
 
 pub mod model;
 mod store;
+pub mod webhook;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -256,6 +257,147 @@ impl SuperOffice {
     }
 }
 
+/// What reading a set of entities gave: the sessions to write (changed ones, or all when
+/// forced), their new messages, and what to remember of each session seen.
+struct Read {
+    sessions: Vec<model::Session>,
+    messages: Vec<model::Message>,
+    rejected: Vec<Rejected>,
+    nulled: Vec<Rejected>,
+    current: BTreeMap<i64, Seen>,
+}
+
+impl SuperOffice {
+    /// Reads entities by id, `concurrency` at a time, SessionKey removed; an id answering 404
+    /// is set aside with `missing` as its reason.
+    async fn entities(
+        &self,
+        ids: Vec<i64>,
+        missing: &str,
+    ) -> Result<(Vec<(i64, Value)>, Vec<Rejected>), SourceError> {
+        let got: Vec<(i64, Option<Value>)> =
+            futures::stream::iter(ids.into_iter().map(|id| async move {
+                let url = self.url(&format!("{LIST_PATH}/{id}"));
+                self.get_json(ENTITY_PATH, url).await.map(|v| (id, v))
+            }))
+            .buffer_unordered(self.settings.concurrency)
+            .try_collect()
+            .await?;
+        let mut out = Vec::with_capacity(got.len());
+        let mut rejected = Vec::new();
+        for (id, v) in got {
+            match v {
+                Some(mut v) => {
+                    model::strip_secrets(&mut v);
+                    out.push((id, v));
+                }
+                None => rejected.push(Rejected {
+                    record_key: id.to_string(),
+                    reason: missing.into(),
+                    payload: json!({ "ChatSessionId": id }),
+                }),
+            }
+        }
+        out.sort_by_key(|(id, _)| *id);
+        Ok((out, rejected))
+    }
+
+    /// Normalizes the entities whose fingerprint changed (all of them when `force`: a webhook
+    /// said they changed) and reads their messages after the last one stored.
+    async fn read_changed(
+        &self,
+        entities: Vec<(i64, Value)>,
+        mem: &Remembered,
+        force: bool,
+    ) -> Result<Read, SourceError> {
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+        let mut read = Read {
+            sessions: Vec::new(),
+            messages: Vec::new(),
+            rejected: Vec::new(),
+            nulled: Vec::new(),
+            current: BTreeMap::new(),
+        };
+        let mut changed: Vec<(i32, i64)> = Vec::new();
+        for (i, (id, mut raw)) in entities.into_iter().enumerate() {
+            lenient::clean_json(&mut raw);
+            let h = model::fingerprint(&raw);
+            let before = mem.sessions.get(&id).cloned();
+            if let Some(mut b) = before.clone().filter(|b| b.h == h && !force) {
+                b.s = now.clone();
+                read.current.insert(id, b);
+                continue;
+            }
+            match model::normalize(raw, &format!("{}#{i}", self.settings.mode_name())) {
+                Normalized::Session(s, n) => {
+                    read.nulled.extend(n);
+                    let last = before.map_or(0, |b| b.m);
+                    read.current.insert(
+                        id,
+                        Seen {
+                            h,
+                            m: last,
+                            t: model::is_terminal(s.status.as_deref()),
+                            s: now.clone(),
+                        },
+                    );
+                    changed.push((s.chat_session_id, last));
+                    read.sessions.push(*s);
+                }
+                Normalized::Rejected(r) => read.rejected.push(r),
+            }
+        }
+        if self.settings.messages && !changed.is_empty() {
+            read.messages = self.new_messages(changed, &mut read).await?;
+        }
+        Ok(read)
+    }
+
+    /// The messages of `sessions` (id, last stored message id) after the last stored one;
+    /// remembers the newest id of each.
+    async fn new_messages(
+        &self,
+        sessions: Vec<(i32, i64)>,
+        read: &mut Read,
+    ) -> Result<Vec<model::Message>, SourceError> {
+        let fetched: Vec<(i32, Vec<Value>)> = futures::stream::iter(
+            sessions
+                .into_iter()
+                .map(|(id, after)| async move { self.messages(id, after).await.map(|m| (id, m)) }),
+        )
+        .buffer_unordered(self.settings.concurrency)
+        .try_collect()
+        .await?;
+        let mut by_id: HashMap<i32, model::Message> = HashMap::new();
+        for (session, list) in fetched {
+            for v in list {
+                match model::message(&v, session) {
+                    Ok(mut m) => {
+                        if let Some(seen) = read.current.get_mut(&i64::from(session)) {
+                            seen.m = seen.m.max(i64::from(m.chat_message_id));
+                        }
+                        m.message = m.message.map(|t| lenient::clean(&t));
+                        by_id.insert(m.chat_message_id, m);
+                    }
+                    Err(reason) => {
+                        let mut payload = v.clone();
+                        model::strip_secrets(&mut payload);
+                        lenient::clean_json(&mut payload);
+                        read.rejected.push(Rejected {
+                            record_key: format!("message of session {session}"),
+                            reason,
+                            payload,
+                        });
+                    }
+                }
+            }
+        }
+        let mut list: Vec<model::Message> = by_id.into_values().collect();
+        list.sort_by_key(|m| m.chat_message_id);
+        Ok(list)
+    }
+}
+
 fn parse_json(body: &[u8]) -> Result<Value, String> {
     let text = String::from_utf8_lossy(body);
     let t = text.trim_start_matches('\u{feff}').trim();
@@ -306,6 +448,13 @@ impl Source for SuperOffice {
 
     fn http(&self) -> &HttpClient {
         &self.http
+    }
+
+    fn webhook(&self) -> Option<&dyn crate::engine::Webhook> {
+        self.settings
+            .webhook_secret
+            .as_ref()
+            .map(|_| self as &dyn crate::engine::Webhook)
     }
 
     /// One window per run: both modes ask "what changed since", not "what happened between".
@@ -359,7 +508,6 @@ impl Source for SuperOffice {
         let mut mem: Remembered =
             crate::engine::read_state(&self.key, &state.state, STATE_VERSION)?;
         let mut rejected = Vec::new();
-        let concurrency = self.settings.concurrency;
 
         // The entities to look at, SessionKey removed.
         let entities: Vec<(i64, Value)> = match self.settings.mode {
@@ -377,106 +525,21 @@ impl Source for SuperOffice {
                 let ids = self
                     .list_changed(window.start - TimeDelta::seconds(1))
                     .await?;
-                let got: Vec<(i64, Option<Value>)> =
-                    futures::stream::iter(ids.into_iter().map(|id| async move {
-                        let url = self.url(&format!("{LIST_PATH}/{id}"));
-                        self.get_json(ENTITY_PATH, url).await.map(|v| (id, v))
-                    }))
-                    .buffer_unordered(concurrency)
-                    .try_collect()
+                let (entities, missing) = self
+                    .entities(
+                        ids,
+                        "not_found: listed as changed, but reading it answered 404",
+                    )
                     .await?;
-                let mut out = Vec::with_capacity(got.len());
-                for (id, v) in got {
-                    match v {
-                        Some(mut v) => {
-                            model::strip_secrets(&mut v);
-                            out.push((id, v));
-                        }
-                        None => rejected.push(Rejected {
-                            record_key: id.to_string(),
-                            reason: "not_found: listed as changed, but reading it answered 404"
-                                .into(),
-                            payload: json!({ "ChatSessionId": id }),
-                        }),
-                    }
-                }
-                out.sort_by_key(|(id, _)| *id);
-                out
+                rejected.extend(missing);
+                entities
             }
         };
 
-        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
-        let mut sessions = Vec::new();
-        let mut nulled = Vec::new();
-        let mut changed: Vec<(i32, i64)> = Vec::new();
-        let mut current: BTreeMap<i64, Seen> = BTreeMap::new();
-        for (i, (id, mut raw)) in entities.into_iter().enumerate() {
-            lenient::clean_json(&mut raw);
-            let h = model::fingerprint(&raw);
-            let before = mem.sessions.get(&id).cloned();
-            if before.as_ref().is_some_and(|b| b.h == h) {
-                let mut b = before.expect("checked");
-                b.s = now.clone();
-                current.insert(id, b);
-                continue;
-            }
-            match model::normalize(raw, &format!("{}#{i}", self.settings.mode_name())) {
-                Normalized::Session(s, n) => {
-                    nulled.extend(n);
-                    let last = before.map_or(0, |b| b.m);
-                    current.insert(
-                        id,
-                        Seen {
-                            h,
-                            m: last,
-                            t: model::is_terminal(s.status.as_deref()),
-                            s: now.clone(),
-                        },
-                    );
-                    changed.push((s.chat_session_id, last));
-                    sessions.push(*s);
-                }
-                Normalized::Rejected(r) => rejected.push(r),
-            }
-        }
-
-        let mut messages = Vec::new();
-        if self.settings.messages && !changed.is_empty() {
-            let fetched: Vec<(i32, Vec<Value>)> =
-                futures::stream::iter(changed.clone().into_iter().map(|(id, after)| async move {
-                    self.messages(id, after).await.map(|m| (id, m))
-                }))
-                .buffer_unordered(concurrency)
-                .try_collect()
-                .await?;
-            let mut by_id: HashMap<i32, model::Message> = HashMap::new();
-            for (session, list) in fetched {
-                for v in list {
-                    match model::message(&v, session) {
-                        Ok(mut m) => {
-                            if let Some(seen) = current.get_mut(&i64::from(session)) {
-                                seen.m = seen.m.max(i64::from(m.chat_message_id));
-                            }
-                            m.message = m.message.map(|t| lenient::clean(&t));
-                            by_id.insert(m.chat_message_id, m);
-                        }
-                        Err(reason) => {
-                            let mut payload = v.clone();
-                            model::strip_secrets(&mut payload);
-                            lenient::clean_json(&mut payload);
-                            rejected.push(Rejected {
-                                record_key: format!("message of session {session}"),
-                                reason,
-                                payload,
-                            });
-                        }
-                    }
-                }
-            }
-            let mut list: Vec<model::Message> = by_id.into_values().collect();
-            list.sort_by_key(|m| m.chat_message_id);
-            messages = list;
-        }
+        let read = self.read_changed(entities, &mem, false).await?;
+        rejected.extend(read.rejected);
+        let (sessions, messages, nulled, current) =
+            (read.sessions, read.messages, read.nulled, read.current);
 
         // What to remember: for_user keeps exactly the current list; archive keeps open
         // sessions, and finished ones while the lookback may list them again.

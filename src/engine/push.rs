@@ -1,0 +1,148 @@
+//! Webhooks as the engine sees them. A vendor event is a hint that names a record; a source
+//! that accepts webhooks ([`Webhook`]) re-reads the named records by id and hands back a
+//! [`Pushed`] batch, which is written exactly as a window's batch is (the same `Rows::write`,
+//! the same `rejected_records` handling, in one transaction), with two differences: the
+//! watermark does not move, and the source's state is *updated* on the state as committed
+//! (under its row lock) rather than replaced, so a poll running at the same time keeps what it
+//! committed.
+
+use async_trait::async_trait;
+use reqwest::header::HeaderMap;
+use sha2::Digest;
+use tokio_postgres::Transaction;
+
+use super::{Batch, Rejected, SourceError, StreamKey, StreamState, WriteCounts};
+use crate::events::RecordRejected;
+use crate::telemetry::Metrics;
+use crate::warehouse::{self, WarehouseError};
+
+/// Turns the stream's committed state into the state after the pushed records.
+pub type StateUpdate =
+    Box<dyn FnOnce(&serde_json::Value) -> Result<serde_json::Value, SourceError> + Send>;
+
+/// What a source read for webhook events.
+pub struct Pushed {
+    /// The rows, as a window's (its `state` is not used).
+    pub batch: Batch,
+    /// Applied to `sync_state.state` as committed, in the same transaction as the rows.
+    pub update_state: StateUpdate,
+}
+
+/// What an authenticated webhook body says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A listed event type naming a record.
+    Record {
+        id: i64,
+        event_type: String,
+        /// The vendor's event id, or [`body_key`] when it sends none: the same delivery twice
+        /// has the same key.
+        key: String,
+    },
+    /// An event type the contract does not list (a registration test, a new type).
+    Ignored { event_type: String },
+    /// Not JSON, or a listed type without a usable record id.
+    Malformed(String),
+}
+
+/// How a vendor reports the webhook registered for an account (`sessionsync check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookState {
+    /// Registered and active, as described.
+    Active(String),
+    /// Missing, stopped or pointing elsewhere: what is wrong and what to do.
+    Problem(String),
+    /// The vendor API does not say.
+    Unknown(String),
+}
+
+/// A source that accepts vendor webhooks (sources.md section 4).
+#[async_trait]
+pub trait Webhook: Send + Sync {
+    /// True when the request carries the account's signature or credentials (compared in
+    /// constant time). Nothing of a request that fails this is kept.
+    fn authenticate(&self, headers: &HeaderMap, body: &[u8]) -> bool;
+    /// What the (authenticated) body says.
+    fn parse(&self, body: &[u8]) -> Event;
+    /// Re-reads the records `ids` (distinct, ascending) by id. A record the vendor no longer
+    /// has, or that does not parse, goes to the batch's `rejected`.
+    async fn fetch_ids(&self, ids: &[i64], state: &StreamState) -> Result<Pushed, SourceError>;
+    /// Registers (or updates) the account's webhook with the vendor, delivering to
+    /// `target` (the listener's public URL for this account); says what it did.
+    async fn register(&self, target: &reqwest::Url) -> Result<String, SourceError>;
+    /// What the vendor says of the account's webhook.
+    async fn state(&self) -> Result<WebhookState, SourceError>;
+}
+
+/// The key of a delivery that carries no event id: the SHA-256 of its body.
+pub fn body_key(body: &[u8]) -> String {
+    let digest = sha2::Sha256::digest(body);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A pushed batch could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+}
+
+/// What a pushed batch wrote, to report once its transaction committed.
+#[derive(Debug, Default)]
+pub struct PushedWrite {
+    pub counts: WriteCounts,
+    pub records: usize,
+    pub rejected: Vec<Rejected>,
+    pub nulled: Vec<Rejected>,
+}
+
+/// Writes `pushed` for stream `key` inside `tx` (which the caller commits): rows, records set
+/// aside, and the state update; the watermark stays where it is.
+pub async fn write_pushed(
+    tx: &Transaction<'_>,
+    key: &StreamKey,
+    pushed: Pushed,
+) -> Result<PushedWrite, PushError> {
+    let Pushed {
+        batch,
+        update_state,
+    } = pushed;
+    let counts = batch
+        .rows
+        .write(tx, &key.account)
+        .await
+        .map_err(WarehouseError::query(
+            "writing rows named by webhook events",
+        ))?;
+    warehouse::clear_rejects(tx, key, &batch.record_keys).await?;
+    warehouse::put_rejects(tx, key, &batch.rejected).await?;
+    // After the rows, as a window does: the same lock order (rows, then sync_state).
+    let current = warehouse::lock_state(tx, key).await?;
+    let next = update_state(&current)?;
+    warehouse::save_state(tx, key, None, Some(&next), None).await?;
+    Ok(PushedWrite {
+        counts,
+        records: batch.rows.len(),
+        rejected: batch.rejected,
+        nulled: batch.nulled,
+    })
+}
+
+impl PushedWrite {
+    /// The events of the records set aside and values nulled (after the commit).
+    pub fn emit(&self, key: &StreamKey, metrics: &Metrics) {
+        for (list, set_aside) in [(&self.rejected, true), (&self.nulled, false)] {
+            for r in list {
+                RecordRejected {
+                    key,
+                    record_key: &r.record_key,
+                    reason: &r.reason,
+                    set_aside,
+                }
+                .emit(metrics);
+            }
+        }
+    }
+}

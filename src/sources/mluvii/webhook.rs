@@ -1,0 +1,301 @@
+//! mluvii webhooks (sources.md §4b): payloads are not signed, so the callback URL carries
+//! `user:password@`, which arrives as HTTP Basic authentication and is compared (in constant
+//! time) with the account's `webhook_user` / `webhook_password`. An event names a session
+//! (`data.id`), which is re-read by id with its routing history and written with the same
+//! open/closed bookkeeping as polling: a session an event finds CLOSED is no longer re-polled.
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use reqwest::header::{AUTHORIZATION, HeaderMap};
+use serde_json::{Value, json};
+use sha2::Digest;
+use subtle::ConstantTimeEq;
+
+use super::{Mluvii, Remembered, SOURCE, STATE_VERSION};
+use crate::engine::push::body_key;
+use crate::engine::{Batch, Event, Pushed, SourceError, StreamState, Webhook, WebhookState};
+use crate::http::HttpError;
+use crate::sources::lenient::{self, Fields};
+
+/// The events sessionsync registers for and acts on.
+pub const EVENTS: [&str; 7] = [
+    "SessionCreated",
+    "SessionStarted",
+    "SessionOperatorJoined",
+    "SessionForwarded",
+    "SessionEnded",
+    "SessionOperatorLeft",
+    "SessionOperatorConcluded",
+];
+pub const WEBHOOKS_PATH: &str = "/api/v1/Webhooks";
+
+/// The `Authorization` header value mluvii sends for `user:password@` in the callback URL.
+pub fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+impl Mluvii {
+    /// Sends a JSON request with the account's token.
+    async fn send_json(
+        &self,
+        method: reqwest::Method,
+        url: reqwest::Url,
+        body: Option<String>,
+    ) -> Result<crate::http::Response, SourceError> {
+        let token = self
+            .tokens
+            .get(&self.http)
+            .await
+            .map_err(|e| self.auth_error(e))?;
+        self.http
+            .send(WEBHOOKS_PATH, |c| {
+                let rb = c
+                    .request(method.clone(), url.clone())
+                    .bearer_auth(token.value.expose())
+                    .header("Accept", "application/json");
+                match &body {
+                    Some(b) => rb
+                        .header("Content-Type", "application/json")
+                        .body(b.clone()),
+                    None => rb,
+                }
+            })
+            .await
+            .map_err(SourceError::Http)
+    }
+
+    /// The path our callback URL ends with.
+    fn callback_path(&self) -> String {
+        format!("/webhooks/mluvii/{}", self.key.account)
+    }
+}
+
+/// The first integer in a body: a JSON number, `{"id": …}` in any case, or digits in text.
+fn first_id(body: &str) -> Option<i64> {
+    if let Ok(v) = serde_json::from_str::<Value>(body) {
+        let found = match &v {
+            Value::Object(o) => {
+                let f = Fields::new(o);
+                f.get("id")
+                    .or_else(|| f.get("webhookid"))
+                    .and_then(lenient::int)
+            }
+            other => lenient::int(other),
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    let digits: String = body
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// A callback URL with its password hidden, for printing.
+fn shown(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    if u.password().is_some() {
+        let _ = u.set_password(Some("redacted"));
+    }
+    u.to_string()
+}
+
+#[async_trait]
+impl Webhook for Mluvii {
+    fn authenticate(&self, headers: &HeaderMap, _body: &[u8]) -> bool {
+        let Some(creds) = &self.settings.webhook else {
+            return false;
+        };
+        let Some(given) = headers.get(AUTHORIZATION).map(|v| v.as_bytes()) else {
+            return false;
+        };
+        // Digests of equal length: neither the content nor the length of the expected value
+        // shows in the comparison time.
+        let expected = sha2::Sha256::digest(basic(&creds.user, creds.password.expose()));
+        let given = sha2::Sha256::digest(given);
+        expected.ct_eq(&given).into()
+    }
+
+    fn parse(&self, body: &[u8]) -> Event {
+        let v: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => return Event::Malformed(format!("not JSON ({e})")),
+        };
+        let Some(o) = v.as_object() else {
+            return Event::Malformed("not a JSON object".into());
+        };
+        let f = Fields::new(o);
+        let event_type = f.text("eventtype").unwrap_or_default();
+        let Some(known) = EVENTS.iter().find(|e| e.eq_ignore_ascii_case(&event_type)) else {
+            return Event::Ignored {
+                event_type: lenient::short(&json!(event_type)),
+            };
+        };
+        let id = f
+            .get("data")
+            .and_then(Value::as_object)
+            .and_then(|d| Fields::new(d).get("id").and_then(lenient::int))
+            .filter(|id| *id > 0);
+        match id {
+            Some(id) => Event::Record {
+                id,
+                event_type: (*known).to_string(),
+                // mluvii sends no event id: the same delivery twice has the same body.
+                key: body_key(body),
+            },
+            None => Event::Malformed(format!("{known} without a usable data.id")),
+        }
+    }
+
+    async fn fetch_ids(&self, ids: &[i64], _state: &StreamState) -> Result<Pushed, SourceError> {
+        let fetched = self
+            .read_sessions(ids.iter().map(|id| (*id, true)).collect())
+            .await?;
+        let read = self.absorb(
+            fetched,
+            "named by a webhook event, but its detail answered 404",
+        );
+        let key = self.key.clone();
+        let marks = read.marks;
+        let sessions = read.sessions;
+        Ok(Pushed {
+            batch: Batch {
+                record_keys: sessions.iter().map(|s| s.session_id.to_string()).collect(),
+                rows: Box::new(super::store::SessionRows(sessions)),
+                rejected: read.rejected,
+                nulled: read.nulled,
+                state: None,
+            },
+            // The same bookkeeping as a poll, on the state as committed: a session now CLOSED
+            // leaves the open set; one still open joins it.
+            update_state: Box::new(move |committed| {
+                let mut mem: Remembered =
+                    crate::engine::read_state(&key, committed, STATE_VERSION)?;
+                for (id, mark) in marks {
+                    mem.mark(id, mark);
+                }
+                Ok(crate::engine::write_state(&mem, STATE_VERSION))
+            }),
+        })
+    }
+
+    async fn register(&self, target: &reqwest::Url) -> Result<String, SourceError> {
+        let Some(creds) = &self.settings.webhook else {
+            return Err(self
+                .vendor("no webhook_user / webhook_password configured for this account".into()));
+        };
+        let mut callback = target.clone();
+        if callback.set_username(&creds.user).is_err()
+            || callback
+                .set_password(Some(creds.password.expose()))
+                .is_err()
+        {
+            return Err(self.vendor(format!(
+                "`{}` cannot carry credentials (it needs a host)",
+                shown(target)
+            )));
+        }
+        let body = json!({ "EventTypes": EVENTS, "CallbackUrl": callback.as_str() }).to_string();
+        let created = self
+            .send_json(
+                reqwest::Method::POST,
+                self.url(WEBHOOKS_PATH),
+                Some(body.clone()),
+            )
+            .await;
+        let what = match created {
+            Ok(r) => match first_id(&r.text()) {
+                Some(id) => format!("registered webhook {id}"),
+                None => "registered a webhook".into(),
+            },
+            Err(SourceError::Http(HttpError::Status {
+                status: 409,
+                body: answer,
+                ..
+            })) => {
+                let id = first_id(&answer).ok_or_else(|| {
+                    self.vendor(format!(
+                        "{WEBHOOKS_PATH} answered 409 (a webhook exists) without its id"
+                    ))
+                })?;
+                self.send_json(
+                    reqwest::Method::PUT,
+                    self.url(&format!("{WEBHOOKS_PATH}/{id}")),
+                    Some(body),
+                )
+                .await?;
+                format!("updated webhook {id}")
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(format!(
+            "{what} with {SOURCE}: events {} → {} (HTTP Basic as webhook_user)",
+            EVENTS.join(", "),
+            shown(&callback)
+        ))
+    }
+
+    async fn state(&self) -> Result<WebhookState, SourceError> {
+        let listed = match self
+            .send_json(reqwest::Method::GET, self.url(WEBHOOKS_PATH), None)
+            .await
+        {
+            Ok(r) => r,
+            Err(SourceError::Http(e)) if matches!(e.status(), Some(404 | 405)) => {
+                return Ok(WebhookState::Unknown(
+                    "the API does not list webhooks here; check it in mluvii's settings".into(),
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        let v: Value = serde_json::from_slice(&listed.body).unwrap_or(Value::Null);
+        let items = match &v {
+            Value::Array(a) => a.clone(),
+            Value::Object(o) => match Fields::new(o)
+                .get("value")
+                .or_else(|| Fields::new(o).get("items"))
+            {
+                Some(Value::Array(a)) => a.clone(),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        let path = self.callback_path();
+        let account = &self.key.account;
+        let ours = items
+            .iter()
+            .filter_map(Value::as_object)
+            .map(Fields::new)
+            .find(|f| {
+                f.text("callbackurl")
+                    .and_then(|u| reqwest::Url::parse(&u).ok())
+                    .is_some_and(|u| u.path().trim_end_matches('/').ends_with(&path))
+            });
+        Ok(match ours {
+            Some(f) => {
+                let url = f
+                    .text("callbackurl")
+                    .and_then(|u| reqwest::Url::parse(&u).ok())
+                    .map(|u| shown(&u))
+                    .unwrap_or_default();
+                let events = f
+                    .get("eventtypes")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len);
+                WebhookState::Active(format!(
+                    "webhook {} → {url} ({events} event types)",
+                    f.int("id").ok().flatten().unwrap_or_default()
+                ))
+            }
+            None => WebhookState::Problem(format!(
+                "no webhook calls back {path}: run `sessionsync webhooks register --source mluvii --account {account} --public-url https://…` (mluvii deletes a webhook that fails for 3 days)"
+            )),
+        })
+    }
+}

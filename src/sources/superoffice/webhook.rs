@@ -1,0 +1,262 @@
+//! SuperOffice webhooks (sources.md §4a): `X-SuperOffice-Signature` is the base64
+//! HMAC-SHA256 of the raw body keyed with the account's `webhook_secret`; an event names a
+//! ChatSession (`PrimaryKey`), which is re-read by id with its messages after the last stored
+//! one, exactly as the archive mode reads a changed session.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+
+use super::{Remembered, STATE_VERSION, Seen, SuperOffice};
+use crate::engine::push::body_key;
+use crate::engine::{Batch, Event, Pushed, SourceError, StreamState, Webhook, WebhookState};
+use crate::sources::lenient::{self, Fields};
+
+/// The events sessionsync registers for and acts on.
+pub const EVENTS: [&str; 3] = [
+    "chatsession.created",
+    "chatsession.changed",
+    "chatsession.message",
+];
+pub const SIGNATURE_HEADER: &str = "x-superoffice-signature";
+pub const WEBHOOK_PATH: &str = "/api/v1/Webhook";
+
+/// The name sessionsync registers the account's webhook under (to find it again).
+fn webhook_name(account: &str) -> String {
+    format!("sessionsync-{account}")
+}
+
+impl SuperOffice {
+    fn secret(&self) -> &str {
+        self.settings
+            .webhook_secret
+            .as_ref()
+            .map_or("", |s| s.expose())
+    }
+
+    /// The registered webhooks, or `None` when the API does not list them (404/405).
+    async fn webhooks(&self) -> Result<Option<Vec<Value>>, SourceError> {
+        let url = self.url(WEBHOOK_PATH);
+        match self
+            .http
+            .send(WEBHOOK_PATH, |c| self.authed(c.get(url.clone())))
+            .await
+        {
+            Ok(r) => {
+                let v = super::parse_json(&r.body).map_err(|d| self.body_error(WEBHOOK_PATH, d))?;
+                super::list_page(&v)
+                    .map(|(items, _)| Some(items))
+                    .map_err(|d| self.body_error(WEBHOOK_PATH, d))
+            }
+            Err(e) if matches!(e.status(), Some(404 | 405)) => Ok(None),
+            Err(e) => Err(self.http_error(e)),
+        }
+    }
+
+    /// The listed webhook that is this account's: registered under our name, or delivering
+    /// to our path.
+    fn ours<'a>(&self, hooks: &'a [Value]) -> Option<Fields<'a>> {
+        let name = webhook_name(&self.key.account);
+        let path = format!("/webhooks/superoffice/{}", self.key.account);
+        hooks
+            .iter()
+            .filter_map(Value::as_object)
+            .map(Fields::new)
+            .find(|f| {
+                f.text("name").as_deref() == Some(name.as_str())
+                    || f.text("targeturl")
+                        .is_some_and(|u| u.trim_end_matches('/').ends_with(&path))
+            })
+    }
+}
+
+#[async_trait]
+impl Webhook for SuperOffice {
+    fn authenticate(&self, headers: &HeaderMap, body: &[u8]) -> bool {
+        let Some(given) = headers
+            .get(SIGNATURE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(s.trim())
+                    .ok()
+            })
+        else {
+            return false;
+        };
+        let secret = self.secret();
+        if secret.is_empty() {
+            return false;
+        }
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+            .expect("HMAC takes a key of any length");
+        mac.update(body);
+        // Constant-time comparison.
+        mac.verify_slice(&given).is_ok()
+    }
+
+    fn parse(&self, body: &[u8]) -> Event {
+        let v: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => return Event::Malformed(format!("not JSON ({e})")),
+        };
+        let Some(o) = v.as_object() else {
+            return Event::Malformed("not a JSON object".into());
+        };
+        let f = Fields::new(o);
+        let event_type = f.text("event").unwrap_or_default();
+        let known = EVENTS.iter().any(|e| e.eq_ignore_ascii_case(&event_type));
+        if !known {
+            return Event::Ignored {
+                event_type: lenient::short(&json!(event_type)),
+            };
+        }
+        // ChatSessionId is an int on SuperOffice's side.
+        match f
+            .get("primarykey")
+            .and_then(lenient::int)
+            .filter(|id| *id > 0 && *id <= i64::from(i32::MAX))
+        {
+            Some(id) => Event::Record {
+                id,
+                event_type: event_type.to_ascii_lowercase(),
+                key: f.text("eventid").unwrap_or_else(|| body_key(body)),
+            },
+            None => Event::Malformed(format!("{event_type} without a usable PrimaryKey")),
+        }
+    }
+
+    async fn fetch_ids(&self, ids: &[i64], state: &StreamState) -> Result<Pushed, SourceError> {
+        let mem: Remembered = crate::engine::read_state(&self.key, &state.state, STATE_VERSION)?;
+        let (entities, mut rejected) = self
+            .entities(
+                ids.to_vec(),
+                "not_found: named by a webhook event, but reading it answered 404",
+            )
+            .await?;
+        let read = self.read_changed(entities, &mem, true).await?;
+        rejected.extend(read.rejected);
+        let current: BTreeMap<i64, Seen> = read.current;
+        let key = self.key.clone();
+        let sessions = read.sessions;
+        Ok(Pushed {
+            batch: Batch {
+                record_keys: sessions
+                    .iter()
+                    .map(|s| s.chat_session_id.to_string())
+                    .collect(),
+                rows: Box::new(super::store::ChatRows {
+                    sessions,
+                    messages: read.messages,
+                }),
+                rejected,
+                nulled: read.nulled,
+                state: None,
+            },
+            // What the stream remembers of these sessions (fingerprint, last message) is
+            // replaced; the rest of its state is kept as committed.
+            update_state: Box::new(move |committed| {
+                let mut mem: Remembered =
+                    crate::engine::read_state(&key, committed, STATE_VERSION)?;
+                for (id, seen) in current {
+                    let m = mem.sessions.get(&id).map_or(0, |s| s.m);
+                    mem.sessions.insert(
+                        id,
+                        Seen {
+                            m: seen.m.max(m),
+                            ..seen
+                        },
+                    );
+                }
+                Ok(crate::engine::write_state(&mem, STATE_VERSION))
+            }),
+        })
+    }
+
+    async fn register(&self, target: &reqwest::Url) -> Result<String, SourceError> {
+        let name = webhook_name(&self.key.account);
+        let body = json!({
+            "Name": name,
+            "Events": EVENTS,
+            "TargetUrl": target.as_str(),
+            "Secret": self.secret(),
+            "State": "Active",
+            "Type": "webhook",
+        })
+        .to_string();
+        let existing = match self.webhooks().await? {
+            Some(hooks) => self
+                .ours(&hooks)
+                .and_then(|f| f.int("webhookid").ok().flatten()),
+            None => None,
+        };
+        let (what, url, put) = match existing {
+            Some(id) => (
+                format!("updated webhook {id}"),
+                self.url(&format!("{WEBHOOK_PATH}/{id}")),
+                true,
+            ),
+            None => (
+                "registered a new webhook".to_string(),
+                self.url(WEBHOOK_PATH),
+                false,
+            ),
+        };
+        let r = self
+            .http
+            .send(WEBHOOK_PATH, |c| {
+                let rb = if put {
+                    c.put(url.clone())
+                } else {
+                    c.post(url.clone())
+                };
+                self.authed(rb)
+                    .header("Content-Type", "application/json")
+                    .body(body.clone())
+            })
+            .await
+            .map_err(|e| self.http_error(e))?;
+        let id = super::parse_json(&r.body).ok().and_then(|v| {
+            v.as_object()
+                .and_then(|o| Fields::new(o).int("webhookid").ok().flatten())
+        });
+        Ok(format!(
+            "{what}{} `{name}` with SuperOffice: events {} → {target} (signed with webhook_secret)",
+            id.filter(|_| !put)
+                .map(|i| format!(" (id {i})"))
+                .unwrap_or_default(),
+            EVENTS.join(", ")
+        ))
+    }
+
+    async fn state(&self) -> Result<WebhookState, SourceError> {
+        let Some(hooks) = self.webhooks().await? else {
+            return Ok(WebhookState::Unknown(
+                "the API does not list webhooks here; check it in SuperOffice's settings".into(),
+            ));
+        };
+        let account = &self.key.account;
+        let Some(f) = self.ours(&hooks) else {
+            return Ok(WebhookState::Problem(format!(
+                "no webhook delivers to /webhooks/superoffice/{account}: run `sessionsync webhooks register --source superoffice --account {account} --public-url https://…`"
+            )));
+        };
+        let state = f.text("state").unwrap_or_else(|| "unknown".into());
+        let target = f.text("targeturl").unwrap_or_default();
+        let text = format!(
+            "webhook `{}` is {state} → {target}",
+            f.text("name").unwrap_or_default()
+        );
+        Ok(if state.eq_ignore_ascii_case("active") {
+            WebhookState::Active(text)
+        } else {
+            WebhookState::Problem(format!(
+                "{text}; SuperOffice stops a webhook after 9 failures in a row: fix the listener, then run `sessionsync webhooks register` again"
+            ))
+        })
+    }
+}

@@ -1,0 +1,978 @@
+//! Webhooks end to end: real PostgreSQL, the real listener over HTTP, the simulators as the
+//! vendors (their own signing and Basic credentials, their registration test), and the worker
+//! that re-reads the named sessions.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use common::*;
+use serde_json::json;
+use sessionsync::config::Settings;
+use sessionsync::engine::WebhookState;
+use sessionsync::sim::mluvii::{MluviiSim, SimOperator, SimRouting, SimSession};
+use sessionsync::sim::superoffice::{
+    SimCredentials, SuperOfficeSim, generate, seed_samples, signature,
+};
+use sessionsync::webhooks::{self, Endpoints};
+use tokio_util::sync::CancellationToken;
+
+const TICKET: &str = "7T:sim-ticket-QW9x";
+const APP_TOKEN: &str = "app-secret-55ab";
+const SECRET: &str = "whsec-Zq81-never-shown";
+const CLIENT_ID: &str = "api-user";
+const CLIENT_SECRET: &str = "api-pass-93kd";
+const HOOK_USER: &str = "sessionsync";
+const HOOK_PASSWORD: &str = "hook-pw-Xy7/never-shown";
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn creds() -> SimCredentials {
+    SimCredentials {
+        ticket: TICKET.into(),
+        app_token: APP_TOKEN.into(),
+        bearer: "bearer-tok-77".into(),
+    }
+}
+
+fn so_toml(base: &str, account: &str, secret: Option<&str>) -> String {
+    let secret = secret
+        .map(|s| format!("webhook_secret = \"{s}\""))
+        .unwrap_or_default();
+    format!(
+        r#"
+[[superoffice]]
+account = "{account}"
+base_url = "{base}"
+ticket = "{TICKET}"
+app_token = "{APP_TOKEN}"
+start = "1995-01-01T00:00:00Z"
+schedule = "0 0 1 1 *"
+requests_per_second = 500
+max_retries = 2
+max_retry_wait = "1s"
+timeout = "5s"
+{secret}
+"#
+    )
+}
+
+fn ml_toml(base: &str) -> String {
+    format!(
+        r#"
+[[mluvii]]
+account = "main"
+base_url = "{base}"
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
+start = "2024-03-01T00:00:00Z"
+schedule = "0 0 1 1 *"
+window = "2000d"
+requests_per_second = 500
+max_retries = 2
+max_retry_wait = "1s"
+timeout = "5s"
+webhook_user = "{HOOK_USER}"
+webhook_password = "{HOOK_PASSWORD}"
+"#
+    )
+}
+
+/// The listener (and, when asked, the worker) of `h`'s sources, in process.
+struct Hooks {
+    addr: SocketAddr,
+    endpoints: Endpoints,
+    warehouse: sessionsync::warehouse::Warehouse,
+    metrics: Arc<sessionsync::telemetry::Metrics>,
+    shutdown: CancellationToken,
+}
+
+impl Hooks {
+    async fn start(settings: &Settings, h: &Harness) -> Hooks {
+        let endpoints = Endpoints::new(&h.sources);
+        let warehouse = webhooks::warehouse(&settings.warehouse).unwrap();
+        let shutdown = CancellationToken::new();
+        let (addr, _) = webhooks::listener::spawn(
+            "127.0.0.1:0".parse().unwrap(),
+            endpoints.clone(),
+            warehouse.clone(),
+            h.metrics.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        Hooks {
+            addr,
+            endpoints,
+            warehouse,
+            metrics: h.metrics.clone(),
+            shutdown,
+        }
+    }
+
+    fn work(&self) {
+        tokio::spawn(webhooks::worker::run(
+            self.endpoints.clone(),
+            self.warehouse.clone(),
+            self.metrics.clone(),
+            self.shutdown.clone(),
+        ));
+    }
+
+    fn url(&self, source: &str, account: &str) -> String {
+        format!("http://{}/webhooks/{source}/{account}", self.addr)
+    }
+}
+
+impl Drop for Hooks {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn so_event(event: &str, id: i64, event_id: &str) -> String {
+    json!({
+        "EventId": event_id, "Timestamp": "2024-05-01T10:00:00Z", "Changes": [],
+        "Event": event, "PrimaryKey": id, "Entity": "chatsession",
+        "ContextIdentifier": "Cust12345", "ChangedByAssociateId": 5,
+        "WebhookName": "sessionsync-cust1", "FieldValues": {},
+    })
+    .to_string()
+}
+
+/// POSTs `body` with `headers`; the status and the outcome the listener named.
+async fn post(
+    url: &str,
+    headers: &[(&str, String)],
+    body: impl Into<reqwest::Body>,
+) -> (u16, String) {
+    let mut rb = reqwest::Client::new().post(url).body(body);
+    for (k, v) in headers {
+        rb = rb.header(*k, v);
+    }
+    let r = rb.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    let outcome = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["outcome"].as_str().map(String::from))
+        .unwrap_or_default();
+    (status, outcome)
+}
+
+async fn signed(url: &str, secret: &str, body: &str) -> (u16, String) {
+    post(
+        url,
+        &[("x-superoffice-signature", signature(secret, body))],
+        body.to_string(),
+    )
+    .await
+}
+
+fn basic(user: &str, password: &str) -> (&'static str, String) {
+    use base64::Engine as _;
+    (
+        "authorization",
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        ),
+    )
+}
+
+/// Waits until `sql` (one bigint) returns `want`, for at most `limit`; the last value.
+async fn eventually(c: &tokio_postgres::Client, sql: &str, want: i64, limit: Duration) -> i64 {
+    let start = Instant::now();
+    loop {
+        let got: i64 = c.query_one(sql, &[]).await.unwrap().get(0);
+        if got == want || start.elapsed() > limit {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn synced(c: &tokio_postgres::Client, id: i64) -> DateTime<Utc> {
+    c.query_one(
+        "SELECT last_synced_at FROM superoffice_chat_sessions WHERE chat_session_id = $1",
+        &[&(id as i32)],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+async fn open(c: &tokio_postgres::Client) -> bool {
+    c.query_one(
+        "SELECT coalesce(state->'open' ? '77', false) FROM sync_state WHERE source = 'mluvii'",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+async fn so_setup() -> (TestDb, SuperOfficeSim, Settings, Harness) {
+    let db = TestDb::new().await;
+    let mut chats = seed_samples();
+    chats.extend(generate(
+        3,
+        10,
+        t("2024-02-01T00:00:00Z"),
+        t("2024-02-10T00:00:00Z"),
+    ));
+    let sim = SuperOfficeSim::start(creds(), chats).await.unwrap();
+    let toml = format!(
+        "[webhooks]\nlisten = \"127.0.0.1:0\"\n{}{}",
+        so_toml(&sim.base_url(), "cust1", Some(SECRET)),
+        so_toml(&sim.base_url(), "nohook", None)
+    );
+    let s = settings(&db, &toml);
+    let h = Harness::new(&s).await;
+    (db, sim, s, h)
+}
+
+#[tokio::test]
+async fn signatures_and_credentials_are_checked_before_anything_is_recorded() {
+    let (db, _sim, s, h) = so_setup().await;
+    let hooks = Hooks::start(&s, &h).await;
+    let url = hooks.url("superoffice", "cust1");
+    let body = so_event("chatsession.changed", 195, "e-1");
+    let c = db.client().await;
+
+    assert_eq!(signed(&url, "wrong-secret", &body).await.0, 401);
+    assert_eq!(post(&url, &[], body.clone()).await.0, 401, "missing header");
+    assert_eq!(
+        post(
+            &url,
+            &[("x-superoffice-signature", "not base64!".into())],
+            body.clone()
+        )
+        .await
+        .0,
+        401
+    );
+    let altered = body.replace("195", "196");
+    assert_eq!(
+        post(
+            &url,
+            &[("x-superoffice-signature", signature(SECRET, &body))],
+            altered
+        )
+        .await
+        .0,
+        401,
+        "body altered after signing"
+    );
+    assert_eq!(count(&c, "webhook_events").await, 0, "nothing recorded");
+    assert_eq!(
+        signed(&hooks.url("superoffice", "nobody"), SECRET, &body)
+            .await
+            .0,
+        404,
+        "unknown account"
+    );
+    assert_eq!(
+        signed(&hooks.url("superoffice", "nohook"), SECRET, &body)
+            .await
+            .0,
+        404,
+        "an account without webhook_secret"
+    );
+    assert_eq!(
+        signed(&hooks.url("takecontrol", "cust1"), SECRET, &body)
+            .await
+            .0,
+        404,
+        "a source without webhooks"
+    );
+
+    let (status, outcome) = signed(&url, SECRET, &body).await;
+    assert_eq!((status, outcome.as_str()), (200, "accepted"));
+    // The same delivery again while it waits: one row.
+    let (status, outcome) = signed(&url, SECRET, &body).await;
+    assert_eq!((status, outcome.as_str()), (200, "duplicate"));
+    assert_eq!(count(&c, "webhook_events").await, 1);
+
+    let text = hooks.metrics.encode();
+    let n = |outcome: &str| {
+        metric(
+            &text,
+            "sessionsync_webhook_events_total",
+            &["account=\"cust1\"", &format!("outcome=\"{outcome}\"")],
+        )
+    };
+    assert_eq!(n("unauthorized"), 4.0, "{text}");
+    assert_eq!((n("accepted"), n("duplicate")), (1.0, 1.0));
+    assert!(!text.contains("nobody"), "unknown accounts are not labels");
+}
+
+#[tokio::test]
+async fn mluvii_requires_its_basic_credentials() {
+    let db = TestDb::new().await;
+    let sim = MluviiSim::start(CLIENT_ID, CLIENT_SECRET, Vec::new())
+        .await
+        .unwrap();
+    let s = settings(
+        &db,
+        &format!(
+            "[webhooks]\nlisten = \"127.0.0.1:0\"\n{}",
+            ml_toml(&sim.base_url())
+        ),
+    );
+    let h = Harness::new(&s).await;
+    let hooks = Hooks::start(&s, &h).await;
+    let url = hooks.url("mluvii", "main");
+    let body = json!({"eventType": "SessionEnded", "data": {"id": 5, "tenantId": 1}}).to_string();
+    assert_eq!(post(&url, &[], body.clone()).await.0, 401);
+    assert_eq!(
+        post(&url, &[basic(HOOK_USER, "wrong")], body.clone())
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        post(&url, &[basic("someone", HOOK_PASSWORD)], body.clone())
+            .await
+            .0,
+        401
+    );
+    let c = db.client().await;
+    assert_eq!(count(&c, "webhook_events").await, 0);
+    let ok = post(&url, &[basic(HOOK_USER, HOOK_PASSWORD)], body.clone()).await;
+    assert_eq!(ok, (200, "accepted".into()));
+    let ignored = post(
+        &url,
+        &[basic(HOOK_USER, HOOK_PASSWORD)],
+        json!({"eventType": "ChatbotGreeted", "data": {"id": 5}}).to_string(),
+    )
+    .await;
+    assert_eq!(ignored, (200, "ignored".into()));
+    let no_id = post(
+        &url,
+        &[basic(HOOK_USER, HOOK_PASSWORD)],
+        json!({"eventType": "SessionEnded", "data": {}}).to_string(),
+    )
+    .await;
+    assert_eq!(no_id.0, 400);
+    assert_eq!(count(&c, "webhook_events").await, 1);
+}
+
+#[tokio::test]
+async fn an_event_lands_its_session_in_seconds_and_duplicates_and_replays_are_harmless() {
+    let (db, sim, s, h) = so_setup().await;
+    let hooks = Hooks::start(&s, &h).await;
+    hooks.work();
+    let url = hooks.url("superoffice", "cust1");
+    let c = db.client().await;
+    let chat = sim
+        .chats()
+        .into_iter()
+        .find(|x| !x.messages.is_empty())
+        .unwrap();
+    let (id, messages) = (chat.id(), chat.messages.len() as i64);
+    assert!(messages > 0);
+
+    let started = Instant::now();
+    let body = so_event("chatsession.changed", id, "e-1");
+    assert_eq!(signed(&url, SECRET, &body).await.0, 200);
+    let landed = eventually(
+        &c,
+        &format!("SELECT count(*) FROM superoffice_chat_messages WHERE chat_session_id = {id}"),
+        messages,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(landed, messages, "the session's messages land");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        count(&c, "superoffice_chat_sessions WHERE account = 'cust1'").await,
+        1,
+        "only the named session"
+    );
+    assert_eq!(count(&c, "sync_runs").await, 0, "without a sync run");
+    let watermark: Option<DateTime<Utc>> = c
+        .query_one("SELECT max(watermark) FROM sync_state", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(watermark, None, "the watermark does not move");
+    eventually(
+        &c,
+        "SELECT count(*) FROM webhook_events",
+        0,
+        Duration::from_secs(5),
+    )
+    .await;
+    let first = synced(&c, id).await;
+
+    // The same delivery again, after it was acted on: read again, nothing rewritten.
+    sim.log().clear();
+    assert_eq!(signed(&url, SECRET, &body).await.0, 200);
+    let start = Instant::now();
+    while sim.log().is_empty() && start.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eventually(
+        &c,
+        "SELECT count(*) FROM webhook_events",
+        0,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(synced(&c, id).await, first, "a duplicate rewrites nothing");
+
+    // A replay after the session changed picks the change up, and the new message.
+    sim.update(id, |e| e["CustomerName"] = json!("Changed Customer"));
+    sim.post_message(id, "a later message");
+    assert_eq!(signed(&url, SECRET, &body).await.0, 200);
+    let changed = eventually(
+        &c,
+        &format!("SELECT count(*) FROM superoffice_chat_sessions WHERE chat_session_id = {id} AND customer_name = 'Changed Customer'"),
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(changed, 1);
+    assert_eq!(
+        eventually(
+            &c,
+            &format!("SELECT count(*) FROM superoffice_chat_messages WHERE chat_session_id = {id}"),
+            messages + 1,
+            Duration::from_secs(5)
+        )
+        .await,
+        messages + 1
+    );
+    // Messages are read after the last one stored, not from the start.
+    let afters: Vec<i64> = sim
+        .message_requests()
+        .iter()
+        .filter(|(s, _)| *s == id)
+        .map(|(_, a)| *a)
+        .collect();
+    assert_eq!(afters.first(), Some(&0));
+    assert!(afters.last().unwrap() > &0, "{afters:?}");
+
+    let text = hooks.metrics.encode();
+    assert!(
+        metric(
+            &text,
+            "sessionsync_webhook_lag_seconds_count",
+            &["source=\"superoffice\""]
+        ) >= 3.0,
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn registration_and_the_vendors_own_pushes_for_both_vendors() {
+    // SuperOffice: register (its test POST is answered 200 `ignored`), then every change the
+    // simulator makes reaches the warehouse on its own.
+    let (db, sim, s, h) = so_setup().await;
+    let hooks = Hooks::start(&s, &h).await;
+    hooks.work();
+    let so = h
+        .sources
+        .iter()
+        .find(|x| x.key().account == "cust1")
+        .unwrap()
+        .clone();
+    let hook = so.webhook().unwrap();
+    assert!(matches!(
+        hook.state().await.unwrap(),
+        WebhookState::Problem(_)
+    ));
+    let target: reqwest::Url = hooks.url("superoffice", "cust1").parse().unwrap();
+    let said = hook.register(&target).await.unwrap();
+    assert!(said.contains("registered"), "{said}");
+    assert!(!said.contains(SECRET));
+    let said = hook.register(&target).await.unwrap();
+    assert!(said.contains("updated webhook 1"), "{said}");
+    assert_eq!(sim.webhooks().len(), 1);
+    assert!(matches!(
+        hook.state().await.unwrap(),
+        WebhookState::Active(_)
+    ));
+    let c = db.client().await;
+    sim.update(452, |e| e["CustomerName"] = json!("Pushed By Vendor"));
+    let n = eventually(
+        &c,
+        "SELECT count(*) FROM superoffice_chat_sessions WHERE chat_session_id = 452 AND customer_name = 'Pushed By Vendor'",
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(n, 1);
+    assert!(sim.deliveries().iter().all(|d| d.delivered));
+
+    // mluvii: register; a second registration meets 409 and updates; a session concluded is
+    // written CLOSED and leaves the open set.
+    let created = Utc::now() - TimeDelta::minutes(30);
+    let mut session = SimSession::new(77, created);
+    session.routing = vec![
+        SimRouting::new(
+            created + TimeDelta::seconds(2),
+            "RoutingRequestCreated",
+            None,
+        ),
+        SimRouting::new(
+            created + TimeDelta::seconds(9),
+            "AssignedToOperator",
+            Some(5),
+        ),
+        SimRouting::new(
+            created + TimeDelta::seconds(12),
+            "AcceptedByOperator",
+            Some(5),
+        ),
+    ];
+    session.started = Some(created + TimeDelta::seconds(12));
+    session.guest_joined = Some(created + TimeDelta::seconds(14));
+    session.ended = Some(created + TimeDelta::seconds(300));
+    session.length = Some("PT4M48S".into());
+    let mut op = SimOperator::new(5);
+    op.joined = session.started;
+    op.left = session.ended;
+    op.concluded = None; // still in after-call work
+    session.operators = vec![op];
+    let ml = MluviiSim::start(CLIENT_ID, CLIENT_SECRET, vec![session])
+        .await
+        .unwrap();
+    let db2 = TestDb::new().await;
+    let s2 = settings(
+        &db2,
+        &format!(
+            "[webhooks]\nlisten = \"127.0.0.1:0\"\n{}",
+            ml_toml(&ml.base_url())
+        ),
+    );
+    let h2 = Harness::new(&s2).await;
+    let hooks2 = Hooks::start(&s2, &h2).await;
+    hooks2.work();
+    let r = h2.sync().await;
+    assert_eq!(r.totals.written, 1, "{:?}", r.error);
+    let c2 = db2.client().await;
+    assert!(open(&c2).await, "in ACW: open, re-polled");
+    let hook = h2.sources[0].webhook().unwrap();
+    let target: reqwest::Url = hooks2.url("mluvii", "main").parse().unwrap();
+    let said = hook.register(&target).await.unwrap();
+    assert!(said.contains("registered webhook 1"), "{said}");
+    assert!(
+        !said.contains(HOOK_PASSWORD) && said.contains("redacted"),
+        "{said}"
+    );
+    let said = hook.register(&target).await.unwrap();
+    assert!(said.contains("updated webhook 1"), "{said}");
+    assert_eq!(ml.webhooks().len(), 1);
+    assert!(matches!(
+        hook.state().await.unwrap(),
+        WebhookState::Active(_)
+    ));
+    ml.update(77, |s| {
+        s.operators[0].concluded = Some(Utc::now() - TimeDelta::seconds(5))
+    });
+    let closed = eventually(
+        &c2,
+        "SELECT count(*) FROM mluvii_sessions WHERE session_id = 77 AND status = 'CLOSED'",
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(closed, 1);
+    assert_eq!(
+        ml.deliveries().last().map(|d| d.event_type.clone()),
+        Some("SessionOperatorConcluded".into())
+    );
+    assert!(!open(&c2).await, "CLOSED by the event: no longer re-polled");
+    let acw: Option<f64> = c2
+        .query_one(
+            "SELECT acw_seconds FROM mluvii_session_durations WHERE session_id = 77",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(acw.is_some());
+    ml.log().clear();
+    let r = h2.sync().await;
+    assert_eq!(r.totals.written, 0);
+    assert!(
+        ml.log()
+            .entries()
+            .iter()
+            .all(|e| e.path == "/api/v1/Sessions"),
+        "the next poll does not read it again"
+    );
+}
+
+#[tokio::test]
+async fn hostile_bodies_get_clear_answers_and_nothing_recorded() {
+    let (db, _sim, s, h) = so_setup().await;
+    let hooks = Hooks::start(&s, &h).await;
+    let url = hooks.url("superoffice", "cust1");
+    let c = db.client().await;
+
+    let huge = "x".repeat(2 << 20);
+    assert_eq!(signed(&url, SECRET, &huge).await.0, 413, "over 1 MiB");
+    // Without a Content-Length (chunked), the cap still holds.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..20).map(|_| Ok(vec![b'a'; 100_000])).collect();
+    let stream = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
+    assert_eq!(post(&url, &[], stream).await.0, 413);
+    assert_eq!(signed(&url, SECRET, "not json at all").await.0, 400);
+    assert_eq!(signed(&url, SECRET, "[1, 2, 3]").await.0, 400);
+    let big_number = r#"{"Event": "chatsession.changed", "PrimaryKey": 1e400}"#;
+    assert_eq!(signed(&url, SECRET, big_number).await.0, 400);
+    let too_big_id = r#"{"Event": "chatsession.changed", "PrimaryKey": 99999999999999999999999}"#;
+    assert_eq!(signed(&url, SECRET, too_big_id).await.0, 400);
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    assert_eq!(signed(&url, SECRET, &deep).await.0, 400, "deep nesting");
+    let deep_inside = format!(
+        r#"{{"Event": "chatsession.changed", "PrimaryKey": 5, "FieldValues": {}{}}}"#,
+        "{\"a\":".repeat(5000),
+        "}".repeat(5000)
+    );
+    assert_eq!(signed(&url, SECRET, &deep_inside).await.0, 400);
+    let unknown = so_event("person.changed", 5, "e-unknown");
+    assert_eq!(
+        signed(&url, SECRET, &unknown).await,
+        (200, "ignored".into()),
+        "an unknown event type is accepted, so the vendor does not disable the webhook"
+    );
+    assert_eq!(count(&c, "webhook_events").await, 0);
+    let text = hooks.metrics.encode();
+    assert_eq!(
+        metric(
+            &text,
+            "sessionsync_webhook_events_total",
+            &["outcome=\"ignored\""]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "sessionsync_webhook_events_total",
+            &["outcome=\"malformed\""]
+        ),
+        8.0,
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_event_whose_session_is_gone_is_set_aside_not_retried() {
+    let (db, _sim, s, h) = so_setup().await;
+    let hooks = Hooks::start(&s, &h).await;
+    hooks.work();
+    let url = hooks.url("superoffice", "cust1");
+    let c = db.client().await;
+    assert_eq!(
+        signed(
+            &url,
+            SECRET,
+            &so_event("chatsession.created", 424242, "e-gone")
+        )
+        .await
+        .0,
+        200
+    );
+    let n = eventually(
+        &c,
+        "SELECT count(*) FROM rejected_records WHERE record_key = '424242' AND reason LIKE 'not_found:%'",
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(n, 1);
+    assert_eq!(
+        eventually(
+            &c,
+            "SELECT count(*) FROM webhook_events",
+            0,
+            Duration::from_secs(5)
+        )
+        .await,
+        0
+    );
+}
+
+/// A TCP proxy in front of PostgreSQL that can be switched off (the warehouse "down").
+struct Proxy {
+    addr: SocketAddr,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    generation: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Proxy {
+    async fn start(target: SocketAddr) -> Proxy {
+        use std::sync::atomic::Ordering::SeqCst;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (u, g) = (up.clone(), generation.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !u.load(SeqCst) {
+                    continue; // dropped: connection refused in effect
+                }
+                let born = g.load(SeqCst);
+                let g = g.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                    let cut = async {
+                        while g.load(SeqCst) == born {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    };
+                    tokio::select! { _ = copy => {}, _ = cut => {} }
+                });
+            }
+        });
+        Proxy {
+            addr,
+            up,
+            generation,
+        }
+    }
+
+    fn set(&self, up: bool) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.up.store(up, SeqCst);
+        if !up {
+            self.generation.fetch_add(1, SeqCst);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_warehouse_down_answers_503_and_records_nothing_then_recovers() {
+    let (db, _sim, _s, _h) = so_setup().await;
+    let mut url = reqwest::Url::parse(&db.url).unwrap();
+    let pg: SocketAddr = tokio::net::lookup_host(format!(
+        "{}:{}",
+        url.host_str().unwrap(),
+        url.port().unwrap_or(5432)
+    ))
+    .await
+    .unwrap()
+    .next()
+    .unwrap();
+    let proxy = Proxy::start(pg).await;
+    url.set_host(Some("127.0.0.1")).unwrap();
+    url.set_port(Some(proxy.addr.port())).unwrap();
+    let via_proxy = url.to_string();
+    let s = Settings::from_toml(
+        std::path::Path::new("test.toml"),
+        &format!(
+            "[webhooks]\nlisten = \"127.0.0.1:0\"\n{}",
+            so_toml(&_sim.base_url(), "cust1", Some(SECRET))
+        ),
+        &move |name| (name == "DATABASE_URL").then(|| via_proxy.clone()),
+    )
+    .unwrap();
+    let h = Harness::new(&s).await;
+    let hooks = Hooks::start(&s, &h).await;
+    let url = hooks.url("superoffice", "cust1");
+    let c = db.client().await;
+    assert_eq!(
+        signed(&url, SECRET, &so_event("chatsession.changed", 195, "e-a")).await,
+        (200, "accepted".into())
+    );
+    proxy.set(false);
+    let started = Instant::now();
+    let down = signed(&url, SECRET, &so_event("chatsession.changed", 452, "e-b")).await;
+    assert_eq!(down, (503, "unavailable".into()));
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(
+        count(&c, "webhook_events").await,
+        1,
+        "nothing recorded while down"
+    );
+    proxy.set(true);
+    assert_eq!(
+        signed(&url, SECRET, &so_event("chatsession.changed", 452, "e-b")).await,
+        (200, "accepted".into()),
+        "the vendor's retry is accepted once the warehouse is back"
+    );
+    assert_eq!(count(&c, "webhook_events").await, 2);
+}
+
+/// `sessionsync run` as a child process with JSON logs (stderr captured to a file).
+fn daemon(config: &std::path::Path, log: &std::path::Path) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_sessionsync"))
+        .args(["run", "--config"])
+        .arg(config)
+        .args(["--log-format", "json"])
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+async fn free_port() -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap().port()
+}
+
+async fn wait_listening(port: u16) {
+    let start = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "daemon did not listen"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn sigkill_right_after_200_loses_nothing_and_no_secret_leaks() {
+    let db = TestDb::new().await;
+    let sim = SuperOfficeSim::start(creds(), seed_samples())
+        .await
+        .unwrap();
+    let ml = MluviiSim::start(CLIENT_ID, CLIENT_SECRET, Vec::new())
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("sessionsync-hooks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (hook_port, metrics_port) = (free_port().await, free_port().await);
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[warehouse]\nurl = \"{}\"\n[server]\nlisten = \"127.0.0.1:{metrics_port}\"\n[webhooks]\nlisten = \"127.0.0.1:{hook_port}\"\n{}{}",
+            db.url,
+            so_toml(&sim.base_url(), "cust1", Some(SECRET)),
+            ml_toml(&ml.base_url())
+        ),
+    )
+    .unwrap();
+    let url = format!("http://127.0.0.1:{hook_port}/webhooks/superoffice/cust1");
+    let (log1, log2) = (dir.join("run1.log"), dir.join("run2.log"));
+
+    // The vendor API hangs, so the worker is mid-read when the process dies.
+    sim.faults()
+        .push(sessionsync::sim::Fault::Delay(Duration::from_secs(30)), 1);
+    let mut first = daemon(&config, &log1);
+    wait_listening(hook_port).await;
+    let c = db.client().await;
+    let mut answer = (0, String::new());
+    for _ in 0..100 {
+        // Until the schema is migrated, events are answered 503.
+        answer = signed(
+            &url,
+            SECRET,
+            &so_event("chatsession.changed", 195, "e-kill"),
+        )
+        .await;
+        if answer.0 != 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(answer, (200, "accepted".into()));
+    // Wrong credentials on the way: they must not reach any log either.
+    let wrong = post(
+        &format!("http://127.0.0.1:{hook_port}/webhooks/mluvii/main"),
+        &[basic(HOOK_USER, "guessed-pw-Q9")],
+        "{}",
+    )
+    .await;
+    assert_eq!(wrong.0, 401);
+    first.kill().await.unwrap();
+    assert_eq!(count(&c, "superoffice_chat_sessions").await, 0);
+    assert_eq!(
+        count(&c, "webhook_events").await,
+        1,
+        "the event survived the kill"
+    );
+
+    sim.faults().clear();
+    let mut second = daemon(&config, &log2);
+    let n = eventually(
+        &c,
+        "SELECT count(*) FROM superoffice_chat_sessions WHERE chat_session_id = 195",
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(n, 1, "processed after the restart");
+    assert_eq!(
+        eventually(
+            &c,
+            "SELECT count(*) FROM webhook_events",
+            0,
+            Duration::from_secs(5)
+        )
+        .await,
+        0
+    );
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    second.kill().await.unwrap();
+    let logs = format!(
+        "{}{}",
+        std::fs::read_to_string(&log1).unwrap(),
+        std::fs::read_to_string(&log2).unwrap()
+    );
+    assert!(logs.contains("webhook"), "{logs}");
+    for secret in [
+        SECRET,
+        HOOK_PASSWORD,
+        "guessed-pw-Q9",
+        CLIENT_SECRET,
+        TICKET,
+    ] {
+        assert!(!logs.contains(secret), "{secret} in the logs");
+        assert!(!metrics.contains(secret), "{secret} in the metrics");
+        let tables = c
+            .query(
+                "SELECT table_name::text, column_name::text FROM information_schema.columns
+                 WHERE table_schema = 'sessionsync' AND data_type IN ('text', 'jsonb')",
+                &[],
+            )
+            .await
+            .unwrap();
+        for r in tables {
+            let (table, col): (String, String) = (r.get(0), r.get(1));
+            let n: i64 = c
+                .query_one(
+                    &format!("SELECT count(*) FROM {table} WHERE strpos({col}::text, $1) > 0"),
+                    &[&secret],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(n, 0, "{secret} in {table}.{col}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
