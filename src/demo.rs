@@ -157,7 +157,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
             messages: true,
             concurrency: 8,
             page_size: 1000,
-            webhook_secret: None,
+            webhook_secret: Some(Secret::new("demo-webhook-secret")),
         }],
         mluvii: vec![MluviiSettings {
             stream: stream("demo"),
@@ -168,7 +168,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
             concurrency: 8,
             page_size: 1000,
             max_open_age: std::time::Duration::from_secs(7 * 86400),
-            webhook: None,
+            webhook: Some(crate::config::BasicCredentials {
+                user: "demo-hook".into(),
+                password: Secret::new("demo-hook-password"),
+            }),
         }],
         takecontrol: vec![TakeControlSettings {
             stream: stream("demo"),
@@ -224,6 +227,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         println!("{}", crate::cli::describe(&r));
         reports.push(r);
     }
+    let pushing = start_webhooks(&sources, &settings, &metrics, &shutdown).await?;
+    if pushing {
+        show_pushes(&so_sim, &ml_sim, &wh, &args.sources).await?;
+    }
     print!("{}", summary(&wh, &args.database).await?);
     if let Some(pg) = &_private {
         println!(
@@ -239,10 +246,135 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     println!(
         "\nKeeps syncing every minute. Metrics: http://{addr}/metrics   Health: http://{addr}/readyz   Stop: Ctrl-C"
     );
+    if pushing {
+        println!(
+            "Webhooks: the simulators change a session every 10 s and push it; each lands within a second (log: \"webhook events applied\")."
+        );
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+            tick.tick().await;
+            let mut n = 0u64;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                n += 1;
+                live_change(&so_sim, &ml_sim, n);
+            }
+        });
+    }
     let slots = crate::engine::Slots::new(settings.engine.max_concurrent_streams, metrics);
     crate::engine::run_scheduler(engine, sources, slots, shutdown.clone()).await;
     let _ = server.await;
     Ok(0)
+}
+
+/// Starts the webhook listener (loopback, any port) and worker for the sources that take
+/// webhooks, and registers each with its simulator exactly as `sessionsync webhooks register`
+/// would; false when no selected source takes webhooks.
+async fn start_webhooks(
+    sources: &[Arc<dyn Source>],
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<bool> {
+    let endpoints = crate::webhooks::Endpoints::new(sources);
+    if endpoints.is_empty() {
+        return Ok(false);
+    }
+    let wh = crate::webhooks::warehouse(&settings.warehouse)?;
+    let (addr, _) = crate::webhooks::listener::spawn(
+        "127.0.0.1:0".parse().expect("an address"),
+        endpoints.clone(),
+        wh.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    tokio::spawn(crate::webhooks::worker::run(
+        endpoints.clone(),
+        wh,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    for ep in endpoints.iter() {
+        let key = ep.source.key();
+        let Some(hook) = ep.source.webhook() else {
+            continue;
+        };
+        let public: reqwest::Url = format!("http://{addr}").parse()?;
+        let target = crate::cli::webhook_target(&public, key.source, &key.account);
+        hook.register(&target).await.with_context(|| {
+            format!("registering the {} webhook with its simulator", key.source)
+        })?;
+    }
+    Ok(true)
+}
+
+/// One change in each simulator that pushes: a SuperOffice message, a new mluvii session.
+fn live_change(so: &SuperOfficeSim, ml: &MluviiSim, n: u64) -> (i64, i64, i64) {
+    let chats = so.chats();
+    let chat = chats[(n as usize * 7) % chats.len()].id();
+    let message = so.post_message(chat, &format!("Live message #{n} from the demo"));
+    let session = ml.sessions().iter().map(|s| s.id).max().unwrap_or(0) + 1;
+    ml.upsert(crate::sim::mluvii::SimSession::new(session, Utc::now()));
+    (chat, message, session)
+}
+
+/// Makes one live change per pushing simulator and prints how soon each reached the warehouse,
+/// with no sync run in between.
+async fn show_pushes(
+    so: &SuperOfficeSim,
+    ml: &MluviiSim,
+    wh: &Warehouse,
+    selected: &[String],
+) -> anyhow::Result<()> {
+    let conn = wh.conn().await?;
+    let changed = std::time::Instant::now();
+    let (chat, message, session) = live_change(so, ml, 0);
+    println!(
+        "
+Webhooks (the simulators push changes as the vendors do):"
+    );
+    let checks: [(&str, String, String); 2] = [
+        (
+            "superoffice",
+            format!(
+                "SELECT count(*) FROM superoffice_chat_messages WHERE chat_message_id = {message}"
+            ),
+            format!("SuperOffice: a new message in chat {chat}"),
+        ),
+        (
+            "mluvii",
+            format!("SELECT count(*) FROM mluvii_sessions WHERE session_id = {session}"),
+            format!("mluvii: session {session} created"),
+        ),
+    ];
+    for (source, sql, what) in checks {
+        if !selected.iter().any(|s| s == source) {
+            continue;
+        }
+        let landed = loop {
+            let n: i64 = conn.query_one(&sql, &[]).await?.get(0);
+            if n > 0 {
+                break Some(changed.elapsed());
+            }
+            if changed.elapsed() > std::time::Duration::from_secs(10) {
+                break None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        match landed {
+            Some(d) => println!(
+                "  {what}: in the warehouse {:.2} s later, without a sync run",
+                d.as_secs_f64()
+            ),
+            None => println!("  {what}: not in the warehouse after 10 s (see the log)"),
+        }
+    }
+    Ok(())
 }
 
 async fn reachable(url: &str) -> bool {

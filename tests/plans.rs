@@ -131,6 +131,18 @@ async fn assert_probes_whole_key(
     args: &str,
     key_columns: &[&str],
 ) {
+    assert_probes(c, sql, types, args, key_columns, "_pkey").await
+}
+
+/// As [`assert_probes_whole_key`], through the index whose name ends with `index_suffix`.
+async fn assert_probes(
+    c: &tokio_postgres::Client,
+    sql: &str,
+    types: &str,
+    args: &str,
+    key_columns: &[&str],
+    index_suffix: &str,
+) {
     c.batch_execute("DEALLOCATE ALL").await.unwrap();
     c.batch_execute(&format!("PREPARE probe({types}) AS {sql}"))
         .await
@@ -171,8 +183,8 @@ async fn assert_probes_whole_key(
                 continue;
             }
             assert!(
-                index.ends_with("_pkey"),
-                "{mode}: {rel} read through {index}, not its primary key, for {sql}\n{text}"
+                index.ends_with(index_suffix),
+                "{mode}: {rel} read through {index}, not *{index_suffix}, for {sql}\n{text}"
             );
             for col in key_columns {
                 assert!(
@@ -241,6 +253,48 @@ async fn every_statement_that_reads_stored_rows_probes_the_whole_key_under_stale
         )
         .await;
     }
+}
+
+#[tokio::test]
+async fn the_webhook_inbox_is_read_through_its_index_and_row_addresses_only() {
+    // A busy inbox with autovacuum off: many rows of other accounts, most of them deleted
+    // (dead, not vacuumed), analyzed before the new account has any.
+    let db = TestDb::new().await;
+    let s = settings(&db, "");
+    let wh = sessionsync::warehouse::Warehouse::new(&s.warehouse).unwrap();
+    wh.migrate().await.unwrap();
+    let c = db.client().await;
+    c.batch_execute(
+        "INSERT INTO webhook_events (source, account, session_id, event_type, event_key, received_at)
+         SELECT 'superoffice', 'a' || (g % 5), g, 'x', 'k' || g, now() FROM generate_series(1, 50000) g;
+         DELETE FROM webhook_events WHERE id < 49000;
+         ANALYZE webhook_events;
+         INSERT INTO webhook_events (source, account, session_id, event_type, event_key, received_at)
+         SELECT 'superoffice', 'newacct', g, 'x', 'n' || g, now() FROM generate_series(1, 3000) g;",
+    )
+    .await
+    .unwrap();
+    use sessionsync::webhooks::inbox;
+    assert_probes(
+        &c,
+        inbox::CLAIM,
+        "text, text, bigint",
+        "'superoffice', 'newacct', 500",
+        &["source", "account"],
+        "_claim_idx",
+    )
+    .await;
+    let ctids = "'{\"(0,1)\",\"(40,2)\"}'::text[]";
+    assert_probes(&c, inbox::DELETE, "text[]", ctids, &[], "").await;
+    assert_probes(
+        &c,
+        inbox::FAILED,
+        "text[], timestamptz, text",
+        &format!("{ctids}, now(), 'e'"),
+        &[],
+        "",
+    )
+    .await;
 }
 
 /// Tuples read from every index and by every sequential scan of the Take Control tables, once

@@ -47,8 +47,8 @@ pub struct Claimed {
 }
 
 /// The account's oldest due events, locked for this transaction; rows another worker holds
-/// are skipped. The fenced subquery walks `(source, account, id)` in order and stops at the
-/// limit, whatever the table's statistics say.
+/// are skipped. The order is the claim index's own, so the plan walks `(source, account, id)`
+/// and stops at the limit (the plan test holds it to that).
 pub const CLAIM: &str = "
 SELECT e.ctid::text, e.session_id, e.received_at, e.attempts
   FROM webhook_events e
@@ -98,21 +98,4 @@ pub async fn failed(
 ) -> Result<u64, tokio_postgres::Error> {
     let ctids: Vec<&str> = claimed.iter().map(|c| c.ctid.as_str()).collect();
     c.execute(FAILED, &[&ctids, &retry_after, &error]).await
-}
-
-/// When the account's next event is due (`None`: none waiting).
-pub async fn next_due(
-    c: &impl GenericClient,
-    source: &str,
-    account: &str,
-) -> Result<Option<DateTime<Utc>>, tokio_postgres::Error> {
-    let row = c
-        .query_one(
-            "SELECT min(coalesce(e.retry_after, e.received_at)) FROM (
-                 SELECT retry_after, received_at FROM webhook_events
-                  WHERE source = $1 AND account = $2 ORDER BY source, account, id LIMIT $3) e",
-            &[&source, &account, &CLAIM_LIMIT],
-        )
-        .await?;
-    Ok(row.get(0))
 }
