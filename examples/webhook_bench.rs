@@ -66,7 +66,7 @@ impl Load {
         self.next += 1;
         let marker = 1_000_000 + n as i64;
         let made = Instant::now();
-        let (source, id) = if n % 2 == 0 {
+        let (source, id) = if n.is_multiple_of(2) {
             let id = self.so_ids[(n / 2) % self.so_ids.len()];
             self.so.update(id, |e| {
                 e["CustomerName"] = serde_json::json!(format!("bench-{marker}"))
@@ -374,7 +374,7 @@ webhook_password = "bench-hook-password"
                 let Ok(permit) = limit.clone().acquire_owned().await else {
                     break;
                 };
-                let body = if i % 10 == 0 {
+                let body = if i.is_multiple_of(10) {
                     big.clone()
                 } else {
                     small.clone()
