@@ -246,7 +246,7 @@ async fn so_setup() -> (TestDb, SuperOfficeSim, Settings, Harness) {
 
 #[tokio::test]
 async fn signatures_and_credentials_are_checked_before_anything_is_recorded() {
-    let (db, _sim, s, h) = so_setup().await;
+    let (db, sim, s, h) = so_setup().await;
     let hooks = Hooks::start(&s, &h).await;
     let url = hooks.url("superoffice", "cust1");
     let body = so_event("chatsession.changed", 195, "e-1");
@@ -306,6 +306,34 @@ async fn signatures_and_credentials_are_checked_before_anything_is_recorded() {
     assert_eq!((status, outcome.as_str()), (200, "duplicate"));
     assert_eq!(count(&c, "webhook_events").await, 1);
 
+    // Another event for the same session while both wait: one read of the session for both.
+    let other = so_event("chatsession.message", 195, "e-2");
+    assert_eq!(signed(&url, SECRET, &other).await, (200, "accepted".into()));
+    assert_eq!(count(&c, "webhook_events").await, 2);
+    sim.log().clear();
+    hooks.work();
+    assert_eq!(
+        eventually(
+            &c,
+            "SELECT count(*) FROM webhook_events",
+            0,
+            Duration::from_secs(10)
+        )
+        .await,
+        0
+    );
+    let reads = sim
+        .log()
+        .entries()
+        .iter()
+        .filter(|e| e.path == "/api/v1/ChatSession/{id}")
+        .count();
+    assert_eq!(
+        reads, 1,
+        "events for one session arriving together cause one read"
+    );
+    assert_eq!(count(&c, "superoffice_chat_sessions").await, 1);
+
     let text = hooks.metrics.encode();
     let n = |outcome: &str| {
         metric(
@@ -315,7 +343,7 @@ async fn signatures_and_credentials_are_checked_before_anything_is_recorded() {
         )
     };
     assert_eq!(n("unauthorized"), 4.0, "{text}");
-    assert_eq!((n("accepted"), n("duplicate")), (1.0, 1.0));
+    assert_eq!((n("accepted"), n("duplicate")), (2.0, 1.0));
     assert!(!text.contains("nobody"), "unknown accounts are not labels");
 }
 
