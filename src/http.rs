@@ -56,6 +56,14 @@ pub enum HttpError {
         attempts: usize,
         last: String,
     },
+    #[error(
+        "{source_name} account `{account}`: the HTTP client could not be built ({detail}); check the system's TLS root certificates (SSL_CERT_FILE / ca-certificates)"
+    )]
+    Client {
+        source_name: &'static str,
+        account: String,
+        detail: String,
+    },
 }
 
 /// The response would not fit: see `max_response_mb`.
@@ -67,7 +75,9 @@ impl HttpError {
     pub fn status(&self) -> Option<u16> {
         match self {
             HttpError::Status { status, .. } => Some(*status),
-            HttpError::RetriesExhausted { .. } | HttpError::TooLarge { .. } => None,
+            HttpError::RetriesExhausted { .. }
+            | HttpError::TooLarge { .. }
+            | HttpError::Client { .. } => None,
         }
     }
 }
@@ -99,7 +109,7 @@ struct AttemptError {
 }
 
 pub struct HttpClient {
-    client: reqwest::Client,
+    client: Result<reqwest::Client, String>,
     source: &'static str,
     account: String,
     settings: HttpSettings,
@@ -129,15 +139,18 @@ const BASE_DELAY: Duration = Duration::from_millis(200);
 /// One `reqwest` client for the whole process: its TLS configuration (the system's root
 /// certificates) and connection pools are shared by every account, so memory does not grow
 /// with the number of accounts. Each account's timeout is set on its own requests.
-fn shared_client() -> reqwest::Client {
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+/// Building it can fail (no usable TLS configuration): every request then fails with
+/// [`HttpError::Client`], saying so, instead of the process panicking.
+fn shared_client() -> Result<reqwest::Client, String> {
+    static CLIENT: std::sync::OnceLock<Result<reqwest::Client, String>> =
+        std::sync::OnceLock::new();
     CLIENT
         .get_or_init(|| {
             reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
                 .user_agent(concat!("sessionsync/", env!("CARGO_PKG_VERSION")))
                 .build()
-                .expect("the TLS backend is compiled in")
+                .map_err(|e| e.to_string())
         })
         .clone()
 }
@@ -184,6 +197,16 @@ impl HttpClient {
         endpoint: &'static str,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Response, HttpError> {
+        let client = match &self.client {
+            Ok(c) => c,
+            Err(detail) => {
+                return Err(HttpError::Client {
+                    source_name: self.source,
+                    account: self.account.clone(),
+                    detail: detail.clone(),
+                });
+            }
+        };
         let backoff = ExponentialBuilder::default()
             .with_min_delay(BASE_DELAY)
             .with_max_delay(self.settings.max_retry_wait.max(BASE_DELAY))
@@ -191,7 +214,7 @@ impl HttpClient {
         let attempts = AtomicU64::new(0);
         let result = (|| async {
             attempts.fetch_add(1, Ordering::Relaxed);
-            self.attempt(endpoint, &build).await
+            self.attempt(endpoint, client, &build).await
         })
         .retry(backoff)
         .sleep(tokio::time::sleep)
@@ -258,6 +281,7 @@ impl HttpClient {
     async fn attempt(
         &self,
         endpoint: &'static str,
+        client: &reqwest::Client,
         build: &impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Response, AttemptError> {
         loop {
@@ -271,10 +295,7 @@ impl HttpClient {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let outcome = async {
-            let mut resp = build(&self.client)
-                .timeout(self.settings.timeout)
-                .send()
-                .await?;
+            let mut resp = build(client).timeout(self.settings.timeout).send().await?;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
             // Read as it arrives, and stop at the cap: a runaway body must not take the memory.
