@@ -74,6 +74,15 @@ pub trait Webhook: Send + Sync {
     async fn state(&self) -> Result<WebhookState, SourceError>;
 }
 
+/// A webhook body as a JSON object, or the [`Event::Malformed`] that says why it is not one.
+pub fn json_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, Event> {
+    match serde_json::from_slice(body) {
+        Ok(serde_json::Value::Object(o)) => Ok(o),
+        Ok(_) => Err(Event::Malformed("not a JSON object".into())),
+        Err(e) => Err(Event::Malformed(format!("not JSON ({e})"))),
+    }
+}
+
 /// The key of a delivery that carries no event id: the SHA-256 of its body.
 pub fn body_key(body: &[u8]) -> String {
     let digest = sha2::Sha256::digest(body);

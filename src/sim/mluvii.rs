@@ -867,14 +867,7 @@ fn hook_json(h: &SimWebhook) -> Value {
 /// `(EventTypes, CallbackUrl)` of a registration body.
 fn hook_from(text: &str) -> Result<(Vec<String>, String), &'static str> {
     let v: Value = serde_json::from_str(text).map_err(|_| "Invalid JSON")?;
-    let events: Vec<String> = v["EventTypes"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|e| e.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let events = super::string_list(&v["EventTypes"]);
     let url = v["CallbackUrl"].as_str().unwrap_or_default().to_string();
     if events.is_empty() || reqwest::Url::parse(&url).is_err() {
         return Err("EventTypes and a valid CallbackUrl are required");

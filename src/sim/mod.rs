@@ -336,3 +336,14 @@ async fn post_once(
     }
     rb.send().await.ok().map(|r| r.status().as_u16())
 }
+
+/// The strings of a JSON array field (a registration's event types), empty when absent.
+fn string_list(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}

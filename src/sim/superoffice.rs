@@ -719,14 +719,7 @@ async fn webhook_from(text: &str, id: i64) -> Result<SimWebhook, Response> {
     let v: Value = serde_json::from_str(text)
         .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")))?;
     let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-    let events: Vec<String> = v["Events"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|e| e.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let events = super::string_list(&v["Events"]);
     let hook = SimWebhook {
         id,
         name: s("Name"),

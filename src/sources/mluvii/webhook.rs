@@ -12,7 +12,7 @@ use sha2::Digest;
 use subtle::ConstantTimeEq;
 
 use super::{Mluvii, Remembered, SOURCE, STATE_VERSION};
-use crate::engine::push::body_key;
+use crate::engine::push::{body_key, json_object};
 use crate::engine::{Batch, Event, Pushed, SourceError, StreamState, Webhook, WebhookState};
 use crate::http::HttpError;
 use crate::sources::lenient::{self, Fields};
@@ -123,14 +123,11 @@ impl Webhook for Mluvii {
     }
 
     fn parse(&self, body: &[u8]) -> Event {
-        let v: Value = match serde_json::from_slice(body) {
-            Ok(v) => v,
-            Err(e) => return Event::Malformed(format!("not JSON ({e})")),
+        let o = match json_object(body) {
+            Ok(o) => o,
+            Err(malformed) => return malformed,
         };
-        let Some(o) = v.as_object() else {
-            return Event::Malformed("not a JSON object".into());
-        };
-        let f = Fields::new(o);
+        let f = Fields::new(&o);
         let event_type = f.text("eventtype").unwrap_or_default();
         let Some(known) = EVENTS.iter().find(|e| e.eq_ignore_ascii_case(&event_type)) else {
             return Event::Ignored {

@@ -12,7 +12,7 @@ use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 use super::{Remembered, STATE_VERSION, Seen, SuperOffice};
-use crate::engine::push::body_key;
+use crate::engine::push::{body_key, json_object};
 use crate::engine::{Batch, Event, Pushed, SourceError, StreamState, Webhook, WebhookState};
 use crate::sources::lenient::{self, Fields};
 
@@ -100,14 +100,11 @@ impl Webhook for SuperOffice {
     }
 
     fn parse(&self, body: &[u8]) -> Event {
-        let v: Value = match serde_json::from_slice(body) {
-            Ok(v) => v,
-            Err(e) => return Event::Malformed(format!("not JSON ({e})")),
+        let o = match json_object(body) {
+            Ok(o) => o,
+            Err(malformed) => return malformed,
         };
-        let Some(o) = v.as_object() else {
-            return Event::Malformed("not a JSON object".into());
-        };
-        let f = Fields::new(o);
+        let f = Fields::new(&o);
         let event_type = f.text("event").unwrap_or_default();
         let known = EVENTS.iter().any(|e| e.eq_ignore_ascii_case(&event_type));
         if !known {
