@@ -31,6 +31,7 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PROJECT=sessionsync-smoke
 export POSTGRES_PASSWORD=smoke-$RANDOM$RANDOM GRAFANA_ADMIN_PASSWORD=unused-in-smoke
 export POSTGRES_PORT=${POSTGRES_PORT:-55432} PROMETHEUS_PORT=${PROMETHEUS_PORT:-59090} GRAFANA_PORT=${GRAFANA_PORT:-53000}
+export WEBHOOK_PORT=${WEBHOOK_PORT:-58080}
 checks=()
 ok() { checks+=("$1"); echo "ok: $1"; }
 die() { echo "docker-smoke: FAILED: $*" >&2; exit 1; }
@@ -269,8 +270,11 @@ sed -e 's#https://api.us0.swi-rc.com#http://sim-takecontrol:8081#' \
     -e 's#https://sod.superoffice.com/Cust12345#http://sim-superoffice:8082#' \
     -e 's#https://app.mluvii.com#http://sim-mluvii:8083#' \
     -e "s#^start = .*#start = \"$since\"#" -e 's#^schedule = .*#schedule = "* * * * *"#' \
+    -e 's|^#webhook_secret = .*|webhook_secret = "${SO_WEBHOOK_SECRET}"|' \
     "$root/docker/sessionsync.toml" >"$stackdir/sessionsync.toml"
+grep -q '^webhook_secret' "$stackdir/sessionsync.toml" || die "docker/sessionsync.toml has no webhook_secret line to turn on"
 cat >>"$stackdir/.env" <<'EOF'
+SO_WEBHOOK_SECRET=smoke-webhook-secret
 TAKECONTROL_KEY=simulated-key
 SO_TICKET=simulated-ticket
 SO_APP_TOKEN=simulated-app-token
@@ -285,6 +289,19 @@ live_synced() {
 }
 wait_for 240 "the live daemon did not complete a run of each source: $(psql_wh 'SELECT source, status, error FROM sessionsync.sync_runs' 2>&1 | head -5)" live_synced
 ok "live: $(psql_wh "SELECT string_agg(format('%s %s rows', source, rows), ', ' ORDER BY source) FROM (SELECT source, sum(rows_written) AS rows FROM sessionsync.sync_runs GROUP BY source) s")"
+# A webhook through the listener compose publishes: signed as SuperOffice signs, for a stored
+# session; unsigned is refused.
+hook_url="http://127.0.0.1:$WEBHOOK_PORT/webhooks/superoffice/main"
+sid=$(psql_wh "SELECT min(chat_session_id) FROM sessionsync.superoffice_chat_sessions")
+body="{\"EventId\":\"smoke-1\",\"Event\":\"chatsession.changed\",\"PrimaryKey\":$sid,\"Entity\":\"chatsession\"}"
+sig=$(printf '%s' "$body" | openssl dgst -sha256 -hmac smoke-webhook-secret -binary | base64)
+code=$(curl -s -o "$CACHE/hook.out" -w '%{http_code}' -H "X-SuperOffice-Signature: $sig" --data-binary "$body" "$hook_url") || true
+[ "$code" = 200 ] && grep -q accepted "$CACHE/hook.out" || die "signed webhook answered $code: $(cat "$CACHE/hook.out" 2>/dev/null)"
+inbox_empty() { [ "$(psql_wh 'SELECT count(*) FROM sessionsync.webhook_events')" = 0 ]; }
+wait_for 30 "the accepted webhook event was not acted on" inbox_empty
+code=$(curl -s -o /dev/null -w '%{http_code}' --data-binary "$body" "$hook_url") || true
+[ "$code" = 401 ] || die "an unsigned webhook answered $code, not 401"
+ok "live: webhooks on 127.0.0.1:$WEBHOOK_PORT: a signed SuperOffice event answered 200 accepted and acted on; unsigned 401"
 live_healthy() { [ "$(container_health sessionsync)" = healthy ]; }
 wait_for 150 "the live daemon never became healthy" live_healthy
 ok "sessionsync (live) container healthy"
