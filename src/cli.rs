@@ -622,6 +622,9 @@ pub fn describe(r: &RunReport) -> String {
     if let Some(w) = r.watermark {
         s.push_str(&format!("; watermark {}", w.format("%Y-%m-%d %H:%M:%SZ")));
     }
+    if let Some(n) = t.nulled_summary() {
+        s.push_str(&format!("; {n}"));
+    }
     if r.outcome == Outcome::Skipped {
         s.push_str(" (another sessionsync process holds this stream)");
     }

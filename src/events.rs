@@ -97,7 +97,8 @@ impl RecordRejected<'_> {
         if self.set_aside {
             tracing::warn!(source = k.source, account = %k.account, stream = k.stream, record = self.record_key, reason = self.reason, "record set aside in rejected_records");
         } else {
-            tracing::info!(source = k.source, account = %k.account, stream = k.stream, record = self.record_key, reason = self.reason, "value nulled");
+            // Counted per run (RunFinished says how many, by reason); each one at DEBUG.
+            tracing::debug!(source = k.source, account = %k.account, stream = k.stream, record = self.record_key, reason = self.reason, "value nulled");
         }
         m.records_rejected
             .get_or_create(&RejectLabels {
@@ -111,7 +112,7 @@ impl RecordRejected<'_> {
 }
 
 /// Reasons carry detail after a colon; the metric label keeps the stable part only.
-fn reason_label(reason: &str) -> String {
+pub fn reason_label(reason: &str) -> String {
     reason
         .split(':')
         .next()
@@ -151,6 +152,8 @@ pub struct RunFinished<'a> {
     pub written: u64,
     pub unchanged: u64,
     pub rejected: u64,
+    /// Values nulled, by reason.
+    pub nulled: &'a std::collections::BTreeMap<String, u64>,
     pub error: Option<&'a str>,
 }
 
@@ -158,6 +161,15 @@ impl RunFinished<'_> {
     pub fn emit(&self, m: &Metrics) {
         let k = self.key;
         let outcome = self.outcome.as_str();
+        let nulled: u64 = self.nulled.values().sum();
+        if nulled > 0 {
+            let reasons: Vec<String> = self
+                .nulled
+                .iter()
+                .map(|(r, c)| format!("{r}={c}"))
+                .collect();
+            tracing::info!(source = k.source, account = %k.account, stream = k.stream, run_id = self.run_id, nulled, reasons = %reasons.join(","), "values nulled in records that landed (counted, not set aside)");
+        }
         match self.outcome {
             Outcome::Succeeded => {
                 tracing::info!(source = k.source, account = %k.account, stream = k.stream, run_id = self.run_id, outcome, elapsed_ms = self.elapsed.as_millis() as u64, written = self.written, unchanged = self.unchanged, rejected = self.rejected, "run finished")

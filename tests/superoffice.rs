@@ -97,6 +97,12 @@ async fn seed_samples_land_with_exact_dates_and_their_negative_spans_are_counted
     let r = h.sync().await;
     assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
     assert_eq!(r.totals.written, 3);
+    // Counted per run, by reason, and said once in the run's line.
+    assert_eq!(
+        r.totals.nulled_summary().as_deref(),
+        Some("2 values nulled: negative_duration (2)")
+    );
+    assert!(sessionsync::cli::describe(&r).ends_with("; 2 values nulled: negative_duration (2)"));
     let c = db.client().await;
     let exact: bool = c
         .query_one(

@@ -14,7 +14,7 @@ use super::{
 };
 
 const STOPPED: &str = "stopped by shutdown before the range was finished; the next run resumes from the committed watermark";
-use crate::events::{RecordRejected, RunFinished, WindowCommitted};
+use crate::events::{RecordRejected, RunFinished, WindowCommitted, reason_label};
 use crate::telemetry::Metrics;
 use crate::warehouse::{self, RunTotals, Warehouse, WarehouseError};
 
@@ -348,8 +348,11 @@ impl Engine {
                 None => commit.await,
             };
             match result {
-                Ok((counts, rejected, new)) => {
+                Ok((counts, rejected, new, nulled)) => {
                     committed += 1;
+                    for reason in nulled {
+                        *totals.nulled.entry(reason).or_default() += 1;
+                    }
                     totals.written += counts.written;
                     totals.unchanged += counts.unchanged;
                     totals.rejected += rejected;
@@ -398,6 +401,7 @@ impl Engine {
             written: totals.written,
             unchanged: totals.unchanged,
             rejected: totals.rejected,
+            nulled: &totals.nulled,
             error: error.as_deref(),
         }
         .emit(&self.metrics);
@@ -412,7 +416,8 @@ impl Engine {
     }
 
     /// Writes one window and moves the watermark, in one transaction.
-    /// Returns the write counts, the number of records set aside, and how many of those are new.
+    /// Returns the write counts, the number of records set aside, how many of those are new,
+    /// and the reason of each value nulled.
     async fn commit_window(
         &self,
         conn: &mut deadpool_postgres::Object,
@@ -421,7 +426,7 @@ impl Engine {
         batch: Batch,
         state: &mut StreamState,
         (range, window_seconds): (Range, Option<i32>),
-    ) -> Result<(WriteCounts, u64, u64), WarehouseError> {
+    ) -> Result<(WriteCounts, u64, u64, Vec<String>), WarehouseError> {
         let tx = conn
             .transaction()
             .await
@@ -490,6 +495,11 @@ impl Engine {
         if let Some(s) = batch.state {
             state.state = s;
         }
-        Ok((counts, batch.rejected.len() as u64, new))
+        let nulled = batch
+            .nulled
+            .iter()
+            .map(|r| reason_label(&r.reason))
+            .collect();
+        Ok((counts, batch.rejected.len() as u64, new, nulled))
     }
 }

@@ -153,6 +153,29 @@ pub struct RunTotals {
     pub rejected: u64,
     pub requests: u64,
     pub retries: u64,
+    /// Values nulled in records that landed (e.g. a negative duration), by reason; reported
+    /// with the run, not stored.
+    pub nulled: std::collections::BTreeMap<String, u64>,
+}
+
+impl RunTotals {
+    /// "17 values nulled: negative_duration (15), invalid_rating (2)", or `None`.
+    pub fn nulled_summary(&self) -> Option<String> {
+        let n: u64 = self.nulled.values().sum();
+        if n == 0 {
+            return None;
+        }
+        let reasons: Vec<String> = self
+            .nulled
+            .iter()
+            .map(|(r, c)| format!("{r} ({c})"))
+            .collect();
+        Some(format!(
+            "{n} value{} nulled: {}",
+            if n == 1 { "" } else { "s" },
+            reasons.join(", ")
+        ))
+    }
 }
 
 pub async fn finish_run(
