@@ -282,11 +282,83 @@ async fn sync(
     let slots = Slots::new(settings.engine.max_concurrent_streams, metrics.clone());
     let engine = Engine::new(wh, metrics);
     let shutdown = shutdown_on_signals();
-    let reports = run_streams(&sources, &slots, &shutdown, |s, _| {
-        engine.run_once(s, &shutdown)
+    let bars = &StreamBars::new(&sources);
+    let reports = run_streams(&sources, &slots, &shutdown, |s, i| {
+        let (engine, shutdown) = (&engine, &shutdown);
+        async move {
+            let show = move |p: &Progress| bars.show(i, p, false);
+            let r = engine.run(s, Range::Regular, shutdown, &show).await;
+            bars.finish(i);
+            r
+        }
     })
     .await?;
     Ok(exit_code(&reports))
+}
+
+/// On a terminal, one live bar per stream while it runs (windows, rows, rate, ETA), cleared
+/// when it ends (the stream's line says how it went); otherwise nothing, or, for a backfill,
+/// a progress log line per window.
+pub struct StreamBars {
+    tty: bool,
+    bars: Vec<indicatif::ProgressBar>,
+    /// Whether each bar is on the terminal yet (a stream's bar appears when it starts).
+    shown: Vec<std::sync::atomic::AtomicBool>,
+    keys: Vec<String>,
+    multi: indicatif::MultiProgress,
+}
+
+impl StreamBars {
+    pub fn new(sources: &[Arc<dyn crate::engine::Source>]) -> Self {
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let multi = indicatif::MultiProgress::new();
+        let style = indicatif::ProgressStyle::with_template(
+            "{prefix:<32} [{bar:30}] {pos}/{len} windows, {msg} ({per_sec}, ETA {eta})",
+        )
+        .map(|s| s.progress_chars("#>-"))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        let bars = sources
+            .iter()
+            .map(|s| {
+                let bar = if tty {
+                    indicatif::ProgressBar::new(0)
+                } else {
+                    indicatif::ProgressBar::hidden()
+                };
+                bar.set_style(style.clone());
+                bar.set_prefix(s.key().to_string());
+                bar
+            })
+            .collect();
+        StreamBars {
+            tty,
+            bars,
+            shown: sources.iter().map(|_| Default::default()).collect(),
+            keys: sources.iter().map(|s| s.key().to_string()).collect(),
+            multi,
+        }
+    }
+
+    /// Stream `i` got this far; `log` also writes a progress line when there is no terminal.
+    pub fn show(&self, i: usize, p: &Progress, log: bool) {
+        let rows = p.written + p.unchanged;
+        let bar = &self.bars[i];
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+        bar.set_message(format!("{rows} rows"));
+        if self.tty && !self.shown[i].swap(true, std::sync::atomic::Ordering::Relaxed) {
+            self.multi.add(bar.clone());
+        }
+        if log && !self.tty {
+            let eta = (p.done > 0 && p.done < p.total)
+                .then(|| p.elapsed.mul_f64((p.total - p.done) as f64 / p.done as f64));
+            tracing::info!(stream = %self.keys[i], done = p.done, total = p.total, rows, eta_seconds = eta.map(|e| e.as_secs()), "backfill progress");
+        }
+    }
+
+    pub fn finish(&self, i: usize) {
+        self.bars[i].finish_and_clear();
+    }
 }
 
 /// Runs `run` for every stream, at most `slots.limit()` at once (the others wait their turn in
@@ -368,49 +440,15 @@ async fn backfill(
     let slots = Slots::new(settings.engine.max_concurrent_streams, metrics.clone());
     let engine = Engine::new(wh, metrics);
     let shutdown = shutdown_on_signals();
-    // On a terminal: one live bar per stream (windows, rows, rate, ETA); otherwise log lines.
-    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let bars = indicatif::MultiProgress::new();
-    let style = indicatif::ProgressStyle::with_template(
-        "{prefix:<32} [{bar:30}] {pos}/{len} windows, {msg} ({per_sec}, ETA {eta})",
-    )
-    .map(|s| s.progress_chars("#>-"))
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    let per_stream: Vec<indicatif::ProgressBar> = sources
-        .iter()
-        .map(|s| {
-            let bar = if tty {
-                bars.add(indicatif::ProgressBar::new(0))
-            } else {
-                indicatif::ProgressBar::hidden()
-            };
-            bar.set_style(style.clone());
-            bar.set_prefix(s.key().to_string());
-            bar
-        })
-        .collect();
-    let per_stream = &per_stream;
+    let bars = &StreamBars::new(&sources);
     let reports = run_streams(&sources, &slots, &shutdown, |s, i| {
-        let key = s.key().to_string();
-        let show = move |p: &Progress| {
-            let rows = p.written + p.unchanged;
-            let bar = &per_stream[i];
-            bar.set_length(p.total as u64);
-            bar.set_position(p.done as u64);
-            bar.set_message(format!("{rows} rows"));
-            if !tty {
-                let eta = (p.done > 0 && p.done < p.total)
-                    .then(|| p.elapsed.mul_f64((p.total - p.done) as f64 / p.done as f64));
-                tracing::info!(stream = %key, done = p.done, total = p.total, rows, eta_seconds = eta.map(|e| e.as_secs()), "backfill progress");
-            }
-        };
-        let engine = &engine;
-        let shutdown = &shutdown;
+        let (engine, shutdown) = (&engine, &shutdown);
         async move {
+            let show = move |p: &Progress| bars.show(i, p, true);
             let r = engine
                 .run(s, Range::Backfill { from, to }, shutdown, &show)
                 .await;
-            per_stream[i].finish();
+            bars.finish(i);
             r
         }
     })

@@ -222,8 +222,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         ml_sessions
     );
     let mut reports = Vec::new();
-    for s in &sources {
-        let r = engine.run_once(&**s as &dyn Source, &shutdown).await?;
+    let bars = crate::cli::StreamBars::new(&sources);
+    for (i, s) in sources.iter().enumerate() {
+        let show = |p: &crate::engine::Progress| bars.show(i, p, false);
+        let r = engine
+            .run(
+                &**s as &dyn Source,
+                crate::engine::Range::Regular,
+                &shutdown,
+                &show,
+            )
+            .await;
+        bars.finish(i);
+        let r = r?;
         println!("{}", crate::cli::describe(&r));
         reports.push(r);
     }
