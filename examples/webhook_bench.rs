@@ -277,7 +277,7 @@ webhook_password = "bench-hook-password"
     let t0 = Instant::now();
     for s in &sources {
         let r = engine.run_once(&**s, &CancellationToken::new()).await?;
-        println!("{}", sessionsync::cli::describe(&r));
+        println!("{}", sessionsync::report::describe(&r));
     }
     println!(
         "initial sync: {:.1} s ({} + {} sessions)",
@@ -307,7 +307,7 @@ webhook_password = "bench-hook-password"
     for ep in endpoints.iter() {
         let k = ep.source.key();
         if let Some(hook) = ep.source.webhook() {
-            let target = sessionsync::cli::webhook_target(&public, k.source, &k.account);
+            let target = sessionsync::webhooks::target_url(&public, k.source, &k.account);
             println!("{}", hook.register(&target).await?);
         }
     }

@@ -13,6 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Settings};
 use crate::engine::{Engine, Outcome, Progress, Range, RunReport, Slots};
+use crate::report::{StreamBars, describe, exit_code};
+use crate::shutdown::shutdown_on_signals;
 use crate::telemetry::{LogFormat, Metrics};
 use crate::warehouse::{StreamStatus, Warehouse};
 
@@ -188,32 +190,6 @@ fn load(path: Option<PathBuf>) -> Result<Settings, Failure> {
     Settings::load(&config::resolve_path(path.as_deref())).map_err(config_failure)
 }
 
-/// A token cancelled by SIGINT or SIGTERM.
-pub fn shutdown_on_signals() -> CancellationToken {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C (SIGINT) stops this process cleanly");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutdown requested; finishing or rolling back open work");
-        t.cancel();
-    });
-    token
-}
-
 async fn migrate(path: Option<PathBuf>) -> Result<u8, Failure> {
     let settings = load(path)?;
     let wh = Warehouse::new(&settings.warehouse)?;
@@ -294,71 +270,6 @@ async fn sync(
     })
     .await?;
     Ok(exit_code(&reports))
-}
-
-/// On a terminal, one live bar per stream while it runs (windows, rows, rate, ETA), cleared
-/// when it ends (the stream's line says how it went); otherwise nothing, or, for a backfill,
-/// a progress log line per window.
-pub struct StreamBars {
-    tty: bool,
-    bars: Vec<indicatif::ProgressBar>,
-    /// Whether each bar is on the terminal yet (a stream's bar appears when it starts).
-    shown: Vec<std::sync::atomic::AtomicBool>,
-    keys: Vec<String>,
-    multi: indicatif::MultiProgress,
-}
-
-impl StreamBars {
-    pub fn new(sources: &[Arc<dyn crate::engine::Source>]) -> Self {
-        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        let multi = indicatif::MultiProgress::new();
-        let style = indicatif::ProgressStyle::with_template(
-            "{prefix:<32} [{bar:30}] {pos}/{len} windows, {msg} ({per_sec}, ETA {eta})",
-        )
-        .map(|s| s.progress_chars("#>-"))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-        let bars = sources
-            .iter()
-            .map(|s| {
-                let bar = if tty {
-                    indicatif::ProgressBar::new(0)
-                } else {
-                    indicatif::ProgressBar::hidden()
-                };
-                bar.set_style(style.clone());
-                bar.set_prefix(s.key().to_string());
-                bar
-            })
-            .collect();
-        StreamBars {
-            tty,
-            bars,
-            shown: sources.iter().map(|_| Default::default()).collect(),
-            keys: sources.iter().map(|s| s.key().to_string()).collect(),
-            multi,
-        }
-    }
-
-    /// Stream `i` got this far; `log` also writes a progress line when there is no terminal.
-    pub fn show(&self, i: usize, p: &Progress, log: bool) {
-        let rows = p.written + p.unchanged;
-        let bar = &self.bars[i];
-        bar.set_length(p.total as u64);
-        bar.set_position(p.done as u64);
-        bar.set_message(format!("{rows} rows"));
-        if self.tty && !self.shown[i].swap(true, std::sync::atomic::Ordering::Relaxed) {
-            self.multi.add(bar.clone());
-        }
-        if log && !self.tty {
-            let eta = (p.done > 0 && p.done < p.total)
-                .then(|| p.elapsed.mul_f64((p.total - p.done) as f64 / p.done as f64));
-            tracing::info!(stream = %self.keys[i], done = p.done, total = p.total, rows, eta_seconds = eta.map(|e| e.as_secs()), "backfill progress");
-        }
-    }
-
-    pub fn finish(&self, i: usize) {
-        self.bars[i].finish_and_clear();
-    }
 }
 
 /// Runs `run` for every stream, at most `slots.limit()` at once (the others wait their turn in
@@ -584,7 +495,7 @@ async fn register_webhook(
             ),
         });
     };
-    let target = webhook_target(&public_url, &source, &account);
+    let target = crate::webhooks::target_url(&public_url, &source, &account);
     if target.scheme() != "https" {
         eprintln!(
             "warning: {target} is not HTTPS; the vendors deliver only to HTTPS with a valid certificate (put a TLS proxy in front of the listener)"
@@ -599,18 +510,6 @@ async fn register_webhook(
         );
     }
     Ok(0)
-}
-
-/// `PUBLIC_URL/webhooks/SOURCE/ACCOUNT` (a URL already ending so is taken as it is).
-pub fn webhook_target(public_url: &reqwest::Url, source: &str, account: &str) -> reqwest::Url {
-    let suffix = format!("/webhooks/{source}/{account}");
-    if public_url.path().trim_end_matches('/').ends_with(&suffix) {
-        return public_url.clone();
-    }
-    let mut u = public_url.clone();
-    let path = format!("{}{suffix}", u.path().trim_end_matches('/'));
-    u.set_path(&path);
-    u
 }
 
 /// GET `url`; healthy only on a 2xx answer within `timeout`.
@@ -631,45 +530,6 @@ async fn healthcheck(url: reqwest::Url, timeout: Duration) -> Result<u8, Failure
     } else {
         Err(anyhow::anyhow!("{url} answered {status}: the daemon is up but not healthy").into())
     }
-}
-
-/// 1 if any stream failed, else 3 if any was partial, else 0.
-pub fn exit_code(reports: &[RunReport]) -> u8 {
-    if reports.iter().any(|r| r.outcome == Outcome::Failed) {
-        1
-    } else if reports.iter().any(|r| r.outcome == Outcome::Partial) {
-        3
-    } else {
-        0
-    }
-}
-
-/// One line about a run, for people.
-pub fn describe(r: &RunReport) -> String {
-    let t = &r.totals;
-    let mut s = format!(
-        "{}: {} — {} written, {} unchanged, {} rejected; {} requests ({} retried)",
-        r.key,
-        r.outcome.as_str(),
-        t.written,
-        t.unchanged,
-        t.rejected,
-        t.requests,
-        t.retries
-    );
-    if let Some(w) = r.watermark {
-        s.push_str(&format!("; watermark {}", w.format("%Y-%m-%d %H:%M:%SZ")));
-    }
-    if let Some(n) = t.nulled_summary() {
-        s.push_str(&format!("; {n}"));
-    }
-    if r.outcome == Outcome::Skipped {
-        s.push_str(" (another sessionsync process holds this stream)");
-    }
-    if let Some(e) = &r.error {
-        s.push_str(&format!("\n  error: {e}"));
-    }
-    s
 }
 
 async fn run(path: Option<PathBuf>) -> Result<u8, Failure> {

@@ -204,7 +204,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     }
     sources.retain(|s| args.sources.iter().any(|n| n == s.key().source));
     let engine = Arc::new(Engine::new(wh.clone(), metrics.clone()));
-    let shutdown = crate::cli::shutdown_on_signals();
+    let shutdown = crate::shutdown::shutdown_on_signals();
     println!("sessionsync demo: simulators with generated data");
     println!(
         "  Take Control  {}  {} sessions",
@@ -222,7 +222,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         ml_sessions
     );
     let mut reports = Vec::new();
-    let bars = crate::cli::StreamBars::new(&sources);
+    let bars = crate::report::StreamBars::new(&sources);
     for (i, s) in sources.iter().enumerate() {
         let show = |p: &crate::engine::Progress| bars.show(i, p, false);
         let r = engine
@@ -235,7 +235,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
             .await;
         bars.finish(i);
         let r = r?;
-        println!("{}", crate::cli::describe(&r));
+        println!("{}", crate::report::describe(&r));
         reports.push(r);
     }
     let pushing = start_webhooks(&sources, &settings, &metrics, &shutdown).await?;
@@ -250,7 +250,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         );
     }
     if args.once {
-        return Ok(crate::cli::exit_code(&reports));
+        return Ok(crate::report::exit_code(&reports));
     }
     let (addr, server) =
         crate::server::spawn(args.listen, metrics.clone(), wh, shutdown.clone()).await?;
@@ -316,7 +316,7 @@ async fn start_webhooks(
             continue;
         };
         let public: reqwest::Url = format!("http://{addr}").parse()?;
-        let target = crate::cli::webhook_target(&public, key.source, &key.account);
+        let target = crate::webhooks::target_url(&public, key.source, &key.account);
         hook.register(&target).await.with_context(|| {
             format!("registering the {} webhook with its simulator", key.source)
         })?;
@@ -576,7 +576,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
         args.source,
         from.format("%Y-%m-%dT%H:%M:%SZ")
     );
-    let shutdown = crate::cli::shutdown_on_signals();
+    let shutdown = crate::shutdown::shutdown_on_signals();
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::engine::{Outcome, StreamKey, Window};
+use crate::model::{Outcome, StreamKey, Window};
 use crate::telemetry::{
     EndpointLabels, Metrics, RejectLabels, RequestLabels, RetryLabels, RunLabels, SourceLabels,
     SourceStreamLabels, StreamLabels, WebhookLabels,

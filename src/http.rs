@@ -180,6 +180,14 @@ impl HttpClient {
         }
     }
 
+    /// Requests sent so far (every attempt counts) and retries.
+    pub fn counts(&self) -> crate::model::RequestCounts {
+        crate::model::RequestCounts {
+            requests: self.requests(),
+            retries: self.retries(),
+        }
+    }
+
     /// Requests sent so far (every attempt counts).
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)

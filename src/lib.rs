@@ -1,6 +1,8 @@
 //! sessionsync keeps a PostgreSQL warehouse in step with support-session systems.
 //!
 //! # Layout
+//! - [`model`]: the plain data every layer shares (stream key, window, outcome, records set
+//!   aside, run totals); a leaf that imports nothing of the crate.
 //! - [`config`]: the TOML file, `${VAR}` substitution, validation into typed [`config::Settings`];
 //!   secrets are [`config::Secret`] and never print.
 //! - [`engine`]: vendor-agnostic: the [`engine::Source`] trait, time windows, the per-stream
@@ -15,6 +17,8 @@
 //! - [`webhooks`]: the vendor webhook listener, its inbox table and the worker that re-reads
 //!   the sessions events name (the per-vendor part is each source's `webhook.rs`).
 //! - [`sim`]: simulators of the vendor APIs with fault injection (tests, benchmarks, `demo`).
+//! - [`report`]: run lines, exit codes and live bars for people; [`shutdown`]: the signal
+//!   every loop is given.
 //! - [`cli`]: the command line; `main.rs` only calls it. [`demo`] and [`pgctl`] (a private
 //!   PostgreSQL for the demo) serve `sessionsync demo`.
 
@@ -24,8 +28,11 @@ pub mod demo;
 pub mod engine;
 pub mod events;
 pub mod http;
+pub mod model;
 pub mod pgctl;
+pub mod report;
 pub mod server;
+pub mod shutdown;
 pub mod sim;
 pub mod sources;
 pub mod telemetry;

@@ -102,7 +102,9 @@ async fn seed_samples_land_with_exact_dates_and_their_negative_spans_are_counted
         r.totals.nulled_summary().as_deref(),
         Some("2 values nulled: negative_duration (2)")
     );
-    assert!(sessionsync::cli::describe(&r).ends_with("; 2 values nulled: negative_duration (2)"));
+    assert!(
+        sessionsync::report::describe(&r).ends_with("; 2 values nulled: negative_duration (2)")
+    );
     let c = db.client().await;
     let exact: bool = c
         .query_one(

@@ -21,81 +21,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
 use crate::config::StreamSettings;
-use crate::http::{HttpClient, HttpError};
+use crate::http::HttpError;
 
+pub use crate::model::{
+    Outcome, Rejected, RequestCounts, RunTotals, StreamKey, StreamState, Window, WriteCounts,
+};
 pub use push::{Event, Pushed, Webhook, WebhookState};
 pub use run::{Engine, Hooks, Progress, Range, RunReport};
 pub use scheduler::{Slot, Slots, run_scheduler};
-
-/// Names one stream: `(source, account, stream)`, the key of `sync_state`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct StreamKey {
-    pub source: &'static str,
-    pub account: String,
-    pub stream: &'static str,
-}
-
-impl std::fmt::Display for StreamKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}/{}", self.source, self.account, self.stream)
-    }
-}
-
-/// A half-open time range `[start, end)`, whole seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    pub start: DateTime<Utc>,
-    pub end: DateTime<Utc>,
-}
-
-/// What a stream remembers between runs (`sync_state`).
-#[derive(Debug, Clone, Default)]
-pub struct StreamState {
-    pub watermark: Option<DateTime<Utc>>,
-    pub state: serde_json::Value,
-    /// The window size the engine settled on last time (adaptive sources).
-    pub window_seconds: Option<i32>,
-}
-
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Succeeded,
-    /// Some progress was committed, but records were rejected or a window failed.
-    Partial,
-    Failed,
-    /// Another process holds the stream's lock; nothing was done.
-    Skipped,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Succeeded => "succeeded",
-            Outcome::Partial => "partial",
-            Outcome::Failed => "failed",
-            Outcome::Skipped => "skipped",
-        }
-    }
-}
-
-/// A record the source could not turn into rows (goes to `rejected_records`), or a value it
-/// had to null (counted only).
-#[derive(Debug, Clone)]
-pub struct Rejected {
-    pub record_key: String,
-    /// A stable reason code, optionally followed by `: detail`.
-    pub reason: String,
-    /// The record as received, minus secrets.
-    pub payload: serde_json::Value,
-}
-
-/// Counts of one write.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WriteCounts {
-    pub written: u64,
-    pub unchanged: u64,
-}
 
 /// Parsed rows of one window, ready to be written by the source's own SQL.
 #[async_trait]
@@ -170,8 +103,9 @@ pub struct RunInfo {
 pub trait Source: Send + Sync {
     fn key(&self) -> &StreamKey;
     fn settings(&self) -> &StreamSettings;
-    /// The account's HTTP client (its request and retry counts go into `sync_runs`).
-    fn http(&self) -> &HttpClient;
+    /// Requests sent to the account's API so far, and retries (a run's share goes into
+    /// `sync_runs`).
+    fn requests(&self) -> RequestCounts;
     /// The windows one run covers. The default reads `[watermark − lookback, now)`.
     fn plan(&self, state: &StreamState, now: DateTime<Utc>) -> Vec<Window> {
         plan_windows(self.settings(), state.watermark, now)

@@ -15,8 +15,9 @@ use super::{
 
 const STOPPED: &str = "stopped by shutdown before the range was finished; the next run resumes from the committed watermark";
 use crate::events::{RecordRejected, RunFinished, WindowCommitted, reason_label};
+use crate::model::RunTotals;
 use crate::telemetry::Metrics;
-use crate::warehouse::{self, RunTotals, Warehouse, WarehouseError};
+use crate::warehouse::{self, Warehouse, WarehouseError};
 
 /// The windows of one run: as planned by the source, or sized as the run goes.
 enum Plan {
@@ -268,7 +269,7 @@ impl Engine {
     ) -> Result<RunReport, WarehouseError> {
         let key = source.key();
         let started = Instant::now();
-        let (requests0, retries0) = (source.http().requests(), source.http().retries());
+        let before = source.requests();
         let mut state = warehouse::load_state(&***conn, key).await?;
         let planned = match range {
             Range::Regular => source.plan(&state, Utc::now()),
@@ -373,8 +374,9 @@ impl Engine {
             }
             current = next;
         }
-        totals.requests = source.http().requests() - requests0;
-        totals.retries = source.http().retries() - retries0;
+        let after = source.requests();
+        totals.requests = after.requests - before.requests;
+        totals.retries = after.retries - before.retries;
         let outcome = match (&error, committed) {
             (Some(_), 0) => Outcome::Failed,
             (Some(_), _) => Outcome::Partial,

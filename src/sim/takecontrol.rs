@@ -353,7 +353,28 @@ fn var_json(s: &SimSession, var: &str) -> Value {
     }
 }
 
-const ALL_VARS: [&str; 18] = crate::sources::takecontrol::VARS;
+/// Every variable the API knows (sources.md §1a, seed 000): what a request that names none gets.
+/// The simulator's own copy: it must not take the vendor's shape from the code it tests.
+const ALL_VARS: [&str; 18] = [
+    "ID",
+    "COMPUTER_NAME",
+    "COMPUTER_DOMAIN",
+    "COMPUTER_OS",
+    "TECH_USERNAME",
+    "TECH_NAME",
+    "CUSTOMER_NAME",
+    "CUSTOMER_EMAIL",
+    "CUSTOMER_NUMBER",
+    "PROBLEM_DESCRIPTION",
+    "NOTES",
+    "HAS_VIDEOS",
+    "DATE_START",
+    "DATE_END",
+    "CHAT_INFO",
+    "VIDEO_LINKS",
+    "CUSTOM_FIELD_NAME",
+    "CUSTOM_FIELD_VALUE",
+];
 
 fn select(
     shared: &Shared,

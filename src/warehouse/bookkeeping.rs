@@ -6,7 +6,7 @@ use tokio_postgres::{Client, GenericClient};
 
 use super::WarehouseError;
 use super::migrate::LOCK_CLASS;
-use crate::engine::{Outcome, Rejected, StreamKey, StreamState};
+use crate::model::{Outcome, Rejected, RunTotals, StreamKey, StreamState};
 
 fn lock_name(schema: &str, k: &StreamKey) -> String {
     format!("{schema}/{}/{}/{}", k.source, k.account, k.stream)
@@ -143,39 +143,6 @@ pub async fn start_run(c: &Client, k: &StreamKey) -> Result<i64, WarehouseError>
         .await
         .map_err(WarehouseError::query("recording the run start"))?;
     Ok(row.get(0))
-}
-
-/// Final figures of a run.
-#[derive(Debug, Clone, Default)]
-pub struct RunTotals {
-    pub written: u64,
-    pub unchanged: u64,
-    pub rejected: u64,
-    pub requests: u64,
-    pub retries: u64,
-    /// Values nulled in records that landed (e.g. a negative duration), by reason; reported
-    /// with the run, not stored.
-    pub nulled: std::collections::BTreeMap<String, u64>,
-}
-
-impl RunTotals {
-    /// "17 values nulled: negative_duration (15), invalid_rating (2)", or `None`.
-    pub fn nulled_summary(&self) -> Option<String> {
-        let n: u64 = self.nulled.values().sum();
-        if n == 0 {
-            return None;
-        }
-        let reasons: Vec<String> = self
-            .nulled
-            .iter()
-            .map(|(r, c)| format!("{r} ({c})"))
-            .collect();
-        Some(format!(
-            "{n} value{} nulled: {}",
-            if n == 1 { "" } else { "s" },
-            reasons.join(", ")
-        ))
-    }
 }
 
 pub async fn finish_run(

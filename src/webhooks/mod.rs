@@ -85,3 +85,15 @@ pub fn warehouse(settings: &WarehouseSettings) -> Result<Warehouse, WarehouseErr
         ..settings.clone()
     })
 }
+
+/// `PUBLIC_URL/webhooks/SOURCE/ACCOUNT` (a URL already ending so is taken as it is).
+pub fn target_url(public_url: &reqwest::Url, source: &str, account: &str) -> reqwest::Url {
+    let suffix = format!("/webhooks/{source}/{account}");
+    if public_url.path().trim_end_matches('/').ends_with(&suffix) {
+        return public_url.clone();
+    }
+    let mut u = public_url.clone();
+    let path = format!("{}{suffix}", u.path().trim_end_matches('/'));
+    u.set_path(&path);
+    u
+}

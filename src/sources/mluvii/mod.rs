@@ -356,8 +356,8 @@ impl Source for Mluvii {
         &self.settings.stream
     }
 
-    fn http(&self) -> &HttpClient {
-        &self.http
+    fn requests(&self) -> crate::model::RequestCounts {
+        self.http.counts()
     }
 
     fn webhook(&self) -> Option<&dyn crate::engine::Webhook> {

@@ -446,8 +446,8 @@ impl Source for SuperOffice {
         &self.settings.stream
     }
 
-    fn http(&self) -> &HttpClient {
-        &self.http
+    fn requests(&self) -> crate::model::RequestCounts {
+        self.http.counts()
     }
 
     fn webhook(&self) -> Option<&dyn crate::engine::Webhook> {

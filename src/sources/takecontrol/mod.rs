@@ -138,8 +138,8 @@ impl Source for TakeControl {
         &self.settings.stream
     }
 
-    fn http(&self) -> &HttpClient {
-        &self.http
+    fn requests(&self) -> crate::model::RequestCounts {
+        self.http.counts()
     }
 
     /// Windows are independent: the next is fetched while the current one is written.

@@ -46,13 +46,7 @@ pub struct Session {
     pub videos: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ChatMessage {
-    pub sent_at: Option<DateTime<Utc>>,
-    pub author: Option<String>,
-    pub author_type: Option<String>,
-    pub message: Option<String>,
-}
+pub use super::transcript::ChatMessage;
 
 /// Records of a JSON body (REST, or legacy with `OUTPUT_FORMAT=JSON`).
 pub fn records_from_json(body: &str) -> Result<Vec<Map<String, Value>>, BodyProblem> {

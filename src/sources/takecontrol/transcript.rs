@@ -7,13 +7,22 @@
 //! XML → JSON path instead, which defines the semantics; a differential test holds the two
 //! to the same answers.
 
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use quick_xml::Reader;
 use quick_xml::events::Event;
 
-use super::parse::ChatMessage;
 use crate::sources::lenient;
 use crate::sources::xml::push_reference;
+
+/// One line of a session's chat transcript.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChatMessage {
+    pub sent_at: Option<DateTime<Utc>>,
+    pub author: Option<String>,
+    pub author_type: Option<String>,
+    pub message: Option<String>,
+}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Field {

@@ -1,0 +1,115 @@
+//! The plain data every layer shares: which stream, which window, what a run did. A leaf: it
+//! imports nothing of the crate, so the engine, the warehouse, the events and the sources can all
+//! use it without depending on each other.
+
+use chrono::{DateTime, Utc};
+
+/// Names one stream: `(source, account, stream)`, the key of `sync_state`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StreamKey {
+    pub source: &'static str,
+    pub account: String,
+    pub stream: &'static str,
+}
+
+impl std::fmt::Display for StreamKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.source, self.account, self.stream)
+    }
+}
+
+/// A half-open time range `[start, end)`, whole seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// What a stream remembers between runs (`sync_state`).
+#[derive(Debug, Clone, Default)]
+pub struct StreamState {
+    pub watermark: Option<DateTime<Utc>>,
+    pub state: serde_json::Value,
+    /// The window size the engine settled on last time (adaptive sources).
+    pub window_seconds: Option<i32>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    /// Some progress was committed, but records were rejected or a window failed.
+    Partial,
+    Failed,
+    /// Another process holds the stream's lock; nothing was done.
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Partial => "partial",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// A record the source could not turn into rows (goes to `rejected_records`), or a value it
+/// had to null (counted only).
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub record_key: String,
+    /// A stable reason code, optionally followed by `: detail`.
+    pub reason: String,
+    /// The record as received, minus secrets.
+    pub payload: serde_json::Value,
+}
+
+/// Counts of one write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteCounts {
+    pub written: u64,
+    pub unchanged: u64,
+}
+
+/// Final figures of a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunTotals {
+    pub written: u64,
+    pub unchanged: u64,
+    pub rejected: u64,
+    pub requests: u64,
+    pub retries: u64,
+    /// Values nulled in records that landed (e.g. a negative duration), by reason; reported
+    /// with the run, not stored.
+    pub nulled: std::collections::BTreeMap<String, u64>,
+}
+
+impl RunTotals {
+    /// "17 values nulled: negative_duration (15), invalid_rating (2)", or `None`.
+    pub fn nulled_summary(&self) -> Option<String> {
+        let n: u64 = self.nulled.values().sum();
+        if n == 0 {
+            return None;
+        }
+        let reasons: Vec<String> = self
+            .nulled
+            .iter()
+            .map(|(r, c)| format!("{r} ({c})"))
+            .collect();
+        Some(format!(
+            "{n} value{} nulled: {}",
+            if n == 1 { "" } else { "s" },
+            reasons.join(", ")
+        ))
+    }
+}
+
+/// HTTP requests a source has sent so far, and how many of them were retries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestCounts {
+    pub requests: u64,
+    pub retries: u64,
+}
