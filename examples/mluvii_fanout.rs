@@ -9,7 +9,6 @@
 //! (defaults 2000 100 8 R; a CLIENT_RPS above R shows how the 429s are ridden out);
 //! needs DATABASE_URL or a local PostgreSQL (it uses a database `sessionsync_bench`).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
@@ -17,9 +16,7 @@ use sessionsync::config::{
     EngineSettings, HttpSettings, MluviiSettings, Schedule, Secret, ServerSettings, Settings,
     StreamSettings, WarehouseSettings,
 };
-use sessionsync::engine::Engine;
 use sessionsync::sim::mluvii::{MluviiSim, generate};
-use sessionsync::telemetry::Metrics;
 use sessionsync::warehouse::Warehouse;
 use tokio_util::sync::CancellationToken;
 
@@ -98,15 +95,14 @@ async fn main() -> anyhow::Result<()> {
             max_open_age: Duration::from_secs(7 * 86400),
         }],
     };
-    let metrics = Arc::new(Metrics::new());
-    let wh = Warehouse::new(&settings.warehouse)?;
-    wh.conn()
+    Warehouse::new(&settings.warehouse)?
+        .conn()
         .await?
         .batch_execute("DROP SCHEMA IF EXISTS sessionsync CASCADE")
         .await?;
-    wh.migrate().await?;
-    let sources = sessionsync::sources::build(&settings, &metrics, None, None);
-    let engine = Engine::new(wh, metrics);
+    let sessionsync::startup::Pipeline {
+        engine, sources, ..
+    } = sessionsync::startup::start_all(&settings).await?;
 
     let began = Instant::now();
     let report = engine

@@ -26,10 +26,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
 use sessionsync::config::Settings;
-use sessionsync::engine::Engine;
 use sessionsync::sim::mluvii::MluviiSim;
 use sessionsync::sim::superoffice::{SimCredentials, SuperOfficeSim};
-use sessionsync::telemetry::Metrics;
 use sessionsync::warehouse::Warehouse;
 use sessionsync::webhooks::{self, Endpoints};
 use tokio::sync::Mutex;
@@ -265,15 +263,17 @@ webhook_password = "bench-hook-password"
         start = (now - TimeDelta::days(4)).to_rfc3339()
     );
     let settings = Settings::from_toml(std::path::Path::new("(bench)"), &toml, &|_| None)?;
-    let metrics = Arc::new(Metrics::new());
-    let wh = Warehouse::new(&settings.warehouse)?;
-    wh.conn()
+    Warehouse::new(&settings.warehouse)?
+        .conn()
         .await?
         .batch_execute("DROP SCHEMA IF EXISTS sessionsync CASCADE")
         .await?;
-    wh.migrate().await?;
-    let sources = sessionsync::sources::build(&settings, &metrics, None, None);
-    let engine = Engine::new(wh.clone(), metrics.clone());
+    let sessionsync::startup::Pipeline {
+        metrics,
+        engine,
+        sources,
+        ..
+    } = sessionsync::startup::start_all(&settings).await?;
     let t0 = Instant::now();
     for s in &sources {
         let r = engine.run_once(&**s, &CancellationToken::new()).await?;

@@ -253,10 +253,10 @@ async fn sync(
     let settings = load(path)?;
     let metrics = Arc::new(Metrics::new());
     let sources = select(&settings, &metrics, source.as_deref(), account.as_deref())?;
-    let wh = Warehouse::new(&settings.warehouse)?;
-    wh.migrate().await?;
     let slots = Slots::new(settings.engine.max_concurrent_streams, metrics.clone());
-    let engine = Engine::new(wh, metrics);
+    let crate::startup::Pipeline {
+        engine, sources, ..
+    } = crate::startup::start(&settings, metrics, sources).await?;
     let shutdown = shutdown_on_signals();
     let bars = &StreamBars::new(&sources);
     let reports = run_streams(&sources, &slots, &shutdown, |s, i| {
@@ -346,10 +346,10 @@ async fn backfill(
     }
     let metrics = Arc::new(Metrics::new());
     let sources = select(&settings, &metrics, Some(&source), account.as_deref())?;
-    let wh = Warehouse::new(&settings.warehouse)?;
-    wh.migrate().await?;
     let slots = Slots::new(settings.engine.max_concurrent_streams, metrics.clone());
-    let engine = Engine::new(wh, metrics);
+    let crate::startup::Pipeline {
+        engine, sources, ..
+    } = crate::startup::start(&settings, metrics, sources).await?;
     let shutdown = shutdown_on_signals();
     let bars = &StreamBars::new(&sources);
     let reports = run_streams(&sources, &slots, &shutdown, |s, i| {

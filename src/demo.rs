@@ -14,7 +14,7 @@ use crate::config::{
     SuperOfficeAuth, SuperOfficeMode, SuperOfficeSettings, TakeControlApi, TakeControlSettings,
     WarehouseSettings,
 };
-use crate::engine::{Engine, Source};
+use crate::engine::Source;
 use crate::sim::mluvii::MluviiSim;
 use crate::sim::superoffice::{SimCredentials, SuperOfficeSim};
 use crate::sim::takecontrol::{TakeControlSim, generate};
@@ -183,17 +183,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
             output_format: OutputFormat::Xml,
         }],
     };
-    let metrics = Arc::new(Metrics::new());
-    let wh = Warehouse::new(&settings.warehouse)?;
     // The demo owns its database: start from an empty schema so the generated data and the
     // watermarks always agree.
-    wh.conn()
+    Warehouse::new(&settings.warehouse)?
+        .conn()
         .await?
         .batch_execute("DROP SCHEMA IF EXISTS sessionsync CASCADE")
         .await
         .context("resetting the demo schema")?;
-    wh.migrate().await?;
-    let mut sources = crate::sources::build(&settings, &metrics, None, None);
+    let crate::startup::Pipeline {
+        metrics,
+        warehouse: wh,
+        engine,
+        mut sources,
+    } = crate::startup::start_all(&settings).await?;
     for name in &args.sources {
         if !crate::sources::SOURCES.contains(&name.as_str()) {
             anyhow::bail!(
@@ -203,7 +206,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         }
     }
     sources.retain(|s| args.sources.iter().any(|n| n == s.key().source));
-    let engine = Arc::new(Engine::new(wh.clone(), metrics.clone()));
     let shutdown = crate::shutdown::shutdown_on_signals();
     println!("sessionsync demo: simulators with generated data");
     println!(

@@ -17,6 +17,7 @@
 //! - [`webhooks`]: the vendor webhook listener, its inbox table and the worker that re-reads
 //!   the sessions events name (the per-vendor part is each source's `webhook.rs`).
 //! - [`sim`]: simulators of the vendor APIs with fault injection (tests, benchmarks, `demo`).
+//! - [`startup`]: settings → migrated warehouse → engine → streams, as every command starts.
 //! - [`report`]: run lines, exit codes and live bars for people; [`shutdown`]: the signal
 //!   every loop is given.
 //! - [`cli`]: the command line; `main.rs` only calls it. [`demo`] and [`pgctl`] (a private
@@ -35,6 +36,7 @@ pub mod server;
 pub mod shutdown;
 pub mod sim;
 pub mod sources;
+pub mod startup;
 pub mod telemetry;
 pub mod warehouse;
 pub mod webhooks;

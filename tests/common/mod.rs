@@ -11,7 +11,6 @@ use chrono::{DateTime, Utc};
 use sessionsync::config::Settings;
 use sessionsync::engine::{Engine, RunReport, Source};
 use sessionsync::telemetry::Metrics;
-use sessionsync::warehouse::Warehouse;
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
@@ -125,21 +124,20 @@ timeout = "5s"
 
 /// An engine and the configured streams, over a migrated warehouse.
 pub struct Harness {
-    pub engine: Engine,
+    pub engine: Arc<Engine>,
     pub sources: Vec<Arc<dyn Source>>,
     pub metrics: Arc<Metrics>,
 }
 
 impl Harness {
     pub async fn new(settings: &Settings) -> Harness {
-        let metrics = Arc::new(Metrics::new());
-        let wh = Warehouse::new(&settings.warehouse).expect("warehouse");
-        wh.migrate().await.expect("migrate");
-        let sources = sessionsync::sources::build(settings, &metrics, None, None);
+        let p = sessionsync::startup::start_all(settings)
+            .await
+            .expect("warehouse migrated");
         Harness {
-            engine: Engine::new(wh, metrics.clone()),
-            sources,
-            metrics,
+            engine: p.engine,
+            sources: p.sources,
+            metrics: p.metrics,
         }
     }
 
