@@ -16,8 +16,8 @@ use sessionsync::config::{
     EngineSettings, HttpSettings, MluviiSettings, Schedule, Secret, ServerSettings, Settings,
     StreamSettings, WarehouseSettings,
 };
-use sessionsync::sim::mluvii::{MluviiSim, generate};
 use sessionsync::warehouse::Warehouse;
+use sessionsync_sim::mluvii::{MluviiSim, generate};
 use tokio_util::sync::CancellationToken;
 
 fn peak_rss_mb() -> f64 {

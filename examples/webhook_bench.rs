@@ -26,10 +26,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
 use sessionsync::config::Settings;
-use sessionsync::sim::mluvii::MluviiSim;
-use sessionsync::sim::superoffice::{SimCredentials, SuperOfficeSim};
 use sessionsync::warehouse::Warehouse;
 use sessionsync::webhooks::{self, Endpoints};
+use sessionsync_sim::mluvii::MluviiSim;
+use sessionsync_sim::superoffice::{SimCredentials, SuperOfficeSim};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -213,7 +213,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let so = SuperOfficeSim::start(
         creds,
-        sessionsync::sim::superoffice::generate(
+        sessionsync_sim::superoffice::generate(
             21,
             sessions,
             now - TimeDelta::days(3),
@@ -224,7 +224,7 @@ async fn main() -> anyhow::Result<()> {
     let ml = MluviiSim::start(
         "bench",
         "bench-secret",
-        sessionsync::sim::mluvii::generate(
+        sessionsync_sim::mluvii::generate(
             23,
             sessions,
             now - TimeDelta::days(3),

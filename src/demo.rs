@@ -15,11 +15,11 @@ use crate::config::{
     WarehouseSettings,
 };
 use crate::engine::Source;
-use crate::sim::mluvii::MluviiSim;
-use crate::sim::superoffice::{SimCredentials, SuperOfficeSim};
-use crate::sim::takecontrol::{TakeControlSim, generate};
 use crate::telemetry::Metrics;
 use crate::warehouse::Warehouse;
+use sessionsync_sim::mluvii::MluviiSim;
+use sessionsync_sim::superoffice::{SimCredentials, SuperOfficeSim};
+use sessionsync_sim::takecontrol::{TakeControlSim, generate};
 
 /// The server demo uses when `DATABASE_URL` is not set.
 pub const LOCAL_DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -92,7 +92,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     let ml_sim = MluviiSim::start(
         "demo-api-user",
         "demo-client-secret",
-        crate::sim::mluvii::generate(11, ml_sessions, start, now - TimeDelta::minutes(1)),
+        sessionsync_sim::mluvii::generate(11, ml_sessions, start, now - TimeDelta::minutes(1)),
     )
     .await
     .context("starting the mluvii simulator")?;
@@ -101,8 +101,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         app_token: "demo-app-token".into(),
         bearer: "demo-bearer".into(),
     };
-    let mut so_chats = crate::sim::superoffice::seed_samples();
-    so_chats.extend(crate::sim::superoffice::generate(
+    let mut so_chats = sessionsync_sim::superoffice::seed_samples();
+    so_chats.extend(sessionsync_sim::superoffice::generate(
         13,
         ml_sessions,
         start,
@@ -332,7 +332,10 @@ fn live_change(so: &SuperOfficeSim, ml: &MluviiSim, n: u64) -> (i64, i64, i64) {
     let chat = chats[(n as usize * 7) % chats.len()].id();
     let message = so.post_message(chat, &format!("Live message #{n} from the demo"));
     let session = ml.sessions().iter().map(|s| s.id).max().unwrap_or(0) + 1;
-    ml.upsert(crate::sim::mluvii::SimSession::new(session, Utc::now()));
+    ml.upsert(sessionsync_sim::mluvii::SimSession::new(
+        session,
+        Utc::now(),
+    ));
     (chat, message, session)
 }
 
@@ -528,23 +531,28 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
     let to = now - TimeDelta::minutes(1);
     let router_and_text = match args.source.as_str() {
         "takecontrol" => {
-            let data =
-                crate::sim::takecontrol::generate_with(7, args.sessions, from, to, args.messages);
-            let (router, _) = crate::sim::takecontrol::router("simulated-key", data);
+            let data = sessionsync_sim::takecontrol::generate_with(
+                7,
+                args.sessions,
+                from,
+                to,
+                args.messages,
+            );
+            let (router, _) = sessionsync_sim::takecontrol::router("simulated-key", data);
             (router, "api_key = \"simulated-key\"".to_string())
         }
         "mluvii" => {
-            let data = crate::sim::mluvii::generate(11, args.sessions, from, to);
+            let data = sessionsync_sim::mluvii::generate(11, args.sessions, from, to);
             let (router, _) =
-                crate::sim::mluvii::router("simulated-user", "simulated-secret", data);
+                sessionsync_sim::mluvii::router("simulated-user", "simulated-secret", data);
             (
                 router,
                 "client_id = \"simulated-user\"\nclient_secret = \"simulated-secret\"".to_string(),
             )
         }
         "superoffice" => {
-            let mut data = crate::sim::superoffice::seed_samples();
-            data.extend(crate::sim::superoffice::generate(
+            let mut data = sessionsync_sim::superoffice::seed_samples();
+            data.extend(sessionsync_sim::superoffice::generate(
                 13,
                 args.sessions,
                 from,
@@ -555,7 +563,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
                 app_token: "simulated-app-token".into(),
                 bearer: "simulated-bearer".into(),
             };
-            let (router, _) = crate::sim::superoffice::router(creds, data);
+            let (router, _) = sessionsync_sim::superoffice::router(creds, data);
             (
                 router,
                 "ticket = \"simulated-ticket\"\napp_token = \"simulated-app-token\"".to_string(),

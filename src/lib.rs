@@ -16,7 +16,6 @@
 //! - [`server`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`webhooks`]: the vendor webhook listener, its inbox table and the worker that re-reads
 //!   the sessions events name (the per-vendor part is each source's `webhook.rs`).
-//! - [`sim`]: simulators of the vendor APIs with fault injection (tests, benchmarks, `demo`).
 //! - [`startup`]: settings → migrated warehouse → engine → streams, as every command starts.
 //! - [`report`]: run lines, exit codes and live bars for people; [`shutdown`]: the signal
 //!   every loop is given.
@@ -34,7 +33,6 @@ pub mod pgctl;
 pub mod report;
 pub mod server;
 pub mod shutdown;
-pub mod sim;
 pub mod sources;
 pub mod startup;
 pub mod telemetry;

@@ -6,7 +6,7 @@ mod common;
 use chrono::{DateTime, TimeDelta, Utc};
 use common::*;
 use sessionsync::engine::Outcome;
-use sessionsync::sim::{mluvii, superoffice, takecontrol};
+use sessionsync_sim::{mluvii, superoffice, takecontrol};
 use tokio_util::sync::CancellationToken;
 
 /// A database synced from the three simulators (kept alive with it).

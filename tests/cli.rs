@@ -4,8 +4,8 @@ mod common;
 
 use chrono::{TimeDelta, Utc};
 use common::*;
-use sessionsync::sim::Fault;
-use sessionsync::sim::takecontrol::{SimMessage, SimSession, TakeControlSim, generate};
+use sessionsync_sim::Fault;
+use sessionsync_sim::takecontrol::{SimMessage, SimSession, TakeControlSim, generate};
 
 const SECRET: &str = "SECRET-KEY-zz9-do-not-print";
 
@@ -263,7 +263,7 @@ const SO_TICKET: &str = "SO-TICKET-do-not-print-55";
 
 #[tokio::test]
 async fn check_reports_the_one_bad_credential_and_passes_the_others() {
-    use sessionsync::sim::{mluvii, superoffice};
+    use sessionsync_sim::{mluvii, superoffice};
     let db = TestDb::new().await;
     let tc = TakeControlSim::start(SECRET, vec![]).await.unwrap();
     let ml = mluvii::MluviiSim::start("api-user", "the-right-secret", vec![])
@@ -393,7 +393,7 @@ async fn backfill_lands_a_past_range_and_leaves_the_watermark() {
 /// appears in any output, log line, `/metrics`, error text or table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_output_logs_metrics_or_tables() {
-    use sessionsync::sim::{mluvii, superoffice};
+    use sessionsync_sim::{mluvii, superoffice};
     const ML: &str = "MLSECRET-0x7a7a-zz";
     const TICKET: &str = "SOTICKET-0x5b5b-zz";
     const APP: &str = "SOAPP-0x6c6c-zz";

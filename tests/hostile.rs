@@ -9,8 +9,8 @@ use chrono::{TimeDelta, Utc};
 use common::*;
 use serde_json::json;
 use sessionsync::engine::Outcome;
-use sessionsync::sim::Fault;
-use sessionsync::sim::takecontrol::TakeControlSim;
+use sessionsync_sim::Fault;
+use sessionsync_sim::takecontrol::TakeControlSim;
 
 const KEY: &str = "hostile-key";
 
@@ -220,7 +220,7 @@ async fn a_fifty_megabyte_body_lands() {
 
 #[tokio::test]
 async fn mluvii_and_superoffice_hostile_records_are_set_aside_and_the_rest_land() {
-    use sessionsync::sim::{mluvii, superoffice};
+    use sessionsync_sim::{mluvii, superoffice};
     let db = TestDb::new().await;
     let now = Utc::now();
     let start = now - TimeDelta::hours(20);

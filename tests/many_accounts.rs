@@ -11,10 +11,10 @@ use std::time::Duration;
 use chrono::{TimeDelta, Timelike, Utc};
 use common::*;
 use sessionsync::engine::{Engine, Slots};
-use sessionsync::sim::Fault;
-use sessionsync::sim::takecontrol::{TakeControlSim, generate};
 use sessionsync::telemetry::Metrics;
 use sessionsync::warehouse::Warehouse;
+use sessionsync_sim::Fault;
+use sessionsync_sim::takecontrol::{TakeControlSim, generate};
 use tokio_util::sync::CancellationToken;
 
 /// A config of `accounts` Take Control accounts (`acct0`, `acct1`, ...), account `i` served by

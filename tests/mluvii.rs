@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeDelta, Utc};
 use common::*;
 use sessionsync::engine::Outcome;
-use sessionsync::sim::mluvii::{MluviiSim, PATHS, SimOperator, SimRouting, SimSession, generate};
-use sessionsync::sim::{Fault, RetryAfter};
+use sessionsync_sim::mluvii::{MluviiSim, PATHS, SimOperator, SimRouting, SimSession, generate};
+use sessionsync_sim::{Fault, RetryAfter};
 
 const CLIENT_ID: &str = "api-user-7";
 const SECRET: &str = "ml-secret-Zq81";
@@ -500,4 +500,20 @@ async fn a_saved_state_that_cannot_be_read_stops_the_stream_instead_of_forgettin
         requests,
         "a refused run asks the API nothing"
     );
+}
+
+#[test]
+fn the_simulator_writes_durations_the_way_the_parser_reads_them() {
+    use sessionsync::sources::mluvii::durations::parse_iso_duration;
+    use sessionsync_sim::mluvii::iso;
+    for ms in [0, 1, 500, 83_500, 3_600_000, 93_784_123, -5_000] {
+        assert_eq!(
+            parse_iso_duration(&iso(ms)).unwrap(),
+            ms as f64 / 1000.0,
+            "{}",
+            iso(ms)
+        );
+    }
+    assert_eq!(iso(83_500), "PT1M23.5S");
+    assert_eq!(iso(0), "PT0S");
 }

@@ -14,7 +14,7 @@ use chrono::{TimeDelta, Utc};
 use common::*;
 use serde_json::Value;
 use sessionsync::engine::Outcome;
-use sessionsync::sim::takecontrol::{TakeControlSim, generate_with};
+use sessionsync_sim::takecontrol::{TakeControlSim, generate_with};
 
 /// Seeds `accounts` accounts of `per_account` sessions (with children) into every source's
 /// tables, set-based.

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeDelta, Utc};
 use common::*;
 use rand::{RngExt, SeedableRng};
-use sessionsync::sim::Fault;
-use sessionsync::sim::takecontrol::{SimSession, TakeControlSim, generate};
+use sessionsync_sim::Fault;
+use sessionsync_sim::takecontrol::{SimSession, TakeControlSim, generate};
 
 const KEY: &str = "reliability-key-7f3";
 

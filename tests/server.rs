@@ -8,8 +8,8 @@ use chrono::{TimeDelta, Utc};
 use common::*;
 use sessionsync::config::{Secret, WarehouseSettings};
 use sessionsync::engine::Outcome;
-use sessionsync::sim::takecontrol::{TakeControlSim, generate};
 use sessionsync::warehouse::Warehouse;
+use sessionsync_sim::takecontrol::{TakeControlSim, generate};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 

@@ -5,7 +5,7 @@ mod common;
 use chrono::{DateTime, Utc};
 use common::*;
 use sessionsync::engine::Outcome;
-use sessionsync::sim::superoffice::{
+use sessionsync_sim::superoffice::{
     SimChat, SimCredentials, SuperOfficeSim, generate, seed_samples,
 };
 

@@ -9,13 +9,13 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use common::*;
 use sessionsync::engine::Outcome;
-use sessionsync::sim::takecontrol::{SimMessage, SimSession, TakeControlSim, generate};
-use sessionsync::sim::{Fault, RetryAfter};
+use sessionsync_sim::takecontrol::{SimMessage, SimSession, TakeControlSim, generate};
+use sessionsync_sim::{Fault, RetryAfter};
 
 const KEY: &str = "k-test-INTEGRATION-3f9a";
 
 fn ago(minutes: i64) -> NaiveDateTime {
-    sessionsync::sim::takecontrol::whole_second(
+    sessionsync_sim::takecontrol::whole_second(
         (Utc::now() - TimeDelta::minutes(minutes)).naive_utc(),
     )
 }

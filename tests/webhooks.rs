@@ -13,11 +13,11 @@ use common::*;
 use serde_json::json;
 use sessionsync::config::Settings;
 use sessionsync::engine::WebhookState;
-use sessionsync::sim::mluvii::{MluviiSim, SimOperator, SimRouting, SimSession};
-use sessionsync::sim::superoffice::{
+use sessionsync::webhooks::{self, Endpoints};
+use sessionsync_sim::mluvii::{MluviiSim, SimOperator, SimRouting, SimSession};
+use sessionsync_sim::superoffice::{
     SimCredentials, SuperOfficeSim, generate, seed_samples, signature,
 };
-use sessionsync::webhooks::{self, Endpoints};
 use tokio_util::sync::CancellationToken;
 
 const TICKET: &str = "7T:sim-ticket-QW9x";
@@ -904,7 +904,7 @@ async fn sigkill_right_after_200_loses_nothing_and_no_secret_leaks() {
 
     // The vendor API hangs, so the worker is mid-read when the process dies.
     sim.faults()
-        .push(sessionsync::sim::Fault::Delay(Duration::from_secs(30)), 1);
+        .push(sessionsync_sim::Fault::Delay(Duration::from_secs(30)), 1);
     let mut first = daemon(&config, &log1);
     wait_listening(hook_port).await;
     let c = db.client().await;

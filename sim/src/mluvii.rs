@@ -952,23 +952,3 @@ async fn update_webhook(
         None => problem(StatusCode::NOT_FOUND, "Webhook not found"),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn iso_writes_what_the_parser_reads() {
-        use crate::sources::mluvii::durations::parse_iso_duration;
-        for ms in [0, 1, 500, 83_500, 3_600_000, 93_784_123, -5_000] {
-            assert_eq!(
-                parse_iso_duration(&iso(ms)).unwrap(),
-                ms as f64 / 1000.0,
-                "{}",
-                iso(ms)
-            );
-        }
-        assert_eq!(iso(83_500), "PT1M23.5S");
-        assert_eq!(iso(0), "PT0S");
-    }
-}
