@@ -1004,3 +1004,97 @@ async fn sigkill_right_after_200_loses_nothing_and_no_secret_leaks() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn the_register_and_check_commands_speak_plainly_and_never_print_the_secret() {
+    let (db, sim, s, h) = so_setup().await;
+    let hooks = Hooks::start(&s, &h).await;
+    let dir = std::env::temp_dir().join(format!("sessionsync-register-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[warehouse]\nurl = \"{}\"\n{}{}",
+            db.url,
+            so_toml(&sim.base_url(), "cust1", Some(SECRET)),
+            so_toml(&sim.base_url(), "nohook", None)
+        ),
+    )
+    .unwrap();
+    // Async: the simulator and the listener answer from this test's runtime meanwhile.
+    let cli = |args: &[&str]| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_sessionsync"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("DATABASE_URL")
+            .output()
+    };
+    let public = format!("http://{}", hooks.addr);
+    let out = cli(&[
+        "webhooks",
+        "register",
+        "--source",
+        "superoffice",
+        "--account",
+        "cust1",
+        "--public-url",
+        &public,
+    ])
+    .await
+    .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("registered a new webhook"), "{stdout}");
+    assert!(
+        stdout.contains("/webhooks/superoffice/cust1"),
+        "the target is the listener's path: {stdout}"
+    );
+    assert!(stderr.contains("not HTTPS"), "{stderr}");
+    assert!(stderr.contains("no `[webhooks] listen`"), "{stderr}");
+    assert_eq!(sim.webhooks().len(), 1);
+    assert_eq!(
+        sim.webhooks()[0].secret,
+        SECRET,
+        "registered with the configured secret"
+    );
+
+    let out = cli(&[
+        "webhooks",
+        "register",
+        "--source",
+        "superoffice",
+        "--account",
+        "nohook",
+        "--public-url",
+        &public,
+    ])
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("has no `webhook_secret`"), "{stderr}");
+
+    let out = cli(&["check"]).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        stdout.lines().any(|l| l.starts_with("OK")
+            && l.contains("superoffice/cust1 webhook")
+            && l.contains("Active")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("[webhooks] listen")),
+        "an account with a secret but no listener is a problem: {stdout}"
+    );
+    for text in [&stdout, &String::from_utf8_lossy(&out.stderr).to_string()] {
+        assert!(!text.contains(SECRET));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
