@@ -53,136 +53,10 @@ pub struct DemoArgs {
 pub const PRIVATE_PG_DIR: &str = ".sessionsync/demo-postgres";
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
-    let explicit = std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty());
-    // DATABASE_URL, else a server on the local default, else a private cluster.
-    let mut private = None;
-    let admin_url = match explicit {
-        Some(u) if !args.private_postgres => u,
-        _ => {
-            let local_ok = !args.private_postgres && reachable(LOCAL_DEFAULT_URL).await;
-            if local_ok {
-                LOCAL_DEFAULT_URL.to_string()
-            } else {
-                println!(
-                    "No PostgreSQL server to use: starting a private one in {PRIVATE_PG_DIR} (stopped when the demo ends)"
-                );
-                let dir = std::path::PathBuf::from(PRIVATE_PG_DIR);
-                let pg =
-                    tokio::task::spawn_blocking(move || crate::pgctl::PrivatePostgres::start(&dir))
-                        .await
-                        .context("starting the private PostgreSQL")??;
-                let url = pg.url();
-                private = Some(pg);
-                url
-            }
-        }
-    };
-    let _private = private;
+    let (admin_url, private) = choose_server(args.private_postgres).await?;
     let url = ensure_named_database(&admin_url, &args.database).await?;
-    let now = Utc::now();
-    let start = now - TimeDelta::days(7);
-    let key = "demo-integration-key";
-    let sim = TakeControlSim::start(
-        key,
-        generate(7, args.sessions, start, now - TimeDelta::minutes(1)),
-    )
-    .await
-    .context("starting the Take Control simulator")?;
-    let ml_sessions = (args.sessions / 4).max(1);
-    let ml_sim = MluviiSim::start(
-        "demo-api-user",
-        "demo-client-secret",
-        sessionsync_sim::mluvii::generate(11, ml_sessions, start, now - TimeDelta::minutes(1)),
-    )
-    .await
-    .context("starting the mluvii simulator")?;
-    let so_creds = SimCredentials {
-        ticket: "demo-ticket".into(),
-        app_token: "demo-app-token".into(),
-        bearer: "demo-bearer".into(),
-    };
-    let mut so_chats = sessionsync_sim::superoffice::seed_samples();
-    so_chats.extend(sessionsync_sim::superoffice::generate(
-        13,
-        ml_sessions,
-        start,
-        now - TimeDelta::minutes(1),
-    ));
-    let so_sim = SuperOfficeSim::start(so_creds.clone(), so_chats)
-        .await
-        .context("starting the SuperOffice simulator")?;
-    let stream = |account: &str| StreamSettings {
-        account: account.into(),
-        enabled: true,
-        schedule: Schedule::parse("* * * * *").expect("valid"),
-        start,
-        lookback: std::time::Duration::from_secs(3600),
-        window: std::time::Duration::from_secs(86400),
-    };
-    let http = |rps: f64| HttpSettings {
-        timeout: std::time::Duration::from_secs(30),
-        max_retries: 5,
-        max_retry_wait: std::time::Duration::from_secs(30),
-        requests_per_second: rps,
-        max_response_mb: 256,
-    };
-    let settings = Settings {
-        file: "(demo)".into(),
-        warehouse: WarehouseSettings {
-            url: Secret::new(url),
-            schema: "sessionsync".into(),
-            pool_size: 5,
-            synchronous_commit: false,
-        },
-        server: crate::config::ServerSettings {
-            listen: args.listen,
-        },
-        engine: crate::config::EngineSettings {
-            max_concurrent_streams: 3,
-        },
-        webhooks: None,
-        superoffice: vec![SuperOfficeSettings {
-            stream: StreamSettings {
-                // Early enough for the seed documents' own samples (2001–2023) to land too.
-                start: "2000-01-01T00:00:00Z".parse().expect("valid"),
-                ..stream("demo")
-            },
-            http: http(1000.0),
-            base_url: so_sim.base_url().parse().expect("simulator URL"),
-            auth: SuperOfficeAuth::Ticket {
-                ticket: Secret::new(so_creds.ticket.clone()),
-                app_token: Secret::new(so_creds.app_token.clone()),
-            },
-            mode: SuperOfficeMode::Archive,
-            messages: true,
-            concurrency: 8,
-            page_size: 1000,
-            webhook_secret: Some(Secret::new("demo-webhook-secret")),
-        }],
-        mluvii: vec![MluviiSettings {
-            stream: stream("demo"),
-            http: http(1000.0),
-            base_url: ml_sim.base_url().parse().expect("simulator URL"),
-            client_id: "demo-api-user".into(),
-            client_secret: Secret::new("demo-client-secret"),
-            concurrency: 8,
-            page_size: 1000,
-            max_open_age: std::time::Duration::from_secs(7 * 86400),
-            webhook: Some(crate::config::BasicCredentials {
-                user: "demo-hook".into(),
-                password: Secret::new("demo-hook-password"),
-            }),
-        }],
-        takecontrol: vec![TakeControlSettings {
-            stream: stream("demo"),
-            http: http(20.0),
-            api: TakeControlApi::Rest,
-            base_url: sim.base_url().parse().expect("simulator URL"),
-            api_key: Secret::new(key),
-            timezone: chrono_tz::UTC,
-            output_format: OutputFormat::Xml,
-        }],
-    };
+    let sims = Sims::start(args.sessions).await?;
+    let settings = sims.settings(url, args.listen);
     // The demo owns its database: start from an empty schema so the generated data and the
     // watermarks always agree.
     Warehouse::new(&settings.warehouse)?
@@ -207,45 +81,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     }
     sources.retain(|s| args.sources.iter().any(|n| n == s.key().source));
     let shutdown = crate::shutdown::shutdown_on_signals();
-    println!("sessionsync demo: simulators with generated data");
-    println!(
-        "  Take Control  {}  {} sessions",
-        sim.base_url(),
-        args.sessions
-    );
-    println!(
-        "  SuperOffice   {}  {} chat sessions (3 of them the seed documents' samples)",
-        so_sim.base_url(),
-        ml_sessions + 3
-    );
-    println!(
-        "  mluvii        {}  {} sessions",
-        ml_sim.base_url(),
-        ml_sessions
-    );
-    let mut reports = Vec::new();
-    let bars = crate::report::StreamBars::new(&sources);
-    for (i, s) in sources.iter().enumerate() {
-        let show = |p: &crate::engine::Progress| bars.show(i, p, false);
-        let r = engine
-            .run(
-                &**s as &dyn Source,
-                crate::engine::Range::Regular,
-                &shutdown,
-                &show,
-            )
-            .await;
-        bars.finish(i);
-        let r = r?;
-        println!("{}", crate::report::describe(&r));
-        reports.push(r);
-    }
+    sims.describe();
+    let reports = sync_each(&engine, &sources, &shutdown).await?;
     let pushing = start_webhooks(&sources, &settings, &metrics, &shutdown).await?;
     if pushing {
-        show_pushes(&so_sim, &ml_sim, &wh, &args.sources).await?;
+        show_pushes(&sims.so, &sims.ml, &wh, &args.sources).await?;
     }
     print!("{}", summary(&wh, &args.database).await?);
-    if let Some(pg) = &_private {
+    if let Some(pg) = &private {
         println!(
             "(That is the private PostgreSQL on 127.0.0.1:{}, data in {PRIVATE_PG_DIR}; it runs while the demo does: psql -h 127.0.0.1 -p {} -U postgres -d {})",
             pg.port, pg.port, args.database
@@ -263,25 +106,219 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         println!(
             "Webhooks: the simulators change a session every 10 s and push it; each lands within a second (log: \"webhook events applied\")."
         );
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
-            tick.tick().await;
-            let mut n = 0u64;
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
-                n += 1;
-                live_change(&so_sim, &ml_sim, n);
-            }
-        });
+        tokio::spawn(sims.keep_changing(shutdown.clone()));
     }
     let slots = crate::engine::Slots::new(settings.engine.max_concurrent_streams, metrics);
     crate::engine::run_scheduler(engine, sources, slots, shutdown.clone()).await;
     let _ = server.await;
     Ok(0)
+}
+
+/// The server to use: `DATABASE_URL`, else one on the local default, else a private cluster
+/// (returned too: it stops when dropped).
+async fn choose_server(
+    private_only: bool,
+) -> anyhow::Result<(String, Option<crate::pgctl::PrivatePostgres>)> {
+    let explicit = std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty());
+    if let Some(u) = explicit.filter(|_| !private_only) {
+        return Ok((u, None));
+    }
+    if !private_only && reachable(LOCAL_DEFAULT_URL).await {
+        return Ok((LOCAL_DEFAULT_URL.to_string(), None));
+    }
+    println!(
+        "No PostgreSQL server to use: starting a private one in {PRIVATE_PG_DIR} (stopped when the demo ends)"
+    );
+    let dir = std::path::PathBuf::from(PRIVATE_PG_DIR);
+    let pg = tokio::task::spawn_blocking(move || crate::pgctl::PrivatePostgres::start(&dir))
+        .await
+        .context("starting the private PostgreSQL")??;
+    Ok((pg.url(), Some(pg)))
+}
+
+/// Runs each stream once, in turn, a live bar for each on a terminal, and prints its line.
+async fn sync_each(
+    engine: &crate::engine::Engine,
+    sources: &[Arc<dyn Source>],
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Vec<crate::engine::RunReport>> {
+    let mut reports = Vec::new();
+    let bars = crate::report::StreamBars::new(sources);
+    for (i, s) in sources.iter().enumerate() {
+        let show = |p: &crate::engine::Progress| bars.show(i, p, false);
+        let r = engine
+            .run(&**s, crate::engine::Range::Regular, shutdown, &show)
+            .await;
+        bars.finish(i);
+        let r = r?;
+        println!("{}", crate::report::describe(&r));
+        reports.push(r);
+    }
+    Ok(reports)
+}
+
+const TC_KEY: &str = "demo-integration-key";
+const ML_CLIENT: (&str, &str) = ("demo-api-user", "demo-client-secret");
+
+/// The three simulators with a generated week each.
+struct Sims {
+    tc: TakeControlSim,
+    so: SuperOfficeSim,
+    ml: MluviiSim,
+    so_creds: SimCredentials,
+    start: chrono::DateTime<Utc>,
+    sessions: usize,
+    /// mluvii and SuperOffice sessions (each costs two requests: a quarter as many).
+    others: usize,
+}
+
+impl Sims {
+    async fn start(sessions: usize) -> anyhow::Result<Sims> {
+        let now = Utc::now();
+        let start = now - TimeDelta::days(7);
+        let until = now - TimeDelta::minutes(1);
+        let tc = TakeControlSim::start(TC_KEY, generate(7, sessions, start, until))
+            .await
+            .context("starting the Take Control simulator")?;
+        let others = (sessions / 4).max(1);
+        let ml = MluviiSim::start(
+            ML_CLIENT.0,
+            ML_CLIENT.1,
+            sessionsync_sim::mluvii::generate(11, others, start, until),
+        )
+        .await
+        .context("starting the mluvii simulator")?;
+        let so_creds = SimCredentials {
+            ticket: "demo-ticket".into(),
+            app_token: "demo-app-token".into(),
+            bearer: "demo-bearer".into(),
+        };
+        let mut chats = sessionsync_sim::superoffice::seed_samples();
+        chats.extend(sessionsync_sim::superoffice::generate(
+            13, others, start, until,
+        ));
+        let so = SuperOfficeSim::start(so_creds.clone(), chats)
+            .await
+            .context("starting the SuperOffice simulator")?;
+        Ok(Sims {
+            tc,
+            so,
+            ml,
+            so_creds,
+            start,
+            sessions,
+            others,
+        })
+    }
+
+    fn describe(&self) {
+        println!("sessionsync demo: simulators with generated data");
+        println!(
+            "  Take Control  {}  {} sessions",
+            self.tc.base_url(),
+            self.sessions
+        );
+        println!(
+            "  SuperOffice   {}  {} chat sessions (3 of them the seed documents' samples)",
+            self.so.base_url(),
+            self.others + 3
+        );
+        println!(
+            "  mluvii        {}  {} sessions",
+            self.ml.base_url(),
+            self.others
+        );
+    }
+
+    /// A config with one account per simulator, webhooks on for SuperOffice and mluvii.
+    fn settings(&self, url: String, listen: SocketAddr) -> Settings {
+        let stream = StreamSettings {
+            account: "demo".into(),
+            enabled: true,
+            schedule: Schedule::parse("* * * * *").expect("a constant schedule"),
+            start: self.start,
+            lookback: std::time::Duration::from_secs(3600),
+            window: std::time::Duration::from_secs(86400),
+        };
+        let http = |rps: f64| HttpSettings {
+            timeout: std::time::Duration::from_secs(30),
+            max_retries: 5,
+            max_retry_wait: std::time::Duration::from_secs(30),
+            requests_per_second: rps,
+            max_response_mb: 256,
+        };
+        let url_of = |u: String| u.parse().expect("a simulator's own URL");
+        Settings {
+            file: "(demo)".into(),
+            warehouse: WarehouseSettings {
+                url: Secret::new(url),
+                schema: "sessionsync".into(),
+                pool_size: 5,
+                synchronous_commit: false,
+            },
+            server: crate::config::ServerSettings { listen },
+            engine: crate::config::EngineSettings {
+                max_concurrent_streams: 3,
+            },
+            webhooks: None,
+            superoffice: vec![SuperOfficeSettings {
+                stream: StreamSettings {
+                    // Early enough for the seed documents' own samples (2001–2023) to land too.
+                    start: "2000-01-01T00:00:00Z".parse().expect("a constant date"),
+                    ..stream.clone()
+                },
+                http: http(1000.0),
+                base_url: url_of(self.so.base_url()),
+                auth: SuperOfficeAuth::Ticket {
+                    ticket: Secret::new(self.so_creds.ticket.clone()),
+                    app_token: Secret::new(self.so_creds.app_token.clone()),
+                },
+                mode: SuperOfficeMode::Archive,
+                messages: true,
+                concurrency: 8,
+                page_size: 1000,
+                webhook_secret: Some(Secret::new("demo-webhook-secret")),
+            }],
+            mluvii: vec![MluviiSettings {
+                stream: stream.clone(),
+                http: http(1000.0),
+                base_url: url_of(self.ml.base_url()),
+                client_id: ML_CLIENT.0.into(),
+                client_secret: Secret::new(ML_CLIENT.1),
+                concurrency: 8,
+                page_size: 1000,
+                max_open_age: std::time::Duration::from_secs(7 * 86400),
+                webhook: Some(crate::config::BasicCredentials {
+                    user: "demo-hook".into(),
+                    password: Secret::new("demo-hook-password"),
+                }),
+            }],
+            takecontrol: vec![TakeControlSettings {
+                stream,
+                http: http(20.0),
+                api: TakeControlApi::Rest,
+                base_url: url_of(self.tc.base_url()),
+                api_key: Secret::new(TC_KEY),
+                timezone: chrono_tz::UTC,
+                output_format: OutputFormat::Xml,
+            }],
+        }
+    }
+
+    /// A change in each pushing simulator every 10 s, until `stop`.
+    async fn keep_changing(self, stop: tokio_util::sync::CancellationToken) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+        tick.tick().await;
+        let mut n = 0u64;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            n += 1;
+            live_change(&self.so, &self.ml, n);
+        }
+    }
 }
 
 /// Starts the webhook listener (loopback, any port) and worker for the sources that take
