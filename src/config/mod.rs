@@ -616,170 +616,14 @@ fn validate(
     })?;
     let server = ServerSettings { listen };
 
-    let mut seen = HashSet::new();
-    let mut takecontrol = Vec::new();
-    for (i, t) in raw.takecontrol.into_iter().enumerate() {
-        let k = |name: &str| format!("takecontrol[{i}].{name}");
-        let (stream, http) = common_settings!(&k, t, "24h").map_err(fail)?;
-        unique_account(&mut seen, &k, &t.account).map_err(fail)?;
-        let base_url = parse_base_url(&k("base_url"), &t.base_url).map_err(fail)?;
-        if t.api_key.is_empty() {
-            return Err(fail((k("api_key"), "is empty".into())));
-        }
-        let tz_s = t.timezone.unwrap_or_else(|| "UTC".into());
-        let timezone: Tz = tz_s.parse().map_err(|_| {
-            fail((
-                k("timezone"),
-                format!("`{tz_s}` is not an IANA time zone such as \"UTC\" or \"Europe/Prague\""),
-            ))
-        })?;
-        takecontrol.push(TakeControlSettings {
-            stream,
-            http,
-            api: t.api.unwrap_or(TakeControlApi::Rest),
-            base_url,
-            api_key: t.api_key,
-            timezone,
-            output_format: t.output_format.unwrap_or(OutputFormat::Xml),
-        });
-    }
-
-    let mut seen = HashSet::new();
-    let mut mluvii = Vec::new();
-    for (i, m) in raw.mluvii.into_iter().enumerate() {
-        let k = |name: &str| format!("mluvii[{i}].{name}");
-        let (stream, http) = common_settings!(&k, m, "1h").map_err(fail)?;
-        unique_account(&mut seen, &k, &m.account).map_err(fail)?;
-        let base_url = parse_base_url(
-            &k("base_url"),
-            m.base_url.as_deref().unwrap_or("https://app.mluvii.com"),
-        )
+    let takecontrol = takecontrol_settings(raw.takecontrol).map_err(fail)?;
+    let mluvii = mluvii_settings(raw.mluvii).map_err(fail)?;
+    let superoffice = superoffice_settings(raw.superoffice).map_err(fail)?;
+    let webhooks = raw
+        .webhooks
+        .map(|w| webhook_settings(w, &server))
+        .transpose()
         .map_err(fail)?;
-        if m.client_id.trim().is_empty() {
-            return Err(fail((k("client_id"), "is empty".into())));
-        }
-        if m.client_secret.is_empty() {
-            return Err(fail((k("client_secret"), "is empty".into())));
-        }
-        let concurrency = in_range(&k, "concurrency", m.concurrency, 4, 1..=64).map_err(fail)?;
-        let page_size = in_range(&k, "page_size", m.page_size, 1000, 1..=5000).map_err(fail)?;
-        let max_open_age =
-            parse_duration(&k("max_open_age"), m.max_open_age.as_deref(), "7d").map_err(fail)?;
-        let user = m.webhook_user.filter(|u| !u.trim().is_empty());
-        let password = m.webhook_password.filter(|p| !p.is_empty());
-        let webhook = match (user, password) {
-            (Some(user), Some(password)) if !user.contains(':') => {
-                Some(BasicCredentials { user, password })
-            }
-            (Some(_), Some(_)) => {
-                return Err(fail((
-                    k("webhook_user"),
-                    "must not contain `:` (HTTP Basic separates user and password with it)".into(),
-                )));
-            }
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(fail((
-                    k("webhook_password"),
-                    "missing: `webhook_user` and `webhook_password` go together (or give neither)"
-                        .into(),
-                )));
-            }
-            (None, Some(_)) => {
-                return Err(fail((
-                    k("webhook_user"),
-                    "missing: `webhook_user` and `webhook_password` go together (or give neither)"
-                        .into(),
-                )));
-            }
-        };
-        mluvii.push(MluviiSettings {
-            stream,
-            http,
-            base_url,
-            client_id: m.client_id,
-            client_secret: m.client_secret,
-            concurrency,
-            page_size,
-            max_open_age,
-            webhook,
-        });
-    }
-
-    let mut seen = HashSet::new();
-    let mut superoffice = Vec::new();
-    for (i, m) in raw.superoffice.into_iter().enumerate() {
-        let k = |name: &str| format!("superoffice[{i}].{name}");
-        let (stream, http) = common_settings!(&k, m, "1h").map_err(fail)?;
-        unique_account(&mut seen, &k, &m.account).map_err(fail)?;
-        let base_url = parse_base_url(&k("base_url"), &m.base_url).map_err(fail)?;
-        let nonempty = |s: Option<Secret>| s.filter(|s| !s.is_empty());
-        let auth = match (
-            nonempty(m.ticket),
-            nonempty(m.bearer),
-            nonempty(m.app_token),
-        ) {
-            (Some(_), Some(_), _) => {
-                return Err(fail((
-                    k("ticket"),
-                    "give either `ticket` (with `app_token`) or `bearer`, not both".into(),
-                )));
-            }
-            (Some(ticket), None, Some(app_token)) => SuperOfficeAuth::Ticket { ticket, app_token },
-            (Some(_), None, None) => {
-                return Err(fail((
-                    k("app_token"),
-                    "is required with `ticket` (the application secret sent as SO-AppToken)".into(),
-                )));
-            }
-            (None, Some(token), app_token) => SuperOfficeAuth::Bearer { token, app_token },
-            (None, None, _) => {
-                return Err(fail((
-                    k("ticket"),
-                    "missing: give `ticket` and `app_token`, or `bearer`".into(),
-                )));
-            }
-        };
-        let concurrency = in_range(&k, "concurrency", m.concurrency, 4, 1..=64).map_err(fail)?;
-        let page_size = in_range(&k, "page_size", m.page_size, 1000, 1..=5000).map_err(fail)?;
-        superoffice.push(SuperOfficeSettings {
-            stream,
-            http,
-            base_url,
-            auth,
-            mode: m.mode.unwrap_or(SuperOfficeMode::Archive),
-            messages: m.messages.unwrap_or(true),
-            concurrency,
-            page_size,
-            webhook_secret: nonempty(m.webhook_secret),
-        });
-    }
-
-    let webhooks = match raw.webhooks {
-        None => None,
-        Some(w) => {
-            let listen_s = w.listen.unwrap_or_else(|| "0.0.0.0:8080".into());
-            let listen: SocketAddr = listen_s.parse().map_err(|_| {
-                fail((
-                    "webhooks.listen".into(),
-                    format!("`{listen_s}` is not an address:port such as 0.0.0.0:8080"),
-                ))
-            })?;
-            if listen == server.listen
-                || (listen.port() == server.listen.port()
-                    && listen.port() != 0
-                    && (listen.ip().is_unspecified() || server.listen.ip().is_unspecified()))
-            {
-                return Err(fail((
-                    "webhooks.listen".into(),
-                    format!(
-                        "`{listen}` is the metrics server's address (server.listen); the webhook listener needs its own port"
-                    ),
-                )));
-            }
-            Some(WebhookSettings { listen })
-        }
-    };
 
     Ok(Settings {
         file: file.to_path_buf(),
@@ -801,6 +645,186 @@ fn validate(
 }
 
 type KeyProblem = (String, String);
+
+/// The `[[takecontrol]]` entries.
+fn takecontrol_settings(
+    entries: Vec<RawTakeControl>,
+) -> Result<Vec<TakeControlSettings>, KeyProblem> {
+    let mut seen = HashSet::new();
+    let mut takecontrol = Vec::new();
+    for (i, t) in entries.into_iter().enumerate() {
+        let k = |name: &str| format!("takecontrol[{i}].{name}");
+        let (stream, http) = common_settings!(&k, t, "24h")?;
+        unique_account(&mut seen, &k, &t.account)?;
+        let base_url = parse_base_url(&k("base_url"), &t.base_url)?;
+        if t.api_key.is_empty() {
+            return Err((k("api_key"), "is empty".into()));
+        }
+        let tz_s = t.timezone.unwrap_or_else(|| "UTC".into());
+        let timezone: Tz = tz_s.parse().map_err(|_| {
+            (
+                k("timezone"),
+                format!("`{tz_s}` is not an IANA time zone such as \"UTC\" or \"Europe/Prague\""),
+            )
+        })?;
+        takecontrol.push(TakeControlSettings {
+            stream,
+            http,
+            api: t.api.unwrap_or(TakeControlApi::Rest),
+            base_url,
+            api_key: t.api_key,
+            timezone,
+            output_format: t.output_format.unwrap_or(OutputFormat::Xml),
+        });
+    }
+    Ok(takecontrol)
+}
+
+/// The `[[mluvii]]` entries.
+fn mluvii_settings(entries: Vec<RawMluvii>) -> Result<Vec<MluviiSettings>, KeyProblem> {
+    let mut seen = HashSet::new();
+    let mut mluvii = Vec::new();
+    for (i, m) in entries.into_iter().enumerate() {
+        let k = |name: &str| format!("mluvii[{i}].{name}");
+        let (stream, http) = common_settings!(&k, m, "1h")?;
+        unique_account(&mut seen, &k, &m.account)?;
+        let base_url = parse_base_url(
+            &k("base_url"),
+            m.base_url.as_deref().unwrap_or("https://app.mluvii.com"),
+        )?;
+        if m.client_id.trim().is_empty() {
+            return Err((k("client_id"), "is empty".into()));
+        }
+        if m.client_secret.is_empty() {
+            return Err((k("client_secret"), "is empty".into()));
+        }
+        let concurrency = in_range(&k, "concurrency", m.concurrency, 4, 1..=64)?;
+        let page_size = in_range(&k, "page_size", m.page_size, 1000, 1..=5000)?;
+        let max_open_age = parse_duration(&k("max_open_age"), m.max_open_age.as_deref(), "7d")?;
+        let user = m.webhook_user.filter(|u| !u.trim().is_empty());
+        let password = m.webhook_password.filter(|p| !p.is_empty());
+        let webhook = match (user, password) {
+            (Some(user), Some(password)) if !user.contains(':') => {
+                Some(BasicCredentials { user, password })
+            }
+            (Some(_), Some(_)) => {
+                return Err((
+                    k("webhook_user"),
+                    "must not contain `:` (HTTP Basic separates user and password with it)".into(),
+                ));
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err((
+                    k("webhook_password"),
+                    "missing: `webhook_user` and `webhook_password` go together (or give neither)"
+                        .into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err((
+                    k("webhook_user"),
+                    "missing: `webhook_user` and `webhook_password` go together (or give neither)"
+                        .into(),
+                ));
+            }
+        };
+        mluvii.push(MluviiSettings {
+            stream,
+            http,
+            base_url,
+            client_id: m.client_id,
+            client_secret: m.client_secret,
+            concurrency,
+            page_size,
+            max_open_age,
+            webhook,
+        });
+    }
+    Ok(mluvii)
+}
+
+/// The `[[superoffice]]` entries.
+fn superoffice_settings(
+    entries: Vec<RawSuperOffice>,
+) -> Result<Vec<SuperOfficeSettings>, KeyProblem> {
+    let mut seen = HashSet::new();
+    let mut superoffice = Vec::new();
+    for (i, m) in entries.into_iter().enumerate() {
+        let k = |name: &str| format!("superoffice[{i}].{name}");
+        let (stream, http) = common_settings!(&k, m, "1h")?;
+        unique_account(&mut seen, &k, &m.account)?;
+        let base_url = parse_base_url(&k("base_url"), &m.base_url)?;
+        let nonempty = |s: Option<Secret>| s.filter(|s| !s.is_empty());
+        let auth = match (
+            nonempty(m.ticket),
+            nonempty(m.bearer),
+            nonempty(m.app_token),
+        ) {
+            (Some(_), Some(_), _) => {
+                return Err((
+                    k("ticket"),
+                    "give either `ticket` (with `app_token`) or `bearer`, not both".into(),
+                ));
+            }
+            (Some(ticket), None, Some(app_token)) => SuperOfficeAuth::Ticket { ticket, app_token },
+            (Some(_), None, None) => {
+                return Err((
+                    k("app_token"),
+                    "is required with `ticket` (the application secret sent as SO-AppToken)".into(),
+                ));
+            }
+            (None, Some(token), app_token) => SuperOfficeAuth::Bearer { token, app_token },
+            (None, None, _) => {
+                return Err((
+                    k("ticket"),
+                    "missing: give `ticket` and `app_token`, or `bearer`".into(),
+                ));
+            }
+        };
+        let concurrency = in_range(&k, "concurrency", m.concurrency, 4, 1..=64)?;
+        let page_size = in_range(&k, "page_size", m.page_size, 1000, 1..=5000)?;
+        superoffice.push(SuperOfficeSettings {
+            stream,
+            http,
+            base_url,
+            auth,
+            mode: m.mode.unwrap_or(SuperOfficeMode::Archive),
+            messages: m.messages.unwrap_or(true),
+            concurrency,
+            page_size,
+            webhook_secret: nonempty(m.webhook_secret),
+        });
+    }
+    Ok(superoffice)
+}
+
+/// `[webhooks]`: the listener's own address, never the metrics server's.
+fn webhook_settings(
+    w: RawWebhooks,
+    server: &ServerSettings,
+) -> Result<WebhookSettings, KeyProblem> {
+    let listen_s = w.listen.unwrap_or_else(|| "0.0.0.0:8080".into());
+    let listen: SocketAddr = listen_s.parse().map_err(|_| {
+        (
+            "webhooks.listen".into(),
+            format!("`{listen_s}` is not an address:port such as 0.0.0.0:8080"),
+        )
+    })?;
+    if listen == server.listen
+        || (listen.port() == server.listen.port()
+            && listen.port() != 0
+            && (listen.ip().is_unspecified() || server.listen.ip().is_unspecified()))
+    {
+        return Err((
+            "webhooks.listen".into(),
+            format!(
+                "`{listen}` is the metrics server's address (server.listen); the webhook listener needs its own port"
+            ),
+        ));
+    }
+    Ok(WebhookSettings { listen })
+}
 
 /// The keys every stream takes, as written in the file.
 struct StreamFields<'a> {
