@@ -1059,6 +1059,53 @@ start = "2024-01-01T00:00:00Z"
     }
 
     #[test]
+    fn webhook_settings_are_checked_and_never_shown() {
+        const ML: &str = "[[mluvii]]\naccount = \"main\"\nclient_id = \"u\"\nclient_secret = \"s\"\nstart = \"2024-01-01T00:00:00Z\"\n";
+        let s = load(&format!(
+            "{GOOD}[webhooks]\n{ML}webhook_user = \"hook\"\nwebhook_password = \"hook-pw-1\"\n"
+        ))
+        .unwrap();
+        assert_eq!(s.webhooks.as_ref().unwrap().listen.port(), 8080);
+        let creds = s.mluvii[0].webhook.as_ref().unwrap();
+        assert_eq!(creds.user, "hook");
+        assert!(!format!("{s:?}").contains("hook-pw-1"), "Debug redacts it");
+        let cases = [
+            (
+                format!("{GOOD}{ML}webhook_user = \"hook\"\n"),
+                "mluvii[0].webhook_password",
+                "go together",
+            ),
+            (
+                format!("{GOOD}{ML}webhook_password = \"pw\"\n"),
+                "mluvii[0].webhook_user",
+                "go together",
+            ),
+            (
+                format!("{GOOD}{ML}webhook_user = \"a:b\"\nwebhook_password = \"pw\"\n"),
+                "mluvii[0].webhook_user",
+                "`:`",
+            ),
+            (
+                format!(
+                    "{GOOD}[server]\nlisten = \"0.0.0.0:9000\"\n[webhooks]\nlisten = \"127.0.0.1:9000\"\n"
+                ),
+                "webhooks.listen",
+                "its own port",
+            ),
+            (
+                format!("{GOOD}[webhooks]\nlisten = \"everywhere\"\n"),
+                "webhooks.listen",
+                "address:port",
+            ),
+        ];
+        for (text, key, word) in cases {
+            let e = load(&text).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(word), "{e}");
+            assert!(!e.contains("hook-pw") && !e.contains("pw\""), "{e}");
+        }
+    }
+
+    #[test]
     fn syntax_error_does_not_echo_values() {
         let e = load("[warehouse]\nurl = \"postgres://u:pw@h/db\" junk\n")
             .unwrap_err()
