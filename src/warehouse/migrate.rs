@@ -47,6 +47,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0011_webhook_events",
         include_str!("../../sql/0011_webhook_events.sql"),
     ),
+    (
+        "0012_one_unchanged_check",
+        include_str!("../../sql/0012_one_unchanged_check.sql"),
+    ),
 ];
 
 /// SHA-256 of a migration's text, hex.

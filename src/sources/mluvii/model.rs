@@ -11,6 +11,10 @@ use super::durations::{self, Durations, Event, Inputs, OperatorTimes};
 use crate::engine::Rejected;
 use crate::sources::lenient::{self, Fields};
 
+/// How a session is read into rows: raise it when a change to this module changes what a stored
+/// row holds for the same record, so that stored rows are rewritten at their next read.
+pub const READ_VERSION: &str = "mluvii-1";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
     pub session_id: i64,
@@ -35,6 +39,8 @@ pub struct Session {
     pub raw: Value,
     /// The routingHistory as received (NUL removed).
     pub routing_raw: Value,
+    /// Fingerprint of `raw`, `routing_raw` and [`READ_VERSION`]: equal means unchanged.
+    pub content_hash: String,
     pub operators: Vec<Operator>,
     pub events: Vec<RoutingEvent>,
     pub durations: Durations,
@@ -155,6 +161,12 @@ pub fn normalize(detail: Value, routing: Value, fallback_key: &str) -> Normalize
     let key = session_id.to_string();
     match build(session_id, &f, &routing_raw) {
         Ok((mut s, nulled)) => {
+            s.content_hash = lenient::fingerprint_parts(&[
+                READ_VERSION,
+                &raw.to_string(),
+                "\u{1}",
+                &routing_raw.to_string(),
+            ]);
             s.raw = raw;
             s.routing_raw = routing_raw;
             let nulled = nulled
@@ -250,6 +262,7 @@ fn build(
             tags: f.get("tags").cloned(),
             raw: Value::Null,
             routing_raw: Value::Null,
+            content_hash: String::new(),
             operators,
             events,
             durations: d,

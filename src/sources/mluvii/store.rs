@@ -1,5 +1,5 @@
-//! Writes mluvii sessions: one set-based upsert that rewrites only sessions whose detail or
-//! routing history changed, then the operators, routing events and durations of exactly those
+//! Writes mluvii sessions: one set-based upsert that rewrites only sessions whose fingerprint
+//! (`content_hash`: detail, routing history and how they are read) changed, then the operators, routing events and durations of exactly those
 //! sessions are replaced.
 
 use std::collections::HashSet;
@@ -32,12 +32,12 @@ const UPSERT: &str = "
 INSERT INTO mluvii_sessions AS t (
     account, session_id, company_id, department_id, channel, source, status, direct_call_number,
     phone_callback_number, widget, url, created_at, guest_joined_at, started_at, ended_at,
-    waited_seconds, length_seconds, guest_feedback_stars, tags, raw, routing_raw)
+    waited_seconds, length_seconds, guest_feedback_stars, tags, raw, routing_raw, content_hash)
 SELECT $1, u.* FROM unnest(
     $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[],
     $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::timestamptz[],
     $14::timestamptz[], $15::timestamptz[], $16::float8[], $17::float8[], $18::int[], $19::jsonb[],
-    $20::jsonb[], $21::jsonb[]) AS u
+    $20::jsonb[], $21::jsonb[], $22::text[]) AS u
 ON CONFLICT (account, session_id) DO UPDATE SET
     company_id = EXCLUDED.company_id, department_id = EXCLUDED.department_id,
     channel = EXCLUDED.channel, source = EXCLUDED.source, status = EXCLUDED.status,
@@ -47,17 +47,9 @@ ON CONFLICT (account, session_id) DO UPDATE SET
     started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at,
     waited_seconds = EXCLUDED.waited_seconds, length_seconds = EXCLUDED.length_seconds,
     guest_feedback_stars = EXCLUDED.guest_feedback_stars, tags = EXCLUDED.tags, raw = EXCLUDED.raw,
-    routing_raw = EXCLUDED.routing_raw, last_synced_at = now()
-WHERE (t.company_id, t.department_id, t.channel, t.source, t.status, t.direct_call_number,
-       t.phone_callback_number, t.widget, t.url, t.created_at, t.guest_joined_at, t.started_at,
-       t.ended_at, t.waited_seconds, t.length_seconds, t.guest_feedback_stars, t.tags, t.raw,
-       t.routing_raw)
-  IS DISTINCT FROM
-      (EXCLUDED.company_id, EXCLUDED.department_id, EXCLUDED.channel, EXCLUDED.source,
-       EXCLUDED.status, EXCLUDED.direct_call_number, EXCLUDED.phone_callback_number,
-       EXCLUDED.widget, EXCLUDED.url, EXCLUDED.created_at, EXCLUDED.guest_joined_at,
-       EXCLUDED.started_at, EXCLUDED.ended_at, EXCLUDED.waited_seconds, EXCLUDED.length_seconds,
-       EXCLUDED.guest_feedback_stars, EXCLUDED.tags, EXCLUDED.raw, EXCLUDED.routing_raw)
+    routing_raw = EXCLUDED.routing_raw, content_hash = EXCLUDED.content_hash,
+    last_synced_at = now()
+WHERE t.content_hash IS DISTINCT FROM EXCLUDED.content_hash
 RETURNING session_id, (xmax = 0) AS inserted";
 
 fn col<'a, T>(s: &'a [Session], f: impl Fn(&'a Session) -> T) -> Vec<T> {
@@ -108,6 +100,7 @@ impl Rows for SessionRows {
                     &col(s, |x| x.tags.as_ref()),
                     &col(s, |x| &x.raw),
                     &col(s, |x| &x.routing_raw),
+                    &col(s, |x| x.content_hash.as_str()),
                 ],
             )
             .await?

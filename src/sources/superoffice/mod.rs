@@ -8,6 +8,9 @@
 //! - `for_user`: `ChatSessionsForUser` returns every session of the API user at once, with no
 //!   filter. A fingerprint per session (kept in `sync_state.state`) tells which changed; only
 //!   those are written and have their messages read, so an unchanged list costs one request.
+//!   It is the same fingerprint the row stores as `content_hash` (the one "unchanged" check of
+//!   every source); the copy in the state is there because it saves the message requests of
+//!   unchanged sessions, which a check at write time would come too late for.
 //!
 //! Messages (`messages = true`) are read for changed sessions only, `after` the last message
 //! id already stored. `SessionKey` is removed from every entity as soon as it is parsed.
@@ -329,7 +332,8 @@ impl SuperOffice {
                 continue;
             }
             match model::normalize(raw, &format!("{}#{i}", self.settings.mode_name())) {
-                Normalized::Session(s, n) => {
+                Normalized::Session(mut s, n) => {
+                    s.content_hash = h.clone();
                     read.nulled.extend(n);
                     let last = before.map_or(0, |b| b.m);
                     read.current.insert(

@@ -82,6 +82,8 @@ pub struct Session {
     pub total_seconds: Option<f64>,
     /// The entity as received, without SessionKey.
     pub raw: Value,
+    /// [`fingerprint`] of the entity as received (SessionKey removed): equal means unchanged.
+    pub content_hash: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -237,6 +239,7 @@ fn build(id: i32, f: &Fields<'_>) -> Result<(Session, Vec<String>), String> {
             handle_seconds,
             total_seconds,
             raw: Value::Null,
+            content_hash: String::new(),
         },
         nulled,
     ))
@@ -266,8 +269,12 @@ pub fn message(v: &Value, session_id: i32) -> Result<Message, String> {
 
 /// A stable fingerprint of a record's JSON text, to tell whether it changed.
 pub fn fingerprint(v: &Value) -> String {
-    lenient::fingerprint(&v.to_string())
+    lenient::fingerprint_parts(&[READ_VERSION, &v.to_string()])
 }
+
+/// How a session is read into rows: raise it when a change to this module changes what a stored
+/// row holds for the same record, so that stored rows are rewritten at their next read.
+pub const READ_VERSION: &str = "superoffice-1";
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,7 @@
 //! Writes SuperOffice chat sessions and messages: set-based upserts that rewrite only rows
-//! whose content changed. Messages are keyed by their own id and only ever added or updated.
+//! whose content changed (sessions: their `content_hash`, as every source; messages, which carry
+//! no fingerprint of their own and are never re-read once stored, by their columns).
+//! Messages are keyed by their own id and only ever added or updated.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -20,14 +22,14 @@ INSERT INTO superoffice_chat_sessions AS t (
     customer_email, customer_phone, customer_company_name, customer_consented, chatbot_is_active,
     status, flags, first_message, last_message, requested_at, started_at, ended_at, idle_at,
     fetched_at, initial_queue_pos, alert_level, rank, rating, queue_seconds, handle_seconds,
-    total_seconds, raw)
+    total_seconds, raw, content_hash)
 SELECT $1, u.* FROM unnest(
     $2::int[], $3::int[], $4::int[], $5::int[], $6::int[], $7::int[], $8::int[], $9::int[],
     $10::int[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
     $17::boolean[], $18::boolean[], $19::text[], $20::text[], $21::text[], $22::text[],
     $23::timestamptz[], $24::timestamptz[], $25::timestamptz[], $26::timestamptz[],
     $27::timestamptz[], $28::int[], $29::int[], $30::int[], $31::int[], $32::float8[],
-    $33::float8[], $34::float8[], $35::jsonb[]) AS u
+    $33::float8[], $34::float8[], $35::jsonb[], $36::text[]) AS u
 ON CONFLICT (account, chat_session_id) DO UPDATE SET
     topic_id = EXCLUDED.topic_id, user_associate_id = EXCLUDED.user_associate_id,
     person_id = EXCLUDED.person_id, contact_id = EXCLUDED.contact_id,
@@ -43,10 +45,9 @@ ON CONFLICT (account, chat_session_id) DO UPDATE SET
     fetched_at = EXCLUDED.fetched_at, initial_queue_pos = EXCLUDED.initial_queue_pos,
     alert_level = EXCLUDED.alert_level, rank = EXCLUDED.rank, rating = EXCLUDED.rating,
     queue_seconds = EXCLUDED.queue_seconds, handle_seconds = EXCLUDED.handle_seconds,
-    total_seconds = EXCLUDED.total_seconds, raw = EXCLUDED.raw, last_synced_at = now()
-WHERE t.raw IS DISTINCT FROM EXCLUDED.raw
-   OR (t.queue_seconds, t.handle_seconds, t.total_seconds, t.status)
-      IS DISTINCT FROM (EXCLUDED.queue_seconds, EXCLUDED.handle_seconds, EXCLUDED.total_seconds, EXCLUDED.status)
+    total_seconds = EXCLUDED.total_seconds, raw = EXCLUDED.raw,
+    content_hash = EXCLUDED.content_hash, last_synced_at = now()
+WHERE t.content_hash IS DISTINCT FROM EXCLUDED.content_hash
 RETURNING chat_session_id";
 
 const MESSAGES: &str = "
@@ -128,6 +129,9 @@ impl Rows for ChatRows {
                         &float(|x| x.handle_seconds),
                         &float(|x| x.total_seconds),
                         &s.iter().map(|x| &x.raw).collect::<Vec<_>>(),
+                        &s.iter()
+                            .map(|x| x.content_hash.as_str())
+                            .collect::<Vec<_>>(),
                     ],
                 )
                 .await?
