@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
 use sessionsync::config::{
-    EngineSettings, HttpSettings, MluviiSettings, Schedule, Secret, ServerSettings, Settings,
-    StreamSettings, WarehouseSettings,
+    EngineSettings, HttpSettings, Schedule, Secret, ServerSettings, Settings, StreamSettings,
+    WarehouseSettings,
 };
+use sessionsync::sources::mluvii::MluviiSettings;
 use sessionsync::warehouse::Warehouse;
 use sessionsync_sim::mluvii::{MluviiSim, generate};
 use tokio_util::sync::CancellationToken;
@@ -68,9 +69,7 @@ async fn main() -> anyhow::Result<()> {
             max_concurrent_streams: 1,
         },
         webhooks: None,
-        takecontrol: vec![],
-        superoffice: vec![],
-        mluvii: vec![MluviiSettings {
+        accounts: vec![Box::new(MluviiSettings {
             stream: StreamSettings {
                 account: "bench".into(),
                 enabled: true,
@@ -93,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
             page_size: 1000,
             webhook: None,
             max_open_age: Duration::from_secs(7 * 86400),
-        }],
+        })],
     };
     Warehouse::new(&settings.warehouse)?
         .conn()

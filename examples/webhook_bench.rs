@@ -262,7 +262,12 @@ webhook_password = "bench-hook-password"
         ml = ml.base_url(),
         start = (now - TimeDelta::days(4)).to_rfc3339()
     );
-    let settings = Settings::from_toml(std::path::Path::new("(bench)"), &toml, &|_| None)?;
+    let settings = Settings::from_toml(
+        std::path::Path::new("(bench)"),
+        &toml,
+        &|_| None,
+        &sessionsync::sources::configs(),
+    )?;
     Warehouse::new(&settings.warehouse)?
         .conn()
         .await?

@@ -187,7 +187,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
 }
 
 fn load(path: Option<PathBuf>) -> Result<Settings, Failure> {
-    Settings::load(&config::resolve_path(path.as_deref())).map_err(config_failure)
+    crate::sources::load_settings(&config::resolve_path(path.as_deref())).map_err(config_failure)
 }
 
 async fn migrate(path: Option<PathBuf>) -> Result<u8, Failure> {
@@ -222,13 +222,13 @@ fn select(
     account: Option<&str>,
 ) -> Result<Vec<Arc<dyn crate::engine::Source>>, Failure> {
     if let Some(s) = source
-        && !crate::sources::SOURCES.contains(&s)
+        && !crate::sources::names().contains(&s)
     {
         return Err(Failure {
             code: 2,
             error: anyhow::anyhow!(
                 "--source {s}: unknown source; known: {}",
-                crate::sources::SOURCES.join(", ")
+                crate::sources::names().join(", ")
             ),
         });
     }
@@ -374,9 +374,7 @@ async fn check(path: Option<PathBuf>) -> Result<u8, Failure> {
         failed |= !ok;
         println!("{:<5} {item:<28} {text}", if ok { "OK" } else { "FAIL" });
     };
-    let enabled = settings.enabled_takecontrol().count()
-        + settings.enabled_superoffice().count()
-        + settings.enabled_mluvii().count();
+    let enabled = settings.enabled().count();
     line(
         true,
         "config",
@@ -405,13 +403,7 @@ async fn check(path: Option<PathBuf>) -> Result<u8, Failure> {
         },
     }
     // One quick try each: a check should answer in seconds, not ride out an outage.
-    for h in settings
-        .takecontrol
-        .iter_mut()
-        .map(|t| &mut t.http)
-        .chain(settings.superoffice.iter_mut().map(|t| &mut t.http))
-        .chain(settings.mluvii.iter_mut().map(|t| &mut t.http))
-    {
+    for h in settings.accounts.iter_mut().map(|a| a.http_mut()) {
         h.max_retries = 1;
         h.max_retry_wait = Duration::from_secs(2);
         h.timeout = h.timeout.min(Duration::from_secs(15));
@@ -462,12 +454,7 @@ async fn register_webhook(
     public_url: reqwest::Url,
 ) -> Result<u8, Failure> {
     let mut settings = load(path)?;
-    for h in settings
-        .superoffice
-        .iter_mut()
-        .map(|t| &mut t.http)
-        .chain(settings.mluvii.iter_mut().map(|t| &mut t.http))
-    {
+    for h in settings.accounts.iter_mut().map(|a| a.http_mut()) {
         h.max_retries = h.max_retries.min(2);
     }
     let metrics = Arc::new(Metrics::new());

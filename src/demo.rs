@@ -9,12 +9,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::{TimeDelta, Utc};
 
-use crate::config::{
-    HttpSettings, MluviiSettings, OutputFormat, Schedule, Secret, Settings, StreamSettings,
-    SuperOfficeAuth, SuperOfficeMode, SuperOfficeSettings, TakeControlApi, TakeControlSettings,
-    WarehouseSettings,
-};
+use crate::config::{HttpSettings, Schedule, Secret, Settings, StreamSettings, WarehouseSettings};
 use crate::engine::Source;
+use crate::sources::mluvii::MluviiSettings;
+use crate::sources::superoffice::{SuperOfficeAuth, SuperOfficeMode, SuperOfficeSettings};
+use crate::sources::takecontrol::{OutputFormat, TakeControlApi, TakeControlSettings};
 use crate::telemetry::Metrics;
 use crate::warehouse::Warehouse;
 use sessionsync_sim::mluvii::MluviiSim;
@@ -72,10 +71,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         mut sources,
     } = crate::startup::start_all(&settings).await?;
     for name in &args.sources {
-        if !crate::sources::SOURCES.contains(&name.as_str()) {
+        if !crate::sources::names().contains(&name.as_str()) {
             anyhow::bail!(
                 "--sources: `{name}` is not a source; choose from {}",
-                crate::sources::SOURCES.join(", ")
+                crate::sources::names().join(", ")
             );
         }
     }
@@ -261,47 +260,49 @@ impl Sims {
                 max_concurrent_streams: 3,
             },
             webhooks: None,
-            superoffice: vec![SuperOfficeSettings {
-                stream: StreamSettings {
-                    // Early enough for the seed documents' own samples (2001–2023) to land too.
-                    start: "2000-01-01T00:00:00Z".parse().expect("a constant date"),
-                    ..stream.clone()
-                },
-                http: http(1000.0),
-                base_url: url_of(self.so.base_url()),
-                auth: SuperOfficeAuth::Ticket {
-                    ticket: Secret::new(self.so_creds.ticket.clone()),
-                    app_token: Secret::new(self.so_creds.app_token.clone()),
-                },
-                mode: SuperOfficeMode::Archive,
-                messages: true,
-                concurrency: 8,
-                page_size: 1000,
-                webhook_secret: Some(Secret::new("demo-webhook-secret")),
-            }],
-            mluvii: vec![MluviiSettings {
-                stream: stream.clone(),
-                http: http(1000.0),
-                base_url: url_of(self.ml.base_url()),
-                client_id: ML_CLIENT.0.into(),
-                client_secret: Secret::new(ML_CLIENT.1),
-                concurrency: 8,
-                page_size: 1000,
-                max_open_age: std::time::Duration::from_secs(7 * 86400),
-                webhook: Some(crate::config::BasicCredentials {
-                    user: "demo-hook".into(),
-                    password: Secret::new("demo-hook-password"),
+            accounts: vec![
+                Box::new(SuperOfficeSettings {
+                    stream: StreamSettings {
+                        // Early enough for the seed documents' own samples (2001–2023) to land too.
+                        start: "2000-01-01T00:00:00Z".parse().expect("a constant date"),
+                        ..stream.clone()
+                    },
+                    http: http(1000.0),
+                    base_url: url_of(self.so.base_url()),
+                    auth: SuperOfficeAuth::Ticket {
+                        ticket: Secret::new(self.so_creds.ticket.clone()),
+                        app_token: Secret::new(self.so_creds.app_token.clone()),
+                    },
+                    mode: SuperOfficeMode::Archive,
+                    messages: true,
+                    concurrency: 8,
+                    page_size: 1000,
+                    webhook_secret: Some(Secret::new("demo-webhook-secret")),
                 }),
-            }],
-            takecontrol: vec![TakeControlSettings {
-                stream,
-                http: http(20.0),
-                api: TakeControlApi::Rest,
-                base_url: url_of(self.tc.base_url()),
-                api_key: Secret::new(TC_KEY),
-                timezone: chrono_tz::UTC,
-                output_format: OutputFormat::Xml,
-            }],
+                Box::new(MluviiSettings {
+                    stream: stream.clone(),
+                    http: http(1000.0),
+                    base_url: url_of(self.ml.base_url()),
+                    client_id: ML_CLIENT.0.into(),
+                    client_secret: Secret::new(ML_CLIENT.1),
+                    concurrency: 8,
+                    page_size: 1000,
+                    max_open_age: std::time::Duration::from_secs(7 * 86400),
+                    webhook: Some(crate::sources::mluvii::config::BasicCredentials {
+                        user: "demo-hook".into(),
+                        password: Secret::new("demo-hook-password"),
+                    }),
+                }),
+                Box::new(TakeControlSettings {
+                    stream,
+                    http: http(20.0),
+                    api: TakeControlApi::Rest,
+                    base_url: url_of(self.tc.base_url()),
+                    api_key: Secret::new(TC_KEY),
+                    timezone: chrono_tz::UTC,
+                    output_format: OutputFormat::Xml,
+                }),
+            ],
         }
     }
 
@@ -608,7 +609,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
         }
         other => anyhow::bail!(
             "--source {other}: choose one of {}",
-            crate::sources::SOURCES.join(", ")
+            crate::sources::names().join(", ")
         ),
     };
     let (router, creds) = router_and_text;

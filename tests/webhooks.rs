@@ -814,6 +814,7 @@ async fn the_warehouse_down_answers_503_and_records_nothing_then_recovers() {
             so_toml(&_sim.base_url(), "cust1", Some(SECRET))
         ),
         &move |name| (name == "DATABASE_URL").then(|| via_proxy.clone()),
+        &sessionsync::sources::configs(),
     )
     .unwrap();
     let h = Harness::new(&s).await;

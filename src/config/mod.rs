@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use serde::Deserialize;
 
 pub use secret::Secret;
@@ -56,9 +55,82 @@ pub struct Settings {
     pub engine: EngineSettings,
     /// The webhook listener; `None` when `[webhooks]` is absent (webhooks off).
     pub webhooks: Option<WebhookSettings>,
-    pub takecontrol: Vec<TakeControlSettings>,
-    pub mluvii: Vec<MluviiSettings>,
-    pub superoffice: Vec<SuperOfficeSettings>,
+    /// Every configured account of every source, in the order of the sources' registry and
+    /// then of the file.
+    pub accounts: Vec<Box<dyn AccountSettings>>,
+}
+
+/// A source system's part of the config file: the `[[name]]` entries it reads. Each source
+/// implements it in its own folder (`sources/<name>/config.rs`); the registry of sources hands
+/// the list to [`Settings::load`].
+pub trait SourceConfig: Sync {
+    /// The name of its `[[name]]` entries (and of `--source`).
+    fn name(&self) -> &'static str;
+    /// Reads and checks one entry (its `${VAR}`s already replaced); errors name a key under
+    /// `prefix` (e.g. `mluvii[0]`). Read the entry with [`entry`].
+    fn account(
+        &self,
+        entry: toml::Value,
+        prefix: &str,
+    ) -> Result<Box<dyn AccountSettings>, KeyProblem>;
+}
+
+/// One configured account of some source: what every account has, and the source's own
+/// settings behind [`AccountSettings::as_any`] (its source builds its stream from them).
+pub trait AccountSettings: std::fmt::Debug + Send + Sync {
+    fn source(&self) -> &'static str;
+    fn stream(&self) -> &StreamSettings;
+    fn http_mut(&mut self) -> &mut HttpSettings;
+    fn clone_box(&self) -> Box<dyn AccountSettings>;
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+impl Clone for Box<dyn AccountSettings> {
+    fn clone(&self) -> Self {
+        self.clone_box()
+    }
+}
+
+/// Implements [`AccountSettings`] for a source's settings struct (with `stream` and `http`
+/// fields), named `source`.
+macro_rules! impl_account_settings {
+    ($ty:ty, $source:expr) => {
+        impl $crate::config::AccountSettings for $ty {
+            fn source(&self) -> &'static str {
+                $source
+            }
+            fn stream(&self) -> &$crate::config::StreamSettings {
+                &self.stream
+            }
+            fn http_mut(&mut self) -> &mut $crate::config::HttpSettings {
+                &mut self.http
+            }
+            fn clone_box(&self) -> Box<dyn $crate::config::AccountSettings> {
+                Box::new(self.clone())
+            }
+            fn as_any(&self) -> &dyn std::any::Any {
+                self
+            }
+        }
+    };
+}
+pub(crate) use impl_account_settings;
+
+/// Deserializes one `[[name]]` entry into a source's raw struct; an error names the key under
+/// `prefix` (unknown keys are errors: raw structs deny them).
+pub fn entry<T: serde::de::DeserializeOwned>(
+    entry: toml::Value,
+    prefix: &str,
+) -> Result<T, KeyProblem> {
+    serde_path_to_error::deserialize(entry).map_err(|e| {
+        let path = e.path().to_string();
+        let key = if path == "." {
+            prefix.to_string()
+        } else {
+            format!("{prefix}.{path}")
+        };
+        (key, e.into_inner().to_string())
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -81,13 +153,6 @@ pub struct ServerSettings {
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
     pub listen: SocketAddr,
-}
-
-/// HTTP Basic credentials a vendor sends with its webhook requests.
-#[derive(Debug, Clone)]
-pub struct BasicCredentials {
-    pub user: String,
-    pub password: Secret,
 }
 
 /// How the daemon, `sync` and `backfill` share the machine between streams.
@@ -122,87 +187,6 @@ pub struct HttpSettings {
     pub requests_per_second: f64,
     /// The largest response body read, in MiB (a window answering more is split).
     pub max_response_mb: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TakeControlApi {
-    Rest,
-    Legacy,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutputFormat {
-    Xml,
-    Json,
-}
-
-#[derive(Debug, Clone)]
-pub struct TakeControlSettings {
-    pub stream: StreamSettings,
-    pub http: HttpSettings,
-    pub api: TakeControlApi,
-    pub base_url: reqwest::Url,
-    pub api_key: Secret,
-    pub timezone: Tz,
-    /// Legacy API only: ask for XML (default) or JSON output.
-    pub output_format: OutputFormat,
-}
-
-#[derive(Debug, Clone)]
-pub struct MluviiSettings {
-    pub stream: StreamSettings,
-    pub http: HttpSettings,
-    pub base_url: reqwest::Url,
-    /// The API user (OAuth client id).
-    pub client_id: String,
-    pub client_secret: Secret,
-    /// Detail/routing requests in flight at once.
-    pub concurrency: usize,
-    /// `limit` of the list requests.
-    pub page_size: usize,
-    /// A session not CLOSED after this long (from `created`) is no longer re-polled.
-    pub max_open_age: Duration,
-    /// Accept `POST /webhooks/mluvii/{account}` with these Basic credentials.
-    pub webhook: Option<BasicCredentials>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SuperOfficeMode {
-    /// List changed sessions in the ChatSession archive, then read each.
-    Archive,
-    /// `ChatSessionsForUser`: the whole list of the API user's sessions, every time.
-    ForUser,
-}
-
-/// How a SuperOffice request authenticates.
-#[derive(Debug, Clone)]
-pub enum SuperOfficeAuth {
-    /// `Authorization: SOTICKET <ticket>` plus `SO-AppToken`.
-    Ticket { ticket: Secret, app_token: Secret },
-    /// `Authorization: Bearer <token>` (plus `SO-AppToken` when given).
-    Bearer {
-        token: Secret,
-        app_token: Option<Secret>,
-    },
-}
-
-#[derive(Debug, Clone)]
-pub struct SuperOfficeSettings {
-    pub stream: StreamSettings,
-    pub http: HttpSettings,
-    pub base_url: reqwest::Url,
-    pub auth: SuperOfficeAuth,
-    pub mode: SuperOfficeMode,
-    pub messages: bool,
-    /// Entity and message requests in flight at once.
-    pub concurrency: usize,
-    /// `$top` of the archive list.
-    pub page_size: usize,
-    /// Accept `POST /webhooks/superoffice/{account}` signed with this secret.
-    pub webhook_secret: Option<Secret>,
 }
 
 /// A standard 5-field crontab expression (an optional leading seconds field is accepted), in UTC.
@@ -261,13 +245,10 @@ struct RawFile {
     #[serde(default)]
     engine: RawEngine,
     webhooks: Option<RawWebhooks>,
-    #[serde(default)]
-    takecontrol: Vec<RawTakeControl>,
-    #[serde(default)]
-    mluvii: Vec<RawMluvii>,
-    #[serde(default)]
-    superoffice: Vec<RawSuperOffice>,
 }
+
+/// The sections of the file that are not a source's.
+const SECTIONS: [&str; 4] = ["warehouse", "server", "engine", "webhooks"];
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -296,79 +277,6 @@ struct RawServer {
     listen: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTakeControl {
-    account: String,
-    #[serde(default)]
-    enabled: Option<bool>,
-    api: Option<TakeControlApi>,
-    base_url: String,
-    api_key: Secret,
-    schedule: Option<String>,
-    start: String,
-    lookback: Option<String>,
-    window: Option<String>,
-    timezone: Option<String>,
-    output_format: Option<OutputFormat>,
-    requests_per_second: Option<f64>,
-    timeout: Option<String>,
-    max_retries: Option<usize>,
-    max_retry_wait: Option<String>,
-    max_response_mb: Option<usize>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMluvii {
-    account: String,
-    #[serde(default)]
-    enabled: Option<bool>,
-    base_url: Option<String>,
-    client_id: String,
-    client_secret: Secret,
-    schedule: Option<String>,
-    start: String,
-    lookback: Option<String>,
-    window: Option<String>,
-    concurrency: Option<usize>,
-    page_size: Option<usize>,
-    max_open_age: Option<String>,
-    webhook_user: Option<String>,
-    webhook_password: Option<Secret>,
-    requests_per_second: Option<f64>,
-    timeout: Option<String>,
-    max_retries: Option<usize>,
-    max_retry_wait: Option<String>,
-    max_response_mb: Option<usize>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSuperOffice {
-    account: String,
-    #[serde(default)]
-    enabled: Option<bool>,
-    base_url: String,
-    ticket: Option<Secret>,
-    bearer: Option<Secret>,
-    app_token: Option<Secret>,
-    mode: Option<SuperOfficeMode>,
-    messages: Option<bool>,
-    webhook_secret: Option<Secret>,
-    schedule: Option<String>,
-    start: String,
-    lookback: Option<String>,
-    window: Option<String>,
-    concurrency: Option<usize>,
-    page_size: Option<usize>,
-    requests_per_second: Option<f64>,
-    timeout: Option<String>,
-    max_retries: Option<usize>,
-    max_retry_wait: Option<String>,
-    max_response_mb: Option<usize>,
-}
-
 // ---------------------------------------------------------------------------------------------
 
 /// Which file to read: `--config`, else `$SESSIONSYNC_CONFIG`, else [`DEFAULT_CONFIG_PATH`].
@@ -384,13 +292,14 @@ pub fn resolve_path(cli: Option<&Path>) -> PathBuf {
 
 impl Settings {
     /// Reads, substitutes, deserializes and validates `file`, taking `${VAR}` values and
-    /// `DATABASE_URL` from the process environment.
-    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+    /// `DATABASE_URL` from the process environment; `sources` reads the sources' entries
+    /// (`crate::sources::configs()`).
+    pub fn load(file: &Path, sources: &[&dyn SourceConfig]) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
             file: file.to_path_buf(),
             source,
         })?;
-        Self::from_toml(file, &text, &|name| std::env::var(name).ok())
+        Self::from_toml(file, &text, &|name| std::env::var(name).ok(), sources)
     }
 
     /// As [`Settings::load`], from text and an explicit environment (tests use this).
@@ -398,6 +307,7 @@ impl Settings {
         file: &Path,
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
+        sources: &[&dyn SourceConfig],
     ) -> Result<Self, ConfigError> {
         let invalid = |key: &str, problem: String| ConfigError::Invalid {
             file: file.to_path_buf(),
@@ -419,6 +329,33 @@ impl Settings {
                 format!("environment variable {var} is not set (export it, or write the value in the file)"),
             )
         })?;
+        // The sources' entries are read by the sources; the rest is the file's own sections.
+        let mut entries = Vec::new();
+        if let toml::Value::Table(t) = &mut tree {
+            for source in sources {
+                match t.remove(source.name()) {
+                    None => {}
+                    Some(toml::Value::Array(list)) => entries.push((*source, list)),
+                    Some(_) => {
+                        return Err(invalid(
+                            source.name(),
+                            format!("write each account as a [[{}]] entry", source.name()),
+                        ));
+                    }
+                }
+            }
+            if let Some(unknown) = t.keys().find(|k| !SECTIONS.contains(&k.as_str())) {
+                let known: Vec<&str> = SECTIONS
+                    .iter()
+                    .copied()
+                    .chain(sources.iter().map(|s| s.name()))
+                    .collect();
+                return Err(invalid(
+                    unknown,
+                    format!("unknown section; the file knows {}", known.join(", ")),
+                ));
+            }
+        }
         let raw: RawFile = serde_path_to_error::deserialize(tree).map_err(|e| {
             let path = e.path().to_string();
             let key = if path == "." {
@@ -428,22 +365,15 @@ impl Settings {
             };
             invalid(&key, e.into_inner().to_string())
         })?;
-        validate(file, raw, env)
+        validate(file, raw, env, entries)
     }
 
-    /// The mluvii accounts that are enabled.
-    pub fn enabled_mluvii(&self) -> impl Iterator<Item = &MluviiSettings> {
-        self.mluvii.iter().filter(|t| t.stream.enabled)
-    }
-
-    /// The SuperOffice tenants that are enabled.
-    pub fn enabled_superoffice(&self) -> impl Iterator<Item = &SuperOfficeSettings> {
-        self.superoffice.iter().filter(|t| t.stream.enabled)
-    }
-
-    /// The Take Control accounts that are enabled.
-    pub fn enabled_takecontrol(&self) -> impl Iterator<Item = &TakeControlSettings> {
-        self.takecontrol.iter().filter(|t| t.stream.enabled)
+    /// The accounts that are enabled.
+    pub fn enabled(&self) -> impl Iterator<Item = &dyn AccountSettings> {
+        self.accounts
+            .iter()
+            .map(|a| &**a)
+            .filter(|a| a.stream().enabled)
     }
 }
 
@@ -509,7 +439,11 @@ fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Strin
     Ok(out)
 }
 
-fn parse_duration(key: &str, v: Option<&str>, default: &str) -> Result<Duration, (String, String)> {
+pub fn parse_duration(
+    key: &str,
+    v: Option<&str>,
+    default: &str,
+) -> Result<Duration, (String, String)> {
     let s = v.unwrap_or(default);
     humantime::parse_duration(s).map_err(|e| {
         (
@@ -521,12 +455,14 @@ fn parse_duration(key: &str, v: Option<&str>, default: &str) -> Result<Duration,
     })
 }
 
-/// The stream and HTTP settings every source entry has, read from its raw struct.
+/// The stream and HTTP settings every source entry has, read from its raw struct (which has
+/// the common keys: account, enabled, schedule, start, lookback, window, requests_per_second,
+/// timeout, max_retries, max_retry_wait, max_response_mb).
 macro_rules! common_settings {
     ($k:expr, $raw:expr, $default_lookback:expr) => {
-        stream_settings(
+        $crate::config::stream_settings(
             $k,
-            StreamFields {
+            $crate::config::StreamFields {
                 account: &$raw.account,
                 enabled: $raw.enabled,
                 schedule: $raw.schedule.as_deref(),
@@ -537,7 +473,7 @@ macro_rules! common_settings {
             $default_lookback,
         )
         .and_then(|stream| {
-            http_settings(
+            $crate::config::http_settings(
                 $k,
                 $raw.timeout.as_deref(),
                 $raw.max_retries,
@@ -549,11 +485,13 @@ macro_rules! common_settings {
         })
     };
 }
+pub(crate) use common_settings;
 
 fn validate(
     file: &Path,
     raw: RawFile,
     env: &dyn Fn(&str) -> Option<String>,
+    entries: Vec<(&dyn SourceConfig, Vec<toml::Value>)>,
 ) -> Result<Settings, ConfigError> {
     let fail = |(key, problem): (String, String)| ConfigError::Invalid {
         file: file.to_path_buf(),
@@ -616,9 +554,7 @@ fn validate(
     })?;
     let server = ServerSettings { listen };
 
-    let takecontrol = takecontrol_settings(raw.takecontrol).map_err(fail)?;
-    let mluvii = mluvii_settings(raw.mluvii).map_err(fail)?;
-    let superoffice = superoffice_settings(raw.superoffice).map_err(fail)?;
+    let accounts = accounts(entries).map_err(fail)?;
     let webhooks = raw
         .webhooks
         .map(|w| webhook_settings(w, &server))
@@ -638,166 +574,35 @@ fn validate(
         engine: EngineSettings {
             max_concurrent_streams,
         },
-        takecontrol,
-        mluvii,
-        superoffice,
+        accounts,
     })
 }
 
-type KeyProblem = (String, String);
-
-/// The `[[takecontrol]]` entries.
-fn takecontrol_settings(
-    entries: Vec<RawTakeControl>,
-) -> Result<Vec<TakeControlSettings>, KeyProblem> {
-    let mut seen = HashSet::new();
-    let mut takecontrol = Vec::new();
-    for (i, t) in entries.into_iter().enumerate() {
-        let k = |name: &str| format!("takecontrol[{i}].{name}");
-        let (stream, http) = common_settings!(&k, t, "24h")?;
-        unique_account(&mut seen, &k, &t.account)?;
-        let base_url = parse_base_url(&k("base_url"), &t.base_url)?;
-        if t.api_key.is_empty() {
-            return Err((k("api_key"), "is empty".into()));
+/// Every source's entries, read by the source; account names are unique per source.
+fn accounts(
+    entries: Vec<(&dyn SourceConfig, Vec<toml::Value>)>,
+) -> Result<Vec<Box<dyn AccountSettings>>, KeyProblem> {
+    let mut out = Vec::new();
+    for (source, list) in entries {
+        let mut seen = HashSet::new();
+        for (i, e) in list.into_iter().enumerate() {
+            let prefix = format!("{}[{i}]", source.name());
+            let account = source.account(e, &prefix)?;
+            let name = &account.stream().account;
+            if !seen.insert(name.clone()) {
+                return Err((
+                    format!("{prefix}.account"),
+                    format!("account `{name}` appears twice; names must be unique per source"),
+                ));
+            }
+            out.push(account);
         }
-        let tz_s = t.timezone.unwrap_or_else(|| "UTC".into());
-        let timezone: Tz = tz_s.parse().map_err(|_| {
-            (
-                k("timezone"),
-                format!("`{tz_s}` is not an IANA time zone such as \"UTC\" or \"Europe/Prague\""),
-            )
-        })?;
-        takecontrol.push(TakeControlSettings {
-            stream,
-            http,
-            api: t.api.unwrap_or(TakeControlApi::Rest),
-            base_url,
-            api_key: t.api_key,
-            timezone,
-            output_format: t.output_format.unwrap_or(OutputFormat::Xml),
-        });
     }
-    Ok(takecontrol)
+    Ok(out)
 }
 
-/// The `[[mluvii]]` entries.
-fn mluvii_settings(entries: Vec<RawMluvii>) -> Result<Vec<MluviiSettings>, KeyProblem> {
-    let mut seen = HashSet::new();
-    let mut mluvii = Vec::new();
-    for (i, m) in entries.into_iter().enumerate() {
-        let k = |name: &str| format!("mluvii[{i}].{name}");
-        let (stream, http) = common_settings!(&k, m, "1h")?;
-        unique_account(&mut seen, &k, &m.account)?;
-        let base_url = parse_base_url(
-            &k("base_url"),
-            m.base_url.as_deref().unwrap_or("https://app.mluvii.com"),
-        )?;
-        if m.client_id.trim().is_empty() {
-            return Err((k("client_id"), "is empty".into()));
-        }
-        if m.client_secret.is_empty() {
-            return Err((k("client_secret"), "is empty".into()));
-        }
-        let concurrency = in_range(&k, "concurrency", m.concurrency, 4, 1..=64)?;
-        let page_size = in_range(&k, "page_size", m.page_size, 1000, 1..=5000)?;
-        let max_open_age = parse_duration(&k("max_open_age"), m.max_open_age.as_deref(), "7d")?;
-        let user = m.webhook_user.filter(|u| !u.trim().is_empty());
-        let password = m.webhook_password.filter(|p| !p.is_empty());
-        let webhook = match (user, password) {
-            (Some(user), Some(password)) if !user.contains(':') => {
-                Some(BasicCredentials { user, password })
-            }
-            (Some(_), Some(_)) => {
-                return Err((
-                    k("webhook_user"),
-                    "must not contain `:` (HTTP Basic separates user and password with it)".into(),
-                ));
-            }
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err((
-                    k("webhook_password"),
-                    "missing: `webhook_user` and `webhook_password` go together (or give neither)"
-                        .into(),
-                ));
-            }
-            (None, Some(_)) => {
-                return Err((
-                    k("webhook_user"),
-                    "missing: `webhook_user` and `webhook_password` go together (or give neither)"
-                        .into(),
-                ));
-            }
-        };
-        mluvii.push(MluviiSettings {
-            stream,
-            http,
-            base_url,
-            client_id: m.client_id,
-            client_secret: m.client_secret,
-            concurrency,
-            page_size,
-            max_open_age,
-            webhook,
-        });
-    }
-    Ok(mluvii)
-}
-
-/// The `[[superoffice]]` entries.
-fn superoffice_settings(
-    entries: Vec<RawSuperOffice>,
-) -> Result<Vec<SuperOfficeSettings>, KeyProblem> {
-    let mut seen = HashSet::new();
-    let mut superoffice = Vec::new();
-    for (i, m) in entries.into_iter().enumerate() {
-        let k = |name: &str| format!("superoffice[{i}].{name}");
-        let (stream, http) = common_settings!(&k, m, "1h")?;
-        unique_account(&mut seen, &k, &m.account)?;
-        let base_url = parse_base_url(&k("base_url"), &m.base_url)?;
-        let nonempty = |s: Option<Secret>| s.filter(|s| !s.is_empty());
-        let auth = match (
-            nonempty(m.ticket),
-            nonempty(m.bearer),
-            nonempty(m.app_token),
-        ) {
-            (Some(_), Some(_), _) => {
-                return Err((
-                    k("ticket"),
-                    "give either `ticket` (with `app_token`) or `bearer`, not both".into(),
-                ));
-            }
-            (Some(ticket), None, Some(app_token)) => SuperOfficeAuth::Ticket { ticket, app_token },
-            (Some(_), None, None) => {
-                return Err((
-                    k("app_token"),
-                    "is required with `ticket` (the application secret sent as SO-AppToken)".into(),
-                ));
-            }
-            (None, Some(token), app_token) => SuperOfficeAuth::Bearer { token, app_token },
-            (None, None, _) => {
-                return Err((
-                    k("ticket"),
-                    "missing: give `ticket` and `app_token`, or `bearer`".into(),
-                ));
-            }
-        };
-        let concurrency = in_range(&k, "concurrency", m.concurrency, 4, 1..=64)?;
-        let page_size = in_range(&k, "page_size", m.page_size, 1000, 1..=5000)?;
-        superoffice.push(SuperOfficeSettings {
-            stream,
-            http,
-            base_url,
-            auth,
-            mode: m.mode.unwrap_or(SuperOfficeMode::Archive),
-            messages: m.messages.unwrap_or(true),
-            concurrency,
-            page_size,
-            webhook_secret: nonempty(m.webhook_secret),
-        });
-    }
-    Ok(superoffice)
-}
+/// A key of the file (e.g. `mluvii[0].page_size`) and what is wrong with it.
+pub type KeyProblem = (String, String);
 
 /// `[webhooks]`: the listener's own address, never the metrics server's.
 fn webhook_settings(
@@ -827,16 +632,16 @@ fn webhook_settings(
 }
 
 /// The keys every stream takes, as written in the file.
-struct StreamFields<'a> {
-    account: &'a str,
-    enabled: Option<bool>,
-    schedule: Option<&'a str>,
-    start: &'a str,
-    lookback: Option<&'a str>,
-    window: Option<&'a str>,
+pub struct StreamFields<'a> {
+    pub account: &'a str,
+    pub enabled: Option<bool>,
+    pub schedule: Option<&'a str>,
+    pub start: &'a str,
+    pub lookback: Option<&'a str>,
+    pub window: Option<&'a str>,
 }
 
-fn stream_settings(
+pub fn stream_settings(
     k: &dyn Fn(&str) -> String,
     f: StreamFields<'_>,
     default_lookback: &str,
@@ -887,24 +692,8 @@ fn stream_settings(
     })
 }
 
-/// Account names are unique per source.
-fn unique_account(
-    seen: &mut HashSet<String>,
-    k: &dyn Fn(&str) -> String,
-    account: &str,
-) -> Result<(), KeyProblem> {
-    if seen.insert(account.to_string()) {
-        Ok(())
-    } else {
-        Err((
-            k("account"),
-            format!("account `{account}` appears twice; names must be unique per source"),
-        ))
-    }
-}
-
 /// An optional count with a default, held to a range.
-fn in_range(
+pub fn in_range(
     k: &dyn Fn(&str) -> String,
     key: &str,
     value: Option<usize>,
@@ -922,7 +711,7 @@ fn in_range(
     }
 }
 
-fn http_settings(
+pub fn http_settings(
     k: &dyn Fn(&str) -> String,
     timeout: Option<&str>,
     max_retries: Option<usize>,
@@ -955,7 +744,7 @@ fn http_settings(
     })
 }
 
-fn parse_base_url(key: &str, s: &str) -> Result<reqwest::Url, KeyProblem> {
+pub fn parse_base_url(key: &str, s: &str) -> Result<reqwest::Url, KeyProblem> {
     let url = reqwest::Url::parse(s)
         .map_err(|e| (key.to_string(), format!("`{s}` is not a URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
@@ -1006,13 +795,18 @@ start = "2024-01-01T00:00:00Z"
     }
 
     fn load(text: &str) -> Result<Settings, ConfigError> {
-        Settings::from_toml(Path::new("t.toml"), text, &env)
+        // The file reader with every registered source, as the binary runs it.
+        Settings::from_toml(Path::new("t.toml"), text, &env, &crate::sources::configs())
     }
 
     #[test]
     fn good_config_loads_with_defaults_and_redacts() {
         let s = load(GOOD).unwrap();
-        let t = &s.takecontrol[0];
+        use crate::sources::takecontrol::{TakeControlApi, TakeControlSettings};
+        let t = s.accounts[0]
+            .as_any()
+            .downcast_ref::<TakeControlSettings>()
+            .unwrap();
         assert_eq!(t.api, TakeControlApi::Rest);
         assert_eq!(t.stream.lookback, Duration::from_secs(86400));
         assert_eq!(t.stream.window, Duration::from_secs(86400));
@@ -1050,6 +844,19 @@ start = "2024-01-01T00:00:00Z"
                 "takecontrol[0].lookback",
                 "duration",
             ),
+            (
+                format!("{GOOD}[[zendesk]]\naccount = \"z\"\n"),
+                "zendesk",
+                "unknown section; the file knows warehouse, server, engine, webhooks, takecontrol, mluvii, superoffice",
+            ),
+            (format!("mluvii = 5\n{GOOD}"), "mluvii", "[[mluvii]] entry"),
+            (
+                format!(
+                    "{GOOD}[[takecontrol]]\naccount = \"acme-us\"\nbase_url = \"https://x.example\"\napi_key = \"k\"\nstart = \"2024-01-01T00:00:00Z\"\n"
+                ),
+                "takecontrol[1].account",
+                "appears twice",
+            ),
         ];
         for (text, key, word) in cases {
             let e = load(&text).unwrap_err().to_string();
@@ -1066,7 +873,14 @@ start = "2024-01-01T00:00:00Z"
         ))
         .unwrap();
         assert_eq!(s.webhooks.as_ref().unwrap().listen.port(), 8080);
-        let creds = s.mluvii[0].webhook.as_ref().unwrap();
+        let mluvii = s.accounts.iter().find(|a| a.source() == "mluvii").unwrap();
+        let creds = mluvii
+            .as_any()
+            .downcast_ref::<crate::sources::mluvii::MluviiSettings>()
+            .unwrap()
+            .webhook
+            .as_ref()
+            .unwrap();
         assert_eq!(creds.user, "hook");
         assert!(!format!("{s:?}").contains("hook-pw-1"), "Debug redacts it");
         let cases = [

@@ -9,7 +9,7 @@ pub mod xml;
 
 use std::sync::Arc;
 
-use crate::config::Settings;
+use crate::config::{AccountSettings, Settings, SourceConfig};
 use crate::engine::Source;
 use crate::telemetry::Metrics;
 
@@ -19,6 +19,39 @@ pub fn endpoint_url(base: &reqwest::Url, path: &str) -> reqwest::Url {
     reqwest::Url::parse(&format!("{base}{path}")).expect("base_url was validated")
 }
 
+/// A source system: how its config entries are read ([`SourceConfig`], in its folder's
+/// `config.rs`) and how one of its accounts becomes a stream.
+pub trait SourceKind: SourceConfig {
+    /// The stream of `account` (one of this source's: `None` otherwise).
+    fn build(
+        &self,
+        account: &dyn AccountSettings,
+        metrics: &Arc<Metrics>,
+    ) -> Option<Arc<dyn Source>>;
+}
+
+/// Every source system. Adding one is its folder, its migration, and a line here.
+pub const KINDS: &[&dyn SourceKind] = &[
+    &takecontrol::config::Kind,
+    &mluvii::config::Kind,
+    &superoffice::config::Kind,
+];
+
+/// The registry as the config file reader takes it.
+pub fn configs() -> Vec<&'static dyn SourceConfig> {
+    KINDS.iter().map(|k| *k as &dyn SourceConfig).collect()
+}
+
+/// The names `--source` accepts.
+pub fn names() -> Vec<&'static str> {
+    KINDS.iter().map(|k| k.name()).collect()
+}
+
+/// Reads and validates the config file at `path` with every registered source.
+pub fn load_settings(path: &std::path::Path) -> Result<Settings, crate::config::ConfigError> {
+    Settings::load(path, &configs())
+}
+
 /// Every enabled stream of the configuration, optionally only one source and/or account.
 pub fn build(
     settings: &Settings,
@@ -26,28 +59,13 @@ pub fn build(
     only_source: Option<&str>,
     only_account: Option<&str>,
 ) -> Vec<Arc<dyn Source>> {
-    let mut out: Vec<Arc<dyn Source>> = Vec::new();
-    for t in settings.enabled_takecontrol() {
-        out.push(Arc::new(takecontrol::TakeControl::new(
-            t.clone(),
-            metrics.clone(),
-        )));
-    }
-    for m in settings.enabled_mluvii() {
-        out.push(Arc::new(mluvii::Mluvii::new(m.clone(), metrics.clone())));
-    }
-    for m in settings.enabled_superoffice() {
-        out.push(Arc::new(superoffice::SuperOffice::new(
-            m.clone(),
-            metrics.clone(),
-        )));
-    }
-    out.retain(|s| {
-        only_source.is_none_or(|x| s.key().source == x)
-            && only_account.is_none_or(|a| s.key().account == a)
-    });
-    out
+    settings
+        .enabled()
+        .filter(|a| only_source.is_none_or(|x| a.source() == x))
+        .filter(|a| only_account.is_none_or(|x| a.stream().account == x))
+        .filter_map(|a| {
+            let kind = KINDS.iter().find(|k| k.name() == a.source())?;
+            kind.build(a, metrics)
+        })
+        .collect()
 }
-
-/// The names `--source` accepts.
-pub const SOURCES: &[&str] = &[takecontrol::SOURCE, superoffice::SOURCE, mluvii::SOURCE];

@@ -95,9 +95,12 @@ impl Drop for TestDb {
 /// Settings from a TOML text, with `DATABASE_URL` pointing at `db`.
 pub fn settings(db: &TestDb, toml: &str) -> Settings {
     let url = db.url.clone();
-    Settings::from_toml(Path::new("test.toml"), toml, &move |name| {
-        (name == "DATABASE_URL").then(|| url.clone())
-    })
+    Settings::from_toml(
+        Path::new("test.toml"),
+        toml,
+        &move |name| (name == "DATABASE_URL").then(|| url.clone()),
+        &sessionsync::sources::configs(),
+    )
     .unwrap_or_else(|e| panic!("{e}"))
 }
 

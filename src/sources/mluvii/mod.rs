@@ -13,6 +13,7 @@
 //! reading them again. Both sets commit in the same transaction as the rows.
 
 mod auth;
+pub mod config;
 pub mod durations;
 pub mod model;
 pub mod store;
@@ -26,13 +27,14 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
-use crate::config::{MluviiSettings, StreamSettings};
+use crate::config::StreamSettings;
 use crate::engine::{
     Batch, Rejected, RunInfo, Source, SourceError, StreamKey, StreamState, Window,
 };
 use crate::http::{HttpClient, HttpError};
 use crate::telemetry::Metrics;
 pub use auth::{AuthError, TOKEN_PATH};
+pub use config::MluviiSettings;
 use model::Normalized;
 
 pub const SOURCE: &str = "mluvii";

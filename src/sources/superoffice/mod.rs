@@ -15,6 +15,7 @@
 //! Messages (`messages = true`) are read for changed sessions only, `after` the last message
 //! id already stored. `SessionKey` is removed from every entity as soon as it is parsed.
 
+pub mod config;
 pub mod model;
 mod store;
 pub mod webhook;
@@ -27,13 +28,14 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
-use crate::config::{StreamSettings, SuperOfficeAuth, SuperOfficeMode, SuperOfficeSettings};
+use crate::config::StreamSettings;
 use crate::engine::{
     Batch, Rejected, RunInfo, Source, SourceError, StreamKey, StreamState, Window,
 };
 use crate::http::{HttpClient, HttpError};
 use crate::sources::lenient::{self, Fields};
 use crate::telemetry::Metrics;
+pub use config::{SuperOfficeAuth, SuperOfficeMode, SuperOfficeSettings};
 use model::Normalized;
 
 pub const SOURCE: &str = "superoffice";

@@ -5,6 +5,7 @@
 //! this covers exactly the seconds `start ..= end − 1 s`, and consecutive windows neither overlap
 //! nor leave the boundary second out.
 
+pub mod config;
 pub mod parse;
 pub mod store;
 mod transcript;
@@ -16,10 +17,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 
-use crate::config::{OutputFormat, StreamSettings, TakeControlApi, TakeControlSettings};
+use crate::config::StreamSettings;
 use crate::engine::{Batch, RunInfo, Source, SourceError, StreamKey, StreamState, Window};
 use crate::http::HttpClient;
 use crate::telemetry::Metrics;
+pub use config::{OutputFormat, TakeControlApi, TakeControlSettings};
 use parse::{BodyProblem, Normalized};
 
 pub const SOURCE: &str = "takecontrol";

@@ -1,0 +1,151 @@
+//! The `[[superoffice]]` entries of the config file: their keys, defaults and checks (operations.md).
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::SOURCE;
+use crate::config::{self, AccountSettings, KeyProblem, Secret, SourceConfig};
+use crate::config::{HttpSettings, StreamSettings};
+use crate::engine::Source;
+use crate::sources::SourceKind;
+use crate::telemetry::Metrics;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuperOfficeMode {
+    /// List changed sessions in the ChatSession archive, then read each.
+    Archive,
+    /// `ChatSessionsForUser`: the whole list of the API user's sessions, every time.
+    ForUser,
+}
+
+/// How a SuperOffice request authenticates.
+#[derive(Debug, Clone)]
+pub enum SuperOfficeAuth {
+    /// `Authorization: SOTICKET <ticket>` plus `SO-AppToken`.
+    Ticket { ticket: Secret, app_token: Secret },
+    /// `Authorization: Bearer <token>` (plus `SO-AppToken` when given).
+    Bearer {
+        token: Secret,
+        app_token: Option<Secret>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct SuperOfficeSettings {
+    pub stream: StreamSettings,
+    pub http: HttpSettings,
+    pub base_url: reqwest::Url,
+    pub auth: SuperOfficeAuth,
+    pub mode: SuperOfficeMode,
+    pub messages: bool,
+    /// Entity and message requests in flight at once.
+    pub concurrency: usize,
+    /// `$top` of the archive list.
+    pub page_size: usize,
+    /// Accept `POST /webhooks/superoffice/{account}` signed with this secret.
+    pub webhook_secret: Option<Secret>,
+}
+
+config::impl_account_settings!(SuperOfficeSettings, SOURCE);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSuperOffice {
+    account: String,
+    #[serde(default)]
+    enabled: Option<bool>,
+    base_url: String,
+    ticket: Option<Secret>,
+    bearer: Option<Secret>,
+    app_token: Option<Secret>,
+    mode: Option<SuperOfficeMode>,
+    messages: Option<bool>,
+    webhook_secret: Option<Secret>,
+    schedule: Option<String>,
+    start: String,
+    lookback: Option<String>,
+    window: Option<String>,
+    concurrency: Option<usize>,
+    page_size: Option<usize>,
+    requests_per_second: Option<f64>,
+    timeout: Option<String>,
+    max_retries: Option<usize>,
+    max_retry_wait: Option<String>,
+    max_response_mb: Option<usize>,
+}
+
+/// This source in the registry (`sources::KINDS`).
+pub struct Kind;
+
+impl SourceConfig for Kind {
+    fn name(&self) -> &'static str {
+        SOURCE
+    }
+
+    fn account(
+        &self,
+        entry: toml::Value,
+        prefix: &str,
+    ) -> Result<Box<dyn AccountSettings>, KeyProblem> {
+        let m: RawSuperOffice = config::entry(entry, prefix)?;
+        let k = |name: &str| format!("{prefix}.{name}");
+        let (stream, http) = config::common_settings!(&k, m, "1h")?;
+        let base_url = config::parse_base_url(&k("base_url"), &m.base_url)?;
+        let nonempty = |s: Option<Secret>| s.filter(|s| !s.is_empty());
+        let auth = match (
+            nonempty(m.ticket),
+            nonempty(m.bearer),
+            nonempty(m.app_token),
+        ) {
+            (Some(_), Some(_), _) => {
+                return Err((
+                    k("ticket"),
+                    "give either `ticket` (with `app_token`) or `bearer`, not both".into(),
+                ));
+            }
+            (Some(ticket), None, Some(app_token)) => SuperOfficeAuth::Ticket { ticket, app_token },
+            (Some(_), None, None) => {
+                return Err((
+                    k("app_token"),
+                    "is required with `ticket` (the application secret sent as SO-AppToken)".into(),
+                ));
+            }
+            (None, Some(token), app_token) => SuperOfficeAuth::Bearer { token, app_token },
+            (None, None, _) => {
+                return Err((
+                    k("ticket"),
+                    "missing: give `ticket` and `app_token`, or `bearer`".into(),
+                ));
+            }
+        };
+        let concurrency = config::in_range(&k, "concurrency", m.concurrency, 4, 1..=64)?;
+        let page_size = config::in_range(&k, "page_size", m.page_size, 1000, 1..=5000)?;
+        Ok(Box::new(SuperOfficeSettings {
+            stream,
+            http,
+            base_url,
+            auth,
+            mode: m.mode.unwrap_or(SuperOfficeMode::Archive),
+            messages: m.messages.unwrap_or(true),
+            concurrency,
+            page_size,
+            webhook_secret: nonempty(m.webhook_secret),
+        }))
+    }
+}
+
+impl SourceKind for Kind {
+    fn build(
+        &self,
+        account: &dyn AccountSettings,
+        metrics: &Arc<Metrics>,
+    ) -> Option<Arc<dyn Source>> {
+        let s = account.as_any().downcast_ref::<SuperOfficeSettings>()?;
+        Some(Arc::new(super::SuperOffice::new(
+            s.clone(),
+            metrics.clone(),
+        )))
+    }
+}
