@@ -93,6 +93,7 @@ impl Clone for Box<dyn AccountSettings> {
 
 /// Implements [`AccountSettings`] for a source's settings struct (with `stream` and `http`
 /// fields), named `source`.
+#[macro_export]
 macro_rules! impl_account_settings {
     ($ty:ty, $source:expr) => {
         impl $crate::config::AccountSettings for $ty {
@@ -114,7 +115,7 @@ macro_rules! impl_account_settings {
         }
     };
 }
-pub(crate) use impl_account_settings;
+pub use crate::impl_account_settings;
 
 /// Deserializes one `[[name]]` entry into a source's raw struct; an error names the key under
 /// `prefix` (unknown keys are errors: raw structs deny them).

@@ -59,12 +59,23 @@ pub fn build(
     only_source: Option<&str>,
     only_account: Option<&str>,
 ) -> Vec<Arc<dyn Source>> {
+    build_with(KINDS, settings, metrics, only_source, only_account)
+}
+
+/// As [`build`], with the sources of `kinds` (a test's own registry).
+pub fn build_with(
+    kinds: &[&dyn SourceKind],
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+    only_source: Option<&str>,
+    only_account: Option<&str>,
+) -> Vec<Arc<dyn Source>> {
     settings
         .enabled()
         .filter(|a| only_source.is_none_or(|x| a.source() == x))
         .filter(|a| only_account.is_none_or(|x| a.stream().account == x))
         .filter_map(|a| {
-            let kind = KINDS.iter().find(|k| k.name() == a.source())?;
+            let kind = kinds.iter().find(|k| k.name() == a.source())?;
             kind.build(a, metrics)
         })
         .collect()

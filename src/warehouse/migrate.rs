@@ -4,54 +4,9 @@
 
 use super::{WarehouseError, pg_detail};
 
-/// `(version, sql)`, in the order they apply. Adding a source adds one file here.
-pub const MIGRATIONS: &[(&str, &str)] = &[
-    (
-        "0001_bookkeeping",
-        include_str!("../../sql/0001_bookkeeping.sql"),
-    ),
-    (
-        "0002_takecontrol",
-        include_str!("../../sql/0002_takecontrol.sql"),
-    ),
-    ("0003_mluvii", include_str!("../../sql/0003_mluvii.sql")),
-    (
-        "0004_superoffice",
-        include_str!("../../sql/0004_superoffice.sql"),
-    ),
-    (
-        "0005_support_sessions",
-        include_str!("../../sql/0005_support_sessions.sql"),
-    ),
-    (
-        "0006_support_daily",
-        include_str!("../../sql/0006_support_daily.sql"),
-    ),
-    (
-        "0007_content_hash",
-        include_str!("../../sql/0007_content_hash.sql"),
-    ),
-    (
-        "0008_window_seconds",
-        include_str!("../../sql/0008_window_seconds.sql"),
-    ),
-    (
-        "0009_time_first_indexes",
-        include_str!("../../sql/0009_time_first_indexes.sql"),
-    ),
-    (
-        "0010_children_without_foreign_keys",
-        include_str!("../../sql/0010_children_without_foreign_keys.sql"),
-    ),
-    (
-        "0011_webhook_events",
-        include_str!("../../sql/0011_webhook_events.sql"),
-    ),
-    (
-        "0012_one_unchanged_check",
-        include_str!("../../sql/0012_one_unchanged_check.sql"),
-    ),
-];
+/// `(version, sql)`, in the order they apply: every `sql/*.sql` file, by name (`build.rs`
+/// lists them). Adding a source adds one file there.
+pub const MIGRATIONS: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
 /// SHA-256 of a migration's text, hex.
 pub fn checksum(sql: &str) -> String {
