@@ -98,6 +98,59 @@ pub struct RunInfo {
     pub backfill: bool,
 }
 
+/// How a source's runs are cut into windows. A regular run covers `[watermark − lookback, now)`
+/// (from `start` the first time); a backfill covers `[from, to)` with no lookback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Windowing {
+    /// Pieces of the stream's `window` size.
+    Fixed,
+    /// Sized by the engine as the run goes: start small, grow while a window holds fewer than
+    /// [`TARGET_RECORDS`] records (up to `window`), shrink when it holds more or its response is
+    /// too large. For sources whose windows are plain time ranges.
+    Adaptive,
+    /// The whole range as one window: the source can only ask "what changed since".
+    Single,
+}
+
+impl Windowing {
+    /// The windows of a regular run at `now`, for a stream at `watermark`.
+    pub fn plan(
+        self,
+        s: &StreamSettings,
+        watermark: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Vec<Window> {
+        self.shape(plan_windows(s, watermark, now))
+    }
+
+    /// The windows of a backfill of `[from, to)`.
+    pub fn plan_range(
+        self,
+        s: &StreamSettings,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Vec<Window> {
+        let bounded = StreamSettings {
+            start: from,
+            lookback: Duration::ZERO,
+            ..s.clone()
+        };
+        self.shape(plan_windows(&bounded, None, to))
+    }
+
+    /// `Single` joins the pieces into one window (Fixed and Adaptive keep them: an adaptive run
+    /// re-cuts their span as it goes).
+    fn shape(self, pieces: Vec<Window>) -> Vec<Window> {
+        match (self, pieces.first(), pieces.last()) {
+            (Windowing::Single, Some(first), Some(last)) => vec![Window {
+                start: first.start,
+                end: last.end,
+            }],
+            _ => pieces,
+        }
+    }
+}
+
 /// One stream of one account of one source system.
 #[async_trait]
 pub trait Source: Send + Sync {
@@ -106,15 +159,9 @@ pub trait Source: Send + Sync {
     /// Requests sent to the account's API so far, and retries (a run's share goes into
     /// `sync_runs`).
     fn requests(&self) -> RequestCounts;
-    /// The windows one run covers. The default reads `[watermark − lookback, now)`.
-    fn plan(&self, state: &StreamState, now: DateTime<Utc>) -> Vec<Window> {
-        plan_windows(self.settings(), state.watermark, now)
-    }
-    /// Whether the engine may size this source's windows itself: start small, grow while a
-    /// window holds fewer than [`TARGET_RECORDS`] records (up to `window`), shrink when it holds
-    /// more or its response is too large. Only for sources whose windows are plain time ranges.
-    fn adaptive(&self) -> bool {
-        false
+    /// How a run is cut into windows (data, not code: the engine plans from it).
+    fn windowing(&self) -> Windowing {
+        Windowing::Fixed
     }
 
     /// Whether the next window may be fetched while the current one is written: true only
@@ -123,17 +170,6 @@ pub trait Source: Send + Sync {
         false
     }
 
-    /// The windows a backfill of `[from, to)` covers (no lookback). The default splits the range
-    /// into `window`-sized pieces.
-    fn plan_range(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Window> {
-        let s = self.settings();
-        let bounded = StreamSettings {
-            start: from,
-            lookback: Duration::ZERO,
-            ..s.clone()
-        };
-        plan_windows(&bounded, None, to)
-    }
     /// One cheap call with the account's credentials, for `sessionsync check`. The default reads
     /// the last minute.
     async fn check(&self) -> Result<String, SourceError> {
@@ -415,6 +451,35 @@ mod tests {
             assert!(e.contains("mluvii/main/sessions"), "{e}");
             assert!(e.contains("UPDATE sessionsync.sync_state"), "{e}");
         }
+    }
+
+    #[test]
+    fn windowing_is_data_the_engine_plans_from() {
+        let now: DateTime<Utc> = "2024-01-03T12:00:00.750Z".parse().unwrap();
+        let s = settings(3600, 86400);
+        let fixed = Windowing::Fixed.plan(&s, None, now);
+        assert_eq!(fixed.len(), 3);
+        assert_eq!(Windowing::Adaptive.plan(&s, None, now), fixed);
+        let single = Windowing::Single.plan(&s, None, now);
+        assert_eq!(
+            single,
+            vec![Window {
+                start: fixed[0].start,
+                end: fixed[2].end
+            }]
+        );
+        let from: DateTime<Utc> = "2023-06-01T00:00:00Z".parse().unwrap();
+        let to: DateTime<Utc> = "2023-06-03T06:00:00Z".parse().unwrap();
+        assert_eq!(Windowing::Fixed.plan_range(&s, from, to).len(), 3);
+        assert_eq!(
+            Windowing::Single.plan_range(&s, from, to),
+            vec![Window {
+                start: from,
+                end: to
+            }],
+            "a backfill has no lookback"
+        );
+        assert!(Windowing::Single.plan_range(&s, to, from).is_empty());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use super::{
     AdaptiveWindows, Batch, Outcome, RunInfo, Source, SourceError, StreamKey, StreamState, Window,
-    WriteCounts,
+    Windowing, WriteCounts,
 };
 
 const STOPPED: &str = "stopped by shutdown before the range was finished; the next run resumes from the committed watermark";
@@ -28,7 +28,7 @@ enum Plan {
 impl Plan {
     fn new(planned: Vec<Window>, source: &dyn Source, step: Option<TimeDelta>) -> Self {
         match (planned.first(), planned.last()) {
-            (Some(first), Some(last)) if source.adaptive() => {
+            (Some(first), Some(last)) if source.windowing() == Windowing::Adaptive => {
                 let max =
                     TimeDelta::from_std(source.settings().window).unwrap_or(TimeDelta::days(1));
                 let mut a = AdaptiveWindows::new(first.start, last.end, max);
@@ -272,8 +272,16 @@ impl Engine {
         let before = source.requests();
         let mut state = warehouse::load_state(&***conn, key).await?;
         let planned = match range {
-            Range::Regular => source.plan(&state, Utc::now()),
-            Range::Backfill { from, to } => source.plan_range(from, to.min(Utc::now())),
+            Range::Regular => {
+                source
+                    .windowing()
+                    .plan(source.settings(), state.watermark, Utc::now())
+            }
+            Range::Backfill { from, to } => {
+                source
+                    .windowing()
+                    .plan_range(source.settings(), from, to.min(Utc::now()))
+            }
         };
         let run_start = planned.first().map(|w| w.start);
         let backfill = matches!(range, Range::Backfill { .. });

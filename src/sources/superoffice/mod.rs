@@ -463,16 +463,10 @@ impl Source for SuperOffice {
             .map(|_| self as &dyn crate::engine::Webhook)
     }
 
-    /// One window per run: both modes ask "what changed since", not "what happened between".
-    fn plan(&self, state: &StreamState, now: DateTime<Utc>) -> Vec<Window> {
-        let windows = crate::engine::plan_windows(self.settings(), state.watermark, now);
-        match (windows.first(), windows.last()) {
-            (Some(first), Some(last)) => vec![Window {
-                start: first.start,
-                end: last.end,
-            }],
-            _ => Vec::new(),
-        }
+    /// One window per run (a backfill too): both modes ask "what changed since", not "what
+    /// happened between".
+    fn windowing(&self) -> crate::engine::Windowing {
+        crate::engine::Windowing::Single
     }
 
     async fn check(&self) -> Result<String, SourceError> {
@@ -490,18 +484,6 @@ impl Source for SuperOffice {
                     "answered ({n} chat sessions updated in the last minute)"
                 ))
             }
-        }
-    }
-
-    /// The archive can only be asked "updated after", so a backfill is one window from `from`.
-    fn plan_range(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Window> {
-        if from < to {
-            vec![Window {
-                start: from,
-                end: to,
-            }]
-        } else {
-            Vec::new()
         }
     }
 

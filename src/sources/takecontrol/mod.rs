@@ -150,8 +150,8 @@ impl Source for TakeControl {
     }
 
     /// Windows are plain ranges of start times: the engine sizes them by density.
-    fn adaptive(&self) -> bool {
-        true
+    fn windowing(&self) -> crate::engine::Windowing {
+        crate::engine::Windowing::Adaptive
     }
 
     async fn fetch(
