@@ -26,6 +26,27 @@ enum Plan {
 }
 
 impl Plan {
+    /// The windows of a run of `source` over `range`, and where the run starts.
+    fn for_run(
+        source: &dyn Source,
+        range: Range,
+        state: &StreamState,
+    ) -> (Plan, Option<DateTime<Utc>>) {
+        let windowing = source.windowing();
+        let planned = match range {
+            Range::Regular => windowing.plan(source.settings(), state.watermark, Utc::now()),
+            Range::Backfill { from, to } => {
+                windowing.plan_range(source.settings(), from, to.min(Utc::now()))
+            }
+        };
+        let start = planned.first().map(|w| w.start);
+        // Start where the last run left the window size (kept in sync_state).
+        let remembered = state
+            .window_seconds
+            .map(|s| TimeDelta::seconds(i64::from(s)));
+        (Plan::new(planned, source, remembered), start)
+    }
+
     fn new(planned: Vec<Window>, source: &dyn Source, step: Option<TimeDelta>) -> Self {
         match (planned.first(), planned.last()) {
             (Some(first), Some(last)) if source.windowing() == Windowing::Adaptive => {
@@ -271,29 +292,12 @@ impl Engine {
         let started = Instant::now();
         let before = source.requests();
         let mut state = warehouse::load_state(&***conn, key).await?;
-        let planned = match range {
-            Range::Regular => {
-                source
-                    .windowing()
-                    .plan(source.settings(), state.watermark, Utc::now())
-            }
-            Range::Backfill { from, to } => {
-                source
-                    .windowing()
-                    .plan_range(source.settings(), from, to.min(Utc::now()))
-            }
-        };
-        let run_start = planned.first().map(|w| w.start);
+        let (mut plan, run_start) = Plan::for_run(source, range, &state);
         let backfill = matches!(range, Range::Backfill { .. });
         let info = |w: &Window| RunInfo {
             first: Some(w.start) == run_start,
             backfill,
         };
-        // Start where the last run left the window size (kept in sync_state).
-        let remembered = state
-            .window_seconds
-            .map(|s| TimeDelta::seconds(i64::from(s)));
-        let mut plan = Plan::new(planned, source, remembered);
         let mut totals = RunTotals::default();
         let mut new_rejects = 0;
         let mut committed = 0usize;
@@ -391,7 +395,28 @@ impl Engine {
             (None, _) if new_rejects > 0 => Outcome::Partial,
             (None, _) => Outcome::Succeeded,
         };
-        warehouse::finish_run(conn, run_id, outcome, &totals, error.as_deref()).await?;
+        let report = RunReport {
+            key: key.clone(),
+            run_id: Some(run_id),
+            outcome,
+            totals,
+            error,
+            watermark: state.watermark,
+        };
+        self.finish(conn, run_id, &report, started).await?;
+        Ok(report)
+    }
+
+    /// Records the run's end, analyzes tables it changed a lot, and reports it.
+    async fn finish(
+        &self,
+        conn: &deadpool_postgres::Object,
+        run_id: i64,
+        r: &RunReport,
+        started: Instant,
+    ) -> Result<(), WarehouseError> {
+        let totals = &r.totals;
+        warehouse::finish_run(conn, run_id, r.outcome, totals, r.error.as_deref()).await?;
         if totals.written > 0 {
             match warehouse::analyze_stale(conn, self.warehouse.schema()).await {
                 Ok(t) if !t.is_empty() => {
@@ -404,25 +429,18 @@ impl Engine {
             }
         }
         RunFinished {
-            key,
+            key: &r.key,
             run_id,
-            outcome,
+            outcome: r.outcome,
             elapsed: started.elapsed(),
             written: totals.written,
             unchanged: totals.unchanged,
             rejected: totals.rejected,
             nulled: &totals.nulled,
-            error: error.as_deref(),
+            error: r.error.as_deref(),
         }
         .emit(&self.metrics);
-        Ok(RunReport {
-            key: key.clone(),
-            run_id: Some(run_id),
-            outcome,
-            totals,
-            error,
-            watermark: state.watermark,
-        })
+        Ok(())
     }
 
     /// Writes one window and moves the watermark, in one transaction.
