@@ -3,15 +3,18 @@
 //! # Layout
 //! - [`model`]: the plain data every layer shares (stream key, window, outcome, records set
 //!   aside, run totals); a leaf that imports nothing of the crate.
-//! - [`config`]: the TOML file, `${VAR}` substitution, validation into typed [`config::Settings`];
-//!   secrets are [`config::Secret`] and never print.
+//! - [`config`]: the TOML file, `${VAR}` substitution, the shared sections and stream/HTTP
+//!   settings, validated once into [`config::Settings`]; each source reads its own `[[name]]`
+//!   entries ([`config::SourceConfig`]); secrets are [`config::Secret`] and never print.
 //! - [`engine`]: vendor-agnostic: the [`engine::Source`] trait, time windows, the per-stream
 //!   advisory lock, one transaction per window with its watermark, run records, the scheduler.
 //! - [`http`]: the HTTP client every source uses: rate ceiling, retries with backoff and jitter,
 //!   `Retry-After`, an account-wide pause on 429.
-//! - [`sources`]: one folder per source system (`takecontrol/`, `superoffice/`, `mluvii/`), plus
-//!   lenient field reading and bounded XML helpers shared by them.
-//! - [`warehouse`]: the pool (TLS), embedded migrations from `sql/`, bookkeeping tables.
+//! - [`sources`]: one folder per source system (`takecontrol/`, `superoffice/`, `mluvii/`: its
+//!   config, stream, rows, webhook), the registry [`sources::KINDS`], plus lenient field reading
+//!   and bounded XML helpers shared by them. The simulators are the `sessionsync-sim` crate.
+//! - [`warehouse`]: the pool (TLS), the migrations of `sql/` (embedded by `build.rs`),
+//!   bookkeeping tables.
 //! - [`telemetry`] and [`events`]: Prometheus metrics and logs; an event writes both at once.
 //! - [`server`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`webhooks`]: the vendor webhook listener, its inbox table and the worker that re-reads
