@@ -661,3 +661,43 @@ start = "2024-01-01T00:00:00Z"
         );
     }
 }
+
+/// Issue 15's acceptance, on a real pseudo-terminal (`script`, util-linux): the demo speaks
+/// plainly: at most 40 lines, no server NOTICE, no per-window line, live bars cleared.
+#[tokio::test]
+async fn demo_once_on_a_terminal_is_short_and_plain() {
+    let database = format!("sessionsync_demo_tty_{}", std::process::id());
+    let command = format!(
+        "{} demo --once --sessions 200 --database {database}",
+        env!("CARGO_BIN_EXE_sessionsync")
+    );
+    let o = tokio::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("DATABASE_URL", admin_url())
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .expect("script (util-linux) runs the demo on a pseudo-terminal");
+    let shown = String::from_utf8_lossy(&o.stdout).replace('\r', "");
+    // The database the demo created.
+    if let Ok((c, conn)) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await {
+        tokio::spawn(conn);
+        let _ = c
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+            .await;
+    }
+    assert_eq!(o.status.code(), Some(0), "{shown}");
+    let lines = shown.lines().count();
+    assert!(lines <= 40, "{lines} lines:\n{shown}");
+    assert!(!shown.contains("NOTICE"), "{shown}");
+    assert!(!shown.contains("window committed"), "{shown}");
+    assert!(!shown.contains("value nulled"), "{shown}");
+    assert!(
+        shown.contains("values nulled: negative_duration"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("in the warehouse") && shown.contains("without a sync run"),
+        "the webhook push is shown: {shown}"
+    );
+}
