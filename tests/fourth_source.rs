@@ -82,15 +82,14 @@ impl SourceKind for FakeKind {
         account: &dyn AccountSettings,
         _metrics: &Arc<Metrics>,
     ) -> Option<Arc<dyn Source>> {
-        let s = account.as_any().downcast_ref::<FakeSettings>()?;
-        Some(Arc::new(Fake {
+        sessionsync::sources::build_as(account, |s: FakeSettings| Fake {
             key: StreamKey {
                 source: "fake",
                 account: s.stream.account.clone(),
                 stream: "hours",
             },
-            settings: s.clone(),
-        }))
+            settings: s,
+        })
     }
 }
 

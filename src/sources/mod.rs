@@ -30,6 +30,16 @@ pub trait SourceKind: SourceConfig {
     ) -> Option<Arc<dyn Source>>;
 }
 
+/// The stream `new` makes of `account`'s settings when they are a `S` (the source's own
+/// settings type), for [`SourceKind::build`].
+pub fn build_as<S: Clone + 'static, T: Source + 'static>(
+    account: &dyn AccountSettings,
+    new: impl FnOnce(S) -> T,
+) -> Option<Arc<dyn Source>> {
+    let s = account.as_any().downcast_ref::<S>()?;
+    Some(Arc::new(new(s.clone())))
+}
+
 /// Every source system. Adding one is its folder, its migration, and a line here.
 pub const KINDS: &[&dyn SourceKind] = &[
     &takecontrol::config::Kind,

@@ -142,7 +142,8 @@ impl SourceKind for Kind {
         account: &dyn AccountSettings,
         metrics: &Arc<Metrics>,
     ) -> Option<Arc<dyn Source>> {
-        let s = account.as_any().downcast_ref::<MluviiSettings>()?;
-        Some(Arc::new(super::Mluvii::new(s.clone(), metrics.clone())))
+        crate::sources::build_as(account, |s: MluviiSettings| {
+            super::Mluvii::new(s, metrics.clone())
+        })
     }
 }

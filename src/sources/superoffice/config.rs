@@ -142,10 +142,8 @@ impl SourceKind for Kind {
         account: &dyn AccountSettings,
         metrics: &Arc<Metrics>,
     ) -> Option<Arc<dyn Source>> {
-        let s = account.as_any().downcast_ref::<SuperOfficeSettings>()?;
-        Some(Arc::new(super::SuperOffice::new(
-            s.clone(),
-            metrics.clone(),
-        )))
+        crate::sources::build_as(account, |s: SuperOfficeSettings| {
+            super::SuperOffice::new(s, metrics.clone())
+        })
     }
 }

@@ -107,10 +107,8 @@ impl SourceKind for Kind {
         account: &dyn AccountSettings,
         metrics: &Arc<Metrics>,
     ) -> Option<Arc<dyn Source>> {
-        let s = account.as_any().downcast_ref::<TakeControlSettings>()?;
-        Some(Arc::new(super::TakeControl::new(
-            s.clone(),
-            metrics.clone(),
-        )))
+        crate::sources::build_as(account, |s: TakeControlSettings| {
+            super::TakeControl::new(s, metrics.clone())
+        })
     }
 }
