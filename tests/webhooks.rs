@@ -813,6 +813,8 @@ async fn the_warehouse_down_answers_503_and_records_nothing_then_recovers() {
         (200, "accepted".into())
     );
     proxy.set(false);
+    // The proxy cuts its open connections within 20 ms; let it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
     let down = signed(&url, SECRET, &so_event("chatsession.changed", 452, "e-b")).await;
     assert_eq!(down, (503, "unavailable".into()));
