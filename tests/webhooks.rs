@@ -607,6 +607,11 @@ async fn registration_and_the_vendors_own_pushes_for_both_vendors() {
     )
     .await;
     assert_eq!(closed, 1);
+    // The simulator logs a delivery once its answer is in, which may come after the commit.
+    let waited = Instant::now();
+    while ml.deliveries().is_empty() && waited.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(
         ml.deliveries().last().map(|d| d.event_type.clone()),
         Some("SessionOperatorConcluded".into())
