@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use chrono::{TimeDelta, Utc};
 use sessionsync::config::Settings;
 use sessionsync::warehouse::Warehouse;
-use sessionsync::webhooks::{self, Endpoints};
+use sessionsync::webhooks;
 use sessionsync_sim::mluvii::MluviiSim;
 use sessionsync_sim::superoffice::{SimCredentials, SuperOfficeSim};
 use tokio::sync::Mutex;
@@ -292,29 +292,21 @@ webhook_password = "bench-hook-password"
     );
 
     let shutdown = CancellationToken::new();
-    let endpoints = Endpoints::new(&sources);
-    let hooks_wh = webhooks::warehouse(&settings.warehouse)?;
-    let (addr, _) = webhooks::listener::spawn(
+    let hooks = webhooks::listen(
         "127.0.0.1:0".parse()?,
-        endpoints.clone(),
-        hooks_wh.clone(),
-        metrics.clone(),
-        shutdown.clone(),
+        &sources,
+        &settings.warehouse,
+        &metrics,
+        &shutdown,
     )
     .await?;
-    tokio::spawn(webhooks::worker::run(
-        endpoints.clone(),
-        hooks_wh,
-        metrics.clone(),
-        shutdown.clone(),
-    ));
-    let public: reqwest::Url = format!("http://{addr}").parse()?;
-    for ep in endpoints.iter() {
-        let k = ep.source.key();
-        if let Some(hook) = ep.source.webhook() {
-            let target = sessionsync::webhooks::target_url(&public, k.source, &k.account);
-            println!("{}", hook.register(&target).await?);
-        }
+    hooks.work();
+    let addr = hooks.addr;
+    for done in hooks
+        .register_all(&format!("http://{addr}").parse()?)
+        .await?
+    {
+        println!("{done}");
     }
 
     let so_ids: Vec<i64> = so.chats().iter().map(|c| c.id()).collect();

@@ -560,20 +560,12 @@ async fn run(path: Option<PathBuf>) -> Result<u8, Failure> {
         max_concurrent_streams = slots.limit(),
         "scheduler started"
     );
-    let worker = hooks.map(|(endpoints, wh, listener)| {
-        let w = tokio::spawn(crate::webhooks::worker::run(
-            endpoints,
-            wh,
-            engine.metrics().clone(),
-            shutdown.clone(),
-        ));
-        (w, listener)
-    });
+    let worker = hooks.as_ref().map(|h| h.work());
     crate::engine::run_scheduler(engine, sources, slots, shutdown.clone()).await;
     shutdown.cancel();
-    if let Some((w, listener)) = worker {
+    if let (Some(w), Some(h)) = (worker, hooks) {
         let _ = w.await;
-        let _ = listener.await;
+        h.stopped().await;
     }
     let _ = server.await;
     tracing::info!("stopped cleanly");
@@ -587,40 +579,26 @@ async fn listen_for_webhooks(
     sources: &[Arc<dyn crate::engine::Source>],
     metrics: &Arc<Metrics>,
     shutdown: &CancellationToken,
-) -> Result<
-    Option<(
-        crate::webhooks::Endpoints,
-        Warehouse,
-        tokio::task::JoinHandle<()>,
-    )>,
-    Failure,
-> {
-    let endpoints = crate::webhooks::Endpoints::new(sources);
+) -> Result<Option<crate::webhooks::Listening>, Failure> {
+    let with_settings = sources.iter().filter(|s| s.webhook().is_some()).count();
     let Some(w) = &settings.webhooks else {
-        if !endpoints.is_empty() {
+        if with_settings > 0 {
             tracing::warn!(
-                accounts = endpoints.len(),
+                accounts = with_settings,
                 "accounts have webhook settings, but the config has no [webhooks] listen: their events are not received"
             );
         }
         return Ok(None);
     };
-    if endpoints.is_empty() {
+    if with_settings == 0 {
         tracing::warn!(
             "[webhooks] is configured, but no account has webhook_secret (superoffice) or webhook_user/webhook_password (mluvii): every request will be answered 404"
         );
     }
-    let wh = crate::webhooks::warehouse(&settings.warehouse)?;
-    let (addr, handle) = crate::webhooks::listener::spawn(
-        w.listen,
-        endpoints.clone(),
-        wh.clone(),
-        metrics.clone(),
-        shutdown.clone(),
-    )
-    .await?;
-    tracing::info!(%addr, accounts = endpoints.len(), "listening for webhooks on /webhooks/{{source}}/{{account}}");
-    Ok(Some((endpoints, wh, handle)))
+    let hooks =
+        crate::webhooks::listen(w.listen, sources, &settings.warehouse, metrics, shutdown).await?;
+    tracing::info!(addr = %hooks.addr, accounts = hooks.endpoints.len(), "listening for webhooks on /webhooks/{{source}}/{{account}}");
+    Ok(Some(hooks))
 }
 
 async fn status(path: Option<PathBuf>, json: bool) -> Result<u8, Failure> {

@@ -331,36 +331,18 @@ async fn start_webhooks(
     metrics: &Arc<Metrics>,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<bool> {
-    let endpoints = crate::webhooks::Endpoints::new(sources);
-    if endpoints.is_empty() {
+    if sources.iter().all(|s| s.webhook().is_none()) {
         return Ok(false);
     }
-    let wh = crate::webhooks::warehouse(&settings.warehouse)?;
-    let (addr, _) = crate::webhooks::listener::spawn(
-        "127.0.0.1:0".parse().expect("an address"),
-        endpoints.clone(),
-        wh.clone(),
-        metrics.clone(),
-        shutdown.clone(),
-    )
-    .await?;
-    tokio::spawn(crate::webhooks::worker::run(
-        endpoints.clone(),
-        wh,
-        metrics.clone(),
-        shutdown.clone(),
-    ));
-    for ep in endpoints.iter() {
-        let key = ep.source.key();
-        let Some(hook) = ep.source.webhook() else {
-            continue;
-        };
-        let public: reqwest::Url = format!("http://{addr}").parse()?;
-        let target = crate::webhooks::target_url(&public, key.source, &key.account);
-        hook.register(&target).await.with_context(|| {
-            format!("registering the {} webhook with its simulator", key.source)
-        })?;
-    }
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let hooks =
+        crate::webhooks::listen(loopback, sources, &settings.warehouse, metrics, shutdown).await?;
+    hooks.work();
+    let public: reqwest::Url = format!("http://{}", hooks.addr).parse()?;
+    hooks
+        .register_all(&public)
+        .await
+        .context("registering the webhooks with the simulators")?;
     Ok(true)
 }
 

@@ -13,7 +13,7 @@ use common::*;
 use serde_json::json;
 use sessionsync::config::Settings;
 use sessionsync::engine::WebhookState;
-use sessionsync::webhooks::{self, Endpoints};
+use sessionsync::webhooks;
 use sessionsync_sim::mluvii::{MluviiSim, SimOperator, SimRouting, SimSession};
 use sessionsync_sim::superoffice::{
     SimCredentials, SuperOfficeSim, generate, seed_samples, signature,
@@ -83,45 +83,34 @@ webhook_password = "{HOOK_PASSWORD}"
     )
 }
 
-/// The listener (and, when asked, the worker) of `h`'s sources, in process.
+/// The listener (and, when asked, the worker) of `h`'s sources, in process; stopped when dropped.
 struct Hooks {
     addr: SocketAddr,
-    endpoints: Endpoints,
-    warehouse: sessionsync::warehouse::Warehouse,
-    metrics: Arc<sessionsync::telemetry::Metrics>,
+    running: webhooks::Listening,
     shutdown: CancellationToken,
 }
 
 impl Hooks {
     async fn start(settings: &Settings, h: &Harness) -> Hooks {
-        let endpoints = Endpoints::new(&h.sources);
-        let warehouse = webhooks::warehouse(&settings.warehouse).unwrap();
         let shutdown = CancellationToken::new();
-        let (addr, _) = webhooks::listener::spawn(
+        let running = webhooks::listen(
             "127.0.0.1:0".parse().unwrap(),
-            endpoints.clone(),
-            warehouse.clone(),
-            h.metrics.clone(),
-            shutdown.clone(),
+            &h.sources,
+            &settings.warehouse,
+            &h.metrics,
+            &shutdown,
         )
         .await
         .unwrap();
         Hooks {
-            addr,
-            endpoints,
-            warehouse,
-            metrics: h.metrics.clone(),
+            addr: running.addr,
+            running,
             shutdown,
         }
     }
 
     fn work(&self) {
-        tokio::spawn(webhooks::worker::run(
-            self.endpoints.clone(),
-            self.warehouse.clone(),
-            self.metrics.clone(),
-            self.shutdown.clone(),
-        ));
+        self.running.work();
     }
 
     fn url(&self, source: &str, account: &str) -> String {
@@ -321,7 +310,7 @@ async fn signatures_and_credentials_are_checked_before_anything_is_recorded() {
     );
     assert_eq!(count(&c, "superoffice_chat_sessions").await, 1);
 
-    let text = hooks.metrics.encode();
+    let text = h.metrics.encode();
     let n = |outcome: &str| {
         metric(
             &text,
@@ -481,7 +470,7 @@ async fn an_event_lands_its_session_in_seconds_and_duplicates_and_replays_are_ha
     assert_eq!(afters.first(), Some(&0));
     assert!(afters.last().unwrap() > &0, "{afters:?}");
 
-    let text = hooks.metrics.encode();
+    let text = h.metrics.encode();
     assert!(
         metric(
             &text,
@@ -673,7 +662,7 @@ async fn hostile_bodies_get_clear_answers_and_nothing_recorded() {
         "an unknown event type is accepted, so the vendor does not disable the webhook"
     );
     assert_eq!(count(&c, "webhook_events").await, 0);
-    let text = hooks.metrics.encode();
+    let text = h.metrics.encode();
     assert_eq!(
         metric(
             &text,

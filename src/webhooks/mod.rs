@@ -14,12 +14,15 @@ pub mod listener;
 pub mod worker;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::WarehouseSettings;
-use crate::engine::Source;
+use crate::engine::{Source, SourceError};
+use crate::telemetry::Metrics;
 use crate::warehouse::{Warehouse, WarehouseError};
 
 /// One account whose webhooks are accepted.
@@ -96,4 +99,84 @@ pub fn target_url(public_url: &reqwest::Url, source: &str, account: &str) -> req
     let path = format!("{}{suffix}", u.path().trim_end_matches('/'));
     u.set_path(&path);
     u
+}
+
+/// The webhook listener could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    #[error(transparent)]
+    Listen(#[from] listener::ListenError),
+}
+
+/// A running listener for the accounts of `endpoints`; its worker starts with [`Listening::work`]
+/// (once the schema exists: until then the listener answers 503).
+pub struct Listening {
+    pub addr: SocketAddr,
+    pub endpoints: Endpoints,
+    warehouse: Warehouse,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+/// Listens on `addr` for the webhooks of `sources` (those configured for them), on the webhook
+/// side's own pool, until `shutdown`.
+pub async fn listen(
+    addr: SocketAddr,
+    sources: &[Arc<dyn Source>],
+    settings: &WarehouseSettings,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> Result<Listening, StartError> {
+    let endpoints = Endpoints::new(sources);
+    let warehouse = warehouse(settings)?;
+    let (addr, listener) = listener::spawn(
+        addr,
+        endpoints.clone(),
+        warehouse.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    Ok(Listening {
+        addr,
+        endpoints,
+        warehouse,
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
+        listener,
+    })
+}
+
+impl Listening {
+    /// Starts the worker that acts on recorded events, until shutdown.
+    pub fn work(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(worker::run(
+            self.endpoints.clone(),
+            self.warehouse.clone(),
+            self.metrics.clone(),
+            self.shutdown.clone(),
+        ))
+    }
+
+    /// Registers every account's webhook with its vendor, delivering to `public` (the
+    /// listener's address as the vendor reaches it); what each registration did.
+    pub async fn register_all(&self, public: &reqwest::Url) -> Result<Vec<String>, SourceError> {
+        let mut done = Vec::new();
+        for ep in self.endpoints.iter() {
+            let key = ep.source.key();
+            if let Some(hook) = ep.source.webhook() {
+                let target = target_url(public, key.source, &key.account);
+                done.push(hook.register(&target).await?);
+            }
+        }
+        Ok(done)
+    }
+
+    /// Waits for the listener to stop (after shutdown).
+    pub async fn stopped(self) {
+        let _ = self.listener.await;
+    }
 }

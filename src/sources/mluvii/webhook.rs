@@ -251,18 +251,13 @@ impl Webhook for Mluvii {
             }
             Err(e) => return Err(e),
         };
-        let v: Value = serde_json::from_slice(&listed.body).unwrap_or(Value::Null);
-        let items = match &v {
-            Value::Array(a) => a.clone(),
-            Value::Object(o) => match Fields::new(o)
-                .get("value")
-                .or_else(|| Fields::new(o).get("items"))
-            {
-                Some(Value::Array(a)) => a.clone(),
-                _ => Vec::new(),
-            },
-            _ => Vec::new(),
-        };
+        let items =
+            super::model::list_items(&listed.text()).map_err(|detail| SourceError::Body {
+                source_name: SOURCE,
+                account: self.key.account.clone(),
+                endpoint: WEBHOOKS_PATH,
+                detail,
+            })?;
         let path = self.callback_path();
         let account = &self.key.account;
         let ours = items
