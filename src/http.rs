@@ -183,19 +183,9 @@ impl HttpClient {
     /// Requests sent so far (every attempt counts) and retries.
     pub fn counts(&self) -> crate::model::RequestCounts {
         crate::model::RequestCounts {
-            requests: self.requests(),
-            retries: self.retries(),
+            requests: self.requests.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
         }
-    }
-
-    /// Requests sent so far (every attempt counts).
-    pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
-    }
-
-    /// Retries so far.
-    pub fn retries(&self) -> u64 {
-        self.retries.load(Ordering::Relaxed)
     }
 
     /// Sends the request `build` makes (again for each attempt) and returns a 2xx response.
