@@ -201,7 +201,13 @@ async fn archive_mode_pages_with_keysets_and_rewrites_only_what_changed() {
     .await;
     assert_eq!(
         statuses,
-        vec!["Closed", "CustomerLast", "Finished", "TeleportedAway"]
+        vec![
+            "Closed",
+            "CustomerLast",
+            "Finished",
+            "InQueue",
+            "TeleportedAway"
+        ]
     );
     assert!(count(&c, "superoffice_chat_sessions WHERE user_associate_id IS NOT NULL AND person_id IS NOT NULL").await > 0);
 
@@ -335,4 +341,173 @@ async fn bearer_auth_works() {
     let r = h.sync().await;
     assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
     assert_eq!(r.totals.written, 3);
+}
+
+/// A chat as SuperOffice sends it while still in the queue: every date but WhenRequested is one
+/// of its "not set" values (`unset`), and the customer's first message has no WhenPosted.
+fn queued_chat(id: i64, unset: &str) -> SimChat {
+    SimChat {
+        entity: serde_json::json!({
+            "ChatSessionId": id, "TopicId": 1, "Status": "InQueue", "SessionKey": format!("sk-q{id}"),
+            "CustomerName": "Queued Customer",
+            "WhenRequested": "2024-02-03T10:00:00.0000000+01:00",
+            "WhenStarted": unset, "WhenEnded": unset, "WhenIdle": unset, "WhenFetched": unset,
+        }),
+        updated: t("2024-02-03T09:00:00Z"),
+        messages: vec![serde_json::json!({
+            "ChatMessageId": id * 10, "ChatSessionId": id, "Type": "ToUser", "Author": "Customer",
+            "Message": "anyone there?", "WhenPosted": unset,
+        })],
+    }
+}
+
+/// Every form SuperOffice uses for "no date": the three minimums and "forever", with and without
+/// fractions and offsets.
+const UNSET_FORMS: [&str; 6] = [
+    "0001-01-01T00:00:00",
+    "1760-01-01T00:00:00",
+    "1753-01-01T00:00:00",
+    "0001-01-01T00:00:00.0000000+01:00",
+    "9999-12-31T23:59:59.9999999",
+    "1753-01-01T00:00:00Z",
+];
+
+#[tokio::test]
+async fn dates_that_mean_not_set_are_stored_null_with_no_duration_and_counted_then_filled_in() {
+    let chats: Vec<SimChat> = UNSET_FORMS
+        .iter()
+        .enumerate()
+        .map(|(i, u)| queued_chat(2000 + i as i64, u))
+        .collect();
+    let (db, sim, h) = setup(chats, "").await;
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(r.totals.written, 6, "nothing set aside");
+    // Four dates per entity and one per message: counted as nulled, by reason.
+    assert_eq!(
+        r.totals.nulled.get("null_date"),
+        Some(&30),
+        "{:?}",
+        r.totals.nulled
+    );
+    assert!(sessionsync::report::describe(&r).contains("30 values nulled: null_date (30)"));
+    assert_eq!(count(&db.client().await, "rejected_records").await, 0);
+    let c = db.client().await;
+    assert_eq!(
+        count(
+            &c,
+            "superoffice_chat_sessions WHERE requested_at IS NOT NULL AND started_at IS NULL
+               AND ended_at IS NULL AND idle_at IS NULL AND fetched_at IS NULL
+               AND queue_seconds IS NULL AND handle_seconds IS NULL AND total_seconds IS NULL"
+        )
+        .await,
+        6
+    );
+    assert_eq!(
+        count(&c, "superoffice_chat_messages WHERE posted_at IS NULL").await,
+        6
+    );
+    assert_eq!(
+        count(
+            &c,
+            "support_sessions WHERE source = 'superoffice' AND (ended_at IS NOT NULL OR handle_seconds IS NOT NULL)"
+        )
+        .await,
+        0,
+        "BI sees no ended chat and no handle time"
+    );
+    let metrics = h.metrics.encode();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("sessionsync_records_rejected_total")
+                && l.contains("reason=\"null_date\"")
+                && l.ends_with(" 30")),
+        "{metrics}"
+    );
+
+    // The first is answered, then closed: the next sync stores the real values and durations.
+    sim.update(2000, |e| {
+        e["Status"] = serde_json::json!("Closed");
+        e["WhenStarted"] = serde_json::json!("2024-02-03T10:02:00.0000000+01:00");
+        e["WhenEnded"] = serde_json::json!("2024-02-03T10:12:30.0000000+01:00");
+        e["WhenIdle"] = serde_json::json!("2024-02-03T10:12:30.0000000+01:00");
+        e["WhenFetched"] = serde_json::json!("2024-02-03T10:12:29.0000000+01:00");
+    });
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    let got = strings(
+        &c,
+        "SELECT concat_ws('|', status, started_at IS NOT NULL, ended_at IS NOT NULL, queue_seconds, handle_seconds, total_seconds)
+         FROM superoffice_chat_sessions WHERE chat_session_id = 2000",
+    )
+    .await;
+    assert_eq!(got, ["Closed|t|t|120|630|750"]);
+    // A date of 1900 and one of 9000 are real dates (the bounds).
+    sim.update(2001, |e| {
+        e["WhenStarted"] = serde_json::json!("1900-01-01T00:00:00Z");
+    });
+    h.sync().await;
+    assert_eq!(
+        count(
+            &c,
+            "superoffice_chat_sessions WHERE chat_session_id = 2001 AND started_at = '1900-01-01Z'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_repair_migration_nulls_stored_sentinel_dates_and_recomputes_durations_once() {
+    let db = TestDb::new().await;
+    let h = Harness::new(&settings(&db, "")).await;
+    drop(h);
+    let c = db.client().await;
+    c.batch_execute("SET TIME ZONE 'UTC'").await.unwrap();
+    // Rows as an older sessionsync stored them: a queued chat "ended in year 1" with a handle
+    // time of 0 s, a running one with a 9999 end, a sound one, and a message of year 1760.
+    c.batch_execute(
+        "INSERT INTO superoffice_chat_sessions (account, chat_session_id, status, requested_at, started_at, ended_at,
+             idle_at, fetched_at, queue_seconds, handle_seconds, total_seconds, raw) VALUES
+         ('a', 1, 'InQueue', '2024-02-03 09:00Z', '0001-01-01 00:00Z', '0001-01-01 00:00Z', '1753-01-01 00:00Z',
+             '2024-02-03 09:01Z', NULL, 0, NULL, '{}'),
+         ('a', 2, 'CustomerLast', '2024-02-03 09:00Z', '2024-02-03 09:02Z', '9999-12-31 23:59:59Z', NULL, NULL,
+             120, 250000000000, 250000000120, '{}'),
+         ('a', 3, 'Closed', '2024-02-03 09:00Z', '2024-02-03 09:02Z', '2024-02-03 09:12Z', NULL, NULL,
+             120, 600, 720, '{}');
+         INSERT INTO superoffice_chat_messages (account, chat_message_id, chat_session_id, message, posted_at) VALUES
+         ('a', 10, 1, 'hi', '1760-01-01 00:00Z'), ('a', 11, 3, 'ok', '2024-02-03 09:03Z');",
+    )
+    .await
+    .unwrap();
+    let repair = sessionsync::warehouse::MIGRATIONS
+        .iter()
+        .find(|(v, _)| *v == "0013_superoffice_unset_dates")
+        .expect("the repair migration")
+        .1;
+    let state = "SELECT concat_ws('|', chat_session_id, coalesce(started_at::text, '-'), coalesce(ended_at::text, '-'),
+                        coalesce(idle_at::text, '-'), coalesce(queue_seconds::text, '-'),
+                        coalesce(handle_seconds::text, '-'), coalesce(total_seconds::text, '-'))
+                 FROM superoffice_chat_sessions ORDER BY chat_session_id";
+    c.batch_execute(repair).await.unwrap();
+    let after = strings(&c, state).await;
+    assert_eq!(
+        after,
+        [
+            "1|-|-|-|-|-|-",
+            "2|2024-02-03 09:02:00+00|-|-|120|-|-",
+            "3|2024-02-03 09:02:00+00|2024-02-03 09:12:00+00|-|120|600|720",
+        ]
+    );
+    assert_eq!(
+        strings(&c, "SELECT chat_message_id || ':' || coalesce(posted_at::text, '-') FROM superoffice_chat_messages ORDER BY 1").await,
+        ["10:-", "11:2024-02-03 09:03:00+00"]
+    );
+    // Idempotent: a second run changes no row (not even last_synced_at).
+    let synced = "SELECT string_agg(last_synced_at::text, ',' ORDER BY chat_session_id) FROM superoffice_chat_sessions";
+    let before = strings(&c, synced).await;
+    c.batch_execute(repair).await.unwrap();
+    assert_eq!(strings(&c, state).await, after);
+    assert_eq!(strings(&c, synced).await, before);
 }

@@ -1082,3 +1082,72 @@ async fn the_register_and_check_commands_speak_plainly_and_never_print_the_secre
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_webhook_re_read_stores_superoffices_not_set_dates_as_null_and_counts_them() {
+    let (db, sim, s, h) = so_setup().await;
+    sim.upsert(sessionsync_sim::superoffice::SimChat {
+        entity: json!({
+            "ChatSessionId": 4242, "Status": "InQueue", "SessionKey": "sk-q",
+            "WhenRequested": "2024-02-03T10:00:00.0000000+01:00",
+            "WhenStarted": "0001-01-01T00:00:00", "WhenEnded": "1760-01-01T00:00:00",
+            "WhenIdle": "1753-01-01T00:00:00", "WhenFetched": "9999-12-31T23:59:59.9999999",
+        }),
+        updated: Utc::now(),
+        messages: vec![
+            json!({"ChatMessageId": 90001, "ChatSessionId": 4242, "Message": "hello?",
+            "WhenPosted": "0001-01-01T00:00:00"}),
+        ],
+    });
+    let hooks = Hooks::start(&s, &h).await;
+    hooks.work();
+    let c = db.client().await;
+    let body = so_event("chatsession.changed", 4242, "e-unset");
+    assert_eq!(
+        signed(&hooks.url("superoffice", "cust1"), SECRET, &body)
+            .await
+            .0,
+        200
+    );
+    let landed = eventually(
+        &c,
+        "SELECT count(*) FROM superoffice_chat_messages WHERE chat_session_id = 4242",
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(landed, 1);
+    assert_eq!(
+        count(
+            &c,
+            "superoffice_chat_sessions WHERE chat_session_id = 4242 AND requested_at IS NOT NULL
+               AND started_at IS NULL AND ended_at IS NULL AND idle_at IS NULL AND fetched_at IS NULL
+               AND queue_seconds IS NULL AND handle_seconds IS NULL AND total_seconds IS NULL"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &c,
+            "superoffice_chat_messages WHERE chat_session_id = 4242 AND posted_at IS NULL"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&c, "rejected_records").await,
+        0,
+        "counted, not set aside"
+    );
+    let text = h.metrics.encode();
+    assert_eq!(
+        metric(
+            &text,
+            "sessionsync_records_rejected_total",
+            &["reason=\"null_date\""]
+        ),
+        5.0,
+        "{text}"
+    );
+}

@@ -583,7 +583,7 @@ pub fn generate(seed: u64, n: usize, from: DateTime<Utc>, to: DateTime<Utc>) -> 
                 let text = ["Hello & welcome", "<b>bold</b> move", "Děkuji 👍", "line\nbreak", "nul\u{0}byte"][m % 5];
                 messages.push(message_json(next_msg, id, text, started + TimeDelta::seconds(m as i64 * 20)));
             }
-            SimChat {
+            let mut chat = SimChat {
                 entity: json!({
                     "ChatSessionId": id, "TopicId": 1 + (i % 3),
                     "User": if i % 5 == 4 { Value::Null } else { json!({"AssociateId": 10 + (i % 4), "Name": "agent"}) },
@@ -607,10 +607,41 @@ pub fn generate(seed: u64, n: usize, from: DateTime<Utc>, to: DateTime<Utc>) -> 
                 }),
                 updated: ended,
                 messages,
+            };
+            // SuperOffice has no null date (sources.md §2): a chat still in the queue has
+            // neither WhenStarted nor WhenEnded, a running one no WhenEnded, and each comes
+            // as one of the "not set" forms; the odd message has no WhenPosted.
+            let unset = UNSET_DATES[(i / 9) % UNSET_DATES.len()];
+            if i % 9 == 4 {
+                chat.entity["Status"] = json!("InQueue");
+                chat.entity["WhenStarted"] = json!(unset);
+                chat.entity["WhenEnded"] = json!(unset);
+                chat.entity["WhenIdle"] = json!(unset);
+            } else if i % 9 == 7 {
+                chat.entity["Status"] = json!("CustomerLast");
+                chat.entity["WhenEnded"] = json!(unset);
+                chat.entity["WhenFetched"] = json!(FOREVER);
             }
+            for m in chat.messages.iter_mut() {
+                if m["ChatMessageId"].as_i64().unwrap_or(0) % 23 == 0 {
+                    m["WhenPosted"] = json!(unset);
+                }
+            }
+            chat
         })
         .collect()
 }
+
+/// The three ways SuperOffice says "no date" (sources.md §2): `DateTime.MinValue`, the
+/// database's 1760-01-01 and SQL Server's minimum; all without an offset.
+pub const UNSET_DATES: [&str; 3] = [
+    "0001-01-01T00:00:00",
+    "1760-01-01T00:00:00",
+    "1753-01-01T00:00:00",
+];
+
+/// How SuperOffice says "forever".
+pub const FOREVER: &str = "9999-12-31T23:59:59.9999999";
 
 /// `t` to the tick (100 ns) that SuperOffice writes.
 pub fn tick(t: DateTime<Utc>) -> DateTime<Utc> {

@@ -1,27 +1,39 @@
 //! Lenient reading of vendor records (sources.md, "Leniency"): case-insensitive field names,
 //! numbers as strings, several spellings of booleans, empty string as null, NUL removed.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use chrono::{DateTime, DurationRound, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
 
-/// A record's fields by lower-cased name.
-pub struct Fields<'a>(HashMap<String, &'a Value>);
+/// A record's fields by lower-cased name, and the "not set" dates met while reading them.
+pub struct Fields<'a> {
+    fields: HashMap<String, &'a Value>,
+    unset: RefCell<Vec<String>>,
+}
 
 impl<'a> Fields<'a> {
     pub fn new(obj: &'a serde_json::Map<String, Value>) -> Self {
-        Fields(
-            obj.iter()
+        Fields {
+            fields: obj
+                .iter()
                 .map(|(k, v)| (k.to_ascii_lowercase(), v))
                 .collect(),
-        )
+            unset: RefCell::new(Vec::new()),
+        }
     }
 
     /// The value, `None` when absent, JSON null or an empty string.
     pub fn get(&self, name: &str) -> Option<&'a Value> {
-        self.0.get(name).copied().filter(|v| !is_empty(v))
+        self.fields.get(name).copied().filter(|v| !is_empty(v))
+    }
+
+    /// The reasons (`null_date: …`) of the dates [`Fields::date`] read as "not set" so far, for
+    /// the run's "values nulled" report; taking them empties the list.
+    pub fn take_unset(&self) -> Vec<String> {
+        std::mem::take(&mut *self.unset.borrow_mut())
     }
 
     pub fn text(&self, name: &str) -> Option<String> {
@@ -35,18 +47,22 @@ impl<'a> Fields<'a> {
     }
 
     /// A timestamp with an offset (or without, read as UTC); `Err` is the reason
-    /// `invalid_<name>: …` for `rejected_records`.
+    /// `invalid_<name>: …` for `rejected_records`. A date that means "not set" (see
+    /// [`read_date`]) is `None`, and its reason is kept for [`Fields::take_unset`].
     pub fn date(&self, name: &str) -> Result<Option<DateTime<Utc>>, String> {
         match self.text(name) {
             None => Ok(None),
-            Some(s) => parse_local_datetime(&s, chrono_tz::UTC)
-                .map(Some)
-                .ok_or_else(|| {
-                    format!(
-                        "invalid_{name}: `{}` is not a timestamp",
-                        s.chars().take(40).collect::<String>()
-                    )
-                }),
+            Some(s) => match read_date(&s, chrono_tz::UTC) {
+                Some(DateValue::Set(t)) => Ok(Some(t)),
+                Some(DateValue::Unset) => {
+                    self.unset.borrow_mut().push(unset_reason(name, &s));
+                    Ok(None)
+                }
+                None => Err(format!(
+                    "invalid_{name}: `{}` is not a timestamp",
+                    s.chars().take(40).collect::<String>()
+                )),
+            },
         }
     }
 
@@ -232,6 +248,64 @@ pub fn local_to_utc(naive: NaiveDateTime, tz: Tz) -> Option<DateTime<Utc>> {
         .map(|d| d.with_timezone(&Utc))
 }
 
+/// The earliest date that is a date: anything before means "not set".
+pub const FIRST_REAL_DATE: &str = "1900-01-01T00:00:00Z";
+/// The latest date that is a date: anything after means "not set" (or "forever").
+pub const LAST_REAL_DATE: &str = "9000-01-01T00:00:00Z";
+
+/// Whether a date is one of the values vendors write for "no date". SuperOffice has no null date
+/// (docs/sources.md §2): its database stores an unknown date as 1760-01-01, .NET turns that into
+/// `DateTime.MinValue` (`0001-01-01T00:00:00`), SQL Server's minimum 1753-01-01 appears too, and
+/// 9999-12-31 means "forever". mluvii is a .NET service as well. So any date before 1900-01-01
+/// or after 9000-01-01, with or without fractions or an offset, is read as "not set".
+pub fn is_unset_date(t: DateTime<Utc>) -> bool {
+    let first = DateTime::parse_from_rfc3339(FIRST_REAL_DATE).expect("constant");
+    let last = DateTime::parse_from_rfc3339(LAST_REAL_DATE).expect("constant");
+    t < first || t > last
+}
+
+/// A vendor's date: a real one, or one that means "not set".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateValue {
+    Set(DateTime<Utc>),
+    Unset,
+}
+
+/// Reads a vendor date as [`parse_local_datetime`] does, and tells the values that mean "not
+/// set" apart: those of [`is_unset_date`], and MySQL's zero date (`0000-00-00`, with or without
+/// a time), which PHP services such as Take Control's write for an empty date. `None` when it is
+/// no date at all.
+pub fn read_date(s: &str, tz: Tz) -> Option<DateValue> {
+    let t = s.trim();
+    if t.starts_with("0000-00-00") {
+        return Some(DateValue::Unset);
+    }
+    parse_local_datetime(t, tz).map(|d| {
+        if is_unset_date(d) {
+            DateValue::Unset
+        } else {
+            DateValue::Set(d)
+        }
+    })
+}
+
+/// A date where an unreadable one is simply unknown (a transcript line's time): `None` for no
+/// date, a bad one, and one that means "not set".
+pub fn date_or_none(s: &str, tz: Tz) -> Option<DateTime<Utc>> {
+    match read_date(s, tz) {
+        Some(DateValue::Set(t)) => Some(t),
+        _ => None,
+    }
+}
+
+/// The "values nulled" reason of a date that means "not set".
+pub fn unset_reason(name: &str, value: &str) -> String {
+    format!(
+        "null_date: {name} was `{}`, which means \"not set\"",
+        value.trim().chars().take(40).collect::<String>()
+    )
+}
+
 /// `later − earlier` in seconds; `Err(value)` when negative (the caller nulls and counts it).
 pub fn duration_seconds(
     earlier: Option<DateTime<Utc>>,
@@ -295,6 +369,46 @@ mod tests {
         assert_eq!(prague.to_rfc3339(), "2024-07-05T08:00:00+00:00");
         assert!(parse_local_datetime("2024-13-05 10:00:00", chrono_tz::UTC).is_none());
         assert!(parse_local_datetime("2024-01-05", chrono_tz::UTC).is_some());
+    }
+
+    #[test]
+    fn dates_that_mean_not_set() {
+        for s in [
+            "0001-01-01T00:00:00",
+            "0001-01-01T00:00:00.0000000",
+            "0001-01-01T00:00:00+01:00",
+            "1760-01-01T00:00:00",
+            "1753-01-01T00:00:00",
+            "1753-01-01T00:00:00.000Z",
+            "1899-12-31T23:59:59.99+00:00",
+            "9999-12-31T23:59:59.9999999",
+            "9999-12-31T00:00:00+02:00",
+            "9000-01-01T00:00:00.000001Z",
+            "0000-00-00 00:00:00",
+            "0000-00-00",
+        ] {
+            assert_eq!(read_date(s, chrono_tz::UTC), Some(DateValue::Unset), "{s}");
+        }
+        for s in [
+            "1900-01-01T00:00:00Z",
+            "2013-12-04T17:54:07.9918437+01:00",
+            "9000-01-01T00:00:00Z",
+        ] {
+            assert!(
+                matches!(read_date(s, chrono_tz::UTC), Some(DateValue::Set(_))),
+                "{s}"
+            );
+        }
+        assert_eq!(read_date("next tuesday", chrono_tz::UTC), None);
+        let obj =
+            json!({"WhenStarted": "0001-01-01T00:00:00", "WhenEnded": "2024-01-01T00:00:00Z"});
+        let f = Fields::new(obj.as_object().unwrap());
+        assert_eq!(f.date("whenstarted"), Ok(None));
+        assert!(f.date("whenended").unwrap().is_some());
+        let unset = f.take_unset();
+        assert_eq!(unset.len(), 1);
+        assert!(unset[0].starts_with("null_date: whenstarted was `0001-01-01T00:00:00`"));
+        assert!(f.take_unset().is_empty());
     }
 
     #[test]

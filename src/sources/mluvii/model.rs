@@ -13,7 +13,7 @@ use crate::sources::lenient::{self, Fields};
 
 /// How a session is read into rows: raise it when a change to this module changes what a stored
 /// row holds for the same record, so that stored rows are rewritten at their next read.
-pub const READ_VERSION: &str = "mluvii-1";
+pub const READ_VERSION: &str = "mluvii-2";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
@@ -192,13 +192,27 @@ fn build(
     let guest_joined_at = date(f, "guestjoined")?;
     let started_at = date(f, "started")?;
     let ended_at = date(f, "ended")?;
-    let waited = duration(f, "waited")?;
-    let length = duration(f, "length")?;
+    let mut waited = duration(f, "waited")?;
+    let mut length = duration(f, "length")?;
     let stars = int(f, "guestfeedbackstars")?
         .map(|v| i32::try_from(v).map_err(|_| format!("invalid_guestFeedbackStars: {v}")))
         .transpose()?;
-    let operators = operators(f)?;
-    let events = events(routing_raw)?;
+    // A date that means "not set" (lenient::read_date: mluvii is a .NET service, whose
+    // DateTime.MinValue is 0001-01-01) is None and counted as nulled, like SuperOffice's.
+    let mut unset = f.take_unset();
+    // An empty duration where its state never happened means "none", not "0 s" (the contract
+    // is silent; README "Dates and durations that mean not set"): `length` (ACTIVE) of a
+    // session that never started, `waited` (PBX to operator) of one no guest ever joined.
+    if length == Some(0.0) && started_at.is_none() {
+        length = None;
+        unset.push("empty_duration: length was 0 s for a session that never started".into());
+    }
+    if waited == Some(0.0) && guest_joined_at.is_none() {
+        waited = None;
+        unset.push("empty_duration: waited was 0 s for a session no guest joined".into());
+    }
+    let operators = operators(f, &mut unset)?;
+    let events = events(routing_raw, &mut unset)?;
     let source = f.text("source");
     let inputs = Inputs {
         created: created_at,
@@ -235,10 +249,13 @@ fn build(
             o
         })
         .collect();
-    let nulled = d
-        .negative
-        .iter()
-        .map(|name| format!("negative_duration: {name} came out negative"))
+    let nulled = unset
+        .into_iter()
+        .chain(
+            d.negative
+                .iter()
+                .map(|name| format!("negative_duration: {name} came out negative")),
+        )
         .collect();
     Ok((
         Session {
@@ -273,7 +290,7 @@ fn build(
 
 /// The operators, one per `userId`: a user who joined twice keeps the first `joined` and the
 /// last `left` and `concluded` (still open if any stint is open).
-fn operators(f: &Fields<'_>) -> Result<Vec<Operator>, String> {
+fn operators(f: &Fields<'_>, unset: &mut Vec<String>) -> Result<Vec<Operator>, String> {
     let list = match f.get("operators") {
         None => return Ok(Vec::new()),
         Some(Value::Array(a)) => a,
@@ -307,6 +324,7 @@ fn operators(f: &Fields<'_>) -> Result<Vec<Operator>, String> {
             queue_seconds: None,
             acw_seconds: None,
         };
+        unset.extend(of.take_unset());
         match by_user.get_mut(&user_id) {
             None => {
                 order.push(user_id);
@@ -346,7 +364,7 @@ fn min_opt(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTim
     }
 }
 
-fn events(routing: &Value) -> Result<Vec<RoutingEvent>, String> {
+fn events(routing: &Value, unset: &mut Vec<String>) -> Result<Vec<RoutingEvent>, String> {
     let list = match routing {
         Value::Null => return Ok(Vec::new()),
         Value::Array(a) => a,
@@ -399,6 +417,7 @@ fn events(routing: &Value) -> Result<Vec<RoutingEvent>, String> {
                 .flatten(),
             phone_number: ef.text("phonenumber"),
         });
+        unset.extend(ef.take_unset());
     }
     Ok(out)
 }
@@ -502,6 +521,54 @@ mod tests {
             Some("TeleportedToMars")
         );
         assert!(s.is_final());
+    }
+
+    #[test]
+    fn not_set_dates_and_empty_durations_of_states_that_never_happened_are_null_and_counted() {
+        let detail = json!({
+            "id": 43, "status": "CLOSED", "created": "2024-03-01T10:00:00+01:00",
+            "guestJoined": "0001-01-01T00:00:00", "started": "0001-01-01T00:00:00+00:00",
+            "ended": "2024-03-01T09:01:00Z", "waited": "PT0S", "length": "PT0S",
+            "operators": [{"userId": 7, "joined": "0001-01-01T00:00:00", "left": null}]
+        });
+        let routing = json!([
+            {"timestamp": "9999-12-31T23:59:59.9999999", "activityType": "RoutingRequestCreated"}
+        ]);
+        let Normalized::Session(s, nulled) = normalize(detail, routing, "x") else {
+            panic!("rejected")
+        };
+        assert_eq!((s.guest_joined_at, s.started_at), (None, None));
+        assert_eq!(s.operators[0].joined_at, None);
+        assert_eq!(s.events[0].occurred_at, None);
+        assert_eq!((s.durations.active, s.durations.pbx_wait), (None, None));
+        let mut reasons: Vec<&str> = nulled
+            .iter()
+            .map(|r| r.reason.split(':').next().unwrap())
+            .collect();
+        reasons.sort();
+        assert_eq!(
+            reasons,
+            [
+                "empty_duration",
+                "empty_duration",
+                "null_date",
+                "null_date",
+                "null_date",
+                "null_date"
+            ]
+        );
+        // A session that started and was joined keeps a real 0 s.
+        let detail = json!({"id": 44, "created": "2024-03-01T09:00:00Z",
+            "guestJoined": "2024-03-01T09:00:00Z", "started": "2024-03-01T09:00:00Z",
+            "waited": "PT0S", "length": "PT0S"});
+        let Normalized::Session(s, nulled) = normalize(detail, json!([]), "x") else {
+            panic!("rejected")
+        };
+        assert_eq!(
+            (s.durations.active, s.durations.pbx_wait),
+            (Some(0.0), Some(0.0))
+        );
+        assert!(nulled.is_empty());
     }
 
     #[test]

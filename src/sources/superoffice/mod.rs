@@ -159,7 +159,10 @@ impl SuperOffice {
 
     /// Ids of the sessions updated after `since`, in id order (archive mode).
     async fn list_changed(&self, since: DateTime<Utc>) -> Result<Vec<i64>, SourceError> {
-        let since = since.format("%Y-%m-%dT%H:%M:%S").to_string();
+        // Never write a date SuperOffice reads as "not set" into the filter (a `start` before
+        // 1900 would be one): from 1900 on is everything.
+        let first: DateTime<Utc> = lenient::FIRST_REAL_DATE.parse().expect("constant");
+        let since = since.max(first).format("%Y-%m-%dT%H:%M:%S").to_string();
         let top = self.settings.page_size;
         let mut ids = BTreeSet::new();
         let mut last: Option<i64> = None;
@@ -378,7 +381,15 @@ impl SuperOffice {
         for (session, list) in fetched {
             for v in list {
                 match model::message(&v, session) {
-                    Ok(mut m) => {
+                    Ok((mut m, unset)) => {
+                        read.nulled.extend(unset.into_iter().map(|reason| Rejected {
+                            record_key: format!(
+                                "message {} of session {session}",
+                                m.chat_message_id
+                            ),
+                            reason,
+                            payload: Value::Null,
+                        }));
                         if let Some(seen) = read.current.get_mut(&i64::from(session)) {
                             seen.m = seen.m.max(i64::from(m.chat_message_id));
                         }

@@ -187,10 +187,15 @@ pub fn normalize(raw: Value, fallback_key: &str) -> Normalized {
 
 fn build(id: i32, f: &Fields<'_>) -> Result<(Session, Vec<String>), String> {
     let boolean = |name: &str| f.boolean(name).map_err(|e| format!("invalid_{name}: {e}"));
+    // SuperOffice has no null date: a date that means "not set" (a chat still in the queue has
+    // no WhenStarted, a running one no WhenEnded) reads as None and is counted as nulled, and
+    // no duration is computed from it.
     let requested_at = date(f, "whenrequested")?;
     let started_at = date(f, "whenstarted")?;
     let ended_at = date(f, "whenended")?;
-    let mut nulled = Vec::new();
+    let idle_at = date(f, "whenidle")?;
+    let fetched_at = date(f, "whenfetched")?;
+    let mut nulled = f.take_unset();
     let mut span = |name: &str, a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>| {
         match lenient::duration_seconds(a, b) {
             Ok(d) => d,
@@ -229,8 +234,8 @@ fn build(id: i32, f: &Fields<'_>) -> Result<(Session, Vec<String>), String> {
             requested_at,
             started_at,
             ended_at,
-            idle_at: date(f, "whenidle")?,
-            fetched_at: date(f, "whenfetched")?,
+            idle_at,
+            fetched_at,
             initial_queue_pos: int32(f, "initialqueuepos")?,
             alert_level: int32(f, "alertlevel")?,
             rank: int32(f, "rank")?,
@@ -245,14 +250,15 @@ fn build(id: i32, f: &Fields<'_>) -> Result<(Session, Vec<String>), String> {
     ))
 }
 
-/// One ChatMessage; `Err` names what is wrong with it.
-pub fn message(v: &Value, session_id: i32) -> Result<Message, String> {
+/// One ChatMessage, with the reasons of the values nulled in it (a `WhenPosted` that means "not
+/// set"); `Err` names what is wrong with it.
+pub fn message(v: &Value, session_id: i32) -> Result<(Message, Vec<String>), String> {
     let Value::Object(o) = v else {
         return Err(format!("not_an_object: {}", lenient::short(v)));
     };
     let f = Fields::new(o);
     let id = int32(&f, "chatmessageid")?.ok_or("missing_id: no ChatMessageId")?;
-    Ok(Message {
+    let m = Message {
         chat_message_id: id,
         chat_session_id: int32(&f, "chatsessionid")?.unwrap_or(session_id),
         kind: f.text("type"),
@@ -264,7 +270,8 @@ pub fn message(v: &Value, session_id: i32) -> Result<Message, String> {
             .boolean("readbycustomer")
             .map_err(|e| format!("invalid_ReadByCustomer: {e}"))?,
         posted_at: date(&f, "whenposted")?,
-    })
+    };
+    Ok((m, f.take_unset()))
 }
 
 /// A stable fingerprint of a record's JSON text, to tell whether it changed.
@@ -274,7 +281,7 @@ pub fn fingerprint(v: &Value) -> String {
 
 /// How a session is read into rows: raise it when a change to this module changes what a stored
 /// row holds for the same record, so that stored rows are rewritten at their next read.
-pub const READ_VERSION: &str = "superoffice-1";
+pub const READ_VERSION: &str = "superoffice-2";
 
 #[cfg(test)]
 mod tests {

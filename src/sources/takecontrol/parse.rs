@@ -300,18 +300,29 @@ pub fn normalize(mut record: Map<String, Value>, fallback_key: &str, tz: Tz) -> 
         Err(e) => return reject(fallback_key.into(), format!("invalid_id: {e}"), raw),
     };
     let key = session_id.to_string();
-    let date = |name: &str| -> Result<Option<DateTime<Utc>>, String> {
+    let mut nulled = Vec::new();
+    // A date that means "not set" (MySQL's zero date `0000-00-00 00:00:00`, which PHP services
+    // write for an empty date, or one before 1900 / after 9000: lenient::read_date) is None,
+    // and counted as nulled: an empty DATE_START is still a reason to set the record aside.
+    let mut date = |name: &str| -> Result<Option<DateTime<Utc>>, String> {
         match f.text(name) {
             None => Ok(None),
-            Some(s) => lenient::parse_local_datetime(&s, tz)
-                .map(Some)
-                .ok_or_else(|| {
-                    format!(
-                        "invalid_{}: `{}` is not a date",
-                        name,
-                        s.chars().take(40).collect::<String>()
-                    )
-                }),
+            Some(s) => match lenient::read_date(&s, tz) {
+                Some(lenient::DateValue::Set(t)) => Ok(Some(t)),
+                Some(lenient::DateValue::Unset) => {
+                    nulled.push(Rejected {
+                        record_key: key.clone(),
+                        reason: lenient::unset_reason(&name.to_ascii_uppercase(), &s),
+                        payload: Value::Null,
+                    });
+                    Ok(None)
+                }
+                None => Err(format!(
+                    "invalid_{}: `{}` is not a date",
+                    name,
+                    s.chars().take(40).collect::<String>()
+                )),
+            },
         }
     };
     let started_at = match date("date_start") {
@@ -335,7 +346,6 @@ pub fn normalize(mut record: Map<String, Value>, fallback_key: &str, tz: Tz) -> 
         Ok(v) => v.unwrap_or_default(),
         Err(e) => return reject(key, format!("malformed_video_links: {e}"), raw),
     };
-    let mut nulled = Vec::new();
     let duration_seconds = match lenient::duration_seconds(started_at, ended_at) {
         Ok(d) => d,
         Err(d) => {
@@ -443,9 +453,7 @@ fn messages_of(tree: &Value, tz: Tz) -> Result<Vec<ChatMessage>, String> {
             Value::Object(o) => {
                 let f = Fields::new(o);
                 ChatMessage {
-                    sent_at: f
-                        .text("date")
-                        .and_then(|s| lenient::parse_local_datetime(&s, tz)),
+                    sent_at: f.text("date").and_then(|s| lenient::date_or_none(&s, tz)),
                     author: f.text("from"),
                     author_type: f.text("type"),
                     message: o
@@ -610,6 +618,29 @@ mod tests {
             records_from_xml(&body[..body.len() - 40]),
             Err(BodyProblem::Unreadable(_))
         ));
+    }
+
+    #[test]
+    fn mysql_zero_dates_mean_not_set() {
+        let Normalized::Session(s, nulled) = norm(json!({
+            "id": "8", "date_start": "2024-01-05 10:00:00", "date_end": "0000-00-00 00:00:00",
+            "chat_info": "<chat><message><date>0000-00-00 00:00:00</date><text>hi</text></message></chat>"
+        })) else {
+            panic!()
+        };
+        assert_eq!((s.ended_at, s.duration_seconds), (None, None));
+        assert_eq!(s.messages[0].sent_at, None);
+        assert_eq!(nulled.len(), 1);
+        assert!(
+            nulled[0].reason.starts_with("null_date: DATE_END"),
+            "{}",
+            nulled[0].reason
+        );
+        let Normalized::Rejected(r) = norm(json!({"id": "9", "date_start": "0000-00-00 00:00:00"}))
+        else {
+            panic!()
+        };
+        assert!(r.reason.starts_with("missing_date_start"), "{}", r.reason);
     }
 
     #[test]

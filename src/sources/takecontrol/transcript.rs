@@ -153,7 +153,7 @@ pub(super) fn fast(xml: &str, tz: Tz) -> Option<Vec<ChatMessage>> {
                     let slot = match field.take()? {
                         Field::Date => {
                             if !blank {
-                                m.message.sent_at = lenient::parse_local_datetime(&buf, tz);
+                                m.message.sent_at = lenient::date_or_none(&buf, tz);
                             }
                             None
                         }
