@@ -5,7 +5,10 @@ use std::fmt::Write as _;
 
 fn main() {
     println!("cargo:rerun-if-changed=sql");
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
+    // The manifest directory of this build, read when the script runs (not when it was
+    // compiled: a cached script may be reused for a copy of the tree in another place).
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = std::path::Path::new(&manifest).join("sql");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
         .filter_map(|e| e.ok())

@@ -58,7 +58,15 @@ fn sessions(records: Vec<serde_json::Map<String, serde_json::Value>>, tz: chrono
     records
         .into_iter()
         .enumerate()
-        .map(|(i, r)| parse::normalize(r, &i.to_string(), tz))
+        .map(|(i, r)| {
+            parse::normalize(
+                r,
+                &i.to_string(),
+                tz,
+                &sessionsync::privacy::Privacy::keep_all(),
+                "a",
+            )
+        })
         .filter(|n| matches!(n, parse::Normalized::Session(..)))
         .count()
 }

@@ -69,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
             max_concurrent_streams: 1,
         },
         webhooks: None,
+        privacy: Default::default(),
         accounts: vec![Box::new(MluviiSettings {
             stream: StreamSettings {
                 account: "bench".into(),
@@ -77,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
                 start,
                 lookback: Duration::from_secs(3600),
                 window: Duration::from_secs(7 * 86400),
+                privacy: Default::default(),
             },
             http: HttpSettings {
                 timeout: Duration::from_secs(30),

@@ -238,6 +238,7 @@ impl Sims {
             start: self.start,
             lookback: std::time::Duration::from_secs(3600),
             window: std::time::Duration::from_secs(86400),
+            privacy: crate::privacy::Overrides::default(),
         };
         let http = |rps: f64| HttpSettings {
             timeout: std::time::Duration::from_secs(30),
@@ -260,6 +261,7 @@ impl Sims {
                 max_concurrent_streams: 3,
             },
             webhooks: None,
+            privacy: demo_privacy(),
             accounts: vec![
                 Box::new(SuperOfficeSettings {
                     stream: StreamSettings {
@@ -453,7 +455,9 @@ pub async fn ensure_named_database(admin_url: &str, name: &str) -> anyhow::Resul
 /// Rows per table and a few duration figures, for people.
 pub async fn summary(wh: &Warehouse, database: &str) -> anyhow::Result<String> {
     let conn = wh.conn().await?;
-    let mut out = String::from("\nWarehouse (schema sessionsync):\n");
+    let mut out = String::from(
+        "\nWarehouse (schema sessionsync; customer names, e-mails and phones stored hashed: README \"Personal data\"):\n",
+    );
     for table in [
         "takecontrol_sessions",
         "takecontrol_chat_messages",
@@ -611,4 +615,23 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
     Ok(0)
+}
+
+/// The demo's `[privacy]`: customer identity hashed (names, e-mails, phones: still countable
+/// and joinable across the three systems), under a key made for this run.
+pub fn demo_privacy() -> crate::privacy::PrivacySettings {
+    let mut policies = crate::privacy::Policies::default();
+    policies.set(
+        crate::privacy::Class::CustomerIdentity,
+        crate::privacy::Policy::Hash,
+    );
+    let key: [u8; 32] = rand::random();
+    crate::privacy::PrivacySettings {
+        policies,
+        hash_key: Some(Secret::new(
+            key.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        )),
+        retain_sessions: None,
+        retain_transcripts: None,
+    }
 }

@@ -112,6 +112,15 @@ pub struct Metrics {
     pub webhook_events: Family<WebhookLabels, Counter>,
     /// From a webhook event's arrival to its session committed.
     pub webhook_lag: Family<SourceLabels, Histogram, SecondsBuckets>,
+    /// Sessions erased (by `erase`, a deletion at the source or anonymisation), by source.
+    pub erased_sessions: Family<SourceLabels, Counter>,
+    /// Rows removed by the storage limits, by table.
+    pub retention_deleted_rows: Family<TableLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabels {
+    pub table: String,
 }
 
 impl Default for Metrics {
@@ -138,8 +147,20 @@ impl Metrics {
             streams_running: Gauge::default(),
             webhook_events: Family::default(),
             webhook_lag: Family::new_with_constructor(SecondsBuckets),
+            erased_sessions: Family::default(),
+            retention_deleted_rows: Family::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "erased_sessions",
+            "Sessions whose personal data was erased (erase, deletion at the source, anonymisation), by source",
+            m.erased_sessions.clone(),
+        );
+        registry.register(
+            "retention_deleted_rows",
+            "Rows removed by the storage limits (retain_sessions, retain_transcripts), by table",
+            m.retention_deleted_rows.clone(),
+        );
         registry.register(
             "rows_written",
             "Rows inserted or changed in the warehouse",

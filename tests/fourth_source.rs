@@ -64,6 +64,7 @@ impl SourceConfig for FakeKind {
                 start: &raw.start,
                 lookback: None,
                 window: None,
+                privacy: None,
             },
             "1h",
         )?;
@@ -81,6 +82,7 @@ impl SourceKind for FakeKind {
         &self,
         account: &dyn AccountSettings,
         _metrics: &Arc<Metrics>,
+        _privacy: sessionsync::privacy::Privacy,
     ) -> Option<Arc<dyn Source>> {
         sessionsync::sources::build_as(account, |s: FakeSettings| Fake {
             key: StreamKey {
@@ -133,6 +135,7 @@ impl Source for Fake {
             rejected: Vec::new(),
             nulled: Vec::new(),
             state: None,
+            gone: Vec::new(),
         })
     }
 }

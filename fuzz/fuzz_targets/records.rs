@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     .flatten()
     {
         for (i, r) in records.into_iter().enumerate() {
-            let _ = takecontrol::parse::normalize(r, &i.to_string(), chrono_tz::Europe::Prague);
+            let _ = takecontrol::parse::normalize(r, &i.to_string(), chrono_tz::Europe::Prague, &sessionsync::privacy::Privacy::keep_all(), "f");
         }
     }
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {

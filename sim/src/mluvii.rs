@@ -88,6 +88,14 @@ pub struct SimSession {
     pub phone_callback_number: Option<String>,
     pub tags: Vec<String>,
     pub stars: Option<i64>,
+    /// `guest {ipAddress, identity, callParams, language}` as the SessionModel carries it.
+    pub guest: Option<Value>,
+    /// `activities [{time, type, text, file {downloadUrl}}]`: the chat itself.
+    pub activities: Vec<Value>,
+    pub feedback_text: Option<String>,
+    pub url: String,
+    /// When mluvii anonymised it (`Anonymized.Min/Max` filter on it).
+    pub anonymized: Option<DateTime<Utc>>,
 }
 
 impl SimSession {
@@ -109,7 +117,27 @@ impl SimSession {
             phone_callback_number: None,
             tags: Vec::new(),
             stars: None,
+            guest: None,
+            activities: Vec::new(),
+            feedback_text: None,
+            url: "https://shop.example/help".into(),
+            anonymized: None,
         }
+    }
+
+    /// What mluvii does when it anonymises a session (its customer's retention, or a request):
+    /// the session keeps its id, times and statuses; its personal fields are emptied.
+    pub fn anonymize(&mut self, at: DateTime<Utc>) {
+        self.guest = None;
+        self.activities.clear();
+        self.feedback_text = None;
+        self.direct_call_number = None;
+        self.phone_callback_number = None;
+        self.url = self.url.split('?').next().unwrap_or_default().to_string();
+        for r in &mut self.routing {
+            r.phone_number = None;
+        }
+        self.anonymized = Some(at);
     }
 
     /// The status at `now`, from the timeline.
@@ -267,6 +295,15 @@ impl MluviiSim {
             return;
         }
         self.shared.emit_for_status(id);
+    }
+
+    /// Anonymises session `id` as mluvii does after its customer's retention period: its
+    /// personal fields are emptied and it is listed by `Anonymized.Min` from now on.
+    pub fn anonymize(&self, id: i64) {
+        let now = self.shared.now();
+        if let Some(s) = self.shared.sessions.write().expect("sessions").get_mut(&id) {
+            s.anonymize(now);
+        }
     }
 
     /// Sends `event_type` about session `id` to every registered webhook that wants it.
@@ -458,11 +495,13 @@ async fn list_answer(sh: &Shared, headers: &HeaderMap, q: &HashMap<String, Strin
             .find(|(n, _)| n.eq_ignore_ascii_case(k))
             .map(|(_, v)| v)
     };
-    let (Ok(cmin), Ok(cmax), Ok(emin), Ok(emax)) = (
+    let (Ok(cmin), Ok(cmax), Ok(emin), Ok(emax), Ok(amin), Ok(amax)) = (
         parse_time(get("Created.Min")),
         parse_time(get("Created.Max")),
         parse_time(get("Ended.Min")),
         parse_time(get("Ended.Max")),
+        parse_time(get("Anonymized.Min")),
+        parse_time(get("Anonymized.Max")),
     ) else {
         return problem(StatusCode::BAD_REQUEST, "Invalid date filter");
     };
@@ -487,6 +526,11 @@ async fn list_answer(sh: &Shared, headers: &HeaderMap, q: &HashMap<String, Strin
             let ended = s.ended.filter(|e| *e <= now);
             (emin.is_none() && emax.is_none())
                 || ended.is_some_and(|e| emin.is_none_or(|m| e >= m) && emax.is_none_or(|m| e <= m))
+        })
+        .filter(|s| {
+            (amin.is_none() && amax.is_none())
+                || s.anonymized
+                    .is_some_and(|a| amin.is_none_or(|m| a >= m) && amax.is_none_or(|m| a <= m))
         })
         .filter(|s| status.is_none_or(|st| s.status_at(now).eq_ignore_ascii_case(st)))
         .skip(offset)
@@ -519,11 +563,13 @@ fn session_json(s: &SimSession, now: DateTime<Utc>) -> Value {
     json!({
         "id": s.id, "companyId": 1, "departmentId": 2, "channel": s.channel, "source": s.source,
         "status": s.status_at(now), "directCallNumber": s.direct_call_number,
-        "phoneCallbackNumber": s.phone_callback_number, "url": "https://shop.example/help",
+        "phoneCallbackNumber": s.phone_callback_number, "url": s.url,
         "widget": "default", "created": fmt(s.created), "guestJoined": shown(s.guest_joined, now),
         "started": shown(s.started, now), "ended": shown(s.ended, now),
         "waited": s.waited, "length": if ended_seen { json!(s.length) } else { Value::Null },
-        "operators": ops, "recordings": Value::Null, "activities": [],
+        "operators": ops, "recordings": Value::Null, "activities": s.activities,
+        "guest": s.guest, "guestFeedbackText": s.feedback_text,
+        "anonymized": s.anonymized.map(fmt),
         "tags": s.tags.iter().enumerate().map(|(i, t)| json!({"id": i + 1, "name": t})).collect::<Vec<_>>(),
         "guestFeedbackStars": s.stars,
     })
@@ -662,6 +708,7 @@ pub fn generate(seed: u64, n: usize, from: DateTime<Utc>, to: DateTime<Utc>) -> 
             s.ended = Some(rrc + ms(60_000, 90_000));
             s.routing
                 .push(SimRouting::new(s.ended.unwrap(), "RoutingEnded", None));
+            add_guest(&mut s, i);
             out.push(s);
             continue;
         }
@@ -760,9 +807,36 @@ pub fn generate(seed: u64, n: usize, from: DateTime<Utc>, to: DateTime<Utc>) -> 
             vec![]
         };
         s.stars = (i % 3 == 0).then(|| 1 + (i as i64 % 5));
+        add_guest(&mut s, i);
         out.push(s);
     }
     out
+}
+
+/// The personal data a real SessionModel carries (sources.md §3): the guest's IP address,
+/// identity and call parameters, the chat's texts and files, a feedback text, a query string.
+/// Derived from the index alone, so the rest of the seeded data stays as it was.
+fn add_guest(s: &mut SimSession, i: usize) {
+    let id = s.id;
+    s.guest = Some(json!({
+        "ipAddress": format!("203.0.113.{}", i % 250),
+        "identity": format!("guest{id}@example.org"),
+        "callParams": {"phone": format!("+420 777 {:03} {:03}", i % 1000, id % 1000), "name": format!("Guest {id}")},
+        "language": "cs",
+    }));
+    s.url = format!("https://shop.example/help?email=guest{id}%40example.org");
+    let at = s.started.unwrap_or(s.created);
+    if s.started.is_some() {
+        s.activities = vec![
+            json!({"time": fmt(at), "type": "ChatMessage", "text": format!("Dobrý den, tady guest{id}, potřebuji pomoc")}),
+            json!({"time": fmt(at + TimeDelta::seconds(20)), "type": "ChatMessage", "text": format!("Moje číslo je +420 777 {:03} {:03}", i % 1000, id % 1000)}),
+            json!({"time": fmt(at + TimeDelta::seconds(40)), "type": "File", "text": "invoice.pdf",
+                   "file": {"downloadUrl": format!("https://files.mluvii.example/{id}/invoice.pdf?token=t{id}")}}),
+        ];
+    }
+    if i.is_multiple_of(3) {
+        s.feedback_text = Some(format!("Guest {id} says thanks"));
+    }
 }
 
 // --- Webhooks (sources.md §4b) ------------------------------------------------------------------

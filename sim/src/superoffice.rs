@@ -59,6 +59,9 @@ pub struct Shared {
     webhooks: RwLock<Vec<SimWebhook>>,
     outbox: Outbox,
     next_event: AtomicI64,
+    /// Sessions removed by [`SuperOfficeSim::vanish`], with when: the archive lists each as
+    /// changed then (a purged row), and reading it answers 404.
+    vanished: RwLock<Vec<(i64, DateTime<Utc>)>>,
 }
 
 /// A webhook registered with the simulator (`POST /api/v1/Webhook`).
@@ -131,6 +134,22 @@ impl SuperOfficeSim {
             return;
         }
         self.shared.emit("chatsession.changed", id);
+    }
+
+    /// Deletes a session in SuperOffice's way: its status becomes `Deleted` (updatedDate now).
+    pub fn delete(&self, id: i64) {
+        self.update(id, |e| e["Status"] = json!("Deleted"));
+    }
+
+    /// Removes a session entirely: reading it by id answers 404 from now on; the archive still
+    /// lists it once as changed (its row's updatedDate is now), as a purge would.
+    pub fn vanish(&self, id: i64) {
+        self.shared.chats.write().expect("chats").remove(&id);
+        self.shared
+            .vanished
+            .write()
+            .expect("vanished")
+            .push((id, Utc::now()));
     }
 
     /// Sends `event` about session `id` to every active webhook registered for it, as the
@@ -217,6 +236,7 @@ pub fn router(creds: SimCredentials, chats: Vec<SimChat>) -> (Router, Arc<Shared
         webhooks: RwLock::new(Vec::new()),
         outbox: Outbox::new(),
         next_event: AtomicI64::new(1),
+        vanished: RwLock::new(Vec::new()),
     });
     let router = Router::new()
         .route("/api/v1/Webhook", get(list_webhooks).post(register_webhook))
@@ -365,20 +385,38 @@ async fn list_answer(sh: &Shared, headers: &HeaderMap, q: &HashMap<String, Strin
             }
         })
         .collect();
-    let page: Vec<Value> = matching
+    // Rows of the archive: the sessions, and the ones purged (listed once more as changed).
+    let mut rows: Vec<(i64, DateTime<Utc>, Value)> = matching
+        .iter()
+        .map(|c| (c.id(), c.updated, c.entity["Status"].clone()))
+        .collect();
+    for (id, at) in sh.vanished.read().expect("vanished").iter() {
+        let shown = match &filter {
+            None => true,
+            Some(f) => {
+                f.after.is_none_or(|a| at.naive_utc() > a) && f.id_gt.is_none_or(|g| *id > g)
+            }
+        };
+        if shown && !rows.iter().any(|r| r.0 == *id) {
+            rows.push((*id, *at, json!("Deleted")));
+        }
+    }
+    rows.sort_by_key(|r| r.0);
+    let total = rows.len();
+    let page: Vec<Value> = rows
         .iter()
         .skip(skip)
         .take(top)
-        .map(|c| {
+        .map(|(id, updated, status)| {
             json!({
-                "PrimaryKey": c.id(), "chatSessionId": c.id(),
-                "updatedDate": c.updated.format("%Y-%m-%dT%H:%M:%S%.3f").to_string(),
-                "status": c.entity["Status"],
+                "PrimaryKey": id, "chatSessionId": id,
+                "updatedDate": updated.format("%Y-%m-%dT%H:%M:%S%.3f").to_string(),
+                "status": status,
             })
         })
         .collect();
     let mut out = json!({ "value": page });
-    if *sh.next_links.read().expect("flag") && skip + top < matching.len() {
+    if *sh.next_links.read().expect("flag") && skip + top < total {
         let host = headers
             .get("host")
             .and_then(|v| v.to_str().ok())

@@ -6,8 +6,6 @@
 //! 3. the tree is deserialized into the raw structs (unknown keys are errors, with their path),
 //!    then validated into [`Settings`], whose secrets are [`Secret`]s.
 
-mod secret;
-
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-pub use secret::Secret;
+pub use crate::secret::Secret;
 
 /// Where the config file is looked for when neither `--config` nor `$SESSIONSYNC_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/sessionsync.toml";
@@ -55,6 +53,8 @@ pub struct Settings {
     pub engine: EngineSettings,
     /// The webhook listener; `None` when `[webhooks]` is absent (webhooks off).
     pub webhooks: Option<WebhookSettings>,
+    /// `[privacy]`: the policy per class of personal data, the hash key, the storage limits.
+    pub privacy: crate::privacy::PrivacySettings,
     /// Every configured account of every source, in the order of the sources' registry and
     /// then of the file.
     pub accounts: Vec<Box<dyn AccountSettings>>,
@@ -177,6 +177,8 @@ pub struct StreamSettings {
     pub start: DateTime<Utc>,
     pub lookback: Duration,
     pub window: Duration,
+    /// The entry's `privacy = { … }`: classes whose policy differs from `[privacy]` for it.
+    pub privacy: crate::privacy::Overrides,
 }
 
 /// What every account's HTTP client takes.
@@ -246,10 +248,25 @@ struct RawFile {
     #[serde(default)]
     engine: RawEngine,
     webhooks: Option<RawWebhooks>,
+    #[serde(default)]
+    privacy: RawPrivacy,
 }
 
 /// The sections of the file that are not a source's.
-const SECTIONS: [&str; 4] = ["warehouse", "server", "engine", "webhooks"];
+const SECTIONS: [&str; 5] = ["warehouse", "server", "engine", "webhooks", "privacy"];
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPrivacy {
+    customer_identity: Option<crate::privacy::Policy>,
+    network: Option<crate::privacy::Policy>,
+    free_text: Option<crate::privacy::Policy>,
+    transcripts: Option<crate::privacy::Policy>,
+    agent_identity: Option<crate::privacy::Policy>,
+    hash_key: Option<Secret>,
+    retain_sessions: Option<String>,
+    retain_transcripts: Option<String>,
+}
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -470,6 +487,7 @@ macro_rules! common_settings {
                 start: &$raw.start,
                 lookback: $raw.lookback.as_deref(),
                 window: $raw.window.as_deref(),
+                privacy: $raw.privacy,
             },
             $default_lookback,
         )
@@ -556,6 +574,7 @@ fn validate(
     let server = ServerSettings { listen };
 
     let accounts = accounts(entries).map_err(fail)?;
+    let privacy = privacy_settings(raw.privacy, &accounts).map_err(fail)?;
     let webhooks = raw
         .webhooks
         .map(|w| webhook_settings(w, &server))
@@ -572,6 +591,7 @@ fn validate(
         },
         server,
         webhooks,
+        privacy,
         engine: EngineSettings {
             max_concurrent_streams,
         },
@@ -604,6 +624,70 @@ fn accounts(
 
 /// A key of the file (e.g. `mluvii[0].page_size`) and what is wrong with it.
 pub type KeyProblem = (String, String);
+
+/// `[privacy]` (docs/privacy.md section 2): a key is required, and at least 32 bytes long, when
+/// any class of `[privacy]` or of an entry's overrides hashes.
+fn privacy_settings(
+    p: RawPrivacy,
+    accounts: &[Box<dyn AccountSettings>],
+) -> Result<crate::privacy::PrivacySettings, KeyProblem> {
+    use crate::privacy::{Class, Policies};
+    let mut policies = Policies::default();
+    for (c, v) in [
+        (Class::CustomerIdentity, p.customer_identity),
+        (Class::Network, p.network),
+        (Class::FreeText, p.free_text),
+        (Class::Transcripts, p.transcripts),
+        (Class::AgentIdentity, p.agent_identity),
+    ] {
+        if let Some(v) = v {
+            policies.set(c, v);
+        }
+    }
+    let hash_key = p.hash_key.filter(|k| !k.is_empty());
+    let hashing = policies.needs_key()
+        || accounts
+            .iter()
+            .any(|a| policies.with(&a.stream().privacy).needs_key());
+    match &hash_key {
+        None if hashing => {
+            return Err((
+                "privacy.hash_key".into(),
+                "missing: a class is \"hash\", which needs a secret key of at least 32 bytes (for example hash_key = \"${SESSIONSYNC_HASH_KEY}\" with the output of `openssl rand -hex 32`)".into(),
+            ));
+        }
+        Some(k) if k.expose().len() < crate::privacy::MIN_KEY_BYTES => {
+            return Err((
+                "privacy.hash_key".into(),
+                format!(
+                    "is {} bytes long; use at least {} (for example the output of `openssl rand -hex 32`)",
+                    k.expose().len(),
+                    crate::privacy::MIN_KEY_BYTES
+                ),
+            ));
+        }
+        _ => {}
+    }
+    let limit = |key: &str, v: Option<String>| -> Result<Option<Duration>, KeyProblem> {
+        v.map(|s| {
+            let d = parse_duration(&format!("privacy.{key}"), Some(&s), "0s")?;
+            if d < Duration::from_secs(86_400) {
+                return Err((
+                    format!("privacy.{key}"),
+                    format!("`{s}` is under a day; write e.g. \"730d\""),
+                ));
+            }
+            Ok(d)
+        })
+        .transpose()
+    };
+    Ok(crate::privacy::PrivacySettings {
+        policies,
+        hash_key,
+        retain_sessions: limit("retain_sessions", p.retain_sessions)?,
+        retain_transcripts: limit("retain_transcripts", p.retain_transcripts)?,
+    })
+}
 
 /// `[webhooks]`: the listener's own address, never the metrics server's.
 fn webhook_settings(
@@ -640,6 +724,8 @@ pub struct StreamFields<'a> {
     pub start: &'a str,
     pub lookback: Option<&'a str>,
     pub window: Option<&'a str>,
+    /// The entry's `privacy = { … }` (none: `[privacy]` as it is).
+    pub privacy: Option<crate::privacy::Overrides>,
 }
 
 pub fn stream_settings(
@@ -654,6 +740,7 @@ pub fn stream_settings(
         start,
         lookback,
         window,
+        privacy,
     } = f;
     if account.is_empty()
         || account.len() > 64
@@ -690,6 +777,7 @@ pub fn stream_settings(
         start,
         lookback,
         window,
+        privacy: privacy.unwrap_or_default(),
     })
 }
 
@@ -848,7 +936,7 @@ start = "2024-01-01T00:00:00Z"
             (
                 format!("{GOOD}[[zendesk]]\naccount = \"z\"\n"),
                 "zendesk",
-                "unknown section; the file knows warehouse, server, engine, webhooks, takecontrol, mluvii, superoffice",
+                "unknown section; the file knows warehouse, server, engine, webhooks, privacy, takecontrol, mluvii, superoffice",
             ),
             (format!("mluvii = 5\n{GOOD}"), "mluvii", "[[mluvii]] entry"),
             (

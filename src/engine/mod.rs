@@ -30,6 +30,14 @@ pub use push::{Event, Pushed, Webhook, WebhookState};
 pub use run::{Engine, Hooks, Progress, Range, RunReport};
 pub use scheduler::{Slot, Slots, run_scheduler};
 
+/// A source's privacy: the policies its records are written under and where its tables hold
+/// personal data (the engine records source deletions and checks erasures with them).
+#[derive(Clone, Copy)]
+pub struct PrivacyOf<'a> {
+    pub privacy: &'a crate::privacy::Privacy,
+    pub inventory: &'static crate::privacy::Inventory,
+}
+
 /// Parsed rows of one window, ready to be written by the source's own SQL.
 #[async_trait]
 pub trait Rows: Send + Sync {
@@ -56,6 +64,9 @@ pub struct Batch {
     pub nulled: Vec<Rejected>,
     /// Replaces the stream's `sync_state.state` when the window commits, if set.
     pub state: Option<serde_json::Value>,
+    /// Ids of sessions the vendor no longer knows (404 when read by id, or SuperOffice's
+    /// `Deleted`): kept with `source_deleted_at` and their personal data erased.
+    pub gone: Vec<String>,
 }
 
 /// A failure to get a window's data.
@@ -187,6 +198,12 @@ pub trait Source: Send + Sync {
             "answered ({} records in the last minute)",
             batch.rows.len()
         ))
+    }
+
+    /// Its privacy (policies, erasures, inventory); `None` for a source that stores no
+    /// personal data.
+    fn privacy(&self) -> Option<PrivacyOf<'_>> {
+        None
     }
 
     /// The account's webhook, when the source accepts them and the account is configured for
@@ -385,6 +402,7 @@ mod tests {
             start: "2024-01-01T00:00:00Z".parse().unwrap(),
             lookback: Duration::from_secs(lookback),
             window: Duration::from_secs(window),
+            privacy: Default::default(),
         }
     }
 

@@ -102,6 +102,8 @@ pub enum PushError {
 #[derive(Debug, Default)]
 pub struct PushedWrite {
     pub counts: WriteCounts,
+    /// Sessions marked deleted at the source (and erased).
+    pub erased: u64,
     pub records: usize,
     pub rejected: Vec<Rejected>,
     pub nulled: Vec<Rejected>,
@@ -113,6 +115,7 @@ pub async fn write_pushed(
     tx: &Transaction<'_>,
     key: &StreamKey,
     pushed: Pushed,
+    privacy: Option<super::PrivacyOf<'_>>,
 ) -> Result<PushedWrite, PushError> {
     let Pushed {
         batch,
@@ -125,6 +128,19 @@ pub async fn write_pushed(
         .map_err(WarehouseError::query(
             "writing rows named by webhook events",
         ))?;
+    let mut erased = 0;
+    if let Some(p) = privacy {
+        erased = crate::warehouse::privacy::after_write(
+            tx,
+            p.privacy,
+            p.inventory,
+            &key.account,
+            &batch.record_keys,
+            &batch.gone,
+        )
+        .await?
+        .0;
+    }
     warehouse::clear_rejects(tx, key, &batch.record_keys).await?;
     warehouse::put_rejects(tx, key, &batch.rejected).await?;
     // After the rows, as a window does: the same lock order (rows, then sync_state).
@@ -133,6 +149,7 @@ pub async fn write_pushed(
     warehouse::save_state(tx, key, None, Some(&next), None).await?;
     Ok(PushedWrite {
         counts,
+        erased,
         records: batch.rows.len(),
         rejected: batch.rejected,
         nulled: batch.nulled,
@@ -142,6 +159,14 @@ pub async fn write_pushed(
 impl PushedWrite {
     /// The events of the records set aside and values nulled (after the commit).
     pub fn emit(&self, key: &StreamKey, metrics: &Metrics) {
+        if self.erased > 0 {
+            metrics
+                .erased_sessions
+                .get_or_create(&crate::telemetry::SourceLabels {
+                    source: key.source.to_string(),
+                })
+                .inc_by(self.erased);
+        }
         for (list, set_aside) in [(&self.rejected, true), (&self.nulled, false)] {
             for r in list {
                 RecordRejected {

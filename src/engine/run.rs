@@ -308,14 +308,27 @@ impl Engine {
         let pipelined = source.pipelined();
         let mut prefetched: Option<(Window, Option<Result<Batch, SourceError>>)> = None;
         let mut current = plan.next_window();
+        // The erasures known when each window was read: one recorded meanwhile makes its
+        // commit read the window again (see `privacy::current_version`).
+        let mut prefetched_seen = 0;
         while let Some(window) = current.take() {
-            let fetched = match prefetched.take() {
-                Some((w, r)) if w == window => r,
-                _ => tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => None,
-                    r = source.fetch(&window, &state, info(&window)) => Some(r),
-                },
+            let (fetched, seen) = match prefetched.take() {
+                Some((w, r)) if w == window => (r, prefetched_seen),
+                _ => {
+                    let seen = match refresh_erasures(conn, source).await {
+                        Ok(v) => v,
+                        Err(e) => {
+                            error = Some(e.to_string());
+                            break;
+                        }
+                    };
+                    let r = tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => None,
+                        r = source.fetch(&window, &state, info(&window)) => Some(r),
+                    };
+                    (r, seen)
+                }
             };
             let batch = match fetched {
                 None => {
@@ -344,9 +357,17 @@ impl Engine {
             let step = plan
                 .step()
                 .map(|s| s.num_seconds().clamp(1, i64::from(i32::MAX)) as i32);
-            let commit = self.commit_window(conn, key, &window, batch, &mut state, (range, step));
+            let commit = self.commit_fresh(
+                conn,
+                source,
+                &window,
+                (batch, seen),
+                &mut state,
+                (range, step, info(&window)),
+            );
             let result = match prefetch {
                 Some(next) => {
+                    prefetched_seen = source.privacy().map_or(0, |p| p.privacy.erasures.version());
                     let fetch_next = async {
                         tokio::select! {
                             biased;
@@ -380,7 +401,7 @@ impl Engine {
                     });
                 }
                 Err(e) => {
-                    error = Some(e.to_string());
+                    error = Some(e);
                     break;
                 }
             }
@@ -443,28 +464,86 @@ impl Engine {
         Ok(())
     }
 
+    /// [`Engine::commit_window`], reading the window again (at most three times) when an
+    /// erasure was recorded after it was read, so that no erased person is written back.
+    async fn commit_fresh(
+        &self,
+        conn: &mut deadpool_postgres::Object,
+        source: &dyn Source,
+        window: &Window,
+        (mut batch, mut seen): (Batch, i64),
+        state: &mut StreamState,
+        (range, step, info): (Range, Option<i32>, RunInfo),
+    ) -> Result<(WriteCounts, u64, u64, Vec<String>), String> {
+        for _ in 0..3 {
+            match self
+                .commit_window(conn, source, window, batch, state, (range, step), seen)
+                .await
+            {
+                Ok(Some(done)) => return Ok(done),
+                Ok(None) => {
+                    tracing::info!(from = %window.start, to = %window.end, "an erasure was recorded while the window was read; reading it again");
+                    seen = refresh_erasures(conn, source)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    batch = source
+                        .fetch(window, state, info)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err(format!(
+            "erasures kept being recorded while the window {}..{} was read; it is read again at the next run",
+            window.start, window.end
+        ))
+    }
+
     /// Writes one window and moves the watermark, in one transaction.
     /// Returns the write counts, the number of records set aside, how many of those are new,
     /// and the reason of each value nulled.
+    /// `None` (nothing written) when an erasure newer than `seen` was recorded meanwhile.
+    #[allow(clippy::too_many_arguments)]
     async fn commit_window(
         &self,
         conn: &mut deadpool_postgres::Object,
-        key: &StreamKey,
+        source: &dyn Source,
         window: &Window,
         batch: Batch,
         state: &mut StreamState,
         (range, window_seconds): (Range, Option<i32>),
-    ) -> Result<(WriteCounts, u64, u64, Vec<String>), WarehouseError> {
+        seen: i64,
+    ) -> Result<Option<(WriteCounts, u64, u64, Vec<String>)>, WarehouseError> {
+        let key = source.key();
         let tx = conn
             .transaction()
             .await
             .map_err(WarehouseError::query("starting a window transaction"))?;
+        if let Some(p) = source.privacy()
+            && !crate::warehouse::privacy::prepare_write(&*tx, p.privacy, seen).await?
+        {
+            return Ok(None);
+        }
         let t_write = Instant::now();
         let counts = batch
             .rows
             .write(&tx, &key.account)
             .await
             .map_err(WarehouseError::query("writing rows"))?;
+        let mut erased = 0;
+        if let Some(p) = source.privacy() {
+            let (deleted, _) = crate::warehouse::privacy::after_write(
+                &*tx,
+                p.privacy,
+                p.inventory,
+                &key.account,
+                &batch.record_keys,
+                &batch.gone,
+            )
+            .await?;
+            erased = deleted;
+        }
         let write_ms = t_write.elapsed().as_secs_f64() * 1000.0;
         warehouse::clear_rejects(&*tx, key, &batch.record_keys).await?;
         let new = warehouse::put_rejects(&*tx, key, &batch.rejected).await?;
@@ -511,6 +590,14 @@ impl Engine {
             }
             .emit(&self.metrics);
         }
+        if erased > 0 {
+            self.metrics
+                .erased_sessions
+                .get_or_create(&crate::telemetry::SourceLabels {
+                    source: key.source.to_string(),
+                })
+                .inc_by(erased);
+        }
         WindowCommitted {
             key,
             window,
@@ -528,6 +615,23 @@ impl Engine {
             .iter()
             .map(|r| reason_label(&r.reason))
             .collect();
-        Ok((counts, batch.rejected.len() as u64, new, nulled))
+        Ok(Some((counts, batch.rejected.len() as u64, new, nulled)))
+    }
+}
+
+/// Reads the erasures recorded since this process last looked; the version now known (0 for a
+/// source without personal data).
+async fn refresh_erasures(
+    conn: &deadpool_postgres::Object,
+    source: &dyn Source,
+) -> Result<i64, WarehouseError> {
+    match source.privacy() {
+        Some(p) => p
+            .privacy
+            .erasures
+            .refresh(&***conn)
+            .await
+            .map_err(WarehouseError::query("reading the recorded erasures")),
+        None => Ok(0),
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::config::{AccountSettings, Settings, SourceConfig};
 use crate::engine::Source;
+use crate::privacy::{Erasures, Privacy};
 use crate::telemetry::Metrics;
 
 /// `path` under an account's `base_url` (which may carry a path of its own, such as a tenant).
@@ -22,12 +23,20 @@ pub fn endpoint_url(base: &reqwest::Url, path: &str) -> reqwest::Url {
 /// A source system: how its config entries are read ([`SourceConfig`], in its folder's
 /// `config.rs`) and how one of its accounts becomes a stream.
 pub trait SourceKind: SourceConfig {
-    /// The stream of `account` (one of this source's: `None` otherwise).
+    /// The stream of `account` (one of this source's: `None` otherwise), reading its records
+    /// under `privacy` (the `[privacy]` policies with the entry's overrides).
     fn build(
         &self,
         account: &dyn AccountSettings,
         metrics: &Arc<Metrics>,
+        privacy: Privacy,
     ) -> Option<Arc<dyn Source>>;
+
+    /// Where its records and tables hold personal data (its `personal.rs`); `None` for a
+    /// source that stores none.
+    fn inventory(&self) -> Option<&'static crate::privacy::Inventory> {
+        None
+    }
 }
 
 /// The stream `new` makes of `account`'s settings when they are a `S` (the source's own
@@ -80,13 +89,16 @@ pub fn build_with(
     only_source: Option<&str>,
     only_account: Option<&str>,
 ) -> Vec<Arc<dyn Source>> {
+    // One set of recorded erasures for every stream of the process.
+    let erasures = Arc::new(Erasures::default());
     settings
         .enabled()
         .filter(|a| only_source.is_none_or(|x| a.source() == x))
         .filter(|a| only_account.is_none_or(|x| a.stream().account == x))
         .filter_map(|a| {
             let kind = kinds.iter().find(|k| k.name() == a.source())?;
-            kind.build(a, metrics)
+            let privacy = Privacy::new(&settings.privacy, &a.stream().privacy, erasures.clone());
+            kind.build(a, metrics, privacy)
         })
         .collect()
 }

@@ -3,6 +3,7 @@
 
 mod bookkeeping;
 mod migrate;
+pub mod privacy;
 mod tls;
 
 use std::time::Duration;

@@ -133,18 +133,47 @@ impl Worker {
         ids.sort_unstable();
         ids.dedup();
         let state = warehouse::load_state(&*tx, key).await?;
-        let pushed = match hook.fetch_ids(&ids, &state).await {
-            Ok(p) => p,
-            Err(e) => {
-                let failed = self.fail(&tx, &claimed, &ids, &e).await?;
-                tx.commit()
-                    .await
-                    .map_err(WarehouseError::query("committing a failed webhook attempt"))?;
-                self.report(&failed);
-                return Ok(Drained::Failed);
+        // The sessions are read with the erasures known now; one recorded meanwhile makes them
+        // read again, under the erasure lock (privacy::erase::prepare_write).
+        let privacy = source.privacy();
+        let seen = match privacy {
+            Some(p) => p
+                .privacy
+                .erasures
+                .refresh(&*tx)
+                .await
+                .map_err(WarehouseError::query("reading the recorded erasures"))?,
+            None => 0,
+        };
+        let mut locked = false;
+        let pushed = loop {
+            let pushed = match hook.fetch_ids(&ids, &state).await {
+                Ok(p) => p,
+                Err(e) => {
+                    let failed = self.fail(&tx, &claimed, &ids, &e).await?;
+                    tx.commit()
+                        .await
+                        .map_err(WarehouseError::query("committing a failed webhook attempt"))?;
+                    self.report(&failed);
+                    return Ok(Drained::Failed);
+                }
+            };
+            match privacy {
+                Some(p) if !locked => {
+                    locked = true;
+                    if crate::warehouse::privacy::prepare_write(&*tx, p.privacy, seen).await? {
+                        break pushed;
+                    }
+                    p.privacy
+                        .erasures
+                        .refresh(&*tx)
+                        .await
+                        .map_err(WarehouseError::query("reading the recorded erasures"))?;
+                }
+                _ => break pushed,
             }
         };
-        let written = match push::write_pushed(&tx, key, pushed).await {
+        let written = match push::write_pushed(&tx, key, pushed, privacy).await {
             Ok(w) => w,
             Err(PushError::Warehouse(e)) => return Err(e),
             Err(PushError::Source(e)) => {

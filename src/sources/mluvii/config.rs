@@ -62,6 +62,7 @@ struct RawMluvii {
     max_retries: Option<usize>,
     max_retry_wait: Option<String>,
     max_response_mb: Option<usize>,
+    privacy: Option<crate::privacy::Overrides>,
 }
 
 /// This source in the registry (`sources::KINDS`).
@@ -141,9 +142,14 @@ impl SourceKind for Kind {
         &self,
         account: &dyn AccountSettings,
         metrics: &Arc<Metrics>,
+        privacy: crate::privacy::Privacy,
     ) -> Option<Arc<dyn Source>> {
         crate::sources::build_as(account, |s: MluviiSettings| {
-            super::Mluvii::new(s, metrics.clone())
+            super::Mluvii::new(s, metrics.clone(), privacy)
         })
+    }
+
+    fn inventory(&self) -> Option<&'static crate::privacy::Inventory> {
+        Some(&super::personal::INVENTORY)
     }
 }

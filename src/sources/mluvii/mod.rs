@@ -16,6 +16,7 @@ mod auth;
 pub mod config;
 pub mod durations;
 pub mod model;
+pub mod personal;
 pub mod store;
 pub mod webhook;
 
@@ -46,6 +47,8 @@ pub struct Mluvii {
     key: StreamKey,
     settings: MluviiSettings,
     http: HttpClient,
+    /// The policies its records are written under, and the recorded erasures.
+    privacy: crate::privacy::Privacy,
     tokens: auth::TokenCache,
 }
 
@@ -61,6 +64,10 @@ struct Remembered {
     open: BTreeMap<i64, String>,
     #[serde(default)]
     closed: BTreeMap<i64, String>,
+    /// Sessions anonymised by mluvii since this instant (RFC 3339) are still to be read: the
+    /// watermark of `Anonymized.Min` (docs/privacy.md section 4). Empty: from the stream's start.
+    #[serde(default)]
+    anonymized: String,
 }
 
 /// What a read of one session tells the open/closed bookkeeping.
@@ -101,6 +108,8 @@ struct Read {
     rejected: Vec<Rejected>,
     nulled: Vec<Rejected>,
     marks: Vec<(i64, Mark)>,
+    /// Sessions that answered 404: kept with `source_deleted_at`, personal data erased.
+    gone: Vec<String>,
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -108,7 +117,11 @@ fn ts(t: DateTime<Utc>) -> String {
 }
 
 impl Mluvii {
-    pub fn new(settings: MluviiSettings, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        settings: MluviiSettings,
+        metrics: Arc<Metrics>,
+        privacy: crate::privacy::Privacy,
+    ) -> Self {
         let http = HttpClient::new(SOURCE, &settings.stream.account, &settings.http, metrics);
         let tokens = auth::TokenCache::new(
             crate::sources::endpoint_url(&settings.base_url, TOKEN_PATH),
@@ -124,6 +137,7 @@ impl Mluvii {
             },
             settings,
             http,
+            privacy,
             tokens,
         }
     }
@@ -195,6 +209,41 @@ impl Mluvii {
         }
     }
 
+    /// The ids of the sessions mluvii anonymised since `since` (`Anonymized.Min`, paged as the
+    /// window list is).
+    async fn list_anonymized(&self, since: DateTime<Utc>) -> Result<Vec<i64>, SourceError> {
+        let limit = self.settings.page_size;
+        let mut found = BTreeSet::new();
+        let mut offset = 0usize;
+        for _page in 0..100_000 {
+            let query = [
+                ("Anonymized.Min", ts(since)),
+                ("limit", limit.to_string()),
+                ("offset", offset.to_string()),
+            ];
+            let body = self.get(LIST_PATH, self.url(LIST_PATH), &query).await?;
+            let items = model::list_items(&String::from_utf8_lossy(&body)).map_err(|detail| {
+                SourceError::Body {
+                    source_name: SOURCE,
+                    account: self.key.account.clone(),
+                    endpoint: LIST_PATH,
+                    detail,
+                }
+            })?;
+            let before = found.len();
+            for item in &items {
+                if let Ok(id) = model::listed(item).id {
+                    found.insert(id);
+                }
+            }
+            if items.len() < limit || found.len() == before {
+                break;
+            }
+            offset += items.len();
+        }
+        Ok(found.into_iter().collect())
+    }
+
     /// Every session the list shows for the window, in id order, with its `created` if given.
     async fn list(
         &self,
@@ -241,11 +290,18 @@ impl Mluvii {
                             found.insert(id, l.created);
                         }
                     }
-                    Err(e) => rejected.push(Rejected {
-                        record_key: format!("{}#list{}", ts(window.start), offset + i),
-                        reason: format!("missing_id: a listed session has no usable id ({e})"),
-                        payload: item.clone(),
-                    }),
+                    Err(e) => {
+                        // A record without an id matches no erasure: under the policy.
+                        let mut payload = item.clone();
+                        self.privacy
+                            .scrub()
+                            .document(&mut payload, personal::SESSION);
+                        rejected.push(Rejected {
+                            record_key: format!("{}#list{}", ts(window.start), offset + i),
+                            reason: format!("missing_id: a listed session has no usable id ({e})"),
+                            payload,
+                        })
+                    }
                 }
             }
             if n < limit {
@@ -298,10 +354,12 @@ impl Mluvii {
             rejected: Vec::new(),
             nulled: Vec::new(),
             marks: Vec::new(),
+            gone: Vec::new(),
         };
         for (id, named, data) in fetched {
-            let Some((detail, routing)) = data else {
+            let Some((mut detail, mut routing)) = data else {
                 read.marks.push((id, Mark::Forget));
+                read.gone.push(id.to_string());
                 if named {
                     read.rejected.push(Rejected {
                         record_key: id.to_string(),
@@ -313,6 +371,18 @@ impl Mluvii {
                 }
                 continue;
             };
+            // Personal data (personal.rs): an erasure is matched on the values as received;
+            // then the policy (or the erasure) applies to both documents before anything
+            // reads a column from them.
+            let erased = self.privacy.is_erased(
+                SOURCE,
+                &self.key.account,
+                &id.to_string(),
+                &[(&detail, personal::SESSION), (&routing, personal::ROUTING)],
+            );
+            let scrub = self.privacy.for_record(erased);
+            scrub.document(&mut detail, personal::SESSION);
+            scrub.document(&mut routing, personal::ROUTING);
             match model::normalize(detail, routing, &id.to_string()) {
                 Normalized::Session(s, n) => {
                     read.nulled.extend(n);
@@ -358,6 +428,13 @@ impl Source for Mluvii {
         &self.settings.stream
     }
 
+    fn privacy(&self) -> Option<crate::engine::PrivacyOf<'_>> {
+        Some(crate::engine::PrivacyOf {
+            privacy: &self.privacy,
+            inventory: &personal::INVENTORY,
+        })
+    }
+
     fn requests(&self) -> crate::model::RequestCounts {
         self.http.counts()
     }
@@ -395,10 +472,40 @@ impl Source for Mluvii {
                     .map(|id| (*id, false)),
             );
         }
-        let fetched = self.read_sessions(targets).await?;
+        let mut fetched = self.read_sessions(targets).await?;
+        // Sessions mluvii anonymised since the last look are read again however old they are
+        // (their emptied fields overwrite what is stored), once per regular run. The watermark
+        // is taken a minute before the request: a re-listed session costs two requests and is
+        // not rewritten when unchanged.
+        let mut anonymized_next = None;
+        let mut anonymized = Vec::new();
+        if first {
+            let since = DateTime::parse_from_rfc3339(&mem.anonymized)
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or(self.settings.stream.start);
+            anonymized_next = Some(ts(Utc::now() - TimeDelta::minutes(1)));
+            anonymized = self.list_anonymized(since).await?;
+            let read: BTreeSet<i64> = fetched.iter().map(|(id, _, _)| *id).collect();
+            let more: Vec<(i64, bool)> = anonymized
+                .iter()
+                .filter(|id| !read.contains(id))
+                .map(|id| (*id, false))
+                .collect();
+            if !more.is_empty() {
+                fetched.extend(self.read_sessions(more).await?);
+                fetched.sort_by_key(|(id, _, _)| *id);
+            }
+        }
 
         let read = self.absorb(fetched, "listed, but its detail answered 404");
         rejected.extend(read.rejected);
+        let gone = read.gone;
+        if let Some(next) = anonymized_next {
+            mem.anonymized = next;
+        }
+        if !anonymized.is_empty() {
+            tracing::info!(account = %self.key.account, sessions = anonymized.len(), "mluvii anonymised sessions since the last look; read again");
+        }
         for (id, mark) in read.marks {
             mem.mark(id, mark);
         }
@@ -428,6 +535,7 @@ impl Source for Mluvii {
             rejected,
             nulled,
             state: Some(crate::engine::write_state(&mem, STATE_VERSION)),
+            gone,
         })
     }
 }

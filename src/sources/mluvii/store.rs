@@ -48,7 +48,8 @@ ON CONFLICT (account, session_id) DO UPDATE SET
     waited_seconds = EXCLUDED.waited_seconds, length_seconds = EXCLUDED.length_seconds,
     guest_feedback_stars = EXCLUDED.guest_feedback_stars, tags = EXCLUDED.tags, raw = EXCLUDED.raw,
     routing_raw = EXCLUDED.routing_raw, content_hash = EXCLUDED.content_hash,
-    last_synced_at = now()
+    last_synced_at = now(),
+    privacy_policy = DEFAULT
 WHERE t.content_hash IS DISTINCT FROM EXCLUDED.content_hash
 RETURNING session_id, (xmax = 0) AS inserted";
 

@@ -168,6 +168,7 @@ impl Webhook for Mluvii {
                 rejected: read.rejected,
                 nulled: read.nulled,
                 state: None,
+                gone: read.gone,
             },
             // The same bookkeeping as a poll, on the state as committed: a session now CLOSED
             // leaves the open set; one still open joins it.

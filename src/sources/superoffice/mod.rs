@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod model;
+pub mod personal;
 mod store;
 pub mod webhook;
 
@@ -33,6 +34,7 @@ use crate::engine::{
     Batch, Rejected, RunInfo, Source, SourceError, StreamKey, StreamState, Window,
 };
 use crate::http::{HttpClient, HttpError};
+use crate::privacy::Kind;
 use crate::sources::lenient::{self, Fields};
 use crate::telemetry::Metrics;
 pub use config::{SuperOfficeAuth, SuperOfficeMode, SuperOfficeSettings};
@@ -48,6 +50,8 @@ pub struct SuperOffice {
     key: StreamKey,
     settings: SuperOfficeSettings,
     http: HttpClient,
+    /// The policies its records are written under, and the recorded erasures.
+    privacy: crate::privacy::Privacy,
 }
 
 /// What the stream remembers of one session between runs.
@@ -77,7 +81,11 @@ struct Remembered {
 }
 
 impl SuperOffice {
-    pub fn new(settings: SuperOfficeSettings, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        settings: SuperOfficeSettings,
+        metrics: Arc<Metrics>,
+        privacy: crate::privacy::Privacy,
+    ) -> Self {
         let http = HttpClient::new(SOURCE, &settings.stream.account, &settings.http, metrics);
         SuperOffice {
             key: StreamKey {
@@ -87,6 +95,7 @@ impl SuperOffice {
             },
             settings,
             http,
+            privacy,
         }
     }
 
@@ -273,6 +282,11 @@ struct Read {
     rejected: Vec<Rejected>,
     nulled: Vec<Rejected>,
     current: BTreeMap<i64, Seen>,
+    /// Sessions written erased (a recorded erasure matches them, or SuperOffice deleted them).
+    erased: std::collections::HashSet<i32>,
+    /// Sessions whose status is `Deleted`: kept with `source_deleted_at`, their personal data
+    /// erased (docs/privacy.md section 4).
+    gone: Vec<String>,
 }
 
 impl SuperOffice {
@@ -282,7 +296,7 @@ impl SuperOffice {
         &self,
         ids: Vec<i64>,
         missing: &str,
-    ) -> Result<(Vec<(i64, Value)>, Vec<Rejected>), SourceError> {
+    ) -> Result<(Vec<(i64, Value)>, Vec<Rejected>, Vec<String>), SourceError> {
         let got: Vec<(i64, Option<Value>)> =
             futures::stream::iter(ids.into_iter().map(|id| async move {
                 let url = self.url(&format!("{LIST_PATH}/{id}"));
@@ -293,21 +307,25 @@ impl SuperOffice {
             .await?;
         let mut out = Vec::with_capacity(got.len());
         let mut rejected = Vec::new();
+        let mut gone = Vec::new();
         for (id, v) in got {
             match v {
                 Some(mut v) => {
                     model::strip_secrets(&mut v);
                     out.push((id, v));
                 }
-                None => rejected.push(Rejected {
-                    record_key: id.to_string(),
-                    reason: missing.into(),
-                    payload: json!({ "ChatSessionId": id }),
-                }),
+                None => {
+                    rejected.push(Rejected {
+                        record_key: id.to_string(),
+                        reason: missing.into(),
+                        payload: json!({ "ChatSessionId": id }),
+                    });
+                    gone.push(id.to_string());
+                }
             }
         }
         out.sort_by_key(|(id, _)| *id);
-        Ok((out, rejected))
+        Ok((out, rejected, gone))
     }
 
     /// Normalizes the entities whose fingerprint changed (all of them when `force`: a webhook
@@ -325,10 +343,25 @@ impl SuperOffice {
             rejected: Vec::new(),
             nulled: Vec::new(),
             current: BTreeMap::new(),
+            erased: Default::default(),
+            gone: Vec::new(),
         };
         let mut changed: Vec<(i32, i64)> = Vec::new();
         for (i, (id, mut raw)) in entities.into_iter().enumerate() {
             lenient::clean_json(&mut raw);
+            // Personal data (personal.rs): an erasure is matched on the values as received;
+            // then the policy (or the erasure) applies to the entity before anything reads it.
+            let deleted = model::is_deleted(&raw);
+            let erased = deleted
+                || self.privacy.is_erased(
+                    SOURCE,
+                    &self.key.account,
+                    &id.to_string(),
+                    &[(&raw, personal::ENTITY)],
+                );
+            self.privacy
+                .for_record(erased)
+                .document(&mut raw, personal::ENTITY);
             let h = model::fingerprint(&raw);
             let before = mem.sessions.get(&id).cloned();
             if let Some(mut b) = before.clone().filter(|b| b.h == h && !force) {
@@ -339,6 +372,12 @@ impl SuperOffice {
             match model::normalize(raw, &format!("{}#{i}", self.settings.mode_name())) {
                 Normalized::Session(mut s, n) => {
                     s.content_hash = h.clone();
+                    if erased {
+                        read.erased.insert(s.chat_session_id);
+                    }
+                    if deleted {
+                        read.gone.push(s.chat_session_id.to_string());
+                    }
                     read.nulled.extend(n);
                     let last = before.map_or(0, |b| b.m);
                     read.current.insert(
@@ -379,6 +418,7 @@ impl SuperOffice {
         .await?;
         let mut by_id: HashMap<i32, model::Message> = HashMap::new();
         for (session, list) in fetched {
+            let scrub = self.privacy.for_record(read.erased.contains(&session));
             for v in list {
                 match model::message(&v, session) {
                     Ok((mut m, unset)) => {
@@ -394,12 +434,19 @@ impl SuperOffice {
                             seen.m = seen.m.max(i64::from(m.chat_message_id));
                         }
                         m.message = m.message.map(|t| lenient::clean(&t));
+                        m.author = scrub.text(personal::AUTHOR, Kind::Text, m.author.take());
+                        m.message = scrub.text(
+                            &[crate::privacy::Class::Transcripts],
+                            Kind::Text,
+                            m.message.take(),
+                        );
                         by_id.insert(m.chat_message_id, m);
                     }
                     Err(reason) => {
                         let mut payload = v.clone();
                         model::strip_secrets(&mut payload);
                         lenient::clean_json(&mut payload);
+                        scrub.document(&mut payload, personal::MESSAGE);
                         read.rejected.push(Rejected {
                             record_key: format!("message of session {session}"),
                             reason,
@@ -463,6 +510,13 @@ impl Source for SuperOffice {
         &self.settings.stream
     }
 
+    fn privacy(&self) -> Option<crate::engine::PrivacyOf<'_>> {
+        Some(crate::engine::PrivacyOf {
+            privacy: &self.privacy,
+            inventory: &personal::INVENTORY,
+        })
+    }
+
     fn requests(&self) -> crate::model::RequestCounts {
         self.http.counts()
     }
@@ -507,6 +561,7 @@ impl Source for SuperOffice {
         let mut mem: Remembered =
             crate::engine::read_state(&self.key, &state.state, STATE_VERSION)?;
         let mut rejected = Vec::new();
+        let mut gone = Vec::new();
 
         // The entities to look at, SessionKey removed.
         let entities: Vec<(i64, Value)> = match self.settings.mode {
@@ -524,19 +579,21 @@ impl Source for SuperOffice {
                 let ids = self
                     .list_changed(window.start - TimeDelta::seconds(1))
                     .await?;
-                let (entities, missing) = self
+                let (entities, missing, vanished) = self
                     .entities(
                         ids,
                         "not_found: listed as changed, but reading it answered 404",
                     )
                     .await?;
                 rejected.extend(missing);
+                gone.extend(vanished);
                 entities
             }
         };
 
         let read = self.read_changed(entities, &mem, false).await?;
         rejected.extend(read.rejected);
+        gone.extend(read.gone);
         let (sessions, messages, nulled, current) =
             (read.sessions, read.messages, read.nulled, read.current);
 
@@ -565,6 +622,7 @@ impl Source for SuperOffice {
             rejected,
             nulled,
             state: Some(crate::engine::write_state(&mem, STATE_VERSION)),
+            gone,
         })
     }
 }

@@ -33,6 +33,16 @@ pub fn is_terminal(status: Option<&str>) -> bool {
     })
 }
 
+/// Whether an entity's status says SuperOffice deleted the session (`Deleted`, or its number 8).
+pub fn is_deleted(v: &Value) -> bool {
+    match v {
+        Value::Object(o) => {
+            status(&Fields::new(o)).is_some_and(|s| s.eq_ignore_ascii_case("Deleted"))
+        }
+        _ => false,
+    }
+}
+
 /// Removes every `SessionKey` (any case, any depth) from a record.
 pub fn strip_secrets(v: &mut Value) {
     match v {

@@ -46,7 +46,8 @@ ON CONFLICT (account, chat_session_id) DO UPDATE SET
     alert_level = EXCLUDED.alert_level, rank = EXCLUDED.rank, rating = EXCLUDED.rating,
     queue_seconds = EXCLUDED.queue_seconds, handle_seconds = EXCLUDED.handle_seconds,
     total_seconds = EXCLUDED.total_seconds, raw = EXCLUDED.raw,
-    content_hash = EXCLUDED.content_hash, last_synced_at = now()
+    content_hash = EXCLUDED.content_hash, last_synced_at = now(),
+    privacy_policy = DEFAULT
 WHERE t.content_hash IS DISTINCT FROM EXCLUDED.content_hash
 RETURNING chat_session_id";
 

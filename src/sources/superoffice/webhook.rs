@@ -129,7 +129,7 @@ impl Webhook for SuperOffice {
 
     async fn fetch_ids(&self, ids: &[i64], state: &StreamState) -> Result<Pushed, SourceError> {
         let mem: Remembered = crate::engine::read_state(&self.key, &state.state, STATE_VERSION)?;
-        let (entities, mut rejected) = self
+        let (entities, mut rejected, mut gone) = self
             .entities(
                 ids.to_vec(),
                 "not_found: named by a webhook event, but reading it answered 404",
@@ -137,6 +137,7 @@ impl Webhook for SuperOffice {
             .await?;
         let read = self.read_changed(entities, &mem, true).await?;
         rejected.extend(read.rejected);
+        gone.extend(read.gone);
         let current: BTreeMap<i64, Seen> = read.current;
         let key = self.key.clone();
         let sessions = read.sessions;
@@ -153,6 +154,7 @@ impl Webhook for SuperOffice {
                 rejected,
                 nulled: read.nulled,
                 state: None,
+                gone,
             },
             // What the stream remembers of these sessions (fingerprint, last message) is
             // replaced; the rest of its state is kept as committed.

@@ -60,6 +60,7 @@ struct RawTakeControl {
     max_retries: Option<usize>,
     max_retry_wait: Option<String>,
     max_response_mb: Option<usize>,
+    privacy: Option<crate::privacy::Overrides>,
 }
 
 /// This source in the registry (`sources::KINDS`).
@@ -106,9 +107,14 @@ impl SourceKind for Kind {
         &self,
         account: &dyn AccountSettings,
         metrics: &Arc<Metrics>,
+        privacy: crate::privacy::Privacy,
     ) -> Option<Arc<dyn Source>> {
         crate::sources::build_as(account, |s: TakeControlSettings| {
-            super::TakeControl::new(s, metrics.clone())
+            super::TakeControl::new(s, metrics.clone(), privacy)
         })
+    }
+
+    fn inventory(&self) -> Option<&'static crate::privacy::Inventory> {
+        Some(&super::personal::INVENTORY)
     }
 }

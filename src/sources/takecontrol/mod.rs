@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod parse;
+pub mod personal;
 pub mod store;
 mod transcript;
 
@@ -54,10 +55,16 @@ pub struct TakeControl {
     key: StreamKey,
     settings: TakeControlSettings,
     http: HttpClient,
+    /// The policies its records are written under, and the recorded erasures.
+    privacy: crate::privacy::Privacy,
 }
 
 impl TakeControl {
-    pub fn new(settings: TakeControlSettings, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        settings: TakeControlSettings,
+        metrics: Arc<Metrics>,
+        privacy: crate::privacy::Privacy,
+    ) -> Self {
         let http = HttpClient::new(SOURCE, &settings.stream.account, &settings.http, metrics);
         TakeControl {
             key: StreamKey {
@@ -67,6 +74,7 @@ impl TakeControl {
             },
             settings,
             http,
+            privacy,
         }
     }
 
@@ -140,6 +148,13 @@ impl Source for TakeControl {
         &self.settings.stream
     }
 
+    fn privacy(&self) -> Option<crate::engine::PrivacyOf<'_>> {
+        Some(crate::engine::PrivacyOf {
+            privacy: &self.privacy,
+            inventory: &personal::INVENTORY,
+        })
+    }
+
     fn requests(&self) -> crate::model::RequestCounts {
         self.http.counts()
     }
@@ -166,6 +181,7 @@ impl Source for TakeControl {
             (TakeControlApi::Legacy, OutputFormat::Xml)
         );
         let (window_copy, tz) = (*window, self.settings.timezone);
+        let (privacy, account) = (self.privacy.clone(), self.key.account.clone());
         // Parsing and normalizing a window is CPU work of tens of milliseconds: it runs on the
         // blocking pool so that it never stalls the write of the previous window, which the
         // engine drives on the same task (see `Source::pipelined`).
@@ -175,7 +191,7 @@ impl Source for TakeControl {
             } else {
                 parse::records_from_json(&body)
             };
-            records.map(|r| into_batch(r, &window_copy, tz))
+            records.map(|r| into_batch(r, &window_copy, tz, &privacy, &account))
         })
         .await
         .map_err(|e| SourceError::Body {
@@ -205,6 +221,8 @@ fn into_batch(
     records: Vec<serde_json::Map<String, serde_json::Value>>,
     window: &Window,
     tz: Tz,
+    privacy: &crate::privacy::Privacy,
+    account: &str,
 ) -> Batch {
     let mut sessions: Vec<parse::Session> = Vec::with_capacity(records.len());
     let mut index: HashMap<i64, usize> = HashMap::new();
@@ -216,7 +234,7 @@ fn into_batch(
             window.start.format("%Y-%m-%dT%H:%M:%SZ"),
             window.end.format("%Y-%m-%dT%H:%M:%SZ")
         );
-        match parse::normalize(rec, &fallback, tz) {
+        match parse::normalize(rec, &fallback, tz, privacy, account) {
             Normalized::Session(s, n) => {
                 nulled.extend(n);
                 match index.get(&s.session_id) {
@@ -236,5 +254,6 @@ fn into_batch(
         rejected,
         nulled,
         state: None,
+        gone: Vec::new(),
     }
 }

@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::{Map, Value};
 
+use super::personal;
 use crate::engine::Rejected;
+use crate::privacy::{Kind, Privacy};
 use crate::sources::lenient::{self, Fields};
 use crate::sources::xml::{self, Element};
 
@@ -263,9 +265,33 @@ pub enum Normalized {
 }
 
 /// Turns one record into a session, or says why it cannot be.
-pub fn normalize(mut record: Map<String, Value>, fallback_key: &str, tz: Tz) -> Normalized {
+pub fn normalize(
+    mut record: Map<String, Value>,
+    fallback_key: &str,
+    tz: Tz,
+    privacy: &Privacy,
+    account: &str,
+) -> Normalized {
     let mut raw = Value::Object(std::mem::take(&mut record));
     lenient::clean_json(&mut raw);
+    // Personal data (personal.rs): an erasure is matched on the values as received; the
+    // transcript and links are read from them before the policy applies to the record, and
+    // every column below is read from the record as the policy leaves it.
+    let (erased, clear_children) = match &raw {
+        Value::Object(o) => {
+            let f = Fields::new(o);
+            let id = f.text("id").unwrap_or_default();
+            let erased =
+                privacy.is_erased(super::SOURCE, account, &id, &[(&raw, personal::RECORD)]);
+            let scrubbed = erased || !privacy.policies.keeps_everything();
+            let children =
+                scrubbed.then(|| (f.get("chat_info").cloned(), f.get("video_links").cloned()));
+            (erased, children)
+        }
+        _ => (false, None),
+    };
+    let scrub = privacy.for_record(erased);
+    scrub.document(&mut raw, personal::RECORD);
     let Value::Object(obj) = &raw else {
         unreachable!("built as an object")
     };
@@ -338,14 +364,28 @@ pub fn normalize(mut record: Map<String, Value>, fallback_key: &str, tz: Tz) -> 
         Ok(b) => b,
         Err(e) => return reject(key, format!("invalid_has_videos: {e}"), raw),
     };
-    let messages = match f.get("chat_info").map(|v| chat_messages(v, tz)).transpose() {
+    let (chat_info, links) = match &clear_children {
+        Some((c, v)) => (c.as_ref(), v.as_ref()),
+        None => (f.get("chat_info"), f.get("video_links")),
+    };
+    let mut messages = match chat_info.map(|v| chat_messages(v, tz)).transpose() {
         Ok(m) => m.unwrap_or_default(),
         Err(e) => return reject(key, format!("malformed_chat_info: {e}"), raw),
     };
-    let videos = match f.get("video_links").map(video_links).transpose() {
+    let mut videos = match links.map(video_links).transpose() {
         Ok(v) => v.unwrap_or_default(),
         Err(e) => return reject(key, format!("malformed_video_links: {e}"), raw),
     };
+    if clear_children.is_some() {
+        for m in &mut messages {
+            m.author = scrub.text(personal::MESSAGE_AUTHOR, Kind::Text, m.author.take());
+            m.message = scrub.text(personal::MESSAGE_TEXT, Kind::Text, m.message.take());
+        }
+        videos = videos
+            .into_iter()
+            .filter_map(|u| scrub.text(personal::MESSAGE_TEXT, Kind::Text, Some(u)))
+            .collect();
+    }
     let duration_seconds = match lenient::duration_seconds(started_at, ended_at) {
         Ok(d) => d,
         Err(d) => {
@@ -527,7 +567,13 @@ mod tests {
     use serde_json::json;
 
     fn norm(v: Value) -> Normalized {
-        normalize(v.as_object().unwrap().clone(), "w#0", chrono_tz::UTC)
+        normalize(
+            v.as_object().unwrap().clone(),
+            "w#0",
+            chrono_tz::UTC,
+            &Privacy::keep_all(),
+            "a",
+        )
     }
 
     #[test]
@@ -605,12 +651,14 @@ mod tests {
         assert_eq!(recs.len(), 3);
         let kinds: Vec<String> = recs
             .into_iter()
-            .map(|r| match normalize(r, "w#", chrono_tz::UTC) {
-                Normalized::Session(s, _) => s.session_id.to_string(),
-                Normalized::Rejected(r) => {
-                    format!("{}:{}", r.record_key, r.reason.split(':').next().unwrap())
-                }
-            })
+            .map(
+                |r| match normalize(r, "w#", chrono_tz::UTC, &Privacy::keep_all(), "a") {
+                    Normalized::Session(s, _) => s.session_id.to_string(),
+                    Normalized::Rejected(r) => {
+                        format!("{}:{}", r.record_key, r.reason.split(':').next().unwrap())
+                    }
+                },
+            )
             .collect();
         assert_eq!(kinds, ["1", "2:malformed_xml", "3"]);
         // A cut-off document is still an error for the whole window.

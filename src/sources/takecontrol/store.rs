@@ -59,7 +59,8 @@ ON CONFLICT (account, session_id) DO UPDATE SET
     problem_description = EXCLUDED.problem_description, notes = EXCLUDED.notes,
     has_videos = EXCLUDED.has_videos, started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at,
     duration_seconds = EXCLUDED.duration_seconds, custom_fields = EXCLUDED.custom_fields,
-    raw = EXCLUDED.raw, content_hash = EXCLUDED.content_hash, last_synced_at = now()
+    raw = EXCLUDED.raw, content_hash = EXCLUDED.content_hash, last_synced_at = now(),
+    privacy_policy = DEFAULT
 WHERE t.content_hash IS DISTINCT FROM EXCLUDED.content_hash
 RETURNING session_id";
 

@@ -1,6 +1,8 @@
 //! The command line of `operations.md`. Exit codes: 0 success; 1 failure; 2 usage or
 //! configuration error; 3 partial (some records rejected or retries exhausted, progress kept).
 
+mod privacy;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -82,6 +84,15 @@ pub enum Command {
         #[command(subcommand)]
         action: WebhooksCommand,
     },
+    /// Erase a person's data (and remember it): every session matching a selector
+    Erase(privacy::EraseArgs),
+    /// Personal data: check or apply the `[privacy]` policy on stored rows
+    Privacy {
+        #[command(subcommand)]
+        action: privacy::PrivacyCommand,
+    },
+    /// Apply the storage limits (`retain_sessions`, `retain_transcripts`) now
+    Retention(privacy::RetentionArgs),
     /// Ask a running daemon's /healthz (exit 0 healthy, 1 not): the container health check
     Healthcheck {
         /// The daemon's health URL (its `[server] listen` address, or `demo --listen`)
@@ -164,6 +175,9 @@ async fn dispatch(cli: Cli) -> ExitCode {
             to,
         } => backfill(cli.config, source, account, from, to).await,
         Command::Check => check(cli.config).await,
+        Command::Erase(args) => privacy::erase_command(cli.config, args).await,
+        Command::Privacy { action } => privacy::privacy_command(cli.config, action).await,
+        Command::Retention(args) => privacy::retention_command(cli.config, args).await,
         Command::Status { json } => status(cli.config, json).await,
         Command::Demo(args) => crate::demo::run(args).await.map_err(Failure::from),
         Command::Simulate(args) => crate::demo::simulate(args).await.map_err(Failure::from),
@@ -385,15 +399,42 @@ async fn check(path: Option<PathBuf>) -> Result<u8, Failure> {
         Ok(wh) => match wh.conn().await {
             Err(e) => line(false, "warehouse", &format!("{e}")),
             Ok(c) => match c.query_one("SHOW server_version", &[]).await {
-                Ok(r) => line(
-                    true,
-                    "warehouse",
-                    &format!(
-                        "PostgreSQL {} reachable; schema `{}`",
-                        r.get::<_, String>(0),
-                        wh.schema()
-                    ),
-                ),
+                Ok(r) => {
+                    line(
+                        true,
+                        "warehouse",
+                        &format!(
+                            "PostgreSQL {} reachable; schema `{}`",
+                            r.get::<_, String>(0),
+                            wh.schema()
+                        ),
+                    );
+                    let (default, accounts) = privacy::expected(&settings);
+                    let want = crate::personal::apply::Expected {
+                        default: &default,
+                        accounts: &accounts,
+                    };
+                    // Before the first migration there is nothing stored to compare.
+                    if let Ok(drift) = crate::personal::apply::check(&**c, &want).await {
+                        match drift.total() {
+                            0 => line(
+                                true,
+                                "privacy",
+                                &format!(
+                                    "stored rows follow the policy ({})",
+                                    settings.privacy.policies.describe()
+                                ),
+                            ),
+                            n => line(
+                                false,
+                                "privacy",
+                                &format!(
+                                    "{n} stored session(s) were written under another policy; run `sessionsync privacy apply`"
+                                ),
+                            ),
+                        }
+                    }
+                }
                 Err(e) => line(
                     false,
                     "warehouse",
@@ -554,6 +595,12 @@ async fn run(path: Option<PathBuf>) -> Result<u8, Failure> {
         }
     }
     let slots = Slots::new(settings.engine.max_concurrent_streams, metrics.clone());
+    let retention = crate::personal::retention::spawn_daily(
+        wh.clone(),
+        settings.privacy.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    );
     let engine = Arc::new(Engine::new(wh, metrics));
     tracing::info!(
         streams = sources.len(),
@@ -566,6 +613,9 @@ async fn run(path: Option<PathBuf>) -> Result<u8, Failure> {
     if let (Some(w), Some(h)) = (worker, hooks) {
         let _ = w.await;
         h.stopped().await;
+    }
+    if let Some(r) = retention {
+        let _ = r.await;
     }
     let _ = server.await;
     tracing::info!("stopped cleanly");

@@ -1,0 +1,238 @@
+//! The personal-data commands (docs/privacy.md): `erase`, `privacy check|apply|inventory` and
+//! `retention`. Nothing they print carries a personal value: counts, tables, sources, accounts.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::{Failure, load};
+use crate::personal::apply::{self, Expected};
+use crate::personal::erase::{self, EraseError, Target};
+use crate::personal::retention;
+use crate::privacy::{Erasures, Privacy, Selector};
+use crate::warehouse::Warehouse;
+
+#[derive(Args, Debug)]
+pub struct EraseArgs {
+    /// A customer's e-mail address (matched normalized: trimmed, lower-cased; in clear or hashed)
+    #[arg(long)]
+    pub email: Vec<String>,
+    /// A phone number (matched on `+` and digits)
+    #[arg(long)]
+    pub phone: Vec<String>,
+    /// A customer's name (matched trimmed, white space collapsed, lower-cased)
+    #[arg(long = "customer-name")]
+    pub customer_name: Vec<String>,
+    /// One session: SOURCE/ACCOUNT/ID (e.g. superoffice/cust1/195)
+    #[arg(long)]
+    pub session: Vec<String>,
+    /// Only count what would be erased
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Why (kept with the erasure, e.g. a request's reference; not personal data itself)
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PrivacyCommand {
+    /// Count the session rows stored under another policy than the configured one
+    Check,
+    /// Bring every stored row under the configured policy (batches; resumable; beside a daemon)
+    Apply {
+        /// Only count the rows that would be rewritten (as `check` does)
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print the inventory of personal fields (docs/privacy.md is generated from it)
+    Inventory,
+}
+
+#[derive(Args, Debug)]
+pub struct RetentionArgs {
+    /// Only count what the storage limits would remove
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn usage(text: String) -> Failure {
+    Failure {
+        code: 2,
+        error: anyhow::anyhow!(text),
+    }
+}
+
+async fn client(settings: &crate::config::Settings) -> Result<deadpool_postgres::Object, Failure> {
+    let wh = Warehouse::new(&settings.warehouse)?;
+    wh.migrate().await?;
+    Ok(wh.conn().await?)
+}
+
+pub async fn erase_command(path: Option<PathBuf>, a: EraseArgs) -> Result<u8, Failure> {
+    let settings = load(path)?;
+    let mut targets: Vec<Target> = Vec::new();
+    for (selector, values) in [
+        (Selector::Email, &a.email),
+        (Selector::Phone, &a.phone),
+        (Selector::Name, &a.customer_name),
+    ] {
+        for v in values {
+            let n = crate::privacy::fields::normalize(selector.kind(), v);
+            if n.is_empty() {
+                return Err(usage(format!(
+                    "--{} is empty once normalized; give a value",
+                    selector.name().replace('_', "-")
+                )));
+            }
+            targets.push(Target::Value(selector, v.clone()));
+        }
+    }
+    for s in &a.session {
+        targets.push(Target::session(s).map_err(|e| usage(e.to_string()))?);
+    }
+    if targets.is_empty() {
+        return Err(usage(
+            "erase needs a selector: --email, --phone, --customer-name or --session SOURCE/ACCOUNT/ID"
+                .into(),
+        ));
+    }
+    if settings.privacy.hash_key.is_none() {
+        return Err(usage(EraseError::NoKey.to_string()));
+    }
+    let mut conn = client(&settings).await?;
+    let done = erase::erase(
+        &mut conn,
+        &settings.privacy,
+        &targets,
+        a.dry_run,
+        a.reason.as_deref(),
+    )
+    .await
+    .map_err(|e| match e {
+        EraseError::Usage(_) | EraseError::NoKey => usage(e.to_string()),
+        EraseError::Warehouse(w) => Failure::from(w),
+    })?;
+    let verb = if a.dry_run { "would erase" } else { "erased" };
+    println!(
+        "{verb} {} session(s) matching {} selector(s)",
+        done.total_sessions(),
+        targets.len()
+    );
+    for (source, n) in &done.sessions {
+        println!("  {source:<12} {n} session(s)");
+    }
+    for (table, n) in &done.tables {
+        println!("  {table:<40} {n} row(s)");
+    }
+    if a.dry_run {
+        println!("(dry run: nothing was changed or recorded)");
+    } else {
+        println!(
+            "recorded in `erasures` as keyed hashes; later syncs, backfills and webhooks write matching records erased"
+        );
+    }
+    Ok(0)
+}
+
+/// The policy each configured account's rows should carry.
+pub fn expected(settings: &crate::config::Settings) -> (Privacy, Vec<(String, String, Privacy)>) {
+    let erasures = std::sync::Arc::new(Erasures::default());
+    let default = Privacy::new(
+        &settings.privacy,
+        &crate::privacy::Overrides::default(),
+        erasures.clone(),
+    );
+    let accounts = settings
+        .accounts
+        .iter()
+        .map(|a| {
+            (
+                a.source().to_string(),
+                a.stream().account.clone(),
+                Privacy::new(&settings.privacy, &a.stream().privacy, erasures.clone()),
+            )
+        })
+        .collect();
+    (default, accounts)
+}
+
+pub async fn privacy_command(path: Option<PathBuf>, cmd: PrivacyCommand) -> Result<u8, Failure> {
+    if let PrivacyCommand::Inventory = cmd {
+        print!(
+            "{}",
+            crate::privacy::inventory::markdown(&crate::personal::inventories())
+        );
+        return Ok(0);
+    }
+    let settings = load(path)?;
+    let (default, accounts) = expected(&settings);
+    let want = Expected {
+        default: &default,
+        accounts: &accounts,
+    };
+    let mut conn = client(&settings).await?;
+    match cmd {
+        PrivacyCommand::Check | PrivacyCommand::Apply { dry_run: true } => {
+            let drift = apply::check(&**conn, &want).await?;
+            if drift.total() == 0 {
+                println!(
+                    "every stored session is under the configured policy ({})",
+                    settings.privacy.policies.describe()
+                );
+                return Ok(0);
+            }
+            println!(
+                "{} stored session(s) were written under another policy; `sessionsync privacy apply` brings them under this one",
+                drift.total()
+            );
+            for ((source, account), list) in &drift.rows {
+                for (tag, n) in list {
+                    println!("  {source}/{account:<20} {n} row(s) stored as {tag}");
+                }
+            }
+            Ok(3)
+        }
+        PrivacyCommand::Apply { dry_run: false } => {
+            let started = std::time::Instant::now();
+            let done = apply::apply(&mut conn, &want, |_| {}).await?;
+            let total: u64 = done.sessions.values().sum();
+            println!(
+                "brought {total} session(s) under the configured policy in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            for (source, n) in &done.sessions {
+                println!("  {source:<12} {n} session(s)");
+            }
+            for (table, n) in &done.children {
+                println!("  {table:<40} {n} child row(s)");
+            }
+            if done.stricter_kept > 0 {
+                println!(
+                    "  {} session(s) were stored under a stricter policy (or another key) for some class: those values stay as strict; they follow the new policy when their source is read again",
+                    done.stricter_kept
+                );
+            }
+            Ok(0)
+        }
+        PrivacyCommand::Inventory => Ok(0),
+    }
+}
+
+pub async fn retention_command(path: Option<PathBuf>, a: RetentionArgs) -> Result<u8, Failure> {
+    let settings = load(path)?;
+    if settings.privacy.retain_sessions.is_none() && settings.privacy.retain_transcripts.is_none() {
+        println!(
+            "no storage limit is configured ([privacy] retain_sessions, retain_transcripts): nothing to do"
+        );
+        return Ok(0);
+    }
+    let mut conn = client(&settings).await?;
+    let removed =
+        retention::run(&mut conn, &settings.privacy, chrono::Utc::now(), a.dry_run).await?;
+    let verb = if a.dry_run { "would remove" } else { "removed" };
+    println!("{verb} {} row(s) past the storage limits", removed.total());
+    for (table, n) in &removed.rows {
+        println!("  {table:<40} {n} row(s)");
+    }
+    Ok(0)
+}

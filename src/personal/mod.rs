@@ -1,0 +1,16 @@
+//! What `sessionsync erase`, `privacy check|apply` and `retention` do to a stored warehouse
+//! (docs/privacy.md sections 2, 3 and 5), over every registered source's inventory; the daemon's
+//! daily storage limits. The policies themselves are `privacy`, the SQL shared with every write
+//! `warehouse::privacy`.
+
+pub mod apply;
+pub mod erase;
+pub mod retention;
+
+/// The inventories of every registered source.
+pub fn inventories() -> Vec<&'static crate::privacy::Inventory> {
+    crate::sources::KINDS
+        .iter()
+        .filter_map(|k| k.inventory())
+        .collect()
+}

@@ -1,0 +1,491 @@
+//! Where personal data sits in a source's records, and how a policy is applied to it: to a
+//! record as received (a JSON document, before anything reads a column from it) and to single
+//! values (child rows). Each source lists its fields once, next to its own field list
+//! (`sources/<name>/personal.rs`); docs/privacy.md is generated from those lists.
+
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+
+use super::policy::{Class, Policies, Policy};
+
+/// How a value is normalized before it is hashed (docs/privacy.md section 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Trimmed, inner white space collapsed, lower-cased (names, e-mail addresses, texts).
+    Text,
+    /// Reduced to `+` and digits.
+    Phone,
+    /// A URL whose query string is the personal part: drop removes the query (and fragment),
+    /// hash replaces the query with its hash.
+    UrlQuery,
+    /// A composite value (an embedded transcript document, a list of links): dropped, or
+    /// hashed as a whole.
+    Whole,
+}
+
+/// What an erasure selector matches on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selector {
+    Email,
+    Phone,
+    Name,
+}
+
+impl Selector {
+    pub fn name(self) -> &'static str {
+        match self {
+            Selector::Email => "email",
+            Selector::Phone => "phone",
+            Selector::Name => "customer_name",
+        }
+    }
+
+    pub fn kind(self) -> Kind {
+        match self {
+            Selector::Phone => Kind::Phone,
+            _ => Kind::Text,
+        }
+    }
+}
+
+/// One personal field of a record as received.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    /// Where: lower-case keys joined by `.`, a key ending in `[]` for every element of an
+    /// array (`operators[].username`); a path starting with `[]` for a document that is an array.
+    pub path: &'static str,
+    /// Its class (several for a composite value: the strictest policy applies).
+    pub classes: &'static [Class],
+    pub kind: Kind,
+    /// The selectors of `erase` that match on it.
+    pub selectors: &'static [Selector],
+    /// What it feeds, for docs/privacy.md (`table.column`, or "raw only").
+    pub feeds: &'static str,
+}
+
+/// A personal column of a table, for `erase`, `privacy apply` and docs/privacy.md.
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    pub table: &'static str,
+    pub column: &'static str,
+    pub classes: &'static [Class],
+    pub kind: Kind,
+    pub selectors: &'static [Selector],
+}
+
+/// HMAC-SHA256 with the configured key, already keyed (cloned for each value).
+#[derive(Clone)]
+pub struct Hasher(Hmac<Sha256>);
+
+impl Hasher {
+    pub fn new(key: &[u8]) -> Hasher {
+        Hasher(Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length"))
+    }
+
+    /// Lower-case hex of HMAC-SHA256(key, `text` as given).
+    pub fn hex(&self, text: &str) -> String {
+        let mut mac = self.0.clone();
+        mac.update(text.as_bytes());
+        hex(&mac.finalize().into_bytes())
+    }
+
+    /// The hash a policy stores for `value` of `kind`: of its normalized form.
+    pub fn value(&self, kind: Kind, value: &str) -> String {
+        self.hex(&normalize(kind, value))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+/// A value normalized for hashing and matching: trimmed, inner white space collapsed and
+/// lower-cased; a phone number reduced to `+` and digits.
+pub fn normalize(kind: Kind, value: &str) -> String {
+    match kind {
+        Kind::Phone => value
+            .chars()
+            .filter(|c| *c == '+' || c.is_ascii_digit())
+            .collect(),
+        _ => {
+            let mut out = String::with_capacity(value.len());
+            for word in value.split_whitespace() {
+                if !out.is_empty() {
+                    out.push(' ');
+                }
+                out.extend(word.chars().flat_map(char::to_lowercase));
+            }
+            out
+        }
+    }
+}
+
+/// Whether a stored text is a hash this policy wrote (64 lower-case hex digits).
+pub fn looks_hashed(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Applies policies to documents and values.
+pub struct Scrub<'a> {
+    pub policies: Policies,
+    /// `None` only when no policy hashes (settings check it).
+    pub hasher: Option<&'a Hasher>,
+    /// For values already stored under other policies (`privacy apply`): only what is
+    /// stricter now is applied (a hashed value is never hashed again, nothing dropped returns).
+    pub since: Option<Policies>,
+}
+
+impl Scrub<'_> {
+    /// The policy a value of `classes` gets: the strictest of its classes; for stored values,
+    /// only when it is stricter than what they were written under.
+    pub fn effective(&self, classes: &[Class]) -> Policy {
+        let now = self.policies.strictest(classes);
+        match self.since {
+            Some(before) if now <= before.strictest(classes) => Policy::Keep,
+            _ => now,
+        }
+    }
+
+    /// Every field of `fields` in `doc`, in place: kept, hashed or removed.
+    pub fn document(&self, doc: &mut Value, fields: &[Field]) {
+        for f in fields {
+            let policy = self.effective(f.classes);
+            if policy == Policy::Keep {
+                continue;
+            }
+            let segments: Vec<&str> = f.path.split('.').collect();
+            self.at(doc, &segments, f.kind, policy);
+        }
+    }
+
+    fn at(&self, v: &mut Value, path: &[&str], kind: Kind, policy: Policy) {
+        let Some((first, rest)) = path.split_first() else {
+            return;
+        };
+        let (key, each) = match first.strip_suffix("[]") {
+            Some(k) => (k, true),
+            None => (*first, false),
+        };
+        if key.is_empty() {
+            // The document itself is the array.
+            for_each(v, |e| self.at(e, rest, kind, policy));
+            return;
+        }
+        let Value::Object(o) = v else {
+            return;
+        };
+        let keys: Vec<String> = o
+            .keys()
+            .filter(|k| k.eq_ignore_ascii_case(key))
+            .cloned()
+            .collect();
+        for k in keys {
+            if rest.is_empty() && !each {
+                match policy {
+                    Policy::Drop if kind != Kind::UrlQuery => {
+                        o.remove(&k);
+                    }
+                    _ => {
+                        if let Some(leaf) = o.get_mut(&k) {
+                            self.leaf(leaf, kind, policy);
+                        }
+                    }
+                }
+            } else if let Some(child) = o.get_mut(&k) {
+                if each {
+                    if rest.is_empty() {
+                        // Every element of a list of values.
+                        if policy == Policy::Drop {
+                            o.remove(&k);
+                        } else if let Some(child) = o.get_mut(&k) {
+                            for_each(child, |e| self.leaf(e, kind, policy));
+                        }
+                        continue;
+                    }
+                    for_each(child, |e| self.at(e, rest, kind, policy));
+                } else {
+                    self.at(child, rest, kind, policy);
+                }
+            }
+        }
+    }
+
+    /// One value under a policy that is not `keep`.
+    fn leaf(&self, v: &mut Value, kind: Kind, policy: Policy) {
+        if kind == Kind::Whole {
+            if v.is_null() || is_blank(v) {
+                return;
+            }
+            let new = match (policy, self.hasher) {
+                (Policy::Hash, Some(h)) => {
+                    let text = match &*v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    Value::String(h.hex(&text))
+                }
+                _ => Value::Null,
+            };
+            *v = new;
+            return;
+        }
+        match v {
+            Value::Array(items) => items.iter_mut().for_each(|e| self.leaf(e, kind, policy)),
+            Value::Object(_) => *v = Value::Null,
+            Value::Null => {}
+            _ => {
+                let Some(text) = scalar_text(v) else {
+                    return;
+                };
+                if text.trim().is_empty() {
+                    return;
+                }
+                *v = match self.value(kind, policy, &text) {
+                    Some(s) => Value::String(s),
+                    None => Value::Null,
+                };
+            }
+        }
+    }
+
+    /// One value of `classes` and `kind` as the policy stores it.
+    pub fn text(&self, classes: &[Class], kind: Kind, v: Option<String>) -> Option<String> {
+        let policy = self.effective(classes);
+        match (policy, v) {
+            (_, None) => None,
+            (Policy::Keep, v) => v,
+            (p, Some(s)) => self.value(kind, p, &s),
+        }
+    }
+
+    fn value(&self, kind: Kind, policy: Policy, text: &str) -> Option<String> {
+        match (policy, kind) {
+            (Policy::Keep, _) => Some(text.to_string()),
+            (Policy::Drop, Kind::UrlQuery) => Some(strip_query(text)),
+            (Policy::Drop, _) => None,
+            (Policy::Hash, _) => {
+                let h = self.hasher?;
+                Some(match kind {
+                    Kind::UrlQuery => match text.split_once('?') {
+                        Some((base, query)) => {
+                            let query = query.split('#').next().unwrap_or_default();
+                            format!("{base}?{}", h.hex(query))
+                        }
+                        None => text.to_string(),
+                    },
+                    Kind::Whole => h.hex(text),
+                    k => h.value(k, text),
+                })
+            }
+        }
+    }
+}
+
+fn strip_query(url: &str) -> String {
+    url.split(['?', '#']).next().unwrap_or_default().to_string()
+}
+
+fn for_each(v: &mut Value, mut f: impl FnMut(&mut Value)) {
+    match v {
+        Value::Array(a) => a.iter_mut().for_each(f),
+        Value::Object(_) => f(v),
+        _ => {}
+    }
+}
+
+/// The hashes of every selector value in `doc` (normalized, then HMAC'd), to check against
+/// the recorded erasures.
+pub fn selector_hashes(h: &Hasher, doc: &Value, fields: &[Field], out: &mut Vec<String>) {
+    for f in fields.iter().filter(|f| !f.selectors.is_empty()) {
+        let segments: Vec<&str> = f.path.split('.').collect();
+        collect(doc, &segments, &mut |v| {
+            if let Some(text) = scalar_text(v) {
+                for s in f.selectors {
+                    let n = normalize(s.kind(), &text);
+                    if !n.is_empty() {
+                        out.push(h.hex(&n));
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn collect(v: &Value, path: &[&str], f: &mut dyn FnMut(&Value)) {
+    let Some((first, rest)) = path.split_first() else {
+        match v {
+            Value::Array(a) => a.iter().for_each(|e| collect(e, path, f)),
+            Value::Null => {}
+            other => f(other),
+        }
+        return;
+    };
+    let key = first.trim_end_matches("[]");
+    if key.is_empty() {
+        if let Value::Array(a) = v {
+            a.iter().for_each(|e| collect(e, rest, f));
+        }
+        return;
+    }
+    match v {
+        Value::Object(o) => {
+            for (k, child) in o.iter().filter(|(k, _)| k.eq_ignore_ascii_case(key)) {
+                let _ = k;
+                match child {
+                    Value::Array(a) if !rest.is_empty() => {
+                        a.iter().for_each(|e| collect(e, rest, f))
+                    }
+                    other => collect(other, rest, f),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|e| collect(e, path, f)),
+        _ => {}
+    }
+}
+
+/// JSON null or a blank string.
+fn is_blank(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.trim().is_empty(),
+        _ => false,
+    }
+}
+
+/// A scalar as text (numbers and booleans too); objects and arrays as JSON.
+pub fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::String(s) => Some(s.replace('\u{0}', "")),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        other => Some(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const FIELDS: &[Field] = &[
+        Field {
+            path: "customeremail",
+            classes: &[Class::CustomerIdentity],
+            kind: Kind::Text,
+            selectors: &[Selector::Email],
+            feeds: "t.customer_email",
+        },
+        Field {
+            path: "guest.ipaddress",
+            classes: &[Class::Network],
+            kind: Kind::Text,
+            selectors: &[],
+            feeds: "raw only",
+        },
+        Field {
+            path: "operators[].username",
+            classes: &[Class::AgentIdentity],
+            kind: Kind::Text,
+            selectors: &[],
+            feeds: "t.user_name",
+        },
+        Field {
+            path: "url",
+            classes: &[Class::Network],
+            kind: Kind::UrlQuery,
+            selectors: &[],
+            feeds: "t.url",
+        },
+        Field {
+            path: "[].phonenumber",
+            classes: &[Class::CustomerIdentity],
+            kind: Kind::Phone,
+            selectors: &[Selector::Phone],
+            feeds: "r.phone_number",
+        },
+    ];
+
+    #[test]
+    fn normalized_as_the_contract_says() {
+        assert_eq!(normalize(Kind::Text, "  Ann   LEE\t"), "ann lee");
+        assert_eq!(normalize(Kind::Text, "Ann@Example.com "), "ann@example.com");
+        assert_eq!(
+            normalize(Kind::Phone, "+420 (777) 123-456"),
+            "+420777123456"
+        );
+    }
+
+    #[test]
+    fn hash_is_hmac_sha256_of_the_normalized_value() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        let h = Hasher::new(b"Jefe");
+        assert_eq!(
+            h.hex("what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_eq!(
+            h.value(Kind::Text, " Ann@Example.COM"),
+            h.hex("ann@example.com")
+        );
+        assert!(looks_hashed(&h.hex("x")));
+    }
+
+    #[test]
+    fn documents_are_scrubbed_by_path_case_insensitively() {
+        let h = Hasher::new(b"k");
+        let mut doc = json!({
+            "CustomerEmail": "Ann@Example.com", "Guest": {"ipAddress": "10.0.0.1", "language": "cs"},
+            "operators": [{"userName": "bob", "userId": 1}, {"UserName": "eve"}],
+            "url": "https://shop.example/page?email=ann@example.com#x"
+        });
+        let mut p = Policies::default();
+        p.set(Class::CustomerIdentity, Policy::Hash);
+        p.set(Class::Network, Policy::Drop);
+        p.set(Class::AgentIdentity, Policy::Drop);
+        Scrub {
+            policies: p,
+            hasher: Some(&h),
+            since: None,
+        }
+        .document(&mut doc, FIELDS);
+        assert_eq!(
+            doc,
+            json!({
+                "CustomerEmail": h.hex("ann@example.com"), "Guest": {"language": "cs"},
+                "operators": [{"userId": 1}, {}],
+                "url": "https://shop.example/page"
+            })
+        );
+        let mut routing = json!([{"phoneNumber": "+420 777"}, {"phoneNumber": null}]);
+        Scrub {
+            policies: p,
+            hasher: Some(&h),
+            since: None,
+        }
+        .document(&mut routing, FIELDS);
+        assert_eq!(
+            routing,
+            json!([{"phoneNumber": h.hex("+420777")}, {"phoneNumber": null}])
+        );
+        let mut hashes = Vec::new();
+        selector_hashes(
+            &h,
+            &json!([{"phoneNumber": "+420 777"}]),
+            FIELDS,
+            &mut hashes,
+        );
+        assert_eq!(hashes, [h.hex("+420777")]);
+    }
+}

@@ -1,0 +1,252 @@
+//! Personal data (docs/privacy.md): the classes and policies, what a policy does to a record
+//! before anything is written, the inventory types each source fills in (`personal.rs` of its
+//! folder), and the recorded erasures every write consults. A leaf: the SQL of erasure is
+//! `warehouse::privacy`, the commands (`erase`, `privacy apply`, `retention`) are `personal`.
+//!
+//! Layout:
+//! - `policy`: the classes, the policies and a source entry's overrides;
+//! - `fields`: where personal data sits in a record, hashing and scrubbing;
+//! - `inventory`: docs/privacy.md's inventory, generated from the sources' field lists.
+
+pub mod fields;
+pub mod inventory;
+pub mod policy;
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::secret::Secret;
+pub use fields::{Column, Field, Hasher, Kind, Scrub, Selector};
+pub use policy::{Class, Overrides, Policies, Policy};
+
+/// The shortest `hash_key` accepted, in bytes.
+pub const MIN_KEY_BYTES: usize = 32;
+
+/// `[privacy]`, validated.
+#[derive(Debug, Clone, Default)]
+pub struct PrivacySettings {
+    pub policies: Policies,
+    pub hash_key: Option<Secret>,
+    pub retain_sessions: Option<Duration>,
+    pub retain_transcripts: Option<Duration>,
+}
+
+/// A personal-data source: the field lists of its records and the tables and columns that
+/// hold personal data (each source's `personal.rs`).
+pub struct Inventory {
+    pub source: &'static str,
+    /// Its stream's name (`rejected_records.stream`).
+    pub stream: &'static str,
+    /// The session table and its id column.
+    pub sessions: &'static str,
+    pub id_column: &'static str,
+    /// The column a session's age is measured by (its start, docs/privacy.md section 5).
+    pub start_column: &'static str,
+    /// The fields of each stored document column of the session table (`raw`, …), as received.
+    pub documents: &'static [(&'static str, &'static [Field])],
+    /// Every personal column of every table of the source.
+    pub columns: &'static [Column],
+    /// The text and jsonb columns (`table.column`) of its tables that hold no personal data;
+    /// with `columns` and `documents` they cover every such column (a test holds the schema to
+    /// it, so a new column cannot escape its class).
+    pub non_personal: &'static [&'static str],
+    /// Values `erase` also matches on that have no column of their own: (selector, an
+    /// expression over the session table, indexed through `sessionsync_norm_text`).
+    pub lookups: &'static [(Selector, &'static str)],
+    /// Child tables and the column that names their session (`(table, session column)`).
+    pub children: &'static [(&'static str, &'static str)],
+    /// Child tables holding transcripts, for `retain_transcripts`: (table, session column); their
+    /// rows are deleted.
+    pub transcripts: &'static [(&'static str, &'static str)],
+    /// Keys of `raw` holding transcripts (as the vendor spells them), removed by
+    /// `retain_transcripts`.
+    pub transcript_keys: &'static [&'static str],
+}
+
+/// The erasures recorded in the warehouse (their selector hashes), as this process last read
+/// them. The set only grows; `version` is the largest erasure id read.
+#[derive(Debug, Default)]
+pub struct Erasures {
+    inner: RwLock<(i64, HashSet<String>)>,
+}
+
+impl Erasures {
+    pub fn version(&self) -> i64 {
+        self.inner.read().expect("erasures").0
+    }
+
+    pub fn contains_any(&self, hashes: &[String]) -> bool {
+        let g = self.inner.read().expect("erasures");
+        !g.1.is_empty() && hashes.iter().any(|h| g.1.contains(h))
+    }
+
+    /// Reads the erasures recorded since the last read (by id, through the primary key);
+    /// returns the version now known.
+    pub async fn refresh(
+        &self,
+        c: &impl tokio_postgres::GenericClient,
+    ) -> Result<i64, tokio_postgres::Error> {
+        let since = self.version();
+        let rows = c
+            .query(
+                "SELECT id, selector_hash FROM erasures WHERE id > $1 ORDER BY id",
+                &[&since],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Ok(since);
+        }
+        let mut g = self.inner.write().expect("erasures");
+        for r in rows {
+            let id: i64 = r.get(0);
+            g.1.insert(r.get(1));
+            g.0 = g.0.max(id);
+        }
+        Ok(g.0)
+    }
+}
+
+/// The newest erasure id in the warehouse, read under the shared erasure lock: a window (or
+/// webhook batch) read with an older set is read again (`warehouse::privacy::prepare_write`).
+pub async fn current_version(
+    c: &impl tokio_postgres::GenericClient,
+) -> Result<i64, tokio_postgres::Error> {
+    c.execute(
+        "SELECT pg_advisory_xact_lock_shared(hashtext(current_schema() || '.erasures'))",
+        &[],
+    )
+    .await?;
+    Ok(
+        c.query_one("SELECT coalesce(max(id), 0) FROM erasures", &[])
+            .await?
+            .get(0),
+    )
+}
+
+/// What a source applies to every record it reads: its policies (the `[privacy]` section with
+/// its entry's overrides), the key, and the erasures.
+#[derive(Clone)]
+pub struct Privacy {
+    pub policies: Policies,
+    hasher: Option<Hasher>,
+    key_id: Option<String>,
+    pub erasures: Arc<Erasures>,
+    /// `retain_sessions`: no write keeps a session that started longer ago.
+    pub retain_sessions: Option<Duration>,
+}
+
+impl std::fmt::Debug for Privacy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Privacy({})", self.policies.describe())
+    }
+}
+
+impl Privacy {
+    pub fn new(settings: &PrivacySettings, overrides: &Overrides, erasures: Arc<Erasures>) -> Self {
+        let hasher = settings
+            .hash_key
+            .as_ref()
+            .map(|k| Hasher::new(k.expose().as_bytes()));
+        let key_id = hasher
+            .as_ref()
+            .map(|h| h.hex("sessionsync key id")[..8].to_string());
+        Privacy {
+            policies: settings.policies.with(overrides),
+            hasher,
+            key_id,
+            erasures,
+            retain_sessions: settings.retain_sessions,
+        }
+    }
+
+    /// Everything kept, no key: what a source without `[privacy]` does.
+    pub fn keep_all() -> Self {
+        Privacy::new(
+            &PrivacySettings::default(),
+            &Overrides::default(),
+            Arc::new(Erasures::default()),
+        )
+    }
+
+    pub fn hasher(&self) -> Option<&Hasher> {
+        self.hasher.as_ref()
+    }
+
+    /// The policy as stored with each row (`privacy_policy`): its letters, and the key's
+    /// fingerprint when one is set (a hash under another key is not this policy's hash).
+    pub fn tag(&self) -> String {
+        tag(&self.policies, self.key_id.as_deref())
+    }
+
+    /// The scrubber of the configured policies.
+    pub fn scrub(&self) -> Scrub<'_> {
+        Scrub {
+            policies: self.policies,
+            hasher: self.hasher.as_ref(),
+            since: None,
+        }
+    }
+
+    /// The scrubber of an erased session: every class dropped.
+    pub fn erase(&self) -> Scrub<'_> {
+        Scrub {
+            policies: Policies::all(Policy::Drop),
+            hasher: None,
+            since: None,
+        }
+    }
+
+    /// The selector hash of one session (`erase --session`).
+    pub fn session_hash(&self, source: &str, account: &str, id: &str) -> Option<String> {
+        self.hasher
+            .as_ref()
+            .map(|h| h.hex(&session_selector(source, account, id)))
+    }
+
+    /// Whether the record `doc` (as received) of session `id` matches a recorded erasure.
+    pub fn is_erased(
+        &self,
+        source: &str,
+        account: &str,
+        id: &str,
+        docs: &[(&Value, &[Field])],
+    ) -> bool {
+        let Some(h) = &self.hasher else {
+            return false;
+        };
+        if self.erasures.version() == 0 {
+            return false;
+        }
+        let mut hashes = vec![h.hex(&session_selector(source, account, id))];
+        for (doc, fields) in docs {
+            fields::selector_hashes(h, doc, fields, &mut hashes);
+        }
+        self.erasures.contains_any(&hashes)
+    }
+
+    /// The scrubber for one record: the policies, or erasure when it matches one.
+    pub fn for_record(&self, erased: bool) -> Scrub<'_> {
+        if erased { self.erase() } else { self.scrub() }
+    }
+}
+
+/// What `erase --session SOURCE/ACCOUNT/ID` hashes.
+pub fn session_selector(source: &str, account: &str, id: &str) -> String {
+    format!("session:{source}/{account}/{id}")
+}
+
+/// See [`Privacy::tag`].
+pub fn tag(policies: &Policies, key_id: Option<&str>) -> String {
+    match key_id {
+        Some(k) if policies.needs_key() => format!("{}:{k}", policies.letters()),
+        _ => policies.letters(),
+    }
+}
+
+/// The instant before which a storage limit of `d` removes sessions, at `now`.
+pub fn cutoff(d: Duration, now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    now - chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX)
+}

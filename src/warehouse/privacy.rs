@@ -1,0 +1,343 @@
+//! The SQL of personal data (docs/privacy.md): the erasure lock every write takes, the erasure
+//! of sessions in every table of a source's inventory, sessions deleted at the source, and the
+//! storage limit applied to what a write just wrote.
+//!
+//! Consistency with writers: every window (and webhook batch) transaction takes the erasure lock
+//! shared and checks that no erasure newer than the set it read its records with was recorded
+//! ([`prepare_write`]); `sessionsync erase` takes it exclusively. So an erase waits for the
+//! writes already under way (and then erases what they wrote), and a write that read its records
+//! before the erase committed reads them again.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::GenericClient;
+
+use super::WarehouseError;
+use crate::privacy::{Inventory, Privacy};
+
+/// The advisory lock of erasures, per schema.
+pub const LOCK_KEY: &str = "hashtext(current_schema() || '.erasures')";
+
+/// Inside a write transaction: stamps the rows it writes with the policy (`privacy_policy`) and
+/// takes the erasure lock shared; `false` when an erasure newer than `seen` (the version the
+/// records were read with) was recorded, so the records must be read again.
+pub async fn prepare_write(
+    tx: &impl GenericClient,
+    privacy: &Privacy,
+    seen: i64,
+) -> Result<bool, WarehouseError> {
+    tx.execute(
+        "SELECT set_config('sessionsync.privacy_policy', $1, true)",
+        &[&privacy.tag()],
+    )
+    .await
+    .map_err(WarehouseError::query(
+        "setting the privacy policy of a write",
+    ))?;
+    let now = crate::privacy::current_version(tx)
+        .await
+        .map_err(WarehouseError::query("checking the recorded erasures"))?;
+    Ok(now <= seen)
+}
+
+/// The addresses of the rows of `table` whose `column` is one of `$2` (bigint[]) for account
+/// `$1`: one probe of the key per id, whatever the planner's statistics say (as
+/// `warehouse::delete_children`).
+fn rows_of(table: &str, column: &str) -> String {
+    format!(
+        "ARRAY(SELECT x.ctid FROM unnest($2::bigint[]) AS u(id)
+               CROSS JOIN LATERAL (SELECT t.ctid FROM {table} t
+                                   WHERE t.account = $1 AND t.{column} = u.id OFFSET 0) AS x)"
+    )
+}
+
+/// Removes every personal class from sessions `ids` of `account`: their personal columns (in
+/// the session table and its children) become NULL, their documents lose every personal field,
+/// and their records set aside keep only their key. Counts the rows changed per table; with
+/// `dry_run`, only counts.
+pub async fn erase_sessions(
+    c: &impl GenericClient,
+    inv: &Inventory,
+    account: &str,
+    ids: &[i64],
+    dry_run: bool,
+) -> Result<BTreeMap<String, u64>, WarehouseError> {
+    let mut counts = BTreeMap::new();
+    if ids.is_empty() {
+        return Ok(counts);
+    }
+    let mut tables: Vec<&str> = inv.columns.iter().map(|c| c.table).collect();
+    tables.dedup();
+    for table in tables {
+        let cols: Vec<&str> = inv
+            .columns
+            .iter()
+            .filter(|c| c.table == table)
+            .map(|c| c.column)
+            .collect();
+        let key = if table == inv.sessions {
+            inv.id_column
+        } else {
+            inv.children
+                .iter()
+                .find(|(t, _)| *t == table)
+                .map_or(inv.id_column, |(_, k)| *k)
+        };
+        let any_set = cols
+            .iter()
+            .map(|c| format!("{c} IS NOT NULL"))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let sql = if dry_run {
+            format!(
+                "SELECT count(*) FROM {table} WHERE ctid = ANY({}) AND ({any_set})",
+                rows_of(table, key)
+            )
+        } else {
+            format!(
+                "WITH e AS (UPDATE {table} SET {} WHERE ctid = ANY({}) AND ({any_set}) RETURNING 1)
+                 SELECT count(*) FROM e",
+                cols.iter()
+                    .map(|c| format!("{c} = NULL"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                rows_of(table, key)
+            )
+        };
+        let n: i64 = c
+            .query_one(&sql, &[&account, &ids])
+            .await
+            .map_err(WarehouseError::query("erasing personal columns"))?
+            .get(0);
+        *counts.entry(table.to_string()).or_default() += n as u64;
+    }
+    // The documents (raw, routing_raw): every personal field removed, in Rust, one key probe
+    // per session.
+    let docs: Vec<&str> = inv.documents.iter().map(|(d, _)| *d).collect();
+    let rows = c
+        .query(
+            &format!(
+                "SELECT {}, {} FROM {} WHERE ctid = ANY({})",
+                inv.id_column,
+                docs.join(", "),
+                inv.sessions,
+                rows_of(inv.sessions, inv.id_column)
+            ),
+            &[&account, &ids],
+        )
+        .await
+        .map_err(WarehouseError::query("reading documents to erase"))?;
+    let erase = Privacy::keep_all();
+    let mut changed = 0u64;
+    for r in rows {
+        let id: i64 = match r.try_get::<_, i64>(0) {
+            Ok(v) => v,
+            Err(_) => i64::from(r.get::<_, i32>(0)),
+        };
+        let mut new = Vec::with_capacity(docs.len());
+        let mut differs = false;
+        for (i, (_, fields)) in inv.documents.iter().enumerate() {
+            let before: serde_json::Value = r.get(i + 1);
+            let mut after = before.clone();
+            erase.erase().document(&mut after, fields);
+            differs |= after != before;
+            new.push(after);
+        }
+        if !differs {
+            continue;
+        }
+        changed += 1;
+        if dry_run {
+            continue;
+        }
+        let sets: Vec<String> = docs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| format!("{d} = ${}", i + 3))
+            .collect();
+        let sql = format!(
+            "UPDATE {} SET {} WHERE account = $1 AND {} = $2::bigint",
+            inv.sessions,
+            sets.join(", "),
+            inv.id_column
+        );
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&account, &id];
+        for v in &new {
+            params.push(v);
+        }
+        c.execute(&sql, &params)
+            .await
+            .map_err(WarehouseError::query("erasing a session's documents"))?;
+    }
+    *counts.entry(format!("{} (raw)", inv.sessions)).or_default() += changed;
+    // What was set aside keeps its key and reason, not its content.
+    let keys: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    let sql = if dry_run {
+        "SELECT count(*) FROM rejected_records WHERE source = $1 AND account = $2 AND stream = $3
+           AND record_key = ANY($4::text[]) AND payload <> '{\"erased\": true}'::jsonb"
+    } else {
+        "WITH e AS (UPDATE rejected_records SET payload = '{\"erased\": true}'::jsonb
+                     WHERE source = $1 AND account = $2 AND stream = $3
+                       AND record_key = ANY($4::text[]) AND payload <> '{\"erased\": true}'::jsonb
+                     RETURNING 1)
+         SELECT count(*) FROM e"
+    };
+    let n: i64 = c
+        .query_one(sql, &[&inv.source, &account, &inv.stream, &keys])
+        .await
+        .map_err(WarehouseError::query("erasing records set aside"))?
+        .get(0);
+    *counts.entry("rejected_records".into()).or_default() += n as u64;
+    Ok(counts)
+}
+
+/// Sessions the vendor no longer knows (`ids`, as record keys): `source_deleted_at` is set,
+/// their personal data erased, and the erasure recorded (by session) so that a later read
+/// writes them erased too. Returns how many stored sessions it marked.
+pub async fn source_deleted(
+    tx: &impl GenericClient,
+    privacy: &Privacy,
+    inv: &Inventory,
+    account: &str,
+    gone: &[String],
+) -> Result<u64, WarehouseError> {
+    let ids: Vec<i64> = gone.iter().filter_map(|g| g.parse().ok()).collect();
+    let rows = tx
+        .query(
+            &format!(
+                "UPDATE {} SET source_deleted_at = coalesce(source_deleted_at, now())
+                 WHERE ctid = ANY({}) RETURNING {}::bigint",
+                inv.sessions,
+                rows_of(inv.sessions, inv.id_column),
+                inv.id_column
+            ),
+            &[&account, &ids],
+        )
+        .await
+        .map_err(WarehouseError::query(
+            "marking sessions deleted at the source",
+        ))?;
+    let found: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    erase_sessions(tx, inv, account, &found, false).await?;
+    if let Some(h) = privacy.hasher() {
+        for id in &found {
+            record(
+                tx,
+                "session",
+                &h.hex(&crate::privacy::session_selector(
+                    inv.source,
+                    account,
+                    &id.to_string(),
+                )),
+                1,
+                Some("source_deleted"),
+            )
+            .await?;
+        }
+    }
+    Ok(found.len() as u64)
+}
+
+/// Records one erased selector, once.
+pub async fn record(
+    c: &impl GenericClient,
+    kind: &str,
+    hash: &str,
+    sessions: i64,
+    reason: Option<&str>,
+) -> Result<(), WarehouseError> {
+    c.execute(
+        "INSERT INTO erasures (selector_kind, selector_hash, sessions, reason)
+         SELECT $1, $2, $3::bigint::int, $4
+         WHERE NOT EXISTS (SELECT 1 FROM erasures WHERE selector_hash = $2)",
+        &[&kind, &hash, &sessions, &reason],
+    )
+    .await
+    .map_err(WarehouseError::query("recording an erasure"))?;
+    Ok(())
+}
+
+/// After a write: deletes the sessions of `keys` just written whose start is before `cut` (a
+/// backfill, a webhook or a lookback must not bring back what the limit removed).
+pub async fn drop_written(
+    tx: &impl GenericClient,
+    inv: &Inventory,
+    account: &str,
+    keys: &[String],
+    cut: DateTime<Utc>,
+) -> Result<u64, WarehouseError> {
+    let ids: Vec<i64> = keys.iter().filter_map(|k| k.parse().ok()).collect();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let rows = tx
+        .query(
+            &format!(
+                "DELETE FROM {s} WHERE ctid = ANY(ARRAY(
+                     SELECT x.ctid FROM unnest($2::bigint[]) AS u(id)
+                     CROSS JOIN LATERAL (SELECT t.ctid FROM {s} t
+                         WHERE t.account = $1 AND t.{id} = u.id AND t.{start} < $3 OFFSET 0) AS x))
+                 RETURNING {id}::bigint",
+                s = inv.sessions,
+                id = inv.id_column,
+                start = inv.start_column,
+            ),
+            &[&account, &ids, &cut],
+        )
+        .await
+        .map_err(WarehouseError::query(
+            "removing sessions written past the storage limit",
+        ))?;
+    let old: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    // Children the delete triggers do not reach (SuperOffice's messages).
+    for (child, key) in inv.children {
+        tx.execute(
+            &format!(
+                "DELETE FROM {child} WHERE ctid = ANY(ARRAY(
+                     SELECT x.ctid FROM unnest($2::bigint[]) AS u(id)
+                     CROSS JOIN LATERAL (SELECT t.ctid FROM {child} t
+                         WHERE t.account = $1 AND t.{key} = u.id OFFSET 0) AS x))"
+            ),
+            &[&account, &old],
+        )
+        .await
+        .map_err(WarehouseError::query(
+            "removing children past the storage limit",
+        ))?;
+    }
+    Ok(old.len() as u64)
+}
+
+/// After a source's rows are written in `tx`: sessions the source no longer knows are marked and
+/// erased, and sessions past `retain_sessions` removed again (a backfill, a webhook or a lookback
+/// never brings back what the storage limit removed). Returns (sessions marked deleted at the
+/// source, sessions removed as too old).
+pub async fn after_write(
+    tx: &impl GenericClient,
+    privacy: &Privacy,
+    inv: &Inventory,
+    account: &str,
+    written: &[String],
+    gone: &[String],
+) -> Result<(u64, u64), WarehouseError> {
+    let deleted = if gone.is_empty() {
+        0
+    } else {
+        source_deleted(tx, privacy, inv, account, gone).await?
+    };
+    let old = match privacy.retain_sessions {
+        Some(d) if !written.is_empty() => {
+            drop_written(
+                tx,
+                inv,
+                account,
+                written,
+                crate::privacy::cutoff(d, Utc::now()),
+            )
+            .await?
+        }
+        _ => 0,
+    };
+    Ok((deleted, old))
+}
