@@ -7,6 +7,8 @@
 # server). With RUNS > 1 the sync and the ceiling are measured RUNS times, alternately, and the
 # headline is the median ratio of the sync to the COPY into tables with the same primary keys
 # and no foreign keys (the warehouse declares none since migration 0010).
+# COMPARE_PRIVACY=1: each run syncs twice, under `keep` and under customer_identity = "hash",
+# network = "drop" (issue 20's target: within 1.10x), and the COPY ceiling is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-200000}"
@@ -27,13 +29,15 @@ sim_pid=$!
 for _ in $(seq 1 600); do grep -q "simulator with" "$tmp/sim.out" 2>/dev/null && break; sleep 0.1; done
 start=$(grep '^start = ' "$tmp/sim.out" | cut -d'"' -f2)
 
-measure() {
+measure() { # [privacy section]
+privacy="${1:-}"
 psql "$admin" -qc "DROP DATABASE IF EXISTS sessionsync_bench WITH (FORCE)"
 psql "$admin" -qc "CREATE DATABASE sessionsync_bench"
 
 cat >"$tmp/bench.toml" <<TOML
 [warehouse]
 url = "$db"
+$privacy
 [[takecontrol]]
 account = "bench"
 base_url = "http://127.0.0.1:$port"
@@ -66,6 +70,7 @@ noop_run_ms=$(psql "$db" -Atc "select round(extract(epoch from finished_at - sta
 noop_req=$(psql "$db" -Atc "select requests || ' requests, ' || rows_written || ' rows rewritten, ' || rows_unchanged || ' unchanged' from sessionsync.sync_runs order by run_id desc limit 1")
 noop_windows=$(grep -c '"window committed"' "$tmp/noop.out" "$tmp/noop.log" 2>/dev/null | tail -1 || true)
 
+[ -n "${COMPARE_PRIVACY:-}" ] && return 0
 # Ceiling: the same rows through COPY into empty tables with the same keys and constraints as
 # the sync's own (LIKE ... INCLUDING ALL copies all but the foreign keys, which are added after).
 # Measured a second time without the child tables' foreign keys, as a lower bound.
@@ -108,6 +113,30 @@ fi
 psql "$db" -qc "drop schema bench_ceiling cascade"
 
 }
+
+if [ -n "${COMPARE_PRIVACY:-}" ]; then
+  hashed='[privacy]
+customer_identity = "hash"
+network = "drop"
+hash_key = "bench-key-0123456789abcdef0123456789abcdef"'
+  keep_all=(); hash_all=(); pr_all=()
+  for run in $(seq 1 "$RUNS"); do
+    measure ""; keep_s=$sync_s; keep_rss=$(cat "$tmp/rss")
+    measure "$hashed"; hash_s=$sync_s; hash_rss=$(cat "$tmp/rss")
+    hashed_rows=$(psql "$db" -Atc "select count(*) from sessionsync.takecontrol_sessions where length(customer_email) = 64")
+    r=$(echo "$hash_s / $keep_s" | bc -l)
+    keep_all+=("$keep_s"); hash_all+=("$hash_s"); pr_all+=("$r")
+    printf 'run %d: keep %.2f s (%.0f sessions/s, %.1f MB), hash %.2f s (%.0f sessions/s, %.1f MB; %d e-mails hashed), ratio %.3fx\n' \
+      "$run" "$keep_s" "$(echo "$sessions / $keep_s" | bc -l)" "$(echo "$keep_rss / 1024" | bc -l)" \
+      "$hash_s" "$(echo "$sessions / $hash_s" | bc -l)" "$(echo "$hash_rss / 1024" | bc -l)" "$hashed_rows" "$r"
+  done
+  median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+  printf 'sessions            %d (5 chat messages each), %d rows\n' "$sessions" "$rows"
+  printf 'keep                %.2f s median\n' "$(median "${keep_all[@]}")"
+  printf 'hash + drop         %.2f s median\n' "$(median "${hash_all[@]}")"
+  printf 'RATIO hash/keep     %.3fx  (median of %d runs; target <= 1.10x)\n' "$(median "${pr_all[@]}")" "$RUNS"
+  exit 0
+fi
 
 sync_all=(); copy_all=(); ratio_all=(); rss_all=()
 for run in $(seq 1 "$RUNS"); do

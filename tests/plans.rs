@@ -399,3 +399,65 @@ async fn deleting_or_truncating_sessions_takes_their_children_with_them() {
         assert_eq!(count(&c, child).await, 0, "{child}");
     }
 }
+
+#[tokio::test]
+async fn erase_finds_a_person_through_the_selector_indexes_and_erases_by_key_probes() {
+    // Stored and analyzed before most rows exist (autovacuum off): the statistics say the
+    // tables are nearly empty, and the erase must still read through its indexes.
+    let db = TestDb::new().await;
+    let s = settings(&db, "");
+    let wh = sessionsync::warehouse::Warehouse::new(&s.warehouse).unwrap();
+    wh.migrate().await.unwrap();
+    let c = db.client().await;
+    seed(&c, &["a1"], 100).await;
+    c.batch_execute("ANALYZE").await.unwrap();
+    seed(&c, &["a2", "a3", "a4", "a5", "newacct"], 8000).await;
+    c.batch_execute(
+        "UPDATE takecontrol_sessions SET customer_email = 'c' || session_id || '@example.com', customer_name = 'C ' || session_id;
+         UPDATE superoffice_chat_sessions SET customer_email = 'c' || chat_session_id || '@example.com', customer_phone = '+420 ' || chat_session_id;
+         UPDATE mluvii_sessions SET phone_callback_number = '+420' || session_id, raw = jsonb_build_object('guest', jsonb_build_object('identity', 'g' || session_id));
+         UPDATE mluvii_routing_events SET phone_number = '+420' || session_id;",
+    )
+    .await
+    .unwrap();
+    let mut checked = 0;
+    for inv in sessionsync::personal::inventories() {
+        for selector in [
+            sessionsync::privacy::Selector::Email,
+            sessionsync::privacy::Selector::Phone,
+            sessionsync::privacy::Selector::Name,
+        ] {
+            for (sql, _) in sessionsync::personal::erase::probes(inv, selector) {
+                assert_probes(
+                    &c,
+                    &sql,
+                    "text[]",
+                    "'{c17@example.com,deadbeef}'::text[]",
+                    &[],
+                    "_idx",
+                )
+                .await;
+                checked += 1;
+            }
+        }
+        // The rows of the matched sessions, for every table erase changes: one key probe each.
+        let mut tables = vec![(inv.sessions, inv.id_column)];
+        tables.extend(inv.children.iter().copied());
+        for (table, key) in tables {
+            let sql = format!(
+                "SELECT count(*) FROM {table} WHERE ctid = ANY({})",
+                sessionsync::warehouse::privacy::rows_of(table, key)
+            );
+            assert_probes(
+                &c,
+                &sql,
+                "text, bigint[]",
+                "'newacct', '{17,18}'::bigint[]",
+                &["account"],
+                "",
+            )
+            .await;
+        }
+    }
+    assert!(checked >= 9, "{checked} selector statements");
+}

@@ -211,43 +211,14 @@ async fn find(
             }
         }
         Target::Value(selector, value) => {
-            let mut probes: Vec<(&str, String, Kind)> = inv
-                .columns
-                .iter()
-                .filter(|c| c.selectors.contains(selector))
-                .map(|c| (c.table, c.column.to_string(), c.kind))
-                .collect();
-            for (s, expr) in inv.lookups {
-                if s == selector {
-                    probes.push((inv.sessions, format!("({expr})"), Kind::Text));
-                }
-            }
-            for (table, expr, kind) in probes {
+            for (sql, kind) in probes(inv, *selector) {
                 let norm = fields::normalize(kind, value);
                 if norm.is_empty() {
                     continue;
                 }
                 let values = vec![norm.clone(), h.hex(&norm)];
-                let f = if kind == Kind::Phone {
-                    "sessionsync_norm_phone"
-                } else {
-                    "sessionsync_norm_text"
-                };
-                let id = if table == inv.sessions {
-                    inv.id_column
-                } else {
-                    inv.children
-                        .iter()
-                        .find(|(t, _)| *t == table)
-                        .map_or(inv.id_column, |(_, k)| *k)
-                };
                 let rows = c
-                    .query(
-                        &format!(
-                            "SELECT DISTINCT account, {id}::bigint FROM {table} WHERE {f}({expr}) = ANY($1::text[])"
-                        ),
-                        &[&values],
-                    )
+                    .query(&sql, &[&values])
                     .await
                     .map_err(WarehouseError::query("finding sessions to erase"))?;
                 out.extend(rows.iter().map(|r| (r.get(0), r.get(1))));
@@ -255,4 +226,45 @@ async fn find(
         }
     }
     Ok(out)
+}
+
+/// The statements that find the sessions of `inv` a `selector` matches (taking `$1 text[]`: the
+/// normalized value and its hash), each through the expression index of its column (migration
+/// 0014), with the normalization each applies.
+pub fn probes(inv: &Inventory, selector: Selector) -> Vec<(String, Kind)> {
+    let mut exprs: Vec<(&str, String, Kind)> = inv
+        .columns
+        .iter()
+        .filter(|c| c.selectors.contains(&selector))
+        .map(|c| (c.table, c.column.to_string(), c.kind))
+        .collect();
+    for (s, expr) in inv.lookups {
+        if *s == selector {
+            exprs.push((inv.sessions, format!("({expr})"), Kind::Text));
+        }
+    }
+    exprs
+        .into_iter()
+        .map(|(table, expr, kind)| {
+            let f = if kind == Kind::Phone {
+                "sessionsync_norm_phone"
+            } else {
+                "sessionsync_norm_text"
+            };
+            let id = if table == inv.sessions {
+                inv.id_column
+            } else {
+                inv.children
+                    .iter()
+                    .find(|(t, _)| *t == table)
+                    .map_or(inv.id_column, |(_, k)| *k)
+            };
+            (
+                format!(
+                    "SELECT DISTINCT account, {id}::bigint FROM {table} WHERE {f}({expr}) = ANY($1::text[])"
+                ),
+                kind,
+            )
+        })
+        .collect()
 }

@@ -44,7 +44,7 @@ pub async fn prepare_write(
 /// The addresses of the rows of `table` whose `column` is one of `$2` (bigint[]) for account
 /// `$1`: one probe of the key per id, whatever the planner's statistics say (as
 /// `warehouse::delete_children`).
-fn rows_of(table: &str, column: &str) -> String {
+pub fn rows_of(table: &str, column: &str) -> String {
     format!(
         "ARRAY(SELECT x.ctid FROM unnest($2::bigint[]) AS u(id)
                CROSS JOIN LATERAL (SELECT t.ctid FROM {table} t
