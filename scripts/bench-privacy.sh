@@ -100,7 +100,7 @@ apply_s=$(echo "$a1 - $a0" | bc -l)
 converted=$(grep -o 'brought [0-9]* session' "$tmp/apply.out" | grep -o '[0-9]*')
 printf 'privacy apply       %.1f s, %d sessions, %.0f sessions/s, peak RSS %.1f MB (target >= 20000/s)\n' "$apply_s" "$converted" \
   "$(echo "$converted / $apply_s" | bc -l)" "$(echo "$(cat "$tmp/rss") / 1024" | bc -l)"
-printf 'concurrent writer   slowest update %d ms (a batch is %d sessions)\n' "$(cat "$tmp/worst" 2>/dev/null || echo 0)" 2000
+printf 'concurrent writer   slowest update %d ms (one batch: 5000 sessions, about %.0f ms per connection)\n' "$(cat "$tmp/worst" 2>/dev/null || echo 0)" "$(echo "5000 * 2 * 1000 / ($converted / $apply_s)" | bc -l)"
 b0=$(date +%s.%N)
 $bin --config "$tmp/hash.toml" privacy apply >"$tmp/apply2.out"
 b1=$(date +%s.%N)

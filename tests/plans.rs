@@ -431,8 +431,8 @@ async fn erase_finds_a_person_through_the_selector_indexes_and_erases_by_key_pro
                 assert_probes(
                     &c,
                     &sql,
-                    "text[]",
-                    "'{c17@example.com,deadbeef}'::text[]",
+                    "text, text",
+                    "'c17@example.com', 'deadbeef'",
                     &[],
                     "_idx",
                 )

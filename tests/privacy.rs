@@ -959,7 +959,7 @@ async fn privacy_apply_converges_survives_being_stopped_and_a_second_run_does_no
             default: &default2,
             accounts: &accounts2,
         };
-        apply::apply(&mut first, &want, |_| {
+        apply::apply(vec![&mut first], &want, |_| {
             let _ = tx.send(());
             panic!("stopped after its first batch");
         })
@@ -976,7 +976,10 @@ async fn privacy_apply_converges_survives_being_stopped_and_a_second_run_does_no
     );
 
     let mut again = w.db.client().await;
-    let done = apply::apply(&mut again, &want, |_| {}).await.unwrap();
+    let mut other = w.db.client().await;
+    let done = apply::apply(vec![&mut again, &mut other], &want, |_| {})
+        .await
+        .unwrap();
     assert!(done.sessions.values().sum::<u64>() > 0);
     assert_eq!(apply::check(&c, &want).await.unwrap().total(), 0);
     for (value, class) in w.personal() {
@@ -1004,7 +1007,7 @@ async fn privacy_apply_converges_survives_being_stopped_and_a_second_run_does_no
         "SELECT string_agg(xmin::text, ',' ORDER BY session_id) FROM takecontrol_sessions",
     )
     .await;
-    let second = apply::apply(&mut again, &want, |_| {}).await.unwrap();
+    let second = apply::apply(vec![&mut again], &want, |_| {}).await.unwrap();
     assert_eq!(second.sessions.values().sum::<u64>(), 0, "{second:?}");
     assert_eq!(
         strings(

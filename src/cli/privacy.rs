@@ -194,7 +194,10 @@ pub async fn privacy_command(path: Option<PathBuf>, cmd: PrivacyCommand) -> Resu
         }
         PrivacyCommand::Apply { dry_run: false } => {
             let started = std::time::Instant::now();
-            let done = apply::apply(&mut conn, &want, |_| {}).await?;
+            // Two connections, each converting its own part of every account at once.
+            let wh = Warehouse::new(&settings.warehouse)?;
+            let mut second = wh.conn().await?;
+            let done = apply::apply(vec![&mut **conn, &mut **second], &want, |_| {}).await?;
             let total: u64 = done.sessions.values().sum();
             println!(
                 "brought {total} session(s) under the configured policy in {:.1} s",

@@ -39,6 +39,7 @@ impl Plan {
                 windowing.plan_range(source.settings(), from, to.min(Utc::now()))
             }
         };
+        let planned = within_retention(source, planned);
         let start = planned.first().map(|w| w.start);
         // Start where the last run left the window size (kept in sync_state).
         let remembered = state
@@ -634,4 +635,30 @@ async fn refresh_erasures(
             .map_err(WarehouseError::query("reading the recorded erasures")),
         None => Ok(0),
     }
+}
+
+/// The windows of a plan from the storage limit on (`retain_sessions`): a `start` or a backfill
+/// from before it is moved up to it, and says so; what lies before it is not read (a session
+/// written anyway, by a lookback, is removed again in its transaction).
+fn within_retention(source: &dyn Source, planned: Vec<Window>) -> Vec<Window> {
+    let Some(d) = source.privacy().and_then(|p| p.privacy.retain_sessions) else {
+        return planned;
+    };
+    let cut = crate::privacy::cutoff(d, Utc::now());
+    let Some(first) = planned.first().map(|w| w.start) else {
+        return planned;
+    };
+    if first >= cut {
+        return planned;
+    }
+    let k = source.key();
+    tracing::info!(source = k.source, account = %k.account, stream = k.stream, from = %first, to = %cut, "the range starts before the storage limit (retain_sessions): moved up to it");
+    planned
+        .into_iter()
+        .filter(|w| w.end > cut)
+        .map(|mut w| {
+            w.start = w.start.max(cut);
+            w
+        })
+        .collect()
 }

@@ -1,7 +1,9 @@
 //! `sessionsync privacy check` and `privacy apply` (docs/privacy.md section 2): rows written under
 //! another policy than the configured one are found by their `privacy_policy`, and brought under
-//! the current one in batches, each its own short transaction (the batch's session rows locked
-//! for its duration only), resumable because a converted row carries the new policy.
+//! the current one in batches, each its own short transaction that locks nothing before it
+//! writes: each row is updated by its address, so a row a concurrent sync rewrote meanwhile is
+//! left to that sync (whose write carries its own policy). Resumable, because a converted row
+//! carries the new policy.
 //!
 //! Only what is stricter now can be applied: a value stored in clear can be hashed or dropped, a
 //! hashed one dropped; nothing hashed or dropped comes back (such rows are rewritten as the new
@@ -9,7 +11,6 @@
 
 use std::collections::BTreeMap;
 
-use futures::future::try_join_all;
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
 
@@ -18,7 +19,33 @@ use crate::privacy::{Class, Column, Inventory, Policies, Policy, Privacy};
 use crate::warehouse::WarehouseError;
 
 /// Sessions converted per transaction.
-pub const BATCH: i64 = 2_000;
+pub const BATCH: i64 = 5_000;
+
+/// For the transaction of a batch that walks an index in order: no plan that reads the rest of
+/// the table (and sorts it) is allowed.
+pub const ORDERED_SCANS_ONLY: &str = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off";
+
+/// The statement that reads a batch of `inv`'s sessions stored under another policy (for the
+/// plan test): `$1` account, `$2` the last id of the previous batch, `$3` the policy, `$4` the
+/// last id of the part of the account this worker walks.
+pub fn batch_statement(inv: &Inventory) -> String {
+    let docs: Vec<&str> = inv.documents.iter().map(|(d, _)| *d).collect();
+    let cols: String = inv
+        .columns
+        .iter()
+        .filter(|c| c.table == inv.sessions)
+        .map(|c| format!(", {}::text", c.column))
+        .collect();
+    format!(
+        "SELECT ctid::text, {id}::bigint, privacy_policy, {docs}{cols} FROM {s}
+         WHERE account = $1 AND {id} > $2::bigint AND {id} <= $4::bigint
+           AND privacy_policy IS DISTINCT FROM $3
+         ORDER BY {id} LIMIT {BATCH}",
+        s = inv.sessions,
+        id = inv.id_column,
+        docs = docs.join(", "),
+    )
+}
 
 /// The policies a stored `privacy_policy` names (NULL: written before policies existed, so
 /// everything kept), and the fingerprint of the key it hashed with.
@@ -117,32 +144,73 @@ pub struct Applied {
 
 /// `privacy apply`: every account of every source, batch by batch, until no row differs.
 pub async fn apply(
-    c: &mut tokio_postgres::Client,
+    mut clients: Vec<&mut tokio_postgres::Client>,
     expected: &Expected<'_>,
-    mut progress: impl FnMut(&Applied),
+    progress: impl FnMut(&Applied) + Send,
 ) -> Result<Applied, WarehouseError> {
-    let mut out = Applied::default();
+    assert!(!clients.is_empty(), "apply needs a connection");
+    let shared = std::sync::Mutex::new((Applied::default(), progress));
     for inv in super::inventories() {
-        let accounts: Vec<String> = c
+        let accounts = clients[0]
             .query(
-                &format!("SELECT DISTINCT account FROM {} ORDER BY 1", inv.sessions),
+                &format!(
+                    "SELECT account, min({id})::bigint, max({id})::bigint FROM {s} GROUP BY 1 ORDER BY 1",
+                    s = inv.sessions,
+                    id = inv.id_column
+                ),
                 &[],
             )
             .await
-            .map_err(WarehouseError::query("listing accounts"))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        for account in accounts {
+            .map_err(WarehouseError::query("listing accounts"))?;
+        for r in accounts {
+            let (account, lo, hi): (String, i64, i64) = (r.get(0), r.get(1), r.get(2));
             let privacy = expected.of(inv.source, &account);
-            let mut after = i64::MIN;
-            while let Some(last) = batch(c, inv, &account, privacy, after, &mut out).await? {
-                after = last;
-                progress(&out);
-            }
+            // Each connection walks its own part of the account's ids (a backend each: the
+            // machine's cores work at once).
+            let n = clients.len() as i64;
+            let step = ((hi - lo) / n).max(1);
+            let workers = clients.iter_mut().enumerate().map(|(i, c)| {
+                let from = lo + step * i as i64 - 1;
+                let to = if i as i64 == n - 1 {
+                    hi
+                } else {
+                    lo + step * (i as i64 + 1) - 1
+                };
+                let (account, shared) = (&account, &shared);
+                async move {
+                    let mut after = from;
+                    while after < to {
+                        let mut mine = Applied::default();
+                        match batch(c, inv, account, privacy, (after, to), &mut mine).await? {
+                            Some(last) => {
+                                after = last;
+                                let mut g = shared.lock().expect("progress");
+                                let (total, progress) = &mut *g;
+                                total.add(&mine);
+                                progress(total);
+                            }
+                            None => break,
+                        }
+                    }
+                    Ok::<_, WarehouseError>(())
+                }
+            });
+            futures::future::try_join_all(workers).await?;
         }
     }
-    Ok(out)
+    Ok(shared.into_inner().expect("progress").0)
+}
+
+impl Applied {
+    fn add(&mut self, o: &Applied) {
+        for (k, v) in &o.sessions {
+            *self.sessions.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.children {
+            *self.children.entry(k.clone()).or_default() += v;
+        }
+        self.stricter_kept += o.stricter_kept;
+    }
 }
 
 /// One batch of `account`'s sessions after id `after` stored under another policy, converted in
@@ -152,7 +220,7 @@ async fn batch(
     inv: &Inventory,
     account: &str,
     privacy: &Privacy,
-    after: i64,
+    (after, to): (i64, i64),
     out: &mut Applied,
 ) -> Result<Option<i64>, WarehouseError> {
     let tag = privacy.tag();
@@ -166,50 +234,22 @@ async fn batch(
         .transaction()
         .await
         .map_err(WarehouseError::query("starting a privacy batch"))?;
-    let select = format!(
-        "SELECT ctid::text, {id}::bigint, privacy_policy, {docs}{cols} FROM {s}
-         WHERE account = $1 AND {id} > $2::bigint AND privacy_policy IS DISTINCT FROM $3
-         ORDER BY {id} LIMIT {BATCH} FOR UPDATE",
-        s = inv.sessions,
-        id = inv.id_column,
-        docs = docs.join(", "),
-        cols = session_cols
-            .iter()
-            .map(|c| format!(", {}::text", c.column))
-            .collect::<String>(),
-    );
-    let rows =
-        tx.query(&select, &[&account, &after, &tag])
-            .await
-            .map_err(WarehouseError::query(
-                "reading sessions to bring under the policy",
-            ))?;
+    // The batch walks the primary key in order from `after`: with statistics that say the
+    // table is small (autovacuum off), the planner would rather fetch every remaining row and
+    // sort it, once per batch. Ordered index scans are the only plans left to it here.
+    tx.batch_execute(ORDERED_SCANS_ONLY)
+        .await
+        .map_err(WarehouseError::query("planning a privacy batch"))?;
+    let select = batch_statement(inv);
+    let rows = tx
+        .query(&select, &[&account, &after, &tag, &to])
+        .await
+        .map_err(WarehouseError::query(
+            "reading sessions to bring under the policy",
+        ))?;
     let Some(last) = rows.last().map(|r| r.get::<_, i64>(1)) else {
         return Ok(None);
     };
-    let sets: Vec<String> = std::iter::once("privacy_policy = $2".to_string())
-        .chain(
-            docs.iter()
-                .enumerate()
-                .map(|(i, d)| format!("{d} = ${}", i + 3)),
-        )
-        .chain(session_cols.iter().enumerate().map(|(i, c)| {
-            let cast = if c.kind == Kind::Whole {
-                "::text::jsonb"
-            } else {
-                ""
-            };
-            format!("{} = ${}{cast}", c.column, i + 3 + docs.len())
-        }))
-        .collect();
-    let update = tx
-        .prepare(&format!(
-            "UPDATE {} SET {} WHERE ctid = $1::text::tid",
-            inv.sessions,
-            sets.join(", ")
-        ))
-        .await
-        .map_err(WarehouseError::query("preparing the privacy update"))?;
     // Each session's stored policy, for its children.
     let mut since_of: BTreeMap<i64, Policies> = BTreeMap::new();
     let mut values: Vec<(String, Vec<Value>, Vec<Option<String>>)> = Vec::with_capacity(rows.len());
@@ -248,19 +288,43 @@ async fn batch(
         since_of.insert(r.get(1), before);
         values.push((r.get(0), docs_after, cols_after));
     }
-    let updates = values.iter().map(|(ctid, d, cols)| {
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![ctid, &tag];
-        for v in d {
-            params.push(v);
-        }
-        for v in cols {
-            params.push(v);
-        }
-        let update = &update;
-        let tx = &tx;
-        async move { tx.execute(update, &params).await }
-    });
-    try_join_all(updates)
+    // One statement for the batch: each row found by its address (a parameterized TID scan).
+    let mut sets = vec!["privacy_policy = $1".to_string()];
+    let mut unnest = vec!["$2::text[]::tid[]".to_string()];
+    let mut names = vec!["tid".to_string()];
+    for (i, d) in docs.iter().enumerate() {
+        sets.push(format!("{d} = u.d{i}"));
+        unnest.push(format!("${}::jsonb[]", i + 3));
+        names.push(format!("d{i}"));
+    }
+    for (i, c) in session_cols.iter().enumerate() {
+        let cast = if c.kind == Kind::Whole { "::jsonb" } else { "" };
+        sets.push(format!("{} = u.c{i}{cast}", c.column));
+        unnest.push(format!("${}::text[]", i + 3 + docs.len()));
+        names.push(format!("c{i}"));
+    }
+    let sql = format!(
+        "UPDATE {} t SET {} FROM unnest({}) AS u({}) WHERE t.ctid = u.tid",
+        inv.sessions,
+        sets.join(", "),
+        unnest.join(", "),
+        names.join(", ")
+    );
+    let tids: Vec<&str> = values.iter().map(|v| v.0.as_str()).collect();
+    let doc_cols: Vec<Vec<&Value>> = (0..docs.len())
+        .map(|i| values.iter().map(|v| &v.1[i]).collect())
+        .collect();
+    let text_cols: Vec<Vec<Option<&str>>> = (0..session_cols.len())
+        .map(|i| values.iter().map(|v| v.2[i].as_deref()).collect())
+        .collect();
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&tag, &tids];
+    for d in &doc_cols {
+        params.push(d);
+    }
+    for c in &text_cols {
+        params.push(c);
+    }
+    tx.execute(&sql, &params)
         .await
         .map_err(WarehouseError::query("bringing sessions under the policy"))?;
     // Children: their personal columns, by the stored policy of their session.
@@ -274,6 +338,8 @@ async fn batch(
     tables.dedup();
     for table in tables {
         let cols: Vec<&Column> = inv.columns.iter().filter(|c| c.table == table).collect();
+        // A column whose class depends on another (a chat line's author on who wrote it).
+        let by = inv.classed_by.iter().find(|b| b.0 == table);
         let key = inv
             .children
             .iter()
@@ -283,8 +349,9 @@ async fn batch(
             .query(
                 &format!(
                     "SELECT t.* FROM unnest($2::bigint[]) AS u(id)
-                     CROSS JOIN LATERAL (SELECT t0.ctid::text, t0.{key}::bigint{} FROM {table} t0
+                     CROSS JOIN LATERAL (SELECT t0.ctid::text, t0.{key}::bigint, {}::text{} FROM {table} t0
                          WHERE t0.account = $1 AND t0.{key} = u.id OFFSET 0) AS t",
+                    by.map_or("NULL".to_string(), |b| format!("t0.{}", b.2)),
                     cols.iter()
                         .map(|c| format!(", t0.{}::text", c.column))
                         .collect::<String>()
@@ -295,19 +362,6 @@ async fn batch(
             .map_err(WarehouseError::query(
                 "reading child rows to bring under the policy",
             ))?;
-        let update = tx
-            .prepare(&format!(
-                "UPDATE {table} SET {} WHERE ctid = $1::text::tid",
-                cols.iter()
-                    .enumerate()
-                    .map(|(i, c)| format!("{} = ${}", c.column, i + 2))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-            .await
-            .map_err(WarehouseError::query(
-                "preparing the privacy update of a child table",
-            ))?;
         let mut changed: Vec<(String, Vec<Option<String>>)> = Vec::new();
         for r in &rows {
             let session: i64 = r.get(1);
@@ -316,29 +370,56 @@ async fn batch(
                 hasher: privacy.hasher(),
                 since: since_of.get(&session).copied(),
             };
-            let before: Vec<Option<String>> = (0..cols.len()).map(|i| r.get(2 + i)).collect();
+            let kind_of_row: Option<String> = r.get(2);
+            let before: Vec<Option<String>> = (0..cols.len()).map(|i| r.get(3 + i)).collect();
             let after: Vec<Option<String>> = cols
                 .iter()
                 .zip(&before)
-                .map(|(c, v)| scrub.text(c.classes, c.kind, v.clone()))
+                .map(|(c, v)| {
+                    let classes = match by {
+                        Some((_, col, _, f)) if *col == c.column => f(kind_of_row.as_deref()),
+                        _ => c.classes,
+                    };
+                    scrub.text(classes, c.kind, v.clone())
+                })
                 .collect();
             if after != before {
                 changed.push((r.get(0), after));
             }
         }
         *out.children.entry(table.to_string()).or_default() += changed.len() as u64;
-        let updates = changed.iter().map(|(ctid, vals)| {
-            let mut params: Vec<&(dyn ToSql + Sync)> = vec![ctid];
-            for v in vals {
+        if !changed.is_empty() {
+            let sets: Vec<String> = cols
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("{} = u.c{i}", c.column))
+                .collect();
+            let unnest: Vec<String> = std::iter::once("$1::text[]::tid[]".to_string())
+                .chain((0..cols.len()).map(|i| format!("${}::text[]", i + 2)))
+                .collect();
+            let names: Vec<String> = std::iter::once("tid".to_string())
+                .chain((0..cols.len()).map(|i| format!("c{i}")))
+                .collect();
+            let sql = format!(
+                "UPDATE {table} t SET {} FROM unnest({}) AS u({}) WHERE t.ctid = u.tid",
+                sets.join(", "),
+                unnest.join(", "),
+                names.join(", ")
+            );
+            let tids: Vec<&str> = changed.iter().map(|c| c.0.as_str()).collect();
+            let vals: Vec<Vec<Option<&str>>> = (0..cols.len())
+                .map(|i| changed.iter().map(|c| c.1[i].as_deref()).collect())
+                .collect();
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&tids];
+            for v in &vals {
                 params.push(v);
             }
-            let update = &update;
-            let tx = &tx;
-            async move { tx.execute(update, &params).await }
-        });
-        try_join_all(updates).await.map_err(WarehouseError::query(
-            "bringing child rows under the policy",
-        ))?;
+            tx.execute(&sql, &params)
+                .await
+                .map_err(WarehouseError::query(
+                    "bringing child rows under the policy",
+                ))?;
+        }
     }
     tx.commit()
         .await

@@ -216,9 +216,9 @@ async fn find(
                 if norm.is_empty() {
                     continue;
                 }
-                let values = vec![norm.clone(), h.hex(&norm)];
+                let hashed = h.hex(&norm);
                 let rows = c
-                    .query(&sql, &[&values])
+                    .query(&sql, &[&norm, &hashed])
                     .await
                     .map_err(WarehouseError::query("finding sessions to erase"))?;
                 out.extend(rows.iter().map(|r| (r.get(0), r.get(1))));
@@ -228,9 +228,9 @@ async fn find(
     Ok(out)
 }
 
-/// The statements that find the sessions of `inv` a `selector` matches (taking `$1 text[]`: the
-/// normalized value and its hash), each through the expression index of its column (migration
-/// 0014), with the normalization each applies.
+/// The statements that find the sessions of `inv` a `selector` matches (taking `$1` the
+/// normalized value and `$2` its hash), each through the hash index of its column's normalized
+/// expression (migration 0014), with the normalization each applies.
 pub fn probes(inv: &Inventory, selector: Selector) -> Vec<(String, Kind)> {
     let mut exprs: Vec<(&str, String, Kind)> = inv
         .columns
@@ -261,7 +261,7 @@ pub fn probes(inv: &Inventory, selector: Selector) -> Vec<(String, Kind)> {
             };
             (
                 format!(
-                    "SELECT DISTINCT account, {id}::bigint FROM {table} WHERE {f}({expr}) = ANY($1::text[])"
+                    "SELECT DISTINCT account, {id}::bigint FROM {table} WHERE {f}({expr}) = $1::text OR {f}({expr}) = $2::text"
                 ),
                 kind,
             )

@@ -76,16 +76,20 @@ pub struct Column {
 
 /// HMAC-SHA256 with the configured key, already keyed (cloned for each value).
 #[derive(Clone)]
-pub struct Hasher(Hmac<Sha256>);
+pub struct Hasher {
+    mac: Hmac<Sha256>,
+}
 
 impl Hasher {
     pub fn new(key: &[u8]) -> Hasher {
-        Hasher(Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length"))
+        Hasher {
+            mac: Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length"),
+        }
     }
 
     /// Lower-case hex of HMAC-SHA256(key, `text` as given).
     pub fn hex(&self, text: &str) -> String {
-        let mut mac = self.0.clone();
+        let mut mac = self.mac.clone();
         mac.update(text.as_bytes());
         hex(&mac.finalize().into_bytes())
     }
@@ -115,6 +119,18 @@ pub fn normalize(kind: Kind, value: &str) -> String {
             .filter(|c| *c == '+' || c.is_ascii_digit())
             .collect(),
         _ => {
+            // The common case: ASCII, single spaces, nothing to trim.
+            let b = value.as_bytes();
+            if b.is_ascii()
+                && b.first().is_some_and(|c| !c.is_ascii_whitespace())
+                && b.last().is_some_and(|c| !c.is_ascii_whitespace())
+                && !b
+                    .windows(2)
+                    .any(|w| w[0].is_ascii_whitespace() && w[1].is_ascii_whitespace())
+                && !b.iter().any(|c| c.is_ascii_whitespace() && *c != b' ')
+            {
+                return value.to_ascii_lowercase();
+            }
             let mut out = String::with_capacity(value.len());
             for word in value.split_whitespace() {
                 if !out.is_empty() {
@@ -162,8 +178,13 @@ impl Scrub<'_> {
             if policy == Policy::Keep {
                 continue;
             }
-            let segments: Vec<&str> = f.path.split('.').collect();
-            self.at(doc, &segments, f.kind, policy);
+            let mut segments = [""; 8];
+            let mut n = 0;
+            for p in f.path.split('.').take(segments.len()) {
+                segments[n] = p;
+                n += 1;
+            }
+            self.at(doc, &segments[..n], f.kind, policy);
         }
     }
 
@@ -183,38 +204,20 @@ impl Scrub<'_> {
         let Value::Object(o) = v else {
             return;
         };
-        let keys: Vec<String> = o
-            .keys()
-            .filter(|k| k.eq_ignore_ascii_case(key))
-            .cloned()
-            .collect();
-        for k in keys {
-            if rest.is_empty() && !each {
-                match policy {
-                    Policy::Drop if kind != Kind::UrlQuery => {
-                        o.remove(&k);
-                    }
-                    _ => {
-                        if let Some(leaf) = o.get_mut(&k) {
-                            self.leaf(leaf, kind, policy);
-                        }
-                    }
-                }
-            } else if let Some(child) = o.get_mut(&k) {
-                if each {
-                    if rest.is_empty() {
-                        // Every element of a list of values.
-                        if policy == Policy::Drop {
-                            o.remove(&k);
-                        } else if let Some(child) = o.get_mut(&k) {
-                            for_each(child, |e| self.leaf(e, kind, policy));
-                        }
-                        continue;
-                    }
-                    for_each(child, |e| self.at(e, rest, kind, policy));
-                } else {
-                    self.at(child, rest, kind, policy);
-                }
+        if rest.is_empty() && policy == Policy::Drop && kind != Kind::UrlQuery {
+            o.retain(|k, _| !k.eq_ignore_ascii_case(key));
+            return;
+        }
+        for (k, child) in o.iter_mut() {
+            if !k.eq_ignore_ascii_case(key) {
+                continue;
+            }
+            match (rest.is_empty(), each) {
+                (true, false) => self.leaf(child, kind, policy),
+                // Every element of a list of values.
+                (true, true) => for_each(child, |e| self.leaf(e, kind, policy)),
+                (false, true) => for_each(child, |e| self.at(e, rest, kind, policy)),
+                (false, false) => self.at(child, rest, kind, policy),
             }
         }
     }

@@ -79,6 +79,11 @@ pub fn markdown(invs: &[&Inventory]) -> String {
                 s.name().replace('_', "-")
             ));
         }
+        for (table, col, by, _) in inv.classed_by {
+            out.push_str(&format!(
+                "\n`{table}.{col}` is `customer_identity` or `agent_identity` by `{by}` (who wrote it); the stricter of the two when `{by}` says neither.\n"
+            ));
+        }
         out.push_str(&format!(
             "\nA session's age is its `{}`; its children: {}.\n",
             inv.start_column,

@@ -34,6 +34,14 @@ pub struct PrivacySettings {
     pub retain_transcripts: Option<Duration>,
 }
 
+/// See [`Inventory::classed_by`].
+pub type ClassedBy = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(Option<&str>) -> &'static [Class],
+);
+
 /// A personal-data source: the field lists of its records and the tables and columns that
 /// hold personal data (each source's `personal.rs`).
 pub struct Inventory {
@@ -56,6 +64,10 @@ pub struct Inventory {
     /// Values `erase` also matches on that have no column of their own: (selector, an
     /// expression over the session table, indexed through `sessionsync_norm_text`).
     pub lookups: &'static [(Selector, &'static str)],
+    /// Columns whose class depends on another column of their row: (table, column, the
+    /// column it depends on, its classes by that column's value): a chat line's author is the
+    /// customer's or an agent's name by who wrote it.
+    pub classed_by: &'static [ClassedBy],
     /// Child tables and the column that names their session (`(table, session column)`).
     pub children: &'static [(&'static str, &'static str)],
     /// Child tables holding transcripts, for `retain_transcripts`: (table, session column); their

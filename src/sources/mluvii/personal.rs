@@ -216,6 +216,7 @@ pub static INVENTORY: Inventory = Inventory {
         (Selector::Email, "raw -> 'guest' ->> 'identity'"),
         (Selector::Name, "raw -> 'guest' ->> 'identity'"),
     ],
+    classed_by: &[],
     children: &[
         ("mluvii_session_operators", "session_id"),
         ("mluvii_routing_events", "session_id"),

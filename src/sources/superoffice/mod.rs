@@ -434,7 +434,8 @@ impl SuperOffice {
                             seen.m = seen.m.max(i64::from(m.chat_message_id));
                         }
                         m.message = m.message.map(|t| lenient::clean(&t));
-                        m.author = scrub.text(personal::AUTHOR, Kind::Text, m.author.take());
+                        let class = personal::author_class(m.kind.as_deref());
+                        m.author = scrub.text(class, Kind::Text, m.author.take());
                         m.message = scrub.text(
                             &[crate::privacy::Class::Transcripts],
                             Kind::Text,

@@ -93,6 +93,16 @@ pub const MESSAGE: &[Field] = &[
 /// A message's author is the customer or an agent.
 pub const AUTHOR: &[crate::privacy::Class] = &[CustomerIdentity, AgentIdentity];
 
+/// The class of a message's author by its `Type`: `ToCustomer` is an agent writing, `ToUser`
+/// the customer; both for anything else.
+pub fn author_class(kind: Option<&str>) -> &'static [crate::privacy::Class] {
+    match kind.map(str::trim) {
+        Some(t) if t.eq_ignore_ascii_case("ToCustomer") => &[AgentIdentity],
+        Some(t) if t.eq_ignore_ascii_case("ToUser") => &[CustomerIdentity],
+        _ => AUTHOR,
+    }
+}
+
 pub static INVENTORY: Inventory = Inventory {
     source: "superoffice",
     stream: "chat_sessions",
@@ -178,6 +188,7 @@ pub static INVENTORY: Inventory = Inventory {
         "superoffice_chat_messages.special_param",
     ],
     lookups: &[],
+    classed_by: &[("superoffice_chat_messages", "author", "type", author_class)],
     children: &[("superoffice_chat_messages", "chat_session_id")],
     transcript_keys: &[],
     transcripts: &[("superoffice_chat_messages", "chat_session_id")],

@@ -284,8 +284,12 @@ pub fn normalize(
             let erased =
                 privacy.is_erased(super::SOURCE, account, &id, &[(&raw, personal::RECORD)]);
             let scrubbed = erased || !privacy.policies.keeps_everything();
-            let children =
-                scrubbed.then(|| (f.get("chat_info").cloned(), f.get("video_links").cloned()));
+            let children = scrubbed.then(|| {
+                (
+                    f.get("chat_info").map(|v| chat_messages(v, tz)),
+                    f.get("video_links").map(video_links),
+                )
+            });
             (erased, children)
         }
         _ => (false, None),
@@ -364,21 +368,26 @@ pub fn normalize(
         Ok(b) => b,
         Err(e) => return reject(key, format!("invalid_has_videos: {e}"), raw),
     };
-    let (chat_info, links) = match &clear_children {
-        Some((c, v)) => (c.as_ref(), v.as_ref()),
-        None => (f.get("chat_info"), f.get("video_links")),
+    let scrub_children = clear_children.is_some();
+    let (chat_info, links) = match clear_children {
+        Some(parsed) => parsed,
+        None => (
+            f.get("chat_info").map(|v| chat_messages(v, tz)),
+            f.get("video_links").map(video_links),
+        ),
     };
-    let mut messages = match chat_info.map(|v| chat_messages(v, tz)).transpose() {
+    let mut messages = match chat_info.transpose() {
         Ok(m) => m.unwrap_or_default(),
         Err(e) => return reject(key, format!("malformed_chat_info: {e}"), raw),
     };
-    let mut videos = match links.map(video_links).transpose() {
+    let mut videos = match links.transpose() {
         Ok(v) => v.unwrap_or_default(),
         Err(e) => return reject(key, format!("malformed_video_links: {e}"), raw),
     };
-    if clear_children.is_some() {
+    if scrub_children {
         for m in &mut messages {
-            m.author = scrub.text(personal::MESSAGE_AUTHOR, Kind::Text, m.author.take());
+            let class = personal::author_class(m.author_type.as_deref());
+            m.author = scrub.text(class, Kind::Text, m.author.take());
             m.message = scrub.text(personal::MESSAGE_TEXT, Kind::Text, m.message.take());
         }
         videos = videos

@@ -111,9 +111,20 @@ pub const RECORD: &[Field] = &[
     },
 ];
 
-/// A chat line's columns, as written (`takecontrol_chat_messages`).
-pub const MESSAGE_AUTHOR: &[crate::privacy::Class] = AUTHOR;
+/// A chat line's text (`takecontrol_chat_messages.message`).
 pub const MESSAGE_TEXT: &[crate::privacy::Class] = &[Transcripts];
+
+/// The class of a chat line's author (docs/privacy.md section 1): a technician's name when a
+/// technician wrote it (`type` tech), the customer's otherwise; both when the type is missing.
+pub fn author_class(author_type: Option<&str>) -> &'static [crate::privacy::Class] {
+    match author_type.map(str::trim) {
+        Some(t) if t.eq_ignore_ascii_case("tech") || t.eq_ignore_ascii_case("technician") => {
+            &[AgentIdentity]
+        }
+        Some(t) if t.eq_ignore_ascii_case("customer") => &[CustomerIdentity],
+        _ => AUTHOR,
+    }
+}
 
 pub static INVENTORY: Inventory = Inventory {
     source: "takecontrol",
@@ -225,6 +236,12 @@ pub static INVENTORY: Inventory = Inventory {
         "takecontrol_video_links.account",
     ],
     lookups: &[],
+    classed_by: &[(
+        "takecontrol_chat_messages",
+        "author",
+        "author_type",
+        author_class,
+    )],
     children: &[
         ("takecontrol_chat_messages", "session_id"),
         ("takecontrol_video_links", "session_id"),
