@@ -3,9 +3,15 @@
 //! # Layout
 //! - [`model`]: the plain data every layer shares (stream key, window, outcome, records set
 //!   aside, run totals); a leaf that imports nothing of the crate.
+//! - [`secret`]: a value that never prints (keys, tickets, tokens); a leaf.
 //! - [`config`]: the TOML file, `${VAR}` substitution, the shared sections and stream/HTTP
 //!   settings, validated once into [`config::Settings`]; each source reads its own `[[name]]`
 //!   entries ([`config::SourceConfig`]); secrets are [`config::Secret`] and never print.
+//! - [`privacy`]: personal data: classes and policies, what a policy does to a record before
+//!   anything is written, the inventory types each source fills in (its `personal.rs`), the
+//!   recorded erasures; a leaf. [`personal`]: what `erase`, `privacy apply|check` and
+//!   `retention` do to a stored warehouse (the SQL every write shares is
+//!   `warehouse::privacy`).
 //! - [`engine`]: vendor-agnostic: the [`engine::Source`] trait, time windows, the per-stream
 //!   advisory lock, one transaction per window with its watermark, run records, the scheduler.
 //! - [`http`]: the HTTP client every source uses: rate ceiling, retries with backoff and jitter,
