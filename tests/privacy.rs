@@ -722,6 +722,12 @@ async fn a_session_mluvii_anonymises_after_it_left_the_lookback_is_anonymised_af
         "{:?}",
         strings(&c, &format!("SELECT raw::text FROM mluvii_sessions WHERE session_id = {id}")).await
     );
+    assert!(
+        h.metrics
+            .encode()
+            .contains("sessionsync_erased_sessions_total{source=\"mluvii\"}"),
+        "anonymisations are counted"
+    );
     // The next cycles keep it so (mluvii lists it as anonymised; nothing clear comes back).
     let r = h
         .engine

@@ -49,6 +49,8 @@ pub struct Mluvii {
     http: HttpClient,
     /// The policies its records are written under, and the recorded erasures.
     privacy: crate::privacy::Privacy,
+    /// For `sessionsync_erased_sessions_total`: sessions mluvii anonymised, read again.
+    metrics: Arc<Metrics>,
     tokens: auth::TokenCache,
 }
 
@@ -122,7 +124,12 @@ impl Mluvii {
         metrics: Arc<Metrics>,
         privacy: crate::privacy::Privacy,
     ) -> Self {
-        let http = HttpClient::new(SOURCE, &settings.stream.account, &settings.http, metrics);
+        let http = HttpClient::new(
+            SOURCE,
+            &settings.stream.account,
+            &settings.http,
+            metrics.clone(),
+        );
         let tokens = auth::TokenCache::new(
             crate::sources::endpoint_url(&settings.base_url, TOKEN_PATH),
             &settings.stream.account,
@@ -138,6 +145,7 @@ impl Mluvii {
             settings,
             http,
             privacy,
+            metrics,
             tokens,
         }
     }
@@ -505,6 +513,12 @@ impl Source for Mluvii {
         }
         if !anonymized.is_empty() {
             tracing::info!(account = %self.key.account, sessions = anonymized.len(), "mluvii anonymised sessions since the last look; read again");
+            self.metrics
+                .erased_sessions
+                .get_or_create(&crate::telemetry::SourceLabels {
+                    source: SOURCE.to_string(),
+                })
+                .inc_by(anonymized.len() as u64);
         }
         for (id, mark) in read.marks {
             mem.mark(id, mark);
