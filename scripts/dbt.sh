@@ -21,6 +21,7 @@ for k, v in vals.items():
     print(f"export {k}={shlex.quote(v)}")
 PY
 )"
+export DBT_SEND_ANONYMOUS_USAGE_STATS=false
 dbt="dbt"
 [ -x .venv-dbt/bin/dbt ] && dbt=.venv-dbt/bin/dbt
 exec "$dbt" "$@" --project-dir dbt --profiles-dir dbt
