@@ -340,11 +340,7 @@ async fn batch(
         let cols: Vec<&Column> = inv.columns.iter().filter(|c| c.table == table).collect();
         // A column whose class depends on another (a chat line's author on who wrote it).
         let by = inv.classed_by.iter().find(|b| b.0 == table);
-        let key = inv
-            .children
-            .iter()
-            .find(|(t, _)| *t == table)
-            .map_or(inv.id_column, |(_, k)| *k);
+        let key = inv.session_column(table);
         let rows = tx
             .query(
                 &format!(

@@ -251,14 +251,7 @@ pub fn probes(inv: &Inventory, selector: Selector) -> Vec<(String, Kind)> {
             } else {
                 "sessionsync_norm_text"
             };
-            let id = if table == inv.sessions {
-                inv.id_column
-            } else {
-                inv.children
-                    .iter()
-                    .find(|(t, _)| *t == table)
-                    .map_or(inv.id_column, |(_, k)| *k)
-            };
+            let id = inv.session_column(table);
             (
                 format!(
                     "SELECT DISTINCT account, {id}::bigint FROM {table} WHERE {f}({expr}) = $1::text OR {f}({expr}) = $2::text"

@@ -94,10 +94,21 @@ async fn batched(
         return Ok(n as u64);
     }
     let sql = format!("DELETE FROM {table} WHERE ctid = ANY(ARRAY({select} LIMIT {BATCH}))");
+    delete_in_batches(c, &sql, &[&cut], batches).await
+}
+
+/// Runs `delete` (which deletes at most [`BATCH`] rows, each run its own transaction) until it
+/// deletes fewer; the rows of each run go to `batches`.
+async fn delete_in_batches(
+    c: &tokio_postgres::Client,
+    delete: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    batches: &mut Vec<u64>,
+) -> Result<u64, WarehouseError> {
     let mut total = 0u64;
     loop {
         let n = c
-            .execute(&sql, &[&cut])
+            .execute(delete, params)
             .await
             .map_err(WarehouseError::query(
                 "deleting rows over the storage limit",
@@ -143,6 +154,15 @@ async fn old_sessions(
         .collect())
 }
 
+/// A step's sessions, by account.
+fn by_account(step: &[(DateTime<Utc>, String, i64)]) -> BTreeMap<&str, Vec<i64>> {
+    let mut out: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for (_, account, id) in step {
+        out.entry(account.as_str()).or_default().push(*id);
+    }
+    out
+}
+
 /// Sessions looked at per step of a child pass.
 const SESSIONS_PER_STEP: i64 = 1_000;
 
@@ -175,10 +195,7 @@ async fn children_of_old(
         let Some(last) = step.last().cloned() else {
             return Ok(total);
         };
-        let mut by_account: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
-        for (_, account, id) in &step {
-            by_account.entry(account).or_default().push(*id);
-        }
+        let by_account = by_account(&step);
         for (account, ids) in by_account {
             if dry_run {
                 let n: i64 = c
@@ -191,21 +208,7 @@ async fn children_of_old(
                 total += n as u64;
                 continue;
             }
-            loop {
-                let n =
-                    c.execute(&delete, &[&account, &ids])
-                        .await
-                        .map_err(WarehouseError::query(
-                            "deleting rows over the storage limit",
-                        ))?;
-                total += n;
-                if n > 0 {
-                    batches.push(n);
-                }
-                if n < BATCH as u64 {
-                    break;
-                }
-            }
+            total += delete_in_batches(c, &delete, &[&account, &ids], batches).await?;
         }
         after = last;
     }
@@ -284,10 +287,7 @@ async fn transcripts(
         let Some(last) = step.last().cloned() else {
             return Ok(());
         };
-        let mut by_account: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
-        for (_, account, id) in &step {
-            by_account.entry(account).or_default().push(*id);
-        }
+        let by_account = by_account(&step);
         for (account, ids) in by_account {
             let n: i64 = c
                 .query_one(&sql, &[&account, &ids])

@@ -78,6 +78,17 @@ pub struct Inventory {
     pub transcript_keys: &'static [&'static str],
 }
 
+impl Inventory {
+    /// The column of `table` (the session table or one of its children) that holds the
+    /// session's id.
+    pub fn session_column(&self, table: &str) -> &'static str {
+        self.children
+            .iter()
+            .find(|(t, _)| *t == table)
+            .map_or(self.id_column, |(_, k)| *k)
+    }
+}
+
 /// The erasures recorded in the warehouse (their selector hashes), as this process last read
 /// them. The set only grows; `version` is the largest erasure id read.
 #[derive(Debug, Default)]

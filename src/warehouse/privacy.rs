@@ -76,14 +76,7 @@ pub async fn erase_sessions(
             .filter(|c| c.table == table)
             .map(|c| c.column)
             .collect();
-        let key = if table == inv.sessions {
-            inv.id_column
-        } else {
-            inv.children
-                .iter()
-                .find(|(t, _)| *t == table)
-                .map_or(inv.id_column, |(_, k)| *k)
-        };
+        let key = inv.session_column(table);
         let any_set = cols
             .iter()
             .map(|c| format!("{c} IS NOT NULL"))

@@ -217,6 +217,17 @@ impl Mluvii {
         }
     }
 
+    /// One page of the `Sessions` list for `query`.
+    async fn list_page(&self, query: &[(&str, String)]) -> Result<Vec<Value>, SourceError> {
+        let body = self.get(LIST_PATH, self.url(LIST_PATH), query).await?;
+        model::list_items(&String::from_utf8_lossy(&body)).map_err(|detail| SourceError::Body {
+            source_name: SOURCE,
+            account: self.key.account.clone(),
+            endpoint: LIST_PATH,
+            detail,
+        })
+    }
+
     /// The ids of the sessions mluvii anonymised since `since` (`Anonymized.Min`, paged as the
     /// window list is).
     async fn list_anonymized(&self, since: DateTime<Utc>) -> Result<Vec<i64>, SourceError> {
@@ -229,15 +240,7 @@ impl Mluvii {
                 ("limit", limit.to_string()),
                 ("offset", offset.to_string()),
             ];
-            let body = self.get(LIST_PATH, self.url(LIST_PATH), &query).await?;
-            let items = model::list_items(&String::from_utf8_lossy(&body)).map_err(|detail| {
-                SourceError::Body {
-                    source_name: SOURCE,
-                    account: self.key.account.clone(),
-                    endpoint: LIST_PATH,
-                    detail,
-                }
-            })?;
+            let items = self.list_page(&query).await?;
             let before = found.len();
             for item in &items {
                 if let Ok(id) = model::listed(item).id {
@@ -271,15 +274,7 @@ impl Mluvii {
                 ("limit", limit.to_string()),
                 ("offset", offset.to_string()),
             ];
-            let body = self.get(LIST_PATH, self.url(LIST_PATH), &query).await?;
-            let items = model::list_items(&String::from_utf8_lossy(&body)).map_err(|detail| {
-                SourceError::Body {
-                    source_name: SOURCE,
-                    account: self.key.account.clone(),
-                    endpoint: LIST_PATH,
-                    detail,
-                }
-            })?;
+            let items = self.list_page(&query).await?;
             let n = items.len();
             if n > 0 && offset > 0 && previous_first.as_ref() == items.first() {
                 return Err(self.vendor(format!(
