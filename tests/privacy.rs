@@ -387,39 +387,10 @@ async fn a_hashing_policy_leaves_no_clear_identity_and_hashes_join_across_the_th
         assert!(!metrics.contains(value.as_str()), "`{value}` in /metrics");
     }
     // `privacy check` agrees: nothing stored under another policy.
-    let (default, accounts) = expected(&settings(&w.db, &toml));
-    let drift = apply::check(
-        &c,
-        &apply::Expected {
-            default: &default,
-            accounts: &accounts,
-        },
-    )
-    .await
-    .unwrap();
+    let drift = apply::check(&c, &apply::Expected::from_settings(&settings(&w.db, &toml)))
+        .await
+        .unwrap();
     assert_eq!(drift.total(), 0, "{drift:?}");
-}
-
-fn expected(
-    s: &sessionsync::config::Settings,
-) -> (
-    sessionsync::privacy::Privacy,
-    Vec<(String, String, sessionsync::privacy::Privacy)>,
-) {
-    let e = std::sync::Arc::new(sessionsync::privacy::Erasures::default());
-    let default = sessionsync::privacy::Privacy::new(&s.privacy, &Default::default(), e.clone());
-    let accounts = s
-        .accounts
-        .iter()
-        .map(|a| {
-            (
-                a.source().to_string(),
-                a.stream().account.clone(),
-                sessionsync::privacy::Privacy::new(&s.privacy, &a.stream().privacy, e.clone()),
-            )
-        })
-        .collect();
-    (default, accounts)
 }
 
 /// Status, times and durations of every session of the three systems: what erasure keeps.
@@ -947,24 +918,16 @@ async fn privacy_apply_converges_survives_being_stopped_and_a_second_run_does_no
         &w.db,
         &w.toml("customer_identity = \"hash\"\ntranscripts = \"drop\"", ""),
     );
-    let (default, accounts) = expected(&strict);
-    let want = apply::Expected {
-        default: &default,
-        accounts: &accounts,
-    };
+    let want = apply::Expected::from_settings(&strict);
     let drift = apply::check(&c, &want).await.unwrap();
     assert!(drift.total() >= 60, "{drift:?}");
 
     // Stopped after its first batch (the task is dropped mid-way, as a kill would).
     let mut first = w.db.client().await;
-    let default2 = default.clone();
-    let accounts2 = accounts.clone();
+    let stopped = apply::Expected::from_settings(&strict);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
-        let want = apply::Expected {
-            default: &default2,
-            accounts: &accounts2,
-        };
+        let want = stopped;
         apply::apply(vec![&mut first], &want, |_| {
             let _ = tx.send(());
             panic!("stopped after its first batch");

@@ -409,11 +409,7 @@ async fn check(path: Option<PathBuf>) -> Result<u8, Failure> {
                             wh.schema()
                         ),
                     );
-                    let (default, accounts) = privacy::expected(&settings);
-                    let want = crate::personal::apply::Expected {
-                        default: &default,
-                        accounts: &accounts,
-                    };
+                    let want = crate::personal::apply::Expected::from_settings(&settings);
                     // Before the first migration there is nothing stored to compare.
                     if let Ok(drift) = crate::personal::apply::check(&**c, &want).await {
                         match drift.total() {

@@ -9,7 +9,7 @@ use super::{Failure, load};
 use crate::personal::apply::{self, Expected};
 use crate::personal::erase::{self, EraseError, Target};
 use crate::personal::retention;
-use crate::privacy::{Erasures, Privacy, Selector};
+use crate::privacy::Selector;
 use crate::warehouse::Warehouse;
 
 #[derive(Args, Debug)]
@@ -134,28 +134,6 @@ pub async fn erase_command(path: Option<PathBuf>, a: EraseArgs) -> Result<u8, Fa
     Ok(0)
 }
 
-/// The policy each configured account's rows should carry.
-pub fn expected(settings: &crate::config::Settings) -> (Privacy, Vec<(String, String, Privacy)>) {
-    let erasures = std::sync::Arc::new(Erasures::default());
-    let default = Privacy::new(
-        &settings.privacy,
-        &crate::privacy::Overrides::default(),
-        erasures.clone(),
-    );
-    let accounts = settings
-        .accounts
-        .iter()
-        .map(|a| {
-            (
-                a.source().to_string(),
-                a.stream().account.clone(),
-                Privacy::new(&settings.privacy, &a.stream().privacy, erasures.clone()),
-            )
-        })
-        .collect();
-    (default, accounts)
-}
-
 pub async fn privacy_command(path: Option<PathBuf>, cmd: PrivacyCommand) -> Result<u8, Failure> {
     if let PrivacyCommand::Inventory = cmd {
         print!(
@@ -165,11 +143,7 @@ pub async fn privacy_command(path: Option<PathBuf>, cmd: PrivacyCommand) -> Resu
         return Ok(0);
     }
     let settings = load(path)?;
-    let (default, accounts) = expected(&settings);
-    let want = Expected {
-        default: &default,
-        accounts: &accounts,
-    };
+    let want = Expected::from_settings(&settings);
     let mut conn = client(&settings).await?;
     match cmd {
         PrivacyCommand::Check | PrivacyCommand::Apply { dry_run: true } => {

@@ -76,24 +76,46 @@ impl Drift {
 
 /// The policy each account's rows should carry: its source entry's, or `[privacy]`'s for an
 /// account no longer configured.
-pub struct Expected<'a> {
-    pub default: &'a Privacy,
-    pub accounts: &'a [(String, String, Privacy)],
+pub struct Expected {
+    pub default: Privacy,
+    pub accounts: Vec<(String, String, Privacy)>,
 }
 
-impl Expected<'_> {
+impl Expected {
+    /// The policies of `settings`: `[privacy]` with each entry's overrides.
+    pub fn from_settings(settings: &crate::config::Settings) -> Expected {
+        let erasures = std::sync::Arc::new(crate::privacy::Erasures::default());
+        let default = Privacy::new(
+            &settings.privacy,
+            &crate::privacy::Overrides::default(),
+            erasures.clone(),
+        );
+        let accounts = settings
+            .accounts
+            .iter()
+            .map(|a| {
+                (
+                    a.source().to_string(),
+                    a.stream().account.clone(),
+                    Privacy::new(&settings.privacy, &a.stream().privacy, erasures.clone()),
+                )
+            })
+            .collect();
+        Expected { default, accounts }
+    }
+
     pub fn of(&self, source: &str, account: &str) -> &Privacy {
         self.accounts
             .iter()
             .find(|(s, a, _)| s == source && a == account)
-            .map_or(self.default, |(_, _, p)| p)
+            .map_or(&self.default, |(_, _, p)| p)
     }
 }
 
 /// `privacy check`: counts, per source and account, the session rows whose policy differs.
 pub async fn check(
     c: &impl tokio_postgres::GenericClient,
-    expected: &Expected<'_>,
+    expected: &Expected,
 ) -> Result<Drift, WarehouseError> {
     let mut drift = Drift::default();
     for inv in super::inventories() {
@@ -145,7 +167,7 @@ pub struct Applied {
 /// `privacy apply`: every account of every source, batch by batch, until no row differs.
 pub async fn apply(
     mut clients: Vec<&mut tokio_postgres::Client>,
-    expected: &Expected<'_>,
+    expected: &Expected,
     progress: impl FnMut(&Applied) + Send,
 ) -> Result<Applied, WarehouseError> {
     assert!(!clients.is_empty(), "apply needs a connection");

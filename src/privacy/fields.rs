@@ -161,6 +161,15 @@ pub struct Scrub<'a> {
 }
 
 impl Scrub<'_> {
+    /// The scrubber of an erased record: every class dropped (no key needed).
+    pub fn erasing() -> Scrub<'static> {
+        Scrub {
+            policies: Policies::all(Policy::Drop),
+            hasher: None,
+            since: None,
+        }
+    }
+
     /// The policy a value of `classes` gets: the strictest of its classes; for stored values,
     /// only when it is stricter than what they were written under.
     pub fn effective(&self, classes: &[Class]) -> Policy {

@@ -215,11 +215,7 @@ impl Privacy {
 
     /// The scrubber of an erased session: every class dropped.
     pub fn erase(&self) -> Scrub<'_> {
-        Scrub {
-            policies: Policies::all(Policy::Drop),
-            hasher: None,
-            since: None,
-        }
+        Scrub::erasing()
     }
 
     /// The selector hash of one session (`erase --session`).
@@ -248,6 +244,12 @@ impl Privacy {
             fields::selector_hashes(h, doc, fields, &mut hashes);
         }
         self.erasures.contains_any(&hashes)
+    }
+
+    /// Whether reading a record under it can change anything: nothing is scrubbed and no
+    /// erasure is recorded (the default configuration's fast path).
+    pub fn is_inert(&self) -> bool {
+        self.policies.keeps_everything() && self.erasures.version() == 0
     }
 
     /// The scrubber for one record: the policies, or erasure when it matches one.

@@ -121,7 +121,6 @@ pub async fn erase_sessions(
         )
         .await
         .map_err(WarehouseError::query("reading documents to erase"))?;
-    let erase = Privacy::keep_all();
     let mut changed = 0u64;
     for r in rows {
         let id: i64 = match r.try_get::<_, i64>(0) {
@@ -133,7 +132,7 @@ pub async fn erase_sessions(
         for (i, (_, fields)) in inv.documents.iter().enumerate() {
             let before: serde_json::Value = r.get(i + 1);
             let mut after = before.clone();
-            erase.erase().document(&mut after, fields);
+            crate::privacy::Scrub::erasing().document(&mut after, fields);
             differs |= after != before;
             new.push(after);
         }

@@ -278,6 +278,7 @@ pub fn normalize(
     // transcript and links are read from them before the policy applies to the record, and
     // every column below is read from the record as the policy leaves it.
     let (erased, clear_children) = match &raw {
+        _ if privacy.is_inert() => (false, None),
         Value::Object(o) => {
             let f = Fields::new(o);
             let id = f.text("id").unwrap_or_default();
