@@ -213,6 +213,60 @@ impl StreamQueued<'_> {
     }
 }
 
+/// A stream's run started (it got its slot), `delay` after its cron instant.
+pub struct RunStarted<'a> {
+    pub key: &'a StreamKey,
+    pub delay: Duration,
+}
+
+impl RunStarted<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        m.start_delay
+            .get_or_create(&stream_labels(self.key))
+            .set(self.delay.as_secs_f64());
+        tracing::debug!(stream = %self.key, delay_ms = self.delay.as_millis() as u64, "run started");
+    }
+}
+
+/// Cron instants of a stream passed while it waited or ran: the daemon is not keeping up.
+pub struct InstantsMissed<'a> {
+    pub key: &'a StreamKey,
+    pub missed: u64,
+    pub since: DateTime<Utc>,
+}
+
+impl InstantsMissed<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        m.missed_instants
+            .get_or_create(&stream_labels(self.key))
+            .inc_by(self.missed);
+        tracing::warn!(stream = %self.key, missed = self.missed, due = %self.since, "behind schedule: instants passed while the stream waited for a slot or was still running (raise engine.max_concurrent_streams, or give the stream a longer schedule)");
+    }
+}
+
+/// After a run: how many failed in a row, and until when the stream backs off (`None`: it
+/// runs at its next instant).
+pub struct FailureStreak<'a> {
+    pub key: &'a StreamKey,
+    pub failures: u32,
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl FailureStreak<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        let labels = stream_labels(self.key);
+        m.consecutive_failures
+            .get_or_create(&labels)
+            .set(i64::from(self.failures));
+        m.backoff_until
+            .get_or_create(&labels)
+            .set(self.until.map_or(0.0, |u| u.timestamp() as f64));
+        if let Some(until) = self.until {
+            tracing::warn!(stream = %self.key, failures = self.failures, until = %until, "failed several runs in a row: backing off (no run before `until`; a run that succeeds resets it)");
+        }
+    }
+}
+
 /// A queued stream left the queue (it got its slot, or shutdown came first).
 pub struct StreamDequeued<'a> {
     pub key: &'a StreamKey,

@@ -108,6 +108,14 @@ pub struct Metrics {
     pub streams_waiting: Gauge,
     /// Streams running now.
     pub streams_running: Gauge,
+    /// Cron instants that passed while the stream waited for a slot or ran (not made up for).
+    pub missed_instants: Family<StreamLabels, Counter>,
+    /// How late the stream's latest run started after its instant (waiting for a slot).
+    pub start_delay: Family<StreamLabels, FloatGauge>,
+    /// Failed runs in a row (0 after a run that succeeded or made progress).
+    pub consecutive_failures: Family<StreamLabels, Gauge>,
+    /// Until when a failing stream waits before its next run (Unix seconds; 0 when it does not).
+    pub backoff_until: Family<StreamLabels, FloatGauge>,
     /// Webhook requests for configured accounts, by outcome.
     pub webhook_events: Family<WebhookLabels, Counter>,
     /// From a webhook event's arrival to its session committed.
@@ -145,6 +153,10 @@ impl Metrics {
             last_success: Family::default(),
             streams_waiting: Gauge::default(),
             streams_running: Gauge::default(),
+            missed_instants: Family::default(),
+            start_delay: Family::default(),
+            consecutive_failures: Family::default(),
+            backoff_until: Family::default(),
             webhook_events: Family::default(),
             webhook_lag: Family::new_with_constructor(SecondsBuckets),
             erased_sessions: Family::default(),
@@ -220,6 +232,26 @@ impl Metrics {
             "streams_running",
             "Streams running now",
             m.streams_running.clone(),
+        );
+        registry.register(
+            "schedule_missed_instants",
+            "Cron instants of the stream that passed while it waited for a slot or was still running (the daemon is not keeping up)",
+            m.missed_instants.clone(),
+        );
+        registry.register(
+            "schedule_start_delay_seconds",
+            "How late the stream's latest run started after its cron instant (waiting for a slot)",
+            m.start_delay.clone(),
+        );
+        registry.register(
+            "stream_consecutive_failures",
+            "Failed runs of the stream in a row (reset by a run that succeeds or makes progress)",
+            m.consecutive_failures.clone(),
+        );
+        registry.register(
+            "stream_backoff_until_timestamp_seconds",
+            "Until when a repeatedly failing stream waits before its next run (Unix seconds; 0 when it is not backing off)",
+            m.backoff_until.clone(),
         );
         registry.register(
             "webhook_events",

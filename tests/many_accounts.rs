@@ -77,12 +77,48 @@ async fn sync_cli(file: &std::path::Path, db: &TestDb) -> std::process::Output {
         .unwrap()
 }
 
+/// The most connections the database `db` saw at once (besides this sampler's), sampled from
+/// `pg_stat_activity` until `stop`.
+fn sample_connections(db: &TestDb, stop: CancellationToken) -> tokio::task::JoinHandle<i64> {
+    let url = db.url.clone();
+    let name = db.name.clone();
+    tokio::spawn(async move {
+        let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut most = 0;
+        while !stop.is_cancelled() {
+            let n: i64 = c
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    &[&name],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            most = most.max(n);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        most
+    })
+}
+
 #[tokio::test]
-async fn sync_of_six_accounts_runs_them_concurrently() {
+async fn twelve_accounts_wait_on_their_vendor_at_once_on_three_connections() {
     let sim = slow_sim(300, 300).await;
     let db = TestDb::new().await;
-    let file = write_config(&accounts_toml(&[sim.base_url()], 6, "*/5 * * * *", ""));
+    let file = write_config(&accounts_toml(
+        &[sim.base_url()],
+        12,
+        "*/5 * * * *",
+        "pool_size = 3",
+    ));
+    let stop = CancellationToken::new();
+    let sampler = sample_connections(&db, stop.clone());
     let o = sync_cli(&file, &db).await;
+    stop.cancel();
+    let most = sampler.await.unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(
         o.status.code(),
@@ -90,17 +126,19 @@ async fn sync_of_six_accounts_runs_them_concurrently() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert_eq!(stdout.matches(": succeeded").count(), 6, "{stdout}");
-    // The default engine.max_concurrent_streams is 4: four accounts' requests overlapped.
-    assert_eq!(sim.log().max_in_flight(), 4, "{stdout}");
+    assert_eq!(stdout.matches(": succeeded").count(), 12, "{stdout}");
+    // The default engine.max_concurrent_streams is independent of pool_size: the vendor saw
+    // all twelve accounts' requests in flight at once ...
+    assert_eq!(sim.log().max_in_flight(), 12, "{stdout}");
+    // ... while the warehouse never saw more than the pool.
+    assert!((1..=3).contains(&most), "{most} connections at once");
     let c = db.client().await;
     assert_eq!(
         count(&c, "takecontrol_sessions").await,
-        6 * sim.visible_sessions().len() as i64
+        12 * sim.visible_sessions().len() as i64
     );
 }
 
-/// An engine with its own pool, as a separate daemon would have.
 async fn replica(settings: &sessionsync::config::Settings) -> (Arc<Engine>, Slots, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new());
     let wh = Warehouse::new(&settings.warehouse).unwrap();

@@ -284,13 +284,22 @@ async fn the_webhook_inbox_is_read_through_its_index_and_row_addresses_only() {
         "_claim_idx",
     )
     .await;
-    let ctids = "'{\"(0,1)\",\"(40,2)\"}'::text[]";
-    assert_probes(&c, inbox::DELETE, "text[]", ctids, &[], "").await;
+    let ctids = "'{\"(0,1)\",\"(40,2)\"}'::text[], '{49001,49002}'::bigint[]";
+    assert_probes(&c, inbox::DELETE, "text[], bigint[]", ctids, &[], "").await;
     assert_probes(
         &c,
         inbox::FAILED,
-        "text[], timestamptz, text",
+        "text[], bigint[], timestamptz, text",
         &format!("{ctids}, now(), 'e'"),
+        &[],
+        "",
+    )
+    .await;
+    assert_probes(
+        &c,
+        inbox::LEASE,
+        "text[], bigint[], timestamptz",
+        &format!("{ctids}, now()"),
         &[],
         "",
     )

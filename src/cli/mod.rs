@@ -652,7 +652,27 @@ async fn status(path: Option<PathBuf>, json: bool) -> Result<u8, Failure> {
     let wh = Warehouse::new(&settings.warehouse)?;
     wh.migrate().await?;
     let conn = wh.conn().await?;
-    let rows = crate::warehouse::stream_statuses(&conn).await?;
+    let mut rows = crate::warehouse::stream_statuses(&conn).await?;
+    let schedules: std::collections::HashMap<String, crate::config::Schedule> =
+        crate::sources::build(&settings, &Arc::new(Metrics::new()), None, None)
+            .iter()
+            .map(|s| (s.key().to_string(), s.settings().schedule.clone()))
+            .collect();
+    let now = chrono::Utc::now();
+    for r in &mut rows {
+        let key = format!("{}/{}/{}", r.source, r.account, r.stream);
+        if let (Some(schedule), Some(started)) = (schedules.get(&key), r.last_run_started_at) {
+            let f = crate::engine::freshness(
+                schedule,
+                started,
+                r.last_finished_at,
+                r.failures_in_a_row,
+                now,
+            );
+            r.missed_instants = Some(f.missed);
+            r.backoff_until = f.backoff_until;
+        }
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
@@ -674,6 +694,8 @@ fn status_table(rows: &[StreamStatus]) -> String {
         "WRITTEN",
         "UNCHANGED",
         "REJECTED",
+        "BEHIND",
+        "BACKOFF",
         "LAST ERROR",
     ];
     let mut table: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
@@ -692,6 +714,18 @@ fn status_table(rows: &[StreamStatus]) -> String {
             opt(r.last_run_rows_written.map(|v| v.to_string())),
             opt(r.last_run_rows_unchanged.map(|v| v.to_string())),
             opt(r.last_run_rows_rejected.map(|v| v.to_string())),
+            opt(r.missed_instants.map(|n| match n {
+                0 => "on time".to_string(),
+                1 => "1 instant".to_string(),
+                n => format!("{n} instants"),
+            })),
+            opt(r.backoff_until.map(|u| {
+                format!(
+                    "until {} ({} failed)",
+                    u.format("%H:%M:%SZ"),
+                    r.failures_in_a_row
+                )
+            })),
             opt(r.last_error.as_ref().map(|e| e.chars().take(80).collect())),
         ]);
     }

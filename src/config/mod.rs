@@ -160,13 +160,22 @@ pub struct WebhookSettings {
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
     /// Streams that run at once; the others wait their turn, served in the order they became
-    /// due. Each running stream holds one warehouse connection.
+    /// due. A running stream spends nearly all its time waiting on its vendor and holds a
+    /// warehouse connection only to read its state and to commit a window, so this is sized
+    /// for waiting, independent of `warehouse.pool_size`.
     pub max_concurrent_streams: usize,
 }
 
-/// Streams that run at once unless configured: enough to overlap several accounts' API waits
-/// on a 2-core machine without queueing PostgreSQL.
-pub const DEFAULT_CONCURRENT_STREAMS: usize = 4;
+/// Streams that run at once unless configured: every stream of a few hundred rate-limited
+/// accounts (a waiting stream costs a task and its window's memory, no connection).
+pub const DEFAULT_CONCURRENT_STREAMS: usize = 256;
+
+/// The most streams that may be configured to run at once.
+pub const MAX_CONCURRENT_STREAMS: usize = 4096;
+
+/// Warehouse connections unless configured: one holds the running streams' locks, the
+/// others serve commits (a few milliseconds each), state reads and `/readyz`.
+pub const DEFAULT_POOL_SIZE: usize = 8;
 
 /// What every stream of every source takes.
 #[derive(Debug, Clone)]
@@ -536,30 +545,25 @@ fn validate(
     }
     let schema = raw.warehouse.schema.unwrap_or_else(|| "sessionsync".into());
     validate_identifier(&schema).map_err(|p| fail(("warehouse.schema".into(), p)))?;
-    // Each running stream holds one connection for its whole run, and one more is kept for
-    // /readyz and the bookkeeping around runs: the pool always fits the concurrency.
-    let max_concurrent_streams = match (raw.engine.max_concurrent_streams, raw.warehouse.pool_size)
-    {
-        (Some(n), _) => n,
-        (None, Some(p)) => DEFAULT_CONCURRENT_STREAMS.min(p.saturating_sub(1)).max(1),
-        (None, None) => DEFAULT_CONCURRENT_STREAMS,
-    };
-    if !(1..=256).contains(&max_concurrent_streams) {
+    // The two are independent: a running stream holds no connection while it waits on its
+    // vendor (engine::claims). One connection keeps the running streams' locks, so a pool
+    // needs at least one more for commits.
+    let max_concurrent_streams = raw
+        .engine
+        .max_concurrent_streams
+        .unwrap_or(DEFAULT_CONCURRENT_STREAMS);
+    if !(1..=MAX_CONCURRENT_STREAMS).contains(&max_concurrent_streams) {
         return Err(fail((
             "engine.max_concurrent_streams".into(),
-            format!("is {max_concurrent_streams}; use 1 to 256"),
+            format!("is {max_concurrent_streams}; use 1 to {MAX_CONCURRENT_STREAMS}"),
         )));
     }
-    let pool_size = raw
-        .warehouse
-        .pool_size
-        .unwrap_or(max_concurrent_streams + 2);
-    if pool_size <= max_concurrent_streams {
+    let pool_size = raw.warehouse.pool_size.unwrap_or(DEFAULT_POOL_SIZE);
+    if !(2..=1000).contains(&pool_size) {
         return Err(fail((
             "warehouse.pool_size".into(),
             format!(
-                "is {pool_size}, but engine.max_concurrent_streams is {max_concurrent_streams}: each running stream holds a connection and one more is needed for health checks; set pool_size to at least {} or remove it",
-                max_concurrent_streams + 1
+                "is {pool_size}; use 2 to 1000 (one connection keeps the running streams' locks, the others serve commits), or remove it for the default {DEFAULT_POOL_SIZE}"
             ),
         )));
     }

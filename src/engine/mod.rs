@@ -2,15 +2,19 @@
 //! vendor; a source is anything implementing [`Source`].
 //!
 //! One run of a stream:
-//! 1. take the stream's advisory lock (a stream never runs twice at once, even across daemons);
+//! 1. claim the stream: its advisory lock, held by the process's one lock-keeping connection
+//!    (a stream never runs twice at once, even across daemons), fenced by a token
+//!    ([`claims`]);
 //! 2. read its state (`sync_state`), plan windows from `watermark − lookback` (or `start`) to now;
-//! 3. for each window: fetch and parse (the source), then in **one transaction** write the rows,
-//!    set aside rejected records, and move the watermark to the window's end;
+//! 3. for each window: fetch and parse (the source) holding no warehouse connection, then take
+//!    one for **one transaction** that writes the rows, sets aside rejected records, checks the
+//!    claim and moves the watermark to the window's end;
 //! 4. record the run in `sync_runs`; release the lock.
 //!
 //! A window that fails stops the run: what was committed before it stays (`partial`), nothing of
 //! it is written, and the next run starts again from the committed watermark.
 
+pub mod claims;
 pub mod push;
 mod run;
 mod scheduler;
@@ -28,7 +32,9 @@ pub use crate::model::{
 };
 pub use push::{Event, Pushed, Webhook, WebhookState};
 pub use run::{Engine, Hooks, Progress, Range, RunReport};
-pub use scheduler::{Slot, Slots, run_scheduler};
+pub use scheduler::{
+    Freshness, Slot, Slots, backoff, freshness, instants_between, period, run_scheduler,
+};
 
 /// A source's privacy: the policies its records are written under and where its tables hold
 /// personal data (the engine records source deletions and checks erasures with them).

@@ -14,6 +14,7 @@ use super::{
 };
 
 const STOPPED: &str = "stopped by shutdown before the range was finished; the next run resumes from the committed watermark";
+use super::claims::{Claim, Claims};
 use crate::events::{RecordRejected, RunFinished, WindowCommitted, reason_label};
 use crate::model::RunTotals;
 use crate::telemetry::Metrics;
@@ -156,6 +157,7 @@ impl RunReport {
 
 pub struct Engine {
     warehouse: Warehouse,
+    claims: Claims,
     metrics: Arc<Metrics>,
     hooks: Arc<Hooks>,
 }
@@ -163,6 +165,7 @@ pub struct Engine {
 impl Engine {
     pub fn new(warehouse: Warehouse, metrics: Arc<Metrics>) -> Self {
         Engine {
+            claims: Claims::new(warehouse.clone()),
             warehouse,
             metrics,
             hooks: Arc::default(),
@@ -232,67 +235,65 @@ impl Engine {
         done_since: Option<DateTime<Utc>>,
     ) -> Result<RunReport, WarehouseError> {
         let key = source.key();
-        let schema = self.warehouse.schema();
-        let mut conn = self.warehouse.conn().await?;
-        let skipped = || RunReport::not_run(key, Outcome::Skipped, None);
-        if !warehouse::try_lock_stream(&conn, schema, key).await? {
+        let Some(mut claim) = self.claims.try_claim(key).await? else {
             tracing::info!(source = key.source, account = %key.account, stream = key.stream, "skipped: another sessionsync process is running this stream");
-            return Ok(skipped());
-        }
-        let already = match done_since {
-            Some(since) => warehouse::last_run_started(&**conn, key)
-                .await
-                .map(|last| last.is_some_and(|t| t >= since)),
-            None => Ok(false),
+            return Ok(RunReport::not_run(key, Outcome::Skipped, None));
         };
-        let result = match already {
-            Ok(true) => {
-                tracing::debug!(source = key.source, account = %key.account, stream = key.stream, "skipped: another sessionsync process already ran this stream for this instant");
-                Ok(skipped())
-            }
-            Ok(false) => {
-                self.run_locked(&mut conn, source, range, cancel, progress)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        if warehouse::unlock_stream(&conn, schema, key).await.is_err() {
-            // Never hand a connection that may still hold the lock back to the pool.
-            let _ = deadpool_postgres::Object::take(conn);
-        }
+        let result = self
+            .run_claimed(&mut claim, source, range, cancel, progress, done_since)
+            .await;
+        self.claims.release(claim).await;
         result
     }
 
-    async fn run_locked(
+    /// The run of a stream this process holds: a connection to fence the claim, check the
+    /// last run and read the state, given back before the first fetch.
+    async fn run_claimed(
         &self,
-        conn: &mut deadpool_postgres::Object,
+        claim: &mut Claim,
         source: &dyn Source,
         range: Range,
         cancel: &CancellationToken,
         progress: &(dyn Fn(&Progress) + Sync),
+        done_since: Option<DateTime<Utc>>,
     ) -> Result<RunReport, WarehouseError> {
         let key = source.key();
-        let run_id = warehouse::start_run(conn, key).await?;
+        let (run_id, state) = {
+            let conn = self.warehouse.conn().await?;
+            claim.fence(&**conn).await?;
+            if let Some(since) = done_since
+                && warehouse::last_run_started(&**conn, key)
+                    .await?
+                    .is_some_and(|t| t >= since)
+            {
+                tracing::debug!(source = key.source, account = %key.account, stream = key.stream, "skipped: another sessionsync process already ran this stream for this instant");
+                return Ok(RunReport::not_run(key, Outcome::Skipped, None));
+            }
+            let run_id = warehouse::start_run(&conn, key).await?;
+            let state = warehouse::load_state(&**conn, key).await?;
+            (run_id, state)
+        };
         // Every line logged during the run carries its id.
         let span = tracing::info_span!("run", run_id, source = key.source, account = %key.account, stream = key.stream);
-        self.run_windows(conn, source, range, cancel, progress, run_id)
+        self.run_windows(claim, source, range, cancel, progress, run_id, state)
             .instrument(span)
             .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn run_windows(
         &self,
-        conn: &mut deadpool_postgres::Object,
+        claim: &Claim,
         source: &dyn Source,
         range: Range,
         cancel: &CancellationToken,
         progress: &(dyn Fn(&Progress) + Sync),
         run_id: i64,
+        mut state: StreamState,
     ) -> Result<RunReport, WarehouseError> {
         let key = source.key();
         let started = Instant::now();
         let before = source.requests();
-        let mut state = warehouse::load_state(&***conn, key).await?;
         let (mut plan, run_start) = Plan::for_run(source, range, &state);
         let backfill = matches!(range, Range::Backfill { .. });
         let info = |w: &Window| RunInfo {
@@ -316,7 +317,7 @@ impl Engine {
             let (fetched, seen) = match prefetched.take() {
                 Some((w, r)) if w == window => (r, prefetched_seen),
                 _ => {
-                    let seen = match refresh_erasures(conn, source).await {
+                    let seen = match self.refresh_erasures(source).await {
                         Ok(v) => v,
                         Err(e) => {
                             error = Some(e.to_string());
@@ -326,6 +327,7 @@ impl Engine {
                     let r = tokio::select! {
                         biased;
                         _ = cancel.cancelled() => None,
+                        _ = claim.lost().cancelled() => None,
                         r = source.fetch(&window, &state, info(&window)) => Some(r),
                     };
                     (r, seen)
@@ -333,7 +335,7 @@ impl Engine {
             };
             let batch = match fetched {
                 None => {
-                    error = Some(STOPPED.into());
+                    error = Some(stopped(claim, key));
                     break;
                 }
                 Some(Err(SourceError::Http(e)))
@@ -359,7 +361,7 @@ impl Engine {
                 .step()
                 .map(|s| s.num_seconds().clamp(1, i64::from(i32::MAX)) as i32);
             let commit = self.commit_fresh(
-                conn,
+                claim,
                 source,
                 &window,
                 (batch, seen),
@@ -373,6 +375,7 @@ impl Engine {
                         tokio::select! {
                             biased;
                             _ = cancel.cancelled() => None,
+                            _ = claim.lost().cancelled() => None,
                             r = source.fetch(&next, &snapshot, info(&next)) => Some(r),
                         }
                     };
@@ -425,22 +428,38 @@ impl Engine {
             error,
             watermark: state.watermark,
         };
-        self.finish(conn, run_id, &report, started).await?;
+        self.finish(run_id, &report, started).await?;
         Ok(report)
+    }
+
+    /// Reads the erasures recorded since this process last looked; the version now known (0
+    /// for a source without personal data).
+    async fn refresh_erasures(&self, source: &dyn Source) -> Result<i64, WarehouseError> {
+        match source.privacy() {
+            Some(p) => {
+                let conn = self.warehouse.conn().await?;
+                p.privacy
+                    .erasures
+                    .refresh(&**conn)
+                    .await
+                    .map_err(WarehouseError::query("reading the recorded erasures"))
+            }
+            None => Ok(0),
+        }
     }
 
     /// Records the run's end, analyzes tables it changed a lot, and reports it.
     async fn finish(
         &self,
-        conn: &deadpool_postgres::Object,
         run_id: i64,
         r: &RunReport,
         started: Instant,
     ) -> Result<(), WarehouseError> {
         let totals = &r.totals;
-        warehouse::finish_run(conn, run_id, r.outcome, totals, r.error.as_deref()).await?;
+        let conn = self.warehouse.conn().await?;
+        warehouse::finish_run(&conn, run_id, r.outcome, totals, r.error.as_deref()).await?;
         if totals.written > 0 {
-            match warehouse::analyze_stale(conn, self.warehouse.schema()).await {
+            match warehouse::analyze_stale(&conn, self.warehouse.schema()).await {
                 Ok(t) if !t.is_empty() => {
                     tracing::info!(tables = %t.join(", "), "analyzed tables that changed by more than a tenth")
                 }
@@ -469,7 +488,7 @@ impl Engine {
     /// erasure was recorded after it was read, so that no erased person is written back.
     async fn commit_fresh(
         &self,
-        conn: &mut deadpool_postgres::Object,
+        claim: &Claim,
         source: &dyn Source,
         window: &Window,
         (mut batch, mut seen): (Batch, i64),
@@ -478,13 +497,14 @@ impl Engine {
     ) -> Result<(WriteCounts, u64, u64, Vec<String>), String> {
         for _ in 0..3 {
             match self
-                .commit_window(conn, source, window, batch, state, (range, step), seen)
+                .commit_window(claim, source, window, batch, state, (range, step), seen)
                 .await
             {
                 Ok(Some(done)) => return Ok(done),
                 Ok(None) => {
                     tracing::info!(from = %window.start, to = %window.end, "an erasure was recorded while the window was read; reading it again");
-                    seen = refresh_erasures(conn, source)
+                    seen = self
+                        .refresh_erasures(source)
                         .await
                         .map_err(|e| e.to_string())?;
                     batch = source
@@ -508,7 +528,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     async fn commit_window(
         &self,
-        conn: &mut deadpool_postgres::Object,
+        claim: &Claim,
         source: &dyn Source,
         window: &Window,
         batch: Batch,
@@ -517,6 +537,7 @@ impl Engine {
         seen: i64,
     ) -> Result<Option<(WriteCounts, u64, u64, Vec<String>)>, WarehouseError> {
         let key = source.key();
+        let mut conn = self.warehouse.conn().await?;
         let tx = conn
             .transaction()
             .await
@@ -548,6 +569,9 @@ impl Engine {
         let write_ms = t_write.elapsed().as_secs_f64() * 1000.0;
         warehouse::clear_rejects(&*tx, key, &batch.record_keys).await?;
         let new = warehouse::put_rejects(&*tx, key, &batch.rejected).await?;
+        // Fenced: only while the stream is still this process's (its sync_state row stays
+        // locked until the commit, after the rows, as every writer of the stream locks them).
+        claim.check(&*tx, self.warehouse.schema()).await?;
         // A backfill never moves the regular watermark, in either direction: forwards would
         // skip what lies between the old watermark and the backfilled range.
         let moved_to = match range {
@@ -620,20 +644,15 @@ impl Engine {
     }
 }
 
-/// Reads the erasures recorded since this process last looked; the version now known (0 for a
-/// source without personal data).
-async fn refresh_erasures(
-    conn: &deadpool_postgres::Object,
-    source: &dyn Source,
-) -> Result<i64, WarehouseError> {
-    match source.privacy() {
-        Some(p) => p
-            .privacy
-            .erasures
-            .refresh(&***conn)
-            .await
-            .map_err(WarehouseError::query("reading the recorded erasures")),
-        None => Ok(0),
+/// Why a run stopped before its range was finished.
+fn stopped(claim: &Claim, key: &StreamKey) -> String {
+    if claim.lost().is_cancelled() {
+        WarehouseError::LostClaim {
+            stream: key.to_string(),
+        }
+        .to_string()
+    } else {
+        STOPPED.into()
     }
 }
 

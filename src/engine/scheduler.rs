@@ -9,6 +9,14 @@
 //! - **Replicas.** A stream takes its advisory lock only once it holds a slot, so a replica
 //!   never holds a stream's lock while that stream waits in its own queue; and a run is skipped
 //!   when another replica already ran the stream for the same instant.
+//! - **Back-off.** A stream whose runs failed [`BACKOFF_AFTER`] times in a row skips the
+//!   instants of a growing pause ([`backoff`]: 2, 4, 8 ... periods, at most an hour), so a
+//!   tenant that keeps failing does not take a slot at every instant; a run that succeeds (or
+//!   makes progress) resets it. Metrics `sessionsync_stream_consecutive_failures` and
+//!   `sessionsync_stream_backoff_until_timestamp_seconds`; `status` shows the same.
+//! - **Freshness.** Instants that passed while a stream waited or ran are counted
+//!   (`sessionsync_schedule_missed_instants_total`), and how late each run started
+//!   (`sessionsync_schedule_start_delay_seconds`): a daemon that cannot keep up shows there.
 //! - **Shutdown.** Waiting streams leave the queue at once; running ones stop at their next
 //!   fetch or window boundary.
 
@@ -19,8 +27,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{Engine, Source, StreamKey};
-use crate::events::{StreamDequeued, StreamQueued};
+use super::{Engine, Outcome, Source, StreamKey};
+use crate::config::Schedule;
+use crate::events::{FailureStreak, InstantsMissed, RunStarted, StreamDequeued, StreamQueued};
 use crate::telemetry::Metrics;
 
 /// The engine's run slots, shared by every stream of a process.
@@ -117,6 +126,82 @@ fn replica_tolerance(due: DateTime<Utc>, next: Option<DateTime<Utc>>) -> TimeDel
     half_period.min(TimeDelta::seconds(5))
 }
 
+/// Failed runs in a row after which a stream backs off.
+pub const BACKOFF_AFTER: u32 = 2;
+
+/// The longest back-off (or one period of a schedule longer than that).
+pub const BACKOFF_CAP: TimeDelta = TimeDelta::hours(1);
+
+/// After `failures` failed runs in a row, how long a stream on a schedule of `period` waits
+/// before its next run: nothing below [`BACKOFF_AFTER`], then the period doubled per failure
+/// (2, 4, 8 ... periods), at most [`BACKOFF_CAP`].
+pub fn backoff(failures: u32, period: TimeDelta) -> Option<TimeDelta> {
+    if failures < BACKOFF_AFTER {
+        return None;
+    }
+    let factor = 1i32 << (failures - 1).min(20);
+    let cap = BACKOFF_CAP.max(period);
+    Some(period.checked_mul(factor).unwrap_or(cap).min(cap))
+}
+
+/// The schedule's period around `at`: the time between its next two instants.
+pub fn period(schedule: &Schedule, at: DateTime<Utc>) -> TimeDelta {
+    schedule
+        .next_after(at)
+        .and_then(|a| Some(schedule.next_after(a)? - a))
+        .unwrap_or(TimeDelta::minutes(5))
+}
+
+/// Instants of `schedule` in `(after, until]` (counted up to 10,000).
+pub fn instants_between(schedule: &Schedule, after: DateTime<Utc>, until: DateTime<Utc>) -> u64 {
+    let mut n = 0;
+    let mut t = after;
+    while n < 10_000 {
+        match schedule.next_after(t) {
+            Some(next) if next <= until => {
+                n += 1;
+                t = next;
+            }
+            _ => break,
+        }
+    }
+    n
+}
+
+/// How a stream stands against its schedule, as `status` shows it (from `sync_runs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    /// Instants that passed since its latest run started without a run of their own (the
+    /// instants of a back-off not counted): above 0, the daemon is not keeping up.
+    pub missed: u64,
+    /// Until when it backs off after failing several runs in a row.
+    pub backoff_until: Option<DateTime<Utc>>,
+}
+
+/// The [`Freshness`] at `now` of a stream on `schedule` whose latest run started at
+/// `last_started` and whose latest finished runs failed `failures` times in a row, the last of
+/// them finishing at `last_finished`. An instant counts as missed once its run is a minute (or
+/// half a period) late.
+pub fn freshness(
+    schedule: &Schedule,
+    last_started: DateTime<Utc>,
+    last_finished: Option<DateTime<Utc>>,
+    failures: u32,
+    now: DateTime<Utc>,
+) -> Freshness {
+    let p = period(schedule, last_started);
+    let backoff_until = last_finished
+        .zip(backoff(failures, p))
+        .map(|(at, pause)| at + pause);
+    let grace = (p / 2).min(TimeDelta::minutes(1));
+    let from = (last_started + TimeDelta::seconds(5)).max(backoff_until.unwrap_or(last_started));
+    let missed = instants_between(schedule, from, now - grace);
+    Freshness {
+        missed,
+        backoff_until: backoff_until.filter(|u| *u > now),
+    }
+}
+
 async fn stream_loop(
     engine: Arc<Engine>,
     source: Arc<dyn Source>,
@@ -125,9 +210,14 @@ async fn stream_loop(
 ) {
     let key = source.key().clone();
     let schedule = &source.settings().schedule;
+    let metrics = engine.metrics().clone();
+    let mut failures = 0u32;
+    let mut not_before: Option<DateTime<Utc>> = None;
     loop {
         let now = Utc::now();
-        let Some(due) = schedule.next_after(now) else {
+        // A stream that keeps failing skips the instants of its back-off.
+        let from = not_before.map_or(now, |nb| nb.max(now));
+        let Some(due) = schedule.next_after(from) else {
             tracing::error!(stream = %key, schedule = schedule.as_str(), "the schedule has no future instant; this stream will not run");
             return;
         };
@@ -140,13 +230,44 @@ async fn stream_loop(
         let Some(slot) = slots.acquire(&key, &shutdown).await else {
             return;
         };
-        let tolerance = replica_tolerance(due, schedule.next_after(due));
-        if let Err(e) = engine.run_due(&*source, due, tolerance, &shutdown).await {
-            tracing::error!(stream = %key, error = %e, "run could not be recorded; the next scheduled run retries");
+        RunStarted {
+            key: &key,
+            delay: (Utc::now() - due).to_std().unwrap_or_default(),
         }
+        .emit(&metrics);
+        let tolerance = replica_tolerance(due, schedule.next_after(due));
+        let outcome = match engine.run_due(&*source, due, tolerance, &shutdown).await {
+            Ok(report) => Some(report.outcome),
+            Err(e) => {
+                tracing::error!(stream = %key, error = %e, "run could not be recorded; the next scheduled run retries");
+                None
+            }
+        };
         drop(slot);
         if shutdown.is_cancelled() {
             return;
+        }
+        let finished = Utc::now();
+        match outcome {
+            Some(Outcome::Succeeded | Outcome::Partial) => failures = 0,
+            Some(Outcome::Skipped) => {}
+            Some(Outcome::Failed) | None => failures += 1,
+        }
+        not_before = backoff(failures, period(schedule, due)).map(|pause| finished + pause);
+        FailureStreak {
+            key: &key,
+            failures,
+            until: not_before,
+        }
+        .emit(&metrics);
+        let missed = instants_between(schedule, due, finished);
+        if missed > 0 {
+            InstantsMissed {
+                key: &key,
+                missed,
+                since: due,
+            }
+            .emit(&metrics);
         }
     }
 }
@@ -154,6 +275,44 @@ async fn stream_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_per_failure_from_the_second_up_to_an_hour() {
+        let five = TimeDelta::minutes(5);
+        assert_eq!(backoff(0, five), None);
+        assert_eq!(backoff(1, five), None);
+        assert_eq!(backoff(2, five), Some(TimeDelta::minutes(10)));
+        assert_eq!(backoff(3, five), Some(TimeDelta::minutes(20)));
+        assert_eq!(backoff(4, five), Some(TimeDelta::minutes(40)));
+        assert_eq!(backoff(5, five), Some(TimeDelta::hours(1)));
+        assert_eq!(backoff(500, five), Some(TimeDelta::hours(1)));
+        let daily = TimeDelta::days(1);
+        assert_eq!(backoff(3, daily), Some(daily), "never below one period");
+        let s = Schedule::parse("*/5 * * * *").unwrap();
+        let at: DateTime<Utc> = "2024-01-01T00:02:00Z".parse().unwrap();
+        assert_eq!(period(&s, at), five);
+        assert_eq!(instants_between(&s, at, at + TimeDelta::minutes(13)), 3);
+        assert_eq!(instants_between(&s, at, at + TimeDelta::minutes(2)), 0);
+
+        // On time; then a run still going 12 minutes later has missed two instants.
+        let started: DateTime<Utc> = "2024-01-01T00:05:00.300Z".parse().unwrap();
+        let on_time = freshness(&s, started, None, 0, started + TimeDelta::minutes(4));
+        assert_eq!(on_time.missed, 0);
+        assert_eq!(
+            freshness(&s, started, None, 0, started + TimeDelta::seconds(310)).missed,
+            0,
+            "the next run has a minute's grace"
+        );
+        assert_eq!(
+            freshness(&s, started, None, 0, started + TimeDelta::minutes(12)).missed,
+            2
+        );
+        // Backing off: the skipped instants are not missed ones.
+        let finished = started + TimeDelta::seconds(20);
+        let f = freshness(&s, started, Some(finished), 3, started + TimeDelta::minutes(12));
+        assert_eq!(f.backoff_until, Some(finished + TimeDelta::minutes(20)));
+        assert_eq!(f.missed, 0);
+    }
 
     #[test]
     fn the_replica_tolerance_is_below_half_a_period() {

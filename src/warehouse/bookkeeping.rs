@@ -38,6 +38,66 @@ pub async fn unlock_stream(c: &Client, schema: &str, k: &StreamKey) -> Result<()
     Ok(())
 }
 
+/// The server process id of connection `c` (what `pg_locks.pid` shows for its locks).
+pub async fn backend_pid(c: &Client) -> Result<i32, WarehouseError> {
+    let row = c
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .map_err(WarehouseError::query("reading the lock connection's process id"))?;
+    Ok(row.get(0))
+}
+
+/// Bumps the stream's fencing token (`sync_state.claim`) and returns it; called by the holder
+/// of the stream's lock before it reads the state. Waits for a commit of the previous holder
+/// still in flight (it holds the row lock), so every later commit of that holder is fenced.
+pub async fn bump_claim(c: &impl GenericClient, k: &StreamKey) -> Result<i64, WarehouseError> {
+    let row = c
+        .query_one(
+            "INSERT INTO sync_state AS s (source, account, stream, claim) VALUES ($1, $2, $3, 1)
+             ON CONFLICT (source, account, stream) DO UPDATE SET claim = s.claim + 1
+             RETURNING claim",
+            &[&k.source, &k.account, &k.stream],
+        )
+        .await
+        .map_err(WarehouseError::query("claiming the stream (sync_state.claim)"))?;
+    Ok(row.get(0))
+}
+
+/// True when, inside the caller's transaction, the stream is still claimed by `token` and its
+/// lock is still held by backend `pid`; the stream's `sync_state` row stays locked until the
+/// transaction ends, so no other process can claim the stream before it commits.
+pub async fn still_claimed(
+    c: &impl GenericClient,
+    schema: &str,
+    k: &StreamKey,
+    token: i64,
+    pid: i32,
+) -> Result<bool, WarehouseError> {
+    let row = c
+        .query_opt(
+            "SELECT s.claim = $4 AND EXISTS (
+                    SELECT 1 FROM pg_locks l
+                     WHERE l.locktype = 'advisory' AND l.granted AND l.pid = $5
+                       AND l.classid = $6::int4::oid AND l.objid = hashtext($7)::oid AND l.objsubid = 2
+                       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))
+               FROM sync_state s
+              WHERE s.source = $1 AND s.account = $2 AND s.stream = $3
+                FOR UPDATE OF s",
+            &[
+                &k.source,
+                &k.account,
+                &k.stream,
+                &token,
+                &pid,
+                &LOCK_CLASS,
+                &lock_name(schema, k),
+            ],
+        )
+        .await
+        .map_err(WarehouseError::query("checking the stream's claim"))?;
+    Ok(row.is_some_and(|r| r.get(0)))
+}
+
 /// When the stream's latest run started (the server's clock), if it ever ran: one step down
 /// `sync_runs_stream_idx`, however many runs the stream has.
 pub async fn last_run_started(
@@ -224,6 +284,15 @@ pub struct StreamStatus {
     pub last_run_rows_unchanged: Option<i64>,
     pub last_run_rows_rejected: Option<i64>,
     pub last_error: Option<String>,
+    /// Finished runs that failed in a row, the latest first (up to 16).
+    pub failures_in_a_row: u32,
+    /// When the latest finished run finished.
+    pub last_finished_at: Option<DateTime<Utc>>,
+    /// Instants of its schedule missed since its latest run started (filled in by `status`
+    /// from the configured schedule; `None` for a stream no longer configured).
+    pub missed_instants: Option<u64>,
+    /// Until when it backs off after failing several runs in a row (filled in by `status`).
+    pub backoff_until: Option<DateTime<Utc>>,
 }
 
 pub async fn stream_statuses(c: &Client) -> Result<Vec<StreamStatus>, WarehouseError> {
@@ -237,7 +306,13 @@ pub async fn stream_statuses(c: &Client) -> Result<Vec<StreamStatus>, WarehouseE
                     r.run_id, r.started_at, r.status, r.rows_written, r.rows_unchanged, r.rows_rejected,
                     (SELECT e.error FROM sync_runs e
                       WHERE (e.source, e.account, e.stream) = (s.source, s.account, s.stream) AND e.error IS NOT NULL
-                      ORDER BY e.run_id DESC LIMIT 1)
+                      ORDER BY e.run_id DESC LIMIT 1),
+                    ARRAY(SELECT f.status FROM sync_runs f
+                           WHERE (f.source, f.account, f.stream) = (s.source, s.account, s.stream) AND f.status <> 'running'
+                           ORDER BY f.run_id DESC LIMIT 16),
+                    (SELECT f.finished_at FROM sync_runs f
+                      WHERE (f.source, f.account, f.stream) = (s.source, s.account, s.stream) AND f.status <> 'running'
+                      ORDER BY f.run_id DESC LIMIT 1)
                FROM streams s
                LEFT JOIN sync_state st USING (source, account, stream)
                LEFT JOIN LATERAL (
@@ -264,6 +339,14 @@ pub async fn stream_statuses(c: &Client) -> Result<Vec<StreamStatus>, WarehouseE
             last_run_rows_unchanged: r.get(9),
             last_run_rows_rejected: r.get(10),
             last_error: r.get(11),
+            failures_in_a_row: r
+                .get::<_, Vec<String>>(12)
+                .iter()
+                .take_while(|s| s.as_str() == "failed")
+                .count() as u32,
+            last_finished_at: r.get(13),
+            missed_instants: None,
+            backoff_until: None,
         })
         .collect())
 }

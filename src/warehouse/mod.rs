@@ -58,6 +58,10 @@ pub enum WarehouseError {
     Query { doing: &'static str, detail: String },
     #[error("warehouse migration `{version}` failed: {detail}")]
     Migration { version: String, detail: String },
+    #[error(
+        "{stream}: this process lost its claim on the stream (the connection that held its lock was closed, or another process claimed it); the window was not written, and the next run (here or in another process) resumes from the committed watermark"
+    )]
+    LostClaim { stream: String },
 }
 
 impl WarehouseError {

@@ -76,15 +76,16 @@ impl Endpoints {
     }
 }
 
-/// Accounts whose events are acted on at once (each holds a warehouse connection while its
-/// sessions are read).
-pub const CONCURRENT_DRAINS: usize = 2;
+/// Connections of the webhook side's own small pool: two for recording events, two for the
+/// workers' claims and writes (a few milliseconds each: no worker holds one while it reads
+/// from a vendor).
+pub const POOL_SIZE: usize = 4;
 
-/// The webhook side's own small pool, so that polling runs holding every connection of the
-/// main pool never make the listener answer 503: two for recording events, one per drain.
+/// The webhook side's own small pool, so that polling commits queueing on the main pool never
+/// make the listener answer 503.
 pub fn warehouse(settings: &WarehouseSettings) -> Result<Warehouse, WarehouseError> {
     Warehouse::new(&WarehouseSettings {
-        pool_size: 2 + CONCURRENT_DRAINS,
+        pool_size: POOL_SIZE,
         ..settings.clone()
     })
 }

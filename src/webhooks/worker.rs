@@ -1,8 +1,10 @@
-//! Acts on recorded events: per account, claim the due events (`FOR UPDATE SKIP LOCKED`, so
-//! replicas share the inbox without reading an event twice at once), re-read each named
-//! session once however many events name it, and in the claiming transaction write the
-//! sessions (the source's own rows code), set aside what could not be read, update the
-//! stream's state and delete the events. The watermark never moves; polling goes on.
+//! Acts on recorded events: per account, claim the due events in a short transaction
+//! (`FOR UPDATE SKIP LOCKED`, then a lease of [`LEASE`], renewed while it lasts, so replicas share the inbox without
+//! reading an event twice at once), re-read each named session once however many events name
+//! it **holding neither a transaction nor a connection** (a tenant whose API hangs holds
+//! nothing another account needs: every account has its own loop), then in one transaction
+//! write the sessions (the source's own rows code), set aside what could not be read, update
+//! the stream's state and delete the events. The watermark never moves; polling goes on.
 //!
 //! A vendor API that fails leaves the events in the inbox, tried again after a growing pause;
 //! after [`MAX_ATTEMPTS`] the sessions are set aside in `rejected_records` (polling still
@@ -13,11 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::inbox::{self, Claimed};
-use super::{CONCURRENT_DRAINS, Endpoint, Endpoints};
+use super::{Endpoint, Endpoints};
 use crate::engine::push::{self, PushError};
 use crate::engine::{Rejected, SourceError};
 use crate::events::{WebhookApplied, WebhookFailed};
@@ -27,6 +28,14 @@ use crate::warehouse::{self, Warehouse, WarehouseError};
 /// Failed attempts after which an account's claimed events are set aside.
 pub const MAX_ATTEMPTS: i32 = 8;
 
+/// How long claimed events are an account's alone while their sessions are read; renewed
+/// every [`RENEW_EVERY`] while the read lasts (rate ceiling, retries), so a process that dies
+/// meanwhile leaves them due again within this time.
+pub const LEASE: Duration = Duration::from_secs(30);
+
+/// How often a lease is renewed while its sessions are read.
+const RENEW_EVERY: Duration = Duration::from_secs(10);
+
 /// How often an idle account looks at the inbox anyway (events recorded by another replica,
 /// or due again after a failure). Events this process records wake it at once.
 const IDLE_LOOK: Duration = Duration::from_secs(3);
@@ -34,6 +43,11 @@ const IDLE_LOOK: Duration = Duration::from_secs(3);
 /// The pause after a failed attempt: 1 s, doubling, at most a minute.
 fn backoff(attempts: i32) -> Duration {
     Duration::from_secs(1u64 << attempts.clamp(0, 6) as u32).min(Duration::from_secs(60))
+}
+
+/// The end of a lease taken or renewed now.
+fn lease_end() -> chrono::DateTime<Utc> {
+    Utc::now() + TimeDelta::from_std(LEASE).unwrap_or(TimeDelta::seconds(30))
 }
 
 /// A failed attempt, to report once it is recorded.
@@ -58,7 +72,6 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let drains = Arc::new(Semaphore::new(CONCURRENT_DRAINS));
     let deleted = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for ep in endpoints.iter() {
@@ -66,7 +79,6 @@ pub async fn run(
             endpoint: ep.clone(),
             warehouse: warehouse.clone(),
             metrics: metrics.clone(),
-            drains: drains.clone(),
             deleted: deleted.clone(),
         };
         let shutdown = shutdown.clone();
@@ -79,7 +91,6 @@ struct Worker {
     endpoint: Arc<Endpoint>,
     warehouse: Warehouse,
     metrics: Arc<Metrics>,
-    drains: Arc<Semaphore>,
     deleted: Arc<AtomicU64>,
 }
 
@@ -91,10 +102,7 @@ impl Worker {
                 if shutdown.is_cancelled() {
                     return;
                 }
-                let Ok(_turn) = self.drains.acquire().await else {
-                    return;
-                };
-                match self.drain().await {
+                match self.drain(&shutdown).await {
                     Ok(Drained::Applied) => continue,
                     Ok(Drained::Nothing | Drained::Failed) => break,
                     Err(e) => {
@@ -111,113 +119,157 @@ impl Worker {
         }
     }
 
-    /// Claims the account's due events and acts on them, in one transaction.
-    async fn drain(&self) -> Result<Drained, WarehouseError> {
+    /// Claims the account's due events (a short transaction), reads their sessions from the
+    /// vendor holding no connection, then writes them and deletes the events in one
+    /// transaction.
+    async fn drain(&self, shutdown: &CancellationToken) -> Result<Drained, WarehouseError> {
         let source = &self.endpoint.source;
         let Some(hook) = source.webhook() else {
             return Ok(Drained::Nothing);
         };
         let key = source.key();
+        let privacy = source.privacy();
+        let (mut claimed, state, mut seen) = {
+            let mut conn = self.warehouse.conn().await?;
+            let tx = conn
+                .transaction()
+                .await
+                .map_err(WarehouseError::query("starting a webhook transaction"))?;
+            let claimed = inbox::claim(&*tx, key.source, &key.account, lease_end())
+                .await
+                .map_err(WarehouseError::query("claiming webhook events"))?;
+            if claimed.is_empty() {
+                return Ok(Drained::Nothing);
+            }
+            let state = warehouse::load_state(&*tx, key).await?;
+            // The sessions are read with the erasures known now; one recorded meanwhile makes
+            // them read again (privacy::prepare_write, in the writing transaction).
+            let seen = match privacy {
+                Some(p) => p
+                    .privacy
+                    .erasures
+                    .refresh(&*tx)
+                    .await
+                    .map_err(WarehouseError::query("reading the recorded erasures"))?,
+                None => 0,
+            };
+            tx.commit()
+                .await
+                .map_err(WarehouseError::query("claiming webhook events"))?;
+            (claimed, state, seen)
+        };
+        let mut ids: Vec<i64> = claimed.iter().map(|c| c.session_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for _ in 0..3 {
+            let fetch = hook.fetch_ids(&ids, &state);
+            tokio::pin!(fetch);
+            let mut renew =
+                tokio::time::interval_at(tokio::time::Instant::now() + RENEW_EVERY, RENEW_EVERY);
+            let fetched = loop {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => break None,
+                    r = &mut fetch => break Some(r),
+                    _ = renew.tick() => {
+                        let conn = self.warehouse.conn().await?;
+                        inbox::renew(&**conn, &mut claimed, lease_end())
+                            .await
+                            .map_err(WarehouseError::query("renewing the lease of webhook events"))?;
+                    }
+                }
+            };
+            let pushed = match fetched {
+                None => {
+                    // Due again at once for whoever runs next.
+                    let conn = self.warehouse.conn().await?;
+                    inbox::unlease(&**conn, &claimed)
+                        .await
+                        .map_err(WarehouseError::query("giving webhook events back"))?;
+                    return Ok(Drained::Nothing);
+                }
+                Some(Ok(p)) => p,
+                Some(Err(e)) => return self.failed(&claimed, &ids, &e).await,
+            };
+            let mut conn = self.warehouse.conn().await?;
+            let tx = conn
+                .transaction()
+                .await
+                .map_err(WarehouseError::query("starting a webhook transaction"))?;
+            if let Some(p) = privacy
+                && !crate::warehouse::privacy::prepare_write(&*tx, p.privacy, seen).await?
+            {
+                drop(tx);
+                seen = p
+                    .privacy
+                    .erasures
+                    .refresh(&**conn)
+                    .await
+                    .map_err(WarehouseError::query("reading the recorded erasures"))?;
+                continue;
+            }
+            let written = match push::write_pushed(&tx, key, pushed, privacy).await {
+                Ok(w) => w,
+                Err(PushError::Warehouse(e)) => return Err(e),
+                Err(PushError::Source(e)) => {
+                    // The state changed under us into something unreadable: let the
+                    // transaction go and count the attempt on its own.
+                    drop(tx);
+                    drop(conn);
+                    return self.failed(&claimed, &ids, &e).await;
+                }
+            };
+            let removed = inbox::delete(&*tx, &claimed)
+                .await
+                .map_err(WarehouseError::query("deleting applied webhook events"))?;
+            tx.commit()
+                .await
+                .map_err(WarehouseError::query("committing webhook events"))?;
+            drop(conn);
+            let now = Utc::now();
+            let lags: Vec<f64> = claimed
+                .iter()
+                .map(|c| (now - c.received_at).as_seconds_f64().max(0.0))
+                .collect();
+            written.emit(key, &self.metrics);
+            WebhookApplied {
+                key,
+                events: claimed.len(),
+                sessions: ids.len(),
+                written: written.counts.written,
+                unchanged: written.counts.unchanged,
+                lags: &lags,
+            }
+            .emit(&self.metrics);
+            self.vacuum_now_and_then(removed).await;
+            return Ok(Drained::Applied);
+        }
+        let again = SourceError::Vendor {
+            source_name: key.source,
+            account: key.account.clone(),
+            message: "erasures kept being recorded while the sessions were read; they are read again at the next attempt".into(),
+        };
+        self.failed(&claimed, &ids, &again).await
+    }
+
+    /// Records a failed attempt on `claimed` in a transaction of its own, and reports it.
+    async fn failed(
+        &self,
+        claimed: &[Claimed],
+        ids: &[i64],
+        error: &SourceError,
+    ) -> Result<Drained, WarehouseError> {
         let mut conn = self.warehouse.conn().await?;
         let tx = conn
             .transaction()
             .await
             .map_err(WarehouseError::query("starting a webhook transaction"))?;
-        let claimed = inbox::claim(&*tx, key.source, &key.account)
-            .await
-            .map_err(WarehouseError::query("claiming webhook events"))?;
-        if claimed.is_empty() {
-            return Ok(Drained::Nothing);
-        }
-        let mut ids: Vec<i64> = claimed.iter().map(|c| c.session_id).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let state = warehouse::load_state(&*tx, key).await?;
-        // The sessions are read with the erasures known now; one recorded meanwhile makes them
-        // read again, under the erasure lock (privacy::erase::prepare_write).
-        let privacy = source.privacy();
-        let seen = match privacy {
-            Some(p) => p
-                .privacy
-                .erasures
-                .refresh(&*tx)
-                .await
-                .map_err(WarehouseError::query("reading the recorded erasures"))?,
-            None => 0,
-        };
-        let mut locked = false;
-        let pushed = loop {
-            let pushed = match hook.fetch_ids(&ids, &state).await {
-                Ok(p) => p,
-                Err(e) => {
-                    let failed = self.fail(&tx, &claimed, &ids, &e).await?;
-                    tx.commit()
-                        .await
-                        .map_err(WarehouseError::query("committing a failed webhook attempt"))?;
-                    self.report(&failed);
-                    return Ok(Drained::Failed);
-                }
-            };
-            match privacy {
-                Some(p) if !locked => {
-                    locked = true;
-                    if crate::warehouse::privacy::prepare_write(&*tx, p.privacy, seen).await? {
-                        break pushed;
-                    }
-                    p.privacy
-                        .erasures
-                        .refresh(&*tx)
-                        .await
-                        .map_err(WarehouseError::query("reading the recorded erasures"))?;
-                }
-                _ => break pushed,
-            }
-        };
-        let written = match push::write_pushed(&tx, key, pushed, privacy).await {
-            Ok(w) => w,
-            Err(PushError::Warehouse(e)) => return Err(e),
-            Err(PushError::Source(e)) => {
-                // The state changed under us into something unreadable: let the transaction
-                // go and count the attempt on its own.
-                drop(tx);
-                let tx = conn
-                    .transaction()
-                    .await
-                    .map_err(WarehouseError::query("starting a webhook transaction"))?;
-                let again = inbox::claim(&*tx, key.source, &key.account)
-                    .await
-                    .map_err(WarehouseError::query("claiming webhook events"))?;
-                let failed = self.fail(&tx, &again, &ids, &e).await?;
-                tx.commit()
-                    .await
-                    .map_err(WarehouseError::query("committing a failed webhook attempt"))?;
-                self.report(&failed);
-                return Ok(Drained::Failed);
-            }
-        };
-        let removed = inbox::delete(&*tx, &claimed)
-            .await
-            .map_err(WarehouseError::query("deleting applied webhook events"))?;
+        let failed = self.fail(&tx, claimed, ids, error).await?;
         tx.commit()
             .await
-            .map_err(WarehouseError::query("committing webhook events"))?;
-        let now = Utc::now();
-        let lags: Vec<f64> = claimed
-            .iter()
-            .map(|c| (now - c.received_at).as_seconds_f64().max(0.0))
-            .collect();
-        written.emit(key, &self.metrics);
-        WebhookApplied {
-            key,
-            events: claimed.len(),
-            sessions: ids.len(),
-            written: written.counts.written,
-            unchanged: written.counts.unchanged,
-            lags: &lags,
-        }
-        .emit(&self.metrics);
-        self.vacuum_now_and_then(removed).await;
-        Ok(Drained::Applied)
+            .map_err(WarehouseError::query("committing a failed webhook attempt"))?;
+        self.report(&failed);
+        Ok(Drained::Failed)
     }
 
     /// Counts a failed attempt on `claimed` (inside `tx`); after the last one, sets their

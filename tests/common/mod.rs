@@ -24,7 +24,7 @@ pub fn admin_url() -> String {
 
 pub struct TestDb {
     pub url: String,
-    name: String,
+    pub name: String,
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
