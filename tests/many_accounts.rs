@@ -277,6 +277,17 @@ async fn due_streams_beyond_the_limit_wait_in_order_and_never_run_twice_for_one_
     let elapsed = (Utc::now() - t0).num_seconds();
     assert!(most_waiting >= 4, "waiting gauge peaked at {most_waiting}");
     assert!(sim.log().max_in_flight() <= 2);
+    // Two slots cannot keep eight one-second streams on a two-second schedule: the metrics
+    // say so (instants missed while waiting or running, runs starting late).
+    let text = metrics.encode();
+    let summed = |name: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(summed("sessionsync_schedule_missed_instants_total") >= 4.0, "{text}");
+    assert!(summed("sessionsync_schedule_start_delay_seconds") > 0.0, "{text}");
     let c = db.client().await;
     let runs = c
         .query(
@@ -362,4 +373,238 @@ async fn sigterm_with_many_streams_busy_stops_within_10_s_and_the_next_run_compl
         count(&c, "takecontrol_sessions").await,
         12 * sim.visible_sessions().len() as i64
     );
+}
+
+#[tokio::test]
+async fn a_replica_whose_lock_connection_is_terminated_commits_no_further_window() {
+    let sim = slow_sim(400, 80).await;
+    let db = TestDb::new().await;
+    let start = (Utc::now() - TimeDelta::days(2)).to_rfc3339();
+    let toml = format!(
+        r#"[warehouse]
+url = "${{DATABASE_URL}}"
+
+[[takecontrol]]
+account = "acct0"
+base_url = "{}"
+api_key = "k"
+start = "{start}"
+window = "1h"
+lookback = "0s"
+requests_per_second = 500
+timeout = "10s"
+"#,
+        sim.base_url()
+    );
+    let settings = settings(&db, &toml);
+    let (a, _, a_metrics) = replica(&settings).await;
+    let (b, _, b_metrics) = replica(&settings).await;
+    let a_source = sessionsync::sources::build(&settings, &a_metrics, None, None).remove(0);
+    let b_source = sessionsync::sources::build(&settings, &b_metrics, None, None).remove(0);
+
+    // Replica A runs the stream; its windows are counted as they commit.
+    let a_done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let run_a = {
+        let (a, src, done) = (a.clone(), a_source.clone(), a_done.clone());
+        tokio::spawn(async move {
+            let progress = move |p: &sessionsync::engine::Progress| {
+                done.store(p.done, std::sync::atomic::Ordering::SeqCst)
+            };
+            a.run(
+                &*src,
+                sessionsync::engine::Range::Regular,
+                &CancellationToken::new(),
+                &progress,
+            )
+            .await
+            .unwrap()
+        })
+    };
+    let done = |n: &std::sync::atomic::AtomicUsize| n.load(std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..400 {
+        if done(&a_done) >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(done(&a_done) >= 3, "replica A did not get going");
+
+    // Replica B waits for the stream meanwhile: skipped while A holds it.
+    let run_b = {
+        let (b, src) = (b.clone(), b_source.clone());
+        tokio::spawn(async move {
+            let mut skipped = 0;
+            loop {
+                let r = b.run_once(&*src, &CancellationToken::new()).await.unwrap();
+                if r.outcome != sessionsync::engine::Outcome::Skipped {
+                    return (r, skipped);
+                }
+                skipped += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // The backend that holds A's lock is terminated mid-run.
+    let c = db.client().await;
+    let holders: Vec<i32> = c
+        .query(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+                AND objid = hashtext('sessionsync/takecontrol/acct0/sessions')::oid",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(holders.len(), 1, "one backend holds the stream's lock");
+    let at_loss = done(&a_done);
+    c.execute("SELECT pg_terminate_backend($1)", &[&holders[0]])
+        .await
+        .unwrap();
+
+    let a_report = run_a.await.unwrap();
+    let (b_report, b_skipped) = run_b.await.unwrap();
+    // A commit already past its check when the backend went may land (B's claim waits for
+    // it); none after.
+    let a_final = done(&a_done);
+    assert!(a_final <= at_loss + 1, "A committed {a_final} windows, {at_loss} at the loss");
+    assert_eq!(a_report.outcome, sessionsync::engine::Outcome::Partial);
+    let error = a_report.error.unwrap_or_default();
+    assert!(error.contains("lost its claim"), "{error}");
+    assert!(b_skipped >= 1, "B did wait for the stream");
+    assert_eq!(b_report.outcome, sessionsync::engine::Outcome::Succeeded);
+
+    // Complete, and no window written twice (no lookback here: a window read again would
+    // count its rows as unchanged).
+    assert_eq!(
+        count(&c, "takecontrol_sessions").await,
+        sim.visible_sessions().len() as i64
+    );
+    let (written, unchanged): (i64, i64) = c
+        .query_one(
+            "SELECT sum(rows_written)::bigint, sum(rows_unchanged)::bigint FROM sync_runs",
+            &[],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(written, sim.visible_sessions().len() as i64);
+    assert_eq!(unchanged, 0, "a window was written twice");
+    let claims: i64 = c
+        .query_one("SELECT claim FROM sync_state", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(claims >= 2, "B claimed the stream after A ({claims})");
+}
+
+/// The value of the first sample of `name` in `m`'s exposition.
+fn sample(m: &Metrics, name: &str) -> f64 {
+    m.encode()
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+#[tokio::test]
+async fn a_stream_that_keeps_failing_backs_off_and_a_success_resets_it() {
+    let sim = slow_sim(20, 1).await;
+    sim.faults().clear();
+    // Its first three runs fail (a 500 and no retries), then it recovers.
+    sim.faults().push(Fault::Status(500), 3);
+    let db = TestDb::new().await;
+    let start = (Utc::now() - TimeDelta::days(2)).to_rfc3339();
+    let toml = format!(
+        r#"[warehouse]
+url = "${{DATABASE_URL}}"
+
+[[takecontrol]]
+account = "acct0"
+base_url = "{}"
+api_key = "k"
+schedule = "* * * * * *"
+start = "{start}"
+window = "1d"
+requests_per_second = 500
+max_retries = 0
+timeout = "10s"
+"#,
+        sim.base_url()
+    );
+    let file = write_config(&toml);
+    let settings = settings(&db, &toml);
+    let (engine, slots, metrics) = replica(&settings).await;
+    let sources = sessionsync::sources::build(&settings, &metrics, None, None);
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(sessionsync::engine::run_scheduler(
+        engine,
+        sources,
+        slots,
+        shutdown.clone(),
+    ));
+    let c = db.client().await;
+    let runs = async |c: &tokio_postgres::Client| -> Vec<(String, f64, f64)> {
+        c.query(
+            "SELECT status, extract(epoch FROM started_at)::float8, extract(epoch FROM finished_at)::float8
+               FROM sync_runs WHERE finished_at IS NOT NULL ORDER BY run_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+    };
+    // Three failures: the stream is backing off, in the metrics and in `status`.
+    for _ in 0..200 {
+        if runs(&c).await.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(sample(&metrics, "sessionsync_stream_consecutive_failures"), 3.0);
+    let until = sample(&metrics, "sessionsync_stream_backoff_until_timestamp_seconds");
+    assert!(until > Utc::now().timestamp() as f64, "backing off until {until}");
+    let status = sync_status(&file, &db).await;
+    assert!(status.contains("until ") && status.contains("(3 failed)"), "{status}");
+
+    // Then a success resets it.
+    for _ in 0..300 {
+        if runs(&c).await.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+    daemon.await.unwrap();
+    let r = runs(&c).await;
+    let statuses: Vec<&str> = r.iter().map(|x| x.0.as_str()).collect();
+    assert_eq!(&statuses[..4], ["failed", "failed", "failed", "succeeded"]);
+    // On a one-second schedule: the second run one instant after the first; the third after a
+    // pause of two periods, the fourth after four (not a run at every instant).
+    assert!(r[1].1 - r[0].2 < 1.5, "{r:?}");
+    assert!(r[2].1 - r[1].2 >= 2.0, "{r:?}");
+    assert!(r[3].1 - r[2].2 >= 4.0, "{r:?}");
+    assert_eq!(sample(&metrics, "sessionsync_stream_consecutive_failures"), 0.0);
+    assert_eq!(sample(&metrics, "sessionsync_stream_backoff_until_timestamp_seconds"), 0.0);
+    let status = sync_status(&file, &db).await;
+    assert!(!status.contains("failed)"), "{status}");
+}
+
+/// `sessionsync status` with `file`, on `db`: its output.
+async fn sync_status(file: &std::path::Path, db: &TestDb) -> String {
+    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_sessionsync"))
+        .args(["status", "--config"])
+        .arg(file)
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -1153,3 +1153,119 @@ async fn a_webhook_re_read_stores_superoffices_not_set_dates_as_null_and_counts_
         "{text}"
     );
 }
+
+/// An address that accepts connections and never answers (a hung vendor API).
+async fn hanging_endpoint() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (format!("http://{addr}"), task)
+}
+
+#[tokio::test]
+async fn two_hung_tenants_delay_only_their_own_runs_and_events() {
+    let db = TestDb::new().await;
+    let sim = SuperOfficeSim::start(creds(), seed_samples())
+        .await
+        .unwrap();
+    let (hung, _hang) = hanging_endpoint().await;
+    let mut toml = String::from("[webhooks]\nlisten = \"127.0.0.1:0\"\n");
+    for i in 0..6 {
+        toml.push_str(&so_toml(&sim.base_url(), &format!("ok{i}"), Some(SECRET)));
+    }
+    for i in 0..2 {
+        toml.push_str(
+            &so_toml(&hung, &format!("hung{i}"), Some(SECRET))
+                .replace("timeout = \"5s\"", "timeout = \"120s\""),
+        );
+    }
+    let s = settings(&db, &toml);
+    let h = Harness::new(&s).await;
+    let hooks = Hooks::start(&s, &h).await;
+    hooks.work();
+    let c = db.client().await;
+
+    // Every account's stream runs at once (default engine settings).
+    let cancel = CancellationToken::new();
+    let mut runs = Vec::new();
+    for src in &h.sources {
+        let (engine, src, cancel) = (h.engine.clone(), src.clone(), cancel.clone());
+        let account = src.key().account.clone();
+        runs.push((
+            account,
+            tokio::spawn(async move { engine.run_once(&*src, &cancel).await.unwrap() }),
+        ));
+    }
+    // Events for the hung accounts first: their drains are left waiting on the vendor.
+    let chat = sim.chats()[0].id();
+    for i in 0..2 {
+        let url = hooks.url("superoffice", &format!("hung{i}"));
+        let body = so_event("chatsession.changed", chat, &format!("h-{i}"));
+        assert_eq!(signed(&url, SECRET, &body).await.0, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    for i in 0..6 {
+        let url = hooks.url("superoffice", &format!("ok{i}"));
+        let body = so_event("chatsession.changed", chat, &format!("ok-{i}"));
+        assert_eq!(signed(&url, SECRET, &body).await.0, 200);
+    }
+    let waiting = eventually(
+        &c,
+        "SELECT count(*) FROM webhook_events WHERE account LIKE 'ok%'",
+        0,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(waiting, 0, "the healthy accounts' events landed");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let landed = metric(
+        &h.metrics.encode(),
+        "sessionsync_webhook_lag_seconds_count",
+        &["superoffice"],
+    );
+    assert!(landed >= 6.0, "{landed} events applied");
+
+    // The six healthy runs complete while the two hung ones are still waiting.
+    let (mut healthy, mut hanging) = (Vec::new(), Vec::new());
+    for (account, run) in runs {
+        if account.starts_with("ok") {
+            healthy.push(run);
+        } else {
+            hanging.push(run);
+        }
+    }
+    for run in healthy {
+        let report = tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .expect("a healthy account's run finished")
+            .unwrap();
+        assert_eq!(
+            report.outcome,
+            sessionsync::engine::Outcome::Succeeded,
+            "{:?}",
+            report.error
+        );
+    }
+    assert!(hanging.iter().all(|r| !r.is_finished()), "still waiting on their vendor");
+    assert_eq!(
+        count(&c, "webhook_events WHERE account LIKE 'hung%'").await,
+        2,
+        "the hung accounts' events wait, leased"
+    );
+    let sessions = count(&c, "superoffice_chat_sessions WHERE account LIKE 'ok%'").await;
+    assert_eq!(sessions, 6 * sim.chats().len() as i64);
+    cancel.cancel();
+    for run in hanging {
+        let report = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("a hung run stops at shutdown")
+            .unwrap();
+        assert_eq!(report.outcome, sessionsync::engine::Outcome::Failed);
+    }
+}
