@@ -286,8 +286,14 @@ async fn due_streams_beyond_the_limit_wait_in_order_and_never_run_twice_for_one_
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };
-    assert!(summed("sessionsync_schedule_missed_instants_total") >= 4.0, "{text}");
-    assert!(summed("sessionsync_schedule_start_delay_seconds") > 0.0, "{text}");
+    assert!(
+        summed("sessionsync_schedule_missed_instants_total") >= 4.0,
+        "{text}"
+    );
+    assert!(
+        summed("sessionsync_schedule_start_delay_seconds") > 0.0,
+        "{text}"
+    );
     let c = db.client().await;
     let runs = c
         .query(
@@ -470,7 +476,10 @@ timeout = "10s"
     // A commit already past its check when the backend went may land (B's claim waits for
     // it); none after.
     let a_final = done(&a_done);
-    assert!(a_final <= at_loss + 1, "A committed {a_final} windows, {at_loss} at the loss");
+    assert!(
+        a_final <= at_loss + 1,
+        "A committed {a_final} windows, {at_loss} at the loss"
+    );
     assert_eq!(a_report.outcome, sessionsync::engine::Outcome::Partial);
     let error = a_report.error.unwrap_or_default();
     assert!(error.contains("lost its claim"), "{error}");
@@ -567,11 +576,23 @@ timeout = "10s"
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(sample(&metrics, "sessionsync_stream_consecutive_failures"), 3.0);
-    let until = sample(&metrics, "sessionsync_stream_backoff_until_timestamp_seconds");
-    assert!(until > Utc::now().timestamp() as f64, "backing off until {until}");
+    assert_eq!(
+        sample(&metrics, "sessionsync_stream_consecutive_failures"),
+        3.0
+    );
+    let until = sample(
+        &metrics,
+        "sessionsync_stream_backoff_until_timestamp_seconds",
+    );
+    assert!(
+        until > Utc::now().timestamp() as f64,
+        "backing off until {until}"
+    );
     let status = sync_status(&file, &db).await;
-    assert!(status.contains("until ") && status.contains("(3 failed)"), "{status}");
+    assert!(
+        status.contains("until ") && status.contains("(3 failed)"),
+        "{status}"
+    );
 
     // Then a success resets it.
     for _ in 0..300 {
@@ -590,8 +611,17 @@ timeout = "10s"
     assert!(r[1].1 - r[0].2 < 1.5, "{r:?}");
     assert!(r[2].1 - r[1].2 >= 2.0, "{r:?}");
     assert!(r[3].1 - r[2].2 >= 4.0, "{r:?}");
-    assert_eq!(sample(&metrics, "sessionsync_stream_consecutive_failures"), 0.0);
-    assert_eq!(sample(&metrics, "sessionsync_stream_backoff_until_timestamp_seconds"), 0.0);
+    assert_eq!(
+        sample(&metrics, "sessionsync_stream_consecutive_failures"),
+        0.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "sessionsync_stream_backoff_until_timestamp_seconds"
+        ),
+        0.0
+    );
     let status = sync_status(&file, &db).await;
     assert!(!status.contains("failed)"), "{status}");
 }
@@ -605,6 +635,11 @@ async fn sync_status(file: &std::path::Path, db: &TestDb) -> String {
         .output()
         .await
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -1252,7 +1252,10 @@ async fn two_hung_tenants_delay_only_their_own_runs_and_events() {
             report.error
         );
     }
-    assert!(hanging.iter().all(|r| !r.is_finished()), "still waiting on their vendor");
+    assert!(
+        hanging.iter().all(|r| !r.is_finished()),
+        "still waiting on their vendor"
+    );
     assert_eq!(
         count(&c, "webhook_events WHERE account LIKE 'hung%'").await,
         2,

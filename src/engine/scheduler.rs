@@ -309,7 +309,13 @@ mod tests {
         );
         // Backing off: the skipped instants are not missed ones.
         let finished = started + TimeDelta::seconds(20);
-        let f = freshness(&s, started, Some(finished), 3, started + TimeDelta::minutes(12));
+        let f = freshness(
+            &s,
+            started,
+            Some(finished),
+            3,
+            started + TimeDelta::minutes(12),
+        );
         assert_eq!(f.backoff_until, Some(finished + TimeDelta::minutes(20)));
         assert_eq!(f.missed, 0);
     }

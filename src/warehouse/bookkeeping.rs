@@ -43,7 +43,9 @@ pub async fn backend_pid(c: &Client) -> Result<i32, WarehouseError> {
     let row = c
         .query_one("SELECT pg_backend_pid()", &[])
         .await
-        .map_err(WarehouseError::query("reading the lock connection's process id"))?;
+        .map_err(WarehouseError::query(
+            "reading the lock connection's process id",
+        ))?;
     Ok(row.get(0))
 }
 
@@ -59,7 +61,9 @@ pub async fn bump_claim(c: &impl GenericClient, k: &StreamKey) -> Result<i64, Wa
             &[&k.source, &k.account, &k.stream],
         )
         .await
-        .map_err(WarehouseError::query("claiming the stream (sync_state.claim)"))?;
+        .map_err(WarehouseError::query(
+            "claiming the stream (sync_state.claim)",
+        ))?;
     Ok(row.get(0))
 }
 
