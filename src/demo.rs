@@ -82,7 +82,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     let shutdown = crate::shutdown::shutdown_on_signals();
     sims.describe();
     let reports = sync_each(&engine, &sources, &shutdown).await?;
-    let pushing = start_webhooks(&sources, &settings, &metrics, &shutdown).await?;
+    let webhooks = start_webhooks(&sources, &settings, &metrics, &shutdown).await?;
+    let pushing = webhooks.is_some();
     if pushing {
         show_pushes(&sims.so, &sims.ml, &wh, &args.sources).await?;
     }
@@ -94,10 +95,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         );
     }
     if args.once {
+        shutdown.cancel();
+        stop_webhooks(webhooks).await;
         return Ok(crate::report::exit_code(&reports));
     }
-    let (addr, server) =
-        crate::server::spawn(args.listen, metrics.clone(), wh, shutdown.clone()).await?;
+    drop(engine);
+    let daemon =
+        crate::daemon::Daemon::build(&settings, metrics, sources, shutdown.clone()).await?;
+    let addr = daemon.server_addr();
     println!(
         "\nKeeps syncing every minute. Metrics: http://{addr}/metrics   Health: http://{addr}/readyz   Stop: Ctrl-C"
     );
@@ -107,10 +112,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         );
         tokio::spawn(sims.keep_changing(shutdown.clone()));
     }
-    let slots = crate::engine::Slots::new(settings.engine.max_concurrent_streams, metrics);
-    crate::engine::run_scheduler(engine, sources, slots, shutdown.clone()).await;
-    let _ = server.await;
+    daemon.run_until_stopped().await;
+    stop_webhooks(webhooks).await;
     Ok(0)
+}
+
+/// Waits for the demo's webhook listener and worker to stop (after shutdown).
+async fn stop_webhooks(
+    webhooks: Option<(crate::webhooks::Listening, tokio::task::JoinHandle<()>)>,
+) {
+    if let Some((hooks, worker)) = webhooks {
+        let _ = worker.await;
+        hooks.stopped().await;
+    }
 }
 
 /// The server to use: `DATABASE_URL`, else one on the local default, else a private cluster
@@ -326,26 +340,26 @@ impl Sims {
 
 /// Starts the webhook listener (loopback, any port) and worker for the sources that take
 /// webhooks, and registers each with its simulator exactly as `sessionsync webhooks register`
-/// would; false when no selected source takes webhooks.
+/// would; `None` when no selected source takes webhooks.
 async fn start_webhooks(
     sources: &[Arc<dyn Source>],
     settings: &Settings,
     metrics: &Arc<Metrics>,
     shutdown: &tokio_util::sync::CancellationToken,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Option<(crate::webhooks::Listening, tokio::task::JoinHandle<()>)>> {
     if sources.iter().all(|s| s.webhook().is_none()) {
-        return Ok(false);
+        return Ok(None);
     }
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let hooks =
         crate::webhooks::listen(loopback, sources, &settings.warehouse, metrics, shutdown).await?;
-    hooks.work();
+    let worker = hooks.work();
     let public: reqwest::Url = format!("http://{}", hooks.addr).parse()?;
     hooks
         .register_all(&public)
         .await
         .context("registering the webhooks with the simulators")?;
-    Ok(true)
+    Ok(Some((hooks, worker)))
 }
 
 /// One change in each simulator that pushes: a SuperOffice message, a new mluvii session.

@@ -13,7 +13,9 @@
 //!   `retention` do to a stored warehouse (the SQL every write shares is
 //!   `warehouse::privacy`).
 //! - [`engine`]: vendor-agnostic: the [`engine::Source`] trait, time windows, the per-stream
-//!   advisory lock, one transaction per window with its watermark, run records, the scheduler.
+//!   claim (advisory locks held by one lock-keeping connection, fenced by a token: no
+//!   connection is held while a stream waits on its vendor), one transaction per window with
+//!   its watermark, run records, the scheduler (slots, back-off, missed instants).
 //! - [`http`]: the HTTP client every source uses: rate ceiling, retries with backoff and jitter,
 //!   `Retry-After`, an account-wide pause on 429.
 //! - [`sources`]: one folder per source system (`takecontrol/`, `superoffice/`, `mluvii/`: its
@@ -25,7 +27,9 @@
 //! - [`server`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`webhooks`]: the vendor webhook listener, its inbox table and the worker that re-reads
 //!   the sessions events name (the per-vendor part is each source's `webhook.rs`).
-//! - [`startup`]: settings → migrated warehouse → engine → streams, as every command starts.
+//! - [`startup`]: settings → migrated warehouse → engine → streams, as the one-shot commands
+//!   start; [`daemon`]: the daemon assembled once (server, webhooks, migration, scheduler,
+//!   storage limits, one shutdown order), for `run`, `demo` and the tests.
 //! - [`report`]: run lines, exit codes and live bars for people; [`shutdown`]: the signal
 //!   every loop is given.
 //! - [`cli`]: the command line; `main.rs` only calls it. [`demo`] and [`pgctl`] (a private
@@ -33,6 +37,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod engine;
 pub mod events;

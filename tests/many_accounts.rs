@@ -457,7 +457,8 @@ timeout = "10s"
     let holders: Vec<i32> = c
         .query(
             "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
-                AND objid = hashtext('sessionsync/takecontrol/acct0/sessions')::oid",
+                AND objid = hashtext('sessionsync/takecontrol/acct0/sessions')::oid
+                AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             &[],
         )
         .await

@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Settings};
-use crate::engine::{Engine, Outcome, Progress, Range, RunReport, Slots};
+use crate::engine::{Outcome, Progress, Range, RunReport, Slots};
 use crate::report::{StreamBars, describe, exit_code};
 use crate::shutdown::shutdown_on_signals;
 use crate::telemetry::{LogFormat, Metrics};
@@ -560,91 +560,10 @@ async fn run(path: Option<PathBuf>) -> Result<u8, Failure> {
     let settings = load(path)?;
     let metrics = Arc::new(Metrics::new());
     let sources = crate::sources::build(&settings, &metrics, None, None);
-    if sources.is_empty() {
-        tracing::warn!(file = %settings.file.display(), "no enabled stream in the config; serving metrics only");
-    }
-    let shutdown = shutdown_on_signals();
-    let wh = Warehouse::new(&settings.warehouse)?;
-    let (addr, server) = crate::server::spawn(
-        settings.server.listen,
-        metrics.clone(),
-        wh.clone(),
-        shutdown.clone(),
-    )
-    .await?;
-    tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
-    let hooks = listen_for_webhooks(&settings, &sources, &metrics, &shutdown).await?;
-    // The warehouse may come up after us: keep trying to migrate until it answers.
-    loop {
-        match wh.migrate().await {
-            Ok(applied) => {
-                tracing::info!(schema = wh.schema(), applied = ?applied, "warehouse schema ready");
-                break;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "migration failed; retrying in 10 s");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(0),
-                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
-                }
-            }
-        }
-    }
-    let slots = Slots::new(settings.engine.max_concurrent_streams, metrics.clone());
-    let retention = crate::personal::retention::spawn_daily(
-        wh.clone(),
-        settings.privacy.clone(),
-        metrics.clone(),
-        shutdown.clone(),
-    );
-    let engine = Arc::new(Engine::new(wh, metrics));
-    tracing::info!(
-        streams = sources.len(),
-        max_concurrent_streams = slots.limit(),
-        "scheduler started"
-    );
-    let worker = hooks.as_ref().map(|h| h.work());
-    crate::engine::run_scheduler(engine, sources, slots, shutdown.clone()).await;
-    shutdown.cancel();
-    if let (Some(w), Some(h)) = (worker, hooks) {
-        let _ = w.await;
-        h.stopped().await;
-    }
-    if let Some(r) = retention {
-        let _ = r.await;
-    }
-    let _ = server.await;
-    tracing::info!("stopped cleanly");
+    let daemon =
+        crate::daemon::Daemon::build(&settings, metrics, sources, shutdown_on_signals()).await?;
+    daemon.run_until_stopped().await;
     Ok(0)
-}
-
-/// Starts the webhook listener when `[webhooks]` is configured (before the schema is ready:
-/// until it is, events are answered 503 and the vendor retries).
-async fn listen_for_webhooks(
-    settings: &Settings,
-    sources: &[Arc<dyn crate::engine::Source>],
-    metrics: &Arc<Metrics>,
-    shutdown: &CancellationToken,
-) -> Result<Option<crate::webhooks::Listening>, Failure> {
-    let with_settings = sources.iter().filter(|s| s.webhook().is_some()).count();
-    let Some(w) = &settings.webhooks else {
-        if with_settings > 0 {
-            tracing::warn!(
-                accounts = with_settings,
-                "accounts have webhook settings, but the config has no [webhooks] listen: their events are not received"
-            );
-        }
-        return Ok(None);
-    };
-    if with_settings == 0 {
-        tracing::warn!(
-            "[webhooks] is configured, but no account has webhook_secret (superoffice) or webhook_user/webhook_password (mluvii): every request will be answered 404"
-        );
-    }
-    let hooks =
-        crate::webhooks::listen(w.listen, sources, &settings.warehouse, metrics, shutdown).await?;
-    tracing::info!(addr = %hooks.addr, accounts = hooks.endpoints.len(), "listening for webhooks on /webhooks/{{source}}/{{account}}");
-    Ok(Some(hooks))
 }
 
 async fn status(path: Option<PathBuf>, json: bool) -> Result<u8, Failure> {

@@ -158,6 +158,9 @@ impl RunReport {
 pub struct Engine {
     warehouse: Warehouse,
     claims: Claims,
+    /// Held while one run analyzes the changed tables: a hundred runs finishing together
+    /// analyze once, not a hundred times in a row (ANALYZE of one table waits for another).
+    analyzing: tokio::sync::Mutex<()>,
     metrics: Arc<Metrics>,
     hooks: Arc<Hooks>,
 }
@@ -166,6 +169,7 @@ impl Engine {
     pub fn new(warehouse: Warehouse, metrics: Arc<Metrics>) -> Self {
         Engine {
             claims: Claims::new(warehouse.clone()),
+            analyzing: tokio::sync::Mutex::new(()),
             warehouse,
             metrics,
             hooks: Arc::default(),
@@ -458,10 +462,14 @@ impl Engine {
         let totals = &r.totals;
         let conn = self.warehouse.conn().await?;
         warehouse::finish_run(&conn, run_id, r.outcome, totals, r.error.as_deref()).await?;
-        if totals.written > 0 {
+        let analyzing = match totals.written {
+            0 => None,
+            _ => self.analyzing.try_lock().ok(),
+        };
+        if analyzing.is_some() {
             match warehouse::analyze_stale(&conn, self.warehouse.schema()).await {
                 Ok(t) if !t.is_empty() => {
-                    tracing::info!(tables = %t.join(", "), "analyzed tables that changed by more than a tenth")
+                    tracing::debug!(tables = %t.join(", "), "analyzed tables that changed by more than a tenth")
                 }
                 Ok(_) => {}
                 Err(e) => {

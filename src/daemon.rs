@@ -1,0 +1,179 @@
+//! The daemon, assembled in one place: `sessionsync run`, `sessionsync demo` (after its first
+//! sync) and the tests start it with [`Daemon::build`] and [`Daemon::run_until_stopped`].
+//!
+//! `build` binds what must answer at once: `/metrics`, `/healthz`, `/readyz`, and the webhook
+//! listener when `[webhooks]` is configured (until the schema exists it answers 503, and the
+//! vendor retries). `run_until_stopped` then migrates the warehouse (retrying every 10 s until
+//! it answers), starts the storage limits' daily pass, the webhook worker and the scheduler,
+//! and runs until the shutdown signal. The shutdown order is one: the scheduler's streams stop
+//! at their next fetch or window boundary, then the webhook worker and listener, the storage
+//! limits, and the server last (health answers until the end).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::engine::{Engine, Slots, Source};
+use crate::telemetry::Metrics;
+use crate::warehouse::{Warehouse, WarehouseError};
+
+/// The daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    #[error(transparent)]
+    Server(#[from] crate::server::ServeError),
+    #[error(transparent)]
+    Webhooks(#[from] crate::webhooks::StartError),
+}
+
+/// A daemon whose server and webhook listener are listening.
+pub struct Daemon {
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    warehouse: Warehouse,
+    sources: Vec<Arc<dyn Source>>,
+    shutdown: CancellationToken,
+    server_addr: SocketAddr,
+    server: tokio::task::JoinHandle<()>,
+    hooks: Option<crate::webhooks::Listening>,
+}
+
+impl Daemon {
+    /// Binds the server and, when configured, the webhook listener, for `sources` (built with
+    /// `metrics`), until `shutdown`.
+    pub async fn build(
+        settings: &Settings,
+        metrics: Arc<Metrics>,
+        sources: Vec<Arc<dyn Source>>,
+        shutdown: CancellationToken,
+    ) -> Result<Daemon, DaemonError> {
+        if sources.is_empty() {
+            tracing::warn!(file = %settings.file.display(), "no enabled stream in the config; serving metrics only");
+        }
+        let warehouse = Warehouse::new(&settings.warehouse)?;
+        let (server_addr, server) = crate::server::spawn(
+            settings.server.listen,
+            metrics.clone(),
+            warehouse.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        tracing::info!(addr = %server_addr, "serving /metrics, /healthz, /readyz");
+        let hooks = listen_for_webhooks(settings, &sources, &metrics, &shutdown).await?;
+        Ok(Daemon {
+            settings: settings.clone(),
+            metrics,
+            warehouse,
+            sources,
+            shutdown,
+            server_addr,
+            server,
+            hooks,
+        })
+    }
+
+    /// Where `/metrics` and health are served.
+    pub fn server_addr(&self) -> SocketAddr {
+        self.server_addr
+    }
+
+    /// Where webhooks are received, when configured.
+    pub fn webhook_addr(&self) -> Option<SocketAddr> {
+        self.hooks.as_ref().map(|h| h.addr)
+    }
+
+    /// Migrates, then runs every stream on its schedule, the webhook worker and the storage
+    /// limits until the shutdown signal; returns once everything has stopped.
+    pub async fn run_until_stopped(self) {
+        let Daemon {
+            settings,
+            metrics,
+            warehouse,
+            sources,
+            shutdown,
+            server,
+            hooks,
+            ..
+        } = self;
+        // The warehouse may come up after us: keep trying to migrate until it answers.
+        let migrated = loop {
+            match warehouse.migrate().await {
+                Ok(applied) => {
+                    tracing::info!(schema = warehouse.schema(), applied = ?applied, "warehouse schema ready");
+                    break true;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "migration failed; retrying in 10 s");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break false,
+                        _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                    }
+                }
+            }
+        };
+        if migrated {
+            let retention = crate::personal::retention::spawn_daily(
+                warehouse.clone(),
+                settings.privacy.clone(),
+                metrics.clone(),
+                shutdown.clone(),
+            );
+            let slots = Slots::new(settings.engine.max_concurrent_streams, metrics.clone());
+            let engine = Arc::new(Engine::new(warehouse, metrics));
+            tracing::info!(
+                streams = sources.len(),
+                max_concurrent_streams = slots.limit(),
+                "scheduler started"
+            );
+            let worker = hooks.as_ref().map(|h| h.work());
+            crate::engine::run_scheduler(engine, sources, slots, shutdown.clone()).await;
+            shutdown.cancel();
+            if let Some(w) = worker {
+                let _ = w.await;
+            }
+            if let Some(r) = retention {
+                let _ = r.await;
+            }
+        }
+        shutdown.cancel();
+        if let Some(h) = hooks {
+            h.stopped().await;
+        }
+        let _ = server.await;
+        tracing::info!("stopped cleanly");
+    }
+}
+
+/// Starts the webhook listener when `[webhooks]` is configured (before the schema is ready:
+/// until it is, events are answered 503 and the vendor retries).
+async fn listen_for_webhooks(
+    settings: &Settings,
+    sources: &[Arc<dyn Source>],
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> Result<Option<crate::webhooks::Listening>, DaemonError> {
+    let with_settings = sources.iter().filter(|s| s.webhook().is_some()).count();
+    let Some(w) = &settings.webhooks else {
+        if with_settings > 0 {
+            tracing::warn!(
+                accounts = with_settings,
+                "accounts have webhook settings, but the config has no [webhooks] listen: their events are not received"
+            );
+        }
+        return Ok(None);
+    };
+    if with_settings == 0 {
+        tracing::warn!(
+            "[webhooks] is configured, but no account has webhook_secret (superoffice) or webhook_user/webhook_password (mluvii): every request will be answered 404"
+        );
+    }
+    let hooks =
+        crate::webhooks::listen(w.listen, sources, &settings.warehouse, metrics, shutdown).await?;
+    tracing::info!(addr = %hooks.addr, accounts = hooks.endpoints.len(), "listening for webhooks on /webhooks/{{source}}/{{account}}");
+    Ok(Some(hooks))
+}
