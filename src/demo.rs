@@ -164,7 +164,7 @@ async fn sync_each(
             .await;
         bars.finish(i);
         let r = r?;
-        println!("{}", crate::report::describe(&r));
+        bars.println(&crate::report::describe(&r));
         reports.push(r);
     }
     Ok(reports)
@@ -472,6 +472,7 @@ pub async fn summary(wh: &Warehouse, database: &str) -> anyhow::Result<String> {
     let mut out = String::from(
         "\nWarehouse (schema sessionsync; customer names, e-mails and phones stored hashed: README \"Personal data\"):\n",
     );
+    let mut cells = Vec::new();
     for table in [
         "takecontrol_sessions",
         "takecontrol_chat_messages",
@@ -491,7 +492,11 @@ pub async fn summary(wh: &Warehouse, database: &str) -> anyhow::Result<String> {
             .query_one(&format!("SELECT count(*) FROM {table}"), &[])
             .await?
             .get(0);
-        out.push_str(&format!("  {table:<28} {n:>8} rows\n"));
+        cells.push(format!("{table:<26} {n:>7} rows"));
+    }
+    // Two to a line: the summary fits a terminal's screen with the run lines above it.
+    for pair in cells.chunks(2) {
+        out.push_str(&format!("  {}\n", pair.join("    ")));
     }
     let row = conn
         .query_one(

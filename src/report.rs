@@ -44,9 +44,11 @@ pub fn describe(r: &RunReport) -> String {
     s
 }
 
-/// On a terminal, one live bar per stream while it runs (windows, rows, rate, ETA), cleared
-/// when it ends (the stream's line says how it went); otherwise nothing, or, for a backfill,
-/// a progress log line per window.
+/// On a terminal, one live bar per stream while it runs (the part of its time range covered,
+/// rows, rate), removed when it ends, leaving only the stream's line; otherwise nothing, or,
+/// for a backfill, a progress log line per window. While the bars are up, log lines and the
+/// streams' lines go through them ([`StreamBars::println`], [`crate::telemetry::terminal`]), so
+/// nothing is written across a bar.
 pub struct StreamBars {
     tty: bool,
     bars: Vec<indicatif::ProgressBar>,
@@ -58,26 +60,24 @@ pub struct StreamBars {
 
 impl StreamBars {
     pub fn new(sources: &[Arc<dyn Source>]) -> Self {
-        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr())
+            && std::io::IsTerminal::is_terminal(&std::io::stdout());
         let multi = indicatif::MultiProgress::new();
-        let style = indicatif::ProgressStyle::with_template(
-            "{prefix:<32} [{bar:30}] {pos}/{len} windows, {msg} ({per_sec}, ETA {eta})",
-        )
-        .map(|s| s.progress_chars("#>-"))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        let style = indicatif::ProgressStyle::with_template("{prefix:<32} [{bar:30}] {msg}")
+            .map(|s| s.progress_chars("#>-"))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
         let bars = sources
             .iter()
             .map(|s| {
-                let bar = if tty {
-                    indicatif::ProgressBar::new(0)
-                } else {
-                    indicatif::ProgressBar::hidden()
-                };
+                let bar = indicatif::ProgressBar::hidden();
                 bar.set_style(style.clone());
                 bar.set_prefix(s.key().to_string());
                 bar
             })
             .collect();
+        if tty {
+            crate::telemetry::terminal::attach(multi.clone());
+        }
         StreamBars {
             tty,
             bars,
@@ -91,20 +91,96 @@ impl StreamBars {
     pub fn show(&self, i: usize, p: &Progress, log: bool) {
         let rows = p.written + p.unchanged;
         let bar = &self.bars[i];
-        bar.set_length(p.total as u64);
-        bar.set_position(p.done as u64);
-        bar.set_message(format!("{rows} rows"));
+        let secs = |d: chrono::TimeDelta| d.num_seconds().max(0) as u64;
+        bar.set_length(secs(p.span).max(1));
+        bar.set_position(secs(p.covered));
+        let rate = rows as f64 / p.elapsed.as_secs_f64().max(0.001);
+        bar.set_message(format!(
+            "{}, {rows} rows ({rate:.0}/s)",
+            covered_of(p.covered, p.span)
+        ));
         if self.tty && !self.shown[i].swap(true, std::sync::atomic::Ordering::Relaxed) {
             self.multi.add(bar.clone());
         }
         if log && !self.tty {
-            let eta = (p.done > 0 && p.done < p.total)
-                .then(|| p.elapsed.mul_f64((p.total - p.done) as f64 / p.done as f64));
-            tracing::info!(stream = %self.keys[i], done = p.done, total = p.total, rows, eta_seconds = eta.map(|e| e.as_secs()), "backfill progress");
+            tracing::info!(stream = %self.keys[i], done = p.done, total = p.total, covered_seconds = secs(p.covered), span_seconds = secs(p.span), rows, "backfill progress");
         }
     }
 
+    /// Stream `i` ended: its bar leaves the terminal.
     pub fn finish(&self, i: usize) {
-        self.bars[i].finish_and_clear();
+        let bar = &self.bars[i];
+        bar.finish_and_clear();
+        if self.shown[i].load(std::sync::atomic::Ordering::Relaxed) {
+            self.multi.remove(bar);
+        }
+    }
+
+    /// Prints `line` on standard output, above the bars (they are redrawn below it).
+    pub fn println(&self, line: &str) {
+        if self.tty {
+            self.multi.suspend(|| println!("{line}"));
+        } else {
+            println!("{line}");
+        }
+    }
+}
+
+impl Drop for StreamBars {
+    fn drop(&mut self) {
+        if self.tty {
+            crate::telemetry::terminal::detach();
+            let _ = self.multi.clear();
+        }
+    }
+}
+
+/// "12 of 30 days", "3 of 6 hours", "40 of 90 minutes": what a bar has covered of its range.
+fn covered_of(covered: chrono::TimeDelta, span: chrono::TimeDelta) -> String {
+    let s = span.num_seconds().max(0) as f64;
+    let c = covered.num_seconds().clamp(0, span.num_seconds().max(0)) as f64;
+    let (unit, size) = if s >= 2.0 * 86400.0 {
+        ("days", 86400.0)
+    } else if s >= 2.0 * 3600.0 {
+        ("hours", 3600.0)
+    } else if s >= 120.0 {
+        ("minutes", 60.0)
+    } else {
+        ("seconds", 1.0)
+    };
+    let fmt = |v: f64| {
+        let v = v / size;
+        if v >= 10.0 || (v - v.round()).abs() < 0.05 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.1}")
+        }
+    };
+    format!("{} of {} {unit}", fmt(c), fmt(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::covered_of;
+    use chrono::TimeDelta;
+
+    #[test]
+    fn a_bar_says_how_much_of_its_range_is_covered() {
+        assert_eq!(
+            covered_of(TimeDelta::days(12), TimeDelta::days(30)),
+            "12 of 30 days"
+        );
+        assert_eq!(
+            covered_of(TimeDelta::hours(36), TimeDelta::hours(48)),
+            "1.5 of 2 days"
+        );
+        assert_eq!(
+            covered_of(TimeDelta::minutes(90), TimeDelta::hours(3)),
+            "1.5 of 3 hours"
+        );
+        assert_eq!(
+            covered_of(TimeDelta::seconds(30), TimeDelta::seconds(60)),
+            "30 of 60 seconds"
+        );
     }
 }

@@ -315,6 +315,57 @@ pub fn to_prometheus_text(openmetrics: &str) -> String {
     out
 }
 
+/// Log lines on a terminal while live bars are drawn: written through the bars (which are
+/// cleared, the line written, and the bars drawn again below it), so no line breaks a bar.
+pub mod terminal {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    static BARS: Mutex<Option<indicatif::MultiProgress>> = Mutex::new(None);
+
+    /// Log lines go through `bars` until [`detach`].
+    pub fn attach(bars: indicatif::MultiProgress) {
+        if let Ok(mut b) = BARS.lock() {
+            *b = Some(bars);
+        }
+    }
+
+    pub fn detach() {
+        if let Ok(mut b) = BARS.lock() {
+            *b = None;
+        }
+    }
+
+    /// Standard error, through the bars while they are drawn.
+    pub struct Stderr;
+
+    impl Write for Stderr {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.write_all(buf)?;
+            Ok(buf.len())
+        }
+
+        fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+            let bars = BARS.lock().ok().and_then(|b| b.clone());
+            match bars {
+                Some(bars) => bars.suspend(|| std::io::stderr().write_all(buf)),
+                None => std::io::stderr().write_all(buf),
+            }
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            std::io::stderr().flush()
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Stderr {
+        type Writer = Stderr;
+        fn make_writer(&'a self) -> Stderr {
+            Stderr
+        }
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -366,7 +417,7 @@ pub fn init_logging(format: LogFormat, one_shot: bool) {
     }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(terminal::Stderr);
     let _ = if json {
         builder
             .json()

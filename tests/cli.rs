@@ -666,38 +666,68 @@ start = "2024-01-01T00:00:00Z"
 /// plainly: at most 40 lines, no server NOTICE, no per-window line, live bars cleared.
 #[tokio::test]
 async fn demo_once_on_a_terminal_is_short_and_plain() {
+    // What a person sees: the demo in a real terminal emulator (tmux, 132x50), read back from
+    // its screen (redrawn bars and cleared lines count as the terminal shows them).
     let database = format!("sessionsync_demo_tty_{}", std::process::id());
+    let socket = format!("sessionsync-test-{}", std::process::id());
+    let done = std::env::temp_dir().join(format!("{socket}.done"));
+    let _ = std::fs::remove_file(&done);
     let command = format!(
-        "{} demo --once --sessions 200 --database {database}",
-        env!("CARGO_BIN_EXE_sessionsync")
+        "env -u RUST_LOG DATABASE_URL='{}' {} demo --once --sessions 200 --database {database}; echo $? > {}; sleep 600",
+        admin_url(),
+        env!("CARGO_BIN_EXE_sessionsync"),
+        done.display()
     );
-    let o = tokio::process::Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
-        .env("DATABASE_URL", admin_url())
-        .env_remove("RUST_LOG")
-        .output()
-        .await
-        .expect("script (util-linux) runs the demo on a pseudo-terminal");
-    let shown = String::from_utf8_lossy(&o.stdout).replace('\r', "");
-    // The database the demo created.
+    let tmux = |args: &[&str]| {
+        std::process::Command::new("tmux")
+            .args(["-L", &socket])
+            .args(args)
+            .output()
+            .expect("tmux runs (Debian package tmux)")
+    };
+    let started = tmux(&["new-session", "-d", "-x", "132", "-y", "50", &command]);
+    assert!(started.status.success(), "{started:?}");
+    let mut code = None;
+    for _ in 0..1200 {
+        if let Ok(c) = std::fs::read_to_string(&done) {
+            code = Some(c.trim().to_string());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let screen =
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-S", "-"]).stdout).into_owned();
+    tmux(&["kill-server"]);
+    let _ = std::fs::remove_file(&done);
     if let Ok((c, conn)) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await {
         tokio::spawn(conn);
         let _ = c
             .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
             .await;
     }
-    assert_eq!(o.status.code(), Some(0), "{shown}");
-    let lines = shown.lines().count();
-    assert!(lines <= 40, "{lines} lines:\n{shown}");
-    assert!(!shown.contains("NOTICE"), "{shown}");
-    assert!(!shown.contains("window committed"), "{shown}");
-    assert!(!shown.contains("value nulled"), "{shown}");
+    assert_eq!(code.as_deref(), Some("0"), "{screen}");
+    let lines: Vec<&str> = screen.lines().collect();
+    let used = lines
+        .iter()
+        .rposition(|l| !l.trim().is_empty())
+        .map_or(0, |i| i + 1);
+    assert!(used <= 30, "{used} lines:\n{screen}");
+    for line in &lines[..used] {
+        assert!(
+            !line.contains("] "),
+            "a bar frame was left: {line}\n{screen}"
+        );
+        for log in [" INFO ", " WARN ", " DEBUG ", "\"level\"", "NOTICE"] {
+            assert!(!line.contains(log), "a log line: {line}\n{screen}");
+        }
+    }
+    assert!(!screen.contains("window committed"), "{screen}");
     assert!(
-        shown.contains("values nulled: negative_duration"),
-        "{shown}"
+        screen.contains("values nulled: negative_duration"),
+        "{screen}"
     );
     assert!(
-        shown.contains("in the warehouse") && shown.contains("without a sync run"),
-        "the webhook push is shown: {shown}"
+        screen.contains("in the warehouse") && screen.contains("without a sync run"),
+        "the webhook push is shown: {screen}"
     );
 }

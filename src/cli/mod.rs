@@ -11,7 +11,6 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Settings};
 use crate::engine::{Outcome, Progress, Range, RunReport, Slots};
@@ -265,82 +264,13 @@ async fn sync(
     account: Option<String>,
 ) -> Result<u8, Failure> {
     let settings = load(path)?;
-    let metrics = Arc::new(Metrics::new());
-    let sources = select(&settings, &metrics, source.as_deref(), account.as_deref())?;
-    let slots = Slots::new(settings.engine.max_concurrent_streams, metrics.clone());
-    let crate::startup::Pipeline {
-        engine, sources, ..
-    } = crate::startup::start(&settings, metrics, sources).await?;
-    let shutdown = shutdown_on_signals();
-    let bars = &StreamBars::new(&sources);
-    let reports = run_streams(&sources, &slots, &shutdown, |s, i| {
-        let (engine, shutdown) = (&engine, &shutdown);
-        async move {
-            let show = move |p: &Progress| bars.show(i, p, false);
-            let r = engine.run(s, Range::Regular, shutdown, &show).await;
-            bars.finish(i);
-            r
-        }
-    })
-    .await?;
-    Ok(exit_code(&reports))
-}
-
-/// Runs `run` for every stream, at most `slots.limit()` at once (the others wait their turn in
-/// order), printing each stream's line as it finishes. A warehouse failure of one stream is
-/// printed and fails the command once every stream has ended.
-async fn run_streams<'a, F, Fut>(
-    sources: &'a [Arc<dyn crate::engine::Source>],
-    slots: &'a Slots,
-    shutdown: &'a CancellationToken,
-    run: F,
-) -> Result<Vec<RunReport>, Failure>
-where
-    F: Fn(&'a dyn crate::engine::Source, usize) -> Fut,
-    Fut: std::future::Future<Output = Result<RunReport, crate::warehouse::WarehouseError>> + 'a,
-{
-    let mut running: futures::stream::FuturesUnordered<_> = sources
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let run = &run;
-            async move {
-                let key = s.key();
-                let Some(slot) = slots.acquire(key, shutdown).await else {
-                    return (key, Ok(None));
-                };
-                let r = run(&**s, i).await;
-                drop(slot);
-                (key, r.map(Some))
-            }
-        })
-        .collect();
-    let mut reports = Vec::new();
-    let mut failed = None;
-    while let Some((key, result)) = futures::StreamExt::next(&mut running).await {
-        match result {
-            Ok(Some(report)) => {
-                println!("{}", describe(&report));
-                reports.push(report);
-            }
-            Ok(None) => {
-                println!("{key}: not started — stopped by shutdown while waiting for a slot");
-                reports.push(RunReport::not_run(
-                    key,
-                    Outcome::Failed,
-                    Some("stopped by shutdown before it started".into()),
-                ));
-            }
-            Err(e) => {
-                println!("{key}: failed — {e}");
-                failed.get_or_insert(anyhow::Error::from(e).context(format!("syncing {key}")));
-            }
-        }
-    }
-    match failed {
-        Some(error) => Err(Failure { code: 1, error }),
-        None => Ok(reports),
-    }
+    run_selected(
+        &settings,
+        source.as_deref(),
+        account.as_deref(),
+        Range::Regular,
+    )
+    .await
 }
 
 async fn backfill(
@@ -358,27 +288,79 @@ async fn backfill(
             error: anyhow::anyhow!("--from {from} is not before --to {to}"),
         });
     }
+    run_selected(
+        &settings,
+        Some(&source),
+        account.as_deref(),
+        Range::Backfill { from, to },
+    )
+    .await
+}
+
+/// `sync` and `backfill`: runs each selected stream once over `range`, at most
+/// `engine.max_concurrent_streams` at once (the others wait their turn in order), with a live
+/// bar per running stream on a terminal (a backfill also logs its progress elsewhere), printing
+/// each stream's line as it finishes. A warehouse failure of one stream is printed and fails the
+/// command once every stream has ended.
+async fn run_selected(
+    settings: &Settings,
+    source: Option<&str>,
+    account: Option<&str>,
+    range: Range,
+) -> Result<u8, Failure> {
     let metrics = Arc::new(Metrics::new());
-    let sources = select(&settings, &metrics, Some(&source), account.as_deref())?;
-    let slots = Slots::new(settings.engine.max_concurrent_streams, metrics.clone());
+    let sources = select(settings, &metrics, source, account)?;
+    let slots = &Slots::new(settings.engine.max_concurrent_streams, metrics.clone());
     let crate::startup::Pipeline {
         engine, sources, ..
-    } = crate::startup::start(&settings, metrics, sources).await?;
-    let shutdown = shutdown_on_signals();
+    } = crate::startup::start(settings, metrics, sources).await?;
+    let shutdown = &shutdown_on_signals();
     let bars = &StreamBars::new(&sources);
-    let reports = run_streams(&sources, &slots, &shutdown, |s, i| {
-        let (engine, shutdown) = (&engine, &shutdown);
-        async move {
-            let show = move |p: &Progress| bars.show(i, p, true);
-            let r = engine
-                .run(s, Range::Backfill { from, to }, shutdown, &show)
-                .await;
+    let log_progress = matches!(range, Range::Backfill { .. });
+    let engine = &engine;
+    let mut running: futures::stream::FuturesUnordered<_> = sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| async move {
+            let key = s.key();
+            let Some(slot) = slots.acquire(key, shutdown).await else {
+                return (key, Ok(None));
+            };
+            let show = move |p: &Progress| bars.show(i, p, log_progress);
+            let r = engine.run(&**s, range, shutdown, &show).await;
             bars.finish(i);
-            r
+            drop(slot);
+            (key, r.map(Some))
+        })
+        .collect();
+    let mut reports = Vec::new();
+    let mut failed = None;
+    while let Some((key, result)) = futures::StreamExt::next(&mut running).await {
+        match result {
+            Ok(Some(report)) => {
+                bars.println(&describe(&report));
+                reports.push(report);
+            }
+            Ok(None) => {
+                bars.println(&format!(
+                    "{key}: not started — stopped by shutdown while waiting for a slot"
+                ));
+                reports.push(RunReport::not_run(
+                    key,
+                    Outcome::Failed,
+                    Some("stopped by shutdown before it started".into()),
+                ));
+            }
+            Err(e) => {
+                bars.println(&format!("{key}: failed — {e}"));
+                failed.get_or_insert(anyhow::Error::from(e).context(format!("syncing {key}")));
+            }
         }
-    })
-    .await?;
-    Ok(exit_code(&reports))
+    }
+    match failed {
+        Some(error) => Err(Failure { code: 1, error }),
+        None => Ok(exit_code(&reports)),
+    }
 }
 
 async fn check(path: Option<PathBuf>) -> Result<u8, Failure> {

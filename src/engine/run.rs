@@ -27,12 +27,12 @@ enum Plan {
 }
 
 impl Plan {
-    /// The windows of a run of `source` over `range`, and where the run starts.
+    /// The windows of a run of `source` over `range`, and where the run starts and ends.
     fn for_run(
         source: &dyn Source,
         range: Range,
         state: &StreamState,
-    ) -> (Plan, Option<DateTime<Utc>>) {
+    ) -> (Plan, Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
         let windowing = source.windowing();
         let planned = match range {
             Range::Regular => windowing.plan(source.settings(), state.watermark, Utc::now()),
@@ -42,11 +42,12 @@ impl Plan {
         };
         let planned = within_retention(source, planned);
         let start = planned.first().map(|w| w.start);
+        let end = planned.last().map(|w| w.end);
         // Start where the last run left the window size (kept in sync_state).
         let remembered = state
             .window_seconds
             .map(|s| TimeDelta::seconds(i64::from(s)));
-        (Plan::new(planned, source, remembered), start)
+        (Plan::new(planned, source, remembered), start, end)
     }
 
     fn new(planned: Vec<Window>, source: &dyn Source, step: Option<TimeDelta>) -> Self {
@@ -121,8 +122,12 @@ pub enum Range {
 /// How far a run has got, after each window.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
+    /// Windows committed, and the count expected now (adaptive windows change it as they go).
     pub done: usize,
     pub total: usize,
+    /// The part of the run's time range already covered, and the whole range.
+    pub covered: TimeDelta,
+    pub span: TimeDelta,
     pub written: u64,
     pub unchanged: u64,
     pub rejected: u64,
@@ -298,7 +303,7 @@ impl Engine {
         let key = source.key();
         let started = Instant::now();
         let before = source.requests();
-        let (mut plan, run_start) = Plan::for_run(source, range, &state);
+        let (mut plan, run_start, run_end) = Plan::for_run(source, range, &state);
         let backfill = matches!(range, Range::Backfill { .. });
         let info = |w: &Window| RunInfo {
             first: Some(w.start) == run_start,
@@ -399,9 +404,12 @@ impl Engine {
                     totals.unchanged += counts.unchanged;
                     totals.rejected += rejected;
                     new_rejects += new;
+                    let from = run_start.unwrap_or(window.start);
                     progress(&Progress {
                         done: committed,
                         total: committed + usize::from(next.is_some()) + plan.remaining(),
+                        covered: window.end - from,
+                        span: run_end.unwrap_or(window.end) - from,
                         written: totals.written,
                         unchanged: totals.unchanged,
                         rejected: totals.rejected,
