@@ -4,7 +4,7 @@
 //! `cargo bench --bench parsers`
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sessionsync::sources::takecontrol::parse;
+use sessionsync::sources::takecontrol::normalize;
 
 const SESSIONS: usize = 2000;
 
@@ -59,7 +59,7 @@ fn sessions(records: Vec<serde_json::Map<String, serde_json::Value>>, tz: chrono
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
-            parse::normalize(
+            normalize::normalize(
                 r,
                 &i.to_string(),
                 tz,
@@ -67,7 +67,7 @@ fn sessions(records: Vec<serde_json::Map<String, serde_json::Value>>, tz: chrono
                 "a",
             )
         })
-        .filter(|n| matches!(n, parse::Normalized::Session(..)))
+        .filter(|n| matches!(n, normalize::Normalized::Session(..)))
         .count()
 }
 
@@ -82,7 +82,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             transcripts
                 .iter()
-                .map(|t| parse::transcript(t, tz).unwrap().len())
+                .map(|t| normalize::transcript(t, tz).unwrap().len())
                 .sum::<usize>()
         })
     });
@@ -103,12 +103,12 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.bench_function("legacy XML with transcripts → sessions", |b| {
-        b.iter(|| sessions(parse::records_from_xml(&xml).unwrap(), tz))
+        b.iter(|| sessions(normalize::records_from_xml(&xml).unwrap(), tz))
     });
     let json = json_body();
     group.throughput(Throughput::Bytes(json.len() as u64));
     group.bench_function("REST JSON → sessions", |b| {
-        b.iter(|| sessions(parse::records_from_json(&json).unwrap(), tz))
+        b.iter(|| sessions(normalize::records_from_json(&json).unwrap(), tz))
     });
     group.finish();
 }

@@ -54,7 +54,8 @@ pub enum HttpError {
         account: String,
         endpoint: &'static str,
         attempts: usize,
-        last: String,
+        #[source]
+        last: LastAttempt,
     },
     #[error(
         "{source_name} account `{account}`: the HTTP client could not be built ({detail}); check the system's TLS root certificates (SSL_CERT_FILE / ca-certificates)"
@@ -64,6 +65,17 @@ pub enum HttpError {
         account: String,
         detail: String,
     },
+}
+
+/// How the last attempt of a request failed (the cause of [`HttpError::RetriesExhausted`]): a
+/// status with its reason, a timeout, a connection error. Never carries a URL (the legacy Take
+/// Control key is a query parameter) or a secret.
+#[derive(Debug, thiserror::Error)]
+#[error("{detail}")]
+pub struct LastAttempt {
+    /// The HTTP status, when the server answered.
+    pub status: Option<u16>,
+    pub detail: String,
 }
 
 /// The response would not fit: see `max_response_mb`.
@@ -263,7 +275,10 @@ impl HttpClient {
                 account: self.account.clone(),
                 endpoint,
                 attempts: attempts.load(Ordering::Relaxed) as usize,
-                last: e.detail,
+                last: LastAttempt {
+                    status: e.status,
+                    detail: e.detail,
+                },
             },
         })
     }

@@ -580,7 +580,7 @@ async fn an_erased_person_stays_erased_through_syncs_backfills_and_webhooks() {
         .unwrap();
     let wh = webhook_of(hook);
     let pushed = wh.fetch_ids(&[ann_chat], &state).await.unwrap();
-    sessionsync::engine::push::write_pushed(&tx, so_source.key(), pushed, Some(p))
+    sessionsync::engine::webhook::write_pushed(&tx, so_source.key(), pushed, Some(p))
         .await
         .unwrap();
     tx.commit().await.unwrap();

@@ -9,14 +9,14 @@ use sessionsync::sources::{mluvii, superoffice, takecontrol};
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     for records in [
-        takecontrol::parse::records_from_json(&text),
-        takecontrol::parse::records_from_xml(&text),
+        takecontrol::normalize::records_from_json(&text),
+        takecontrol::normalize::records_from_xml(&text),
     ]
     .into_iter()
     .flatten()
     {
         for (i, r) in records.into_iter().enumerate() {
-            let _ = takecontrol::parse::normalize(r, &i.to_string(), chrono_tz::Europe::Prague, &sessionsync::privacy::Privacy::keep_all(), "f");
+            let _ = takecontrol::normalize::normalize(r, &i.to_string(), chrono_tz::Europe::Prague, &sessionsync::privacy::Privacy::keep_all(), "f");
         }
     }
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
@@ -24,12 +24,12 @@ fuzz_target!(|data: &[u8]| {
             serde_json::Value::Array(a) if a.len() == 2 => (a[0].clone(), a[1].clone()),
             other => (other.clone(), serde_json::Value::Null),
         };
-        let _ = mluvii::model::normalize(detail, routing, "f");
+        let _ = mluvii::normalize::normalize(detail, routing, "f");
         let mut so = v.clone();
-        superoffice::model::strip_secrets(&mut so);
-        let _ = superoffice::model::normalize(so, "f");
-        let _ = superoffice::model::message(&v, 1);
-        let _ = mluvii::model::list_items(&text);
+        superoffice::normalize::strip_secrets(&mut so);
+        let _ = superoffice::normalize::normalize(so, "f");
+        let _ = superoffice::normalize::message(&v, 1);
+        let _ = mluvii::normalize::list_items(&text);
     }
     for part in text.split_whitespace().take(8) {
         let _ = mluvii::durations::parse_iso_duration(part);

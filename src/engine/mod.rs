@@ -15,9 +15,9 @@
 //! it is written, and the next run starts again from the committed watermark.
 
 pub mod claims;
-pub mod push;
 mod run;
 mod scheduler;
+pub mod webhook;
 
 use std::time::Duration;
 
@@ -30,11 +30,11 @@ use crate::http::HttpError;
 pub use crate::model::{
     Outcome, Rejected, RequestCounts, RunTotals, StreamKey, StreamState, Window, WriteCounts,
 };
-pub use push::{Event, Pushed, Webhook, WebhookState};
 pub use run::{Engine, Hooks, Progress, Range, RunReport};
 pub use scheduler::{
     Freshness, Slot, Slots, backoff, freshness, instants_between, period, run_scheduler,
 };
+pub use webhook::{Pushed, Verdict, Webhook, WebhookState};
 
 /// A source's privacy: the policies its records are written under and where its tables hold
 /// personal data (the engine records source deletions and checks erasures with them).

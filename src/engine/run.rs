@@ -598,9 +598,8 @@ impl Engine {
             warehouse::save_state(&*tx, key, moved_to, batch.state.as_ref(), window_seconds)
                 .await?;
         if self.hooks.fail_before_commit.load(Ordering::SeqCst) {
-            return Err(WarehouseError::Query {
+            return Err(WarehouseError::FaultInjected {
                 doing: "committing a window",
-                detail: "failure injected before commit (test hook)".into(),
             });
         }
         let t_commit = Instant::now();

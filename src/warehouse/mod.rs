@@ -54,8 +54,16 @@ pub enum WarehouseError {
         "cannot reach the warehouse database: {0} (is PostgreSQL running and is warehouse.url / DATABASE_URL right?)"
     )]
     Connect(String),
-    #[error("warehouse query failed while {doing}: {detail}")]
-    Query { doing: &'static str, detail: String },
+    #[error("warehouse query failed while {doing}: {}", pg_detail(.source))]
+    Query {
+        doing: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error(
+        "warehouse write failed while {doing}: a failure injected by a test (engine fault point)"
+    )]
+    FaultInjected { doing: &'static str },
     #[error("warehouse migration `{version}` failed: {detail}")]
     Migration { version: String, detail: String },
     #[error(
@@ -66,10 +74,7 @@ pub enum WarehouseError {
 
 impl WarehouseError {
     pub fn query(doing: &'static str) -> impl FnOnce(tokio_postgres::Error) -> WarehouseError {
-        move |e| WarehouseError::Query {
-            doing,
-            detail: pg_detail(&e),
-        }
+        move |source| WarehouseError::Query { doing, source }
     }
 }
 

@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::{Endpoints, inbox};
-use crate::engine::Event;
+use crate::engine::Verdict;
 use crate::events::WebhookAnswered;
 use crate::telemetry::Metrics;
 use crate::warehouse::Warehouse;
@@ -187,9 +187,9 @@ async fn receive(
         );
     }
     match hook.parse(&bytes) {
-        Event::Malformed(why) => done(StatusCode::BAD_REQUEST, "malformed", None, Some(&why)),
-        Event::Ignored { event_type } => done(StatusCode::OK, "ignored", Some(&event_type), None),
-        Event::Record {
+        Verdict::Malformed(why) => done(StatusCode::BAD_REQUEST, "malformed", None, Some(&why)),
+        Verdict::Ignored { event_type } => done(StatusCode::OK, "ignored", Some(&event_type), None),
+        Verdict::Record {
             id,
             event_type,
             key: event_key,

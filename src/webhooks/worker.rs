@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::inbox::{self, Claimed};
 use super::{Endpoint, Endpoints};
-use crate::engine::push::{self, PushError};
+use crate::engine::webhook::{self, PushError};
 use crate::engine::{Rejected, SourceError};
 use crate::events::{WebhookApplied, WebhookFailed};
 use crate::telemetry::Metrics;
@@ -208,7 +208,7 @@ impl Worker {
                     .map_err(WarehouseError::query("reading the recorded erasures"))?;
                 continue;
             }
-            let written = match push::write_pushed(&tx, key, pushed, privacy).await {
+            let written = match webhook::write_pushed(&tx, key, pushed, privacy).await {
                 Ok(w) => w,
                 Err(PushError::Warehouse(e)) => return Err(e),
                 Err(PushError::Source(e)) => {

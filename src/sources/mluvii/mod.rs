@@ -15,7 +15,7 @@
 mod auth;
 pub mod config;
 pub mod durations;
-pub mod model;
+pub mod normalize;
 pub mod personal;
 pub mod store;
 pub mod webhook;
@@ -36,7 +36,7 @@ use crate::http::{HttpClient, HttpError};
 use crate::telemetry::Metrics;
 pub use auth::{AuthError, TOKEN_PATH};
 pub use config::MluviiSettings;
-use model::Normalized;
+use normalize::Normalized;
 
 pub const SOURCE: &str = "mluvii";
 pub const LIST_PATH: &str = "/api/v1/Sessions";
@@ -106,7 +106,7 @@ type Fetched = (i64, bool, Option<(Value, Value)>);
 
 /// Sessions read by id, normalized, with what to remember of each.
 struct Read {
-    sessions: Vec<model::Session>,
+    sessions: Vec<normalize::Session>,
     rejected: Vec<Rejected>,
     nulled: Vec<Rejected>,
     marks: Vec<(i64, Mark)>,
@@ -220,7 +220,7 @@ impl Mluvii {
     /// One page of the `Sessions` list for `query`.
     async fn list_page(&self, query: &[(&str, String)]) -> Result<Vec<Value>, SourceError> {
         let body = self.get(LIST_PATH, self.url(LIST_PATH), query).await?;
-        model::list_items(&String::from_utf8_lossy(&body)).map_err(|detail| SourceError::Body {
+        normalize::list_items(&String::from_utf8_lossy(&body)).map_err(|detail| SourceError::Body {
             source_name: SOURCE,
             account: self.key.account.clone(),
             endpoint: LIST_PATH,
@@ -243,7 +243,7 @@ impl Mluvii {
             let items = self.list_page(&query).await?;
             let before = found.len();
             for item in &items {
-                if let Ok(id) = model::listed(item).id {
+                if let Ok(id) = normalize::listed(item).id {
                     found.insert(id);
                 }
             }
@@ -283,7 +283,7 @@ impl Mluvii {
             }
             previous_first = items.first().cloned();
             for (i, item) in items.iter().enumerate() {
-                let l = model::listed(item);
+                let l = normalize::listed(item);
                 match l.id {
                     Ok(id) => {
                         let inside = l
@@ -386,7 +386,7 @@ impl Mluvii {
             let scrub = self.privacy.for_record(erased);
             scrub.document(&mut detail, personal::SESSION);
             scrub.document(&mut routing, personal::ROUTING);
-            match model::normalize(detail, routing, &id.to_string()) {
+            match normalize::normalize(detail, routing, &id.to_string()) {
                 Normalized::Session(s, n) => {
                     read.nulled.extend(n);
                     let mark = if s.is_final() {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Transaction;
 
-use super::model::Session;
+use super::normalize::Session;
 use crate::engine::{Rows, WriteCounts};
 use crate::warehouse::delete_children;
 
@@ -143,15 +143,15 @@ impl SessionRows {
             .filter(|s| changed.contains(&s.session_id))
             .collect();
 
-        let ops: Vec<(i64, &super::model::Operator)> = sessions
+        let ops: Vec<(i64, &super::normalize::Operator)> = sessions
             .iter()
             .flat_map(|s| s.operators.iter().map(move |o| (s.session_id, o)))
             .collect();
         if !ops.is_empty() {
-            let c = |f: fn(&super::model::Operator) -> Option<DateTime<Utc>>| {
+            let c = |f: fn(&super::normalize::Operator) -> Option<DateTime<Utc>>| {
                 ops.iter().map(|(_, o)| f(o)).collect::<Vec<_>>()
             };
-            let t = |f: fn(&super::model::Operator) -> &Option<String>| {
+            let t = |f: fn(&super::normalize::Operator) -> &Option<String>| {
                 ops.iter().map(|(_, o)| f(o).as_deref()).collect::<Vec<_>>()
             };
             tx.execute(
@@ -177,7 +177,7 @@ impl SessionRows {
             .await?;
         }
 
-        let evs: Vec<(i64, i32, &super::model::RoutingEvent)> = sessions
+        let evs: Vec<(i64, i32, &super::normalize::RoutingEvent)> = sessions
             .iter()
             .flat_map(|s| {
                 s.events
@@ -187,12 +187,12 @@ impl SessionRows {
             })
             .collect();
         if !evs.is_empty() {
-            let t = |f: fn(&super::model::RoutingEvent) -> &Option<String>| {
+            let t = |f: fn(&super::normalize::RoutingEvent) -> &Option<String>| {
                 evs.iter()
                     .map(|(_, _, e)| f(e).as_deref())
                     .collect::<Vec<_>>()
             };
-            let n = |f: fn(&super::model::RoutingEvent) -> Option<i64>| {
+            let n = |f: fn(&super::normalize::RoutingEvent) -> Option<i64>| {
                 evs.iter().map(|(_, _, e)| f(e)).collect::<Vec<_>>()
             };
             tx.execute(

@@ -12,8 +12,8 @@ use sha2::Digest;
 use subtle::ConstantTimeEq;
 
 use super::{Mluvii, Remembered, SOURCE, STATE_VERSION};
-use crate::engine::push::{body_key, json_object};
-use crate::engine::{Batch, Event, Pushed, SourceError, StreamState, Webhook, WebhookState};
+use crate::engine::webhook::{body_key, json_object};
+use crate::engine::{Batch, Pushed, SourceError, StreamState, Verdict, Webhook, WebhookState};
 use crate::http::HttpError;
 use crate::sources::lenient::{self, Fields};
 
@@ -122,7 +122,7 @@ impl Webhook for Mluvii {
         expected.ct_eq(&given).into()
     }
 
-    fn parse(&self, body: &[u8]) -> Event {
+    fn parse(&self, body: &[u8]) -> Verdict {
         let o = match json_object(body) {
             Ok(o) => o,
             Err(malformed) => return malformed,
@@ -130,7 +130,7 @@ impl Webhook for Mluvii {
         let f = Fields::new(&o);
         let event_type = f.text("eventtype").unwrap_or_default();
         let Some(known) = EVENTS.iter().find(|e| e.eq_ignore_ascii_case(&event_type)) else {
-            return Event::Ignored {
+            return Verdict::Ignored {
                 event_type: lenient::short(&json!(event_type)),
             };
         };
@@ -140,13 +140,13 @@ impl Webhook for Mluvii {
             .and_then(|d| Fields::new(d).get("id").and_then(lenient::int))
             .filter(|id| *id > 0);
         match id {
-            Some(id) => Event::Record {
+            Some(id) => Verdict::Record {
                 id,
                 event_type: (*known).to_string(),
                 // mluvii sends no event id: the same delivery twice has the same body.
                 key: body_key(body),
             },
-            None => Event::Malformed(format!("{known} without a usable data.id")),
+            None => Verdict::Malformed(format!("{known} without a usable data.id")),
         }
     }
 
@@ -253,7 +253,7 @@ impl Webhook for Mluvii {
             Err(e) => return Err(e),
         };
         let items =
-            super::model::list_items(&listed.text()).map_err(|detail| SourceError::Body {
+            super::normalize::list_items(&listed.text()).map_err(|detail| SourceError::Body {
                 source_name: SOURCE,
                 account: self.key.account.clone(),
                 endpoint: WEBHOOKS_PATH,

@@ -16,7 +16,7 @@
 //! id already stored. `SessionKey` is removed from every entity as soon as it is parsed.
 
 pub mod config;
-pub mod model;
+pub mod normalize;
 pub mod personal;
 mod store;
 pub mod webhook;
@@ -38,7 +38,7 @@ use crate::privacy::Kind;
 use crate::sources::lenient::{self, Fields};
 use crate::telemetry::Metrics;
 pub use config::{SuperOfficeAuth, SuperOfficeMode, SuperOfficeSettings};
-use model::Normalized;
+use normalize::Normalized;
 
 pub const SOURCE: &str = "superoffice";
 pub const LIST_PATH: &str = "/api/v1/ChatSession";
@@ -277,8 +277,8 @@ impl SuperOffice {
 /// What reading a set of entities gave: the sessions to write (changed ones, or all when
 /// forced), their new messages, and what to remember of each session seen.
 struct Read {
-    sessions: Vec<model::Session>,
-    messages: Vec<model::Message>,
+    sessions: Vec<normalize::Session>,
+    messages: Vec<normalize::Message>,
     rejected: Vec<Rejected>,
     nulled: Vec<Rejected>,
     current: BTreeMap<i64, Seen>,
@@ -311,7 +311,7 @@ impl SuperOffice {
         for (id, v) in got {
             match v {
                 Some(mut v) => {
-                    model::strip_secrets(&mut v);
+                    normalize::strip_secrets(&mut v);
                     out.push((id, v));
                 }
                 None => {
@@ -351,7 +351,7 @@ impl SuperOffice {
             lenient::clean_json(&mut raw);
             // Personal data (personal.rs): an erasure is matched on the values as received;
             // then the policy (or the erasure) applies to the entity before anything reads it.
-            let deleted = model::is_deleted(&raw);
+            let deleted = normalize::is_deleted(&raw);
             let erased = deleted
                 || self.privacy.is_erased(
                     SOURCE,
@@ -362,14 +362,14 @@ impl SuperOffice {
             self.privacy
                 .for_record(erased)
                 .document(&mut raw, personal::ENTITY);
-            let h = model::fingerprint(&raw);
+            let h = normalize::fingerprint(&raw);
             let before = mem.sessions.get(&id).cloned();
             if let Some(mut b) = before.clone().filter(|b| b.h == h && !force) {
                 b.s = now.clone();
                 read.current.insert(id, b);
                 continue;
             }
-            match model::normalize(raw, &format!("{}#{i}", self.settings.mode_name())) {
+            match normalize::normalize(raw, &format!("{}#{i}", self.settings.mode_name())) {
                 Normalized::Session(mut s, n) => {
                     s.content_hash = h.clone();
                     if erased {
@@ -385,7 +385,7 @@ impl SuperOffice {
                         Seen {
                             h,
                             m: last,
-                            t: model::is_terminal(s.status.as_deref()),
+                            t: normalize::is_terminal(s.status.as_deref()),
                             s: now.clone(),
                         },
                     );
@@ -407,7 +407,7 @@ impl SuperOffice {
         &self,
         sessions: Vec<(i32, i64)>,
         read: &mut Read,
-    ) -> Result<Vec<model::Message>, SourceError> {
+    ) -> Result<Vec<normalize::Message>, SourceError> {
         let fetched: Vec<(i32, Vec<Value>)> = futures::stream::iter(
             sessions
                 .into_iter()
@@ -416,11 +416,11 @@ impl SuperOffice {
         .buffer_unordered(self.settings.concurrency)
         .try_collect()
         .await?;
-        let mut by_id: HashMap<i32, model::Message> = HashMap::new();
+        let mut by_id: HashMap<i32, normalize::Message> = HashMap::new();
         for (session, list) in fetched {
             let scrub = self.privacy.for_record(read.erased.contains(&session));
             for v in list {
-                match model::message(&v, session) {
+                match normalize::message(&v, session) {
                     Ok((mut m, unset)) => {
                         read.nulled.extend(unset.into_iter().map(|reason| Rejected {
                             record_key: format!(
@@ -445,7 +445,7 @@ impl SuperOffice {
                     }
                     Err(reason) => {
                         let mut payload = v.clone();
-                        model::strip_secrets(&mut payload);
+                        normalize::strip_secrets(&mut payload);
                         lenient::clean_json(&mut payload);
                         scrub.document(&mut payload, personal::MESSAGE);
                         read.rejected.push(Rejected {
@@ -457,7 +457,7 @@ impl SuperOffice {
                 }
             }
         }
-        let mut list: Vec<model::Message> = by_id.into_values().collect();
+        let mut list: Vec<normalize::Message> = by_id.into_values().collect();
         list.sort_by_key(|m| m.chat_message_id);
         Ok(list)
     }
@@ -572,7 +572,7 @@ impl Source for SuperOffice {
                 .into_iter()
                 .enumerate()
                 .map(|(i, mut v)| {
-                    model::strip_secrets(&mut v);
+                    normalize::strip_secrets(&mut v);
                     (item_id(&v).unwrap_or(-(i as i64) - 1), v)
                 })
                 .collect(),

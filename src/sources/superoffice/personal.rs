@@ -1,5 +1,5 @@
 //! Personal data in SuperOffice's records and tables (docs/privacy.md, generated from this
-//! list): the class of every personal field, next to the source's field list (`model.rs`).
+//! list): the class of every personal field, next to the source's field list (`normalize.rs`).
 
 use crate::privacy::{Class::*, Column, Field, Inventory, Kind, Selector};
 

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Transaction;
 
-use super::model::{Message, Session};
+use super::normalize::{Message, Session};
 use crate::engine::{Rows, WriteCounts};
 
 pub struct ChatRows {

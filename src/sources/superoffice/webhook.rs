@@ -12,8 +12,8 @@ use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 use super::{Remembered, STATE_VERSION, Seen, SuperOffice};
-use crate::engine::push::{body_key, json_object};
-use crate::engine::{Batch, Event, Pushed, SourceError, StreamState, Webhook, WebhookState};
+use crate::engine::webhook::{body_key, json_object};
+use crate::engine::{Batch, Pushed, SourceError, StreamState, Verdict, Webhook, WebhookState};
 use crate::sources::lenient::{self, Fields};
 
 /// The events sessionsync registers for and acts on.
@@ -99,7 +99,7 @@ impl Webhook for SuperOffice {
         mac.verify_slice(&given).is_ok()
     }
 
-    fn parse(&self, body: &[u8]) -> Event {
+    fn parse(&self, body: &[u8]) -> Verdict {
         let o = match json_object(body) {
             Ok(o) => o,
             Err(malformed) => return malformed,
@@ -108,7 +108,7 @@ impl Webhook for SuperOffice {
         let event_type = f.text("event").unwrap_or_default();
         let known = EVENTS.iter().any(|e| e.eq_ignore_ascii_case(&event_type));
         if !known {
-            return Event::Ignored {
+            return Verdict::Ignored {
                 event_type: lenient::short(&json!(event_type)),
             };
         }
@@ -118,12 +118,12 @@ impl Webhook for SuperOffice {
             .and_then(lenient::int)
             .filter(|id| *id > 0 && *id <= i64::from(i32::MAX))
         {
-            Some(id) => Event::Record {
+            Some(id) => Verdict::Record {
                 id,
                 event_type: event_type.to_ascii_lowercase(),
                 key: f.text("eventid").unwrap_or_else(|| body_key(body)),
             },
-            None => Event::Malformed(format!("{event_type} without a usable PrimaryKey")),
+            None => Verdict::Malformed(format!("{event_type} without a usable PrimaryKey")),
         }
     }
 

@@ -6,7 +6,7 @@
 //! nor leave the boundary second out.
 
 pub mod config;
-pub mod parse;
+pub mod normalize;
 pub mod personal;
 pub mod store;
 mod transcript;
@@ -23,7 +23,7 @@ use crate::engine::{Batch, RunInfo, Source, SourceError, StreamKey, StreamState,
 use crate::http::HttpClient;
 use crate::telemetry::Metrics;
 pub use config::{OutputFormat, TakeControlApi, TakeControlSettings};
-use parse::{BodyProblem, Normalized};
+use normalize::{BodyProblem, Normalized};
 
 pub const SOURCE: &str = "takecontrol";
 pub const REST_PATH: &str = "/rest/session/history";
@@ -187,9 +187,9 @@ impl Source for TakeControl {
         // engine drives on the same task (see `Source::pipelined`).
         let parsed = tokio::task::spawn_blocking(move || {
             let records = if xml && !body.trim_start().starts_with('{') {
-                parse::records_from_xml(&body)
+                normalize::records_from_xml(&body)
             } else {
-                parse::records_from_json(&body)
+                normalize::records_from_json(&body)
             };
             records.map(|r| into_batch(r, &window_copy, tz, &privacy, &account))
         })
@@ -224,7 +224,7 @@ fn into_batch(
     privacy: &crate::privacy::Privacy,
     account: &str,
 ) -> Batch {
-    let mut sessions: Vec<parse::Session> = Vec::with_capacity(records.len());
+    let mut sessions: Vec<normalize::Session> = Vec::with_capacity(records.len());
     let mut index: HashMap<i64, usize> = HashMap::new();
     let mut rejected = Vec::new();
     let mut nulled = Vec::new();
@@ -234,7 +234,7 @@ fn into_batch(
             window.start.format("%Y-%m-%dT%H:%M:%SZ"),
             window.end.format("%Y-%m-%dT%H:%M:%SZ")
         );
-        match parse::normalize(rec, &fallback, tz, privacy, account) {
+        match normalize::normalize(rec, &fallback, tz, privacy, account) {
             Normalized::Session(s, n) => {
                 nulled.extend(n);
                 match index.get(&s.session_id) {

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio_postgres::Transaction;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 
-use super::parse::Session;
+use super::normalize::Session;
 use crate::engine::{Rows, WriteCounts};
 use crate::warehouse::{JsonText, delete_children};
 

@@ -206,7 +206,7 @@ fn push(buf: &mut String, open: &mut Option<Open>, depth: usize, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::takecontrol::parse::transcript_general;
+    use crate::sources::takecontrol::normalize::transcript_general;
     use proptest::prelude::*;
 
     const TZ: Tz = chrono_tz::Europe::Prague;

@@ -30,7 +30,7 @@ pub struct Pushed {
 
 /// What an authenticated webhook body says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub enum Verdict {
     /// A listed event type naming a record.
     Record {
         id: i64,
@@ -63,7 +63,7 @@ pub trait Webhook: Send + Sync {
     /// constant time). Nothing of a request that fails this is kept.
     fn authenticate(&self, headers: &HeaderMap, body: &[u8]) -> bool;
     /// What the (authenticated) body says.
-    fn parse(&self, body: &[u8]) -> Event;
+    fn parse(&self, body: &[u8]) -> Verdict;
     /// Re-reads the records `ids` (distinct, ascending) by id. A record the vendor no longer
     /// has, or that does not parse, goes to the batch's `rejected`.
     async fn fetch_ids(&self, ids: &[i64], state: &StreamState) -> Result<Pushed, SourceError>;
@@ -74,12 +74,12 @@ pub trait Webhook: Send + Sync {
     async fn state(&self) -> Result<WebhookState, SourceError>;
 }
 
-/// A webhook body as a JSON object, or the [`Event::Malformed`] that says why it is not one.
-pub fn json_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, Event> {
+/// A webhook body as a JSON object, or the [`Verdict::Malformed`] that says why it is not one.
+pub fn json_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, Verdict> {
     match serde_json::from_slice(body) {
         Ok(serde_json::Value::Object(o)) => Ok(o),
-        Ok(_) => Err(Event::Malformed("not a JSON object".into())),
-        Err(e) => Err(Event::Malformed(format!("not JSON ({e})"))),
+        Ok(_) => Err(Verdict::Malformed("not a JSON object".into())),
+        Err(e) => Err(Verdict::Malformed(format!("not JSON ({e})"))),
     }
 }
 
