@@ -249,12 +249,14 @@ async fn demo_once_starts_a_private_postgres_and_lands_all_three_sources() {
         "mluvii_sessions",
         "mluvii_session_durations",
     ] {
-        let line = stdout
-            .lines()
-            .find(|l| l.trim_start().starts_with(table))
+        // The summary shows two tables to a line: `name  N rows`.
+        let words: Vec<&str> = stdout.split_whitespace().collect();
+        let at = words
+            .iter()
+            .position(|w| *w == table)
             .unwrap_or_else(|| panic!("no {table} in {stdout}"));
-        let n: i64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-        assert!(n > 0, "{line}");
+        let n: i64 = words[at + 1].parse().unwrap();
+        assert!(n > 0, "{table}: {n}");
     }
 }
 

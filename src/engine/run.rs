@@ -8,97 +8,16 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{
-    AdaptiveWindows, Batch, Outcome, RunInfo, Source, SourceError, StreamKey, StreamState, Window,
-    Windowing, WriteCounts,
-};
+use super::windows::Plan;
+use super::{Batch, Outcome, RunInfo, Source, SourceError, StreamKey, StreamState, Window};
 
 const STOPPED: &str = "stopped by shutdown before the range was finished; the next run resumes from the committed watermark";
 use super::claims::{Claim, Claims};
-use crate::events::{RecordRejected, RunFinished, WindowCommitted, reason_label};
+use super::write::{StateChange, WriteError, Written, write_batch};
+use crate::events::{RunFinished, WindowCommitted, reason_label};
 use crate::model::RunTotals;
 use crate::telemetry::Metrics;
 use crate::warehouse::{self, Warehouse, WarehouseError};
-
-/// The windows of one run: as planned by the source, or sized as the run goes.
-enum Plan {
-    Fixed(std::collections::VecDeque<Window>),
-    Adaptive(AdaptiveWindows),
-}
-
-impl Plan {
-    /// The windows of a run of `source` over `range`, and where the run starts and ends.
-    fn for_run(
-        source: &dyn Source,
-        range: Range,
-        state: &StreamState,
-    ) -> (Plan, Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
-        let windowing = source.windowing();
-        let planned = match range {
-            Range::Regular => windowing.plan(source.settings(), state.watermark, Utc::now()),
-            Range::Backfill { from, to } => {
-                windowing.plan_range(source.settings(), from, to.min(Utc::now()))
-            }
-        };
-        let planned = within_retention(source, planned);
-        let start = planned.first().map(|w| w.start);
-        let end = planned.last().map(|w| w.end);
-        // Start where the last run left the window size (kept in sync_state).
-        let remembered = state
-            .window_seconds
-            .map(|s| TimeDelta::seconds(i64::from(s)));
-        (Plan::new(planned, source, remembered), start, end)
-    }
-
-    fn new(planned: Vec<Window>, source: &dyn Source, step: Option<TimeDelta>) -> Self {
-        match (planned.first(), planned.last()) {
-            (Some(first), Some(last)) if source.windowing() == Windowing::Adaptive => {
-                let max =
-                    TimeDelta::from_std(source.settings().window).unwrap_or(TimeDelta::days(1));
-                let mut a = AdaptiveWindows::new(first.start, last.end, max);
-                if let Some(step) = step {
-                    a.set_step(step);
-                }
-                Plan::Adaptive(a)
-            }
-            _ => Plan::Fixed(planned.into()),
-        }
-    }
-
-    fn step(&self) -> Option<TimeDelta> {
-        match self {
-            Plan::Fixed(_) => None,
-            Plan::Adaptive(a) => Some(a.step()),
-        }
-    }
-
-    fn next_window(&mut self) -> Option<Window> {
-        match self {
-            Plan::Fixed(q) => q.pop_front(),
-            Plan::Adaptive(a) => a.next_window(),
-        }
-    }
-
-    fn feedback(&mut self, records: usize) {
-        if let Plan::Adaptive(a) = self {
-            a.feedback(records);
-        }
-    }
-
-    fn retry_smaller(&mut self, w: &Window) -> bool {
-        match self {
-            Plan::Fixed(_) => false,
-            Plan::Adaptive(a) => a.retry_smaller(w),
-        }
-    }
-
-    fn remaining(&self) -> usize {
-        match self {
-            Plan::Fixed(q) => q.len(),
-            Plan::Adaptive(a) => a.remaining(),
-        }
-    }
-}
 
 /// Fault points for tests of the engine's guarantees; all off in normal operation.
 #[derive(Debug, Default)]
@@ -395,15 +314,15 @@ impl Engine {
                 None => commit.await,
             };
             match result {
-                Ok((counts, rejected, new, nulled)) => {
+                Ok(w) => {
                     committed += 1;
-                    for reason in nulled {
-                        *totals.nulled.entry(reason).or_default() += 1;
+                    for r in &w.nulled {
+                        *totals.nulled.entry(reason_label(&r.reason)).or_default() += 1;
                     }
-                    totals.written += counts.written;
-                    totals.unchanged += counts.unchanged;
-                    totals.rejected += rejected;
-                    new_rejects += new;
+                    totals.written += w.counts.written;
+                    totals.unchanged += w.counts.unchanged;
+                    totals.rejected += w.rejected.len() as u64;
+                    new_rejects += w.new_rejects;
                     let from = run_start.unwrap_or(window.start);
                     progress(&Progress {
                         done: committed,
@@ -510,7 +429,7 @@ impl Engine {
         (mut batch, mut seen): (Batch, i64),
         state: &mut StreamState,
         (range, step, info): (Range, Option<i32>, RunInfo),
-    ) -> Result<(WriteCounts, u64, u64, Vec<String>), String> {
+    ) -> Result<Written, String> {
         for _ in 0..3 {
             match self
                 .commit_window(claim, source, window, batch, state, (range, step), seen)
@@ -537,9 +456,8 @@ impl Engine {
         ))
     }
 
-    /// Writes one window and moves the watermark, in one transaction.
-    /// Returns the write counts, the number of records set aside, how many of those are new,
-    /// and the reason of each value nulled.
+    /// Writes one window and moves the watermark, in one transaction (the one write path of
+    /// a batch, [`super::write::write_batch`], fenced by the run's claim).
     /// `None` (nothing written) when an erasure newer than `seen` was recorded meanwhile.
     #[allow(clippy::too_many_arguments)]
     async fn commit_window(
@@ -551,7 +469,7 @@ impl Engine {
         state: &mut StreamState,
         (range, window_seconds): (Range, Option<i32>),
         seen: i64,
-    ) -> Result<Option<(WriteCounts, u64, u64, Vec<String>)>, WarehouseError> {
+    ) -> Result<Option<Written>, WarehouseError> {
         let key = source.key();
         let mut conn = self.warehouse.conn().await?;
         let tx = conn
@@ -564,39 +482,26 @@ impl Engine {
             return Ok(None);
         }
         let t_write = Instant::now();
-        let counts = batch
-            .rows
-            .write(&tx, &key.account)
-            .await
-            .map_err(WarehouseError::query("writing rows"))?;
-        let mut erased = 0;
-        if let Some(p) = source.privacy() {
-            let (deleted, _) = crate::warehouse::privacy::after_write(
-                &*tx,
-                p.privacy,
-                p.inventory,
-                &key.account,
-                &batch.record_keys,
-                &batch.gone,
-            )
-            .await?;
-            erased = deleted;
-        }
-        let write_ms = t_write.elapsed().as_secs_f64() * 1000.0;
-        warehouse::clear_rejects(&*tx, key, &batch.record_keys).await?;
-        let new = warehouse::put_rejects(&*tx, key, &batch.rejected).await?;
-        // Fenced: only while the stream is still this process's (its sync_state row stays
-        // locked until the commit, after the rows, as every writer of the stream locks them).
-        claim.check(&*tx, self.warehouse.schema()).await?;
         // A backfill never moves the regular watermark, in either direction: forwards would
         // skip what lies between the old watermark and the backfilled range.
-        let moved_to = match range {
+        let watermark = match range {
             Range::Regular => Some(window.end),
             Range::Backfill { .. } => None,
         };
-        let watermark =
-            warehouse::save_state(&*tx, key, moved_to, batch.state.as_ref(), window_seconds)
-                .await?;
+        let change = StateChange::Window {
+            claim,
+            schema: self.warehouse.schema(),
+            watermark,
+            window_seconds,
+        };
+        let mut written = match write_batch(&tx, key, batch, source.privacy(), change).await {
+            Ok(w) => w,
+            Err(WriteError::Warehouse(e)) => return Err(e),
+            Err(WriteError::Source(e)) => {
+                unreachable!("a window's state is replaced, never updated: {e}")
+            }
+        };
+        let write_ms = t_write.elapsed().as_secs_f64() * 1000.0;
         if self.hooks.fail_before_commit.load(Ordering::SeqCst) {
             return Err(WarehouseError::FaultInjected {
                 doing: "committing a window",
@@ -609,53 +514,23 @@ impl Engine {
         tracing::debug!(
             write_ms,
             commit_ms = t_commit.elapsed().as_secs_f64() * 1000.0,
-            records = batch.rows.len(),
+            records = written.records,
             "window written"
         );
-        for r in &batch.rejected {
-            RecordRejected {
-                key,
-                record_key: &r.record_key,
-                reason: &r.reason,
-                set_aside: true,
-            }
-            .emit(&self.metrics);
-        }
-        for r in &batch.nulled {
-            RecordRejected {
-                key,
-                record_key: &r.record_key,
-                reason: &r.reason,
-                set_aside: false,
-            }
-            .emit(&self.metrics);
-        }
-        if erased > 0 {
-            self.metrics
-                .erased_sessions
-                .get_or_create(&crate::telemetry::SourceLabels {
-                    source: key.source.to_string(),
-                })
-                .inc_by(erased);
-        }
+        written.emit(key, &self.metrics);
         WindowCommitted {
             key,
             window,
-            written: counts.written,
-            unchanged: counts.unchanged,
-            watermark,
+            written: written.counts.written,
+            unchanged: written.counts.unchanged,
+            watermark: written.watermark,
         }
         .emit(&self.metrics);
-        state.watermark = watermark;
-        if let Some(s) = batch.state {
+        state.watermark = written.watermark;
+        if let Some(s) = written.state.take() {
             state.state = s;
         }
-        let nulled = batch
-            .nulled
-            .iter()
-            .map(|r| reason_label(&r.reason))
-            .collect();
-        Ok(Some((counts, batch.rejected.len() as u64, new, nulled)))
+        Ok(Some(written))
     }
 }
 
@@ -669,30 +544,4 @@ fn stopped(claim: &Claim, key: &StreamKey) -> String {
     } else {
         STOPPED.into()
     }
-}
-
-/// The windows of a plan from the storage limit on (`retain_sessions`): a `start` or a backfill
-/// from before it is moved up to it, and says so; what lies before it is not read (a session
-/// written anyway, by a lookback, is removed again in its transaction).
-fn within_retention(source: &dyn Source, planned: Vec<Window>) -> Vec<Window> {
-    let Some(d) = source.privacy().and_then(|p| p.privacy.retain_sessions) else {
-        return planned;
-    };
-    let cut = crate::privacy::cutoff(d, Utc::now());
-    let Some(first) = planned.first().map(|w| w.start) else {
-        return planned;
-    };
-    if first >= cut {
-        return planned;
-    }
-    let k = source.key();
-    tracing::info!(source = k.source, account = %k.account, stream = k.stream, from = %first, to = %cut, "the range starts before the storage limit (retain_sessions): moved up to it");
-    planned
-        .into_iter()
-        .filter(|w| w.end > cut)
-        .map(|mut w| {
-            w.start = w.start.max(cut);
-            w
-        })
-        .collect()
 }

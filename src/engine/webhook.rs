@@ -11,10 +11,8 @@ use reqwest::header::HeaderMap;
 use sha2::Digest;
 use tokio_postgres::Transaction;
 
-use super::{Batch, Rejected, SourceError, StreamKey, StreamState, WriteCounts};
-use crate::events::RecordRejected;
-use crate::telemetry::Metrics;
-use crate::warehouse::{self, WarehouseError};
+use super::write::{StateChange, WriteError, Written};
+use super::{Batch, SourceError, StreamKey, StreamState};
 
 /// Turns the stream's committed state into the state after the pushed records.
 pub type StateUpdate =
@@ -89,94 +87,18 @@ pub fn body_key(body: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A pushed batch could not be written.
-#[derive(Debug, thiserror::Error)]
-pub enum PushError {
-    #[error(transparent)]
-    Source(#[from] SourceError),
-    #[error(transparent)]
-    Warehouse(#[from] WarehouseError),
-}
-
-/// What a pushed batch wrote, to report once its transaction committed.
-#[derive(Debug, Default)]
-pub struct PushedWrite {
-    pub counts: WriteCounts,
-    /// Sessions marked deleted at the source (and erased).
-    pub erased: u64,
-    pub records: usize,
-    pub rejected: Vec<Rejected>,
-    pub nulled: Vec<Rejected>,
-}
-
-/// Writes `pushed` for stream `key` inside `tx` (which the caller commits): rows, records set
-/// aside, and the state update; the watermark stays where it is.
+/// Writes `pushed` for stream `key` inside `tx` (which the caller commits): the one write path
+/// of a batch ([`super::write::write_batch`]); the watermark stays where it is and the state is
+/// updated on the state as committed.
 pub async fn write_pushed(
     tx: &Transaction<'_>,
     key: &StreamKey,
     pushed: Pushed,
     privacy: Option<super::PrivacyOf<'_>>,
-) -> Result<PushedWrite, PushError> {
+) -> Result<Written, WriteError> {
     let Pushed {
         batch,
         update_state,
     } = pushed;
-    let counts = batch
-        .rows
-        .write(tx, &key.account)
-        .await
-        .map_err(WarehouseError::query(
-            "writing rows named by webhook events",
-        ))?;
-    let mut erased = 0;
-    if let Some(p) = privacy {
-        erased = crate::warehouse::privacy::after_write(
-            tx,
-            p.privacy,
-            p.inventory,
-            &key.account,
-            &batch.record_keys,
-            &batch.gone,
-        )
-        .await?
-        .0;
-    }
-    warehouse::clear_rejects(tx, key, &batch.record_keys).await?;
-    warehouse::put_rejects(tx, key, &batch.rejected).await?;
-    // After the rows, as a window does: the same lock order (rows, then sync_state).
-    let current = warehouse::lock_state(tx, key).await?;
-    let next = update_state(&current)?;
-    warehouse::save_state(tx, key, None, Some(&next), None).await?;
-    Ok(PushedWrite {
-        counts,
-        erased,
-        records: batch.rows.len(),
-        rejected: batch.rejected,
-        nulled: batch.nulled,
-    })
-}
-
-impl PushedWrite {
-    /// The events of the records set aside and values nulled (after the commit).
-    pub fn emit(&self, key: &StreamKey, metrics: &Metrics) {
-        if self.erased > 0 {
-            metrics
-                .erased_sessions
-                .get_or_create(&crate::telemetry::SourceLabels {
-                    source: key.source.to_string(),
-                })
-                .inc_by(self.erased);
-        }
-        for (list, set_aside) in [(&self.rejected, true), (&self.nulled, false)] {
-            for r in list {
-                RecordRejected {
-                    key,
-                    record_key: &r.record_key,
-                    reason: &r.reason,
-                    set_aside,
-                }
-                .emit(metrics);
-            }
-        }
-    }
+    super::write::write_batch(tx, key, batch, privacy, StateChange::Push(update_state)).await
 }

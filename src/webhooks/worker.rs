@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::inbox::{self, Claimed};
 use super::{Endpoint, Endpoints};
-use crate::engine::webhook::{self, PushError};
+use crate::engine::webhook;
+use crate::engine::write::WriteError;
 use crate::engine::{Rejected, SourceError};
 use crate::events::{WebhookApplied, WebhookFailed};
 use crate::telemetry::Metrics;
@@ -210,8 +211,8 @@ impl Worker {
             }
             let written = match webhook::write_pushed(&tx, key, pushed, privacy).await {
                 Ok(w) => w,
-                Err(PushError::Warehouse(e)) => return Err(e),
-                Err(PushError::Source(e)) => {
+                Err(WriteError::Warehouse(e)) => return Err(e),
+                Err(WriteError::Source(e)) => {
                     // The state changed under us into something unreadable: let the
                     // transaction go and count the attempt on its own.
                     drop(tx);
