@@ -2,12 +2,10 @@
 //! erasure that survives re-syncs, backfills and webhooks, what the sources forget, storage
 //! limits, `privacy apply`; real PostgreSQL, the three simulators over HTTP.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::helpers::*;
 use chrono::{DateTime, TimeDelta, Utc};
-use common::*;
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sessionsync::engine::{Outcome, Range, Source};

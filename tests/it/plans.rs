@@ -8,10 +8,8 @@
 //! A second test syncs a sparse account into a never-analyzed warehouse and holds the tuples
 //! PostgreSQL read to a small multiple of the rows written.
 
-mod common;
-
+use crate::helpers::*;
 use chrono::{TimeDelta, Utc};
-use common::*;
 use serde_json::Value;
 use sessionsync::engine::Outcome;
 use sessionsync_sim::takecontrol::{TakeControlSim, generate_with};

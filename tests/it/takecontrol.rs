@@ -1,13 +1,11 @@
 //! Take Control end to end: real PostgreSQL, real HTTP to the simulator.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::helpers::*;
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
-use common::*;
 use sessionsync::engine::Outcome;
 use sessionsync_sim::takecontrol::{SimMessage, SimSession, TakeControlSim, generate};
 use sessionsync_sim::{Fault, RetryAfter};

@@ -1,12 +1,10 @@
 //! Hostile input for every source: each record lands cleaned or is set aside with its reason,
 //! the others land, nothing crashes, and no entity is ever expanded.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::helpers::*;
 use chrono::{TimeDelta, Utc};
-use common::*;
 use serde_json::json;
 use sessionsync::engine::Outcome;
 use sessionsync_sim::Fault;

@@ -2,74 +2,25 @@
 //! SIGTERM during a sync, two daemons on one warehouse. The binary runs as a child process;
 //! the simulator and the checks run here.
 
-mod common;
-
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::helpers::*;
 use chrono::{DateTime, TimeDelta, Utc};
-use common::*;
 use rand::{RngExt, SeedableRng};
 use sessionsync_sim::Fault;
 use sessionsync_sim::takecontrol::{SimSession, TakeControlSim, generate};
 
 const KEY: &str = "reliability-key-7f3";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Files(PathBuf);
-
-impl Files {
-    fn new(toml: &str) -> Files {
-        let dir = std::env::temp_dir().join(format!(
-            "sessionsync-rel-{}-{}",
-            std::process::id(),
-            rand::rng().random::<u32>()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("sessionsync.toml"), toml).unwrap();
-        Files(dir)
-    }
-    fn config(&self) -> PathBuf {
-        self.0.join("sessionsync.toml")
-    }
-}
-
-impl Drop for Files {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn daemon(files: &Files, args: &[&str], db_url: &str) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_sessionsync"))
-        .args(args)
-        .arg("--config")
-        .arg(files.config())
-        .arg("--log-format")
-        .arg("json")
-        .env("DATABASE_URL", db_url)
-        .env("TC_KEY", KEY)
-        .stdout(Stdio::null())
-        // To a file: an unread pipe would fill up and stall the daemon.
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(files.0.join("daemon.log"))
-                .unwrap(),
-        )
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+/// The daemon (or `args`) on `config`, logging beside it.
+fn daemon(config: &TempConfig, args: &[&str], db_url: &str) -> tokio::process::Child {
+    spawn_daemon(
+        args,
+        &config.path(),
+        &[("DATABASE_URL", Some(db_url)), ("TC_KEY", Some(KEY))],
+        &config.file("daemon.log"),
+    )
 }
 
 fn toml(base: &str, start: DateTime<Utc>, listen: u16, extra: &str) -> String {
@@ -159,7 +110,7 @@ async fn kill_9_at_random_instants_never_leaves_the_watermark_ahead_of_its_rows(
     let start = now - TimeDelta::days(30);
     let sessions = generate(77, 4000, start, now - TimeDelta::hours(2));
     let sim = TakeControlSim::start(KEY, sessions.clone()).await.unwrap();
-    let files = Files::new(&toml(&sim.base_url(), start, free_port(), ""));
+    let files = TempConfig::new(&toml(&sim.base_url(), start, free_port(), ""));
     let c = db.client().await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4242);
     let mut killed_mid_run = 0;
@@ -197,7 +148,7 @@ async fn kill_9_at_random_instants_never_leaves_the_watermark_ahead_of_its_rows(
     assert!(
         status.success(),
         "{}",
-        std::fs::read_to_string(files.0.join("daemon.log")).unwrap_or_default()
+        std::fs::read_to_string(files.file("daemon.log")).unwrap_or_default()
     );
     let n = assert_consistent(&c, &sessions, "final").await;
     assert_eq!(
@@ -262,7 +213,7 @@ async fn a_warehouse_outage_mid_run_is_ridden_out() {
         .await
         .unwrap();
     let port = free_port();
-    let files = Files::new(&toml(
+    let files = TempConfig::new(&toml(
         &sim.base_url(),
         start,
         port,
@@ -347,7 +298,7 @@ async fn sigterm_during_a_sync_stops_cleanly_within_ten_seconds() {
         .unwrap();
     // The vendor hangs: the run is mid-request when SIGTERM arrives.
     sim.faults().push(Fault::Delay(Duration::from_secs(60)), 1);
-    let files = Files::new(&toml(
+    let files = TempConfig::new(&toml(
         &sim.base_url(),
         start,
         free_port(),
@@ -403,8 +354,8 @@ async fn two_daemons_share_streams_one_at_a_time_and_the_survivor_carries_on() {
         .await
         .unwrap();
     let extra = "schedule = \"* * * * * *\"";
-    let fa = Files::new(&toml(&sim.base_url(), start, free_port(), extra));
-    let fb = Files::new(&toml(&sim.base_url(), start, free_port(), extra));
+    let fa = TempConfig::new(&toml(&sim.base_url(), start, free_port(), extra));
+    let fb = TempConfig::new(&toml(&sim.base_url(), start, free_port(), extra));
     let mut a = daemon(&fa, &["run"], &db.url);
     let mut b = daemon(&fb, &["run"], &db.url);
     let all = sim.visible_sessions().len() as i64;

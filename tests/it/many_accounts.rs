@@ -3,13 +3,11 @@
 //! without fetching a window twice, and SIGTERM under load stops promptly with nothing lost.
 //! Asserted on the simulators' request logs and the warehouse, not on the clock.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::helpers::*;
 use chrono::{TimeDelta, Timelike, Utc};
-use common::*;
 use sessionsync::engine::{Engine, Slots};
 use sessionsync::telemetry::Metrics;
 use sessionsync::warehouse::Warehouse;
@@ -54,24 +52,9 @@ async fn slow_sim(sessions: usize, delay_ms: u64) -> TakeControlSim {
     sim
 }
 
-fn write_config(text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "sessionsync-many-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("sessionsync.toml");
-    std::fs::write(&file, text).unwrap();
-    file
-}
-
 /// `sessionsync sync` with `file`, on `db`.
 async fn sync_cli(file: &std::path::Path, db: &TestDb) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_sessionsync"))
-        .args(["sync", "--config"])
-        .arg(file)
-        .env("DATABASE_URL", &db.url)
+    sessionsync_command(&["sync"], file, &[("DATABASE_URL", Some(&db.url))])
         .output()
         .await
         .unwrap()
@@ -108,12 +91,13 @@ fn sample_connections(db: &TestDb, stop: CancellationToken) -> tokio::task::Join
 async fn twelve_accounts_wait_on_their_vendor_at_once_on_three_connections() {
     let sim = slow_sim(300, 300).await;
     let db = TestDb::new().await;
-    let file = write_config(&accounts_toml(
+    let config = TempConfig::new(&accounts_toml(
         &[sim.base_url()],
         12,
         "*/5 * * * *",
         "pool_size = 3",
     ));
+    let file = config.path();
     let stop = CancellationToken::new();
     let sampler = sample_connections(&db, stop.clone());
     let o = sync_cli(&file, &db).await;
@@ -318,12 +302,13 @@ async fn due_streams_beyond_the_limit_wait_in_order_and_never_run_twice_for_one_
 async fn sigterm_with_many_streams_busy_stops_within_10_s_and_the_next_run_completes() {
     let sim = slow_sim(400, 400).await;
     let db = TestDb::new().await;
-    let file = write_config(&accounts_toml(
+    let config = TempConfig::new(&accounts_toml(
         &[sim.base_url()],
         12,
         "* * * * * *",
         "[engine]\nmax_concurrent_streams = 4\n[server]\nlisten = \"127.0.0.1:0\"",
     ));
+    let file = config.path();
     let log = file.with_file_name("daemon.log");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sessionsync"))
         .args(["run", "--config"])
@@ -531,6 +516,8 @@ async fn a_stream_that_keeps_failing_backs_off_and_a_success_resets_it() {
     let toml = format!(
         r#"[warehouse]
 url = "${{DATABASE_URL}}"
+[server]
+listen = "127.0.0.1:0"
 
 [[takecontrol]]
 account = "acct0"
@@ -545,17 +532,24 @@ timeout = "10s"
 "#,
         sim.base_url()
     );
-    let file = write_config(&toml);
+    let config = TempConfig::new(&toml);
+    let file = config.path();
     let settings = settings(&db, &toml);
-    let (engine, slots, metrics) = replica(&settings).await;
+    // The daemon as `run` starts it, in process (on a schema migrated already, so that the
+    // test can read sync_runs from the start).
+    Warehouse::new(&settings.warehouse)
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    let metrics = Arc::new(Metrics::new());
     let sources = sessionsync::sources::build(&settings, &metrics, None, None);
     let shutdown = CancellationToken::new();
-    let daemon = tokio::spawn(sessionsync::engine::run_scheduler(
-        engine,
-        sources,
-        slots,
-        shutdown.clone(),
-    ));
+    let daemon =
+        sessionsync::daemon::Daemon::build(&settings, metrics.clone(), sources, shutdown.clone())
+            .await
+            .unwrap();
+    let daemon = tokio::spawn(daemon.run_until_stopped());
     let c = db.client().await;
     let runs = async |c: &tokio_postgres::Client| -> Vec<(String, f64, f64)> {
         c.query(
@@ -629,10 +623,7 @@ timeout = "10s"
 
 /// `sessionsync status` with `file`, on `db`: its output.
 async fn sync_status(file: &std::path::Path, db: &TestDb) -> String {
-    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_sessionsync"))
-        .args(["status", "--config"])
-        .arg(file)
-        .env("DATABASE_URL", &db.url)
+    let o = sessionsync_command(&["status"], file, &[("DATABASE_URL", Some(&db.url))])
         .output()
         .await
         .unwrap();

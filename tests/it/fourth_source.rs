@@ -4,13 +4,11 @@
 //! and one line in a registry. Nothing else in the crate is touched: the config reader, the
 //! engine, the watermark and the run records take it as they take the real three.
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::helpers::*;
 use async_trait::async_trait;
 use chrono::TimeDelta;
-use common::*;
 use sessionsync::config::{
     self, AccountSettings, HttpSettings, KeyProblem, Settings, SourceConfig, StreamFields,
     StreamSettings,

@@ -1,9 +1,7 @@
 //! The binary as operators run it: exit codes, messages, and no secret in any output.
 
-mod common;
-
+use crate::helpers::*;
 use chrono::{TimeDelta, Utc};
-use common::*;
 use sessionsync_sim::Fault;
 use sessionsync_sim::takecontrol::{SimMessage, SimSession, TakeControlSim, generate};
 
@@ -16,37 +14,24 @@ struct Out {
 }
 
 async fn sessionsync(args: &[&str], config: &str, db_url: Option<&str>) -> Out {
-    let dir = std::env::temp_dir().join(format!(
-        "sessionsync-cli-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("sessionsync.toml");
-    std::fs::write(&file, config).unwrap();
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sessionsync"));
-    cmd.args(args)
-        .arg("--config")
-        .arg(&file)
-        .env_remove("DATABASE_URL")
-        .env("TC_KEY", SECRET)
-        .env("RUST_LOG", "debug");
-    if let Some(u) = db_url {
-        cmd.env("DATABASE_URL", u);
-    }
-    let o = cmd.output().await.unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    let file = TempConfig::new(config);
+    let o = sessionsync_command(
+        args,
+        &file.path(),
+        &[
+            ("DATABASE_URL", db_url),
+            ("TC_KEY", Some(SECRET)),
+            ("RUST_LOG", Some("debug")),
+        ],
+    )
+    .output()
+    .await
+    .unwrap();
     Out {
         code: o.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&o.stdout).into(),
         stderr: String::from_utf8_lossy(&o.stderr).into(),
     }
-}
-
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::SeqCst)
 }
 
 fn config(base_url: &str, extra: &str) -> String {

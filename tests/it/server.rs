@@ -1,11 +1,9 @@
 //! The metrics and health server over real HTTP; a real Prometheus tool reads `/metrics`.
 
-mod common;
-
 use std::process::Stdio;
 
+use crate::helpers::*;
 use chrono::{TimeDelta, Utc};
-use common::*;
 use sessionsync::config::{Secret, WarehouseSettings};
 use sessionsync::engine::Outcome;
 use sessionsync::warehouse::Warehouse;

@@ -1,23 +1,17 @@
 //! mluvii end to end: real PostgreSQL, real HTTP to the simulator. Expected durations are
 //! computed here from the simulator's raw timestamps, independently of the connector's code.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::helpers::*;
 use chrono::{DateTime, TimeDelta, Utc};
-use common::*;
 use sessionsync::engine::Outcome;
-use sessionsync_sim::mluvii::{MluviiSim, PATHS, SimOperator, SimRouting, SimSession, generate};
+use sessionsync_sim::mluvii::{MluviiSim, PATHS, SimOperator, SimSession, generate};
 use sessionsync_sim::{Fault, RetryAfter};
 
 const CLIENT_ID: &str = "api-user-7";
 const SECRET: &str = "ml-secret-Zq81";
-
-fn t(s: &str) -> DateTime<Utc> {
-    s.parse().unwrap()
-}
 
 fn ml_toml(base: &str, start: DateTime<Utc>, extra: &str) -> String {
     format!(
@@ -260,31 +254,8 @@ async fn every_state_path_lands_with_the_seed_formulas() {
 #[tokio::test]
 async fn a_session_in_acw_gets_its_final_values_at_a_later_sync() {
     let created = t("2024-05-02T10:00:00Z");
-    let mut s = SimSession::new(77, created);
-    s.routing = vec![
-        SimRouting::new(
-            created + TimeDelta::seconds(2),
-            "RoutingRequestCreated",
-            None,
-        ),
-        SimRouting::new(
-            created + TimeDelta::seconds(9),
-            "AssignedToOperator",
-            Some(5),
-        ),
-        SimRouting::new(
-            created + TimeDelta::milliseconds(12_250),
-            "AcceptedByOperator",
-            Some(5),
-        ),
-    ];
-    s.started = Some(created + TimeDelta::milliseconds(12_250));
-    s.guest_joined = Some(created + TimeDelta::seconds(14));
-    s.ended = Some(created + TimeDelta::seconds(300));
-    s.length = Some("PT4M47.75S".into());
-    let mut a = SimOperator::new(5);
-    a.joined = s.started;
-    a.left = s.ended;
+    let mut s = ml_session_in_acw(77, created, TimeDelta::milliseconds(12_250), "PT4M47.75S");
+    let mut a = s.operators.remove(0);
     a.concluded = Some(created + TimeDelta::seconds(420));
     let mut b = SimOperator::new(6);
     b.joined = Some(created + TimeDelta::seconds(60));

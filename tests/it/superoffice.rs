@@ -1,9 +1,6 @@
 //! SuperOffice end to end: real PostgreSQL, real HTTP to the simulator.
 
-mod common;
-
-use chrono::{DateTime, Utc};
-use common::*;
+use crate::helpers::*;
 use sessionsync::engine::Outcome;
 use sessionsync_sim::superoffice::{
     SimChat, SimCredentials, SuperOfficeSim, generate, seed_samples,
@@ -18,10 +15,6 @@ fn creds() -> SimCredentials {
         app_token: APP_TOKEN.into(),
         bearer: "bearer-tok-77".into(),
     }
-}
-
-fn t(s: &str) -> DateTime<Utc> {
-    s.parse().unwrap()
 }
 
 fn so_toml(base: &str, extra: &str) -> String {

@@ -1,10 +1,8 @@
 //! The BI layer over all three connectors at once: `support_sessions`, the daily views, and
 //! every example query of `docs/warehouse.md`.
 
-mod common;
-
+use crate::helpers::*;
 use chrono::{DateTime, TimeDelta, Utc};
-use common::*;
 use sessionsync::engine::Outcome;
 use sessionsync_sim::{mluvii, superoffice, takecontrol};
 use tokio_util::sync::CancellationToken;

@@ -1,8 +1,6 @@
 //! Migrations are applied once, with their checksums; one edited after it was applied is refused.
 
-mod common;
-
-use common::*;
+use crate::helpers::*;
 use sessionsync::warehouse::{MIGRATIONS, Warehouse};
 
 #[tokio::test]

@@ -2,19 +2,17 @@
 //! vendors (their own signing and Basic credentials, their registration test), and the worker
 //! that re-reads the named sessions.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::helpers::*;
 use chrono::{DateTime, TimeDelta, Utc};
-use common::*;
 use serde_json::json;
 use sessionsync::config::Settings;
 use sessionsync::engine::WebhookState;
 use sessionsync::webhooks;
-use sessionsync_sim::mluvii::{MluviiSim, SimOperator, SimRouting, SimSession};
+use sessionsync_sim::mluvii::MluviiSim;
 use sessionsync_sim::superoffice::{
     SimCredentials, SuperOfficeSim, generate, seed_samples, signature,
 };
@@ -27,10 +25,6 @@ const CLIENT_ID: &str = "api-user";
 const CLIENT_SECRET: &str = "api-pass-93kd";
 const HOOK_USER: &str = "sessionsync";
 const HOOK_PASSWORD: &str = "hook-pw-Xy7/never-shown";
-
-fn t(s: &str) -> DateTime<Utc> {
-    s.parse().unwrap()
-}
 
 fn creds() -> SimCredentials {
     SimCredentials {
@@ -525,33 +519,8 @@ async fn registration_and_the_vendors_own_pushes_for_both_vendors() {
     // mluvii: register; a second registration meets 409 and updates; a session concluded is
     // written CLOSED and leaves the open set.
     let created = Utc::now() - TimeDelta::minutes(30);
-    let mut session = SimSession::new(77, created);
-    session.routing = vec![
-        SimRouting::new(
-            created + TimeDelta::seconds(2),
-            "RoutingRequestCreated",
-            None,
-        ),
-        SimRouting::new(
-            created + TimeDelta::seconds(9),
-            "AssignedToOperator",
-            Some(5),
-        ),
-        SimRouting::new(
-            created + TimeDelta::seconds(12),
-            "AcceptedByOperator",
-            Some(5),
-        ),
-    ];
-    session.started = Some(created + TimeDelta::seconds(12));
-    session.guest_joined = Some(created + TimeDelta::seconds(14));
-    session.ended = Some(created + TimeDelta::seconds(300));
-    session.length = Some("PT4M48S".into());
-    let mut op = SimOperator::new(5);
-    op.joined = session.started;
-    op.left = session.ended;
-    op.concluded = None; // still in after-call work
-    session.operators = vec![op];
+    // Still in after-call work.
+    let session = ml_session_in_acw(77, created, TimeDelta::seconds(12), "PT4M48S");
     let ml = MluviiSim::start(CLIENT_ID, CLIENT_SECRET, vec![session])
         .await
         .unwrap();
@@ -829,21 +798,7 @@ async fn the_warehouse_down_answers_503_and_records_nothing_then_recovers() {
 
 /// `sessionsync run` as a child process with JSON logs (stderr captured to a file).
 fn daemon(config: &std::path::Path, log: &std::path::Path) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_sessionsync"))
-        .args(["run", "--config"])
-        .arg(config)
-        .args(["--log-format", "json"])
-        .env_remove("DATABASE_URL")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
-
-async fn free_port() -> u16 {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap().port()
+    spawn_daemon(&["run"], config, &[], log)
 }
 
 async fn wait_listening(port: u16) {
@@ -871,7 +826,7 @@ async fn sigkill_right_after_200_loses_nothing_and_no_secret_leaks() {
         .unwrap();
     let dir = std::env::temp_dir().join(format!("sessionsync-hooks-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (hook_port, metrics_port) = (free_port().await, free_port().await);
+    let (hook_port, metrics_port) = (free_port(), free_port());
     let config = dir.join("config.toml");
     std::fs::write(
         &config,

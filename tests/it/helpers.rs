@@ -192,3 +192,127 @@ pub async fn settled_counters(
     }
     last
 }
+
+/// An instant written as RFC 3339.
+pub fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+/// A free TCP port on 127.0.0.1 (for a child process that must be told its port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A config file in a directory of its own (removed when dropped), for the binary.
+pub struct TempConfig(std::path::PathBuf);
+
+impl TempConfig {
+    pub fn new(toml: &str) -> TempConfig {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "sessionsync-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("sessionsync.toml"), toml).unwrap();
+        TempConfig(dir)
+    }
+
+    pub fn path(&self) -> std::path::PathBuf {
+        self.0.join("sessionsync.toml")
+    }
+
+    /// A file beside the config (logs).
+    pub fn file(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The binary with `args`, `--config config` and the environment `env` (`None` removes a
+/// variable; `DATABASE_URL` is removed unless given).
+pub fn sessionsync_command(
+    args: &[&str],
+    config: &Path,
+    env: &[(&str, Option<&str>)],
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sessionsync"));
+    cmd.args(args).arg("--config").arg(config);
+    cmd.env_remove("DATABASE_URL");
+    for (k, v) in env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd
+}
+
+/// `sessionsync run` (or `args`) as a child process with JSON logs appended to `log` (a file:
+/// an unread pipe would fill up and stall it); killed when dropped.
+pub fn spawn_daemon(
+    args: &[&str],
+    config: &Path,
+    env: &[(&str, Option<&str>)],
+    log: &Path,
+) -> tokio::process::Child {
+    sessionsync_command(args, config, env)
+        .args(["--log-format", "json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        )
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// A mluvii session created at `created`: routed (request, assigned, accepted by operator 5
+/// at `accepted`), the guest joined at 14 s, ended at 300 s with the `length` mluvii reports,
+/// operator 5 with it from acceptance to the end and still in after-call work (not concluded).
+pub fn ml_session_in_acw(
+    id: i64,
+    created: DateTime<Utc>,
+    accepted: chrono::TimeDelta,
+    length: &str,
+) -> sessionsync_sim::mluvii::SimSession {
+    use chrono::TimeDelta;
+    use sessionsync_sim::mluvii::{SimOperator, SimRouting, SimSession};
+    let mut s = SimSession::new(id, created);
+    s.routing = vec![
+        SimRouting::new(
+            created + TimeDelta::seconds(2),
+            "RoutingRequestCreated",
+            None,
+        ),
+        SimRouting::new(
+            created + TimeDelta::seconds(9),
+            "AssignedToOperator",
+            Some(5),
+        ),
+        SimRouting::new(created + accepted, "AcceptedByOperator", Some(5)),
+    ];
+    s.started = Some(created + accepted);
+    s.guest_joined = Some(created + TimeDelta::seconds(14));
+    s.ended = Some(created + TimeDelta::seconds(300));
+    s.length = Some(length.into());
+    let mut op = SimOperator::new(5);
+    op.joined = s.started;
+    op.left = s.ended;
+    s.operators = vec![op];
+    s
+}

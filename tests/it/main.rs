@@ -1,0 +1,19 @@
+//! The integration tests, one binary (it links once): one module per area, over a real
+//! PostgreSQL (a fresh database per test, see `helpers`) and the simulators on 127.0.0.1:0.
+
+mod helpers;
+
+mod bi;
+mod cli;
+mod fourth_source;
+mod hostile;
+mod many_accounts;
+mod migrations;
+mod mluvii;
+mod plans;
+mod privacy;
+mod reliability;
+mod server;
+mod superoffice;
+mod takecontrol;
+mod webhooks;
