@@ -11,12 +11,9 @@ use reqwest::header::HeaderMap;
 use sha2::Digest;
 use tokio_postgres::Transaction;
 
+pub use super::write::StateUpdate;
 use super::write::{StateChange, WriteError, Written};
 use super::{Batch, SourceError, StreamKey, StreamState};
-
-/// Turns the stream's committed state into the state after the pushed records.
-pub type StateUpdate =
-    Box<dyn FnOnce(&serde_json::Value) -> Result<serde_json::Value, SourceError> + Send>;
 
 /// What a source read for webhook events.
 pub struct Pushed {

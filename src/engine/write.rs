@@ -9,11 +9,14 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Transaction;
 
 use super::claims::Claim;
-use super::webhook::StateUpdate;
 use super::{Batch, PrivacyOf, Rejected, SourceError, StreamKey, WriteCounts};
 use crate::events::RecordRejected;
 use crate::telemetry::Metrics;
 use crate::warehouse::{self, WarehouseError};
+
+/// Turns the stream's committed state into the state after the pushed records.
+pub type StateUpdate =
+    Box<dyn FnOnce(&serde_json::Value) -> Result<serde_json::Value, SourceError> + Send>;
 
 /// How a batch changes its stream's `sync_state`.
 pub enum StateChange<'a> {
