@@ -43,8 +43,9 @@ async fn main() -> anyhow::Result<()> {
     let admin = std::env::var("DATABASE_URL")
         .ok()
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| sessionsync::demo::LOCAL_DEFAULT_URL.into());
-    let url = sessionsync::demo::ensure_named_database(&admin, "sessionsync_bench").await?;
+        .unwrap_or_else(|| sessionsync::warehouse::bootstrap::LOCAL_DEFAULT_URL.into());
+    let url = sessionsync::warehouse::bootstrap::ensure_named_database(&admin, "sessionsync_bench")
+        .await?;
     let now = Utc::now();
     let start = now - TimeDelta::days(1);
     let sim = MluviiSim::start(

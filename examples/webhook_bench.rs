@@ -202,9 +202,12 @@ async fn main() -> anyhow::Result<()> {
     let admin = std::env::var("DATABASE_URL")
         .ok()
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| sessionsync::demo::LOCAL_DEFAULT_URL.into());
-    let url =
-        sessionsync::demo::ensure_named_database(&admin, "sessionsync_bench_webhooks").await?;
+        .unwrap_or_else(|| sessionsync::warehouse::bootstrap::LOCAL_DEFAULT_URL.into());
+    let url = sessionsync::warehouse::bootstrap::ensure_named_database(
+        &admin,
+        "sessionsync_bench_webhooks",
+    )
+    .await?;
     let now = Utc::now();
     let creds = SimCredentials {
         ticket: "bench-ticket".into(),

@@ -3,4 +3,4 @@
 # one: $TEST_DATABASE_URL, else 127.0.0.1:5432, else a private throw-away cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec scripts/with-postgres.sh cargo test --all-targets "$@"
+exec scripts/with-postgres.sh cargo test --all-targets --features fault-points "$@"

@@ -20,8 +20,7 @@ use sessionsync_sim::mluvii::MluviiSim;
 use sessionsync_sim::superoffice::{SimCredentials, SuperOfficeSim};
 use sessionsync_sim::takecontrol::{TakeControlSim, generate};
 
-/// The server demo uses when `DATABASE_URL` is not set.
-pub const LOCAL_DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+use crate::warehouse::bootstrap::{LOCAL_DEFAULT_URL, ensure_named_database, reachable};
 const DEMO_DB: &str = "sessionsync_demo";
 
 #[derive(clap::Args, Debug)]
@@ -429,43 +428,6 @@ Webhooks (the simulators push changes as the vendors do):"
     Ok(())
 }
 
-async fn reachable(url: &str) -> bool {
-    let connect = tokio_postgres::connect(url, tokio_postgres::NoTls);
-    matches!(
-        tokio::time::timeout(std::time::Duration::from_secs(3), connect).await,
-        Ok(Ok(_))
-    )
-}
-
-/// Creates database `name` (an identifier of a–z, 0–9, '_') on the server of `admin_url` if
-/// missing; returns its URL.
-pub async fn ensure_named_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
-    crate::config::validate_identifier(name).map_err(anyhow::Error::msg)?;
-    let admin = Warehouse::new(&WarehouseSettings {
-        url: Secret::new(admin_url),
-        schema: "public".into(),
-        pool_size: 1,
-        synchronous_commit: false,
-    })?;
-    let conn = admin.conn().await.with_context(|| {
-        "the demo needs a PostgreSQL server: start one locally (trust auth for user postgres) or set DATABASE_URL"
-    })?;
-    let exists = conn
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-        .await
-        .context("looking for the demo database")?
-        .is_some();
-    if !exists {
-        // `name` was validated as an identifier above.
-        conn.batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .context("creating the demo database")?;
-    }
-    let mut url = reqwest::Url::parse(admin_url).context("DATABASE_URL is not a URL")?;
-    url.set_path(&format!("/{name}"));
-    Ok(url.to_string())
-}
-
 /// Rows per table and a few duration figures, for people.
 pub async fn summary(wh: &Warehouse, database: &str) -> anyhow::Result<String> {
     let conn = wh.conn().await?;
@@ -547,93 +509,6 @@ pub async fn summary(wh: &Warehouse, database: &str) -> anyhow::Result<String> {
     }
     out.push_str(&format!("\nNext: psql -d {database} -c 'SELECT source, channel, count(*), avg(wait_seconds) FROM sessionsync.support_sessions GROUP BY 1, 2'\n"));
     Ok(out)
-}
-
-#[derive(clap::Args, Debug)]
-pub struct SimulateArgs {
-    /// takecontrol, superoffice or mluvii
-    #[arg(long)]
-    pub source: String,
-    /// Sessions to generate, spread over the last `--days` days
-    #[arg(long, default_value_t = 1000)]
-    pub sessions: usize,
-    #[arg(long, default_value_t = 7)]
-    pub days: i64,
-    /// Exactly this many chat messages per Take Control session (default: 0 to 6 at random)
-    #[arg(long)]
-    pub messages: Option<usize>,
-    /// Where to listen
-    #[arg(long, default_value = "127.0.0.1:0")]
-    pub listen: SocketAddr,
-}
-
-/// `sessionsync simulate`: one simulator on a chosen address, with the credentials to use.
-pub async fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
-    let now = Utc::now();
-    let from = now - TimeDelta::days(args.days.max(1));
-    let to = now - TimeDelta::minutes(1);
-    let router_and_text = match args.source.as_str() {
-        "takecontrol" => {
-            let data = sessionsync_sim::takecontrol::generate_with(
-                7,
-                args.sessions,
-                from,
-                to,
-                args.messages,
-            );
-            let (router, _) = sessionsync_sim::takecontrol::router("simulated-key", data);
-            (router, "api_key = \"simulated-key\"".to_string())
-        }
-        "mluvii" => {
-            let data = sessionsync_sim::mluvii::generate(11, args.sessions, from, to);
-            let (router, _) =
-                sessionsync_sim::mluvii::router("simulated-user", "simulated-secret", data);
-            (
-                router,
-                "client_id = \"simulated-user\"\nclient_secret = \"simulated-secret\"".to_string(),
-            )
-        }
-        "superoffice" => {
-            let mut data = sessionsync_sim::superoffice::seed_samples();
-            data.extend(sessionsync_sim::superoffice::generate(
-                13,
-                args.sessions,
-                from,
-                to,
-            ));
-            let creds = SimCredentials {
-                ticket: "simulated-ticket".into(),
-                app_token: "simulated-app-token".into(),
-                bearer: "simulated-bearer".into(),
-            };
-            let (router, _) = sessionsync_sim::superoffice::router(creds, data);
-            (
-                router,
-                "ticket = \"simulated-ticket\"\napp_token = \"simulated-app-token\"".to_string(),
-            )
-        }
-        other => anyhow::bail!(
-            "--source {other}: choose one of {}",
-            crate::sources::names().join(", ")
-        ),
-    };
-    let (router, creds) = router_and_text;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
-    let addr = listener.local_addr()?;
-    println!(
-        "{} simulator with {} sessions at http://{addr}\nconfig:\n[[{}]]\naccount = \"sim\"\nbase_url = \"http://{addr}\"\n{creds}\nstart = \"{}\"",
-        args.source,
-        args.sessions,
-        args.source,
-        from.format("%Y-%m-%dT%H:%M:%SZ")
-    );
-    let shutdown = crate::shutdown::shutdown_on_signals();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
-    Ok(0)
 }
 
 /// The demo's `[privacy]`: customer identity hashed (names, e-mails, phones: still countable

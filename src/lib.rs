@@ -33,7 +33,9 @@
 //! - [`report`]: run lines, exit codes and live bars for people; [`shutdown`]: the signal
 //!   every loop is given.
 //! - [`cli`]: the command line; `main.rs` only calls it. [`demo`] and [`pgctl`] (a private
-//!   PostgreSQL for the demo) serve `sessionsync demo`.
+//!   PostgreSQL for the demo) serve `sessionsync demo`; [`simulate`] serves `sessionsync
+//!   simulate`; `warehouse::bootstrap` finds a server and creates a named database (demo,
+//!   examples, test harness).
 
 pub mod cli;
 pub mod config;
@@ -50,6 +52,7 @@ pub mod report;
 pub mod secret;
 pub mod server;
 pub mod shutdown;
+pub mod simulate;
 pub mod sources;
 pub mod startup;
 pub mod telemetry;

@@ -77,7 +77,7 @@ pub enum Command {
     /// The whole pipeline with no credentials: built-in simulators, a local PostgreSQL
     Demo(crate::demo::DemoArgs),
     /// Serve one built-in simulator until Ctrl-C (to try a config, or for benchmarks)
-    Simulate(crate::demo::SimulateArgs),
+    Simulate(crate::simulate::SimulateArgs),
     /// Vendor webhooks: register the listener with a vendor
     Webhooks {
         #[command(subcommand)]
@@ -179,7 +179,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Retention(args) => privacy::retention_command(cli.config, args).await,
         Command::Status { json } => status(cli.config, json).await,
         Command::Demo(args) => crate::demo::run(args).await.map_err(Failure::from),
-        Command::Simulate(args) => crate::demo::simulate(args).await.map_err(Failure::from),
+        Command::Simulate(args) => crate::simulate::simulate(args).await.map_err(Failure::from),
         Command::Healthcheck { url, timeout } => healthcheck(url, timeout).await,
         Command::Webhooks {
             action:

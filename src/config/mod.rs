@@ -16,6 +16,12 @@ use serde::Deserialize;
 
 pub use crate::secret::Secret;
 
+mod fields;
+mod substitute;
+
+pub use fields::*;
+use substitute::{line_col, substitute};
+
 /// Where the config file is looked for when neither `--config` nor `$SESSIONSYNC_CONFIG` is given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/sessionsync.toml";
 
@@ -404,84 +410,6 @@ impl Settings {
     }
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
-}
-
-/// Replaces `${VAR}` in every string value; on an unset variable returns `(key path, VAR)`.
-fn substitute(
-    v: &mut toml::Value,
-    path: String,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), (String, String)> {
-    match v {
-        toml::Value::String(s) if s.contains("${") => {
-            *s = expand(s, env).map_err(|var| (path, var))?;
-        }
-        toml::Value::Array(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                substitute(item, format!("{path}[{i}]"), env)?;
-            }
-        }
-        toml::Value::Table(t) => {
-            for (k, item) in t.iter_mut() {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                substitute(item, p, env)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find("${") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        match after.find('}') {
-            Some(j) => {
-                let name = &after[..j];
-                match env(name) {
-                    Some(val) if !val.is_empty() => out.push_str(&val),
-                    _ => return Err(name.to_string()),
-                }
-                rest = &after[j + 1..];
-            }
-            None => {
-                out.push_str(&rest[i..]);
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-pub fn parse_duration(
-    key: &str,
-    v: Option<&str>,
-    default: &str,
-) -> Result<Duration, (String, String)> {
-    let s = v.unwrap_or(default);
-    humantime::parse_duration(s).map_err(|e| {
-        (
-            key.to_string(),
-            format!(
-                "`{s}` is not a duration ({e}); write e.g. \"30s\", \"15m\", \"24h\" or \"1d\""
-            ),
-        )
-    })
-}
-
 /// The stream and HTTP settings every source entry has, read from its raw struct (which has
 /// the common keys: account, enabled, schedule, start, lookback, window, requests_per_second,
 /// timeout, max_retries, max_retry_wait, max_response_mb).
@@ -718,151 +646,6 @@ fn webhook_settings(
         ));
     }
     Ok(WebhookSettings { listen })
-}
-
-/// The keys every stream takes, as written in the file.
-pub struct StreamFields<'a> {
-    pub account: &'a str,
-    pub enabled: Option<bool>,
-    pub schedule: Option<&'a str>,
-    pub start: &'a str,
-    pub lookback: Option<&'a str>,
-    pub window: Option<&'a str>,
-    /// The entry's `privacy = { … }` (none: `[privacy]` as it is).
-    pub privacy: Option<crate::privacy::Overrides>,
-}
-
-pub fn stream_settings(
-    k: &dyn Fn(&str) -> String,
-    f: StreamFields<'_>,
-    default_lookback: &str,
-) -> Result<StreamSettings, KeyProblem> {
-    let StreamFields {
-        account,
-        enabled,
-        schedule,
-        start,
-        lookback,
-        window,
-        privacy,
-    } = f;
-    if account.is_empty()
-        || account.len() > 64
-        || !account
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        return Err((
-            k("account"),
-            format!("`{account}` must be 1–64 characters of letters, digits, '-', '_' or '.'"),
-        ));
-    }
-    let schedule =
-        Schedule::parse(schedule.unwrap_or("*/5 * * * *")).map_err(|p| (k("schedule"), p))?;
-    let start = DateTime::parse_from_rfc3339(start)
-        .map_err(|e| {
-            (
-                k("start"),
-                format!(
-                    "`{start}` is not an RFC 3339 timestamp such as 2024-01-01T00:00:00Z ({e})"
-                ),
-            )
-        })?
-        .with_timezone(&Utc);
-    let lookback = parse_duration(&k("lookback"), lookback, default_lookback)?;
-    let window = parse_duration(&k("window"), window, "1d")?;
-    if window < Duration::from_secs(60) {
-        return Err((k("window"), "must be at least 1m".into()));
-    }
-    Ok(StreamSettings {
-        account: account.to_string(),
-        enabled: enabled.unwrap_or(true),
-        schedule,
-        start,
-        lookback,
-        window,
-        privacy: privacy.unwrap_or_default(),
-    })
-}
-
-/// An optional count with a default, held to a range.
-pub fn in_range(
-    k: &dyn Fn(&str) -> String,
-    key: &str,
-    value: Option<usize>,
-    default: usize,
-    range: std::ops::RangeInclusive<usize>,
-) -> Result<usize, KeyProblem> {
-    let v = value.unwrap_or(default);
-    if range.contains(&v) {
-        Ok(v)
-    } else {
-        Err((
-            k(key),
-            format!("{v} must be between {} and {}", range.start(), range.end()),
-        ))
-    }
-}
-
-pub fn http_settings(
-    k: &dyn Fn(&str) -> String,
-    timeout: Option<&str>,
-    max_retries: Option<usize>,
-    max_retry_wait: Option<&str>,
-    rps: Option<f64>,
-    max_response_mb: Option<usize>,
-) -> Result<HttpSettings, KeyProblem> {
-    let max_response_mb = in_range(k, "max_response_mb", max_response_mb, 256, 1..=4096)?;
-    let timeout = parse_duration(&k("timeout"), timeout, "30s")?;
-    if timeout.is_zero() {
-        return Err((k("timeout"), "must be greater than zero".into()));
-    }
-    let max_retry_wait = parse_duration(&k("max_retry_wait"), max_retry_wait, "5m")?;
-    let requests_per_second = rps.unwrap_or(5.0);
-    if !(requests_per_second.is_finite()
-        && requests_per_second > 0.0
-        && requests_per_second <= 10_000.0)
-    {
-        return Err((
-            k("requests_per_second"),
-            format!("{requests_per_second} must be a number above 0 and at most 10000"),
-        ));
-    }
-    Ok(HttpSettings {
-        timeout,
-        max_retries: max_retries.unwrap_or(5),
-        max_retry_wait,
-        requests_per_second,
-        max_response_mb,
-    })
-}
-
-pub fn parse_base_url(key: &str, s: &str) -> Result<reqwest::Url, KeyProblem> {
-    let url = reqwest::Url::parse(s)
-        .map_err(|e| (key.to_string(), format!("`{s}` is not a URL ({e})")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err((
-            key.to_string(),
-            format!("`{s}` must be an http:// or https:// URL with a host"),
-        ));
-    }
-    Ok(url)
-}
-
-/// Schema names go into SQL as identifiers, so they are held to a strict shape.
-pub fn validate_identifier(s: &str) -> Result<(), String> {
-    let ok = !s.is_empty()
-        && s.len() <= 63
-        && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{s}` must be 1–63 characters of a–z, 0–9 and '_', not starting with a digit"
-        ))
-    }
 }
 
 #[cfg(test)]

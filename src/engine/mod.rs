@@ -30,7 +30,9 @@ use crate::http::HttpError;
 pub use crate::model::{
     Outcome, Rejected, RequestCounts, RunTotals, StreamKey, StreamState, Window, WriteCounts,
 };
-pub use run::{Engine, Hooks, Progress, Range, RunReport};
+#[cfg(feature = "fault-points")]
+pub use run::FaultPoints;
+pub use run::{Engine, Progress, Range, RunReport};
 pub use scheduler::{
     Freshness, Slot, Slots, backoff, freshness, instants_between, period, run_scheduler,
 };

@@ -1,7 +1,6 @@
 //! One run of one stream (see the module doc of `engine`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -19,11 +18,13 @@ use crate::model::RunTotals;
 use crate::telemetry::Metrics;
 use crate::warehouse::{self, Warehouse, WarehouseError};
 
-/// Fault points for tests of the engine's guarantees; all off in normal operation.
+/// Fault points for tests of the engine's guarantees, compiled only with the cargo feature
+/// `fault-points` (the test command enables it; release builds have none).
+#[cfg(feature = "fault-points")]
 #[derive(Debug, Default)]
-pub struct Hooks {
+pub struct FaultPoints {
     /// Fail each window after its rows are written and before its transaction commits.
-    pub fail_before_commit: AtomicBool,
+    pub fail_before_commit: std::sync::atomic::AtomicBool,
 }
 
 /// Which range a run covers.
@@ -86,7 +87,8 @@ pub struct Engine {
     /// analyze once, not a hundred times in a row (ANALYZE of one table waits for another).
     analyzing: tokio::sync::Mutex<()>,
     metrics: Arc<Metrics>,
-    hooks: Arc<Hooks>,
+    #[cfg(feature = "fault-points")]
+    faults: Arc<FaultPoints>,
 }
 
 impl Engine {
@@ -96,12 +98,15 @@ impl Engine {
             analyzing: tokio::sync::Mutex::new(()),
             warehouse,
             metrics,
-            hooks: Arc::default(),
+            #[cfg(feature = "fault-points")]
+            faults: Arc::default(),
         }
     }
 
-    pub fn hooks(&self) -> &Hooks {
-        &self.hooks
+    /// The engine's fault points (tests only).
+    #[cfg(feature = "fault-points")]
+    pub fn faults(&self) -> &FaultPoints {
+        &self.faults
     }
 
     pub fn warehouse(&self) -> &Warehouse {
@@ -502,7 +507,12 @@ impl Engine {
             }
         };
         let write_ms = t_write.elapsed().as_secs_f64() * 1000.0;
-        if self.hooks.fail_before_commit.load(Ordering::SeqCst) {
+        #[cfg(feature = "fault-points")]
+        if self
+            .faults
+            .fail_before_commit
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
             return Err(WarehouseError::FaultInjected {
                 doing: "committing a window",
             });

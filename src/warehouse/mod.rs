@@ -2,6 +2,7 @@
 //! the bookkeeping tables (`sync_state`, `sync_runs`, `rejected_records`).
 
 mod bookkeeping;
+pub mod bootstrap;
 mod migrate;
 pub mod privacy;
 mod tls;

@@ -19,7 +19,7 @@ pub fn admin_url() -> String {
         .or_else(|_| std::env::var("DATABASE_URL"))
         .ok()
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| sessionsync::demo::LOCAL_DEFAULT_URL.to_string())
+        .unwrap_or_else(|| sessionsync::warehouse::bootstrap::LOCAL_DEFAULT_URL.to_string())
 }
 
 pub struct TestDb {

@@ -1,7 +1,6 @@
 //! Take Control end to end: real PostgreSQL, real HTTP to the simulator.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::helpers::*;
@@ -522,15 +521,16 @@ async fn retry_after_is_honoured_and_data_is_complete() {
     }
 }
 
+#[cfg(feature = "fault-points")]
 #[tokio::test]
 async fn a_failure_between_writing_and_committing_leaves_the_warehouse_as_it_was() {
     let start = Utc::now() - TimeDelta::days(2);
     let data = generate(8, 300, start, Utc::now() - TimeDelta::hours(1));
     let (db, sim, h) = setup(data, start, "").await;
     h.engine
-        .hooks()
+        .faults()
         .fail_before_commit
-        .store(true, Ordering::SeqCst);
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let r = h.sync().await;
     assert_eq!(r.outcome, Outcome::Failed);
     let c = db.client().await;
@@ -545,9 +545,9 @@ async fn a_failure_between_writing_and_committing_leaves_the_warehouse_as_it_was
         assert_eq!(count(&c, t).await, 0, "{t} after a failed commit");
     }
     h.engine
-        .hooks()
+        .faults()
         .fail_before_commit
-        .store(false, Ordering::SeqCst);
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(h.sync().await.outcome, Outcome::Succeeded);
     assert_warehouse_matches(&db, &sim).await;
 }
