@@ -316,3 +316,30 @@ pub fn ml_session_in_acw(
     s.operators = vec![op];
     s
 }
+
+/// The SuperOffice simulator's ticket and application token, as the tests configure them.
+pub const SO_TICKET: &str = "7T:sim-ticket-QW9x";
+pub const SO_APP_TOKEN: &str = "app-secret-55ab";
+
+/// A `[[superoffice]]` entry for `account` on `base`, read from 1995 on, with `keys` (the
+/// area's retries, page size, schedule, webhook secret ...).
+pub fn so_account_toml(base: &str, account: &str, keys: &str) -> String {
+    format!(
+        "\n[[superoffice]]\naccount = \"{account}\"\nbase_url = \"{base}\"\nticket = \"{SO_TICKET}\"\napp_token = \"{SO_APP_TOKEN}\"\nstart = \"1995-01-01T00:00:00Z\"\n{keys}\n"
+    )
+}
+
+/// A `[[mluvii]]` entry for `account` on `base` with the API user `client`, from `start`, with
+/// `keys` (the area's retries, page size, webhook credentials ...).
+pub fn ml_account_toml(
+    base: &str,
+    account: &str,
+    (client_id, client_secret): (&str, &str),
+    start: DateTime<Utc>,
+    keys: &str,
+) -> String {
+    format!(
+        "\n[[mluvii]]\naccount = \"{account}\"\nbase_url = \"{base}\"\nclient_id = \"{client_id}\"\nclient_secret = \"{client_secret}\"\nstart = \"{}\"\nwindow = \"2000d\"\n{keys}\n",
+        start.to_rfc3339()
+    )
+}

@@ -14,24 +14,14 @@ const CLIENT_ID: &str = "api-user-7";
 const SECRET: &str = "ml-secret-Zq81";
 
 fn ml_toml(base: &str, start: DateTime<Utc>, extra: &str) -> String {
-    format!(
-        r#"
-[[mluvii]]
-account = "main"
-base_url = "{base}"
-client_id = "{CLIENT_ID}"
-client_secret = "{SECRET}"
-start = "{}"
-window = "2000d"
-requests_per_second = 500
-concurrency = 4
-page_size = 7
-max_retries = 6
-max_retry_wait = "3s"
-timeout = "5s"
-{extra}
-"#,
-        start.to_rfc3339()
+    ml_account_toml(
+        base,
+        "main",
+        (CLIENT_ID, SECRET),
+        start,
+        &format!(
+            "requests_per_second = 500\nconcurrency = 4\npage_size = 7\nmax_retries = 6\nmax_retry_wait = \"3s\"\ntimeout = \"5s\"\n{extra}"
+        ),
     )
 }
 

@@ -6,8 +6,8 @@ use sessionsync_sim::superoffice::{
     SimChat, SimCredentials, SuperOfficeSim, generate, seed_samples,
 };
 
-const TICKET: &str = "7T:sim-ticket-QW9x";
-const APP_TOKEN: &str = "app-secret-55ab";
+const TICKET: &str = SO_TICKET;
+const APP_TOKEN: &str = SO_APP_TOKEN;
 
 fn creds() -> SimCredentials {
     SimCredentials {
@@ -18,21 +18,12 @@ fn creds() -> SimCredentials {
 }
 
 fn so_toml(base: &str, extra: &str) -> String {
-    format!(
-        r#"
-[[superoffice]]
-account = "cust1"
-base_url = "{base}"
-ticket = "{TICKET}"
-app_token = "{APP_TOKEN}"
-start = "1995-01-01T00:00:00Z"
-requests_per_second = 500
-page_size = 7
-max_retries = 4
-max_retry_wait = "2s"
-timeout = "5s"
-{extra}
-"#
+    so_account_toml(
+        base,
+        "cust1",
+        &format!(
+            "requests_per_second = 500\npage_size = 7\nmax_retries = 4\nmax_retry_wait = \"2s\"\ntimeout = \"5s\"\n{extra}"
+        ),
     )
 }
 

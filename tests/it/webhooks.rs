@@ -18,8 +18,8 @@ use sessionsync_sim::superoffice::{
 };
 use tokio_util::sync::CancellationToken;
 
-const TICKET: &str = "7T:sim-ticket-QW9x";
-const APP_TOKEN: &str = "app-secret-55ab";
+const TICKET: &str = SO_TICKET;
+const APP_TOKEN: &str = SO_APP_TOKEN;
 const SECRET: &str = "whsec-Zq81-never-shown";
 const CLIENT_ID: &str = "api-user";
 const CLIENT_SECRET: &str = "api-pass-93kd";
@@ -38,42 +38,24 @@ fn so_toml(base: &str, account: &str, secret: Option<&str>) -> String {
     let secret = secret
         .map(|s| format!("webhook_secret = \"{s}\""))
         .unwrap_or_default();
-    format!(
-        r#"
-[[superoffice]]
-account = "{account}"
-base_url = "{base}"
-ticket = "{TICKET}"
-app_token = "{APP_TOKEN}"
-start = "1995-01-01T00:00:00Z"
-schedule = "0 0 1 1 *"
-requests_per_second = 500
-max_retries = 2
-max_retry_wait = "1s"
-timeout = "5s"
-{secret}
-"#
+    so_account_toml(
+        base,
+        account,
+        &format!(
+            "schedule = \"0 0 1 1 *\"\nrequests_per_second = 500\nmax_retries = 2\nmax_retry_wait = \"1s\"\ntimeout = \"5s\"\n{secret}"
+        ),
     )
 }
 
 fn ml_toml(base: &str) -> String {
-    format!(
-        r#"
-[[mluvii]]
-account = "main"
-base_url = "{base}"
-client_id = "{CLIENT_ID}"
-client_secret = "{CLIENT_SECRET}"
-start = "2024-03-01T00:00:00Z"
-schedule = "0 0 1 1 *"
-window = "2000d"
-requests_per_second = 500
-max_retries = 2
-max_retry_wait = "1s"
-timeout = "5s"
-webhook_user = "{HOOK_USER}"
-webhook_password = "{HOOK_PASSWORD}"
-"#
+    ml_account_toml(
+        base,
+        "main",
+        (CLIENT_ID, CLIENT_SECRET),
+        t("2024-03-01T00:00:00Z"),
+        &format!(
+            "schedule = \"0 0 1 1 *\"\nrequests_per_second = 500\nmax_retries = 2\nmax_retry_wait = \"1s\"\ntimeout = \"5s\"\nwebhook_user = \"{HOOK_USER}\"\nwebhook_password = \"{HOOK_PASSWORD}\""
+        ),
     )
 }
 
