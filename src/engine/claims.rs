@@ -121,22 +121,22 @@ impl Claims {
         {
             h.discard();
         }
-        if keeper.held.is_none() {
-            let conn = self.warehouse.conn().await?;
-            let pid = warehouse::backend_pid(&conn).await?;
-            keeper.generation += 1;
-            let generation = keeper.generation;
-            keeper.held = Some(Held {
-                conn,
-                pid,
-                generation,
-                lost: CancellationToken::new(),
-                count: 0,
-            });
-            tokio::spawn(watch(self.keeper.clone(), generation));
-        }
-        let Some(h) = keeper.held.as_mut() else {
-            unreachable!("set above")
+        let h = match keeper.held.take() {
+            Some(h) => keeper.held.insert(h),
+            None => {
+                let conn = self.warehouse.conn().await?;
+                let pid = warehouse::backend_pid(&conn).await?;
+                keeper.generation += 1;
+                let generation = keeper.generation;
+                tokio::spawn(watch(self.keeper.clone(), generation));
+                keeper.held.insert(Held {
+                    conn,
+                    pid,
+                    generation,
+                    lost: CancellationToken::new(),
+                    count: 0,
+                })
+            }
         };
         match warehouse::try_lock_stream(&h.conn, self.warehouse.schema(), key).await {
             Ok(true) => {

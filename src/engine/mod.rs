@@ -33,9 +33,7 @@ pub use crate::model::{
 #[cfg(feature = "fault-points")]
 pub use run::FaultPoints;
 pub use run::{Engine, Progress, Range, RunReport};
-pub use scheduler::{
-    Freshness, Slot, Slots, backoff, freshness, instants_between, period, run_scheduler,
-};
+pub use scheduler::{Freshness, Slot, Slots, freshness, run_scheduler};
 pub use webhook::{Pushed, Verdict, Webhook, WebhookState};
 pub use windows::{
     AdaptiveWindows, FIRST_WINDOW, MIN_WINDOW, TARGET_RECORDS, Windowing, plan_windows,
