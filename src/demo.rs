@@ -293,6 +293,7 @@ impl Sims {
                     concurrency: 8,
                     page_size: 1000,
                     webhook_secret: Some(Secret::new("demo-webhook-secret")),
+                    timezone: chrono_tz::UTC,
                 }),
                 Box::new(MluviiSettings {
                     stream: stream.clone(),

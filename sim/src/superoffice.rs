@@ -1,8 +1,19 @@
-//! SuperOffice simulator: the ChatSession archive list (`$filter` with `updatedDate afterTime`
-//! and `chatSessionId gt`, `$orderBy`, `$top`, `$skip`, optional `odata.nextLink`), the entity
-//! by id, its messages `after` an id, and `ChatSessionsForUser`. Authentication is
-//! `SOTICKET` + `SO-AppToken` or `Bearer`; anything else is 401. Entities carry a SessionKey,
-//! as the real API's do, so tests can prove it never lands.
+//! SuperOffice simulator: the ChatSession archive list (`$select`, `$filter`, `$orderBy`,
+//! `$top`, `$skip`, optional `odata.nextLink`), the entity by id, its messages `after` an id,
+//! `ChatSessionsForUser`, and the agent endpoints SuperOffice's official client uses
+//! (`GetChatSessionEntity`, `GetChatMessages`). Authentication is `SOTICKET` + `SO-AppToken` or
+//! `Bearer`; anything else is 401. Entities carry a SessionKey, as the real API's do, so tests
+//! can prove it never lands.
+//!
+//! As SuperOffice's references say (sources.md §2):
+//! - each archive column takes only the operators of its restriction type: `afterTime` on a
+//!   date column such as `updatedDate` is refused (400), as a tenant refuses it;
+//! - dates come in the tenant's base zone (`NO`, Norway) **without an offset** unless the
+//!   request's `SO-TimeZone` header names a zone; with `includeTZOffset` they carry the offset
+//!   written `+HHMM`. Filter values are read in the same zone. The archive's `updatedDate` is
+//!   always UTC. A tenant with time-zone support switched off ([`SuperOfficeSim::set_timezone_support`])
+//!   ignores the header;
+//! - `ReadByCustomer` is an integer (values beyond 0 and 1 occur).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -62,6 +73,10 @@ pub struct Shared {
     /// Sessions removed by [`SuperOfficeSim::vanish`], with when: the archive lists each as
     /// changed then (a purged row), and reading it answers 404.
     vanished: RwLock<Vec<(i64, DateTime<Utc>)>>,
+    /// Whether the tenant honours `SO-TimeZone` (its time-zone support is on).
+    timezone_support: std::sync::atomic::AtomicBool,
+    /// Every `SO-TimeZone` header received (empty when a request had none).
+    pub timezone_headers: std::sync::Mutex<Vec<String>>,
 }
 
 /// A webhook registered with the simulator (`POST /api/v1/Webhook`).
@@ -99,6 +114,21 @@ impl SuperOfficeSim {
 
     pub fn log(&self) -> &RequestLog {
         &self.shared.log
+    }
+
+    /// Switches the tenant's time-zone support: off, it ignores `SO-TimeZone` and writes every
+    /// date in its base zone ([`BASE_ZONE`]) without an offset.
+    pub fn set_timezone_support(&self, on: bool) {
+        self.shared.timezone_support.store(on, Ordering::Relaxed);
+    }
+
+    /// Every `SO-TimeZone` header received so far (empty where a request had none).
+    pub fn timezone_headers(&self) -> Vec<String> {
+        self.shared
+            .timezone_headers
+            .lock()
+            .expect("headers")
+            .clone()
     }
 
     /// Pages of the archive list carry an `odata.nextLink` (with `$skip`) while more remain.
@@ -237,6 +267,8 @@ pub fn router(creds: SimCredentials, chats: Vec<SimChat>) -> (Router, Arc<Shared
         outbox: Outbox::new(),
         next_event: AtomicI64::new(1),
         vanished: RwLock::new(Vec::new()),
+        timezone_support: std::sync::atomic::AtomicBool::new(true),
+        timezone_headers: std::sync::Mutex::new(Vec::new()),
     });
     let router = Router::new()
         .route("/api/v1/Webhook", get(list_webhooks).post(register_webhook))
@@ -245,6 +277,11 @@ pub fn router(creds: SimCredentials, chats: Vec<SimChat>) -> (Router, Arc<Shared
         .route("/api/v1/ChatSession/{id}", get(entity))
         .route("/api/v1/ChatSession/{id}/Messages", get(messages))
         .route("/api/v1/Agents/Chat/ChatSessionsForUser", post(for_user))
+        .route(
+            "/api/v1/Agents/Chat/GetChatSessionEntity",
+            post(agent_entity),
+        )
+        .route("/api/v1/Agents/Chat/GetChatMessages", post(agent_messages))
         .with_state(shared.clone());
     (router, shared)
 }
@@ -254,7 +291,8 @@ fn message_json(mid: i64, session: i64, text: &str, at: DateTime<Utc>) -> Value 
         "ChatMessageId": mid, "ChatSessionId": session,
         "Type": if mid % 2 == 0 { "ToCustomer" } else { "ToUser" },
         "Message": text, "Author": if mid % 2 == 0 { "Agent Smith" } else { "Customer" },
-        "ReadByCustomer": mid % 3 != 0, "SpecialType": "None", "SpecialParam": "",
+        // An int32 in SuperOffice's reference: values beyond 0 and 1 occur.
+        "ReadByCustomer": mid % 4, "SpecialType": "None", "SpecialParam": "",
         "WhenPosted": so_date(at, 1),
     })
 }
@@ -280,7 +318,33 @@ fn error(status: StatusCode, msg: &str) -> Response {
         .into_response()
 }
 
-async fn gate(sh: &Shared, headers: &HeaderMap) -> Result<bool, Response> {
+/// What a request is answered with: whether the body is cut (a fault), and how its dates are
+/// written.
+struct Answer {
+    cut: bool,
+    dates: Rendering,
+}
+
+async fn gate(sh: &Shared, headers: &HeaderMap) -> Result<Answer, Response> {
+    let cut = gate_cut(sh, headers).await?;
+    let asked = headers
+        .get("so-timezone")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    sh.timezone_headers
+        .lock()
+        .expect("headers")
+        .push(asked.clone());
+    let dates = if sh.timezone_support.load(Ordering::Relaxed) {
+        Rendering::asked(&asked).map_err(|e| error(StatusCode::BAD_REQUEST, &e))?
+    } else {
+        Rendering::base()
+    };
+    Ok(Answer { cut, dates })
+}
+
+async fn gate_cut(sh: &Shared, headers: &HeaderMap) -> Result<bool, Response> {
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
     let auth = h("authorization");
     let (scheme, value) = auth.split_once(' ').unwrap_or(("", ""));
@@ -301,18 +365,157 @@ fn body(v: &Value, cut: bool) -> Response {
     ([("content-type", "application/json; charset=utf-8")], s).into_response()
 }
 
-/// The `$filter` clauses the simulator understands.
-struct Filter {
-    after: Option<NaiveDateTime>,
-    id_gt: Option<i64>,
+/// The tenant's base time zone: `NO` (Norway), +01:00, +02:00 in summer.
+pub const BASE_ZONE: chrono_tz::Tz = chrono_tz::Europe::Oslo;
+
+/// SuperOffice's own time-zone codes and ids (a few of `GET /api/v1/timezone`).
+const ZONES: [(&str, &str, chrono_tz::Tz); 4] = [
+    ("UTC", "1", chrono_tz::UTC),
+    ("NO", "261", chrono_tz::Europe::Oslo),
+    ("DK", "140", chrono_tz::Europe::Copenhagen),
+    ("US-NY", "460", chrono_tz::America::New_York),
+];
+
+/// How the dates of an answer are written (and its filter values read).
+#[derive(Debug, Clone, Copy)]
+pub struct Rendering {
+    pub zone: chrono_tz::Tz,
+    /// `includeTZOffset`: the offset is written, as `+HHMM`.
+    pub offset: bool,
 }
 
-fn parse_filter(f: &str) -> Result<Filter, String> {
-    let mut out = Filter {
-        after: None,
-        id_gt: None,
-    };
+impl Rendering {
+    /// No header, or a tenant that ignores it: the base zone's wall clock, no offset.
+    pub fn base() -> Self {
+        Rendering {
+            zone: BASE_ZONE,
+            offset: false,
+        }
+    }
+
+    /// From an `SO-TimeZone` header: `<code or id>`, optionally `, includeTZOffset`.
+    pub fn asked(header: &str) -> Result<Self, String> {
+        let mut r = Rendering::base();
+        for part in header.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if part.eq_ignore_ascii_case("includeTZOffset") {
+                r.offset = true;
+            } else {
+                r.zone = ZONES
+                    .iter()
+                    .find(|(code, id, _)| part.eq_ignore_ascii_case(code) || part == *id)
+                    .map(|(_, _, z)| *z)
+                    .ok_or_else(|| format!("Unknown time zone '{part}' in SO-TimeZone"))?;
+            }
+        }
+        Ok(r)
+    }
+
+    /// An instant as SuperOffice writes it: seven fractional digits, in the zone, with `+HHMM`
+    /// when asked.
+    pub fn write(&self, t: DateTime<Utc>) -> String {
+        let local = t.with_timezone(&self.zone);
+        let mut out = format!(
+            "{}.{:07}",
+            local.format("%Y-%m-%dT%H:%M:%S"),
+            local.timestamp_subsec_nanos() / 100
+        );
+        if self.offset {
+            out.push_str(&local.format("%z").to_string());
+        }
+        out
+    }
+
+    /// A wall-clock filter value, read in the zone.
+    fn read(&self, v: &str) -> Result<DateTime<Utc>, String> {
+        let naive = NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S%.f")
+            .or_else(|_| NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S"))
+            .or_else(|_| {
+                chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                    .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight"))
+            })
+            .map_err(|_| format!("'{v}' is not a date and time"))?;
+        naive
+            .and_local_timezone(self.zone)
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .ok_or_else(|| format!("'{v}' does not exist in {}", self.zone))
+    }
+
+    /// Rewrites every `When…` date of a record (an entity or a message) held with an offset;
+    /// a "not set" value (no offset) stays as it is.
+    pub fn apply(&self, v: &mut Value) {
+        if let Value::Object(o) = v {
+            for (k, val) in o.iter_mut() {
+                if !k.to_ascii_lowercase().starts_with("when") {
+                    continue;
+                }
+                if let Some(t) = val
+                    .as_str()
+                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                {
+                    *val = json!(self.write(t.with_timezone(&Utc)));
+                }
+            }
+        }
+    }
+}
+
+/// The restriction type of an archive column (SuperOffice's ChatSession archive provider).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Restriction {
+    Int,
+    DateTime,
+    Date,
+    ListAny,
+    Text,
+}
+
+/// The archive's columns, by restriction type.
+const COLUMNS: [(&str, Restriction); 11] = [
+    ("chatSessionId", Restriction::Int),
+    ("rating", Restriction::Int),
+    ("queueLength", Restriction::Int),
+    ("whenRequested", Restriction::DateTime),
+    ("whenStarted", Restriction::DateTime),
+    ("whenEnded", Restriction::DateTime),
+    ("updatedDate", Restriction::Date),
+    ("registeredDate", Restriction::Date),
+    ("status", Restriction::ListAny),
+    ("firstMessage", Restriction::Text),
+    ("lastMessage", Restriction::Text),
+];
+
+/// The operators each restriction type takes (SuperOffice's "Restriction Types" page).
+fn operators(r: Restriction) -> &'static [&'static str] {
+    match r {
+        Restriction::Int => &[
+            "eq", "ne", "lt", "le", "gt", "ge", "equals", "greater", "less", "unequals",
+        ],
+        Restriction::DateTime => &["afterTime", "beforeTime", "dateTime"],
+        Restriction::Date => &["before", "date", "after", "dateBetween"],
+        Restriction::ListAny => &["oneOf", "notOneOf"],
+        Restriction::Text => &["is", "isNot", "contains", "begins"],
+    }
+}
+
+/// One `$filter` clause, checked against its column's restriction type.
+#[derive(Debug, Clone)]
+enum Clause {
+    Int(&'static str, String, i64),
+    Time(&'static str, String, DateTime<Utc>),
+    Day(
+        &'static str,
+        String,
+        chrono::NaiveDate,
+        Option<chrono::NaiveDate>,
+    ),
+    List(&'static str, bool, Vec<String>),
+    Text(&'static str, String, String),
+}
+
+fn parse_filter(f: &str, zone: &Rendering) -> Result<Vec<Clause>, String> {
     let lower = f.to_ascii_lowercase();
+    let mut out = Vec::new();
     let mut rest = f;
     let mut rest_lower = lower.as_str();
     loop {
@@ -320,30 +523,7 @@ fn parse_filter(f: &str) -> Result<Filter, String> {
             Some(i) => (&rest[..i], &rest[i + 5..], &rest_lower[i + 5..]),
             None => (rest, "", ""),
         };
-        let parts: Vec<&str> = clause.trim().splitn(3, ' ').collect();
-        match parts.as_slice() {
-            [field, op, value]
-                if field.eq_ignore_ascii_case("updatedDate")
-                    && op.eq_ignore_ascii_case("afterTime") =>
-            {
-                let v = value.trim().trim_matches('\'');
-                out.after = Some(
-                    NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S%.f")
-                        .map_err(|_| format!("bad date {v}"))?,
-                );
-            }
-            [field, op, value]
-                if field.eq_ignore_ascii_case("chatSessionId") && op.eq_ignore_ascii_case("gt") =>
-            {
-                out.id_gt = Some(
-                    value
-                        .trim()
-                        .parse()
-                        .map_err(|_| format!("bad id {value}"))?,
-                );
-            }
-            _ => return Err(format!("unsupported filter clause `{clause}`")),
-        }
+        out.push(parse_clause(clause.trim(), zone)?);
         if next.is_empty() {
             break;
         }
@@ -351,6 +531,171 @@ fn parse_filter(f: &str) -> Result<Filter, String> {
         rest_lower = next_lower;
     }
     Ok(out)
+}
+
+fn parse_clause(clause: &str, zone: &Rendering) -> Result<Clause, String> {
+    let parts: Vec<&str> = clause.splitn(3, ' ').collect();
+    let [field, op, value] = parts.as_slice() else {
+        return Err(format!("Invalid restriction '{clause}'"));
+    };
+    let (column, kind) = COLUMNS
+        .iter()
+        .find(|(c, _)| c.eq_ignore_ascii_case(field))
+        .copied()
+        .ok_or_else(|| format!("Unknown column '{field}' in archive provider ChatSession"))?;
+    let Some(op) = operators(kind)
+        .iter()
+        .find(|o| o.eq_ignore_ascii_case(op))
+        .map(|o| o.to_string())
+    else {
+        return Err(format!(
+            "Operator '{op}' is not valid for column '{column}' (restriction type {kind:?}; valid: {})",
+            operators(kind).join(", ")
+        ));
+    };
+    let quoted = |v: &str| v.trim().trim_matches('\'').to_string();
+    let values: Vec<String> = value.split(',').map(quoted).collect();
+    Ok(match kind {
+        Restriction::Int => Clause::Int(
+            column,
+            op,
+            values[0]
+                .parse()
+                .map_err(|_| format!("'{}' is not an integer", values[0]))?,
+        ),
+        Restriction::DateTime => Clause::Time(column, op, zone.read(&values[0])?),
+        Restriction::Date => {
+            // Only the date part is used.
+            let day = |v: &str| {
+                chrono::NaiveDate::parse_from_str(v.get(..10).unwrap_or(v), "%Y-%m-%d")
+                    .map_err(|_| format!("'{v}' is not a date"))
+            };
+            let second = if op == "dateBetween" {
+                Some(day(values.get(1).ok_or("dateBetween takes two dates")?)?)
+            } else {
+                None
+            };
+            Clause::Day(column, op, day(&values[0])?, second)
+        }
+        Restriction::ListAny => Clause::List(column, op == "oneOf", values),
+        Restriction::Text => Clause::Text(column, op, values.join(",")),
+    })
+}
+
+/// An archive row as the filter sees it.
+struct Row {
+    id: i64,
+    updated: DateTime<Utc>,
+    entity: Value,
+}
+
+impl Row {
+    fn time(&self, column: &str) -> Option<DateTime<Utc>> {
+        let key = match column {
+            "whenRequested" | "registeredDate" => "WhenRequested",
+            "whenStarted" => "WhenStarted",
+            "whenEnded" => "WhenEnded",
+            _ => return Some(self.updated),
+        };
+        self.entity[key]
+            .as_str()
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    fn text(&self, column: &str) -> String {
+        let key = match column {
+            "status" => "Status",
+            "firstMessage" => "FirstMessage",
+            _ => "LastMessage",
+        };
+        match &self.entity[key] {
+            Value::String(s) => s.clone(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        }
+    }
+
+    fn matches(&self, c: &Clause) -> bool {
+        match c {
+            Clause::Int(column, op, v) => {
+                let x = if *column == "chatSessionId" {
+                    Some(self.id)
+                } else {
+                    self.entity[if *column == "rating" {
+                        "Rating"
+                    } else {
+                        "InitialQueuePos"
+                    }]
+                    .as_i64()
+                };
+                x.is_some_and(|x| match op.to_ascii_lowercase().as_str() {
+                    "eq" | "equals" => x == *v,
+                    "ne" | "unequals" => x != *v,
+                    "lt" | "less" => x < *v,
+                    "le" => x <= *v,
+                    "gt" | "greater" => x > *v,
+                    _ => x >= *v,
+                })
+            }
+            Clause::Time(column, op, v) => self.time(column).is_some_and(|t| match op.as_str() {
+                "afterTime" => t >= *v,
+                "beforeTime" => t < *v,
+                _ => t == *v,
+            }),
+            Clause::Day(column, op, d, d2) => self.time(column).is_some_and(|t| {
+                let day = t.date_naive();
+                match op.as_str() {
+                    "before" => day < *d,
+                    "date" => day == *d,
+                    "after" => day > *d,
+                    _ => day >= *d && d2.is_none_or(|e| day <= e),
+                }
+            }),
+            Clause::List(column, any, values) => {
+                let x = self.text(column);
+                values.iter().any(|v| v.eq_ignore_ascii_case(&x)) == *any
+            }
+            Clause::Text(column, op, v) => {
+                let x = self.text(column);
+                match op.as_str() {
+                    "is" => x == *v,
+                    "isNot" => x != *v,
+                    "contains" => x.contains(v.as_str()),
+                    _ => x.starts_with(v.as_str()),
+                }
+            }
+        }
+    }
+
+    /// The row as the archive answers it: the `$select`ed columns (dates in the request's zone;
+    /// `updatedDate` always UTC, without an offset).
+    fn select(&self, columns: &[&str], dates: &Rendering) -> Value {
+        let mut out = serde_json::Map::new();
+        out.insert("PrimaryKey".into(), json!(self.id));
+        out.insert("EntityName".into(), json!("chat"));
+        for c in columns {
+            let v = match *c {
+                "chatSessionId" => json!(self.id),
+                "updatedDate" => json!(self.updated.format("%Y-%m-%dT%H:%M:%S%.3f").to_string()),
+                "whenRequested" | "whenStarted" | "whenEnded" => match self.time(c) {
+                    Some(t) => json!(dates.write(t)),
+                    None => {
+                        let key = format!("W{}", &c[1..]);
+                        self.entity.get(&key).cloned().unwrap_or(Value::Null)
+                    }
+                },
+                "rating" => self.entity["Rating"].clone(),
+                "queueLength" => self.entity["InitialQueuePos"].clone(),
+                "registeredDate" => self.time("whenRequested").map_or(Value::Null, |t| {
+                    json!(t.format("%Y-%m-%dT%H:%M:%S").to_string())
+                }),
+                other => json!(self.text(other)),
+            };
+            out.insert(c.to_string(), v);
+        }
+        Value::Object(out)
+    }
 }
 
 async fn list(
@@ -364,56 +709,66 @@ async fn list(
 }
 
 async fn list_answer(sh: &Shared, headers: &HeaderMap, q: &HashMap<String, String>) -> Response {
-    let cut = match gate(sh, headers).await {
-        Ok(c) => c,
+    let answer = match gate(sh, headers).await {
+        Ok(a) => a,
         Err(r) => return r,
     };
-    let filter = match q.get("$filter").map(|f| parse_filter(f)).transpose() {
-        Ok(f) => f,
+    let filter = match q
+        .get("$filter")
+        .map(|f| parse_filter(f, &answer.dates))
+        .transpose()
+    {
+        Ok(f) => f.unwrap_or_default(),
         Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
-    let top: usize = q.get("$top").and_then(|v| v.parse().ok()).unwrap_or(50);
-    let skip: usize = q.get("$skip").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let chats = sh.chats.read().expect("chats");
-    let matching: Vec<&SimChat> = chats
-        .values()
-        .filter(|c| match &filter {
-            None => true,
-            Some(f) => {
-                f.after.is_none_or(|a| c.updated.naive_utc() > a)
-                    && f.id_gt.is_none_or(|g| c.id() > g)
+    let mut columns: Vec<&str> = Vec::new();
+    for c in q
+        .get("$select")
+        .map_or("chatSessionId,updatedDate,status", String::as_str)
+        .split(',')
+        .map(str::trim)
+    {
+        match COLUMNS.iter().find(|(n, _)| n.eq_ignore_ascii_case(c)) {
+            Some((n, _)) => columns.push(n),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("Unknown column '{c}' in $select"),
+                );
             }
-        })
-        .collect();
-    // Rows of the archive: the sessions, and the ones purged (listed once more as changed).
-    let mut rows: Vec<(i64, DateTime<Utc>, Value)> = matching
-        .iter()
-        .map(|c| (c.id(), c.updated, c.entity["Status"].clone()))
-        .collect();
-    for (id, at) in sh.vanished.read().expect("vanished").iter() {
-        let shown = match &filter {
-            None => true,
-            Some(f) => {
-                f.after.is_none_or(|a| at.naive_utc() > a) && f.id_gt.is_none_or(|g| *id > g)
-            }
-        };
-        if shown && !rows.iter().any(|r| r.0 == *id) {
-            rows.push((*id, *at, json!("Deleted")));
         }
     }
-    rows.sort_by_key(|r| r.0);
+    let top: usize = q.get("$top").and_then(|v| v.parse().ok()).unwrap_or(50);
+    let skip: usize = q.get("$skip").and_then(|v| v.parse().ok()).unwrap_or(0);
+    // Rows of the archive: the sessions, and the ones purged (listed once more as changed).
+    let mut rows: Vec<Row> = sh
+        .chats
+        .read()
+        .expect("chats")
+        .values()
+        .map(|c| Row {
+            id: c.id(),
+            updated: c.updated,
+            entity: c.entity.clone(),
+        })
+        .collect();
+    for (id, at) in sh.vanished.read().expect("vanished").iter() {
+        if !rows.iter().any(|r| r.id == *id) {
+            rows.push(Row {
+                id: *id,
+                updated: *at,
+                entity: json!({"Status": "Deleted"}),
+            });
+        }
+    }
+    rows.retain(|r| filter.iter().all(|c| r.matches(c)));
+    rows.sort_by_key(|r| r.id);
     let total = rows.len();
     let page: Vec<Value> = rows
         .iter()
         .skip(skip)
         .take(top)
-        .map(|(id, updated, status)| {
-            json!({
-                "PrimaryKey": id, "chatSessionId": id,
-                "updatedDate": updated.format("%Y-%m-%dT%H:%M:%S%.3f").to_string(),
-                "status": status,
-            })
-        })
+        .map(|r| r.select(&columns, &answer.dates))
         .collect();
     let mut out = json!({ "value": page });
     if *sh.next_links.read().expect("flag") && skip + top < total {
@@ -432,7 +787,46 @@ async fn list_answer(sh: &Shared, headers: &HeaderMap, q: &HashMap<String, Strin
         }
         out["odata.nextLink"] = json!(url.to_string());
     }
-    body(&out, cut)
+    body(&out, answer.cut)
+}
+
+/// One entity as answered: its dates in the request's zone.
+fn entity_answer(sh: &Shared, id: Option<i64>, a: &Answer) -> Response {
+    match id.and_then(|id| sh.chats.read().expect("chats").get(&id).cloned()) {
+        Some(c) => {
+            let mut e = c.entity;
+            a.dates.apply(&mut e);
+            body(&e, a.cut)
+        }
+        None => error(StatusCode::NOT_FOUND, "ChatSession not found"),
+    }
+}
+
+/// The messages of a session after a message id, their dates in the request's zone.
+fn messages_answer(sh: &Shared, id: Option<i64>, after: i64, a: &Answer) -> Response {
+    if let Some(session) = id {
+        sh.message_requests
+            .lock()
+            .expect("requests")
+            .push((session, after));
+    }
+    match id.and_then(|id| sh.chats.read().expect("chats").get(&id).cloned()) {
+        Some(c) => body(
+            &Value::Array(
+                c.messages
+                    .iter()
+                    .filter(|m| m["ChatMessageId"].as_i64().unwrap_or(0) > after)
+                    .cloned()
+                    .map(|mut m| {
+                        a.dates.apply(&mut m);
+                        m
+                    })
+                    .collect(),
+            ),
+            a.cut,
+        ),
+        None => error(StatusCode::NOT_FOUND, "ChatSession not found"),
+    }
 }
 
 async fn entity(
@@ -442,14 +836,7 @@ async fn entity(
 ) -> Response {
     let resp = match gate(&sh, &headers).await {
         Err(r) => r,
-        Ok(cut) => match id
-            .parse::<i64>()
-            .ok()
-            .and_then(|id| sh.chats.read().expect("chats").get(&id).cloned())
-        {
-            Some(c) => body(&c.entity, cut),
-            None => error(StatusCode::NOT_FOUND, "ChatSession not found"),
-        },
+        Ok(a) => entity_answer(&sh, id.parse().ok(), &a),
     };
     sh.log
         .push("/api/v1/ChatSession/{id}", resp.status().as_u16());
@@ -463,49 +850,80 @@ async fn messages(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let after: i64 = q.get("after").and_then(|v| v.parse().ok()).unwrap_or(0);
-    if let Ok(session) = id.parse::<i64>() {
-        sh.message_requests
-            .lock()
-            .expect("requests")
-            .push((session, after));
-    }
     let resp = match gate(&sh, &headers).await {
         Err(r) => r,
-        Ok(cut) => match id
-            .parse::<i64>()
-            .ok()
-            .and_then(|id| sh.chats.read().expect("chats").get(&id).cloned())
-        {
-            Some(c) => body(
-                &Value::Array(
-                    c.messages
-                        .iter()
-                        .filter(|m| m["ChatMessageId"].as_i64().unwrap_or(0) > after)
-                        .cloned()
-                        .collect(),
-                ),
-                cut,
-            ),
-            None => error(StatusCode::NOT_FOUND, "ChatSession not found"),
-        },
+        Ok(a) => messages_answer(&sh, id.parse().ok(), after, &a),
     };
     sh.log
         .push("/api/v1/ChatSession/{id}/Messages", resp.status().as_u16());
     resp
 }
 
+/// `POST Agents/Chat/GetChatSessionEntity?chatSessionEntityId=N` (the official client's way).
+async fn agent_entity(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let id = q
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("chatSessionEntityId"))
+        .and_then(|(_, v)| v.parse().ok());
+    let resp = match gate(&sh, &headers).await {
+        Err(r) => r,
+        Ok(a) => entity_answer(&sh, id, &a),
+    };
+    sh.log.push(
+        "/api/v1/Agents/Chat/GetChatSessionEntity",
+        resp.status().as_u16(),
+    );
+    resp
+}
+
+/// `POST Agents/Chat/GetChatMessages` with `{"chatSessionId": N, "after": M}`.
+async fn agent_messages(
+    State(sh): State<Arc<Shared>>,
+    headers: HeaderMap,
+    text: String,
+) -> Response {
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let field = |name: &str| {
+        v.as_object().and_then(|o| {
+            o.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .and_then(|(_, v)| v.as_i64().or_else(|| v.as_str()?.parse().ok()))
+        })
+    };
+    let resp = match gate(&sh, &headers).await {
+        Err(r) => r,
+        Ok(_) if field("chatSessionId").is_none() => {
+            error(StatusCode::BAD_REQUEST, "chatSessionId is required")
+        }
+        Ok(a) => messages_answer(&sh, field("chatSessionId"), field("after").unwrap_or(0), &a),
+    };
+    sh.log.push(
+        "/api/v1/Agents/Chat/GetChatMessages",
+        resp.status().as_u16(),
+    );
+    resp
+}
+
 async fn for_user(State(sh): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let resp = match gate(&sh, &headers).await {
         Err(r) => r,
-        Ok(cut) => {
+        Ok(a) => {
             let all: Vec<Value> = sh
                 .chats
                 .read()
                 .expect("chats")
                 .values()
-                .map(|c| c.entity.clone())
+                .map(|c| {
+                    let mut e = c.entity.clone();
+                    a.dates.apply(&mut e);
+                    e
+                })
                 .collect();
-            body(&Value::Array(all), cut)
+            body(&Value::Array(all), a.cut)
         }
     };
     sh.log.push(
@@ -885,6 +1303,80 @@ async fn update_webhook(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_operator_must_fit_its_columns_restriction_type() {
+        let utc = Rendering::asked("UTC").unwrap();
+        // What a tenant refuses: afterTime on a date column, a date operator on a datetime one.
+        for bad in [
+            "updatedDate afterTime '2024-01-05T10:00:00'",
+            "whenRequested after '2024-01-05'",
+            "chatSessionId afterTime '2024-01-05T10:00:00'",
+            "status gt 3",
+            "nosuchColumn eq 1",
+        ] {
+            assert!(parse_filter(bad, &utc).is_err(), "{bad}");
+        }
+        for good in [
+            "updatedDate after '2024-01-04'",
+            "whenRequested afterTime '2024-01-05T10:00:00' and chatSessionId gt 5",
+            "updatedDate dateBetween '2024-01-01','2024-01-31'",
+            "status oneOf 'Closed','Finished'",
+        ] {
+            assert!(parse_filter(good, &utc).is_ok(), "{good}");
+        }
+        // `after` on a date column is strictly after the day; only the date part is used.
+        let row = Row {
+            id: 7,
+            updated: "2024-01-05T23:59:00Z".parse().unwrap(),
+            entity: json!({"WhenRequested": "2024-01-05T10:00:00.0000000+01:00"}),
+        };
+        let f = |s: &str, r: &Rendering| parse_filter(s, r).unwrap();
+        assert!(row.matches(&f("updatedDate after '2024-01-04'", &utc)[0]));
+        assert!(!row.matches(&f("updatedDate after '2024-01-05T00:00:00'", &utc)[0]));
+        // afterTime is after or equal, read in the request's zone (Norway: +01:00 in January).
+        assert!(row.matches(&f("whenRequested afterTime '2024-01-05T09:00:00'", &utc)[0]));
+        assert!(!row.matches(&f("whenRequested afterTime '2024-01-05T09:00:01'", &utc)[0]));
+        let base = Rendering::base();
+        assert!(row.matches(&f("whenRequested afterTime '2024-01-05T10:00:00'", &base)[0]));
+        assert!(!row.matches(&f("whenRequested afterTime '2024-01-05T10:00:01'", &base)[0]));
+    }
+
+    #[test]
+    fn dates_follow_the_so_timezone_header() {
+        let t: DateTime<Utc> = "2024-07-01T12:00:05.1234567Z".parse().unwrap();
+        assert_eq!(Rendering::base().write(t), "2024-07-01T14:00:05.1234567");
+        assert_eq!(
+            Rendering::asked("UTC, includeTZOffset").unwrap().write(t),
+            "2024-07-01T12:00:05.1234567+0000"
+        );
+        assert_eq!(
+            Rendering::asked("UTC,includeTZOffset").unwrap().write(t),
+            "2024-07-01T12:00:05.1234567+0000"
+        );
+        assert_eq!(
+            Rendering::asked("460,includeTZOffset").unwrap().write(t),
+            "2024-07-01T08:00:05.1234567-0400"
+        );
+        assert_eq!(
+            Rendering::asked("1").unwrap().write(t),
+            "2024-07-01T12:00:05.1234567"
+        );
+        assert_eq!(
+            Rendering::asked("includeTZOffset").unwrap().write(t),
+            "2024-07-01T14:00:05.1234567+0200"
+        );
+        assert!(Rendering::asked("Mars/Olympus").is_err());
+        // A "not set" date stays as it is.
+        let mut e = json!({"WhenStarted": "0001-01-01T00:00:00", "WhenRequested": so_date(t, 1)});
+        Rendering::asked("UTC, includeTZOffset")
+            .unwrap()
+            .apply(&mut e);
+        assert_eq!(
+            e,
+            json!({"WhenStarted": "0001-01-01T00:00:00", "WhenRequested": "2024-07-01T12:00:05.1234567+0000"})
+        );
+    }
 
     #[test]
     fn dates_have_an_offset_and_seven_digits() {

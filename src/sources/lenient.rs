@@ -50,9 +50,15 @@ impl<'a> Fields<'a> {
     /// `invalid_<name>: …` for `rejected_records`. A date that means "not set" (see
     /// [`read_date`]) is `None`, and its reason is kept for [`Fields::take_unset`].
     pub fn date(&self, name: &str) -> Result<Option<DateTime<Utc>>, String> {
+        self.date_in(name, chrono_tz::UTC)
+    }
+
+    /// [`Fields::date`] with a value without an offset read in `tz` (a SuperOffice tenant that
+    /// ignores the `SO-TimeZone` header writes its base time zone's wall clock).
+    pub fn date_in(&self, name: &str, tz: Tz) -> Result<Option<DateTime<Utc>>, String> {
         match self.text(name) {
             None => Ok(None),
-            Some(s) => match read_date(&s, chrono_tz::UTC) {
+            Some(s) => match read_date(&s, tz) {
                 Some(DateValue::Set(t)) => Ok(Some(t)),
                 Some(DateValue::Unset) => {
                     self.unset.borrow_mut().push(unset_reason(name, &s));
@@ -220,6 +226,9 @@ fn parse_unrounded(s: &str, tz: Tz) -> Option<DateTime<Utc>> {
     if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
         return Some(dt.with_timezone(&Utc));
     }
+    if let Some(dt) = with_compact_offset(s) {
+        return Some(dt);
+    }
     const FORMATS: [&str; 4] = [
         "%Y-%m-%d %H:%M:%S%.f",
         "%Y-%m-%dT%H:%M:%S%.f",
@@ -235,6 +244,38 @@ fn parse_unrounded(s: &str, tz: Tz) -> Option<DateTime<Utc>> {
                 .and_then(|d| d.and_hms_opt(0, 0, 0))
         })?;
     local_to_utc(naive, tz)
+}
+
+/// A timestamp whose offset is written without a colon (`+0100`, `-0500`), as SuperOffice writes
+/// it with `SO-TimeZone: …, includeTZOffset` (sources.md §2), or as hours alone (`+01`).
+fn with_compact_offset(s: &str) -> Option<DateTime<Utc>> {
+    let b = s.as_bytes();
+    // The offset starts at the last sign after the time's `T` or space (a date has `-` too).
+    let time_at = s.find(['T', ' '])?;
+    let sign = s[time_at..].rfind(['+', '-'])? + time_at;
+    let digits = &s[sign + 1..];
+    if !(digits.len() == 4 || digits.len() == 2) || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let hours: i32 = digits[..2].parse().ok()?;
+    let minutes: i32 = if digits.len() == 4 {
+        digits[2..].parse().ok()?
+    } else {
+        0
+    };
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
+    let secs = (hours * 3600 + minutes * 60) * if b[sign] == b'-' { -1 } else { 1 };
+    let offset = chrono::FixedOffset::east_opt(secs)?;
+    let head = s[..sign].replace(' ', "T");
+    let naive = NaiveDateTime::parse_from_str(&head, "%Y-%m-%dT%H:%M:%S%.f")
+        .or_else(|_| NaiveDateTime::parse_from_str(&head, "%Y-%m-%dT%H:%M"))
+        .ok()?;
+    offset
+        .from_local_datetime(&naive)
+        .single()
+        .map(|d| d.with_timezone(&Utc))
 }
 
 /// A wall-clock time in `tz` as UTC: the earlier instant when ambiguous, shifted past a gap.
@@ -369,6 +410,52 @@ mod tests {
         assert_eq!(prague.to_rfc3339(), "2024-07-05T08:00:00+00:00");
         assert!(parse_local_datetime("2024-13-05 10:00:00", chrono_tz::UTC).is_none());
         assert!(parse_local_datetime("2024-01-05", chrono_tz::UTC).is_some());
+    }
+
+    #[test]
+    fn offsets_with_and_without_a_colon_and_z_read_alike() {
+        let want: DateTime<Utc> = "2018-12-24T12:34:45Z".parse().unwrap();
+        for s in [
+            "2018-12-24T07:34:45-0500",
+            "2018-12-24T07:34:45-05:00",
+            "2018-12-24T13:34:45+0100",
+            "2018-12-24T13:34:45+01",
+            "2018-12-24T12:34:45Z",
+            "2018-12-24T12:34:45+0000",
+            "2018-12-24 13:34:45+0100",
+        ] {
+            assert_eq!(
+                parse_local_datetime(s, chrono_tz::Asia::Tokyo),
+                Some(want),
+                "{s}"
+            );
+        }
+        // Seven fractional digits with a compact offset, rounded to the microsecond.
+        let t = parse_local_datetime("2018-12-24T13:34:45.1234567+0100", chrono_tz::UTC).unwrap();
+        assert_eq!(t.to_rfc3339(), "2018-12-24T12:34:45.123457+00:00");
+        // Without an offset: the zone given (Norway: +01:00 in winter, +02:00 in summer).
+        let oslo = chrono_tz::Europe::Oslo;
+        assert_eq!(
+            parse_local_datetime("2018-12-24T13:34:45", oslo),
+            Some(want)
+        );
+        assert_eq!(
+            parse_local_datetime("2018-07-24T14:34:45.0000000", oslo)
+                .unwrap()
+                .to_rfc3339(),
+            "2018-07-24T12:34:45+00:00"
+        );
+        // Not offsets: a bad one is no date.
+        assert_eq!(parse_local_datetime("2018-12-24T13:34:45+2500", oslo), None);
+        assert_eq!(parse_local_datetime("2018-12-24T13:34:45+010", oslo), None);
+        // Not set stays not set in any zone and with any offset form.
+        for s in [
+            "0001-01-01T00:00:00",
+            "9999-12-31T23:59:59.9999999",
+            "1760-01-01T00:00:00+0100",
+        ] {
+            assert_eq!(read_date(s, oslo), Some(DateValue::Unset), "{s}");
+        }
     }
 
     #[test]

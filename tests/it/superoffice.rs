@@ -158,8 +158,13 @@ async fn archive_mode_pages_with_keysets_and_rewrites_only_what_changed() {
         .filter(|e| e.path == "/api/v1/ChatSession")
         .count();
     assert_eq!(
-        list_requests, 5,
-        "28 rows in pages of 7: four full pages and an empty one"
+        list_requests, 10,
+        "two lists (new chats by whenRequested, changed ones by updatedDate), each 28 rows in pages of 7: four full pages and an empty one"
+    );
+    assert!(
+        sim.log().entries().iter().all(|e| e.status == 200),
+        "no request refused: {:?}",
+        sim.log().entries()
     );
     let messages: usize = sim.chats().iter().map(|ch| ch.messages.len()).sum();
     assert_eq!(
@@ -494,4 +499,268 @@ async fn the_repair_migration_nulls_stored_sentinel_dates_and_recomputes_duratio
     c.batch_execute(repair).await.unwrap();
     assert_eq!(strings(&c, state).await, after);
     assert_eq!(strings(&c, synced).await, before);
+}
+
+/// The instant a simulated date stands for (the simulator holds dates with their offset); None
+/// for a "not set" value.
+fn instant(v: &serde_json::Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    v.as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// Every stored session date and message date against the vendor's true instant (to the
+/// microsecond PostgreSQL keeps); the number of dates compared.
+async fn assert_true_instants(c: &tokio_postgres::Client, sim: &SuperOfficeSim) -> usize {
+    let close = |a: Option<chrono::DateTime<chrono::Utc>>,
+                 b: Option<chrono::DateTime<chrono::Utc>>| match (a, b) {
+        (Some(a), Some(b)) => (a - b).num_microseconds().is_some_and(|d| d.abs() <= 1),
+        (None, None) => true,
+        _ => false,
+    };
+    let mut compared = 0;
+    for chat in sim.chats() {
+        let row = c
+            .query_one(
+                "SELECT requested_at, started_at, ended_at FROM superoffice_chat_sessions WHERE chat_session_id = $1",
+                &[&(chat.id() as i32)],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("session {} not stored: {e}", chat.id()));
+        for (i, key) in ["WhenRequested", "WhenStarted", "WhenEnded"]
+            .iter()
+            .enumerate()
+        {
+            let stored: Option<chrono::DateTime<chrono::Utc>> = row.get(i);
+            let want = instant(&chat.entity[*key]);
+            assert!(
+                close(stored, want),
+                "session {} {key}: stored {stored:?}, the vendor's instant is {want:?}",
+                chat.id()
+            );
+            compared += usize::from(want.is_some());
+        }
+        for m in &chat.messages {
+            let stored: Option<chrono::DateTime<chrono::Utc>> = c
+                .query_one(
+                    "SELECT posted_at FROM superoffice_chat_messages WHERE chat_message_id = $1",
+                    &[&(m["ChatMessageId"].as_i64().unwrap() as i32)],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            let want = instant(&m["WhenPosted"]);
+            assert!(
+                close(stored, want),
+                "message {}: {stored:?} vs {want:?}",
+                m["ChatMessageId"]
+            );
+            compared += usize::from(want.is_some());
+        }
+    }
+    compared
+}
+
+/// Chats of the last days, and two across a change of daylight saving time in Norway.
+fn zone_data() -> Vec<SimChat> {
+    let now = chrono::Utc::now();
+    let mut v = generate(
+        21,
+        30,
+        now - chrono::TimeDelta::days(3),
+        now - chrono::TimeDelta::minutes(5),
+    );
+    let mut summer = v[0].clone();
+    summer.entity["ChatSessionId"] = serde_json::json!(90_001);
+    summer.entity["Status"] = serde_json::json!("Closed");
+    // Requested before the clocks went forward (2024-03-31 01:00 UTC), ended after.
+    summer.entity["WhenRequested"] = serde_json::json!("2024-03-31T00:30:00.1234567+00:00");
+    summer.entity["WhenStarted"] = serde_json::json!("2024-03-31T00:59:00.0000000+00:00");
+    summer.entity["WhenEnded"] = serde_json::json!("2024-03-31T01:30:00.0000000+00:00");
+    summer.messages.clear();
+    summer.updated = now - chrono::TimeDelta::hours(1);
+    v.push(summer);
+    v
+}
+
+#[tokio::test]
+async fn both_modes_store_the_vendors_true_instants_with_the_header_honoured_or_ignored() {
+    // (mode, the tenant honours SO-TimeZone, the account's timezone)
+    let cases = [
+        ("archive", true, None),
+        ("for_user", true, None),
+        ("archive", false, Some("Europe/Oslo")),
+        ("for_user", false, Some("Europe/Oslo")),
+    ];
+    for (mode, support, tz) in cases {
+        let extra = format!(
+            "mode = \"{mode}\"\n{}",
+            tz.map(|z| format!("timezone = \"{z}\""))
+                .unwrap_or_default()
+        );
+        let (db, sim, h) = setup(zone_data(), &extra).await;
+        sim.set_timezone_support(support);
+        let r = h.sync().await;
+        assert_eq!(
+            r.outcome,
+            Outcome::Succeeded,
+            "{mode}/{support}: {:?}",
+            r.error
+        );
+        let c = db.client().await;
+        let compared = assert_true_instants(&c, &sim).await;
+        assert!(compared > 100, "{compared}");
+        // The DST chat: 60 minutes from request to end, though the wall clock says 120.
+        let total: f64 = c
+            .query_one(
+                "SELECT total_seconds FROM superoffice_chat_sessions WHERE chat_session_id = 90001",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(total.round(), 3600.0, "{mode}/{support}");
+        // Every request asked for UTC with offsets; none was refused.
+        let asked = sim.timezone_headers();
+        assert!(
+            !asked.is_empty() && asked.iter().all(|h| h == "UTC, includeTZOffset"),
+            "{asked:?}"
+        );
+        assert!(
+            sim.log().entries().iter().all(|e| e.status == 200),
+            "{mode}/{support}: {:?}",
+            sim.log().entries()
+        );
+        // `check` says which case the tenant is.
+        let said = h.sources[0].check().await.unwrap();
+        if support {
+            assert!(said.contains("carry an offset"), "{said}");
+        } else {
+            assert!(
+                said.contains("WITHOUT an offset") && said.contains("Europe/Oslo"),
+                "{said}"
+            );
+        }
+    }
+    // A tenant that ignores the header, read without `timezone`: every time is off by Norway's
+    // offset, which is what `check` warns of.
+    let (db, sim, h) = setup(zone_data(), "").await;
+    sim.set_timezone_support(false);
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    let c = db.client().await;
+    let stored: chrono::DateTime<chrono::Utc> = c
+        .query_one(
+            "SELECT requested_at FROM superoffice_chat_sessions WHERE chat_session_id = 90001",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        stored,
+        t("2024-03-31T01:30:00.123457Z"),
+        "read as UTC: an hour late"
+    );
+    let said = h.sources[0].check().await.unwrap();
+    assert!(
+        said.contains("WITHOUT an offset") && said.contains("read in UTC"),
+        "{said}"
+    );
+}
+
+#[tokio::test]
+async fn a_steady_state_archive_run_reads_only_new_changed_and_open_chats() {
+    let now = chrono::Utc::now();
+    let chats = generate(
+        5,
+        40,
+        now - chrono::TimeDelta::days(1),
+        now - chrono::TimeDelta::minutes(5),
+    );
+    let final_statuses = [
+        "Closed",
+        "Finished",
+        "ClosedFromQueue",
+        "Deleted",
+        "9",
+        "7",
+        "8",
+        "11",
+    ];
+    let is_open = |c: &SimChat| {
+        let s = match &c.entity["Status"] {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        !final_statuses.contains(&s.as_str())
+    };
+    let open: Vec<i64> = chats
+        .iter()
+        .filter(|c| is_open(c))
+        .map(SimChat::id)
+        .collect();
+    assert!(!open.is_empty() && open.len() < 40, "{}", open.len());
+    let (db, sim, h) = setup(chats, "").await;
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(r.totals.written, 40);
+    let c = db.client().await;
+    // ReadByCustomer is an integer: values beyond 0 and 1 land, no message is set aside.
+    let read = strings(
+        &c,
+        "SELECT DISTINCT read_by_customer::text FROM superoffice_chat_messages ORDER BY 1",
+    )
+    .await;
+    assert_eq!(read, vec!["0", "1", "2", "3"]);
+    assert_eq!(count(&c, "rejected_records").await, 0);
+    let reads = |path: &str| {
+        sim.log()
+            .entries()
+            .iter()
+            .filter(|e| e.path == path)
+            .count()
+    };
+
+    // A day of unchanged chats: the two lists, and by id only the chats not final yet.
+    sim.log().clear();
+    let messages_before = sim.message_requests().len();
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(r.totals.written, 0);
+    // Two lists: chats requested in the last hour (lookback) and chats updated since
+    // yesterday (all 40, in pages of 7: five full pages and a short one).
+    let lists = reads("/api/v1/ChatSession");
+    assert!((7..=12).contains(&lists), "{lists}");
+    assert_eq!(
+        reads("/api/v1/ChatSession/{id}"),
+        open.len(),
+        "only the open chats are read again"
+    );
+    assert_eq!(
+        sim.message_requests().len(),
+        messages_before,
+        "no message read for an unchanged chat"
+    );
+    assert_eq!(r.totals.requests as usize, lists + open.len());
+
+    // One final chat changes: it alone costs a read more.
+    let closed = sim.chats().into_iter().find(|c| !is_open(c)).unwrap().id();
+    sim.update(closed, |e| e["Rating"] = serde_json::json!(5));
+    sim.log().clear();
+    let r = h.sync().await;
+    assert_eq!(r.totals.written, 1);
+    assert_eq!(reads("/api/v1/ChatSession/{id}"), open.len() + 1);
+    // A message in an open chat is found by re-reading it (its LastMessage changed).
+    let mid = sim.post_message(open[0], "still there?");
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(
+        count(
+            &c,
+            &format!("superoffice_chat_messages WHERE chat_message_id = {mid}")
+        )
+        .await,
+        1
+    );
 }

@@ -46,6 +46,10 @@ pub struct SuperOfficeSettings {
     pub page_size: usize,
     /// Accept `POST /webhooks/superoffice/{account}` signed with this secret.
     pub webhook_secret: Option<Secret>,
+    /// The zone in which dates without an offset are read. Every request asks for UTC with
+    /// offsets (`SO-TimeZone: UTC, includeTZOffset`); a tenant whose time-zone support is off
+    /// ignores that and writes its base zone's wall clock without an offset (sources.md §2).
+    pub timezone: chrono_tz::Tz,
 }
 
 config::impl_account_settings!(SuperOfficeSettings, SOURCE);
@@ -63,6 +67,7 @@ struct RawSuperOffice {
     mode: Option<SuperOfficeMode>,
     messages: Option<bool>,
     webhook_secret: Option<Secret>,
+    timezone: Option<String>,
     schedule: Option<String>,
     start: String,
     lookback: Option<String>,
@@ -123,6 +128,15 @@ impl SourceConfig for Kind {
         };
         let concurrency = config::in_range(&k, "concurrency", m.concurrency, 4, 1..=64)?;
         let page_size = config::in_range(&k, "page_size", m.page_size, 1000, 1..=5000)?;
+        let tz_s = m.timezone.unwrap_or_else(|| "UTC".into());
+        let timezone: chrono_tz::Tz = tz_s.parse().map_err(|_| {
+            (
+                k("timezone"),
+                format!(
+                    "`{tz_s}` is not an IANA time zone such as \"UTC\" or \"Europe/Oslo\" (the tenant's base time zone, used only where its dates come without an offset)"
+                ),
+            )
+        })?;
         Ok(Box::new(SuperOfficeSettings {
             stream,
             http,
@@ -133,6 +147,7 @@ impl SourceConfig for Kind {
             concurrency,
             page_size,
             webhook_secret: nonempty(m.webhook_secret),
+            timezone,
         }))
     }
 }

@@ -1,10 +1,16 @@
 //! SuperOffice CRM chat sessions and messages (sources.md §2), in two modes:
 //!
-//! - `archive` (default): one window per run, `[watermark − lookback, now)`. The ChatSession
-//!   archive lists the ids whose `updatedDate` is after the window's start, ordered by
-//!   `chatSessionId` with keyset paging (`chatSessionId gt LAST`; an `odata.nextLink` is
-//!   followed when the server gives one); each listed entity is then read by id, `concurrency`
-//!   at a time.
+//! - `archive` (default): one window per run, `[watermark − lookback, now)`, starting at T. Each
+//!   archive column takes only the operators of its restriction type (sources.md §2), so the
+//!   ChatSession archive is asked two lists, merged by id: new chats to the second
+//!   (`whenRequested afterTime T`, a datetime column) and changed ones by whole UTC days
+//!   (`updatedDate after '<the day before T>'`, a date column). Both are ordered by
+//!   `chatSessionId` with keyset paging (`chatSessionId gt LAST`; an `odata.nextLink` is followed
+//!   when the server gives one) and `$select` the columns that show a change ([`LIST_COLUMNS`]).
+//!   The stream keeps a fingerprint of each listed row; only rows that are new or whose columns
+//!   changed are read by id, `concurrency` at a time. Chats not yet final are re-read by id at
+//!   every run until they are (for [`OPEN_CHAT_AGE`]), so nothing depends on when SuperOffice
+//!   bumps `updatedDate`.
 //! - `for_user`: `ChatSessionsForUser` returns every session of the API user at once, with no
 //!   filter. A fingerprint per session (kept in `sync_state.state`) tells which changed; only
 //!   those are written and have their messages read, so an unchanged list costs one request.
@@ -14,6 +20,12 @@
 //!
 //! Messages (`messages = true`) are read for changed sessions only, `after` the last message
 //! id already stored. `SessionKey` is removed from every entity as soon as it is parsed.
+//!
+//! **Time zones.** Every request asks for UTC with offsets (`SO-TimeZone: UTC, includeTZOffset`),
+//! and filter values are sent so that they are right in that zone. A tenant with time-zone
+//! support switched off ignores the header and writes its base zone's wall clock without an
+//! offset: the account's `timezone` names that zone (`sessionsync check` tells which case a
+//! tenant is).
 
 pub mod config;
 pub mod normalize;
@@ -45,6 +57,16 @@ pub const LIST_PATH: &str = "/api/v1/ChatSession";
 pub const ENTITY_PATH: &str = "/api/v1/ChatSession/{id}";
 pub const MESSAGES_PATH: &str = "/api/v1/ChatSession/{id}/Messages";
 pub const FOR_USER_PATH: &str = "/api/v1/Agents/Chat/ChatSessionsForUser";
+/// The request header that chooses the zone of every date in a request and its answer.
+pub const TIMEZONE_HEADER: &str = "SO-TimeZone";
+/// UTC (SuperOffice's zone id 1), with the offset written on every date.
+pub const TIMEZONE_ASKED: &str = "UTC, includeTZOffset";
+/// The archive columns a listed row carries: those that show a change of the chat.
+pub const LIST_COLUMNS: &str =
+    "chatSessionId,status,whenRequested,whenStarted,whenEnded,lastMessage,rating,updatedDate";
+/// How long after it was requested a chat that is not final is still re-read by id at every
+/// run; an older one is read again only when the archive lists it changed.
+pub const OPEN_CHAT_AGE: TimeDelta = TimeDelta::days(7);
 
 pub struct SuperOffice {
     key: StreamKey,
@@ -68,6 +90,13 @@ struct Seen {
     /// When it was last seen (RFC 3339).
     #[serde(default)]
     s: String,
+    /// Fingerprint of its archive row as last listed (archive mode; empty when never listed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    l: String,
+    /// When it was requested (RFC 3339; when first seen if unknown): a chat not final is
+    /// re-read by id while this is within [`OPEN_CHAT_AGE`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    o: String,
 }
 
 /// The version of [`Remembered`] as stored; a change to its shape that an older reader would
@@ -104,7 +133,9 @@ impl SuperOffice {
     }
 
     fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        let rb = rb.header("Accept", "application/json");
+        let rb = rb
+            .header("Accept", "application/json")
+            .header(TIMEZONE_HEADER, TIMEZONE_ASKED);
         match &self.settings.auth {
             SuperOfficeAuth::Ticket { ticket, app_token } => rb
                 .header("Authorization", format!("SOTICKET {}", ticket.expose()))
@@ -166,28 +197,51 @@ impl SuperOffice {
         }
     }
 
-    /// Ids of the sessions updated after `since`, in id order (archive mode).
-    async fn list_changed(&self, since: DateTime<Utc>) -> Result<Vec<i64>, SourceError> {
+    /// The archive rows that may have changed since `since` (archive mode), by id, each with the
+    /// fingerprint of its columns: chats requested since then (to the second) and chats
+    /// updated on `since`'s UTC date or later (the archive's `updatedDate` is a date column).
+    async fn list_candidates(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<BTreeMap<i64, String>, SourceError> {
         // Never write a date SuperOffice reads as "not set" into the filter (a `start` before
         // 1900 would be one): from 1900 on is everything.
         let first: DateTime<Utc> = lenient::FIRST_REAL_DATE.parse().expect("constant");
-        let since = since.max(first).format("%Y-%m-%dT%H:%M:%S").to_string();
-        let top = self.settings.page_size;
-        let mut ids = BTreeSet::new();
+        let since = since.max(first);
+        let new = format!(
+            "whenRequested afterTime '{}'",
+            filter_time(since, self.settings.timezone)
+        );
+        let day_before = (since - TimeDelta::days(1)).format("%Y-%m-%d");
+        let changed = format!("updatedDate after '{day_before}'");
+        let mut rows = self.list_rows(&new, None).await?;
+        rows.extend(self.list_rows(&changed, None).await?);
+        Ok(rows)
+    }
+
+    /// Every archive row that `filter` selects, by id with its fingerprint, paged by keyset
+    /// (at most `limit` rows when given: one page).
+    async fn list_rows(
+        &self,
+        filter: &str,
+        limit: Option<usize>,
+    ) -> Result<BTreeMap<i64, String>, SourceError> {
+        let top = limit.unwrap_or(self.settings.page_size);
+        let mut rows = BTreeMap::new();
         let mut last: Option<i64> = None;
         let mut next: Option<reqwest::Url> = None;
         for _page in 0..1_000_000 {
             let url = match next.take() {
                 Some(u) => u,
                 None => {
-                    let mut filter = format!("updatedDate afterTime '{since}'");
+                    let mut f = filter.to_string();
                     if let Some(l) = last {
-                        filter.push_str(&format!(" and chatSessionId gt {l}"));
+                        f.push_str(&format!(" and chatSessionId gt {l}"));
                     }
                     let mut u = self.url(LIST_PATH);
                     u.query_pairs_mut()
-                        .append_pair("$select", "chatSessionId,updatedDate")
-                        .append_pair("$filter", &filter)
+                        .append_pair("$select", LIST_COLUMNS)
+                        .append_pair("$filter", &f)
                         .append_pair("$orderBy", "chatSessionId")
                         .append_pair("$top", &top.to_string());
                     u
@@ -198,11 +252,11 @@ impl SuperOffice {
                 .await?
                 .ok_or_else(|| self.body_error(LIST_PATH, "the archive answered 404".into()))?;
             let (items, next_link) = list_page(&body).map_err(|d| self.body_error(LIST_PATH, d))?;
-            let before = ids.len();
+            let before = rows.len();
             for item in &items {
                 match item_id(item) {
                     Some(id) => {
-                        ids.insert(id);
+                        rows.insert(id, row_fingerprint(item));
                         last = Some(last.map_or(id, |l| l.max(id)));
                     }
                     None => {
@@ -213,7 +267,10 @@ impl SuperOffice {
                     }
                 }
             }
-            let progressed = ids.len() > before;
+            if limit.is_some() {
+                break;
+            }
+            let progressed = rows.len() > before;
             if let Some(link) = next_link.filter(|_| progressed) {
                 next = Some(self.same_origin(&link)?);
                 continue;
@@ -222,7 +279,7 @@ impl SuperOffice {
                 break;
             }
         }
-        Ok(ids.into_iter().collect())
+        Ok(rows)
     }
 
     /// An `odata.nextLink`, resolved against the base URL; refused if it leaves the tenant's
@@ -369,7 +426,11 @@ impl SuperOffice {
                 read.current.insert(id, b);
                 continue;
             }
-            match normalize::normalize(raw, &format!("{}#{i}", self.settings.mode_name())) {
+            match normalize::normalize(
+                raw,
+                &format!("{}#{i}", self.settings.mode_name()),
+                self.settings.timezone,
+            ) {
                 Normalized::Session(mut s, n) => {
                     s.content_hash = h.clone();
                     if erased {
@@ -379,7 +440,10 @@ impl SuperOffice {
                         read.gone.push(s.chat_session_id.to_string());
                     }
                     read.nulled.extend(n);
-                    let last = before.map_or(0, |b| b.m);
+                    let last = before.as_ref().map_or(0, |b| b.m);
+                    let requested = s
+                        .requested_at
+                        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true));
                     read.current.insert(
                         id,
                         Seen {
@@ -387,6 +451,10 @@ impl SuperOffice {
                             m: last,
                             t: normalize::is_terminal(s.status.as_deref()),
                             s: now.clone(),
+                            l: before.as_ref().map(|b| b.l.clone()).unwrap_or_default(),
+                            o: requested
+                                .or_else(|| before.map(|b| b.o).filter(|o| !o.is_empty()))
+                                .unwrap_or_else(|| now.clone()),
                         },
                     );
                     changed.push((s.chat_session_id, last));
@@ -420,7 +488,7 @@ impl SuperOffice {
         for (session, list) in fetched {
             let scrub = self.privacy.for_record(read.erased.contains(&session));
             for v in list {
-                match normalize::message(&v, session) {
+                match normalize::message(&v, session, self.settings.timezone) {
                     Ok((mut m, unset)) => {
                         read.nulled.extend(unset.into_iter().map(|reason| Rejected {
                             record_key: format!(
@@ -535,22 +603,33 @@ impl Source for SuperOffice {
         crate::engine::Windowing::Single
     }
 
+    /// Lists (or reads) one chat, and tells whether the tenant's dates carry an offset: if not,
+    /// it ignores `SO-TimeZone` and they are read in the account's `timezone`.
     async fn check(&self) -> Result<String, SourceError> {
-        match self.settings.mode {
+        let (what, sample) = match self.settings.mode {
             SuperOfficeMode::ForUser => {
-                let n = self.entities_for_user().await?.len();
-                Ok(format!("answered ({n} chat sessions for the API user)"))
+                let list = self.entities_for_user().await?;
+                (
+                    format!("{} chat sessions for the API user", list.len()),
+                    list.into_iter().next(),
+                )
             }
             SuperOfficeMode::Archive => {
-                let n = self
-                    .list_changed(Utc::now() - TimeDelta::minutes(1))
-                    .await?
-                    .len();
-                Ok(format!(
-                    "answered ({n} chat sessions updated in the last minute)"
-                ))
+                let rows = self.list_rows("chatSessionId gt 0", Some(1)).await?;
+                let sample = match rows.keys().next() {
+                    Some(id) => {
+                        self.get_json(ENTITY_PATH, self.url(&format!("{LIST_PATH}/{id}")))
+                            .await?
+                    }
+                    None => None,
+                };
+                ("the ChatSession archive lists chats".to_string(), sample)
             }
-        }
+        };
+        Ok(format!(
+            "answered ({what}); {}",
+            dates_verdict(sample.as_ref(), self.settings.timezone)
+        ))
     }
 
     async fn fetch(
@@ -563,6 +642,14 @@ impl Source for SuperOffice {
             crate::engine::read_state(&self.key, &state.state, STATE_VERSION)?;
         let mut rejected = Vec::new();
         let mut gone = Vec::new();
+        let now = Utc::now();
+        let now_s = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let open_from = now - OPEN_CHAT_AGE;
+        // A state written before open chats carried their age: from now.
+        for seen in mem.sessions.values_mut().filter(|s| !s.t && s.o.is_empty()) {
+            seen.o = now_s.clone();
+        }
+        let mut listed: BTreeMap<i64, String> = BTreeMap::new();
 
         // The entities to look at, SessionKey removed.
         let entities: Vec<(i64, Value)> = match self.settings.mode {
@@ -577,16 +664,44 @@ impl Source for SuperOffice {
                 })
                 .collect(),
             SuperOfficeMode::Archive => {
-                let ids = self
-                    .list_changed(window.start - TimeDelta::seconds(1))
+                listed = self
+                    .list_candidates(window.start - TimeDelta::seconds(1))
                     .await?;
+                // Read by id: rows new or changed since listed last, and chats not final yet.
+                let mut ids = BTreeSet::new();
+                for (id, fp) in &listed {
+                    match mem.sessions.get_mut(id) {
+                        Some(seen) if seen.t && seen.l == *fp => seen.s = now_s.clone(),
+                        _ => {
+                            ids.insert(*id);
+                        }
+                    }
+                }
+                ids.extend(
+                    mem.sessions
+                        .iter()
+                        .filter(|(_, s)| !s.t && since(&s.o, open_from))
+                        .map(|(id, _)| *id),
+                );
                 let (entities, missing, vanished) = self
                     .entities(
-                        ids,
-                        "not_found: listed as changed, but reading it answered 404",
+                        ids.into_iter().collect(),
+                        "not_found: listed as changed or still open, but reading it answered 404",
                     )
                     .await?;
                 rejected.extend(missing);
+                // Gone: not read again while the archive lists the same row.
+                for id in vanished.iter().filter_map(|id| id.parse::<i64>().ok()) {
+                    mem.sessions.insert(
+                        id,
+                        Seen {
+                            t: true,
+                            s: now_s.clone(),
+                            l: listed.get(&id).cloned().unwrap_or_default(),
+                            ..Seen::default()
+                        },
+                    );
+                }
                 gone.extend(vanished);
                 entities
             }
@@ -595,23 +710,29 @@ impl Source for SuperOffice {
         let read = self.read_changed(entities, &mem, false).await?;
         rejected.extend(read.rejected);
         gone.extend(read.gone);
-        let (sessions, messages, nulled, current) =
+        let (sessions, messages, nulled, mut current) =
             (read.sessions, read.messages, read.nulled, read.current);
+        for (id, seen) in current.iter_mut() {
+            if let Some(fp) = listed.get(id) {
+                seen.l = fp.clone();
+            }
+        }
 
-        // What to remember: for_user keeps exactly the current list; archive keeps open
-        // sessions, and finished ones while the lookback may list them again.
+        // What to remember: for_user keeps exactly the current list; archive keeps chats not
+        // final yet (while young enough to be re-read), and every chat while the archive may
+        // list its row again: the `updatedDate` list starts a day before the window, which
+        // starts `lookback` before the watermark.
         match self.settings.mode {
             SuperOfficeMode::ForUser => mem.sessions = current,
             SuperOfficeMode::Archive => {
                 mem.sessions.extend(current);
-                let horizon = Utc::now()
+                let horizon = now
                     - TimeDelta::from_std(self.settings.stream.lookback)
                         .unwrap_or(TimeDelta::zero())
+                    - TimeDelta::days(2)
                     - TimeDelta::hours(1);
-                mem.sessions.retain(|_, s| {
-                    !s.t || DateTime::parse_from_rfc3339(&s.s)
-                        .is_ok_and(|t| t.with_timezone(&Utc) >= horizon)
-                });
+                mem.sessions
+                    .retain(|_, s| (!s.t && since(&s.o, open_from)) || since(&s.s, horizon));
             }
         }
         Ok(Batch {
@@ -625,6 +746,71 @@ impl Source for SuperOffice {
             state: Some(crate::engine::write_state(&mem, STATE_VERSION)),
             gone,
         })
+    }
+}
+
+/// Whether an RFC 3339 instant is at or after `from` (an unreadable one is not).
+fn since(t: &str, from: DateTime<Utc>) -> bool {
+    DateTime::parse_from_rfc3339(t).is_ok_and(|t| t.with_timezone(&Utc) >= from)
+}
+
+/// A filter value for a datetime column (`afterTime`), for instant `t`. Sent with
+/// `SO-TimeZone: UTC`, a tenant reads it in UTC; one with time-zone support off reads it in its
+/// base zone (`tz`). Of the two wall clocks the earlier is sent: read either way, it means `t`
+/// or a little before (a few rows listed again, never one missed).
+fn filter_time(t: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
+    let utc = t.naive_utc();
+    let local = t.with_timezone(&tz).naive_local();
+    utc.min(local).format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+/// The fingerprint of an archive row's columns ([`LIST_COLUMNS`]): equal means no column that
+/// shows a change did change.
+fn row_fingerprint(row: &Value) -> String {
+    lenient::fingerprint(&row.to_string())
+}
+
+/// Whether a date string carries its offset (`Z`, `+01:00`, `+0100`).
+fn has_offset(s: &str) -> bool {
+    s.find('T')
+        .is_some_and(|i| s[i..].contains(['+', '-', 'Z', 'z']))
+}
+
+/// What `check` says of the dates of one chat: with an offset or without, and then in which
+/// zone they are read.
+fn dates_verdict(sample: Option<&Value>, tz: chrono_tz::Tz) -> String {
+    let dates: Vec<String> = sample
+        .and_then(Value::as_object)
+        .map(|o| {
+            let f = Fields::new(o);
+            [
+                "whenrequested",
+                "whenstarted",
+                "whenended",
+                "whenidle",
+                "whenfetched",
+            ]
+            .iter()
+            .filter_map(|n| f.text(n))
+            .filter(|s| {
+                matches!(
+                    lenient::read_date(s, chrono_tz::UTC),
+                    Some(lenient::DateValue::Set(_))
+                )
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    match dates.first() {
+        None => format!(
+            "no chat with a date to read yet: whether its dates carry an offset is not known (offset-less dates would be read in {tz})"
+        ),
+        Some(d) if has_offset(d) => {
+            "its dates carry an offset (SO-TimeZone honoured): `timezone` is not needed".into()
+        }
+        Some(_) => format!(
+            "its dates come WITHOUT an offset (the tenant ignores SO-TimeZone: its time-zone support is off), and are read in {tz}; if that is not the tenant's base time zone, set `timezone` (e.g. \"Europe/Oslo\")"
+        ),
     }
 }
 

@@ -3,6 +3,7 @@
 //! record before anything else happens, so it can reach no table, log, metric or hash.
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde_json::Value;
 
 use crate::engine::Rejected;
@@ -105,7 +106,8 @@ pub struct Message {
     pub special_param: Option<String>,
     pub author: Option<String>,
     pub message: Option<String>,
-    pub read_by_customer: Option<bool>,
+    /// `ReadByCustomer`, an int32 in SuperOffice's reference (not a boolean).
+    pub read_by_customer: Option<i32>,
     pub posted_at: Option<DateTime<Utc>>,
 }
 
@@ -114,8 +116,10 @@ pub enum Normalized {
     Rejected(Rejected),
 }
 
-fn date(f: &Fields<'_>, name: &str) -> Result<Option<DateTime<Utc>>, String> {
-    f.date(name)
+/// A date; one without an offset is read in `tz` (sources.md §2: a tenant that ignores
+/// `SO-TimeZone` writes its base zone's wall clock).
+fn date(f: &Fields<'_>, name: &str, tz: Tz) -> Result<Option<DateTime<Utc>>, String> {
+    f.date_in(name, tz)
 }
 
 fn int32(f: &Fields<'_>, name: &str) -> Result<Option<i32>, String> {
@@ -150,8 +154,9 @@ fn status(f: &Fields<'_>) -> Option<String> {
     }
 }
 
-/// Normalizes one ChatSessionEntity (already without SessionKey).
-pub fn normalize(raw: Value, fallback_key: &str) -> Normalized {
+/// Normalizes one ChatSessionEntity (already without SessionKey); dates without an offset are
+/// read in `tz`.
+pub fn normalize(raw: Value, fallback_key: &str, tz: Tz) -> Normalized {
     let reject = |key: &str, reason: String, raw: Value| {
         Normalized::Rejected(Rejected {
             record_key: key.to_string(),
@@ -178,7 +183,7 @@ pub fn normalize(raw: Value, fallback_key: &str) -> Normalized {
         }
         Err(e) => return reject(fallback_key, e, raw.clone()),
     };
-    match build(id, &f) {
+    match build(id, &f, tz) {
         Ok((mut s, nulled)) => {
             s.raw = raw;
             let nulled = nulled
@@ -195,16 +200,16 @@ pub fn normalize(raw: Value, fallback_key: &str) -> Normalized {
     }
 }
 
-fn build(id: i32, f: &Fields<'_>) -> Result<(Session, Vec<String>), String> {
+fn build(id: i32, f: &Fields<'_>, tz: Tz) -> Result<(Session, Vec<String>), String> {
     let boolean = |name: &str| f.boolean(name).map_err(|e| format!("invalid_{name}: {e}"));
     // SuperOffice has no null date: a date that means "not set" (a chat still in the queue has
     // no WhenStarted, a running one no WhenEnded) reads as None and is counted as nulled, and
     // no duration is computed from it.
-    let requested_at = date(f, "whenrequested")?;
-    let started_at = date(f, "whenstarted")?;
-    let ended_at = date(f, "whenended")?;
-    let idle_at = date(f, "whenidle")?;
-    let fetched_at = date(f, "whenfetched")?;
+    let requested_at = date(f, "whenrequested", tz)?;
+    let started_at = date(f, "whenstarted", tz)?;
+    let ended_at = date(f, "whenended", tz)?;
+    let idle_at = date(f, "whenidle", tz)?;
+    let fetched_at = date(f, "whenfetched", tz)?;
     let mut nulled = f.take_unset();
     let mut span = |name: &str, a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>| {
         match lenient::duration_seconds(a, b) {
@@ -262,7 +267,7 @@ fn build(id: i32, f: &Fields<'_>) -> Result<(Session, Vec<String>), String> {
 
 /// One ChatMessage, with the reasons of the values nulled in it (a `WhenPosted` that means "not
 /// set"); `Err` names what is wrong with it.
-pub fn message(v: &Value, session_id: i32) -> Result<(Message, Vec<String>), String> {
+pub fn message(v: &Value, session_id: i32, tz: Tz) -> Result<(Message, Vec<String>), String> {
     let Value::Object(o) = v else {
         return Err(format!("not_an_object: {}", lenient::short(v)));
     };
@@ -276,12 +281,31 @@ pub fn message(v: &Value, session_id: i32) -> Result<(Message, Vec<String>), Str
         special_param: f.text("specialparam"),
         author: f.text("author"),
         message: f.text("message"),
-        read_by_customer: f
-            .boolean("readbycustomer")
-            .map_err(|e| format!("invalid_ReadByCustomer: {e}"))?,
-        posted_at: date(&f, "whenposted")?,
+        read_by_customer: read_by_customer(&f)?,
+        posted_at: date(&f, "whenposted", tz)?,
     };
     Ok((m, f.take_unset()))
+}
+
+/// `ReadByCustomer`: an int32 (any value); `true`/`false` from older paths read as 1/0.
+fn read_by_customer(f: &Fields<'_>) -> Result<Option<i32>, String> {
+    match f.get("readbycustomer") {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(i32::from(*b))),
+        Some(v) => match lenient::int(v) {
+            Some(n) => i32::try_from(n)
+                .map(Some)
+                .map_err(|_| format!("invalid_ReadByCustomer: {n} is out of range")),
+            None => lenient::boolean(v)
+                .map(|b| Some(i32::from(b)))
+                .ok_or_else(|| {
+                    format!(
+                        "invalid_ReadByCustomer: not an integer: {}",
+                        lenient::short(v)
+                    )
+                }),
+        },
+    }
 }
 
 /// A stable fingerprint of a record's JSON text, to tell whether it changed.
@@ -291,7 +315,7 @@ pub fn fingerprint(v: &Value) -> String {
 
 /// How a session is read into rows: raise it when a change to this module changes what a stored
 /// row holds for the same record, so that stored rows are rewritten at their next read.
-pub const READ_VERSION: &str = "superoffice-2";
+pub const READ_VERSION: &str = "superoffice-3";
 
 #[cfg(test)]
 mod tests {
@@ -312,7 +336,7 @@ mod tests {
         });
         strip_secrets(&mut v);
         assert!(!v.to_string().contains("voluptas"));
-        let Normalized::Session(s, nulled) = normalize(v, "x") else {
+        let Normalized::Session(s, nulled) = normalize(v, "x", chrono_tz::UTC) else {
             panic!()
         };
         assert_eq!(
@@ -326,7 +350,7 @@ mod tests {
             "WhenRequested": "2002-05-24T17:54:02.7108516+02:00",
             "WhenStarted": "2019-05-21T17:54:02.7108516+02:00",
             "WhenEnded": "2018-10-29T17:54:02.7108516+01:00"});
-        let Normalized::Session(s, nulled) = normalize(v, "x") else {
+        let Normalized::Session(s, nulled) = normalize(v, "x", chrono_tz::UTC) else {
             panic!()
         };
         assert_eq!(s.status.as_deref(), Some("Closed"));
@@ -335,12 +359,56 @@ mod tests {
     }
 
     #[test]
+    fn dates_in_every_form_a_tenant_writes_give_the_same_instant() {
+        // Offset-less in the base zone (header ignored), `+HHMM` (includeTZOffset), `+HH:MM`, Z.
+        let forms = [
+            ("2024-07-01T14:00:05.1234567", chrono_tz::Europe::Oslo),
+            ("2024-07-01T12:00:05.1234567+0000", chrono_tz::UTC),
+            ("2024-07-01T14:00:05.1234567+0200", chrono_tz::Asia::Tokyo),
+            ("2024-07-01T08:00:05.1234567-04:00", chrono_tz::UTC),
+            ("2024-07-01T12:00:05.1234567Z", chrono_tz::Europe::Oslo),
+        ];
+        for (form, tz) in forms {
+            let v = json!({"ChatSessionId": 1, "WhenRequested": form, "WhenStarted": "0001-01-01T00:00:00"});
+            let Normalized::Session(s, nulled) = normalize(v, "x", tz) else {
+                panic!("{form}")
+            };
+            assert_eq!(
+                s.requested_at.unwrap().to_rfc3339(),
+                "2024-07-01T12:00:05.123457+00:00",
+                "{form}"
+            );
+            assert_eq!(s.started_at, None);
+            assert_eq!(nulled.len(), 1);
+        }
+    }
+
+    #[test]
+    fn read_by_customer_is_any_int32() {
+        for (v, want) in [
+            (json!(0), Some(0)),
+            (json!(1), Some(1)),
+            (json!(7), Some(7)),
+            (json!(-3), Some(-3)),
+            (json!("42"), Some(42)),
+            (json!(true), Some(1)),
+            (json!(null), None),
+        ] {
+            let m = json!({"ChatMessageId": 5, "ReadByCustomer": v});
+            let (m, _) = message(&m, 1, chrono_tz::UTC).unwrap();
+            assert_eq!(m.read_by_customer, want);
+        }
+        let m = json!({"ChatMessageId": 5, "ReadByCustomer": 4_000_000_000i64});
+        assert!(message(&m, 1, chrono_tz::UTC).is_err());
+    }
+
+    #[test]
     fn nested_ids_flatten() {
         let v = json!({"ChatSessionId": 1, "User": {"AssociateId": 5, "Name": "ann"},
             "Person": {"PersonId": "7"}, "Contact": {"ContactId": 8}, "Project": null,
             "Sale": {"SaleId": 9}, "Ticket": {"TicketId": 10}, "TransferTo": {"AssociateId": 11},
             "Status": "SomethingNew"});
-        let Normalized::Session(s, _) = normalize(v, "x") else {
+        let Normalized::Session(s, _) = normalize(v, "x", chrono_tz::UTC) else {
             panic!()
         };
         assert_eq!(

@@ -56,7 +56,7 @@ INSERT INTO superoffice_chat_messages AS t (
     account, chat_message_id, chat_session_id, type, special_type, special_param, author,
     message, read_by_customer, posted_at)
 SELECT $1, u.* FROM unnest($2::int[], $3::int[], $4::text[], $5::text[], $6::text[],
-    $7::text[], $8::text[], $9::boolean[], $10::timestamptz[]) AS u
+    $7::text[], $8::text[], $9::integer[], $10::timestamptz[]) AS u
 ON CONFLICT (account, chat_message_id) DO UPDATE SET
     chat_session_id = EXCLUDED.chat_session_id, type = EXCLUDED.type,
     special_type = EXCLUDED.special_type, special_param = EXCLUDED.special_param,
