@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 
 use crate::model::{Outcome, StreamKey, Window};
 use crate::telemetry::{
-    EndpointLabels, Metrics, RejectLabels, RequestLabels, RetryLabels, RunLabels, SourceLabels,
-    SourceStreamLabels, StreamLabels, WebhookLabels,
+    EndpointLabels, Metrics, RejectLabels, RequestLabels, RetryLabels, RunLabels,
+    SourceAccountLabels, SourceLabels, SourceStreamLabels, StreamLabels, WebhookLabels,
 };
 
 fn stream_labels(k: &StreamKey) -> StreamLabels {
@@ -154,6 +154,8 @@ pub struct RunFinished<'a> {
     pub rejected: u64,
     /// Values nulled, by reason.
     pub nulled: &'a std::collections::BTreeMap<String, u64>,
+    /// Records read by id because their listed row was incomplete.
+    pub fallbacks: u64,
     pub error: Option<&'a str>,
 }
 
@@ -169,6 +171,15 @@ impl RunFinished<'_> {
                 .map(|(r, c)| format!("{r}={c}"))
                 .collect();
             tracing::info!(source = k.source, account = %k.account, stream = k.stream, run_id = self.run_id, nulled, reasons = %reasons.join(","), "values nulled in records that landed (counted, not set aside)");
+        }
+        if self.fallbacks > 0 {
+            tracing::info!(source = k.source, account = %k.account, stream = k.stream, run_id = self.run_id, fallbacks = self.fallbacks, "listed rows lacked what the source needs: read by id, one request each");
+            m.fallback_reads
+                .get_or_create(&SourceAccountLabels {
+                    source: k.source.into(),
+                    account: k.account.clone(),
+                })
+                .inc_by(self.fallbacks);
         }
         match self.outcome {
             Outcome::Succeeded => {

@@ -197,6 +197,7 @@ impl HttpClient {
         crate::model::RequestCounts {
             requests: self.requests.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
+            fallbacks: 0,
         }
     }
 

@@ -82,6 +82,8 @@ pub struct RunTotals {
     pub rejected: u64,
     pub requests: u64,
     pub retries: u64,
+    /// Of `requests`, reads by id of records whose listed row was incomplete.
+    pub fallbacks: u64,
     /// Values nulled in records that landed (e.g. a negative duration), by reason; reported
     /// with the run, not stored.
     pub nulled: std::collections::BTreeMap<String, u64>,
@@ -112,4 +114,8 @@ impl RunTotals {
 pub struct RequestCounts {
     pub requests: u64,
     pub retries: u64,
+    /// Records read by id because their listed row lacked what the source needs (mluvii's
+    /// abridged list rows): one request each, counted apart so that a tenant whose list is
+    /// incomplete shows in the run line and in `sessionsync_fallback_reads_total`.
+    pub fallbacks: u64,
 }

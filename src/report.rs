@@ -32,6 +32,12 @@ pub fn describe(r: &RunReport) -> String {
     if let Some(w) = r.watermark {
         s.push_str(&format!("; watermark {}", w.format("%Y-%m-%d %H:%M:%SZ")));
     }
+    if t.fallbacks > 0 {
+        s.push_str(&format!(
+            "; {} read by id (listed rows incomplete)",
+            t.fallbacks
+        ));
+    }
     if let Some(n) = t.nulled_summary() {
         s.push_str(&format!("; {n}"));
     }

@@ -75,6 +75,12 @@ pub struct SourceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceAccountLabels {
+    pub source: String,
+    pub account: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
     version: String,
 }
@@ -122,6 +128,7 @@ pub struct Metrics {
     pub webhook_lag: Family<SourceLabels, Histogram, SecondsBuckets>,
     /// Sessions erased (by `erase`, a deletion at the source or anonymisation), by source.
     pub erased_sessions: Family<SourceLabels, Counter>,
+    pub fallback_reads: Family<SourceAccountLabels, Counter>,
     /// Rows removed by the storage limits, by table.
     pub retention_deleted_rows: Family<TableLabels, Counter>,
 }
@@ -160,6 +167,7 @@ impl Metrics {
             webhook_events: Family::default(),
             webhook_lag: Family::new_with_constructor(SecondsBuckets),
             erased_sessions: Family::default(),
+            fallback_reads: Family::default(),
             retention_deleted_rows: Family::default(),
             registry: Registry::default(),
         };
@@ -167,6 +175,11 @@ impl Metrics {
             "erased_sessions",
             "Sessions whose personal data was erased (erase, deletion at the source, anonymisation), by source",
             m.erased_sessions.clone(),
+        );
+        registry.register(
+            "fallback_reads",
+            "Records read by id because their listed row lacked what the source needs (one request each; mluvii list rows that are not whole sessions), by account",
+            m.fallback_reads.clone(),
         );
         registry.register(
             "retention_deleted_rows",

@@ -194,6 +194,9 @@ pub struct Shared {
     pub log: RequestLog,
     webhooks: RwLock<Vec<SimWebhook>>,
     outbox: Outbox,
+    /// List rows carry only `id`, `channel`, `source`, `status`, `created` and `ended` instead
+    /// of the whole SessionModel (to test a client's fallback to the detail).
+    abridged: std::sync::atomic::AtomicBool,
 }
 
 /// A webhook registered with the simulator (`POST /api/v1/Webhooks`).
@@ -257,6 +260,14 @@ impl MluviiSim {
     }
 
     /// Fixes the simulator's clock (`None`: the real time).
+    /// List rows abridged (`id`, `channel`, `source`, `status`, `created`, `ended`) instead of
+    /// whole SessionModels, as a tenant whose list leaves fields out would send them.
+    pub fn set_abridged_list(&self, on: bool) {
+        self.shared
+            .abridged
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn set_clock(&self, t: Option<DateTime<Utc>>) {
         *self.shared.clock.write().expect("clock") = t;
     }
@@ -355,6 +366,7 @@ pub fn router(
         log: RequestLog::default(),
         webhooks: RwLock::new(Vec::new()),
         outbox: Outbox::new(),
+        abridged: std::sync::atomic::AtomicBool::new(false),
     });
     let router = Router::new()
         .route("/login/connect/token", post(token))
@@ -466,11 +478,18 @@ fn json_body(v: &Value, cut: bool) -> Response {
     ([("content-type", "application/json")], body).into_response()
 }
 
+/// A filter time: ISO 8601 with an offset, or a bare date (midnight UTC), as mluvii's own sample
+/// clients send both.
 fn parse_time(v: Option<&String>) -> Result<Option<DateTime<Utc>>, ()> {
     match v.map(|s| s.trim()) {
         None | Some("") => Ok(None),
         Some(s) => DateTime::parse_from_rfc3339(s)
-            .map(|d| Some(d.with_timezone(&Utc)))
+            .map(|d| d.with_timezone(&Utc))
+            .or_else(|_| {
+                chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
+            })
+            .map(Some)
             .map_err(|_| ()),
     }
 }
@@ -516,6 +535,9 @@ async fn list_answer(sh: &Shared, headers: &HeaderMap, q: &HashMap<String, Strin
         _ => return problem(StatusCode::BAD_REQUEST, "Invalid offset"),
     };
     let status = get("Status");
+    let channel = get("Channel");
+    let source = get("Source");
+    let abridged = sh.abridged.load(std::sync::atomic::Ordering::Relaxed);
     let now = sh.now();
     let sessions = sh.sessions.read().expect("sessions");
     let items: Vec<Value> = sessions
@@ -533,13 +555,20 @@ async fn list_answer(sh: &Shared, headers: &HeaderMap, q: &HashMap<String, Strin
                     .is_some_and(|a| amin.is_none_or(|m| a >= m) && amax.is_none_or(|m| a <= m))
         })
         .filter(|s| status.is_none_or(|st| s.status_at(now).eq_ignore_ascii_case(st)))
+        .filter(|s| channel.is_none_or(|c| s.channel.eq_ignore_ascii_case(c)))
+        .filter(|s| source.is_none_or(|c| s.source.eq_ignore_ascii_case(c)))
         .skip(offset)
         .take(limit)
         .map(|s| {
-            json!({
-                "id": s.id, "channel": s.channel, "source": s.source, "status": s.status_at(now),
-                "created": fmt(s.created), "ended": shown(s.ended, now),
-            })
+            if abridged {
+                json!({
+                    "id": s.id, "channel": s.channel, "source": s.source, "status": s.status_at(now),
+                    "created": fmt(s.created), "ended": shown(s.ended, now),
+                })
+            } else {
+                // The list rows are SessionModels (mluvii's sample client reads them as such).
+                session_json(s, now)
+            }
         })
         .collect();
     json_body(&Value::Array(items), cut)
@@ -877,13 +906,14 @@ impl Shared {
 
     fn emit(&self, event_type: &str, id: i64) {
         let now = self.now();
-        let Some(data) = self
-            .sessions
-            .read()
-            .expect("sessions")
-            .get(&id)
-            .map(|s| session_json(s, now))
-        else {
+        // mluvii's payload models carry a few fields per event, never the whole SessionModel.
+        let Some(data) = self.sessions.read().expect("sessions").get(&id).map(|s| {
+            json!({
+                "id": s.id, "tenantId": 1, "channel": s.channel, "source": s.source,
+                "created": fmt(s.created), "started": shown(s.started, now),
+                "ended": shown(s.ended, now),
+            })
+        }) else {
             return;
         };
         let body = json!({ "eventType": event_type, "data": data }).to_string();
@@ -938,11 +968,21 @@ fn hook_json(h: &SimWebhook) -> Value {
     json!({ "id": h.id, "eventTypes": h.event_types, "callbackUrl": h.callback_url })
 }
 
-/// `(EventTypes, CallbackUrl)` of a registration body.
+/// `(eventTypes, callbackUrl)` of a registration body (mluvii's swagger `WebhookModel`; property
+/// names compare case-insensitively, so `EventTypes`/`CallbackUrl` work too).
 fn hook_from(text: &str) -> Result<(Vec<String>, String), &'static str> {
     let v: Value = serde_json::from_str(text).map_err(|_| "Invalid JSON")?;
-    let events = super::string_list(&v["EventTypes"]);
-    let url = v["CallbackUrl"].as_str().unwrap_or_default().to_string();
+    let field = |name: &str| {
+        v.as_object()
+            .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+            .map(|(_, v)| v.clone())
+            .unwrap_or(Value::Null)
+    };
+    let events = super::string_list(&field("eventTypes"));
+    let url = field("callbackUrl")
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     if events.is_empty() || reqwest::Url::parse(&url).is_err() {
         return Err("EventTypes and a valid CallbackUrl are required");
     }
@@ -981,10 +1021,11 @@ async fn register_webhook(
         .iter()
         .find(|h| target(&h.callback_url) == target(&callback_url))
     {
+        // The existing webhook's id, as a bare integer (int32 in mluvii's swagger).
         return (
             StatusCode::CONFLICT,
             [("content-type", "application/json")],
-            json!({"title": "A webhook with this callback already exists", "status": 409, "id": existing.id}).to_string(),
+            existing.id.to_string(),
         )
             .into_response();
     }
@@ -993,12 +1034,13 @@ async fn register_webhook(
         event_types,
         callback_url,
     };
-    let out = hook_json(&hook);
+    let id = hook.id;
     hooks.push(hook);
+    // The new webhook's id, as a bare integer.
     (
         StatusCode::CREATED,
         [("content-type", "application/json")],
-        out.to_string(),
+        id.to_string(),
     )
         .into_response()
 }
@@ -1021,8 +1063,43 @@ async fn update_webhook(
         Some(h) => {
             h.event_types = event_types;
             h.callback_url = callback_url;
-            json_body(&hook_json(h), false)
+            StatusCode::NO_CONTENT.into_response()
         }
         None => problem(StatusCode::NOT_FOUND, "Webhook not found"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registration_bodies_in_camel_and_pascal_case_read_alike() {
+        let want = (
+            vec!["SessionEnded".to_string()],
+            "https://u:p@example.test/webhooks/mluvii/main".to_string(),
+        );
+        for body in [
+            r#"{"eventTypes": ["SessionEnded"], "callbackUrl": "https://u:p@example.test/webhooks/mluvii/main"}"#,
+            r#"{"EventTypes": ["SessionEnded"], "CallbackUrl": "https://u:p@example.test/webhooks/mluvii/main"}"#,
+        ] {
+            assert_eq!(hook_from(body), Ok(want.clone()), "{body}");
+        }
+        assert!(hook_from(r#"{"eventTypes": []}"#).is_err());
+    }
+
+    #[test]
+    fn filter_times_may_be_bare_dates() {
+        let v = "2024-01-05".to_string();
+        assert_eq!(
+            parse_time(Some(&v)),
+            Ok(Some("2024-01-05T00:00:00Z".parse().unwrap()))
+        );
+        let v = "2024-01-05T10:00:00+02:00".to_string();
+        assert_eq!(
+            parse_time(Some(&v)),
+            Ok(Some("2024-01-05T08:00:00Z".parse().unwrap()))
+        );
+        assert!(parse_time(Some(&"yesterday".to_string())).is_err());
     }
 }

@@ -98,6 +98,17 @@ pub enum SourceError {
         account: String,
         message: String,
     },
+    /// A window holds more records than one batch should (a [`Windowing::Paged`] source stops
+    /// listing it); the engine splits it.
+    #[error(
+        "{source_name} account `{account}`: the window from {from} holds more than {held} records; it is read again in smaller windows"
+    )]
+    WindowTooFull {
+        source_name: &'static str,
+        account: String,
+        from: chrono::DateTime<chrono::Utc>,
+        held: usize,
+    },
     #[error(
         "{source_name} account `{account}`: {endpoint} returned a body that could not be read ({detail}); nothing of this window was written, it is retried at the next cycle"
     )]

@@ -278,6 +278,13 @@ impl Engine {
                     current = plan.next_window();
                     continue;
                 }
+                Some(Err(SourceError::WindowTooFull { held, .. }))
+                    if plan.retry_smaller(&window) =>
+                {
+                    tracing::info!(from = %window.start, to = %window.end, held, "window holds too many records; splitting it");
+                    current = plan.next_window();
+                    continue;
+                }
                 Some(Err(e)) => {
                     error = Some(e.to_string());
                     break;
@@ -350,6 +357,7 @@ impl Engine {
         let after = source.requests();
         totals.requests = after.requests - before.requests;
         totals.retries = after.retries - before.retries;
+        totals.fallbacks = after.fallbacks - before.fallbacks;
         let outcome = match (&error, committed) {
             (Some(_), 0) => Outcome::Failed,
             (Some(_), _) => Outcome::Partial,
@@ -418,6 +426,7 @@ impl Engine {
             unchanged: totals.unchanged,
             rejected: totals.rejected,
             nulled: &totals.nulled,
+            fallbacks: totals.fallbacks,
             error: r.error.as_deref(),
         }
         .emit(&self.metrics);

@@ -22,6 +22,12 @@ pub enum Windowing {
     Adaptive,
     /// The whole range as one window: the source can only ask "what changed since".
     Single,
+    /// Sized by what they hold, starting as wide as `window` allows (the whole range, usually):
+    /// for a source whose list is paged, so that an empty or sparse stretch costs no request
+    /// of its own. The source answers [`SourceError::WindowTooFull`](super::SourceError) for a
+    /// window that holds more than [`TARGET_RECORDS`]; the engine halves it and goes on, and
+    /// later windows follow the density as [`Windowing::Adaptive`]'s do.
+    Paged,
 }
 
 impl Windowing {
@@ -214,12 +220,16 @@ impl Plan {
 
     fn new(planned: Vec<Window>, source: &dyn Source, step: Option<TimeDelta>) -> Self {
         match (planned.first(), planned.last()) {
-            (Some(first), Some(last)) if source.windowing() == Windowing::Adaptive => {
+            (Some(first), Some(last))
+                if matches!(source.windowing(), Windowing::Adaptive | Windowing::Paged) =>
+            {
                 let max =
                     TimeDelta::from_std(source.settings().window).unwrap_or(TimeDelta::days(1));
                 let mut a = AdaptiveWindows::new(first.start, last.end, max);
-                if let Some(step) = step {
-                    a.set_step(step);
+                match (step, source.windowing()) {
+                    (Some(step), _) => a.set_step(step),
+                    (None, Windowing::Paged) => a.set_step(max),
+                    _ => {}
                 }
                 Plan::Adaptive(a)
             }

@@ -239,7 +239,9 @@ async fn mluvii_and_superoffice_hostile_records_are_set_aside_and_the_rest_land(
     )
     .await
     .unwrap();
-    // mluvii: the first detail answered is hostile (the list goes first).
+    // mluvii: the first detail answered is hostile (the list goes first; its rows are abridged,
+    // so each session's detail is read).
+    ml.set_abridged_list(true);
     ml.faults().push(Fault::Delay(Duration::ZERO), 1);
     ml.faults().push(
         Fault::Raw(
@@ -249,7 +251,8 @@ async fn mluvii_and_superoffice_hostile_records_are_set_aside_and_the_rest_land(
         ),
         1,
     );
-    // SuperOffice: the list, then one entity with wrong types and a NUL.
+    // SuperOffice: the two lists (new and changed chats), then one entity with wrong types and
+    // a NUL.
     so.faults().push(Fault::Delay(Duration::ZERO), 2);
     so.faults().push(
         Fault::Raw(

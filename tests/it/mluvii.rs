@@ -478,3 +478,175 @@ fn the_simulator_writes_durations_the_way_the_parser_reads_them() {
     assert_eq!(iso(83_500), "PT1M23.5S");
     assert_eq!(iso(0), "PT0S");
 }
+
+/// Requests by path in the simulator's log.
+fn requests_by_path(sim: &MluviiSim) -> BTreeMap<String, usize> {
+    let mut by = BTreeMap::new();
+    for e in sim.log().entries() {
+        *by.entry(e.path).or_default() += 1;
+    }
+    by
+}
+
+/// An account synced from `start` with the default page size (the setting users run with).
+async fn setup_from(
+    sessions: Vec<SimSession>,
+    start: DateTime<Utc>,
+) -> (TestDb, MluviiSim, Harness) {
+    let db = TestDb::new().await;
+    let sim = MluviiSim::start(CLIENT_ID, SECRET, sessions).await.unwrap();
+    let toml = format!(
+        r#"
+[[mluvii]]
+account = "main"
+base_url = "{}"
+client_id = "{CLIENT_ID}"
+client_secret = "{SECRET}"
+start = "{}"
+requests_per_second = 500
+"#,
+        sim.base_url(),
+        start.to_rfc3339()
+    );
+    let h = Harness::new(&settings(&db, &toml)).await;
+    (db, sim, h)
+}
+
+#[tokio::test]
+async fn a_first_sync_uses_the_list_rows_and_costs_at_most_1_15_requests_per_session() {
+    let now = Utc::now();
+    // Sparse: 81 sessions in the last few days of a three-month range. Dense: 300 in a day.
+    let cases = [
+        (
+            "sparse",
+            generate(9, 81, now - TimeDelta::days(4), now - TimeDelta::hours(3)),
+            now - TimeDelta::days(92),
+        ),
+        (
+            "dense",
+            generate(
+                10,
+                300,
+                now - TimeDelta::hours(26),
+                now - TimeDelta::hours(3),
+            ),
+            now - TimeDelta::days(2),
+        ),
+    ];
+    for (name, sessions, start) in cases {
+        let n = sessions.len();
+        let (db, sim, h) = setup_from(sessions.clone(), start).await;
+        let r = h.sync().await;
+        assert_eq!(r.outcome, Outcome::Succeeded, "{name}: {:?}", r.error);
+        assert_eq!(r.totals.written as usize, n);
+        let by = requests_by_path(&sim);
+        let total: usize = by.values().sum();
+        let per_session = total as f64 / n as f64;
+        println!("{name}: {total} requests for {n} sessions ({per_session:.3} a session): {by:?}");
+        assert!(
+            per_session <= 1.15,
+            "{name}: {per_session:.2} requests per session: {by:?}"
+        );
+        assert_eq!(
+            by.get("/api/v1/Sessions/{id}"),
+            None,
+            "{name}: no detail read: {by:?}"
+        );
+        assert_eq!(
+            r.totals.requests as usize, total,
+            "{name}: the run counts them all"
+        );
+        assert_eq!(r.totals.fallbacks, 0);
+        // Every duration as the seed's formulas give it, from the list rows.
+        let c = db.client().await;
+        for s in &sessions {
+            assert_eq!(
+                stored(&c, s.id).await,
+                expected(s),
+                "{name}: session {}",
+                s.id
+            );
+        }
+        // The next run: the final sessions it holds cost nothing; open ones their re-read.
+        sim.log().clear();
+        let r = h.sync().await;
+        assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+        let open = sessions
+            .iter()
+            .filter(|s| !["CLOSED", "BLACKLISTED"].contains(&s.status_at(Utc::now()).as_str()))
+            .count();
+        let by = requests_by_path(&sim);
+        assert_eq!(
+            by.get("/api/v1/Sessions/{id}/routingHistory")
+                .copied()
+                .unwrap_or(0),
+            open,
+            "{name}: {by:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn abridged_list_rows_fall_back_to_the_detail_and_every_duration_is_still_right() {
+    let sessions = dataset();
+    let (db, sim, h) = setup(sessions.clone(), "").await;
+    sim.set_abridged_list(true);
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(r.totals.fallbacks, 48);
+    assert!(
+        sessionsync::report::describe(&r).contains("; 48 read by id (listed rows incomplete)"),
+        "{}",
+        sessionsync::report::describe(&r)
+    );
+    let by = requests_by_path(&sim);
+    assert_eq!(by.get("/api/v1/Sessions/{id}"), Some(&48), "{by:?}");
+    let c = db.client().await;
+    for s in &sessions {
+        assert_eq!(stored(&c, s.id).await, expected(s), "session {}", s.id);
+    }
+    let text = h.metrics.encode();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("sessionsync_fallback_reads_total")
+                && l.contains("account=\"main\"")
+                && l.ends_with(" 48")),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_window_that_holds_too_many_sessions_is_split_and_nothing_is_lost() {
+    let now = Utc::now();
+    let n = sessionsync::engine::TARGET_RECORDS + 300;
+    let sessions = generate(12, n, now - TimeDelta::days(3), now - TimeDelta::hours(2));
+    let (db, sim, h) = setup_from(sessions, now - TimeDelta::days(5)).await;
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(r.totals.written as usize, n);
+    let c = db.client().await;
+    assert_eq!(count(&c, "mluvii_sessions").await as usize, n);
+    // One list of the whole range (stopped past the target), then smaller windows.
+    let lists = requests_by_path(&sim)["/api/v1/Sessions"];
+    println!("{n} sessions: {:?}", requests_by_path(&sim));
+    assert!((3..=12).contains(&lists), "{lists}");
+}
+
+#[tokio::test]
+async fn a_blacklisted_session_is_final_and_not_polled_again() {
+    let mut s = SimSession::new(777, t("2024-03-01T09:00:00Z"));
+    s.status = Some("BLACKLISTED".into());
+    let (_db, sim, h) = setup(vec![s], "").await;
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(r.totals.written, 1);
+    sim.log().clear();
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    let by = requests_by_path(&sim);
+    assert_eq!(
+        by.keys().collect::<Vec<_>>(),
+        vec!["/api/v1/Sessions"],
+        "{by:?}"
+    );
+}

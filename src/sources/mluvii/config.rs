@@ -65,6 +65,9 @@ struct RawMluvii {
     privacy: Option<crate::privacy::Overrides>,
 }
 
+/// The widest list window of a mluvii account unless `window` says otherwise.
+pub const WIDEST_WINDOW: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
 /// This source in the registry (`sources::KINDS`).
 pub struct Kind;
 
@@ -80,7 +83,12 @@ impl SourceConfig for Kind {
     ) -> Result<Box<dyn AccountSettings>, KeyProblem> {
         let m: RawMluvii = config::entry(entry, prefix)?;
         let k = |name: &str| format!("{prefix}.{name}");
-        let (stream, http) = config::common_settings!(&k, m, "1h")?;
+        let (mut stream, http) = config::common_settings!(&k, m, "1h")?;
+        // Windows are sized by what they hold (paged lists, at most TARGET_RECORDS sessions a
+        // window): `window` is only the widest, a year unless given.
+        if m.window.is_none() {
+            stream.window = WIDEST_WINDOW;
+        }
         let base_url = config::parse_base_url(
             &k("base_url"),
             m.base_url.as_deref().unwrap_or("https://app.mluvii.com"),

@@ -2,15 +2,24 @@
 //!
 //! A window `[start, end)` lists sessions by `created` (asked one second wider on each side,
 //! then cut exactly, so the API's unknown inclusiveness cannot lose or double a boundary
-//! session), page by page, then reads each session's detail and routing history with
-//! `concurrency` requests in flight under the account's rate ceiling.
+//! session), page by page. **The list rows are SessionModels** (mluvii's own sample client reads
+//! them as such): a row that carries what the normalizer needs is the session, and only its
+//! routing history is read; a row that lacks it (an abridged list) costs a read of the detail
+//! too, counted as a fallback read. A listed session already stored final with the same row
+//! costs no request. Requests go `concurrency` at a time under the account's rate ceiling.
+//!
+//! **Windows sized by what they hold** ([`Windowing::Paged`](crate::engine::Windowing)): the
+//! first window is as wide as `window` (a year unless set), so an empty stretch costs nothing;
+//! one that holds more than [`TARGET_RECORDS`](crate::engine::TARGET_RECORDS) sessions is
+//! split, and memory stays bounded by that, not by the range.
 //!
 //! **Final values.** A session keeps changing after it ends: ACW lasts until every operator
 //! concluded. The stream remembers, in `sync_state.state`, the ids of sessions it wrote that
-//! were not yet CLOSED (`open`), and re-polls them by id in the first window of every run until
-//! they are CLOSED (or have been waited for longer than `max_open_age`). It also remembers the
-//! CLOSED sessions within the lookback (`closed`), so the lookback re-lists them without
-//! reading them again. Both sets commit in the same transaction as the rows.
+//! were not yet final (`open`), and re-polls them by id in the first window of every run until
+//! they are CLOSED or BLACKLISTED (or have been waited for longer than `max_open_age`). It also
+//! remembers the final sessions within the lookback (`closed`, with the fingerprint of their
+//! list row in `listed`), so the lookback re-lists them without reading them again. Both sets
+//! commit in the same transaction as the rows.
 
 mod auth;
 pub mod config;
@@ -32,7 +41,9 @@ use crate::config::StreamSettings;
 use crate::engine::{
     Batch, Rejected, RunInfo, Source, SourceError, StreamKey, StreamState, Window,
 };
+use crate::engine::{MIN_WINDOW, TARGET_RECORDS};
 use crate::http::{HttpClient, HttpError};
+use crate::sources::lenient;
 use crate::telemetry::Metrics;
 pub use auth::{AuthError, TOKEN_PATH};
 pub use config::MluviiSettings;
@@ -52,6 +63,8 @@ pub struct Mluvii {
     /// For `sessionsync_erased_sessions_total`: sessions mluvii anonymised, read again.
     metrics: Arc<Metrics>,
     tokens: auth::TokenCache,
+    /// Details read because a listed row was not a whole session (see `RequestCounts::fallbacks`).
+    fallbacks: std::sync::atomic::AtomicU64,
 }
 
 /// What the stream remembers between runs: open session id → when it was first seen open;
@@ -70,6 +83,10 @@ struct Remembered {
     /// watermark of `Anonymized.Min` (docs/privacy.md section 4). Empty: from the stream's start.
     #[serde(default)]
     anonymized: String,
+    /// Final session id → the fingerprint of its list row when it was read: the same row
+    /// listed again costs no request.
+    #[serde(default)]
+    listed: BTreeMap<i64, String>,
 }
 
 /// What a read of one session tells the open/closed bookkeeping.
@@ -103,6 +120,20 @@ impl Remembered {
 /// A session read by id: `(id, asked for by name, detail and routing)`; `None` when it
 /// answered 404.
 type Fetched = (i64, bool, Option<(Value, Value)>);
+
+/// A session to read: its id, whether it was asked for by name (listed, or named by an event),
+/// and its listed row when that is a whole session (then only its routing history is read).
+struct Target {
+    id: i64,
+    named: bool,
+    row: Option<Value>,
+}
+
+/// A session as the list showed it: its id and the row.
+struct Listed {
+    id: i64,
+    row: Value,
+}
 
 /// Sessions read by id, normalized, with what to remember of each.
 struct Read {
@@ -147,6 +178,7 @@ impl Mluvii {
             privacy,
             metrics,
             tokens,
+            fallbacks: Default::default(),
         }
     }
 
@@ -230,9 +262,12 @@ impl Mluvii {
 
     /// The ids of the sessions mluvii anonymised since `since` (`Anonymized.Min`, paged as the
     /// window list is).
-    async fn list_anonymized(&self, since: DateTime<Utc>) -> Result<Vec<i64>, SourceError> {
+    async fn list_anonymized(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(i64, Value)>, SourceError> {
         let limit = self.settings.page_size;
-        let mut found = BTreeSet::new();
+        let mut found = BTreeMap::new();
         let mut offset = 0usize;
         for _page in 0..100_000 {
             let query = [
@@ -242,28 +277,29 @@ impl Mluvii {
             ];
             let items = self.list_page(&query).await?;
             let before = found.len();
-            for item in &items {
-                if let Ok(id) = normalize::listed(item).id {
-                    found.insert(id);
+            let n = items.len();
+            for item in items {
+                if let Ok(id) = normalize::listed(&item).id {
+                    found.insert(id, item);
                 }
             }
-            if items.len() < limit || found.len() == before {
+            if n < limit || found.len() == before {
                 break;
             }
-            offset += items.len();
+            offset += n;
         }
         Ok(found.into_iter().collect())
     }
 
-    /// Every session the list shows for the window, in id order, with its `created` if given.
-    async fn list(
-        &self,
-        window: &Window,
-    ) -> Result<(Vec<(i64, Option<DateTime<Utc>>)>, Vec<Rejected>), SourceError> {
+    /// Every session the list shows for the window, in id order, with its row. A window that
+    /// holds more than [`TARGET_RECORDS`] sessions is not listed further: the engine splits it
+    /// (unless it is already the smallest window).
+    async fn list(&self, window: &Window) -> Result<(Vec<Listed>, Vec<Rejected>), SourceError> {
         let limit = self.settings.page_size;
         let lo = ts(window.start - TimeDelta::seconds(1));
         let hi = ts(window.end + TimeDelta::seconds(1));
-        let mut found: BTreeMap<i64, Option<DateTime<Utc>>> = BTreeMap::new();
+        let splittable = window.end - window.start > MIN_WINDOW;
+        let mut found: BTreeMap<i64, Listed> = BTreeMap::new();
         let mut rejected = Vec::new();
         let mut offset = 0usize;
         let mut previous_first: Option<Value> = None;
@@ -282,20 +318,20 @@ impl Mluvii {
                 )));
             }
             previous_first = items.first().cloned();
-            for (i, item) in items.iter().enumerate() {
-                let l = normalize::listed(item);
+            for (i, item) in items.into_iter().enumerate() {
+                let l = normalize::listed(&item);
                 match l.id {
                     Ok(id) => {
                         let inside = l
                             .created
                             .is_none_or(|c| c >= window.start && c < window.end);
                         if inside {
-                            found.insert(id, l.created);
+                            found.insert(id, Listed { id, row: item });
                         }
                     }
                     Err(e) => {
                         // A record without an id matches no erasure: under the policy.
-                        let mut payload = item.clone();
+                        let mut payload = item;
                         self.privacy
                             .scrub()
                             .document(&mut payload, personal::SESSION);
@@ -310,18 +346,37 @@ impl Mluvii {
             if n < limit {
                 break;
             }
+            if splittable && found.len() > TARGET_RECORDS {
+                return Err(SourceError::WindowTooFull {
+                    source_name: SOURCE,
+                    account: self.key.account.clone(),
+                    from: window.start,
+                    held: found.len(),
+                });
+            }
             offset += n;
         }
-        Ok((found.into_iter().collect(), rejected))
+        Ok((found.into_values().collect(), rejected))
     }
 
-    /// Detail and routing of one session; `None` when the API no longer knows it (404).
-    async fn session(&self, id: i64) -> Result<Option<(Value, Value)>, SourceError> {
-        let detail_url = self.url(&format!("{LIST_PATH}/{id}"));
-        let detail = match self.get(DETAIL_PATH, detail_url, &[]).await {
-            Ok(b) => b,
-            Err(SourceError::Http(e)) if e.status() == Some(404) => return Ok(None),
-            Err(e) => return Err(e),
+    /// Detail (unless the listed row is the session) and routing of one session; `None` when
+    /// the API no longer knows it (404).
+    async fn session(
+        &self,
+        id: i64,
+        row: Option<Value>,
+    ) -> Result<Option<(Value, Value)>, SourceError> {
+        let detail = match row {
+            Some(row) => row,
+            None => {
+                let detail_url = self.url(&format!("{LIST_PATH}/{id}"));
+                let b = match self.get(DETAIL_PATH, detail_url, &[]).await {
+                    Ok(b) => b,
+                    Err(SourceError::Http(e)) if e.status() == Some(404) => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                self.parse(DETAIL_PATH, &b)?
+            }
         };
         let routing_url = self.url(&format!("{LIST_PATH}/{id}/routingHistory"));
         let routing = match self.get(ROUTING_PATH, routing_url, &[]).await {
@@ -329,21 +384,19 @@ impl Mluvii {
             Err(SourceError::Http(e)) if e.status() == Some(404) => bytes::Bytes::new(),
             Err(e) => return Err(e),
         };
-        let parse = |endpoint: &'static str, b: &[u8]| -> Result<Value, SourceError> {
-            if b.iter().all(u8::is_ascii_whitespace) {
-                return Ok(Value::Null);
-            }
-            serde_json::from_slice(b).map_err(|e| SourceError::Body {
-                source_name: SOURCE,
-                account: self.key.account.clone(),
-                endpoint,
-                detail: format!("not valid JSON ({e}); the body may have been cut off"),
-            })
-        };
-        Ok(Some((
-            parse(DETAIL_PATH, &detail)?,
-            parse(ROUTING_PATH, &routing)?,
-        )))
+        Ok(Some((detail, self.parse(ROUTING_PATH, &routing)?)))
+    }
+
+    fn parse(&self, endpoint: &'static str, b: &[u8]) -> Result<Value, SourceError> {
+        if b.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(b).map_err(|e| SourceError::Body {
+            source_name: SOURCE,
+            account: self.key.account.clone(),
+            endpoint,
+            detail: format!("not valid JSON ({e}); the body may have been cut off"),
+        })
     }
 }
 
@@ -406,13 +459,14 @@ impl Mluvii {
         read
     }
 
-    /// Detail and routing of `targets` (id, asked for by name), `concurrency` at a time.
-    async fn read_sessions(&self, targets: Vec<(i64, bool)>) -> Result<Vec<Fetched>, SourceError> {
-        let mut fetched: Vec<Fetched> = futures::stream::iter(
-            targets
-                .into_iter()
-                .map(|(id, named)| async move { self.session(id).await.map(|r| (id, named, r)) }),
-        )
+    /// Routing history (and the detail, where no whole listed row stands for it) of `targets`,
+    /// `concurrency` at a time.
+    async fn read_sessions(&self, targets: Vec<Target>) -> Result<Vec<Fetched>, SourceError> {
+        let mut fetched: Vec<Fetched> = futures::stream::iter(targets.into_iter().map(
+            |Target { id, named, row }| async move {
+                self.session(id, row).await.map(|r| (id, named, r))
+            },
+        ))
         .buffer_unordered(self.settings.concurrency)
         .try_collect()
         .await?;
@@ -439,7 +493,15 @@ impl Source for Mluvii {
     }
 
     fn requests(&self) -> crate::model::RequestCounts {
-        self.http.counts()
+        crate::model::RequestCounts {
+            fallbacks: self.fallbacks.load(std::sync::atomic::Ordering::Relaxed),
+            ..self.http.counts()
+        }
+    }
+
+    /// Sized by what they hold: the list is paged, so an empty stretch costs nothing.
+    fn windowing(&self) -> crate::engine::Windowing {
+        crate::engine::Windowing::Paged
     }
 
     fn webhook(&self) -> Option<&dyn crate::engine::Webhook> {
@@ -460,22 +522,54 @@ impl Source for Mluvii {
         let mut mem: Remembered =
             crate::engine::read_state(&self.key, &state.state, STATE_VERSION)?;
         let (listed, mut rejected) = self.list(window).await?;
-        let listed_ids: BTreeSet<i64> = listed.iter().map(|(id, _)| *id).collect();
-        let mut targets: Vec<(i64, bool)> = listed
-            .iter()
-            .filter(|(id, _)| !mem.closed.contains_key(id))
-            .map(|(id, _)| (*id, true))
-            .collect();
+        let listed_ids: BTreeSet<i64> = listed.iter().map(|l| l.id).collect();
+        // The fingerprint of each whole listed row: a final session stored from the same row
+        // costs no request.
+        let mut row_prints: BTreeMap<i64, String> = BTreeMap::new();
+        let mut targets: Vec<Target> = Vec::new();
+        for l in listed {
+            let whole = normalize::is_whole_session(&l.row);
+            let print = whole.then(|| lenient::fingerprint(&l.row.to_string()));
+            if mem.closed.contains_key(&l.id) {
+                let unchanged = match (&print, mem.listed.get(&l.id)) {
+                    (Some(now), Some(then)) => now == then,
+                    // Stored final, and nothing to tell a change by: as it was.
+                    _ => true,
+                };
+                if unchanged {
+                    continue;
+                }
+            }
+            if let Some(p) = print {
+                row_prints.insert(l.id, p);
+            }
+            targets.push(Target {
+                id: l.id,
+                named: true,
+                row: whole.then_some(l.row),
+            });
+        }
         let first = run.first && !run.backfill;
         if first {
             targets.extend(
                 mem.open
                     .keys()
                     .filter(|id| !listed_ids.contains(id))
-                    .map(|id| (*id, false)),
+                    .map(|id| Target {
+                        id: *id,
+                        named: false,
+                        row: None,
+                    }),
             );
         }
+        // A listed row that is not a whole session costs a read of the detail: counted.
+        let fallbacks = targets
+            .iter()
+            .filter(|t| t.named && t.row.is_none())
+            .count();
         let mut fetched = self.read_sessions(targets).await?;
+        self.fallbacks
+            .fetch_add(fallbacks as u64, std::sync::atomic::Ordering::Relaxed);
         // Sessions mluvii anonymised since the last look are read again however old they are
         // (their emptied fields overwrite what is stored), once per regular run. The watermark
         // is taken a minute before the request: a re-listed session costs two requests and is
@@ -487,12 +581,17 @@ impl Source for Mluvii {
                 .map(|t| t.with_timezone(&Utc))
                 .unwrap_or(self.settings.stream.start);
             anonymized_next = Some(ts(Utc::now() - TimeDelta::minutes(1)));
-            anonymized = self.list_anonymized(since).await?;
+            let rows = self.list_anonymized(since).await?;
             let read: BTreeSet<i64> = fetched.iter().map(|(id, _, _)| *id).collect();
-            let more: Vec<(i64, bool)> = anonymized
-                .iter()
-                .filter(|id| !read.contains(id))
-                .map(|id| (*id, false))
+            anonymized = rows.iter().map(|(id, _)| *id).collect();
+            let more: Vec<Target> = rows
+                .into_iter()
+                .filter(|(id, _)| !read.contains(id))
+                .map(|(id, row)| Target {
+                    id,
+                    named: false,
+                    row: normalize::is_whole_session(&row).then_some(row),
+                })
                 .collect();
             if !more.is_empty() {
                 fetched.extend(self.read_sessions(more).await?);
@@ -516,6 +615,15 @@ impl Source for Mluvii {
                 .inc_by(anonymized.len() as u64);
         }
         for (id, mark) in read.marks {
+            match (&mark, row_prints.remove(&id)) {
+                (Mark::Closed(_), Some(p)) => {
+                    mem.listed.insert(id, p);
+                }
+                (Mark::Closed(_), None) => {}
+                _ => {
+                    mem.listed.remove(&id);
+                }
+            }
             mem.mark(id, mark);
         }
         let (sessions, nulled) = (read.sessions, read.nulled);
@@ -527,6 +635,8 @@ impl Source for Mluvii {
         mem.closed.retain(|_, c| {
             DateTime::parse_from_rfc3339(c).is_ok_and(|c| c.with_timezone(&Utc) >= horizon)
         });
+        let closed = &mem.closed;
+        mem.listed.retain(|id, _| closed.contains_key(id));
         let too_old = Utc::now()
             - TimeDelta::from_std(self.settings.max_open_age).unwrap_or(TimeDelta::days(7));
         mem.open.retain(|id, c| {

@@ -47,12 +47,32 @@ pub struct Session {
 }
 
 impl Session {
-    /// Final once CLOSED: nothing about it changes any more.
+    /// Final once CLOSED or BLACKLISTED (mluvii's `SessionStatus`: a blacklisted guest's
+    /// session goes no further): nothing about it changes any more.
     pub fn is_final(&self) -> bool {
-        self.status
-            .as_deref()
-            .is_some_and(|s| s.eq_ignore_ascii_case("CLOSED"))
+        self.status.as_deref().is_some_and(is_final_status)
     }
+}
+
+/// Whether a status is final (sources.md §3).
+pub fn is_final_status(status: &str) -> bool {
+    ["CLOSED", "BLACKLISTED"]
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case(status))
+}
+
+/// Whether a listed row is a whole SessionModel, as mluvii's own sample client reads the list:
+/// it carries what the normalizer needs (`id`, `created`, `status` and the `operators` with
+/// their times). A row that lacks any of them is completed by reading the detail.
+pub fn is_whole_session(row: &Value) -> bool {
+    let Value::Object(o) = row else {
+        return false;
+    };
+    let f = Fields::new(o);
+    ["id", "created", "status"]
+        .iter()
+        .all(|k| f.get(k).is_some())
+        && matches!(f.get("operators"), Some(Value::Array(_)))
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -482,6 +502,29 @@ pub fn listed(item: &Value) -> Listed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn closed_and_blacklisted_are_final_and_whole_rows_are_told_apart() {
+        for (status, fin) in [
+            ("CLOSED", true),
+            ("BLACKLISTED", true),
+            ("blacklisted", true),
+            ("ACW", false),
+            ("SOMETHING_NEW", false),
+        ] {
+            assert_eq!(is_final_status(status), fin, "{status}");
+        }
+        let whole = json!({"id": 1, "created": "2024-01-05T10:00:00+01:00", "status": "CLOSED", "operators": []});
+        assert!(is_whole_session(&whole));
+        for abridged in [
+            json!({"id": 1, "created": "2024-01-05T10:00:00+01:00", "status": "CLOSED"}),
+            json!({"id": 1, "created": "2024-01-05T10:00:00+01:00", "status": "CLOSED", "operators": null}),
+            json!({"id": 1, "status": "CLOSED", "operators": []}),
+            json!([1]),
+        ] {
+            assert!(!is_whole_session(&abridged), "{abridged}");
+        }
+    }
     use serde_json::json;
 
     #[test]

@@ -152,7 +152,15 @@ impl Webhook for Mluvii {
 
     async fn fetch_ids(&self, ids: &[i64], _state: &StreamState) -> Result<Pushed, SourceError> {
         let fetched = self
-            .read_sessions(ids.iter().map(|id| (*id, true)).collect())
+            .read_sessions(
+                ids.iter()
+                    .map(|id| super::Target {
+                        id: *id,
+                        named: true,
+                        row: None,
+                    })
+                    .collect(),
+            )
             .await?;
         let read = self.absorb(
             fetched,
@@ -199,7 +207,8 @@ impl Webhook for Mluvii {
                 shown(target)
             )));
         }
-        let body = json!({ "EventTypes": EVENTS, "CallbackUrl": callback.as_str() }).to_string();
+        // mluvii's published swagger (`WebhookModel`) names them in camelCase.
+        let body = json!({ "eventTypes": EVENTS, "callbackUrl": callback.as_str() }).to_string();
         let created = self
             .send_json(
                 reqwest::Method::POST,
