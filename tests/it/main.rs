@@ -16,4 +16,5 @@ mod reliability;
 mod server;
 mod superoffice;
 mod takecontrol;
+mod vendor_clients;
 mod webhooks;
