@@ -743,6 +743,11 @@ async fn a_steady_state_archive_run_reads_only_new_changed_and_open_chats() {
         "no message read for an unchanged chat"
     );
     assert_eq!(r.totals.requests as usize, lists + open.len());
+    println!(
+        "steady state: {} requests ({lists} list pages, {} chats not final re-read) for 40 chats of the last day, none of them changed",
+        r.totals.requests,
+        open.len()
+    );
 
     // One final chat changes: it alone costs a read more.
     let closed = sim.chats().into_iter().find(|c| !is_open(c)).unwrap().id();
