@@ -369,6 +369,33 @@ impl WebhookApplied<'_> {
     }
 }
 
+/// The webhook listener refused a connection at once: `cap` connections were open already.
+pub struct WebhookConnectionRefused {
+    pub cap: usize,
+}
+
+impl WebhookConnectionRefused {
+    pub fn emit(&self, m: &Metrics) {
+        tracing::debug!(
+            cap = self.cap,
+            "webhook connection refused: the listener holds as many connections as it allows"
+        );
+        m.webhook_connections_refused.inc();
+    }
+}
+
+/// The webhook listener's open connections changed.
+pub struct WebhookConnections {
+    pub open: usize,
+}
+
+impl WebhookConnections {
+    pub fn emit(&self, m: &Metrics) {
+        m.webhook_connections
+            .set(i64::try_from(self.open).unwrap_or(i64::MAX));
+    }
+}
+
 /// Acting on webhook events failed; they stay in the inbox and are tried again later, or are
 /// set aside when `gave_up`.
 pub struct WebhookFailed<'a> {

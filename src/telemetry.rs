@@ -129,6 +129,8 @@ pub struct Metrics {
     /// Sessions erased (by `erase`, a deletion at the source or anonymisation), by source.
     pub erased_sessions: Family<SourceLabels, Counter>,
     pub fallback_reads: Family<SourceAccountLabels, Counter>,
+    pub webhook_connections: Gauge,
+    pub webhook_connections_refused: Counter,
     /// Rows removed by the storage limits, by table.
     pub retention_deleted_rows: Family<TableLabels, Counter>,
 }
@@ -168,6 +170,8 @@ impl Metrics {
             webhook_lag: Family::new_with_constructor(SecondsBuckets),
             erased_sessions: Family::default(),
             fallback_reads: Family::default(),
+            webhook_connections: Gauge::default(),
+            webhook_connections_refused: Counter::default(),
             retention_deleted_rows: Family::default(),
             registry: Registry::default(),
         };
@@ -175,6 +179,16 @@ impl Metrics {
             "erased_sessions",
             "Sessions whose personal data was erased (erase, deletion at the source, anonymisation), by source",
             m.erased_sessions.clone(),
+        );
+        registry.register(
+            "webhook_connections",
+            "Connections open on the webhook listener",
+            m.webhook_connections.clone(),
+        );
+        registry.register(
+            "webhook_connections_refused",
+            "Connections the webhook listener closed as soon as it accepted them, because as many as it allows were open",
+            m.webhook_connections_refused.clone(),
         );
         registry.register(
             "fallback_reads",

@@ -1209,3 +1209,179 @@ async fn two_hung_tenants_delay_only_their_own_runs_and_events() {
         assert_eq!(report.outcome, sessionsync::engine::Outcome::Failed);
     }
 }
+
+/// Open files of this process (the listener's and the test's own sockets alike).
+fn open_files() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+/// `n` connections to `addr`, opened 500 at a time.
+async fn connect_many(addr: SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let batch = (n - out.len()).min(500);
+        let opened =
+            futures::future::join_all((0..batch).map(|_| tokio::net::TcpStream::connect(addr)))
+                .await;
+        out.extend(opened.into_iter().filter_map(Result::ok));
+    }
+    out
+}
+
+/// Whether the server closed `s` (or answered and closed) within `limit`.
+async fn closed_by_server(s: &mut tokio::net::TcpStream, limit: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let until = Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(until.into(), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_withstands_idle_and_trickling_clients() {
+    use tokio::io::AsyncWriteExt;
+    use webhooks::listener::{BODY_DEADLINE, HEADER_DEADLINE, connection_cap};
+    let (db, _sim, s, h) = so_setup().await;
+    let hooks = Hooks::start(&s, &h).await;
+    let url = hooks.url("superoffice", "cust1");
+    let shutdown = CancellationToken::new();
+    let (health, _server) = sessionsync::server::spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        h.metrics.clone(),
+        h.engine.warehouse().clone(),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let (soft, _) = rlimit_nofile();
+    let cap = connection_cap(soft);
+    assert!(
+        cap < soft as usize / 2,
+        "the cap ({cap}) stays well below the fd limit ({soft})"
+    );
+    let healthz = || async {
+        let started = Instant::now();
+        let r = reqwest::get(format!("http://{health}/healthz"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        started.elapsed()
+    };
+
+    // 2,000 clients that connect and send nothing, 200 that trickle their headers, 200 that
+    // trickle a body they announced (one byte every 300 ms), all held open.
+    let mut idle = connect_many(hooks.addr, 2000).await;
+    let mut tricklers = Vec::new();
+    for (i, mut c) in connect_many(hooks.addr, 400).await.into_iter().enumerate() {
+        tricklers.push(tokio::spawn(async move {
+            let head = if i % 2 == 0 {
+                "POST /webhooks/superoffice/cust1 HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n".to_string()
+            } else {
+                "POST /webhooks/superoffice/cust1 HTTP/1.1\r\nHost: x\r\nX-Slow: ".to_string()
+            };
+            let body_first = i % 2 == 0;
+            if body_first && c.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            for b in 0..1000u32 {
+                let byte = if body_first { b'a' } else { head.as_bytes()[b as usize % head.len()] };
+                if c.write_all(&[byte]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Signed events land within seconds, and health answers within a second.
+    for i in 0..5 {
+        let started = Instant::now();
+        let answered = signed(
+            &url,
+            SECRET,
+            &so_event("chatsession.changed", 1000 + i, &format!("flood-{i}")),
+        )
+        .await;
+        assert_eq!(answered, (200, "accepted".into()), "event {i}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "event {i} took {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(healthz().await < Duration::from_secs(1));
+    let c = db.client().await;
+    assert_eq!(count(&c, "webhook_events").await, 5);
+
+    // Idle connections are closed after the header deadline; trickled bodies after the body's.
+    let mut closed = 0;
+    for s in idle.iter_mut().take(50) {
+        closed += usize::from(closed_by_server(s, HEADER_DEADLINE + Duration::from_secs(3)).await);
+    }
+    assert_eq!(
+        closed, 50,
+        "idle connections closed after {HEADER_DEADLINE:?}"
+    );
+    tokio::time::sleep(BODY_DEADLINE).await;
+    let text = h.metrics.encode();
+    let open = metric(&text, "sessionsync_webhook_connections ", &[]);
+    assert!(
+        open < 10.0,
+        "{open} connections still open after the deadlines"
+    );
+    for t in &tricklers {
+        t.abort();
+    }
+    drop(idle);
+
+    // A flood past the cap: the excess is refused at once, the process keeps file descriptors
+    // to spare, health still answers, and once the flood is gone events land again.
+    let before = open_files();
+    let started = Instant::now();
+    let flood = connect_many(hooks.addr, cap + 300).await;
+    println!(
+        "flood of {} connections opened in {:?}",
+        cap + 300,
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let text = h.metrics.encode();
+    let refused = metric(&text, "sessionsync_webhook_connections_refused_total", &[]);
+    assert!(
+        refused >= 200.0,
+        "refused {refused} of {} connections (cap {cap})",
+        cap + 300
+    );
+    assert!(metric(&text, "sessionsync_webhook_connections ", &[]) <= cap as f64);
+    assert!(open_files() < before + 2 * cap + 400 && open_files() < soft as usize);
+    assert!(healthz().await < Duration::from_secs(1));
+    drop(flood);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answered = signed(
+        &url,
+        SECRET,
+        &so_event("chatsession.changed", 1010, "after-flood"),
+    )
+    .await;
+    assert_eq!(answered, (200, "accepted".into()));
+    shutdown.cancel();
+}
+
+/// The soft and hard limits of open files.
+fn rlimit_nofile() -> (u64, u64) {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let nums: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (nums[0], nums[1])
+}
