@@ -86,11 +86,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     if pushing {
         show_pushes(&sims.so, &sims.ml, &wh, &args.sources).await?;
     }
-    print!("{}", summary(&wh, &args.database).await?);
+    crate::out!("{}", summary(&wh, &args.database).await?);
     if let Some(pg) = &private {
-        println!(
+        crate::outln!(
             "(That is the private PostgreSQL on 127.0.0.1:{}, data in {PRIVATE_PG_DIR}; it runs while the demo does: psql -h 127.0.0.1 -p {} -U postgres -d {})",
-            pg.port, pg.port, args.database
+            pg.port,
+            pg.port,
+            args.database
         );
     }
     if args.once {
@@ -102,11 +104,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     let daemon =
         crate::daemon::Daemon::build(&settings, metrics, sources, shutdown.clone()).await?;
     let addr = daemon.server_addr();
-    println!(
+    crate::outln!(
         "\nKeeps syncing every minute. Metrics: http://{addr}/metrics   Health: http://{addr}/readyz   Stop: Ctrl-C"
     );
     if pushing {
-        println!(
+        crate::outln!(
             "Webhooks: the simulators change a session every 10 s and push it; each lands within a second (log: \"webhook events applied\")."
         );
         tokio::spawn(sims.keep_changing(shutdown.clone()));
@@ -138,7 +140,7 @@ async fn choose_server(
     if !private_only && reachable(LOCAL_DEFAULT_URL).await {
         return Ok((LOCAL_DEFAULT_URL.to_string(), None));
     }
-    println!(
+    crate::outln!(
         "No PostgreSQL server to use: starting a private one in {PRIVATE_PG_DIR} (stopped when the demo ends)"
     );
     let dir = std::path::PathBuf::from(PRIVATE_PG_DIR);
@@ -224,18 +226,18 @@ impl Sims {
     }
 
     fn describe(&self) {
-        println!("sessionsync demo: simulators with generated data");
-        println!(
+        crate::outln!("sessionsync demo: simulators with generated data");
+        crate::outln!(
             "  Take Control  {}  {} sessions",
             self.tc.base_url(),
             self.sessions
         );
-        println!(
+        crate::outln!(
             "  SuperOffice   {}  {} chat sessions (3 of them the seed documents' samples)",
             self.so.base_url(),
             self.others + 3
         );
-        println!(
+        crate::outln!(
             "  mluvii        {}  {} sessions",
             self.ml.base_url(),
             self.others
@@ -386,7 +388,7 @@ async fn show_pushes(
     let conn = wh.conn().await?;
     let changed = std::time::Instant::now();
     let (chat, message, session) = live_change(so, ml, 0);
-    println!(
+    crate::outln!(
         "
 Webhooks (the simulators push changes as the vendors do):"
     );
@@ -419,11 +421,11 @@ Webhooks (the simulators push changes as the vendors do):"
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         };
         match landed {
-            Some(d) => println!(
+            Some(d) => crate::outln!(
                 "  {what}: in the warehouse {:.2} s later, without a sync run",
                 d.as_secs_f64()
             ),
-            None => println!("  {what}: not in the warehouse after 10 s (see the log)"),
+            None => crate::outln!("  {what}: not in the warehouse after 10 s (see the log)"),
         }
     }
     Ok(())

@@ -30,8 +30,8 @@
 //! - [`startup`]: settings → migrated warehouse → engine → streams, as the one-shot commands
 //!   start; [`daemon`]: the daemon assembled once (server, webhooks, migration, scheduler,
 //!   storage limits, one shutdown order), for `run`, `demo` and the tests.
-//! - [`report`]: run lines, exit codes and live bars for people; [`shutdown`]: the signal
-//!   every loop is given.
+//! - [`report`]: run lines, exit codes and live bars for people; [`out`]: standard output
+//!   that ends quietly when its reader goes away; [`shutdown`]: the signal every loop is given.
 //! - [`cli`]: the command line; `main.rs` only calls it. [`demo`] and [`pgctl`] (a private
 //!   PostgreSQL for the demo) serve `sessionsync demo`; [`simulate`] serves `sessionsync
 //!   simulate`; `warehouse::bootstrap` finds a server and creates a named database (demo,
@@ -45,6 +45,7 @@ pub mod engine;
 pub mod events;
 pub mod http;
 pub mod model;
+pub mod out;
 pub mod personal;
 pub mod pgctl;
 pub mod privacy;

@@ -125,9 +125,9 @@ impl StreamBars {
     /// Prints `line` on standard output, above the bars (they are redrawn below it).
     pub fn println(&self, line: &str) {
         if self.tty {
-            self.multi.suspend(|| println!("{line}"));
+            self.multi.suspend(|| crate::outln!("{line}"));
         } else {
-            println!("{line}");
+            crate::outln!("{line}");
         }
     }
 }

@@ -80,7 +80,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    println!(
+    crate::outln!(
         "{} simulator with {} sessions at http://{addr}\nconfig:\n[[{}]]\naccount = \"sim\"\nbase_url = \"http://{addr}\"\n{creds}\nstart = \"{}\"",
         args.source,
         args.sessions,

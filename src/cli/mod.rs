@@ -208,9 +208,9 @@ async fn migrate(path: Option<PathBuf>) -> Result<u8, Failure> {
     let wh = Warehouse::new(&settings.warehouse)?;
     let applied = wh.migrate().await?;
     if applied.is_empty() {
-        println!("schema `{}` is up to date", wh.schema());
+        crate::outln!("schema `{}` is up to date", wh.schema());
     } else {
-        println!("schema `{}`: applied {}", wh.schema(), applied.join(", "));
+        crate::outln!("schema `{}`: applied {}", wh.schema(), applied.join(", "));
     }
     Ok(0)
 }
@@ -368,7 +368,7 @@ async fn check(path: Option<PathBuf>) -> Result<u8, Failure> {
     let mut failed = false;
     let mut line = |ok: bool, item: &str, text: &str| {
         failed |= !ok;
-        println!("{:<5} {item:<28} {text}", if ok { "OK" } else { "FAIL" });
+        crate::outln!("{:<5} {item:<28} {text}", if ok { "OK" } else { "FAIL" });
     };
     let enabled = settings.enabled().count();
     line(
@@ -508,7 +508,7 @@ async fn register_webhook(
         );
     }
     let done = hook.register(&target).await?;
-    println!("{source}/{account}: {done}");
+    crate::outln!("{source}/{account}: {done}");
     if settings.webhooks.is_none() {
         eprintln!(
             "warning: {} has no `[webhooks] listen`: the daemon does not receive these events until it has one",
@@ -531,7 +531,7 @@ async fn healthcheck(url: reqwest::Url, timeout: Duration) -> Result<u8, Failure
         .with_context(|| format!("{url} did not answer within {timeout:?}: is the daemon running, and is this its `[server] listen` address?"))?;
     let status = answer.status();
     if status.is_success() {
-        println!("{url}: {status}");
+        crate::outln!("{url}: {status}");
         Ok(0)
     } else {
         Err(anyhow::anyhow!("{url} answered {status}: the daemon is up but not healthy").into())
@@ -575,9 +575,9 @@ async fn status(path: Option<PathBuf>, json: bool) -> Result<u8, Failure> {
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        print!("{}", status_table(&rows));
+        crate::out!("{}", status_table(&rows));
     }
     Ok(0)
 }

@@ -113,21 +113,21 @@ pub async fn erase_command(path: Option<PathBuf>, a: EraseArgs) -> Result<u8, Fa
         EraseError::Warehouse(w) => Failure::from(w),
     })?;
     let verb = if a.dry_run { "would erase" } else { "erased" };
-    println!(
+    crate::outln!(
         "{verb} {} session(s) matching {} selector(s)",
         done.total_sessions(),
         targets.len()
     );
     for (source, n) in &done.sessions {
-        println!("  {source:<12} {n} session(s)");
+        crate::outln!("  {source:<12} {n} session(s)");
     }
     for (table, n) in &done.tables {
-        println!("  {table:<40} {n} row(s)");
+        crate::outln!("  {table:<40} {n} row(s)");
     }
     if a.dry_run {
-        println!("(dry run: nothing was changed or recorded)");
+        crate::outln!("(dry run: nothing was changed or recorded)");
     } else {
-        println!(
+        crate::outln!(
             "recorded in `erasures` as keyed hashes; later syncs, backfills and webhooks write matching records erased"
         );
     }
@@ -136,7 +136,7 @@ pub async fn erase_command(path: Option<PathBuf>, a: EraseArgs) -> Result<u8, Fa
 
 pub async fn privacy_command(path: Option<PathBuf>, cmd: PrivacyCommand) -> Result<u8, Failure> {
     if let PrivacyCommand::Inventory = cmd {
-        print!(
+        crate::out!(
             "{}",
             crate::privacy::inventory::markdown(&crate::personal::inventories())
         );
@@ -149,19 +149,19 @@ pub async fn privacy_command(path: Option<PathBuf>, cmd: PrivacyCommand) -> Resu
         PrivacyCommand::Check | PrivacyCommand::Apply { dry_run: true } => {
             let drift = apply::check(&**conn, &want).await?;
             if drift.total() == 0 {
-                println!(
+                crate::outln!(
                     "every stored session is under the configured policy ({})",
                     settings.privacy.policies.describe()
                 );
                 return Ok(0);
             }
-            println!(
+            crate::outln!(
                 "{} stored session(s) were written under another policy; `sessionsync privacy apply` brings them under this one",
                 drift.total()
             );
             for ((source, account), list) in &drift.rows {
                 for (tag, n) in list {
-                    println!("  {source}/{account:<20} {n} row(s) stored as {tag}");
+                    crate::outln!("  {source}/{account:<20} {n} row(s) stored as {tag}");
                 }
             }
             Ok(3)
@@ -173,18 +173,18 @@ pub async fn privacy_command(path: Option<PathBuf>, cmd: PrivacyCommand) -> Resu
             let mut second = wh.conn().await?;
             let done = apply::apply(vec![&mut **conn, &mut **second], &want, |_| {}).await?;
             let total: u64 = done.sessions.values().sum();
-            println!(
+            crate::outln!(
                 "brought {total} session(s) under the configured policy in {:.1} s",
                 started.elapsed().as_secs_f64()
             );
             for (source, n) in &done.sessions {
-                println!("  {source:<12} {n} session(s)");
+                crate::outln!("  {source:<12} {n} session(s)");
             }
             for (table, n) in &done.children {
-                println!("  {table:<40} {n} child row(s)");
+                crate::outln!("  {table:<40} {n} child row(s)");
             }
             if done.stricter_kept > 0 {
-                println!(
+                crate::outln!(
                     "  {} session(s) were stored under a stricter policy (or another key) for some class: those values stay as strict; they follow the new policy when their source is read again",
                     done.stricter_kept
                 );
@@ -198,7 +198,7 @@ pub async fn privacy_command(path: Option<PathBuf>, cmd: PrivacyCommand) -> Resu
 pub async fn retention_command(path: Option<PathBuf>, a: RetentionArgs) -> Result<u8, Failure> {
     let settings = load(path)?;
     if settings.privacy.retain_sessions.is_none() && settings.privacy.retain_transcripts.is_none() {
-        println!(
+        crate::outln!(
             "no storage limit is configured ([privacy] retain_sessions, retain_transcripts): nothing to do"
         );
         return Ok(0);
@@ -207,9 +207,9 @@ pub async fn retention_command(path: Option<PathBuf>, a: RetentionArgs) -> Resul
     let removed =
         retention::run(&mut conn, &settings.privacy, chrono::Utc::now(), a.dry_run).await?;
     let verb = if a.dry_run { "would remove" } else { "removed" };
-    println!("{verb} {} row(s) past the storage limits", removed.total());
+    crate::outln!("{verb} {} row(s) past the storage limits", removed.total());
     for (table, n) in &removed.rows {
-        println!("  {table:<40} {n} row(s)");
+        crate::outln!("  {table:<40} {n} row(s)");
     }
     Ok(0)
 }

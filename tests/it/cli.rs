@@ -718,3 +718,41 @@ async fn demo_once_on_a_terminal_is_short_and_plain() {
         "the webhook push is shown: {screen}"
     );
 }
+
+#[tokio::test]
+async fn a_closed_pipe_ends_a_command_quietly() {
+    let db = TestDb::new().await;
+    let file = TempConfig::new(&format!(
+        "{}\n[privacy]\nhash_key = \"0123456789abcdef0123456789abcdef-test\"\n",
+        config("http://127.0.0.1:9", "")
+    ));
+    let env = [
+        ("DATABASE_URL", Some(db.url.as_str())),
+        ("TC_KEY", Some(SECRET)),
+    ];
+    let migrated = sessionsync_command(&["migrate"], &file.path(), &env)
+        .output()
+        .await
+        .unwrap();
+    assert!(migrated.status.success(), "{migrated:?}");
+    for args in [
+        &["erase", "--email", "nobody@example.com", "--dry-run"][..],
+        &["privacy", "inventory"][..],
+        &["status"][..],
+    ] {
+        let mut child = sessionsync_command(args, &file.path(), &env)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before anything is written (`… | head -0`).
+        drop(child.stdout.take());
+        let out = child.wait_with_output().await.unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+}
