@@ -1051,3 +1051,38 @@ async fn no_log_line_or_metric_carries_a_personal_value_under_any_policy() {
     }
     let _ = Duration::ZERO;
 }
+
+#[tokio::test]
+async fn privacy_apply_dry_run_exits_as_check_does() {
+    let w = World::new().await;
+    let h = Harness::new(&settings(&w.db, &w.toml("", ""))).await;
+    w.sync_all(&h).await;
+    let file = TempConfig::new(&w.toml("customer_identity = \"hash\"", ""));
+    let run = |args: &'static [&'static str]| {
+        let path = file.path();
+        let url = w.db.url.clone();
+        async move {
+            let o = sessionsync_command(args, &path, &[("DATABASE_URL", Some(url.as_str()))])
+                .output()
+                .await
+                .unwrap();
+            (
+                o.status.code(),
+                String::from_utf8_lossy(&o.stdout).to_string(),
+            )
+        }
+    };
+    // Rows under another policy: the dry run counts them and exits 3, as `privacy check`.
+    let (code, text) = run(&["privacy", "apply", "--dry-run"]).await;
+    assert_eq!(code, Some(3), "{text}");
+    assert!(
+        text.contains("stored session(s) were written under another policy"),
+        "{text}"
+    );
+    assert_eq!(run(&["privacy", "check"]).await.0, Some(3));
+    // Applied: nothing left, both exit 0.
+    let (code, text) = run(&["privacy", "apply"]).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(run(&["privacy", "apply", "--dry-run"]).await.0, Some(0));
+    assert_eq!(run(&["privacy", "check"]).await.0, Some(0));
+}
