@@ -356,12 +356,16 @@ impl Settings {
                 message: e.message().to_string(),
             }
         })?;
-        substitute(&mut tree, String::new(), env).map_err(|(key, var)| {
-            invalid(
-                &key,
-                format!("environment variable {var} is not set (export it, or write the value in the file)"),
-            )
-        })?;
+        let mut substituted = Vec::new();
+        substitute(&mut tree, String::new(), env, &mut substituted)
+            .map_err(|(key, why)| invalid(&key, why.explain()))?;
+        // An error about a value that came from the environment names the key and the
+        // variable, never the value (substitute::without_values).
+        let invalid = |key: &str, problem: String| ConfigError::Invalid {
+            file: file.to_path_buf(),
+            key: key.to_string(),
+            problem: substitute::without_values(key, problem, &substituted),
+        };
         // The sources' entries are read by the sources; the rest is the file's own sections.
         let mut entries = Vec::new();
         if let toml::Value::Table(t) = &mut tree {
@@ -398,7 +402,10 @@ impl Settings {
             };
             invalid(&key, e.into_inner().to_string())
         })?;
-        validate(file, raw, env, entries)
+        validate(file, raw, env, entries).map_err(|e| match e {
+            ConfigError::Invalid { key, problem, .. } => invalid(&key, problem),
+            other => other,
+        })
     }
 
     /// The accounts that are enabled.
@@ -465,12 +472,19 @@ fn validate(
             ))
         })?,
     };
+    // The key the URL came from: DATABASE_URL overrides the file.
+    let url_key = if env("DATABASE_URL").is_some_and(|s| !s.is_empty()) {
+        "warehouse.url (from DATABASE_URL)"
+    } else {
+        "warehouse.url"
+    };
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(fail((
-            "warehouse.url".into(),
+            url_key.into(),
             "must be a postgres:// or postgresql:// URL".into(),
         )));
     }
+    check_url_options(&url).map_err(|p| fail((url_key.into(), p)))?;
     let schema = raw.warehouse.schema.unwrap_or_else(|| "sessionsync".into());
     validate_identifier(&schema).map_err(|p| fail(("warehouse.schema".into(), p)))?;
     // The two are independent: a running stream holds no connection while it waits on its
@@ -529,6 +543,28 @@ fn validate(
         },
         accounts,
     })
+}
+
+/// The warehouse URL's TLS options, as libpq reads them (`warehouse::tls` applies them): an
+/// unknown `sslmode` is a configuration error, found at load. The URL itself, which may carry a
+/// password, is never part of the message.
+fn check_url_options(url: &str) -> Result<(), String> {
+    const MODES: [&str; 6] = [
+        "disable",
+        "allow",
+        "prefer",
+        "require",
+        "verify-ca",
+        "verify-full",
+    ];
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| format!("is not a URL ({e}); expected postgres://user[:password]@host:port/database[?sslmode=require]"))?;
+    for (k, v) in parsed.query_pairs() {
+        if k == "sslmode" && !MODES.contains(&v.as_ref()) {
+            return Err(format!("sslmode `{v}` is not one of {}", MODES.join(", ")));
+        }
+    }
+    Ok(())
 }
 
 /// Every source's entries, read by the source; account names are unique per source.

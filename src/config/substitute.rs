@@ -8,19 +8,59 @@ pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// Replaces `${VAR}` in every string value; on an unset variable returns `(key path, VAR)`.
+/// Why a `${…}` could not be replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Unreplaced {
+    /// The variable is not set (or empty).
+    Unset(String),
+    /// `${` without its closing `}`.
+    Unterminated,
+}
+
+impl Unreplaced {
+    pub(super) fn explain(&self) -> String {
+        match self {
+            Unreplaced::Unset(var) => format!(
+                "environment variable {var} is not set (export it, or write the value in the file)"
+            ),
+            Unreplaced::Unterminated => {
+                "`${` without its closing `}`: write ${VAR} (a literal `${` cannot be written)"
+                    .into()
+            }
+        }
+    }
+}
+
+/// A string value that held `${VAR}`s: its key path, the value as written (the template) and
+/// as substituted. An error about the value names the key and the template, never the value,
+/// which came from the environment and may be a secret put in the wrong key.
+#[derive(Debug, Clone)]
+pub(super) struct Substituted {
+    pub path: String,
+    pub template: String,
+    pub value: String,
+}
+
+/// Replaces `${VAR}` in every string value, noting each substitution; on a failure returns the
+/// key path and why.
 pub(super) fn substitute(
     v: &mut toml::Value,
     path: String,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), (String, String)> {
+    done: &mut Vec<Substituted>,
+) -> Result<(), (String, Unreplaced)> {
     match v {
         toml::Value::String(s) if s.contains("${") => {
-            *s = expand(s, env).map_err(|var| (path, var))?;
+            let value = expand(s, env).map_err(|why| (path.clone(), why))?;
+            done.push(Substituted {
+                path,
+                template: std::mem::replace(s, value.clone()),
+                value,
+            });
         }
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                substitute(item, format!("{path}[{i}]"), env)?;
+                substitute(item, format!("{path}[{i}]"), env, done)?;
             }
         }
         toml::Value::Table(t) => {
@@ -30,7 +70,7 @@ pub(super) fn substitute(
                 } else {
                     format!("{path}.{k}")
                 };
-                substitute(item, p, env)?;
+                substitute(item, p, env, done)?;
             }
         }
         _ => {}
@@ -38,27 +78,36 @@ pub(super) fn substitute(
     Ok(())
 }
 
-pub(super) fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub(super) fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Unreplaced> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find("${") {
         out.push_str(&rest[..i]);
         let after = &rest[i + 2..];
-        match after.find('}') {
-            Some(j) => {
-                let name = &after[..j];
-                match env(name) {
-                    Some(val) if !val.is_empty() => out.push_str(&val),
-                    _ => return Err(name.to_string()),
-                }
-                rest = &after[j + 1..];
-            }
-            None => {
-                out.push_str(&rest[i..]);
-                rest = "";
-            }
+        let Some(j) = after.find('}') else {
+            return Err(Unreplaced::Unterminated);
+        };
+        let name = &after[..j];
+        match env(name) {
+            Some(val) if !val.is_empty() => out.push_str(&val),
+            _ => return Err(Unreplaced::Unset(name.to_string())),
         }
+        rest = &after[j + 1..];
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// `problem` about the value at `key`, with every value substituted into that key (or a key
+/// under it) written as its template instead: `${SO_URL}` rather than what the variable held.
+pub(super) fn without_values(key: &str, problem: String, done: &[Substituted]) -> String {
+    done.iter()
+        .filter(|d| {
+            d.path == key
+                || key.starts_with(&format!("{}.", d.path))
+                || d.path.starts_with(&format!("{key}."))
+                || d.path.starts_with(&format!("{key}["))
+        })
+        .filter(|d| !d.value.is_empty())
+        .fold(problem, |p, d| p.replace(&d.value, &d.template))
 }

@@ -95,6 +95,57 @@ async fn bad_configs_exit_2_naming_the_key() {
     let o = sessionsync(&["sync"], "", None).await;
     assert_eq!(o.code, 2);
     assert!(o.stderr.contains("warehouse.url"), "{}", o.stderr);
+
+    // An unknown sslmode, in the file or in DATABASE_URL: a config error naming both, no password.
+    let in_file = good.replace(
+        "url = \"${DATABASE_URL}\"",
+        "url = \"postgres://u:pw-Q7@127.0.0.1:9/x?sslmode=sometimes\"",
+    );
+    let o = sessionsync(&["sync"], &in_file, None).await;
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    for words in ["sessionsync.toml", "warehouse.url", "sslmode `sometimes`"] {
+        assert!(o.stderr.contains(words), "{words}: {}", o.stderr);
+    }
+    assert!(!o.stderr.contains("pw-Q7"), "{}", o.stderr);
+    let o = sessionsync(
+        &["sync"],
+        &good,
+        Some("postgres://u:pw-Q7@127.0.0.1:9/x?sslmode=sometimes"),
+    )
+    .await;
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("warehouse.url (from DATABASE_URL)") && !o.stderr.contains("pw-Q7"),
+        "{}",
+        o.stderr
+    );
+    // `${VAR` without its `}` is an error naming the key, not a literal.
+    let o = sessionsync(
+        &["sync"],
+        &good.replace("${TC_KEY}", "${TC_KEY"),
+        Some("postgres://postgres@127.0.0.1:9/x"),
+    )
+    .await;
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("takecontrol[0].api_key") && o.stderr.contains("closing `}`"),
+        "{}",
+        o.stderr
+    );
+    // A substituted value in a key where it does not fit: the key and the variable, not the value.
+    let o = sessionsync(
+        &["sync"],
+        &good.replace("http://127.0.0.1:9", "${TC_KEY}"),
+        Some("postgres://postgres@127.0.0.1:9/x"),
+    )
+    .await;
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("takecontrol[0].base_url") && o.stderr.contains("${TC_KEY}"),
+        "{}",
+        o.stderr
+    );
+    assert!(!o.stderr.contains(SECRET), "the value leaked: {}", o.stderr);
 }
 
 #[tokio::test]
