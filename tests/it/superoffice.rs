@@ -247,13 +247,16 @@ async fn for_user_mode_writes_nothing_for_an_unchanged_list() {
     sim.log().clear();
     let r = h.sync().await;
     assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
-    assert_eq!((r.totals.written, r.totals.requests), (0, 1));
+    assert_eq!(
+        (r.totals.written, r.totals.unchanged, r.totals.requests),
+        (0, 28, 1)
+    );
     assert_eq!(sim.log().len(), 1);
     // One session changes: only it is written and has its messages read.
     sim.post_message(1001, "one more thing");
     sim.log().clear();
     let r = h.sync().await;
-    assert_eq!(r.totals.written, 1);
+    assert_eq!((r.totals.written, r.totals.unchanged), (1, 27));
     assert_eq!(sim.log().len(), 2, "{:?}", sim.log().entries());
     let c = db.client().await;
     assert_eq!(
@@ -701,7 +704,9 @@ async fn a_steady_state_archive_run_reads_only_new_changed_and_open_chats() {
         .map(SimChat::id)
         .collect();
     assert!(!open.is_empty() && open.len() < 40, "{}", open.len());
-    let (db, sim, h) = setup(chats, "").await;
+    // A lookback of two days: every run lists all 40 chats again (whatever the time of day,
+    // since `updatedDate` is compared by whole UTC days).
+    let (db, sim, h) = setup(chats, "lookback = \"48h\"").await;
     let r = h.sync().await;
     assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
     assert_eq!(r.totals.written, 40);
@@ -728,10 +733,16 @@ async fn a_steady_state_archive_run_reads_only_new_changed_and_open_chats() {
     let r = h.sync().await;
     assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
     assert_eq!(r.totals.written, 0);
-    // Two lists: chats requested in the last hour (lookback) and chats updated since
-    // yesterday (all 40, in pages of 7: five full pages and a short one).
+    // The run line tells what it found unchanged (it said "0 unchanged" before).
+    assert_eq!(r.totals.unchanged, 40);
+    assert!(
+        sessionsync::report::describe(&r).contains("0 written, 40 unchanged"),
+        "{}",
+        sessionsync::report::describe(&r)
+    );
+    // Two lists, each of all 40 chats in pages of 7 (five full pages and a short one).
     let lists = reads("/api/v1/ChatSession");
-    assert!((7..=12).contains(&lists), "{lists}");
+    assert_eq!(lists, 12);
     assert_eq!(
         reads("/api/v1/ChatSession/{id}"),
         open.len(),

@@ -344,6 +344,8 @@ struct Read {
     /// Sessions whose status is `Deleted`: kept with `source_deleted_at`, their personal data
     /// erased (docs/privacy.md section 4).
     gone: Vec<String>,
+    /// Entities read whose fingerprint had not changed (not written).
+    unchanged: u64,
 }
 
 impl SuperOffice {
@@ -402,6 +404,7 @@ impl SuperOffice {
             current: BTreeMap::new(),
             erased: Default::default(),
             gone: Vec::new(),
+            unchanged: 0,
         };
         let mut changed: Vec<(i32, i64)> = Vec::new();
         for (i, (id, mut raw)) in entities.into_iter().enumerate() {
@@ -424,6 +427,7 @@ impl SuperOffice {
             if let Some(mut b) = before.clone().filter(|b| b.h == h && !force) {
                 b.s = now.clone();
                 read.current.insert(id, b);
+                read.unchanged += 1;
                 continue;
             }
             match normalize::normalize(
@@ -650,6 +654,8 @@ impl Source for SuperOffice {
             seen.o = now_s.clone();
         }
         let mut listed: BTreeMap<i64, String> = BTreeMap::new();
+        // Listed again with the same row, and final: unchanged without a request.
+        let mut unchanged_listed = 0u64;
 
         // The entities to look at, SessionKey removed.
         let entities: Vec<(i64, Value)> = match self.settings.mode {
@@ -671,7 +677,10 @@ impl Source for SuperOffice {
                 let mut ids = BTreeSet::new();
                 for (id, fp) in &listed {
                     match mem.sessions.get_mut(id) {
-                        Some(seen) if seen.t && seen.l == *fp => seen.s = now_s.clone(),
+                        Some(seen) if seen.t && seen.l == *fp => {
+                            seen.s = now_s.clone();
+                            unchanged_listed += 1;
+                        }
                         _ => {
                             ids.insert(*id);
                         }
@@ -710,6 +719,7 @@ impl Source for SuperOffice {
         let read = self.read_changed(entities, &mem, false).await?;
         rejected.extend(read.rejected);
         gone.extend(read.gone);
+        let unchanged = read.unchanged + unchanged_listed;
         let (sessions, messages, nulled, mut current) =
             (read.sessions, read.messages, read.nulled, read.current);
         for (id, seen) in current.iter_mut() {
@@ -740,7 +750,11 @@ impl Source for SuperOffice {
                 .iter()
                 .map(|s| s.chat_session_id.to_string())
                 .collect(),
-            rows: Box::new(store::ChatRows { sessions, messages }),
+            rows: Box::new(store::ChatRows {
+                sessions,
+                messages,
+                unchanged,
+            }),
             rejected,
             nulled,
             state: Some(crate::engine::write_state(&mem, STATE_VERSION)),

@@ -13,6 +13,9 @@ use crate::engine::{Rows, WriteCounts};
 pub struct ChatRows {
     pub sessions: Vec<Session>,
     pub messages: Vec<Message>,
+    /// Sessions seen in this window and found unchanged before the write (their fingerprint,
+    /// or their archive row, as the stream remembers it): not sent, counted as unchanged.
+    pub unchanged: u64,
 }
 
 const SESSIONS: &str = "
@@ -162,7 +165,7 @@ impl Rows for ChatRows {
         }
         Ok(WriteCounts {
             written,
-            unchanged: s.len() as u64 - written,
+            unchanged: s.len() as u64 - written + self.unchanged,
         })
     }
 }

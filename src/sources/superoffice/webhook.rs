@@ -150,6 +150,7 @@ impl Webhook for SuperOffice {
                 rows: Box::new(super::store::ChatRows {
                     sessions,
                     messages: read.messages,
+                    unchanged: read.unchanged,
                 }),
                 rejected,
                 nulled: read.nulled,
