@@ -105,6 +105,17 @@ impl Daemon {
             match warehouse.migrate().await {
                 Ok(applied) => {
                     tracing::info!(schema = warehouse.schema(), applied = ?applied, "warehouse schema ready");
+                    if let Err(e) =
+                        crate::warehouse::privacy::convert_erasures(&warehouse, &settings.privacy)
+                            .await
+                    {
+                        tracing::error!(error = %e, "converting the erasures recorded before migration 0017 failed; retrying in 10 s");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break false,
+                            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                        }
+                        continue;
+                    }
                     break true;
                 }
                 Err(e) => {

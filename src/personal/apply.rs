@@ -84,7 +84,7 @@ pub struct Expected {
 impl Expected {
     /// The policies of `settings`: `[privacy]` with each entry's overrides.
     pub fn from_settings(settings: &crate::config::Settings) -> Expected {
-        let erasures = std::sync::Arc::new(crate::privacy::Erasures::default());
+        let erasures = std::sync::Arc::new(crate::privacy::Erasures::new(&settings.privacy));
         let default = Privacy::new(
             &settings.privacy,
             &crate::privacy::Overrides::default(),

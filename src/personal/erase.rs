@@ -66,12 +66,12 @@ impl Target {
     /// The keyed hash recorded in `erasures` (never the value).
     fn hash(&self, h: &Hasher) -> String {
         match self {
-            Target::Value(s, v) => h.hex(&fields::normalize(s.kind(), v)),
+            Target::Value(s, v) => h.selector(&fields::normalize(s.kind(), v)),
             Target::Session {
                 source,
                 account,
                 id,
-            } => h.hex(&crate::privacy::session_selector(
+            } => h.selector(&crate::privacy::session_selector(
                 source,
                 account,
                 &id.to_string(),
@@ -154,7 +154,7 @@ pub async fn erase(
                     record(
                         &tx,
                         "session",
-                        &h.hex(&crate::privacy::session_selector(
+                        &h.selector(&crate::privacy::session_selector(
                             inv.source,
                             &account,
                             &id.to_string(),

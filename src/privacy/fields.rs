@@ -78,13 +78,39 @@ pub struct Column {
 #[derive(Clone)]
 pub struct Hasher {
     mac: Hmac<Sha256>,
+    /// Keyed with the selector key: HMAC(key, [`SELECTOR_DOMAIN`]).
+    selectors: Hmac<Sha256>,
 }
+
+/// What the key of the erasure selectors is derived from (with the hash key).
+const SELECTOR_DOMAIN: &str = "sessionsync erasure selectors v1";
 
 impl Hasher {
     pub fn new(key: &[u8]) -> Hasher {
+        let mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+        let mut derive = mac.clone();
+        derive.update(SELECTOR_DOMAIN.as_bytes());
+        let selector_key = derive.finalize().into_bytes();
         Hasher {
-            mac: Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length"),
+            mac,
+            selectors: Hmac::<Sha256>::new_from_slice(&selector_key)
+                .expect("HMAC takes keys of any length"),
         }
+    }
+
+    /// The erasure selector of `text` (as given, normalized by the caller): HMAC under the
+    /// selector key of the hash a policy would store. Never equal to that hash, so the erasure
+    /// list joins to no hashed extract (privacy.md section 3).
+    pub fn selector(&self, text: &str) -> String {
+        self.selector_of(&self.hex(text))
+    }
+
+    /// The erasure selector of a value whose policy hash is `policy_hash` (how rows recorded
+    /// before migration 0017, which hold that hash, are brought to the selector derivation).
+    pub fn selector_of(&self, policy_hash: &str) -> String {
+        let mut mac = self.selectors.clone();
+        mac.update(policy_hash.as_bytes());
+        hex(&mac.finalize().into_bytes())
     }
 
     /// Lower-case hex of HMAC-SHA256(key, `text` as given).
@@ -324,7 +350,7 @@ pub fn selector_hashes(h: &Hasher, doc: &Value, fields: &[Field], out: &mut Vec<
                 for s in f.selectors {
                     let n = normalize(s.kind(), &text);
                     if !n.is_empty() {
-                        out.push(h.hex(&n));
+                        out.push(h.selector(&n));
                     }
                 }
             }
@@ -498,6 +524,14 @@ mod tests {
             FIELDS,
             &mut hashes,
         );
-        assert_eq!(hashes, [h.hex("+420777")]);
+        // Selectors are derived apart from the policy's hash (the erasure list is no join key),
+        // and from the policy's hash alone (rows recorded before migration 0017 convert).
+        assert_eq!(hashes, [h.selector("+420777")]);
+        assert_ne!(h.selector("+420777"), h.hex("+420777"));
+        assert_eq!(h.selector_of(&h.hex("+420777")), h.selector("+420777"));
+        assert_ne!(
+            Hasher::new(b"other key").selector("+420777"),
+            h.selector("+420777")
+        );
     }
 }

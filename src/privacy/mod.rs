@@ -91,12 +91,32 @@ impl Inventory {
 
 /// The erasures recorded in the warehouse (their selector hashes), as this process last read
 /// them. The set only grows; `version` is the largest erasure id read.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Erasures {
     inner: RwLock<(i64, HashSet<String>)>,
+    /// The hash key's hasher, to read rows recorded before migration 0017 (`derivation =
+    /// 'hmac'`) as the selectors they stand for.
+    key: Option<Hasher>,
+}
+
+impl std::fmt::Debug for Erasures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Erasures(version {})", self.version())
+    }
 }
 
 impl Erasures {
+    /// The erasures of a process whose hash key is `settings.hash_key`.
+    pub fn new(settings: &PrivacySettings) -> Self {
+        Erasures {
+            inner: RwLock::default(),
+            key: settings
+                .hash_key
+                .as_ref()
+                .map(|k| Hasher::new(k.expose().as_bytes())),
+        }
+    }
+
     pub fn version(&self) -> i64 {
         self.inner.read().expect("erasures").0
     }
@@ -115,7 +135,7 @@ impl Erasures {
         let since = self.version();
         let rows = c
             .query(
-                "SELECT id, selector_hash FROM erasures WHERE id > $1 ORDER BY id",
+                "SELECT id, selector_hash, derivation = 'hmac' FROM erasures WHERE id > $1 ORDER BY id",
                 &[&since],
             )
             .await?;
@@ -125,7 +145,18 @@ impl Erasures {
         let mut g = self.inner.write().expect("erasures");
         for r in rows {
             let id: i64 = r.get(0);
-            g.1.insert(r.get(1));
+            let hash: String = r.get(1);
+            let old: bool = r.get(2);
+            match (old, &self.key) {
+                (false, _) => {
+                    g.1.insert(hash);
+                }
+                (true, Some(k)) => {
+                    g.1.insert(k.selector_of(&hash));
+                }
+                // Without a key no record is matched against erasures anyway.
+                (true, None) => {}
+            }
             g.0 = g.0.max(id);
         }
         Ok(g.0)
@@ -222,7 +253,7 @@ impl Privacy {
     pub fn session_hash(&self, source: &str, account: &str, id: &str) -> Option<String> {
         self.hasher
             .as_ref()
-            .map(|h| h.hex(&session_selector(source, account, id)))
+            .map(|h| h.selector(&session_selector(source, account, id)))
     }
 
     /// Whether the record `doc` (as received) of session `id` matches a recorded erasure.
@@ -239,7 +270,7 @@ impl Privacy {
         if self.erasures.version() == 0 {
             return false;
         }
-        let mut hashes = vec![h.hex(&session_selector(source, account, id))];
+        let mut hashes = vec![h.selector(&session_selector(source, account, id))];
         for (doc, fields) in docs {
             fields::selector_hashes(h, doc, fields, &mut hashes);
         }

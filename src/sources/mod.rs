@@ -90,7 +90,7 @@ pub fn build_with(
     only_account: Option<&str>,
 ) -> Vec<Arc<dyn Source>> {
     // One set of recorded erasures for every stream of the process.
-    let erasures = Arc::new(Erasures::default());
+    let erasures = Arc::new(Erasures::new(&settings.privacy));
     settings
         .enabled()
         .filter(|a| only_source.is_none_or(|x| a.source() == x))

@@ -217,7 +217,7 @@ pub async fn source_deleted(
             record(
                 tx,
                 "session",
-                &h.hex(&crate::privacy::session_selector(
+                &h.selector(&crate::privacy::session_selector(
                     inv.source,
                     account,
                     &id.to_string(),
@@ -229,6 +229,68 @@ pub async fn source_deleted(
         }
     }
     Ok(found.len() as u64)
+}
+
+/// Brings the erasures recorded before migration 0017 (`derivation = 'hmac'`: their hash is the
+/// one a `hash` policy stores, a join key) to the selector derivation, with the configured key,
+/// under the erasure lock; how many were converted. Idempotent, and safe beside other processes.
+pub async fn separate_selectors(
+    c: &mut tokio_postgres::Client,
+    h: &crate::privacy::Hasher,
+) -> Result<u64, WarehouseError> {
+    let tx = c
+        .transaction()
+        .await
+        .map_err(WarehouseError::query("starting the erasure conversion"))?;
+    let old = tx
+        .query(
+            "SELECT id, selector_hash FROM erasures WHERE derivation = 'hmac'",
+            &[],
+        )
+        .await
+        .map_err(WarehouseError::query("reading erasures to convert"))?;
+    if old.is_empty() {
+        return Ok(0);
+    }
+    tx.execute(&format!("SELECT pg_advisory_xact_lock({LOCK_KEY})"), &[])
+        .await
+        .map_err(WarehouseError::query("taking the erasure lock"))?;
+    let mut n = 0;
+    for r in old {
+        let (id, hash): (i64, String) = (r.get(0), r.get(1));
+        n += tx
+            .execute(
+                "UPDATE erasures SET selector_hash = $2, derivation = 'selector' WHERE id = $1 AND derivation = 'hmac'",
+                &[&id, &h.selector_of(&hash)],
+            )
+            .await
+            .map_err(WarehouseError::query("converting an erasure"))?;
+    }
+    tx.commit()
+        .await
+        .map_err(WarehouseError::query("committing the erasure conversion"))?;
+    Ok(n)
+}
+
+/// [`separate_selectors`] with the hash key of `settings`, if one is configured; said in the log
+/// when it converted anything.
+pub async fn convert_erasures(
+    warehouse: &super::Warehouse,
+    settings: &crate::privacy::PrivacySettings,
+) -> Result<(), WarehouseError> {
+    let Some(key) = &settings.hash_key else {
+        return Ok(());
+    };
+    let h = crate::privacy::Hasher::new(key.expose().as_bytes());
+    let mut conn = warehouse.conn().await?;
+    let n = separate_selectors(&mut conn, &h).await?;
+    if n > 0 {
+        tracing::info!(
+            erasures = n,
+            "erasures recorded before migration 0017 now have a selector hash of their own (the erasure list is no join key)"
+        );
+    }
+    Ok(())
 }
 
 /// Records one erased selector, once.

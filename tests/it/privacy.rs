@@ -20,6 +20,22 @@ const TC_KEY: &str = "tc-key";
 
 /// HMAC-SHA256(KEY, text) as lower-case hex: what a hashed value must be, computed here
 /// independently of the code under test.
+/// What `erasures.selector_hash` holds for `text` (privacy.md section 3), computed here apart from
+/// the code: HMAC under the selector key (HMAC(key, "sessionsync erasure selectors v1")) of the
+/// policy's hash.
+fn selector_hex(text: &str) -> String {
+    let mut d = Hmac::<sha2::Sha256>::new_from_slice(KEY.as_bytes()).unwrap();
+    d.update(b"sessionsync erasure selectors v1");
+    let selector_key = d.finalize().into_bytes();
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(&selector_key).unwrap();
+    m.update(hmac_hex(text).as_bytes());
+    m.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn hmac_hex(text: &str) -> String {
     let mut m = Hmac::<sha2::Sha256>::new_from_slice(KEY.as_bytes()).unwrap();
     m.update(text.as_bytes());
@@ -489,7 +505,7 @@ async fn an_erased_person_stays_erased_through_syncs_backfills_and_webhooks() {
             &c,
             &format!(
                 "erasures WHERE selector_kind = 'email' AND selector_hash = '{}' AND sessions = 3",
-                hmac_hex(ANN)
+                selector_hex(ANN)
             )
         )
         .await,
@@ -1085,4 +1101,87 @@ async fn privacy_apply_dry_run_exits_as_check_does() {
     assert_eq!(code, Some(0), "{text}");
     assert_eq!(run(&["privacy", "apply", "--dry-run"]).await.0, Some(0));
     assert_eq!(run(&["privacy", "check"]).await.0, Some(0));
+}
+
+#[tokio::test]
+async fn the_erasure_list_joins_to_no_hashed_extract_and_old_rows_are_converted_at_start() {
+    let w = World::new().await;
+    // Everything of the customer hashed: the e-mail stored is HMAC(key, e-mail).
+    let s = settings(&w.db, &w.toml("customer_identity = \"hash\"", ""));
+    let h = Harness::new(&s).await;
+    w.sync_all(&h).await;
+    let c = w.db.client().await;
+    let hasher = sessionsync::privacy::Hasher::new(KEY.as_bytes());
+    let policy_hash = hasher.hex(ANN);
+    assert!(
+        count(
+            &c,
+            &format!("superoffice_chat_sessions WHERE customer_email = '{policy_hash}'")
+        )
+        .await
+            > 0,
+        "the extract holds the policy's hash"
+    );
+    let mut admin = w.db.client().await;
+    erase::erase(
+        &mut admin,
+        &s.privacy,
+        &[Target::Value(Selector::Email, ANN.into())],
+        false,
+        None,
+    )
+    .await
+    .unwrap();
+    // No selector equals a hash any policy stores: the list joins to nothing.
+    let joined = "erasures e JOIN (
+            SELECT customer_email AS v FROM superoffice_chat_sessions
+            UNION ALL SELECT customer_email FROM takecontrol_sessions
+            UNION ALL SELECT raw -> 'guest' ->> 'identity' FROM mluvii_sessions) x ON x.v = e.selector_hash";
+    assert_eq!(count(&c, joined).await, 0);
+    assert_eq!(
+        count(
+            &c,
+            &format!("erasures WHERE selector_hash = '{policy_hash}'")
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            &c,
+            &format!(
+                "erasures WHERE selector_hash = '{}' AND derivation = 'selector'",
+                hasher.selector(ANN)
+            )
+        )
+        .await,
+        1
+    );
+
+    // A row recorded the old way (before migration 0017: the policy's hash, a join key) is
+    // converted at the next start, and stays in force meanwhile and after.
+    let bob = "bob.old@example.com";
+    c.execute(
+        "INSERT INTO erasures (selector_kind, selector_hash, sessions, derivation) VALUES ('email', $1, 1, 'hmac')",
+        &[&hasher.hex(bob)],
+    )
+    .await
+    .unwrap();
+    let before = sessionsync::privacy::Erasures::new(&s.privacy);
+    before.refresh(&c).await.unwrap();
+    assert!(
+        before.contains_any(&[hasher.selector(bob)]),
+        "read as its selector before conversion"
+    );
+    let _again = Harness::new(&s).await;
+    assert_eq!(count(&c, "erasures WHERE derivation = 'hmac'").await, 0);
+    assert_eq!(
+        count(
+            &c,
+            &format!("erasures WHERE selector_hash = '{}'", hasher.selector(bob))
+        )
+        .await,
+        1
+    );
+    assert_eq!(count(&c, joined).await, 0);
 }

@@ -1,0 +1,19 @@
+-- The erasure list is not a join key (privacy.md section 3). Until now `selector_hash` was
+-- HMAC(hash_key, normalized value): exactly what a `hash` policy stores for the same value, so any
+-- hashed extract joined to the list of people who asked to be erased. From now on it is derived
+-- apart: HMAC(selector key, HMAC(hash_key, normalized value)), the selector key itself derived
+-- from hash_key, so it equals no stored hash and cannot be computed without the key.
+--
+-- SQL has no key, so this migration only marks the rows recorded so far (`derivation = 'hmac'`).
+-- sessionsync recomputes them, with the configured hash_key, as soon as it starts with one
+-- (warehouse::privacy::separate_selectors, under the erasure lock): the new derivation is a
+-- function of the old hash, so no value is needed. Until then each process reads such a row
+-- through the same function, so the erasure stays in force. A row recorded under a key that is
+-- no longer configured cannot be recomputed and keeps matching nothing (as before: a key change
+-- cancelled such erasures; see `previous_hash_keys`).
+ALTER TABLE erasures ADD COLUMN derivation text NOT NULL DEFAULT 'hmac';
+ALTER TABLE erasures ALTER COLUMN derivation SET DEFAULT 'selector';
+COMMENT ON COLUMN erasures.derivation IS 'How selector_hash was derived: selector (HMAC of the policy hash under a key derived for erasures: equal to no stored hash) or hmac (recorded before migration 0017, recomputed at the next start with the key)';
+COMMENT ON COLUMN erasures.selector_hash IS 'HMAC-SHA256(selector key, HMAC-SHA256(hash_key, normalized selector)), lower-case hex: never equal to a hash a policy stores';
+-- The rows still to convert, found without reading the others.
+CREATE INDEX erasures_to_convert_idx ON erasures (id) WHERE derivation = 'hmac';
