@@ -48,7 +48,14 @@ pub async fn run(
             transcripts(c, inv, cutoff(d, now), dry_run, &mut out).await?;
         }
         if let Some(d) = settings.retain_sessions {
-            sessions(c, inv, cutoff(d, now), dry_run, &mut out).await?;
+            // A dry run counts what the real run removes: the transcript rows of sessions past
+            // `retain_transcripts` were counted by its pass, and the real run has removed them
+            // before this one.
+            let counted = settings
+                .retain_transcripts
+                .filter(|_| dry_run)
+                .map(|t| cutoff(t, now));
+            sessions(c, inv, cutoff(d, now), dry_run, counted, &mut out).await?;
         }
     }
     if let Some(d) = settings.retain_sessions {
@@ -172,7 +179,7 @@ async fn children_of_old(
     c: &mut tokio_postgres::Client,
     inv: &Inventory,
     (child, key): (&str, &str),
-    cut: DateTime<Utc>,
+    (cut, from): (DateTime<Utc>, Option<DateTime<Utc>>),
     dry_run: bool,
     batches: &mut Vec<u64>,
 ) -> Result<u64, WarehouseError> {
@@ -195,7 +202,13 @@ async fn children_of_old(
         let Some(last) = step.last().cloned() else {
             return Ok(total);
         };
-        let by_account = by_account(&step);
+        // Only the sessions started at or after `from` (those before were counted already).
+        let kept: Vec<_> = step
+            .iter()
+            .filter(|(start, _, _)| from.is_none_or(|f| *start >= f))
+            .cloned()
+            .collect();
+        let by_account = by_account(&kept);
         for (account, ids) in by_account {
             if dry_run {
                 let n: i64 = c
@@ -214,16 +227,21 @@ async fn children_of_old(
     }
 }
 
-/// Children first (so that no transaction holds more than a batch), then the sessions.
+/// Children first (so that no transaction holds more than a batch), then the sessions. With
+/// `transcripts_counted`, the transcript rows of sessions started before it are not counted
+/// again (a dry run after the transcripts pass).
 async fn sessions(
     c: &mut tokio_postgres::Client,
     inv: &Inventory,
     cut: DateTime<Utc>,
     dry_run: bool,
+    transcripts_counted: Option<DateTime<Utc>>,
     out: &mut Removed,
 ) -> Result<(), WarehouseError> {
     for (child, key) in inv.children {
-        let n = children_of_old(c, inv, (child, key), cut, dry_run, &mut out.batches).await?;
+        let from = transcripts_counted.filter(|_| inv.transcripts.iter().any(|(t, _)| t == child));
+        let n =
+            children_of_old(c, inv, (child, key), (cut, from), dry_run, &mut out.batches).await?;
         add(out, child, n);
     }
     let select = format!(
@@ -245,7 +263,8 @@ async fn transcripts(
     out: &mut Removed,
 ) -> Result<(), WarehouseError> {
     for (child, key) in inv.transcripts {
-        let n = children_of_old(c, inv, (child, key), cut, dry_run, &mut out.batches).await?;
+        let n =
+            children_of_old(c, inv, (child, key), (cut, None), dry_run, &mut out.batches).await?;
         add(out, child, n);
     }
     if inv.transcript_keys.is_empty() {

@@ -190,6 +190,8 @@ pub struct Privacy {
     pub erasures: Arc<Erasures>,
     /// `retain_sessions`: no write keeps a session that started longer ago.
     pub retain_sessions: Option<Duration>,
+    /// `retain_transcripts`: no write keeps the transcript of a session that started longer ago.
+    pub retain_transcripts: Option<Duration>,
 }
 
 impl std::fmt::Debug for Privacy {
@@ -213,6 +215,7 @@ impl Privacy {
             key_id,
             erasures,
             retain_sessions: settings.retain_sessions,
+            retain_transcripts: settings.retain_transcripts,
         }
     }
 

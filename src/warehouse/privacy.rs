@@ -363,9 +363,96 @@ pub async fn drop_written(
     Ok(old.len() as u64)
 }
 
+/// After a write: removes the transcripts (the rows of `inv.transcripts` and the transcript keys
+/// of `raw`) of the sessions of `keys` just written whose start is before `cut`, so that no path
+/// writes a transcript past `retain_transcripts` (docs/privacy.md section 5). Each statement
+/// probes the written sessions by key. Returns the sessions stripped.
+pub async fn strip_written(
+    tx: &impl GenericClient,
+    inv: &Inventory,
+    account: &str,
+    keys: &[String],
+    cut: DateTime<Utc>,
+) -> Result<u64, WarehouseError> {
+    let ids: Vec<i64> = keys.iter().filter_map(|k| k.parse().ok()).collect();
+    if ids.is_empty() || (inv.transcripts.is_empty() && inv.transcript_keys.is_empty()) {
+        return Ok(0);
+    }
+    let (find, deletes, strip) = strip_statements(inv);
+    let rows = tx
+        .query(&find, &[&account, &ids, &cut])
+        .await
+        .map_err(WarehouseError::query(
+            "finding sessions written past the transcript limit",
+        ))?;
+    let old: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    if old.is_empty() {
+        return Ok(0);
+    }
+    for sql in deletes.iter().chain(&strip) {
+        tx.execute(sql, &[&account, &old])
+            .await
+            .map_err(WarehouseError::query(
+                "removing transcripts written past the storage limit",
+            ))?;
+    }
+    Ok(old.len() as u64)
+}
+
+/// The statements of [`strip_written`] for `inv`: the written sessions (`$1` account, `$2` ids)
+/// started before `$3`; the deletes of their transcript rows; the update that removes the
+/// transcript keys of their `raw`. Each reaches rows only by probing the session keys (the plan
+/// tests hold them to it).
+pub fn strip_statements(inv: &Inventory) -> (String, Vec<String>, Option<String>) {
+    let find = format!(
+        "SELECT x.id FROM unnest($2::bigint[]) AS u(id)
+         CROSS JOIN LATERAL (SELECT t.{id}::bigint AS id FROM {s} t
+             WHERE t.account = $1 AND t.{id} = u.id AND t.{start} < $3 OFFSET 0) AS x",
+        s = inv.sessions,
+        id = inv.id_column,
+        start = inv.start_column,
+    );
+    let deletes = inv
+        .transcripts
+        .iter()
+        .map(|(child, key)| {
+            format!(
+                "DELETE FROM {child} WHERE ctid = ANY(ARRAY(
+                     SELECT x.ctid FROM unnest($2::bigint[]) AS u(id)
+                     CROSS JOIN LATERAL (SELECT t.ctid FROM {child} t
+                         WHERE t.account = $1 AND t.{key} = u.id OFFSET 0) AS x))"
+            )
+        })
+        .collect();
+    let strip = (!inv.transcript_keys.is_empty()).then(|| {
+        let has = inv
+            .transcript_keys
+            .iter()
+            .map(|k| format!("raw ? '{k}'"))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let minus = inv
+            .transcript_keys
+            .iter()
+            .map(|k| format!(" - '{k}'"))
+            .collect::<String>();
+        format!(
+            "UPDATE {s} SET raw = raw{minus}
+             WHERE ctid = ANY(ARRAY(SELECT x.ctid FROM unnest($2::bigint[]) AS u(id)
+                 CROSS JOIN LATERAL (SELECT t.ctid FROM {s} t
+                     WHERE t.account = $1 AND t.{id} = u.id OFFSET 0) AS x))
+               AND ({has})",
+            s = inv.sessions,
+            id = inv.id_column,
+        )
+    });
+    (find, deletes, strip)
+}
+
 /// After a source's rows are written in `tx`: sessions the source no longer knows are marked and
-/// erased, and sessions past `retain_sessions` removed again (a backfill, a webhook or a lookback
-/// never brings back what the storage limit removed). Returns (sessions marked deleted at the
+/// erased, sessions past `retain_sessions` removed again and the transcripts of those past
+/// `retain_transcripts` removed (a backfill, a webhook, a lookback or a new account's first sync
+/// never brings back what a storage limit removed). Returns (sessions marked deleted at the
 /// source, sessions removed as too old).
 pub async fn after_write(
     tx: &impl GenericClient,
@@ -393,5 +480,15 @@ pub async fn after_write(
         }
         _ => 0,
     };
+    if let Some(d) = privacy.retain_transcripts.filter(|_| !written.is_empty()) {
+        strip_written(
+            tx,
+            inv,
+            account,
+            written,
+            crate::privacy::cutoff(d, Utc::now()),
+        )
+        .await?;
+    }
     Ok((deleted, old))
 }

@@ -218,6 +218,34 @@ async fn every_statement_that_reads_stored_rows_probes_the_whole_key_under_stale
         assert_probes_whole_key(&c, sql, "text, bigint[]", &ids, &["account", "session_id"]).await;
     }
 
+    // What a write does to transcripts past `retain_transcripts` (warehouse::privacy::strip_written),
+    // for every source with transcripts: key probes only.
+    for inv in sessionsync::personal::inventories() {
+        let (find, deletes, strip) = sessionsync::warehouse::privacy::strip_statements(inv);
+        let key = ["account", inv.id_column];
+        let args = ids.clone();
+        assert_probes_whole_key(
+            &c,
+            &find,
+            "text, bigint[], timestamptz",
+            &format!("{args}, now()"),
+            &key,
+        )
+        .await;
+        for sql in deletes.iter().chain(&strip) {
+            let child_key = [
+                "account",
+                inv.children
+                    .iter()
+                    .find(|(t, _)| sql.contains(&format!("DELETE FROM {t} ")))
+                    .map_or(inv.id_column, |(_, k)| *k),
+            ];
+            // A child's own primary key may not start with the session (SuperOffice's messages):
+            // any index, as long as it is probed by account and session.
+            assert_probes(&c, sql, "text, bigint[]", &args, &child_key, "").await;
+        }
+    }
+
     // PostgreSQL's own check of each child row's foreign key (ri_triggers.c's query), for
     // every foreign key in the schema: none since migration 0010, but one added later is held
     // to the same rule.

@@ -827,6 +827,13 @@ async fn storage_limits_delete_in_bounded_batches_and_nothing_older_comes_back()
         0
     );
     assert!(count(&c, "takecontrol_sessions").await > 10);
+    // ... and no transcript older than 10 days: stripped as it was written, in its transaction.
+    let cut10 = now - TimeDelta::days(10);
+    assert_eq!(transcripts_before(&c, cut10).await, (0, 0), "first sync");
+    assert!(
+        count(&c, "takecontrol_chat_messages").await > 0,
+        "younger ones are kept"
+    );
     // Rows an older version kept: 25,000 chat lines of sessions 40 days old.
     c.batch_execute(
         "INSERT INTO takecontrol_sessions (account, session_id, started_at, raw, customer_email)
@@ -853,6 +860,10 @@ async fn storage_limits_delete_in_bounded_batches_and_nothing_older_comes_back()
         .await
         .unwrap();
     assert_eq!(done.rows.get("takecontrol_sessions"), Some(&50), "{done:?}");
+    assert_eq!(
+        dry.rows, done.rows,
+        "the dry run counts exactly what the run removes"
+    );
     assert!(
         done.batches.iter().all(|n| *n <= 10_000),
         "{:?}",
@@ -872,7 +883,6 @@ async fn storage_limits_delete_in_bounded_batches_and_nothing_older_comes_back()
         0
     );
     // Transcripts of sessions older than 10 days are gone; younger ones stay.
-    let cut10 = now - TimeDelta::days(10);
     let old_lines: i64 = c
         .query_one(
             "SELECT count(*) FROM takecontrol_chat_messages m JOIN takecontrol_sessions s USING (account, session_id) WHERE s.started_at < $1",
@@ -914,6 +924,38 @@ async fn storage_limits_delete_in_bounded_batches_and_nothing_older_comes_back()
         .get::<_, i64>(0),
         0
     );
+    assert_eq!(
+        transcripts_before(&c, cut10).await,
+        (0, 0),
+        "after a backfill"
+    );
+    // Nothing left for the next pass to remove.
+    let again = retention::run(&mut admin, &s.privacy, Utc::now(), true)
+        .await
+        .unwrap();
+    assert_eq!(again.total(), 0, "{again:?}");
+}
+
+/// Chat lines, and sessions whose `raw` holds the chat, of Take Control sessions started
+/// before `cut`.
+async fn transcripts_before(c: &tokio_postgres::Client, cut: DateTime<Utc>) -> (i64, i64) {
+    let lines: i64 = c
+        .query_one(
+            "SELECT count(*) FROM takecontrol_chat_messages m JOIN takecontrol_sessions s USING (account, session_id) WHERE s.started_at < $1",
+            &[&cut],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let raw: i64 = c
+        .query_one(
+            "SELECT count(*) FROM takecontrol_sessions WHERE started_at < $1 AND (raw ? 'chat_info' OR raw ? 'CHAT_INFO')",
+            &[&cut],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    (lines, raw)
 }
 
 #[tokio::test]
