@@ -183,13 +183,19 @@ pub async fn privacy_command(path: Option<PathBuf>, cmd: PrivacyCommand) -> Resu
             for (table, n) in &done.children {
                 crate::outln!("  {table:<40} {n} child row(s)");
             }
-            if done.stricter_kept > 0 {
+            if done.need_reread_total() == 0 {
+                return Ok(0);
+            }
+            crate::outln!(
+                "{} session(s) cannot be brought under the policy from what is stored (a class stored stricter than it is now, or hashed under another key): they keep the label of what they hold; reading them again from the source rewrites them:",
+                done.need_reread_total()
+            );
+            for ((source, account), n) in &done.need_reread {
                 crate::outln!(
-                    "  {} session(s) were stored under a stricter policy (or another key) for some class: those values stay as strict; they follow the new policy when their source is read again",
-                    done.stricter_kept
+                    "  {source}/{account:<20} {n} session(s): sessionsync backfill --source {source} --account {account} --from <the account's start>"
                 );
             }
-            Ok(0)
+            Ok(3)
         }
         PrivacyCommand::Inventory => Ok(0),
     }

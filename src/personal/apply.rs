@@ -6,8 +6,11 @@
 //! carries the new policy.
 //!
 //! Only what is stricter now can be applied: a value stored in clear can be hashed or dropped, a
-//! hashed one dropped; nothing hashed or dropped comes back (such rows are rewritten as the new
-//! policy says when their source is read again).
+//! hashed one dropped (under the same key); nothing hashed or dropped comes back. **A label tells
+//! the truth**: a row is labelled with what its values now are, class by class, never with a
+//! policy it was not brought under; a row hashed under another key is left as it is. Such rows
+//! are counted (`Applied::need_reread`): only reading them again from the source (`backfill`)
+//! brings them under the policy, and the command says so.
 
 use std::collections::BTreeMap;
 
@@ -159,9 +162,41 @@ pub struct Applied {
     pub sessions: BTreeMap<String, u64>,
     /// Child rows changed, per table.
     pub children: BTreeMap<String, u64>,
-    /// Sessions whose stored data could not be made to match (a class kept now that was hashed
-    /// or dropped then): their tag is updated, their values stay as strict as they are.
-    pub stricter_kept: u64,
+    /// Sessions that could not be brought fully under the policy (a class kept now that was
+    /// hashed or dropped then, or hashed under another key), per (source, account): labelled
+    /// with what they hold, left for a re-read (`backfill`).
+    pub need_reread: BTreeMap<(String, String), u64>,
+}
+
+impl Applied {
+    pub fn need_reread_total(&self) -> u64 {
+        self.need_reread.values().sum()
+    }
+}
+
+/// What `stored` (with the key fingerprint it hashed under) can become under `want` (hashing
+/// under `key`) from its stored values alone: class by class, the stricter of the two; `None`
+/// when hashes under another key would stay beside new ones (nothing can be converted).
+pub fn convertible(
+    stored: Policies,
+    stored_key: Option<&str>,
+    want: Policies,
+    key: Option<&str>,
+) -> Option<Policies> {
+    let mut result = want;
+    for c in Class::ALL {
+        if stored.of(c) > want.of(c) {
+            result.set(c, stored.of(c));
+        }
+    }
+    let other_key = stored.needs_key() && stored_key != key;
+    let keeps_old_hashes = Class::ALL
+        .iter()
+        .any(|c| stored.of(*c) == Policy::Hash && result.of(*c) == Policy::Hash);
+    if other_key && (keeps_old_hashes || result != stored && result.needs_key()) {
+        return None;
+    }
+    Some(result)
 }
 
 /// `privacy apply`: every account of every source, batch by batch, until no row differs.
@@ -231,7 +266,9 @@ impl Applied {
         for (k, v) in &o.children {
             *self.children.entry(k.clone()).or_default() += v;
         }
-        self.stricter_kept += o.stricter_kept;
+        for (k, v) in &o.need_reread {
+            *self.need_reread.entry(k.clone()).or_default() += v;
+        }
     }
 }
 
@@ -272,24 +309,35 @@ async fn batch(
     let Some(last) = rows.last().map(|r| r.get::<_, i64>(1)) else {
         return Ok(None);
     };
-    // Each session's stored policy, for its children.
+    // Each converted session's stored policy, for its children.
     let mut since_of: BTreeMap<i64, Policies> = BTreeMap::new();
     let mut values: Vec<(String, Vec<Value>, Vec<Option<String>>)> = Vec::with_capacity(rows.len());
+    let mut labels: Vec<String> = Vec::with_capacity(rows.len());
+    let key_id = privacy.key_id();
     for r in &rows {
         let (before, key) = parse_tag(r.get::<_, Option<&str>>(2));
+        let Some(result) = convertible(before, key, privacy.policies, key_id) else {
+            // Hashed under another key: left as it is, labelled as it is.
+            *out.need_reread
+                .entry((inv.source.to_string(), account.to_string()))
+                .or_default() += 1;
+            continue;
+        };
+        if result != privacy.policies {
+            *out.need_reread
+                .entry((inv.source.to_string(), account.to_string()))
+                .or_default() += 1;
+            if result == before && key == key_id.filter(|_| before.needs_key()) {
+                // Nothing it holds can change: its label already tells the truth.
+                continue;
+            }
+        }
+        labels.push(crate::privacy::tag(&result, key_id));
         let scrub = Scrub {
             policies: privacy.policies,
             hasher: privacy.hasher(),
             since: Some(before),
         };
-        let looser_now = Class::ALL
-            .iter()
-            .any(|c| before.of(*c) > privacy.policies.of(*c));
-        let other_key = before.needs_key() && key.is_some_and(|k| !tag.ends_with(k));
-        if looser_now || other_key {
-            // What was stored stricter (or hashed under another key) stays as it is.
-            out.stricter_kept += 1;
-        }
         let mut docs_after = Vec::with_capacity(docs.len());
         for (i, (_, fields)) in inv.documents.iter().enumerate() {
             let mut d: Value = r.get(3 + i);
@@ -310,10 +358,17 @@ async fn batch(
         since_of.insert(r.get(1), before);
         values.push((r.get(0), docs_after, cols_after));
     }
-    // One statement for the batch: each row found by its address (a parameterized TID scan).
-    let mut sets = vec!["privacy_policy = $1".to_string()];
-    let mut unnest = vec!["$2::text[]::tid[]".to_string()];
-    let mut names = vec!["tid".to_string()];
+    if values.is_empty() {
+        tx.commit()
+            .await
+            .map_err(WarehouseError::query("committing a privacy batch"))?;
+        return Ok(Some(last));
+    }
+    // One statement for the batch: each row found by its address (a parameterized TID scan),
+    // labelled with what it now holds.
+    let mut sets = vec!["privacy_policy = u.label".to_string()];
+    let mut unnest = vec!["$2::text[]::tid[]".to_string(), "$1::text[]".to_string()];
+    let mut names = vec!["tid".to_string(), "label".to_string()];
     for (i, d) in docs.iter().enumerate() {
         sets.push(format!("{d} = u.d{i}"));
         unnest.push(format!("${}::jsonb[]", i + 3));
@@ -339,7 +394,7 @@ async fn batch(
     let text_cols: Vec<Vec<Option<&str>>> = (0..session_cols.len())
         .map(|i| values.iter().map(|v| v.2[i].as_deref()).collect())
         .collect();
-    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&tag, &tids];
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&labels, &tids];
     for d in &doc_cols {
         params.push(d);
     }
@@ -442,7 +497,7 @@ async fn batch(
     tx.commit()
         .await
         .map_err(WarehouseError::query("committing a privacy batch"))?;
-    *out.sessions.entry(inv.source.to_string()).or_default() += rows.len() as u64;
+    *out.sessions.entry(inv.source.to_string()).or_default() += values.len() as u64;
     Ok(Some(last))
 }
 
@@ -465,5 +520,52 @@ fn whole(scrub: &Scrub<'_>, classes: &[Class], v: Option<String>) -> Option<Stri
             }
             Some(doc.to_string())
         }
+    }
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::*;
+
+    fn p(letters: &str) -> Policies {
+        Policies::from_letters(letters).unwrap()
+    }
+
+    #[test]
+    fn only_what_is_stored_can_be_converted_and_the_label_says_what_it_holds() {
+        // Kept → hashed or dropped, hashed → dropped: converted fully.
+        assert_eq!(
+            convertible(p("kkkkk"), None, p("hdkkk"), Some("K1")),
+            Some(p("hdkkk"))
+        );
+        assert_eq!(
+            convertible(p("hkkkk"), Some("K1"), p("dkkkk"), Some("K1")),
+            Some(p("dkkkk"))
+        );
+        // Hashed, and `keep` now: it stays hashed (and labelled so), the rest converts.
+        assert_eq!(
+            convertible(p("hkkkk"), Some("K1"), p("kdkkk"), Some("K1")),
+            Some(p("hdkkk"))
+        );
+        assert_eq!(
+            convertible(p("hkkkk"), Some("K1"), p("kkkkk"), Some("K1")),
+            Some(p("hkkkk"))
+        );
+        // The key gone altogether: left as it is.
+        assert_eq!(convertible(p("hkkkk"), Some("K1"), p("kkkkk"), None), None);
+        // Hashed under another key: hashes of two keys would sit side by side: nothing.
+        assert_eq!(
+            convertible(p("hkkkk"), Some("K0"), p("hkkkk"), Some("K1")),
+            None
+        );
+        assert_eq!(
+            convertible(p("hkkkk"), Some("K0"), p("hhkkk"), Some("K1")),
+            None
+        );
+        // ... unless what was hashed is now dropped.
+        assert_eq!(
+            convertible(p("hkkkk"), Some("K0"), p("dkkkk"), Some("K1")),
+            Some(p("dkkkk"))
+        );
     }
 }

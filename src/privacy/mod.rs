@@ -232,6 +232,11 @@ impl Privacy {
         self.hasher.as_ref()
     }
 
+    /// The fingerprint of the hash key (8 hex digits), when one is set.
+    pub fn key_id(&self) -> Option<&str> {
+        self.key_id.as_deref()
+    }
+
     /// The policy as stored with each row (`privacy_policy`): its letters, and the key's
     /// fingerprint when one is set (a hash under another key is not this policy's hash).
     pub fn tag(&self) -> String {

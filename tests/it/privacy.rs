@@ -1227,3 +1227,118 @@ async fn the_erasure_list_joins_to_no_hashed_extract_and_old_rows_are_converted_
     );
     assert_eq!(count(&c, joined).await, 0);
 }
+
+/// Rows of the three session tables whose e-mail holds `value`, by label.
+async fn emails_labelled(c: &tokio_postgres::Client, value: &str) -> Vec<String> {
+    strings(
+        c,
+        &format!(
+            "SELECT coalesce(privacy_policy, 'none') FROM (
+                SELECT privacy_policy FROM takecontrol_sessions WHERE customer_email = '{value}'
+                UNION ALL SELECT privacy_policy FROM superoffice_chat_sessions WHERE customer_email = '{value}') x
+             ORDER BY 1"
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn policy_labels_tell_the_truth_through_a_policy_round_trip() {
+    let w = World::new().await;
+    let hash = settings(&w.db, &w.toml("customer_identity = \"hash\"", ""));
+    let keep = settings(&w.db, &w.toml("", ""));
+    let h = Harness::new(&hash).await;
+    w.sync_all(&h).await;
+    let c = w.db.client().await;
+    let hashed = hmac_hex(ANN);
+    let labels = emails_labelled(&c, &hashed).await;
+    assert_eq!(labels.len(), 2, "{labels:?}");
+    assert!(labels.iter().all(|l| l.starts_with("hkkkk:")), "{labels:?}");
+
+    // The policy section goes: `apply` cannot un-hash, so it relabels nothing it did not convert.
+    let want_keep = apply::Expected::from_settings(&keep);
+    let (mut a, mut b) = (w.db.client().await, w.db.client().await);
+    let done = apply::apply(vec![&mut a, &mut b], &want_keep, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(done.sessions.values().sum::<u64>(), 0, "{done:?}");
+    assert!(done.need_reread_total() > 0, "{done:?}");
+    assert_eq!(
+        emails_labelled(&c, &hashed).await,
+        labels,
+        "labels unchanged"
+    );
+    // `privacy check` reports exactly the rows a re-read must fix.
+    assert_eq!(
+        apply::check(&c, &want_keep).await.unwrap().total(),
+        done.need_reread_total() as i64
+    );
+    // The command says what re-reads them, and exits 3.
+    let file = TempConfig::new(&w.toml("", ""));
+    let o = sessionsync_command(
+        &["privacy", "apply"],
+        &file.path(),
+        &[("DATABASE_URL", Some(w.db.url.as_str()))],
+    )
+    .output()
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains("sessionsync backfill --source superoffice --account"),
+        "{text}"
+    );
+
+    // The hash policy comes back: nothing to do, and nothing hashed twice.
+    let want_hash = apply::Expected::from_settings(&hash);
+    assert_eq!(apply::check(&c, &want_hash).await.unwrap().total(), 0);
+    let done = apply::apply(vec![&mut a, &mut b], &want_hash, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            done.sessions.values().sum::<u64>(),
+            done.need_reread_total()
+        ),
+        (0, 0)
+    );
+    assert!(
+        emails_labelled(&c, &hmac_hex(&hashed)).await.is_empty(),
+        "HMAC(HMAC(e-mail))"
+    );
+    // And `erase` still finds her.
+    let dry = erase::erase(
+        &mut a,
+        &hash.privacy,
+        &[Target::Value(Selector::Email, ANN.into())],
+        true,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(dry.total_sessions(), 3, "{dry:?}");
+
+    // Under `keep` again, a backfill rewrites every row though the vendors' records did not
+    // change: its label is part of "unchanged".
+    let hk = Harness::new(&keep).await;
+    let now = Utc::now();
+    for s in &hk.sources {
+        let r = hk
+            .engine
+            .run(
+                &**s,
+                Range::Backfill {
+                    from: w.from,
+                    to: now,
+                },
+                &CancellationToken::new(),
+                &|_| {},
+            )
+            .await
+            .unwrap();
+        assert_ne!(r.outcome, Outcome::Failed, "{}: {:?}", r.key, r.error);
+    }
+    assert_eq!(apply::check(&c, &want_keep).await.unwrap().total(), 0);
+    assert!(emails_labelled(&c, &hashed).await.is_empty());
+}

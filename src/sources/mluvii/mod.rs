@@ -529,12 +529,17 @@ impl Source for Mluvii {
         let mut targets: Vec<Target> = Vec::new();
         for l in listed {
             let whole = normalize::is_whole_session(&l.row);
-            let print = whole.then(|| lenient::fingerprint(&l.row.to_string()));
+            // With the policy's tag: under another policy, a stored row is read and written again.
+            let print = whole.then(|| {
+                lenient::fingerprint_parts(&[&self.privacy.tag(), "|", &l.row.to_string()])
+            });
             if mem.closed.contains_key(&l.id) {
                 let unchanged = match (&print, mem.listed.get(&l.id)) {
                     (Some(now), Some(then)) => now == then,
-                    // Stored final, and nothing to tell a change by: as it was.
-                    _ => true,
+                    // A whole row, but none remembered (a state from before): read once more.
+                    (Some(_), None) => false,
+                    // An abridged row: nothing to tell a change by; stored final, as it was.
+                    (None, _) => true,
                 };
                 if unchanged {
                     continue;

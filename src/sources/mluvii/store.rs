@@ -51,6 +51,7 @@ ON CONFLICT (account, session_id) DO UPDATE SET
     last_synced_at = now(),
     privacy_policy = DEFAULT
 WHERE t.content_hash IS DISTINCT FROM EXCLUDED.content_hash
+   OR t.privacy_policy IS DISTINCT FROM EXCLUDED.privacy_policy
 RETURNING session_id, (xmax = 0) AS inserted";
 
 fn col<'a, T>(s: &'a [Session], f: impl Fn(&'a Session) -> T) -> Vec<T> {

@@ -97,6 +97,10 @@ struct Seen {
     /// re-read by id while this is within [`OPEN_CHAT_AGE`].
     #[serde(default, skip_serializing_if = "String::is_empty")]
     o: String,
+    /// The privacy policy (its tag) it was written under: under another one now, it is read and
+    /// written again, messages included, so that its rows' labels tell the truth.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    p: String,
 }
 
 /// The version of [`Remembered`] as stored; a change to its shape that an older reader would
@@ -396,6 +400,7 @@ impl SuperOffice {
         force: bool,
     ) -> Result<Read, SourceError> {
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+        let tag = self.privacy.tag();
         let mut read = Read {
             sessions: Vec::new(),
             messages: Vec::new(),
@@ -424,7 +429,7 @@ impl SuperOffice {
                 .document(&mut raw, personal::ENTITY);
             let h = normalize::fingerprint(&raw);
             let before = mem.sessions.get(&id).cloned();
-            if let Some(mut b) = before.clone().filter(|b| b.h == h && !force) {
+            if let Some(mut b) = before.clone().filter(|b| b.h == h && b.p == tag && !force) {
                 b.s = now.clone();
                 read.current.insert(id, b);
                 read.unchanged += 1;
@@ -444,7 +449,8 @@ impl SuperOffice {
                         read.gone.push(s.chat_session_id.to_string());
                     }
                     read.nulled.extend(n);
-                    let last = before.as_ref().map_or(0, |b| b.m);
+                    // Under another policy than its stored rows: every message again.
+                    let last = before.as_ref().filter(|b| b.p == tag).map_or(0, |b| b.m);
                     let requested = s
                         .requested_at
                         .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true));
@@ -456,6 +462,7 @@ impl SuperOffice {
                             t: normalize::is_terminal(s.status.as_deref()),
                             s: now.clone(),
                             l: before.as_ref().map(|b| b.l.clone()).unwrap_or_default(),
+                            p: tag.clone(),
                             o: requested
                                 .or_else(|| before.map(|b| b.o).filter(|o| !o.is_empty()))
                                 .unwrap_or_else(|| now.clone()),
@@ -649,6 +656,7 @@ impl Source for SuperOffice {
         let now = Utc::now();
         let now_s = now.to_rfc3339_opts(SecondsFormat::Secs, true);
         let open_from = now - OPEN_CHAT_AGE;
+        let tag = self.privacy.tag();
         // A state written before open chats carried their age: from now.
         for seen in mem.sessions.values_mut().filter(|s| !s.t && s.o.is_empty()) {
             seen.o = now_s.clone();
@@ -677,7 +685,7 @@ impl Source for SuperOffice {
                 let mut ids = BTreeSet::new();
                 for (id, fp) in &listed {
                     match mem.sessions.get_mut(id) {
-                        Some(seen) if seen.t && seen.l == *fp => {
+                        Some(seen) if seen.t && seen.l == *fp && seen.p == tag => {
                             seen.s = now_s.clone();
                             unchanged_listed += 1;
                         }
@@ -707,6 +715,7 @@ impl Source for SuperOffice {
                             t: true,
                             s: now_s.clone(),
                             l: listed.get(&id).cloned().unwrap_or_default(),
+                            p: tag.clone(),
                             ..Seen::default()
                         },
                     );

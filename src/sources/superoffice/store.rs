@@ -52,6 +52,7 @@ ON CONFLICT (account, chat_session_id) DO UPDATE SET
     content_hash = EXCLUDED.content_hash, last_synced_at = now(),
     privacy_policy = DEFAULT
 WHERE t.content_hash IS DISTINCT FROM EXCLUDED.content_hash
+   OR t.privacy_policy IS DISTINCT FROM EXCLUDED.privacy_policy
 RETURNING chat_session_id";
 
 const MESSAGES: &str = "

@@ -22,9 +22,14 @@ pub struct SessionRows(pub Vec<Session>);
 /// or merge join, which a table not yet analyzed (during a backfill) would get, reading the
 /// whole account each window; and the only index `account` can enter is the primary key
 /// (migration 0009), so each probe's condition is the whole key.
+/// A row stored under another privacy policy than this transaction's answers no fingerprint it
+/// could match (`relabel`): a re-read rewrites it even when the vendor's record is unchanged, so
+/// that its `privacy_policy` tells the truth about its values.
 const LOOKUP: &str = "SELECT u.id, h.content_hash FROM unnest($2::bigint[]) AS u(id)
      CROSS JOIN LATERAL (
-         SELECT t.content_hash FROM takecontrol_sessions t
+         SELECT CASE WHEN t.privacy_policy IS NOT DISTINCT FROM current_setting('sessionsync.privacy_policy', true)
+                     THEN t.content_hash ELSE 'relabel' END AS content_hash
+           FROM takecontrol_sessions t
          WHERE t.account = $1 AND t.session_id = u.id LIMIT 1) AS h
      WHERE h.content_hash IS NOT NULL";
 
@@ -62,6 +67,7 @@ ON CONFLICT (account, session_id) DO UPDATE SET
     raw = EXCLUDED.raw, content_hash = EXCLUDED.content_hash, last_synced_at = now(),
     privacy_policy = DEFAULT
 WHERE t.content_hash IS DISTINCT FROM EXCLUDED.content_hash
+   OR t.privacy_policy IS DISTINCT FROM EXCLUDED.privacy_policy
 RETURNING session_id";
 
 #[async_trait]
