@@ -15,5 +15,10 @@ ALTER TABLE erasures ADD COLUMN derivation text NOT NULL DEFAULT 'hmac';
 ALTER TABLE erasures ALTER COLUMN derivation SET DEFAULT 'selector';
 COMMENT ON COLUMN erasures.derivation IS 'How selector_hash was derived: selector (HMAC of the policy hash under a key derived for erasures: equal to no stored hash) or hmac (recorded before migration 0017, recomputed at the next start with the key)';
 COMMENT ON COLUMN erasures.selector_hash IS 'HMAC-SHA256(selector key, HMAC-SHA256(hash_key, normalized selector)), lower-case hex: never equal to a hash a policy stores';
+-- Key rotation (privacy.md section 2): which key an erasure's selector was derived under, as the
+-- key's fingerprint (8 hex digits, the one row labels carry). NULL for the rows recorded before;
+-- the conversion above sets the key it used.
+ALTER TABLE erasures ADD COLUMN key_id text;
+COMMENT ON COLUMN erasures.key_id IS 'Fingerprint of the hash key the selector was derived under (NULL: recorded before migration 0017, not yet converted)';
 -- The rows still to convert, found without reading the others.
 CREATE INDEX erasures_to_convert_idx ON erasures (id) WHERE derivation = 'hmac';

@@ -89,7 +89,9 @@ impl Daemon {
 
     /// Migrates, then runs every stream on its schedule, the webhook worker and the storage
     /// limits until the shutdown signal; returns once everything has stopped.
-    pub async fn run_until_stopped(self) {
+    /// A configuration the warehouse refuses (a hash key it still depends on was removed) stops
+    /// it with that error.
+    pub async fn run_until_stopped(self) -> Result<(), crate::warehouse::WarehouseError> {
         let Daemon {
             settings,
             metrics,
@@ -101,6 +103,7 @@ impl Daemon {
             ..
         } = self;
         // The warehouse may come up after us: keep trying to migrate until it answers.
+        let mut refused = None;
         let migrated = loop {
             match warehouse.migrate().await {
                 Ok(applied) => {
@@ -109,6 +112,11 @@ impl Daemon {
                         crate::warehouse::privacy::convert_erasures(&warehouse, &settings.privacy)
                             .await
                     {
+                        if e.is_config() {
+                            tracing::error!(error = %e, "the configuration's keys do not match the warehouse; stopping");
+                            refused = Some(e);
+                            break false;
+                        }
                         tracing::error!(error = %e, "converting the erasures recorded before migration 0017 failed; retrying in 10 s");
                         tokio::select! {
                             _ = shutdown.cancelled() => break false,
@@ -156,7 +164,11 @@ impl Daemon {
             h.stopped().await;
         }
         let _ = server.await;
+        if let Some(e) = refused {
+            return Err(e);
+        }
         tracing::info!("stopped cleanly");
+        Ok(())
     }
 }
 

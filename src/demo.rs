@@ -113,8 +113,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         );
         tokio::spawn(sims.keep_changing(shutdown.clone()));
     }
-    daemon.run_until_stopped().await;
+    let stopped = daemon.run_until_stopped().await;
     stop_webhooks(webhooks).await;
+    stopped?;
     Ok(0)
 }
 
@@ -528,6 +529,7 @@ pub fn demo_privacy() -> crate::privacy::PrivacySettings {
         hash_key: Some(Secret::new(
             key.iter().map(|b| format!("{b:02x}")).collect::<String>(),
         )),
+        previous_hash_keys: Vec::new(),
         retain_sessions: None,
         retain_transcripts: None,
     }

@@ -147,10 +147,17 @@ pub struct Failure {
 }
 
 impl<E: Into<anyhow::Error>> From<E> for Failure {
+    /// Exit 1, or 2 for an error of the configuration found against the warehouse (a hash key
+    /// it still depends on was removed).
     fn from(e: E) -> Self {
+        let error: anyhow::Error = e.into();
+        let config = error.chain().any(|c| {
+            c.downcast_ref::<crate::warehouse::WarehouseError>()
+                .is_some_and(|w| w.is_config())
+        });
         Failure {
-            code: 1,
-            error: e.into(),
+            code: if config { 2 } else { 1 },
+            error,
         }
     }
 }
@@ -544,7 +551,7 @@ async fn run(path: Option<PathBuf>) -> Result<u8, Failure> {
     let sources = crate::sources::build(&settings, &metrics, None, None);
     let daemon =
         crate::daemon::Daemon::build(&settings, metrics, sources, shutdown_on_signals()).await?;
-    daemon.run_until_stopped().await;
+    daemon.run_until_stopped().await?;
     Ok(0)
 }
 

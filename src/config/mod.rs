@@ -279,6 +279,7 @@ struct RawPrivacy {
     transcripts: Option<crate::privacy::Policy>,
     agent_identity: Option<crate::privacy::Policy>,
     hash_key: Option<Secret>,
+    previous_hash_keys: Option<Vec<Secret>>,
     retain_sessions: Option<String>,
     retain_transcripts: Option<String>,
 }
@@ -636,6 +637,31 @@ fn privacy_settings(
         }
         _ => {}
     }
+    let previous_hash_keys = p.previous_hash_keys.unwrap_or_default();
+    if !previous_hash_keys.is_empty() && hash_key.is_none() {
+        return Err((
+            "privacy.previous_hash_keys".into(),
+            "needs hash_key: the previous keys are the ones hash_key replaced".into(),
+        ));
+    }
+    for (i, k) in previous_hash_keys.iter().enumerate() {
+        if k.expose().len() < crate::privacy::MIN_KEY_BYTES {
+            return Err((
+                format!("privacy.previous_hash_keys[{i}]"),
+                format!(
+                    "is {} bytes long; a hash key has at least {} (is it the right value?)",
+                    k.expose().len(),
+                    crate::privacy::MIN_KEY_BYTES
+                ),
+            ));
+        }
+        if hash_key.as_ref().is_some_and(|h| h.expose() == k.expose()) {
+            return Err((
+                format!("privacy.previous_hash_keys[{i}]"),
+                "is hash_key itself; list only the keys used before it".into(),
+            ));
+        }
+    }
     let limit = |key: &str, v: Option<String>| -> Result<Option<Duration>, KeyProblem> {
         v.map(|s| {
             let d = parse_duration(&format!("privacy.{key}"), Some(&s), "0s")?;
@@ -652,6 +678,7 @@ fn privacy_settings(
     Ok(crate::privacy::PrivacySettings {
         policies,
         hash_key,
+        previous_hash_keys,
         retain_sessions: limit("retain_sessions", p.retain_sessions)?,
         retain_transcripts: limit("retain_transcripts", p.retain_transcripts)?,
     })

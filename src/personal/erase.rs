@@ -120,6 +120,10 @@ pub async fn erase(
 ) -> Result<Erased, EraseError> {
     let key = settings.hash_key.as_ref().ok_or(EraseError::NoKey)?;
     let h = Hasher::new(key.expose().as_bytes());
+    let key_id = crate::privacy::key_fingerprint(&h);
+    // Values hashed under a previous key are found too (key rotation).
+    let all_keys = crate::privacy::hashers(settings);
+    crate::warehouse::privacy::check_keys(&*c, settings).await?;
     let tx = c
         .transaction()
         .await
@@ -136,7 +140,7 @@ pub async fn erase(
     for inv in super::inventories() {
         let mut matched: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         for (ti, t) in targets.iter().enumerate() {
-            let found = find(&tx, inv, t, &h).await?;
+            let found = find(&tx, inv, t, &all_keys).await?;
             per_target[ti] += found.len() as i64;
             for (account, id) in found {
                 matched.entry(account).or_default().push(id);
@@ -151,18 +155,12 @@ pub async fn erase(
             }
             if !dry_run {
                 for id in &ids {
-                    record(
-                        &tx,
-                        "session",
-                        &h.selector(&crate::privacy::session_selector(
-                            inv.source,
-                            &account,
-                            &id.to_string(),
-                        )),
-                        1,
-                        reason,
-                    )
-                    .await?;
+                    let selector = h.selector(&crate::privacy::session_selector(
+                        inv.source,
+                        &account,
+                        &id.to_string(),
+                    ));
+                    record(&tx, "session", (&selector, &key_id), 1, reason).await?;
                 }
             }
         }
@@ -171,7 +169,7 @@ pub async fn erase(
         return Ok(out);
     }
     for (t, n) in targets.iter().zip(per_target) {
-        record(&tx, t.kind(), &t.hash(&h), n, reason).await?;
+        record(&tx, t.kind(), (&t.hash(&h), &key_id), n, reason).await?;
     }
     tx.commit()
         .await
@@ -184,7 +182,7 @@ async fn find(
     c: &impl GenericClient,
     inv: &Inventory,
     t: &Target,
-    h: &Hasher,
+    keys: &[Hasher],
 ) -> Result<Vec<(String, i64)>, WarehouseError> {
     let mut out = Vec::new();
     match t {
@@ -216,15 +214,20 @@ async fn find(
                 if norm.is_empty() {
                     continue;
                 }
-                let hashed = h.hex(&norm);
-                let rows = c
-                    .query(&sql, &[&norm, &hashed])
-                    .await
-                    .map_err(WarehouseError::query("finding sessions to erase"))?;
-                out.extend(rows.iter().map(|r| (r.get(0), r.get(1))));
+                for h in keys {
+                    let hashed = h.hex(&norm);
+                    let rows = c
+                        .query(&sql, &[&norm, &hashed])
+                        .await
+                        .map_err(WarehouseError::query("finding sessions to erase"))?;
+                    out.extend(rows.iter().map(|r| (r.get(0), r.get(1))));
+                }
             }
         }
     }
+    // A value stored in clear matches under every key.
+    out.sort_unstable();
+    out.dedup();
     Ok(out)
 }
 

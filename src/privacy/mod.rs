@@ -30,6 +30,9 @@ pub const MIN_KEY_BYTES: usize = 32;
 pub struct PrivacySettings {
     pub policies: Policies,
     pub hash_key: Option<Secret>,
+    /// Keys used before `hash_key` (key rotation): erasures recorded under them stay in force,
+    /// `erase` finds values hashed under them, and rows labelled with them are not an error.
+    pub previous_hash_keys: Vec<Secret>,
     pub retain_sessions: Option<Duration>,
     pub retain_transcripts: Option<Duration>,
 }
@@ -94,9 +97,9 @@ impl Inventory {
 #[derive(Default)]
 pub struct Erasures {
     inner: RwLock<(i64, HashSet<String>)>,
-    /// The hash key's hasher, to read rows recorded before migration 0017 (`derivation =
-    /// 'hmac'`) as the selectors they stand for.
-    key: Option<Hasher>,
+    /// The hash keys' hashers (current, then previous), to read rows recorded before migration
+    /// 0017 (`derivation = 'hmac'`) as the selectors they stand for under any of them.
+    keys: Vec<Hasher>,
 }
 
 impl std::fmt::Debug for Erasures {
@@ -110,10 +113,7 @@ impl Erasures {
     pub fn new(settings: &PrivacySettings) -> Self {
         Erasures {
             inner: RwLock::default(),
-            key: settings
-                .hash_key
-                .as_ref()
-                .map(|k| Hasher::new(k.expose().as_bytes())),
+            keys: hashers(settings),
         }
     }
 
@@ -147,15 +147,13 @@ impl Erasures {
             let id: i64 = r.get(0);
             let hash: String = r.get(1);
             let old: bool = r.get(2);
-            match (old, &self.key) {
-                (false, _) => {
-                    g.1.insert(hash);
-                }
-                (true, Some(k)) => {
+            if old {
+                // Whichever key recorded it (without a key no record is matched anyway).
+                for k in &self.keys {
                     g.1.insert(k.selector_of(&hash));
                 }
-                // Without a key no record is matched against erasures anyway.
-                (true, None) => {}
+            } else {
+                g.1.insert(hash);
             }
             g.0 = g.0.max(id);
         }
@@ -186,6 +184,8 @@ pub async fn current_version(
 pub struct Privacy {
     pub policies: Policies,
     hasher: Option<Hasher>,
+    /// The previous keys': erasures recorded under them stay in force.
+    previous: Vec<Hasher>,
     key_id: Option<String>,
     pub erasures: Arc<Erasures>,
     /// `retain_sessions`: no write keeps a session that started longer ago.
@@ -206,10 +206,14 @@ impl Privacy {
             .hash_key
             .as_ref()
             .map(|k| Hasher::new(k.expose().as_bytes()));
-        let key_id = hasher
-            .as_ref()
-            .map(|h| h.hex("sessionsync key id")[..8].to_string());
+        let key_id = hasher.as_ref().map(key_fingerprint);
+        let previous = settings
+            .previous_hash_keys
+            .iter()
+            .map(|k| Hasher::new(k.expose().as_bytes()))
+            .collect();
         Privacy {
+            previous,
             policies: settings.policies.with(overrides),
             hasher,
             key_id,
@@ -278,9 +282,13 @@ impl Privacy {
         if self.erasures.version() == 0 {
             return false;
         }
-        let mut hashes = vec![h.selector(&session_selector(source, account, id))];
-        for (doc, fields) in docs {
-            fields::selector_hashes(h, doc, fields, &mut hashes);
+        // Under the key and every previous one: an erasure recorded before a rotation holds.
+        let mut hashes = Vec::new();
+        for h in std::iter::once(h).chain(&self.previous) {
+            hashes.push(h.selector(&session_selector(source, account, id)));
+            for (doc, fields) in docs {
+                fields::selector_hashes(h, doc, fields, &mut hashes);
+            }
         }
         self.erasures.contains_any(&hashes)
     }
@@ -295,6 +303,21 @@ impl Privacy {
     pub fn for_record(&self, erased: bool) -> Scrub<'_> {
         if erased { self.erase() } else { self.scrub() }
     }
+}
+
+/// The fingerprint of a key (8 hex digits): what row labels and `erasures.key_id` name it by.
+pub fn key_fingerprint(h: &Hasher) -> String {
+    h.hex("sessionsync key id")[..8].to_string()
+}
+
+/// The hashers of `settings`: the current key first, then the previous ones.
+pub fn hashers(settings: &PrivacySettings) -> Vec<Hasher> {
+    settings
+        .hash_key
+        .iter()
+        .chain(&settings.previous_hash_keys)
+        .map(|k| Hasher::new(k.expose().as_bytes()))
+        .collect()
 }
 
 /// What `erase --session SOURCE/ACCOUNT/ID` hashes.

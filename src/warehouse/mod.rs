@@ -71,6 +71,21 @@ pub enum WarehouseError {
         "{stream}: this process lost its claim on the stream (the connection that held its lock was closed, or another process claimed it); the window was not written, and the next run (here or in another process) resumes from the committed watermark"
     )]
     LostClaim { stream: String },
+    #[error(
+        "[privacy]: the warehouse still depends on the hash key with fingerprint {fingerprint} ({erasures} erasure(s) recorded under it, {rows} session row(s) hashed under it), but it is neither hash_key nor in previous_hash_keys. Put that key back into previous_hash_keys (keep it there while erasures or rows depend on it; `sessionsync backfill` rewrites the rows under the current key)"
+    )]
+    KeyStillUsed {
+        fingerprint: String,
+        erasures: i64,
+        rows: i64,
+    },
+}
+
+impl WarehouseError {
+    /// Whether the error is the configuration's, not the warehouse's (exit 2, no retry).
+    pub fn is_config(&self) -> bool {
+        matches!(self, WarehouseError::KeyStillUsed { .. })
+    }
 }
 
 impl WarehouseError {

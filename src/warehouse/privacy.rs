@@ -213,15 +213,17 @@ pub async fn source_deleted(
     let found: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     erase_sessions(tx, inv, account, &found, false).await?;
     if let Some(h) = privacy.hasher() {
+        let key_id = crate::privacy::key_fingerprint(h);
         for id in &found {
+            let selector = h.selector(&crate::privacy::session_selector(
+                inv.source,
+                account,
+                &id.to_string(),
+            ));
             record(
                 tx,
                 "session",
-                &h.selector(&crate::privacy::session_selector(
-                    inv.source,
-                    account,
-                    &id.to_string(),
-                )),
+                (&selector, &key_id),
                 1,
                 Some("source_deleted"),
             )
@@ -260,8 +262,8 @@ pub async fn separate_selectors(
         let (id, hash): (i64, String) = (r.get(0), r.get(1));
         n += tx
             .execute(
-                "UPDATE erasures SET selector_hash = $2, derivation = 'selector' WHERE id = $1 AND derivation = 'hmac'",
-                &[&id, &h.selector_of(&hash)],
+                "UPDATE erasures SET selector_hash = $2, derivation = 'selector', key_id = $3 WHERE id = $1 AND derivation = 'hmac'",
+                &[&id, &h.selector_of(&hash), &crate::privacy::key_fingerprint(h)],
             )
             .await
             .map_err(WarehouseError::query("converting an erasure"))?;
@@ -272,17 +274,77 @@ pub async fn separate_selectors(
     Ok(n)
 }
 
-/// [`separate_selectors`] with the hash key of `settings`, if one is configured; said in the log
-/// when it converted anything.
+/// The keys the warehouse depends on: (key fingerprint, erasures derived under it, session rows
+/// labelled with it), from `erasures.key_id` and the rows' `privacy_policy` labels. It reads the
+/// label of every session row (once, at start; `privacy check` reads as much).
+pub async fn keys_in_use(
+    c: &impl GenericClient,
+) -> Result<std::collections::BTreeMap<String, (i64, i64)>, WarehouseError> {
+    let mut out: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
+    for r in c
+        .query(
+            "SELECT key_id, count(*) FROM erasures WHERE key_id IS NOT NULL GROUP BY 1",
+            &[],
+        )
+        .await
+        .map_err(WarehouseError::query("reading the keys of the erasures"))?
+    {
+        out.entry(r.get(0)).or_default().0 += r.get::<_, i64>(1);
+    }
+    for inv in crate::personal::inventories() {
+        for r in c
+            .query(
+                &format!(
+                    "SELECT split_part(privacy_policy, ':', 2), count(*) FROM {}
+                     WHERE privacy_policy LIKE '%:%' GROUP BY 1",
+                    inv.sessions
+                ),
+                &[],
+            )
+            .await
+            .map_err(WarehouseError::query("reading the keys of the stored rows"))?
+        {
+            out.entry(r.get(0)).or_default().1 += r.get::<_, i64>(1);
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses a configuration that dropped a key the warehouse still depends on (a rotation whose
+/// old key left `previous_hash_keys` too early): erasures derived under it would no longer hold,
+/// and values hashed under it no longer be found.
+pub async fn check_keys(
+    c: &impl GenericClient,
+    settings: &crate::privacy::PrivacySettings,
+) -> Result<(), WarehouseError> {
+    let known: Vec<String> = crate::privacy::hashers(settings)
+        .iter()
+        .map(crate::privacy::key_fingerprint)
+        .collect();
+    for (fingerprint, (erasures, rows)) in keys_in_use(c).await? {
+        if !known.contains(&fingerprint) {
+            return Err(WarehouseError::KeyStillUsed {
+                fingerprint,
+                erasures,
+                rows,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// At start, with the configured keys: [`check_keys`], then [`separate_selectors`] with the
+/// current key (said in the log when it converted anything).
 pub async fn convert_erasures(
     warehouse: &super::Warehouse,
     settings: &crate::privacy::PrivacySettings,
 ) -> Result<(), WarehouseError> {
+    let mut conn = warehouse.conn().await?;
+    check_keys(&**conn, settings).await?;
     let Some(key) = &settings.hash_key else {
         return Ok(());
     };
     let h = crate::privacy::Hasher::new(key.expose().as_bytes());
-    let mut conn = warehouse.conn().await?;
     let n = separate_selectors(&mut conn, &h).await?;
     if n > 0 {
         tracing::info!(
@@ -293,19 +355,19 @@ pub async fn convert_erasures(
     Ok(())
 }
 
-/// Records one erased selector, once.
+/// Records one erased selector, once, with the fingerprint of the key it was derived under.
 pub async fn record(
     c: &impl GenericClient,
     kind: &str,
-    hash: &str,
+    (hash, key_id): (&str, &str),
     sessions: i64,
     reason: Option<&str>,
 ) -> Result<(), WarehouseError> {
     c.execute(
-        "INSERT INTO erasures (selector_kind, selector_hash, sessions, reason)
-         SELECT $1, $2, $3::bigint::int, $4
+        "INSERT INTO erasures (selector_kind, selector_hash, sessions, reason, key_id)
+         SELECT $1, $2, $3::bigint::int, $4, $5
          WHERE NOT EXISTS (SELECT 1 FROM erasures WHERE selector_hash = $2)",
-        &[&kind, &hash, &sessions, &reason],
+        &[&kind, &hash, &sessions, &reason, &key_id],
     )
     .await
     .map_err(WarehouseError::query("recording an erasure"))?;

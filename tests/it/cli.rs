@@ -96,6 +96,31 @@ async fn bad_configs_exit_2_naming_the_key() {
     assert_eq!(o.code, 2);
     assert!(o.stderr.contains("warehouse.url"), "{}", o.stderr);
 
+    // Previous hash keys need the key that replaced them, and must look like keys.
+    for (privacy, words) in [
+        (
+            "[privacy]\nprevious_hash_keys = [\"0123456789abcdef0123456789abcdef-old\"]\n",
+            "privacy.previous_hash_keys",
+        ),
+        (
+            "[privacy]\nhash_key = \"0123456789abcdef0123456789abcdef-new\"\nprevious_hash_keys = [\"short\"]\n",
+            "privacy.previous_hash_keys[0]",
+        ),
+    ] {
+        let o = sessionsync(
+            &["sync"],
+            &format!("{good}\n{privacy}"),
+            Some("postgres://postgres@127.0.0.1:9/x"),
+        )
+        .await;
+        assert_eq!(o.code, 2, "{words}: {}", o.stderr);
+        assert!(o.stderr.contains(words), "{words}: {}", o.stderr);
+        assert!(
+            !o.stderr.contains("abcdef-old") && !o.stderr.contains("short\""),
+            "{}",
+            o.stderr
+        );
+    }
     // An unknown sslmode, in the file or in DATABASE_URL: a config error naming both, no password.
     let in_file = good.replace(
         "url = \"${DATABASE_URL}\"",

@@ -597,7 +597,7 @@ timeout = "10s"
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     shutdown.cancel();
-    daemon.await.unwrap();
+    daemon.await.unwrap().unwrap();
     let r = runs(&c).await;
     let statuses: Vec<&str> = r.iter().map(|x| x.0.as_str()).collect();
     assert_eq!(&statuses[..4], ["failed", "failed", "failed", "succeeded"]);

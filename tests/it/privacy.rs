@@ -1342,3 +1342,113 @@ async fn policy_labels_tell_the_truth_through_a_policy_round_trip() {
     assert_eq!(apply::check(&c, &want_keep).await.unwrap().total(), 0);
     assert!(emails_labelled(&c, &hashed).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_key_rotation_keeps_every_erasure_and_a_key_still_in_use_cannot_be_dropped() {
+    const KEY2: &str = "rotated-hash-key-0123456789abcdef-9876543210";
+    let w = World::new().await;
+    let policy = "customer_identity = \"hash\"";
+    let k1 = settings(&w.db, &w.toml(policy, ""));
+    let h1 = Harness::new(&k1).await;
+    w.sync_all(&h1).await;
+    let c = w.db.client().await;
+    let cols = text_columns(&c).await;
+    let mut admin = w.db.client().await;
+    // One person erased under the first key.
+    let first = w.tc.sessions()[7].customer_email.clone();
+    let done = erase::erase(
+        &mut admin,
+        &k1.privacy,
+        &[Target::Value(Selector::Email, first.clone())],
+        false,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.total_sessions(), 1);
+
+    // The key is rotated: the old one listed as previous.
+    let rotated = w.toml(policy, "").replace(
+        &format!("hash_key = \"{KEY}\""),
+        &format!("hash_key = \"{KEY2}\"\nprevious_hash_keys = [\"{KEY}\"]"),
+    );
+    let k2 = settings(&w.db, &rotated);
+    let h2 = Harness::new(&k2).await;
+    // `erase` under the new key finds her in rows still hashed under the old one.
+    let done = erase::erase(
+        &mut admin,
+        &k2.privacy,
+        &[Target::Value(Selector::Email, ANN.into())],
+        false,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.total_sessions(), 3, "{done:?}");
+    // A backfill under the new key brings neither back, under either key.
+    let now = Utc::now();
+    for s in &h2.sources {
+        let r = h2
+            .engine
+            .run(
+                &**s,
+                Range::Backfill {
+                    from: w.from,
+                    to: now,
+                },
+                &CancellationToken::new(),
+                &|_| {},
+            )
+            .await
+            .unwrap();
+        assert_ne!(r.outcome, Outcome::Failed, "{}: {:?}", r.key, r.error);
+    }
+    let k2_hasher = sessionsync::privacy::Hasher::new(KEY2.as_bytes());
+    for person in [first.as_str(), ANN] {
+        let norm = person.trim().to_lowercase();
+        for needle in [norm.clone(), hmac_hex(&norm), k2_hasher.hex(&norm)] {
+            let hits = found_in(&c, &cols, &needle).await;
+            assert!(hits.is_empty(), "{person} ({needle}) back in {hits:?}");
+        }
+    }
+    // Rows are now hashed under the new key (the backfill re-read them).
+    assert!(
+        count(
+            &c,
+            &format!(
+                "takecontrol_sessions WHERE privacy_policy LIKE '%:{}'",
+                sessionsync::privacy::key_fingerprint(&k2_hasher)
+            )
+        )
+        .await
+            > 0
+    );
+
+    // Dropping the old key while erasures depend on it is a configuration error (exit 2) that
+    // names its fingerprint and how many depend on it.
+    let dropped = w.toml(policy, "").replace(
+        &format!("hash_key = \"{KEY}\""),
+        &format!("hash_key = \"{KEY2}\""),
+    );
+    let file = TempConfig::new(&dropped);
+    let o = sessionsync_command(
+        &["sync"],
+        &file.path(),
+        &[("DATABASE_URL", Some(w.db.url.as_str()))],
+    )
+    .output()
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let k1_id =
+        sessionsync::privacy::key_fingerprint(&sessionsync::privacy::Hasher::new(KEY.as_bytes()));
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&k1_id) && err.contains("previous_hash_keys") && err.contains("erasure(s)"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(KEY) && !err.contains(KEY2),
+        "a key in the error: {err}"
+    );
+}

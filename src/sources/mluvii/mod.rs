@@ -536,12 +536,13 @@ impl Source for Mluvii {
             if mem.closed.contains_key(&l.id) {
                 let unchanged = match (&print, mem.listed.get(&l.id)) {
                     (Some(now), Some(then)) => now == then,
-                    // A whole row, but none remembered (a state from before): read once more.
-                    (Some(_), None) => false,
-                    // An abridged row: nothing to tell a change by; stored final, as it was.
-                    (None, _) => true,
+                    // Stored final, and nothing to tell a change by (an abridged row, or one
+                    // closed by a webhook): as it was.
+                    _ => true,
                 };
-                if unchanged {
+                // A backfill reads its range again whatever is remembered (it is how rows
+                // stored under another policy are rewritten).
+                if unchanged && !run.backfill {
                     continue;
                 }
             }
