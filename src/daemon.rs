@@ -109,8 +109,7 @@ impl Daemon {
                 Ok(applied) => {
                     tracing::info!(schema = warehouse.schema(), applied = ?applied, "warehouse schema ready");
                     if let Err(e) =
-                        crate::warehouse::privacy::convert_erasures(&warehouse, &settings.privacy)
-                            .await
+                        crate::personal::keys::convert_erasures(&warehouse, &settings.privacy).await
                     {
                         if e.is_config() {
                             tracing::error!(error = %e, "the configuration's keys do not match the warehouse; stopping");

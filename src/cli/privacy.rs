@@ -146,7 +146,7 @@ pub async fn privacy_command(path: Option<PathBuf>, cmd: PrivacyCommand) -> Resu
     let want = Expected::from_settings(&settings);
     let mut conn = client(&settings).await?;
     // A hash key the warehouse still depends on must not have been dropped (exit 2).
-    crate::warehouse::privacy::check_keys(&**conn, &settings.privacy).await?;
+    crate::personal::keys::check_keys(&**conn, &settings.privacy).await?;
     match cmd {
         PrivacyCommand::Check | PrivacyCommand::Apply { dry_run: true } => {
             let drift = apply::check(&**conn, &want).await?;

@@ -123,7 +123,7 @@ pub async fn erase(
     let key_id = crate::privacy::key_fingerprint(&h);
     // Values hashed under a previous key are found too (key rotation).
     let all_keys = crate::privacy::hashers(settings);
-    crate::warehouse::privacy::check_keys(&*c, settings).await?;
+    super::keys::check_keys(&*c, settings).await?;
     let tx = c
         .transaction()
         .await
