@@ -270,17 +270,7 @@ async fn transcripts(
     if inv.transcript_keys.is_empty() {
         return Ok(());
     }
-    let has = inv
-        .transcript_keys
-        .iter()
-        .map(|k| format!("raw ? '{k}'"))
-        .collect::<Vec<_>>()
-        .join(" OR ");
-    let strip = inv
-        .transcript_keys
-        .iter()
-        .map(|k| format!(" - '{k}'"))
-        .collect::<String>();
+    let (has, strip) = crate::warehouse::privacy::transcript_keys_sql(inv);
     let sql = if dry_run {
         format!(
             "SELECT count(*) FROM {s} WHERE account = $1 AND {id} = ANY($2::bigint[]) AND ({has})",

@@ -327,19 +327,11 @@ pub async fn drop_written(
     let old: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     // Children the delete triggers do not reach (SuperOffice's messages).
     for (child, key) in inv.children {
-        tx.execute(
-            &format!(
-                "DELETE FROM {child} WHERE ctid = ANY(ARRAY(
-                     SELECT x.ctid FROM unnest($2::bigint[]) AS u(id)
-                     CROSS JOIN LATERAL (SELECT t.ctid FROM {child} t
-                         WHERE t.account = $1 AND t.{key} = u.id OFFSET 0) AS x))"
-            ),
-            &[&account, &old],
-        )
-        .await
-        .map_err(WarehouseError::query(
-            "removing children past the storage limit",
-        ))?;
+        tx.execute(&delete_rows_of(child, key), &[&account, &old])
+            .await
+            .map_err(WarehouseError::query(
+                "removing children past the storage limit",
+            ))?;
     }
     Ok(old.len() as u64)
 }
@@ -380,6 +372,34 @@ pub async fn strip_written(
     Ok(old.len() as u64)
 }
 
+/// Deletes the rows of `child` (keyed to their session by `key`) of the sessions `$2` (bigint[])
+/// of account `$1`, each found by a fenced probe of the session's key, by their row addresses.
+pub fn delete_rows_of(child: &str, key: &str) -> String {
+    format!(
+        "DELETE FROM {child} WHERE ctid = ANY(ARRAY(
+             SELECT x.ctid FROM unnest($2::bigint[]) AS u(id)
+             CROSS JOIN LATERAL (SELECT t.ctid FROM {child} t
+                 WHERE t.account = $1 AND t.{key} = u.id OFFSET 0) AS x))"
+    )
+}
+
+/// For the transcript keys of `raw` (`inv.transcript_keys`): the condition that a row holds one
+/// (`raw ? 'k' OR …`) and the expression that removes them (` - 'k' - …`).
+pub fn transcript_keys_sql(inv: &Inventory) -> (String, String) {
+    let has = inv
+        .transcript_keys
+        .iter()
+        .map(|k| format!("raw ? '{k}'"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let minus = inv
+        .transcript_keys
+        .iter()
+        .map(|k| format!(" - '{k}'"))
+        .collect::<String>();
+    (has, minus)
+}
+
 /// The statements of [`strip_written`] for `inv`: the written sessions (`$1` account, `$2` ids)
 /// started before `$3`; the deletes of their transcript rows; the update that removes the
 /// transcript keys of their `raw`. Each reaches rows only by probing the session keys (the plan
@@ -396,27 +416,10 @@ pub fn strip_statements(inv: &Inventory) -> (String, Vec<String>, Option<String>
     let deletes = inv
         .transcripts
         .iter()
-        .map(|(child, key)| {
-            format!(
-                "DELETE FROM {child} WHERE ctid = ANY(ARRAY(
-                     SELECT x.ctid FROM unnest($2::bigint[]) AS u(id)
-                     CROSS JOIN LATERAL (SELECT t.ctid FROM {child} t
-                         WHERE t.account = $1 AND t.{key} = u.id OFFSET 0) AS x))"
-            )
-        })
+        .map(|(child, key)| delete_rows_of(child, key))
         .collect();
     let strip = (!inv.transcript_keys.is_empty()).then(|| {
-        let has = inv
-            .transcript_keys
-            .iter()
-            .map(|k| format!("raw ? '{k}'"))
-            .collect::<Vec<_>>()
-            .join(" OR ");
-        let minus = inv
-            .transcript_keys
-            .iter()
-            .map(|k| format!(" - '{k}'"))
-            .collect::<String>();
+        let (has, minus) = transcript_keys_sql(inv);
         format!(
             "UPDATE {s} SET raw = raw{minus}
              WHERE ctid = ANY(ARRAY(SELECT x.ctid FROM unnest($2::bigint[]) AS u(id)

@@ -147,6 +147,27 @@ requests_per_second = 500
         }
     }
 
+    /// Every stream read again over the whole range (a backfill).
+    async fn backfill_all(&self, h: &Harness) {
+        let now = Utc::now();
+        for s in &h.sources {
+            let r = h
+                .engine
+                .run(
+                    &**s,
+                    Range::Backfill {
+                        from: self.from,
+                        to: now,
+                    },
+                    &CancellationToken::new(),
+                    &|_| {},
+                )
+                .await
+                .unwrap();
+            assert_ne!(r.outcome, Outcome::Failed, "{}: {:?}", r.key, r.error);
+        }
+    }
+
     /// The clear personal values the simulators hold now: e-mails, names, phones, hosts and IPs,
     /// message texts.
     fn personal(&self) -> Vec<(String, &'static str)> {
@@ -1322,23 +1343,7 @@ async fn policy_labels_tell_the_truth_through_a_policy_round_trip() {
     // Under `keep` again, a backfill rewrites every row though the vendors' records did not
     // change: its label is part of "unchanged".
     let hk = Harness::new(&keep).await;
-    let now = Utc::now();
-    for s in &hk.sources {
-        let r = hk
-            .engine
-            .run(
-                &**s,
-                Range::Backfill {
-                    from: w.from,
-                    to: now,
-                },
-                &CancellationToken::new(),
-                &|_| {},
-            )
-            .await
-            .unwrap();
-        assert_ne!(r.outcome, Outcome::Failed, "{}: {:?}", r.key, r.error);
-    }
+    w.backfill_all(&hk).await;
     assert_eq!(apply::check(&c, &want_keep).await.unwrap().total(), 0);
     assert!(emails_labelled(&c, &hashed).await.is_empty());
 }
@@ -1386,23 +1391,7 @@ async fn a_key_rotation_keeps_every_erasure_and_a_key_still_in_use_cannot_be_dro
     .unwrap();
     assert_eq!(done.total_sessions(), 3, "{done:?}");
     // A backfill under the new key brings neither back, under either key.
-    let now = Utc::now();
-    for s in &h2.sources {
-        let r = h2
-            .engine
-            .run(
-                &**s,
-                Range::Backfill {
-                    from: w.from,
-                    to: now,
-                },
-                &CancellationToken::new(),
-                &|_| {},
-            )
-            .await
-            .unwrap();
-        assert_ne!(r.outcome, Outcome::Failed, "{}: {:?}", r.key, r.error);
-    }
+    w.backfill_all(&h2).await;
     let k2_hasher = sessionsync::privacy::Hasher::new(KEY2.as_bytes());
     for person in [first.as_str(), ANN] {
         let norm = person.trim().to_lowercase();
