@@ -20,5 +20,22 @@ COMMENT ON COLUMN erasures.selector_hash IS 'HMAC-SHA256(selector key, HMAC-SHA2
 -- the conversion above sets the key it used.
 ALTER TABLE erasures ADD COLUMN key_id text;
 COMMENT ON COLUMN erasures.key_id IS 'Fingerprint of the hash key the selector was derived under (NULL: recorded before migration 0017, not yet converted)';
+-- The hash keys stored rows were hashed under (their fingerprints), kept as they are written, so
+-- that the check at start that no key still in use was removed reads this small table rather than
+-- every row's label. Filled here once from the labels stored so far.
+CREATE TABLE hash_keys (
+    key_id text PRIMARY KEY,
+    first_seen timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE hash_keys IS 'Fingerprints of the hash keys stored rows were hashed under (privacy_policy labels), for the check that no key still in use was removed';
+COMMENT ON COLUMN hash_keys.key_id IS 'Fingerprint of a hash key (8 hex digits), as labels carry it';
+COMMENT ON COLUMN hash_keys.first_seen IS 'When a row was first written under it';
+INSERT INTO hash_keys (key_id)
+SELECT DISTINCT split_part(privacy_policy, ':', 2) FROM (
+    SELECT privacy_policy FROM takecontrol_sessions
+    UNION ALL SELECT privacy_policy FROM superoffice_chat_sessions
+    UNION ALL SELECT privacy_policy FROM mluvii_sessions) AS labels
+WHERE privacy_policy LIKE '%:%'
+ON CONFLICT DO NOTHING;
 -- The rows still to convert, found without reading the others.
 CREATE INDEX erasures_to_convert_idx ON erasures (id) WHERE derivation = 'hmac';

@@ -358,6 +358,9 @@ async fn batch(
         since_of.insert(r.get(1), before);
         values.push((r.get(0), docs_after, cols_after));
     }
+    for label in labels.iter().collect::<std::collections::BTreeSet<_>>() {
+        crate::warehouse::privacy::record_key(&tx, label).await?;
+    }
     if values.is_empty() {
         tx.commit()
             .await

@@ -6,45 +6,43 @@ use tokio_postgres::GenericClient;
 
 use crate::warehouse::WarehouseError;
 
-/// The keys the warehouse depends on: (key fingerprint, erasures derived under it, session rows
-/// labelled with it), from `erasures.key_id` and the rows' `privacy_policy` labels. It reads the
-/// label of every session row (once, at start; `privacy check` reads as much).
-pub async fn keys_in_use(
+/// How much depends on the key with fingerprint `key_id`: (erasures derived under it, session rows
+/// hashed under it). Reads the label of every session row: only for a key the configuration no
+/// longer has.
+pub async fn dependents(
     c: &impl GenericClient,
-) -> Result<std::collections::BTreeMap<String, (i64, i64)>, WarehouseError> {
-    let mut out: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
-    for r in c
-        .query(
-            "SELECT key_id, count(*) FROM erasures WHERE key_id IS NOT NULL GROUP BY 1",
-            &[],
+    key_id: &str,
+) -> Result<(i64, i64), WarehouseError> {
+    let erasures: i64 = c
+        .query_one(
+            "SELECT count(*) FROM erasures WHERE key_id = $1",
+            &[&key_id],
         )
         .await
-        .map_err(WarehouseError::query("reading the keys of the erasures"))?
-    {
-        out.entry(r.get(0)).or_default().0 += r.get::<_, i64>(1);
-    }
+        .map_err(WarehouseError::query("counting the erasures of a key"))?
+        .get(0);
+    let mut rows = 0;
     for inv in super::inventories() {
-        for r in c
-            .query(
+        rows += c
+            .query_one(
                 &format!(
-                    "SELECT split_part(privacy_policy, ':', 2), count(*) FROM {}
-                     WHERE privacy_policy LIKE '%:%' GROUP BY 1",
+                    "SELECT count(*) FROM {} WHERE privacy_policy LIKE '%:' || $1",
                     inv.sessions
                 ),
-                &[],
+                &[&key_id],
             )
             .await
-            .map_err(WarehouseError::query("reading the keys of the stored rows"))?
-        {
-            out.entry(r.get(0)).or_default().1 += r.get::<_, i64>(1);
-        }
+            .map_err(WarehouseError::query("counting the rows of a key"))?
+            .get::<_, i64>(0);
     }
-    Ok(out)
+    Ok((erasures, rows))
 }
 
 /// Refuses a configuration that dropped a key the warehouse still depends on (a rotation whose
 /// old key left `previous_hash_keys` too early): erasures derived under it would no longer hold,
-/// and values hashed under it no longer be found.
+/// and values hashed under it no longer be found. The keys in use are read from `hash_keys` and
+/// `erasures` (small tables); only a key the configuration does not have is counted, and one
+/// nothing depends on any more is forgotten.
 pub async fn check_keys(
     c: &impl GenericClient,
     settings: &crate::privacy::PrivacySettings,
@@ -53,14 +51,30 @@ pub async fn check_keys(
         .iter()
         .map(crate::privacy::key_fingerprint)
         .collect();
-    for (fingerprint, (erasures, rows)) in keys_in_use(c).await? {
-        if !known.contains(&fingerprint) {
-            return Err(WarehouseError::KeyStillUsed {
-                fingerprint,
-                erasures,
-                rows,
-            });
+    let used: Vec<String> = c
+        .query(
+            "SELECT key_id FROM hash_keys
+             UNION SELECT DISTINCT key_id FROM erasures WHERE key_id IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(WarehouseError::query("reading the keys in use"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for fingerprint in used.into_iter().filter(|k| !known.contains(k)) {
+        let (erasures, rows) = dependents(c, &fingerprint).await?;
+        if erasures == 0 && rows == 0 {
+            c.execute("DELETE FROM hash_keys WHERE key_id = $1", &[&fingerprint])
+                .await
+                .map_err(WarehouseError::query("forgetting an unused key"))?;
+            continue;
         }
+        return Err(WarehouseError::KeyStillUsed {
+            fingerprint,
+            erasures,
+            rows,
+        });
     }
     Ok(())
 }

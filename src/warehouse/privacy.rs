@@ -27,18 +27,34 @@ pub async fn prepare_write(
     privacy: &Privacy,
     seen: i64,
 ) -> Result<bool, WarehouseError> {
+    let tag = privacy.tag();
     tx.execute(
         "SELECT set_config('sessionsync.privacy_policy', $1, true)",
-        &[&privacy.tag()],
+        &[&tag],
     )
     .await
     .map_err(WarehouseError::query(
         "setting the privacy policy of a write",
     ))?;
+    record_key(tx, &tag).await?;
     let now = crate::privacy::current_version(tx)
         .await
         .map_err(WarehouseError::query("checking the recorded erasures"))?;
     Ok(now <= seen)
+}
+
+/// Notes the key a label names (`hash_keys`, one primary-key probe), so that the check at start
+/// knows every key stored rows depend on without reading them.
+pub async fn record_key(tx: &impl GenericClient, tag: &str) -> Result<(), WarehouseError> {
+    if let Some((_, key_id)) = tag.split_once(':') {
+        tx.execute(
+            "INSERT INTO hash_keys (key_id) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&key_id],
+        )
+        .await
+        .map_err(WarehouseError::query("noting the hash key of a write"))?;
+    }
+    Ok(())
 }
 
 /// The addresses of the rows of `table` whose `column` is one of `$2` (bigint[]) for account

@@ -1346,6 +1346,17 @@ async fn policy_labels_tell_the_truth_through_a_policy_round_trip() {
     w.backfill_all(&hk).await;
     assert_eq!(apply::check(&c, &want_keep).await.unwrap().total(), 0);
     assert!(emails_labelled(&c, &hashed).await.is_empty());
+    // Nothing depends on the first key any more: a configuration without it is accepted, and
+    // the key is forgotten.
+    let other = settings(
+        &w.db,
+        &w.toml("", "")
+            .replace(KEY, "a-wholly-new-hash-key-0123456789abcdef-01"),
+    );
+    sessionsync::personal::keys::check_keys(&c, &other.privacy)
+        .await
+        .unwrap();
+    assert_eq!(count(&c, "hash_keys").await, 0);
 }
 
 #[tokio::test]
