@@ -87,6 +87,13 @@ pub async fn convert_erasures(
 ) -> Result<(), WarehouseError> {
     let mut conn = warehouse.conn().await?;
     check_keys(&**conn, settings).await?;
+    let converted = super::conversions::run_pending(&mut conn, settings).await?;
+    if converted > 0 {
+        tracing::info!(
+            rows = converted,
+            "stored rows brought under their labels (a field given a class: SuperOffice's company name)"
+        );
+    }
     let Some(key) = &settings.hash_key else {
         return Ok(());
     };

@@ -4,6 +4,7 @@
 //! `warehouse::privacy`.
 
 pub mod apply;
+pub mod conversions;
 pub mod erase;
 pub mod keys;
 pub mod retention;

@@ -1452,3 +1452,56 @@ async fn a_key_rotation_keeps_every_erasure_and_a_key_still_in_use_cannot_be_dro
         "a key in the error: {err}"
     );
 }
+
+#[tokio::test]
+async fn superoffice_company_names_are_customer_identity_and_stored_ones_are_converted_at_start() {
+    let w = World::new().await;
+    let hash = settings(&w.db, &w.toml("customer_identity = \"hash\"", ""));
+    let h = Harness::new(&hash).await;
+    w.sync_all(&h).await;
+    let c = w.db.client().await;
+    let cols = text_columns(&c).await;
+    let clear = "Acme s.r.o.";
+    let hashed = hmac_hex("acme s.r.o.");
+    assert!(
+        found_in(&c, &cols, clear).await.is_empty(),
+        "written hashed"
+    );
+    let n = count(
+        &c,
+        &format!("superoffice_chat_sessions WHERE customer_company_name = '{hashed}'"),
+    )
+    .await;
+    assert!(n > 0);
+    // Rows as a version before migration 0018 wrote them: the name in clear under a hash label.
+    c.batch_execute(&format!(
+        "UPDATE superoffice_chat_sessions
+            SET customer_company_name = '{clear}',
+                raw = jsonb_set(raw, '{{CustomerCompanyName}}', '\"{clear}\"')
+          WHERE customer_company_name = '{hashed}';
+         UPDATE conversions SET done_at = NULL"
+    ))
+    .await
+    .unwrap();
+    assert!(!found_in(&c, &cols, clear).await.is_empty());
+    // The next start converts them with the key their label names.
+    let _next = Harness::new(&hash).await;
+    assert!(found_in(&c, &cols, clear).await.is_empty());
+    assert_eq!(
+        count(
+            &c,
+            &format!("superoffice_chat_sessions WHERE customer_company_name = '{hashed}' AND raw ->> 'CustomerCompanyName' = '{hashed}'"),
+        )
+        .await,
+        n
+    );
+    assert_eq!(count(&c, "conversions WHERE done_at IS NULL").await, 0);
+    // Under `drop`, the name is removed.
+    let drop = settings(&w.db, &w.toml("customer_identity = \"drop\"", ""));
+    let hd = Harness::new(&drop).await;
+    w.backfill_all(&hd).await;
+    assert_eq!(
+        count(&c, "superoffice_chat_sessions WHERE customer_company_name IS NOT NULL OR raw ? 'CustomerCompanyName'").await,
+        0
+    );
+}

@@ -36,6 +36,13 @@ pub const ENTITY: &[Field] = &[
         feeds: "superoffice_chat_sessions.customer_phone",
     },
     Field {
+        path: "customercompanyname",
+        classes: CUSTOMER,
+        kind: Kind::Text,
+        selectors: &[],
+        feeds: "superoffice_chat_sessions.customer_company_name",
+    },
+    Field {
         path: "customerhost",
         classes: &[Network],
         kind: Kind::Text,
@@ -141,6 +148,13 @@ pub static INVENTORY: Inventory = Inventory {
         },
         Column {
             table: "superoffice_chat_sessions",
+            column: "customer_company_name",
+            classes: CUSTOMER,
+            kind: Kind::Text,
+            selectors: &[],
+        },
+        Column {
+            table: "superoffice_chat_sessions",
             column: "customer_host",
             classes: &[Network],
             kind: Kind::Text,
@@ -177,7 +191,6 @@ pub static INVENTORY: Inventory = Inventory {
     ],
     non_personal: &[
         "superoffice_chat_sessions.account",
-        "superoffice_chat_sessions.customer_company_name",
         "superoffice_chat_sessions.status",
         "superoffice_chat_sessions.flags",
         "superoffice_chat_sessions.content_hash",
