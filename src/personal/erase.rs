@@ -246,6 +246,21 @@ pub fn probes(inv: &Inventory, selector: Selector) -> Vec<(String, Kind)> {
             exprs.push((inv.sessions, format!("({expr})"), Kind::Text));
         }
     }
+    let sets = inv
+        .set_lookups
+        .iter()
+        .filter(|(s, _)| *s == selector)
+        .map(|(_, expr)| {
+            (
+                format!(
+                    "SELECT DISTINCT account, {id}::bigint FROM {s} WHERE {expr} && ARRAY[$1::text, $2::text]",
+                    id = inv.id_column,
+                    s = inv.sessions
+                ),
+                selector.kind(),
+            )
+        })
+        .collect::<Vec<_>>();
     exprs
         .into_iter()
         .map(|(table, expr, kind)| {
@@ -262,5 +277,6 @@ pub fn probes(inv: &Inventory, selector: Selector) -> Vec<(String, Kind)> {
                 kind,
             )
         })
+        .chain(sets)
         .collect()
 }

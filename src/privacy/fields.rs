@@ -22,6 +22,28 @@ pub enum Kind {
     /// A composite value (an embedded transcript document, a list of links): dropped, or
     /// hashed as a whole.
     Whole,
+    /// A map (or list) of parameters, each value personal on its own (mluvii's
+    /// `guest.callParams`): dropped as a whole, or each value hashed apart, normalized as a phone
+    /// number or as text by what it looks like ([`param_kind`]), so that `erase --phone` and
+    /// `--email` still find it.
+    Params,
+}
+
+/// How a value of a [`Kind::Params`] field is normalized: a hash stays as it is, an e-mail
+/// address (it has an `@`) and anything else as text, a phone number (only `+`, digits, spaces,
+/// `().-/`, and at least six digits) as a phone. `sessionsync_call_params` (migration 0019) does
+/// the same in SQL.
+pub fn param_kind(value: &str) -> Kind {
+    let v = value.trim();
+    let digits = v.bytes().filter(u8::is_ascii_digit).count();
+    let phone_chars = v
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b"+ ().-/".contains(&b));
+    if !looks_hashed(v) && !v.contains('@') && phone_chars && digits >= 6 {
+        Kind::Phone
+    } else {
+        Kind::Text
+    }
 }
 
 /// What an erasure selector matches on.
@@ -140,6 +162,7 @@ fn hex(bytes: &[u8]) -> String {
 /// lower-cased; a phone number reduced to `+` and digits.
 pub fn normalize(kind: Kind, value: &str) -> String {
     match kind {
+        Kind::Params => normalize(param_kind(value), value),
         Kind::Phone => value
             .chars()
             .filter(|c| *c == '+' || c.is_ascii_digit())
@@ -259,6 +282,22 @@ impl Scrub<'_> {
 
     /// One value under a policy that is not `keep`.
     fn leaf(&self, v: &mut Value, kind: Kind, policy: Policy) {
+        if kind == Kind::Params {
+            // Each parameter's value on its own.
+            match v {
+                Value::Object(o) => {
+                    for val in o.values_mut() {
+                        self.leaf(val, kind, policy);
+                    }
+                    return;
+                }
+                Value::Array(items) => {
+                    items.iter_mut().for_each(|e| self.leaf(e, kind, policy));
+                    return;
+                }
+                _ => {}
+            }
+        }
         if kind == Kind::Whole {
             if v.is_null() || is_blank(v) {
                 return;
@@ -346,6 +385,25 @@ pub fn selector_hashes(h: &Hasher, doc: &Value, fields: &[Field], out: &mut Vec<
     for f in fields.iter().filter(|f| !f.selectors.is_empty()) {
         let segments: Vec<&str> = f.path.split('.').collect();
         collect(doc, &segments, &mut |v| {
+            if f.kind == Kind::Params {
+                // A parameter matches the selector it looks like: a phone number `--phone`, an
+                // e-mail address `--email`.
+                params_leaves(v, &mut |text| {
+                    let k = param_kind(text);
+                    for s in f.selectors {
+                        let fits = match s {
+                            Selector::Phone => k == Kind::Phone,
+                            Selector::Email => text.contains('@'),
+                            Selector::Name => k == Kind::Text,
+                        };
+                        let n = normalize(k, text);
+                        if fits && !n.is_empty() {
+                            out.push(h.selector(&n));
+                        }
+                    }
+                });
+                return;
+            }
             if let Some(text) = scalar_text(v) {
                 for s in f.selectors {
                     let n = normalize(s.kind(), &text);
@@ -355,6 +413,19 @@ pub fn selector_hashes(h: &Hasher, doc: &Value, fields: &[Field], out: &mut Vec<
                 }
             }
         });
+    }
+}
+
+/// Every scalar value inside a parameters value (object values, list elements, nested).
+fn params_leaves(v: &Value, f: &mut dyn FnMut(&str)) {
+    match v {
+        Value::Object(o) => o.values().for_each(|e| params_leaves(e, f)),
+        Value::Array(a) => a.iter().for_each(|e| params_leaves(e, f)),
+        other => {
+            if let Some(t) = scalar_text(other) {
+                f(&t);
+            }
+        }
     }
 }
 
@@ -523,6 +594,40 @@ mod tests {
             &json!([{"phoneNumber": "+420 777"}]),
             FIELDS,
             &mut hashes,
+        );
+        // Call parameters: each value on its own, as what it looks like.
+        assert_eq!(param_kind("+420 777 001 002"), Kind::Phone);
+        assert_eq!(param_kind("(02) 1234-5678"), Kind::Phone);
+        assert_eq!(param_kind("12345"), Kind::Text, "too few digits");
+        assert_eq!(param_kind("Caller@Example.net"), Kind::Text);
+        assert_eq!(param_kind("Guest 123456"), Kind::Text);
+        assert_eq!(
+            normalize(Kind::Params, " +420 777 001 002 "),
+            "+420777001002"
+        );
+        assert_eq!(
+            normalize(Kind::Params, "Caller@Example.NET"),
+            "caller@example.net"
+        );
+        let mut doc = json!({"guest": {"callParams": {"phone": "+420 777 001 002", "email": "A@B.cz", "n": 7}}});
+        Scrub {
+            policies: Policies::all(Policy::Hash),
+            hasher: Some(&h),
+            since: None,
+        }
+        .document(
+            &mut doc,
+            &[Field {
+                path: "guest.callparams",
+                classes: &[Class::CustomerIdentity],
+                kind: Kind::Params,
+                selectors: &[Selector::Phone, Selector::Email],
+                feeds: "",
+            }],
+        );
+        assert_eq!(
+            doc,
+            json!({"guest": {"callParams": {"phone": h.hex("+420777001002"), "email": h.hex("a@b.cz"), "n": h.hex("7")}}})
         );
         // Selectors are derived apart from the policy's hash (the erasure list is no join key),
         // and from the policy's hash alone (rows recorded before migration 0017 convert).

@@ -19,6 +19,7 @@ fn kind(k: Kind) -> &'static str {
         Kind::Phone => "phone",
         Kind::UrlQuery => "URL (its query string)",
         Kind::Whole => "whole value",
+        Kind::Params => "each value, as a phone number or as text",
     }
 }
 
@@ -69,6 +70,14 @@ pub fn markdown(invs: &[&Inventory]) -> String {
                 classes(c.classes),
                 kind(c.kind),
                 selectors(c.selectors)
+            ));
+        }
+        for (s, expr) in inv.set_lookups {
+            out.push_str(&format!(
+                "| `{}` | `{}` (the values of a field, no column of their own) | | each value, as a phone number or as text | `--{}` |\n",
+                inv.sessions,
+                expr,
+                s.name().replace('_', "-")
             ));
         }
         for (s, expr) in inv.lookups {

@@ -67,6 +67,10 @@ pub struct Inventory {
     /// Values `erase` also matches on that have no column of their own: (selector, an
     /// expression over the session table, indexed through `sessionsync_norm_text`).
     pub lookups: &'static [(Selector, &'static str)],
+    /// Values `erase` also matches on that sit several to a session (mluvii's call parameters):
+    /// (selector, an expression over the session table giving the normalized values as `text[]`,
+    /// with a GIN index).
+    pub set_lookups: &'static [(Selector, &'static str)],
     /// Columns whose class depends on another column of their row: (table, column, the
     /// column it depends on, its classes by that column's value): a chat line's author is the
     /// customer's or an agent's name by who wrote it.

@@ -1505,3 +1505,72 @@ async fn superoffice_company_names_are_customer_identity_and_stored_ones_are_con
         0
     );
 }
+
+#[tokio::test]
+async fn erase_finds_a_phone_or_an_email_inside_mluvii_call_params_in_clear_or_hashed() {
+    for policy in ["", "customer_identity = \"hash\""] {
+        let w = World::new().await;
+        let mut ids = w.ml.sessions().into_iter().filter(|x| {
+            x.guest
+                .as_ref()
+                .is_some_and(|g| g["callParams"]["phone"].is_string())
+        });
+        let (by_phone, by_email) = (ids.next().unwrap(), ids.next().unwrap());
+        let phone = by_phone.guest.as_ref().unwrap()["callParams"]["phone"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        w.ml.update(by_email.id, |s| {
+            s.guest.as_mut().unwrap()["callParams"]["email"] = json!("Caller.Two@Example.net");
+        });
+        let s = settings(&w.db, &w.toml(policy, ""));
+        let h = Harness::new(&s).await;
+        w.sync_all(&h).await;
+        let c = w.db.client().await;
+        let params = |id: i64| {
+            let c = &c;
+            async move {
+                count(
+                    c,
+                    &format!(
+                        "mluvii_sessions WHERE session_id = {id} AND raw -> 'guest' ? 'callParams'"
+                    ),
+                )
+                .await
+            }
+        };
+        assert_eq!(
+            (params(by_phone.id).await, params(by_email.id).await),
+            (1, 1)
+        );
+        let mut admin = w.db.client().await;
+        let done = erase::erase(
+            &mut admin,
+            &s.privacy,
+            &[
+                Target::Value(Selector::Phone, phone.replace(' ', "")),
+                Target::Value(Selector::Email, "caller.two@example.NET".into()),
+            ],
+            false,
+            None,
+        )
+        .await
+        .unwrap();
+        assert!(
+            done.sessions.get("mluvii").is_some_and(|n| *n >= 2),
+            "{policy}: {done:?}"
+        );
+        assert_eq!(
+            (params(by_phone.id).await, params(by_email.id).await),
+            (0, 0),
+            "{policy}: erased"
+        );
+        // And a backfill writes them erased again (the selectors match inside callParams).
+        w.backfill_all(&h).await;
+        assert_eq!(
+            (params(by_phone.id).await, params(by_email.id).await),
+            (0, 0),
+            "{policy}: after a backfill"
+        );
+    }
+}

@@ -31,8 +31,8 @@ pub const SESSION: &[Field] = &[
     Field {
         path: "guest.callparams",
         classes: CUSTOMER,
-        kind: Kind::Whole,
-        selectors: &[],
+        kind: Kind::Params,
+        selectors: &[Selector::Phone, Selector::Email],
         feeds: "raw only (guest.callParams)",
     },
     Field {
@@ -215,6 +215,10 @@ pub static INVENTORY: Inventory = Inventory {
     lookups: &[
         (Selector::Email, "raw -> 'guest' ->> 'identity'"),
         (Selector::Name, "raw -> 'guest' ->> 'identity'"),
+    ],
+    set_lookups: &[
+        (Selector::Phone, "sessionsync_call_params(raw)"),
+        (Selector::Email, "sessionsync_call_params(raw)"),
     ],
     classed_by: &[],
     children: &[

@@ -201,6 +201,7 @@ pub static INVENTORY: Inventory = Inventory {
         "superoffice_chat_messages.special_param",
     ],
     lookups: &[],
+    set_lookups: &[],
     classed_by: &[("superoffice_chat_messages", "author", "type", author_class)],
     children: &[("superoffice_chat_messages", "chat_session_id")],
     transcript_keys: &[],

@@ -236,6 +236,7 @@ pub static INVENTORY: Inventory = Inventory {
         "takecontrol_video_links.account",
     ],
     lookups: &[],
+    set_lookups: &[],
     classed_by: &[(
         "takecontrol_chat_messages",
         "author",
