@@ -4,14 +4,15 @@
 -- otherwise: sources/mluvii/personal.rs, privacy::fields::param_kind), and this index holds every
 -- session's parameter values normalized the same way, so that erase finds them by one probe.
 -- Sessions hashed before keep their call parameters hashed as one value until they are read again.
-CREATE FUNCTION sessionsync_call_param(v text) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    AS $$ SELECT CASE
-        WHEN btrim(v) ~ '^[0-9a-f]{64}$' THEN btrim(v)
-        WHEN v NOT LIKE '%@%' AND btrim(v) ~ '^[+0-9 ().\-/]+$'
-             AND length(regexp_replace(v, '[^0-9]', '', 'g')) >= 6 THEN sessionsync_norm_phone(btrim(v))
-        ELSE sessionsync_norm_text(v) END $$;
+-- (Builtins only in the body: PostgreSQL inlines it wherever it plans a query on the table, also
+-- in a BI session whose search_path does not name this schema.)
 CREATE FUNCTION sessionsync_call_params(raw jsonb) RETURNS text[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$ SELECT coalesce(array_agg(sessionsync_call_param(x.v)), '{}') FROM (
+    AS $$ SELECT coalesce(array_agg(CASE
+            WHEN btrim(x.v) ~ '^[0-9a-f]{64}$' THEN btrim(x.v)
+            WHEN x.v NOT LIKE '%@%' AND btrim(x.v) ~ '^[+0-9 ().\-/]+$'
+                 AND length(regexp_replace(x.v, '[^0-9]', '', 'g')) >= 6
+                THEN regexp_replace(btrim(x.v), '[^+0-9]', '', 'g')
+            ELSE lower(regexp_replace(btrim(x.v), '\s+', ' ', 'g')) END), '{}') FROM (
         SELECT e.v FROM jsonb_each_text(CASE WHEN jsonb_typeof(raw -> 'guest' -> 'callParams') = 'object'
                                              THEN raw -> 'guest' -> 'callParams' ELSE '{}' END) AS e(k, v)
         UNION ALL

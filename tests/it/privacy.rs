@@ -1565,6 +1565,21 @@ async fn erase_finds_a_phone_or_an_email_inside_mluvii_call_params_in_clear_or_h
             (0, 0),
             "{policy}: erased"
         );
+        // A BI session whose search_path does not name the schema plans queries on the table
+        // (PostgreSQL inlines the index's expression there).
+        let bi = w.db.client().await;
+        bi.batch_execute("SET search_path TO public").await.unwrap();
+        let schema: String = c
+            .query_one("SELECT current_schema()::text", &[])
+            .await
+            .unwrap()
+            .get(0);
+        bi.query_one(
+            &format!("SELECT count(*) FROM {schema}.mluvii_sessions WHERE session_id > 0"),
+            &[],
+        )
+        .await
+        .unwrap();
         // And a backfill writes them erased again (the selectors match inside callParams).
         w.backfill_all(&h).await;
         assert_eq!(
