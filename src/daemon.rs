@@ -109,14 +109,14 @@ impl Daemon {
                 Ok(applied) => {
                     tracing::info!(schema = warehouse.schema(), applied = ?applied, "warehouse schema ready");
                     if let Err(e) =
-                        crate::personal::keys::convert_erasures(&warehouse, &settings.privacy).await
+                        crate::personal::keys::at_start(&warehouse, &settings.privacy).await
                     {
                         if e.is_config() {
                             tracing::error!(error = %e, "the configuration's keys do not match the warehouse; stopping");
                             refused = Some(e);
                             break false;
                         }
-                        tracing::error!(error = %e, "converting the erasures recorded before migration 0017 failed; retrying in 10 s");
+                        tracing::error!(error = %e, "checking the hash keys and converting stored rows and erasures failed; retrying in 10 s");
                         tokio::select! {
                             _ = shutdown.cancelled() => break false,
                             _ = tokio::time::sleep(Duration::from_secs(10)) => {}

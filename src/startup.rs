@@ -27,7 +27,7 @@ pub async fn start(
 ) -> Result<Pipeline, WarehouseError> {
     let warehouse = Warehouse::new(&settings.warehouse)?;
     warehouse.migrate().await?;
-    crate::personal::keys::convert_erasures(&warehouse, &settings.privacy).await?;
+    crate::personal::keys::at_start(&warehouse, &settings.privacy).await?;
     let engine = Arc::new(Engine::new(warehouse.clone(), metrics.clone()));
     Ok(Pipeline {
         metrics,

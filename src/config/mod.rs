@@ -546,23 +546,28 @@ fn validate(
     })
 }
 
+/// libpq's `sslmode` values (`warehouse::tls` gives each its meaning).
+pub const SSL_MODES: [&str; 6] = [
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
+
 /// The warehouse URL's TLS options, as libpq reads them (`warehouse::tls` applies them): an
 /// unknown `sslmode` is a configuration error, found at load. The URL itself, which may carry a
 /// password, is never part of the message.
 fn check_url_options(url: &str) -> Result<(), String> {
-    const MODES: [&str; 6] = [
-        "disable",
-        "allow",
-        "prefer",
-        "require",
-        "verify-ca",
-        "verify-full",
-    ];
     let parsed = reqwest::Url::parse(url)
         .map_err(|e| format!("is not a URL ({e}); expected postgres://user[:password]@host:port/database[?sslmode=require]"))?;
     for (k, v) in parsed.query_pairs() {
-        if k == "sslmode" && !MODES.contains(&v.as_ref()) {
-            return Err(format!("sslmode `{v}` is not one of {}", MODES.join(", ")));
+        if k == "sslmode" && !SSL_MODES.contains(&v.as_ref()) {
+            return Err(format!(
+                "sslmode `{v}` is not one of {}",
+                SSL_MODES.join(", ")
+            ));
         }
     }
     Ok(())

@@ -54,7 +54,7 @@ pub async fn check_keys(
     let used: Vec<String> = c
         .query(
             "SELECT key_id FROM hash_keys
-             UNION SELECT DISTINCT key_id FROM erasures WHERE key_id IS NOT NULL",
+             UNION SELECT key_id FROM erasures WHERE key_id IS NOT NULL",
             &[],
         )
         .await
@@ -79,9 +79,10 @@ pub async fn check_keys(
     Ok(())
 }
 
-/// At start, with the configured keys: [`check_keys`], then [`separate_selectors`] with the
-/// current key (said in the log when it converted anything).
-pub async fn convert_erasures(
+/// At start, with the configured keys: [`check_keys`], the pending conversions of stored rows
+/// (`conversions`), then [`separate_selectors`] with the current key (each said in the log when
+/// it changed anything).
+pub async fn at_start(
     warehouse: &crate::warehouse::Warehouse,
     settings: &crate::privacy::PrivacySettings,
 ) -> Result<(), WarehouseError> {

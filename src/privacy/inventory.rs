@@ -72,19 +72,23 @@ pub fn markdown(invs: &[&Inventory]) -> String {
                 selectors(c.selectors)
             ));
         }
-        for (s, expr) in inv.set_lookups {
+        let set_lookups = inv.set_lookups.iter().map(|l| {
+            (
+                l,
+                "the values of a field, no column of their own",
+                Kind::Params,
+            )
+        });
+        let lookups = inv
+            .lookups
+            .iter()
+            .map(|l| (l, "no column of its own", Kind::Text));
+        for ((s, expr), what, k) in set_lookups.chain(lookups) {
             out.push_str(&format!(
-                "| `{}` | `{}` (the values of a field, no column of their own) | | each value, as a phone number or as text | `--{}` |\n",
+                "| `{}` | `{}` ({what}) | | {} | `--{}` |\n",
                 inv.sessions,
                 expr,
-                s.name().replace('_', "-")
-            ));
-        }
-        for (s, expr) in inv.lookups {
-            out.push_str(&format!(
-                "| `{}` | `{}` (no column of its own) | | text | `--{}` |\n",
-                inv.sessions,
-                expr,
+                kind(k),
                 s.name().replace('_', "-")
             ));
         }

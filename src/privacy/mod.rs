@@ -206,16 +206,11 @@ impl std::fmt::Debug for Privacy {
 
 impl Privacy {
     pub fn new(settings: &PrivacySettings, overrides: &Overrides, erasures: Arc<Erasures>) -> Self {
-        let hasher = settings
-            .hash_key
-            .as_ref()
-            .map(|k| Hasher::new(k.expose().as_bytes()));
+        // The current key first, then the previous ones (previous keys need a current one).
+        let mut keys = hashers(settings).into_iter();
+        let hasher = settings.hash_key.as_ref().and_then(|_| keys.next());
         let key_id = hasher.as_ref().map(key_fingerprint);
-        let previous = settings
-            .previous_hash_keys
-            .iter()
-            .map(|k| Hasher::new(k.expose().as_bytes()))
-            .collect();
+        let previous = keys.collect();
         Privacy {
             previous,
             policies: settings.policies.with(overrides),

@@ -79,7 +79,8 @@ pub fn config_from_url(
         }
         other => {
             return Err(WarehouseError::Url(format!(
-                "sslmode `{other}` is not one of disable, prefer, require, verify-ca, verify-full"
+                "sslmode `{other}` is not one of {}",
+                crate::config::SSL_MODES.join(", ")
             )));
         }
     };

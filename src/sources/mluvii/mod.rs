@@ -527,12 +527,11 @@ impl Source for Mluvii {
         // costs no request.
         let mut row_prints: BTreeMap<i64, String> = BTreeMap::new();
         let mut targets: Vec<Target> = Vec::new();
+        // With the policy's tag: under another policy, a stored row is read and written again.
+        let tag = self.privacy.tag();
         for l in listed {
             let whole = normalize::is_whole_session(&l.row);
-            // With the policy's tag: under another policy, a stored row is read and written again.
-            let print = whole.then(|| {
-                lenient::fingerprint_parts(&[&self.privacy.tag(), "|", &l.row.to_string()])
-            });
+            let print = whole.then(|| lenient::fingerprint_parts(&[&tag, "|", &l.row.to_string()]));
             if mem.closed.contains_key(&l.id) {
                 let unchanged = match (&print, mem.listed.get(&l.id)) {
                     (Some(now), Some(then)) => now == then,
