@@ -1,6 +1,20 @@
 //! The one shutdown signal every loop is given: cancelled by SIGINT or SIGTERM.
 
+use std::time::Duration;
+
 use tokio_util::sync::CancellationToken;
+
+/// How long `sessionsync run` may take to stop once the signal came: past it, the process exits
+/// with status 1 and the open transactions roll back as their connections close (the next run
+/// redoes them from the committed watermarks). An orchestrator's grace period must be longer
+/// (the Kubernetes manifests give 30 s).
+pub const STOP_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Resolves `STOP_DEADLINE` after `token` is cancelled; never before.
+pub async fn deadline_passed(token: &CancellationToken) {
+    token.cancelled().await;
+    tokio::time::sleep(STOP_DEADLINE).await;
+}
 
 /// A token cancelled by SIGINT or SIGTERM.
 pub fn shutdown_on_signals() -> CancellationToken {

@@ -549,10 +549,22 @@ async fn run(path: Option<PathBuf>) -> Result<u8, Failure> {
     let settings = load(path)?;
     let metrics = Arc::new(Metrics::new());
     let sources = crate::sources::build(&settings, &metrics, None, None);
+    let shutdown = shutdown_on_signals();
     let daemon =
-        crate::daemon::Daemon::build(&settings, metrics, sources, shutdown_on_signals()).await?;
-    daemon.run_until_stopped().await?;
-    Ok(0)
+        crate::daemon::Daemon::build(&settings, metrics, sources, shutdown.clone()).await?;
+    tokio::select! {
+        stopped = daemon.run_until_stopped() => {
+            stopped?;
+            Ok(0)
+        }
+        _ = crate::shutdown::deadline_passed(&shutdown) => {
+            tracing::error!(
+                deadline_s = crate::shutdown::STOP_DEADLINE.as_secs(),
+                "did not stop within the deadline after the signal; exiting now: open transactions roll back as their connections close and the next run redoes them from the committed watermarks"
+            );
+            Ok(1)
+        }
+    }
 }
 
 async fn status(path: Option<PathBuf>, json: bool) -> Result<u8, Failure> {
