@@ -239,6 +239,18 @@ impl RunStarted<'_> {
     }
 }
 
+/// This process took a stream's lock and recorded run `run_id` (which replica runs what).
+pub struct RunClaimed<'a> {
+    pub key: &'a StreamKey,
+    pub run_id: i64,
+}
+
+impl RunClaimed<'_> {
+    pub fn emit(&self, _m: &Metrics) {
+        tracing::info!(stream = %self.key, run_id = self.run_id, "run claimed: this process holds the stream's lock");
+    }
+}
+
 /// Cron instants of a stream passed while it waited or ran: the daemon is not keeping up.
 pub struct InstantsMissed<'a> {
     pub key: &'a StreamKey,

@@ -203,6 +203,7 @@ impl Engine {
                 return Ok(RunReport::not_run(key, Outcome::Skipped, None));
             }
             let run_id = warehouse::start_run(&conn, key).await?;
+            crate::events::RunClaimed { key, run_id }.emit(&self.metrics);
             let state = warehouse::load_state(&**conn, key).await?;
             (run_id, state)
         };

@@ -13,6 +13,7 @@ mod mluvii;
 mod plans;
 mod privacy;
 mod reliability;
+mod replicas;
 mod server;
 mod superoffice;
 mod takecontrol;
