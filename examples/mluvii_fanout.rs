@@ -108,7 +108,7 @@ async fn main() -> anyhow::Result<()> {
 
     let began = Instant::now();
     let report = engine
-        .run_once(&*sources[0], &CancellationToken::new())
+        .run_once(&sources[0], &CancellationToken::new())
         .await?;
     let wall = began.elapsed().as_secs_f64();
     let log = sim.log().entries();

@@ -284,7 +284,7 @@ webhook_password = "bench-hook-password"
     } = sessionsync::startup::start_all(&settings).await?;
     let t0 = Instant::now();
     for s in &sources {
-        let r = engine.run_once(&**s, &CancellationToken::new()).await?;
+        let r = engine.run_once(s, &CancellationToken::new()).await?;
         println!("{}", sessionsync::report::describe(&r));
     }
     println!(

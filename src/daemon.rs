@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
-use crate::engine::{Engine, Slots, Source};
+use crate::engine::{Engine, Slots, Stream};
 use crate::telemetry::Metrics;
 use crate::warehouse::{Warehouse, WarehouseError};
 
@@ -36,7 +36,7 @@ pub struct Daemon {
     settings: Settings,
     metrics: Arc<Metrics>,
     warehouse: Warehouse,
-    sources: Vec<Arc<dyn Source>>,
+    sources: Vec<Arc<Stream>>,
     shutdown: CancellationToken,
     server_addr: SocketAddr,
     server: tokio::task::JoinHandle<()>,
@@ -49,7 +49,7 @@ impl Daemon {
     pub async fn build(
         settings: &Settings,
         metrics: Arc<Metrics>,
-        sources: Vec<Arc<dyn Source>>,
+        sources: Vec<Arc<Stream>>,
         shutdown: CancellationToken,
     ) -> Result<Daemon, DaemonError> {
         if sources.is_empty() {
@@ -175,7 +175,7 @@ impl Daemon {
 /// until it is, events are answered 503 and the vendor retries).
 async fn listen_for_webhooks(
     settings: &Settings,
-    sources: &[Arc<dyn Source>],
+    sources: &[Arc<Stream>],
     metrics: &Arc<Metrics>,
     shutdown: &CancellationToken,
 ) -> Result<Option<crate::webhooks::Listening>, DaemonError> {

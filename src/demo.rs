@@ -10,7 +10,7 @@ use anyhow::Context;
 use chrono::{TimeDelta, Utc};
 
 use crate::config::{HttpSettings, Schedule, Secret, Settings, StreamSettings, WarehouseSettings};
-use crate::engine::Source;
+use crate::engine::Stream;
 use crate::sources::mluvii::MluviiSettings;
 use crate::sources::superoffice::{SuperOfficeAuth, SuperOfficeMode, SuperOfficeSettings};
 use crate::sources::takecontrol::{OutputFormat, TakeControlApi, TakeControlSettings};
@@ -154,7 +154,7 @@ async fn choose_server(
 /// Runs each stream once, in turn, a live bar for each on a terminal, and prints its line.
 async fn sync_each(
     engine: &crate::engine::Engine,
-    sources: &[Arc<dyn Source>],
+    sources: &[Arc<Stream>],
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<Vec<crate::engine::RunReport>> {
     let mut reports = Vec::new();
@@ -162,7 +162,7 @@ async fn sync_each(
     for (i, s) in sources.iter().enumerate() {
         let show = |p: &crate::engine::Progress| bars.show(i, p, false);
         let r = engine
-            .run(&**s, crate::engine::Range::Regular, shutdown, &show)
+            .run(s, crate::engine::Range::Regular, shutdown, &show)
             .await;
         bars.finish(i);
         let r = r?;
@@ -345,7 +345,7 @@ impl Sims {
 /// webhooks, and registers each with its simulator exactly as `sessionsync webhooks register`
 /// would; `None` when no selected source takes webhooks.
 async fn start_webhooks(
-    sources: &[Arc<dyn Source>],
+    sources: &[Arc<Stream>],
     settings: &Settings,
     metrics: &Arc<Metrics>,
     shutdown: &tokio_util::sync::CancellationToken,

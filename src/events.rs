@@ -239,6 +239,30 @@ impl RunStarted<'_> {
     }
 }
 
+/// A source found sessions the vendor anonymised (personal data erased at the source) and read
+/// them again.
+pub struct SessionsErasedAtSource<'a> {
+    pub source: &'a str,
+    pub account: &'a str,
+    pub sessions: u64,
+}
+
+impl SessionsErasedAtSource<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        tracing::info!(
+            source = self.source,
+            account = self.account,
+            sessions = self.sessions,
+            "the vendor anonymised sessions since the last look; read again"
+        );
+        m.erased_sessions
+            .get_or_create(&SourceLabels {
+                source: self.source.to_string(),
+            })
+            .inc_by(self.sessions);
+    }
+}
+
 /// This process took a stream's lock and recorded run `run_id` (which replica runs what).
 pub struct RunClaimed<'a> {
     pub key: &'a StreamKey,

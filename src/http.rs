@@ -21,8 +21,8 @@ use rand::RngExt;
 use reqwest::header::HeaderMap;
 use tokio::time::Instant;
 
-use crate::config::HttpSettings;
 use crate::events::{HttpResponded, HttpRetrying};
+use crate::settings::HttpSettings;
 use crate::telemetry::Metrics;
 
 /// A final HTTP failure, after any retries.
@@ -461,6 +461,12 @@ pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
         when.duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO),
     )
+}
+
+/// `path` under an account's `base_url` (which may carry a path of its own, such as a tenant).
+pub fn endpoint_url(base: &reqwest::Url, path: &str) -> reqwest::Url {
+    let base = base.as_str().trim_end_matches('/');
+    reqwest::Url::parse(&format!("{base}{path}")).expect("base_url was validated")
 }
 
 #[cfg(test)]

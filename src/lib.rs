@@ -52,6 +52,7 @@ pub mod privacy;
 pub mod report;
 pub mod secret;
 pub mod server;
+pub mod settings;
 pub mod shutdown;
 pub mod simulate;
 pub mod sources;

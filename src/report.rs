@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::engine::{Outcome, Progress, RunReport, Source};
+use crate::engine::{Outcome, Progress, RunReport, Stream};
 
 /// 1 if any stream failed, else 3 if any was partial, else 0.
 pub fn exit_code(reports: &[RunReport]) -> u8 {
@@ -65,7 +65,7 @@ pub struct StreamBars {
 }
 
 impl StreamBars {
-    pub fn new(sources: &[Arc<dyn Source>]) -> Self {
+    pub fn new(sources: &[Arc<Stream>]) -> Self {
         let tty = std::io::IsTerminal::is_terminal(&std::io::stderr())
             && std::io::IsTerminal::is_terminal(&std::io::stdout());
         let multi = indicatif::MultiProgress::new();

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::config::Settings;
-use crate::engine::{Engine, Source};
+use crate::engine::{Engine, Stream};
 use crate::telemetry::Metrics;
 use crate::warehouse::{Warehouse, WarehouseError};
 
@@ -15,7 +15,7 @@ pub struct Pipeline {
     pub metrics: Arc<Metrics>,
     pub warehouse: Warehouse,
     pub engine: Arc<Engine>,
-    pub sources: Vec<Arc<dyn Source>>,
+    pub sources: Vec<Arc<Stream>>,
 }
 
 /// The pool, the schema migrated, and the engine, for `sources` (built with `metrics`, e.g. by
@@ -23,7 +23,7 @@ pub struct Pipeline {
 pub async fn start(
     settings: &Settings,
     metrics: Arc<Metrics>,
-    sources: Vec<Arc<dyn Source>>,
+    sources: Vec<Arc<Stream>>,
 ) -> Result<Pipeline, WarehouseError> {
     let warehouse = Warehouse::new(&settings.warehouse)?;
     warehouse.migrate().await?;

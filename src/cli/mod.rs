@@ -240,7 +240,7 @@ fn select(
     metrics: &Arc<Metrics>,
     source: Option<&str>,
     account: Option<&str>,
-) -> Result<Vec<Arc<dyn crate::engine::Source>>, Failure> {
+) -> Result<Vec<Arc<crate::engine::Stream>>, Failure> {
     if let Some(s) = source
         && !crate::sources::names().contains(&s)
     {
@@ -334,7 +334,7 @@ async fn run_selected(
                 return (key, Ok(None));
             };
             let show = move |p: &Progress| bars.show(i, p, log_progress);
-            let r = engine.run(&**s, range, shutdown, &show).await;
+            let r = engine.run(s, range, shutdown, &show).await;
             bars.finish(i);
             drop(slot);
             (key, r.map(Some))

@@ -38,7 +38,7 @@ pub struct StreamFields<'a> {
 pub fn stream_settings(
     k: &dyn Fn(&str) -> String,
     f: StreamFields<'_>,
-    default_lookback: &str,
+    defaults: super::CommonDefaults,
 ) -> Result<StreamSettings, KeyProblem> {
     let StreamFields {
         account,
@@ -72,8 +72,8 @@ pub fn stream_settings(
             )
         })?
         .with_timezone(&Utc);
-    let lookback = parse_duration(&k("lookback"), lookback, default_lookback)?;
-    let window = parse_duration(&k("window"), window, "1d")?;
+    let lookback = parse_duration(&k("lookback"), lookback, defaults.lookback)?;
+    let window = parse_duration(&k("window"), window, defaults.window)?;
     if window < Duration::from_secs(60) {
         return Err((k("window"), "must be at least 1m".into()));
     }
@@ -150,20 +150,4 @@ pub fn parse_base_url(key: &str, s: &str) -> Result<reqwest::Url, KeyProblem> {
         ));
     }
     Ok(url)
-}
-
-/// Schema names go into SQL as identifiers, so they are held to a strict shape.
-pub fn validate_identifier(s: &str) -> Result<(), String> {
-    let ok = !s.is_empty()
-        && s.len() <= 63
-        && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{s}` must be 1–63 characters of a–z, 0–9 and '_', not starting with a digit"
-        ))
-    }
 }

@@ -11,10 +11,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 pub use crate::secret::Secret;
+pub use crate::settings::*;
 
 mod fields;
 mod substitute;
@@ -67,28 +67,48 @@ pub struct Settings {
 }
 
 /// A source system's part of the config file: the `[[name]]` entries it reads. Each source
-/// implements it in its own folder (`sources/<name>/config.rs`); the registry of sources hands
-/// the list to [`Settings::load`].
+/// implements it in its own folder (`sources/<name>/config.rs`); the list of sources
+/// (`sources::SOURCES`) hands it to [`Settings::load`].
 pub trait SourceConfig: Sync {
     /// The name of its `[[name]]` entries (and of `--source`).
     fn name(&self) -> &'static str;
-    /// Reads and checks one entry (its `${VAR}`s already replaced); errors name a key under
+    /// The name of its stream (`sync_state.stream`, `sync_runs.stream`).
+    fn stream(&self) -> &'static str {
+        "sessions"
+    }
+    /// Its defaults for the keys every entry takes.
+    fn defaults(&self) -> CommonDefaults {
+        CommonDefaults::default()
+    }
+    /// Reads and checks its own keys of one entry (its `${VAR}`s already replaced; the keys
+    /// every entry takes already read into `common`, and taken out). Errors name a key under
     /// `prefix` (e.g. `mluvii[0]`). Read the entry with [`entry`].
     fn account(
         &self,
         entry: toml::Value,
         prefix: &str,
+        common: Common,
     ) -> Result<Box<dyn AccountSettings>, KeyProblem>;
+    /// Where its records and tables hold personal data (its `personal.rs`); `None` for a
+    /// source that stores none.
+    fn inventory(&self) -> Option<&'static crate::privacy::Inventory> {
+        None
+    }
 }
 
-/// One configured account of some source: what every account has, and the source's own
-/// settings behind [`AccountSettings::as_any`] (its source builds its stream from them).
+/// One configured account of some source: what every account has, and how its stream's
+/// source part is built from the source's own settings.
 pub trait AccountSettings: std::fmt::Debug + Send + Sync {
     fn source(&self) -> &'static str;
     fn stream(&self) -> &StreamSettings;
+    fn http(&self) -> &HttpSettings;
     fn http_mut(&mut self) -> &mut HttpSettings;
     fn clone_box(&self) -> Box<dyn AccountSettings>;
-    fn as_any(&self) -> &dyn std::any::Any;
+    /// The source's part of this account's stream, over the context the engine built for it.
+    fn build(
+        &self,
+        cx: std::sync::Arc<crate::engine::SourceContext>,
+    ) -> Box<dyn crate::engine::Source>;
 }
 
 impl Clone for Box<dyn AccountSettings> {
@@ -98,10 +118,10 @@ impl Clone for Box<dyn AccountSettings> {
 }
 
 /// Implements [`AccountSettings`] for a source's settings struct (with `stream` and `http`
-/// fields), named `source`.
+/// fields), named `source`, whose stream's source part `build(settings, cx)` makes.
 #[macro_export]
 macro_rules! impl_account_settings {
-    ($ty:ty, $source:expr) => {
+    ($ty:ty, $source:expr, $build:expr) => {
         impl $crate::config::AccountSettings for $ty {
             fn source(&self) -> &'static str {
                 $source
@@ -109,19 +129,126 @@ macro_rules! impl_account_settings {
             fn stream(&self) -> &$crate::config::StreamSettings {
                 &self.stream
             }
+            fn http(&self) -> &$crate::config::HttpSettings {
+                &self.http
+            }
             fn http_mut(&mut self) -> &mut $crate::config::HttpSettings {
                 &mut self.http
             }
             fn clone_box(&self) -> Box<dyn $crate::config::AccountSettings> {
                 Box::new(self.clone())
             }
-            fn as_any(&self) -> &dyn std::any::Any {
-                self
+            fn build(
+                &self,
+                cx: std::sync::Arc<$crate::engine::SourceContext>,
+            ) -> Box<dyn $crate::engine::Source> {
+                Box::new(($build)(self.clone(), cx))
             }
         }
     };
 }
 pub use crate::impl_account_settings;
+
+/// A source's defaults for the keys every entry takes.
+#[derive(Debug, Clone, Copy)]
+pub struct CommonDefaults {
+    pub lookback: &'static str,
+    pub window: &'static str,
+}
+
+impl Default for CommonDefaults {
+    fn default() -> Self {
+        CommonDefaults {
+            lookback: "1h",
+            window: "1d",
+        }
+    }
+}
+
+/// The keys every entry takes, read and checked by the config reader before the source reads
+/// the rest: its stream's settings and its HTTP client's.
+#[derive(Debug, Clone)]
+pub struct Common {
+    pub stream: StreamSettings,
+    pub http: HttpSettings,
+}
+
+/// The keys every `[[source]]` entry takes, as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommon {
+    account: String,
+    enabled: Option<bool>,
+    schedule: Option<String>,
+    start: String,
+    lookback: Option<String>,
+    window: Option<String>,
+    requests_per_second: Option<f64>,
+    timeout: Option<String>,
+    max_retries: Option<usize>,
+    max_retry_wait: Option<String>,
+    max_response_mb: Option<usize>,
+    privacy: Option<crate::privacy::Overrides>,
+}
+
+/// The names of [`RawCommon`]'s keys.
+const COMMON_KEYS: [&str; 12] = [
+    "account",
+    "enabled",
+    "schedule",
+    "start",
+    "lookback",
+    "window",
+    "requests_per_second",
+    "timeout",
+    "max_retries",
+    "max_retry_wait",
+    "max_response_mb",
+    "privacy",
+];
+
+/// Takes the keys every entry has out of `entry` and reads them with `source`'s defaults;
+/// what is left is the source's own.
+pub fn read_common(
+    source: &dyn SourceConfig,
+    entry: &mut toml::Value,
+    prefix: &str,
+) -> Result<Common, KeyProblem> {
+    let toml::Value::Table(t) = entry else {
+        return Err((prefix.to_string(), "must be a table of keys".into()));
+    };
+    let mut taken = toml::map::Map::new();
+    for key in COMMON_KEYS {
+        if let Some(v) = t.remove(key) {
+            taken.insert(key.to_string(), v);
+        }
+    }
+    let raw: RawCommon = self::entry(toml::Value::Table(taken), prefix)?;
+    let k = |name: &str| format!("{prefix}.{name}");
+    let defaults = source.defaults();
+    let stream = stream_settings(
+        &k,
+        StreamFields {
+            account: &raw.account,
+            enabled: raw.enabled,
+            schedule: raw.schedule.as_deref(),
+            start: &raw.start,
+            lookback: raw.lookback.as_deref(),
+            window: raw.window.as_deref(),
+            privacy: raw.privacy,
+        },
+        defaults,
+    )?;
+    let http = http_settings(
+        &k,
+        raw.timeout.as_deref(),
+        raw.max_retries,
+        raw.max_retry_wait.as_deref(),
+        raw.requests_per_second,
+        raw.max_response_mb,
+    )?;
+    Ok(Common { stream, http })
+}
 
 /// Deserializes one `[[name]]` entry into a source's raw struct; an error names the key under
 /// `prefix` (unknown keys are errors: raw structs deny them).
@@ -138,116 +265,6 @@ pub fn entry<T: serde::de::DeserializeOwned>(
         };
         (key, e.into_inner().to_string())
     })
-}
-
-#[derive(Debug, Clone)]
-pub struct WarehouseSettings {
-    /// Connection URL; a secret because it may carry a password.
-    pub url: Secret,
-    /// Schema holding every table; validated as `[a-z_][a-z0-9_]*`.
-    pub schema: String,
-    pub pool_size: usize,
-    /// Wait for each window's commit to reach disk (default false: see the README).
-    pub synchronous_commit: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct ServerSettings {
-    pub listen: SocketAddr,
-}
-
-/// `[webhooks]`: where vendor events are received (plain HTTP, behind a TLS proxy).
-#[derive(Debug, Clone)]
-pub struct WebhookSettings {
-    pub listen: SocketAddr,
-}
-
-/// How the daemon, `sync` and `backfill` share the machine between streams.
-#[derive(Debug, Clone)]
-pub struct EngineSettings {
-    /// Streams that run at once; the others wait their turn, served in the order they became
-    /// due. A running stream spends nearly all its time waiting on its vendor and holds a
-    /// warehouse connection only to read its state and to commit a window, so this is sized
-    /// for waiting, independent of `warehouse.pool_size`.
-    pub max_concurrent_streams: usize,
-}
-
-/// Streams that run at once unless configured: every stream of a few hundred rate-limited
-/// accounts (a waiting stream costs a task and its window's memory, no connection).
-pub const DEFAULT_CONCURRENT_STREAMS: usize = 256;
-
-/// The most streams that may be configured to run at once.
-pub const MAX_CONCURRENT_STREAMS: usize = 4096;
-
-/// Warehouse connections unless configured: one holds the running streams' locks, the
-/// others serve commits (a few milliseconds each), state reads and `/readyz`.
-pub const DEFAULT_POOL_SIZE: usize = 8;
-
-/// What every stream of every source takes.
-#[derive(Debug, Clone)]
-pub struct StreamSettings {
-    pub account: String,
-    pub enabled: bool,
-    pub schedule: Schedule,
-    pub start: DateTime<Utc>,
-    pub lookback: Duration,
-    pub window: Duration,
-    /// The entry's `privacy = { … }`: classes whose policy differs from `[privacy]` for it.
-    pub privacy: crate::privacy::Overrides,
-}
-
-/// What every account's HTTP client takes.
-#[derive(Debug, Clone)]
-pub struct HttpSettings {
-    pub timeout: Duration,
-    pub max_retries: usize,
-    pub max_retry_wait: Duration,
-    pub requests_per_second: f64,
-    /// The largest response body read, in MiB (a window answering more is split).
-    pub max_response_mb: usize,
-}
-
-/// A standard 5-field crontab expression (an optional leading seconds field is accepted), in UTC.
-#[derive(Clone)]
-pub struct Schedule {
-    expr: String,
-    cron: croner::Cron,
-}
-
-impl Schedule {
-    pub fn parse(expr: &str) -> Result<Self, String> {
-        let fields = expr.split_whitespace().count();
-        if !(5..=6).contains(&fields) {
-            return Err(format!(
-                "`{expr}` has {fields} fields; use standard 5-field crontab syntax such as \"*/5 * * * *\" (minute hour day-of-month month day-of-week)"
-            ));
-        }
-        let cron = croner::parser::CronParser::builder()
-            .seconds(croner::parser::Seconds::Optional)
-            .year(croner::parser::Year::Disallowed)
-            .build()
-            .parse(expr)
-            .map_err(|e| format!("`{expr}` is not a valid cron expression: {e}"))?;
-        Ok(Schedule {
-            expr: expr.to_string(),
-            cron,
-        })
-    }
-
-    /// The first scheduled instant strictly after `after`.
-    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.cron.find_next_occurrence(&after, false).ok()
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.expr
-    }
-}
-
-impl std::fmt::Debug for Schedule {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Schedule({:?})", self.expr)
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -418,39 +435,6 @@ impl Settings {
     }
 }
 
-/// The stream and HTTP settings every source entry has, read from its raw struct (which has
-/// the common keys: account, enabled, schedule, start, lookback, window, requests_per_second,
-/// timeout, max_retries, max_retry_wait, max_response_mb).
-macro_rules! common_settings {
-    ($k:expr, $raw:expr, $default_lookback:expr) => {
-        $crate::config::stream_settings(
-            $k,
-            $crate::config::StreamFields {
-                account: &$raw.account,
-                enabled: $raw.enabled,
-                schedule: $raw.schedule.as_deref(),
-                start: &$raw.start,
-                lookback: $raw.lookback.as_deref(),
-                window: $raw.window.as_deref(),
-                privacy: $raw.privacy,
-            },
-            $default_lookback,
-        )
-        .and_then(|stream| {
-            $crate::config::http_settings(
-                $k,
-                $raw.timeout.as_deref(),
-                $raw.max_retries,
-                $raw.max_retry_wait.as_deref(),
-                $raw.requests_per_second,
-                $raw.max_response_mb,
-            )
-            .map(|http| (stream, http))
-        })
-    };
-}
-pub(crate) use common_settings;
-
 fn validate(
     file: &Path,
     raw: RawFile,
@@ -546,16 +530,6 @@ fn validate(
     })
 }
 
-/// libpq's `sslmode` values (`warehouse::tls` gives each its meaning).
-pub const SSL_MODES: [&str; 6] = [
-    "disable",
-    "allow",
-    "prefer",
-    "require",
-    "verify-ca",
-    "verify-full",
-];
-
 /// The warehouse URL's TLS options, as libpq reads them (`warehouse::tls` applies them): an
 /// unknown `sslmode` is a configuration error, found at load. The URL itself, which may carry a
 /// password, is never part of the message.
@@ -582,7 +556,11 @@ fn accounts(
         let mut seen = HashSet::new();
         for (i, e) in list.into_iter().enumerate() {
             let prefix = format!("{}[{i}]", source.name());
-            let account = source.account(e, &prefix)?;
+            let mut e = e;
+            let common = read_common(source, &mut e, &prefix)?;
+            let account = source
+                .account(e, &prefix, common)
+                .map_err(|(key, problem)| (key, with_common_keys(source.name(), problem)))?;
             let name = &account.stream().account;
             if !seen.insert(name.clone()) {
                 return Err((
@@ -594,6 +572,18 @@ fn accounts(
         }
     }
     Ok(out)
+}
+
+/// serde's "unknown field `x`, expected one of …" names only a source's own keys: the keys
+/// every entry takes are added, so that the list is whole.
+fn with_common_keys(source: &str, problem: String) -> String {
+    match problem.split_once(", expected one of ") {
+        Some((unknown, own)) if unknown.starts_with("unknown field") => format!(
+            "{unknown}; a [[{source}]] entry takes {}, {own}",
+            COMMON_KEYS.map(|k| format!("`{k}`")).join(", ")
+        ),
+        _ => problem,
+    }
 }
 
 /// A key of the file (e.g. `mluvii[0].page_size`) and what is wrong with it.
@@ -716,6 +706,17 @@ fn webhook_settings(
     Ok(WebhookSettings { listen })
 }
 
+/// One `[[name]]` entry of `source` written as `text` (TOML keys), split as the file reader
+/// splits it: the keys every entry takes, read, and the rest (a source's tests read the rest
+/// with their own reader).
+#[cfg(test)]
+pub fn test_entry(source: &dyn SourceConfig, text: &str) -> (toml::Value, Common) {
+    let mut entry: toml::Value = toml::from_str(text).expect("a test entry is TOML");
+    let prefix = format!("{}[0]", source.name());
+    let common = read_common(source, &mut entry, &prefix).unwrap_or_else(|e| panic!("{e:?}"));
+    (entry, common)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -746,15 +747,11 @@ start = "2024-01-01T00:00:00Z"
     #[test]
     fn good_config_loads_with_defaults_and_redacts() {
         let s = load(GOOD).unwrap();
-        use crate::sources::takecontrol::{TakeControlApi, TakeControlSettings};
-        let t = s.accounts[0]
-            .as_any()
-            .downcast_ref::<TakeControlSettings>()
-            .unwrap();
-        assert_eq!(t.api, TakeControlApi::Rest);
-        assert_eq!(t.stream.lookback, Duration::from_secs(86400));
-        assert_eq!(t.stream.window, Duration::from_secs(86400));
-        assert_eq!(t.api_key.expose(), "very-secret-key");
+        // The source's own defaults for the keys every entry takes (Take Control: 24h).
+        let t = s.accounts[0].stream();
+        assert_eq!(t.lookback, Duration::from_secs(86400));
+        assert_eq!(t.window, Duration::from_secs(86400));
+        assert_eq!(s.accounts[0].http().requests_per_second, 5.0);
         let dbg = format!("{s:?}");
         assert!(!dbg.contains("very-secret-key"), "{dbg}");
         assert!(!dbg.contains("postgres://"), "{dbg}");
@@ -817,15 +814,6 @@ start = "2024-01-01T00:00:00Z"
         ))
         .unwrap();
         assert_eq!(s.webhooks.as_ref().unwrap().listen.port(), 8080);
-        let mluvii = s.accounts.iter().find(|a| a.source() == "mluvii").unwrap();
-        let creds = mluvii
-            .as_any()
-            .downcast_ref::<crate::sources::mluvii::MluviiSettings>()
-            .unwrap()
-            .webhook
-            .as_ref()
-            .unwrap();
-        assert_eq!(creds.user, "hook");
         assert!(!format!("{s:?}").contains("hook-pw-1"), "Debug redacts it");
         let cases = [
             (
@@ -878,9 +866,9 @@ start = "2024-01-01T00:00:00Z"
         assert!(Schedule::parse("0 */5 * * * *").is_ok());
         assert!(Schedule::parse("* * *").is_err());
         let s = Schedule::parse("0 * * * *").unwrap();
-        let t = DateTime::parse_from_rfc3339("2024-01-01T10:15:00Z")
+        let t = chrono::DateTime::parse_from_rfc3339("2024-01-01T10:15:00Z")
             .unwrap()
-            .with_timezone(&Utc);
+            .with_timezone(&chrono::Utc);
         assert_eq!(
             s.next_after(t).unwrap().to_rfc3339(),
             "2024-01-01T11:00:00+00:00"

@@ -7,8 +7,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::windows::Plan;
-use super::{Batch, Outcome, RunInfo, Source, SourceError, StreamKey, StreamState, Window};
+use super::batch::{Batch, RunInfo, SourceError};
+use super::plan::Plan;
+pub use super::plan::Range;
+use super::source::Stream;
+use crate::model::{Outcome, StreamKey, StreamState, Window};
 
 const STOPPED: &str = "stopped by shutdown before the range was finished; the next run resumes from the committed watermark";
 use super::claims::{Claim, Claims};
@@ -25,18 +28,6 @@ use crate::warehouse::{self, Warehouse, WarehouseError};
 pub struct FaultPoints {
     /// Fail each window after its rows are written and before its transaction commits.
     pub fail_before_commit: std::sync::atomic::AtomicBool,
-}
-
-/// Which range a run covers.
-#[derive(Debug, Clone, Copy)]
-pub enum Range {
-    /// The regular cycle: from the watermark (minus lookback) to now.
-    Regular,
-    /// A backfill of `[from, to)`; the watermark never moves backwards.
-    Backfill {
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    },
 }
 
 /// How far a run has got, after each window.
@@ -121,7 +112,7 @@ impl Engine {
     /// fails gives an `Ok` report with outcome `failed` or `partial`.
     pub async fn run_once(
         &self,
-        source: &dyn Source,
+        source: &Stream,
         cancel: &CancellationToken,
     ) -> Result<RunReport, WarehouseError> {
         self.run(source, Range::Regular, cancel, &|_| {}).await
@@ -130,7 +121,7 @@ impl Engine {
     /// Runs the stream over `range`, calling `progress` after each window.
     pub async fn run(
         &self,
-        source: &dyn Source,
+        source: &Stream,
         range: Range,
         cancel: &CancellationToken,
         progress: &(dyn Fn(&Progress) + Sync),
@@ -144,7 +135,7 @@ impl Engine {
     /// that gets the stream's lock second must not fetch the same windows again).
     pub async fn run_due(
         &self,
-        source: &dyn Source,
+        source: &Stream,
         due: DateTime<Utc>,
         tolerance: TimeDelta,
         cancel: &CancellationToken,
@@ -161,7 +152,7 @@ impl Engine {
 
     async fn run_unless_done(
         &self,
-        source: &dyn Source,
+        source: &Stream,
         range: Range,
         cancel: &CancellationToken,
         progress: &(dyn Fn(&Progress) + Sync),
@@ -184,7 +175,7 @@ impl Engine {
     async fn run_claimed(
         &self,
         claim: &mut Claim,
-        source: &dyn Source,
+        source: &Stream,
         range: Range,
         cancel: &CancellationToken,
         progress: &(dyn Fn(&Progress) + Sync),
@@ -218,7 +209,7 @@ impl Engine {
     async fn run_windows(
         &self,
         claim: &Claim,
-        source: &dyn Source,
+        source: &Stream,
         range: Range,
         cancel: &CancellationToken,
         progress: &(dyn Fn(&Progress) + Sync),
@@ -379,7 +370,7 @@ impl Engine {
 
     /// Reads the erasures recorded since this process last looked; the version now known (0
     /// for a source without personal data).
-    async fn refresh_erasures(&self, source: &dyn Source) -> Result<i64, WarehouseError> {
+    async fn refresh_erasures(&self, source: &Stream) -> Result<i64, WarehouseError> {
         match source.privacy() {
             Some(p) => {
                 let conn = self.warehouse.conn().await?;
@@ -439,7 +430,7 @@ impl Engine {
     async fn commit_fresh(
         &self,
         claim: &Claim,
-        source: &dyn Source,
+        source: &Stream,
         window: &Window,
         (mut batch, mut seen): (Batch, i64),
         state: &mut StreamState,
@@ -478,7 +469,7 @@ impl Engine {
     async fn commit_window(
         &self,
         claim: &Claim,
-        source: &dyn Source,
+        source: &Stream,
         window: &Window,
         batch: Batch,
         state: &mut StreamState,

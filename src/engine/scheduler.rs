@@ -27,9 +27,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{Engine, Outcome, Source, StreamKey};
-use crate::config::Schedule;
+use super::run::Engine;
+use super::source::Stream;
 use crate::events::{FailureStreak, InstantsMissed, RunStarted, StreamDequeued, StreamQueued};
+use crate::model::{Outcome, StreamKey};
+use crate::settings::Schedule;
 use crate::telemetry::Metrics;
 
 /// The engine's run slots, shared by every stream of a process.
@@ -103,7 +105,7 @@ impl Slots {
 /// window boundary or fetch).
 pub async fn run_scheduler(
     engine: Arc<Engine>,
-    sources: Vec<Arc<dyn Source>>,
+    sources: Vec<Arc<Stream>>,
     slots: Slots,
     shutdown: CancellationToken,
 ) {
@@ -204,7 +206,7 @@ pub fn freshness(
 
 async fn stream_loop(
     engine: Arc<Engine>,
-    source: Arc<dyn Source>,
+    source: Arc<Stream>,
     slots: Slots,
     shutdown: CancellationToken,
 ) {
@@ -236,7 +238,7 @@ async fn stream_loop(
         }
         .emit(&metrics);
         let tolerance = replica_tolerance(due, schedule.next_after(due));
-        let outcome = match engine.run_due(&*source, due, tolerance, &shutdown).await {
+        let outcome = match engine.run_due(&source, due, tolerance, &shutdown).await {
             Ok(report) => Some(report.outcome),
             Err(e) => {
                 tracing::error!(stream = %key, error = %e, "run could not be recorded; the next scheduled run retries");

@@ -11,9 +11,10 @@ use reqwest::header::HeaderMap;
 use sha2::Digest;
 use tokio_postgres::Transaction;
 
+use super::batch::{Batch, SourceError};
 pub use super::write::StateUpdate;
 use super::write::{StateChange, WriteError, Written};
-use super::{Batch, SourceError, StreamKey, StreamState};
+use crate::model::{StreamKey, StreamState};
 
 /// What a source read for webhook events.
 pub struct Pushed {

@@ -1,14 +1,13 @@
-//! How a run is cut into windows, in one place: what a source asks for ([`Windowing`]), the
-//! regular range `[watermark − lookback, now)` and a backfill's ([`plan_windows`]), windows
-//! sized as the run goes ([`AdaptiveWindows`]), and the plan of one run (`Plan`, with the
-//! storage limit applied).
+//! How a run is cut into windows: what a source asks for ([`Windowing`]), the regular range
+//! `[watermark − lookback, now)` and a backfill's ([`plan_windows`]), and windows sized as the
+//! run goes ([`AdaptiveWindows`]). The plan of one run is `plan.rs`.
 
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
-use super::{Range, Source, StreamState, Window};
-use crate::config::StreamSettings;
+use crate::model::Window;
+use crate::settings::StreamSettings;
 
 /// How a source's runs are cut into windows. A regular run covers `[watermark − lookback, now)`
 /// (from `start` the first time); a backfill covers `[from, to)` with no lookback.
@@ -24,7 +23,7 @@ pub enum Windowing {
     Single,
     /// Sized by what they hold, starting as wide as `window` allows (the whole range, usually):
     /// for a source whose list is paged, so that an empty or sparse stretch costs no request
-    /// of its own. The source answers [`SourceError::WindowTooFull`](super::SourceError) for a
+    /// of its own. The source answers `SourceError::WindowTooFull` for a
     /// window that holds more than [`TARGET_RECORDS`]; the engine halves it and goes on, and
     /// later windows follow the density as [`Windowing::Adaptive`]'s do.
     Paged,
@@ -188,120 +187,10 @@ pub fn plan_windows(
     out
 }
 
-/// The windows of one run: as planned by the source, or sized as the run goes.
-pub(super) enum Plan {
-    Fixed(std::collections::VecDeque<Window>),
-    Adaptive(AdaptiveWindows),
-}
-
-impl Plan {
-    /// The windows of a run of `source` over `range`, and where the run starts and ends.
-    pub(super) fn for_run(
-        source: &dyn Source,
-        range: Range,
-        state: &StreamState,
-    ) -> (Plan, Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
-        let windowing = source.windowing();
-        let planned = match range {
-            Range::Regular => windowing.plan(source.settings(), state.watermark, Utc::now()),
-            Range::Backfill { from, to } => {
-                windowing.plan_range(source.settings(), from, to.min(Utc::now()))
-            }
-        };
-        let planned = within_retention(source, planned);
-        let start = planned.first().map(|w| w.start);
-        let end = planned.last().map(|w| w.end);
-        // Start where the last run left the window size (kept in sync_state).
-        let remembered = state
-            .window_seconds
-            .map(|s| TimeDelta::seconds(i64::from(s)));
-        (Plan::new(planned, source, remembered), start, end)
-    }
-
-    fn new(planned: Vec<Window>, source: &dyn Source, step: Option<TimeDelta>) -> Self {
-        match (planned.first(), planned.last()) {
-            (Some(first), Some(last))
-                if matches!(source.windowing(), Windowing::Adaptive | Windowing::Paged) =>
-            {
-                let max =
-                    TimeDelta::from_std(source.settings().window).unwrap_or(TimeDelta::days(1));
-                let mut a = AdaptiveWindows::new(first.start, last.end, max);
-                match (step, source.windowing()) {
-                    (Some(step), _) => a.set_step(step),
-                    (None, Windowing::Paged) => a.set_step(max),
-                    _ => {}
-                }
-                Plan::Adaptive(a)
-            }
-            _ => Plan::Fixed(planned.into()),
-        }
-    }
-
-    pub(super) fn step(&self) -> Option<TimeDelta> {
-        match self {
-            Plan::Fixed(_) => None,
-            Plan::Adaptive(a) => Some(a.step()),
-        }
-    }
-
-    pub(super) fn next_window(&mut self) -> Option<Window> {
-        match self {
-            Plan::Fixed(q) => q.pop_front(),
-            Plan::Adaptive(a) => a.next_window(),
-        }
-    }
-
-    pub(super) fn feedback(&mut self, records: usize) {
-        if let Plan::Adaptive(a) = self {
-            a.feedback(records);
-        }
-    }
-
-    pub(super) fn retry_smaller(&mut self, w: &Window) -> bool {
-        match self {
-            Plan::Fixed(_) => false,
-            Plan::Adaptive(a) => a.retry_smaller(w),
-        }
-    }
-
-    pub(super) fn remaining(&self) -> usize {
-        match self {
-            Plan::Fixed(q) => q.len(),
-            Plan::Adaptive(a) => a.remaining(),
-        }
-    }
-}
-
-/// The windows of a plan from the storage limit on (`retain_sessions`): a `start` or a backfill
-/// from before it is moved up to it, and says so; what lies before it is not read (a session
-/// written anyway, by a lookback, is removed again in its transaction).
-fn within_retention(source: &dyn Source, planned: Vec<Window>) -> Vec<Window> {
-    let Some(d) = source.privacy().and_then(|p| p.privacy.retain_sessions) else {
-        return planned;
-    };
-    let cut = crate::privacy::cutoff(d, Utc::now());
-    let Some(first) = planned.first().map(|w| w.start) else {
-        return planned;
-    };
-    if first >= cut {
-        return planned;
-    }
-    let k = source.key();
-    tracing::info!(source = k.source, account = %k.account, stream = k.stream, from = %first, to = %cut, "the range starts before the storage limit (retain_sessions): moved up to it");
-    planned
-        .into_iter()
-        .filter(|w| w.end > cut)
-        .map(|mut w| {
-            w.start = w.start.max(cut);
-            w
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Schedule;
+    use crate::settings::Schedule;
 
     fn settings(lookback: u64, window: u64) -> StreamSettings {
         StreamSettings {

@@ -8,9 +8,10 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::Transaction;
 
+use super::batch::{Batch, PrivacyOf, SourceError};
 use super::claims::Claim;
-use super::{Batch, PrivacyOf, Rejected, SourceError, StreamKey, WriteCounts};
 use crate::events::RecordRejected;
+use crate::model::{Rejected, StreamKey, WriteCounts};
 use crate::telemetry::Metrics;
 use crate::warehouse::{self, WarehouseError};
 

@@ -11,7 +11,7 @@ pub mod retention;
 
 /// The inventories of every registered source.
 pub fn inventories() -> Vec<&'static crate::privacy::Inventory> {
-    crate::sources::KINDS
+    crate::sources::SOURCES
         .iter()
         .filter_map(|k| k.inventory())
         .collect()

@@ -1,5 +1,7 @@
-//! The source systems. Each is one folder implementing [`crate::engine::Source`]; adding a
-//! system means a folder here, a migration in `sql/`, and its section in the config.
+//! The source systems. Each is one folder: its config entry (`config.rs`, a
+//! [`SourceConfig`] whose parsed accounts build their streams) and its
+//! [`crate::engine::Source`]. Adding a system means a folder here, a migration in `sql/`, and a
+//! line in [`SOURCES`].
 
 pub mod lenient;
 pub mod mluvii;
@@ -9,64 +11,29 @@ pub mod xml;
 
 use std::sync::Arc;
 
-use crate::config::{AccountSettings, Settings, SourceConfig};
-use crate::engine::Source;
+use crate::config::{Settings, SourceConfig};
+use crate::engine::{SourceContext, Stream};
 use crate::privacy::{Erasures, Privacy};
 use crate::telemetry::Metrics;
 
-/// `path` under an account's `base_url` (which may carry a path of its own, such as a tenant).
-pub fn endpoint_url(base: &reqwest::Url, path: &str) -> reqwest::Url {
-    let base = base.as_str().trim_end_matches('/');
-    reqwest::Url::parse(&format!("{base}{path}")).expect("base_url was validated")
-}
-
-/// A source system: how its config entries are read ([`SourceConfig`], in its folder's
-/// `config.rs`) and how one of its accounts becomes a stream.
-pub trait SourceKind: SourceConfig {
-    /// The stream of `account` (one of this source's: `None` otherwise), reading its records
-    /// under `privacy` (the `[privacy]` policies with the entry's overrides).
-    fn build(
-        &self,
-        account: &dyn AccountSettings,
-        metrics: &Arc<Metrics>,
-        privacy: Privacy,
-    ) -> Option<Arc<dyn Source>>;
-
-    /// Where its records and tables hold personal data (its `personal.rs`); `None` for a
-    /// source that stores none.
-    fn inventory(&self) -> Option<&'static crate::privacy::Inventory> {
-        None
-    }
-}
-
-/// The stream `new` makes of `account`'s settings when they are a `S` (the source's own
-/// settings type), for [`SourceKind::build`].
-pub fn build_as<S: Clone + 'static, T: Source + 'static>(
-    account: &dyn AccountSettings,
-    new: impl FnOnce(S) -> T,
-) -> Option<Arc<dyn Source>> {
-    let s = account.as_any().downcast_ref::<S>()?;
-    Some(Arc::new(new(s.clone())))
-}
-
 /// Every source system. Adding one is its folder, its migration, and a line here.
-pub const KINDS: &[&dyn SourceKind] = &[
+pub const SOURCES: &[&dyn SourceConfig] = &[
     &takecontrol::config::Kind,
     &mluvii::config::Kind,
     &superoffice::config::Kind,
 ];
 
-/// The registry as the config file reader takes it.
+/// The list of sources as the config file reader takes it.
 pub fn configs() -> Vec<&'static dyn SourceConfig> {
-    KINDS.iter().map(|k| *k as &dyn SourceConfig).collect()
+    SOURCES.to_vec()
 }
 
 /// The names `--source` accepts.
 pub fn names() -> Vec<&'static str> {
-    KINDS.iter().map(|k| k.name()).collect()
+    SOURCES.iter().map(|k| k.name()).collect()
 }
 
-/// Reads and validates the config file at `path` with every registered source.
+/// Reads and validates the config file at `path` with every source.
 pub fn load_settings(path: &std::path::Path) -> Result<Settings, crate::config::ConfigError> {
     Settings::load(path, &configs())
 }
@@ -77,18 +44,18 @@ pub fn build(
     metrics: &Arc<Metrics>,
     only_source: Option<&str>,
     only_account: Option<&str>,
-) -> Vec<Arc<dyn Source>> {
-    build_with(KINDS, settings, metrics, only_source, only_account)
+) -> Vec<Arc<Stream>> {
+    build_with(SOURCES, settings, metrics, only_source, only_account)
 }
 
-/// As [`build`], with the sources of `kinds` (a test's own registry).
+/// As [`build`], with the sources of `sources` (a test's own list).
 pub fn build_with(
-    kinds: &[&dyn SourceKind],
+    sources: &[&dyn SourceConfig],
     settings: &Settings,
     metrics: &Arc<Metrics>,
     only_source: Option<&str>,
     only_account: Option<&str>,
-) -> Vec<Arc<dyn Source>> {
+) -> Vec<Arc<Stream>> {
     // One set of recorded erasures for every stream of the process.
     let erasures = Arc::new(Erasures::new(&settings.privacy));
     settings
@@ -96,9 +63,21 @@ pub fn build_with(
         .filter(|a| only_source.is_none_or(|x| a.source() == x))
         .filter(|a| only_account.is_none_or(|x| a.stream().account == x))
         .filter_map(|a| {
-            let kind = kinds.iter().find(|k| k.name() == a.source())?;
+            let source = sources.iter().find(|k| k.name() == a.source())?;
             let privacy = Privacy::new(&settings.privacy, &a.stream().privacy, erasures.clone());
-            kind.build(a, metrics, privacy)
+            let cx = Arc::new(SourceContext::new(
+                source.name(),
+                source.stream(),
+                a.stream().clone(),
+                a.http(),
+                metrics.clone(),
+                privacy,
+            ));
+            Some(Arc::new(Stream::new(
+                cx.clone(),
+                a.build(cx),
+                source.inventory(),
+            )))
         })
         .collect()
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
-use crate::config::WarehouseSettings;
+use crate::settings::WarehouseSettings;
 
 pub use bookkeeping::*;
 pub use migrate::{MIGRATIONS, checksum as migration_checksum};
@@ -149,7 +149,7 @@ impl std::fmt::Debug for Warehouse {
 impl Warehouse {
     /// Builds the pool; no connection is made until one is needed.
     pub fn new(settings: &WarehouseSettings) -> Result<Self, WarehouseError> {
-        crate::config::validate_identifier(&settings.schema).map_err(WarehouseError::Url)?;
+        crate::settings::validate_identifier(&settings.schema).map_err(WarehouseError::Url)?;
         let (mut pg, tls) = tls::config_from_url(&settings.url)?;
         pg.application_name("sessionsync");
         // The schema is a validated identifier ([a-z_][a-z0-9_]*): safe inside the options string.

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::WarehouseSettings;
-use crate::engine::{Source, SourceError};
+use crate::engine::{SourceError, Stream};
+use crate::settings::WarehouseSettings;
 use crate::telemetry::Metrics;
 use crate::warehouse::{Warehouse, WarehouseError};
 
@@ -29,7 +29,7 @@ use crate::warehouse::{Warehouse, WarehouseError};
 pub struct Endpoint {
     /// The account's stream (the same object the scheduler polls with: one rate ceiling, one
     /// 429 pause, one token).
-    pub source: Arc<dyn Source>,
+    pub source: Arc<Stream>,
     /// Woken when the listener recorded an event for this account.
     pub wake: Notify,
 }
@@ -40,7 +40,7 @@ pub struct Endpoints(Arc<HashMap<(String, String), Arc<Endpoint>>>);
 
 impl Endpoints {
     /// The sources configured for webhooks (a secret or credentials set).
-    pub fn new(sources: &[Arc<dyn Source>]) -> Self {
+    pub fn new(sources: &[Arc<Stream>]) -> Self {
         Endpoints(Arc::new(
             sources
                 .iter()
@@ -126,7 +126,7 @@ pub struct Listening {
 /// side's own pool, until `shutdown`.
 pub async fn listen(
     addr: SocketAddr,
-    sources: &[Arc<dyn Source>],
+    sources: &[Arc<Stream>],
     settings: &WarehouseSettings,
     metrics: &Arc<Metrics>,
     shutdown: &CancellationToken,

@@ -73,7 +73,7 @@ requests_per_second = 500
     for s in &h.sources {
         let r = h
             .engine
-            .run_once(&**s, &CancellationToken::new())
+            .run_once(s, &CancellationToken::new())
             .await
             .unwrap();
         assert_eq!(r.outcome, Outcome::Succeeded, "{}: {:?}", r.key, r.error);

@@ -1,8 +1,9 @@
 //! Adding a source, proved with a fourth, fake one defined entirely in this file: its config
-//! entry (`config::SourceConfig`), how an account becomes a stream (`sources::SourceKind`), the
-//! stream itself (`engine::Source` and its `Rows`), its table (the one migration it would ship)
-//! and one line in a registry. Nothing else in the crate is touched: the config reader, the
-//! engine, the watermark and the run records take it as they take the real three.
+//! entry (`config::SourceConfig`: only its own keys; the parsed account builds the source), the
+//! source itself (`engine::Source`: one method, and its `Rows`), its table (the one migration it
+//! would ship) and one line in the list of sources. Nothing else in the crate is touched: the
+//! config reader, the engine, the watermark and the run records take it as they take the real
+//! three.
 
 use std::sync::Arc;
 
@@ -10,14 +11,11 @@ use crate::helpers::*;
 use async_trait::async_trait;
 use chrono::TimeDelta;
 use sessionsync::config::{
-    self, AccountSettings, HttpSettings, KeyProblem, Settings, SourceConfig, StreamFields,
-    StreamSettings,
+    self, AccountSettings, Common, HttpSettings, KeyProblem, Settings, SourceConfig, StreamSettings,
 };
 use sessionsync::engine::{
-    Batch, Outcome, RequestCounts, Rows, RunInfo, Source, SourceError, StreamKey, StreamState,
-    Window, WriteCounts,
+    Batch, Outcome, Rows, RunInfo, Source, SourceError, StreamState, Window, WriteCounts,
 };
-use sessionsync::sources::SourceKind;
 use sessionsync::telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
 
@@ -29,13 +27,13 @@ struct FakeSettings {
     http: HttpSettings,
     greeting: String,
 }
-sessionsync::impl_account_settings!(FakeSettings, "fake");
+sessionsync::impl_account_settings!(FakeSettings, "fake", |s: FakeSettings, _cx| Fake {
+    greeting: s.greeting
+});
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFake {
-    account: String,
-    start: String,
     greeting: Option<String>,
 }
 
@@ -46,50 +44,23 @@ impl SourceConfig for FakeKind {
         "fake"
     }
 
+    fn stream(&self) -> &'static str {
+        "hours"
+    }
+
     fn account(
         &self,
         entry: toml::Value,
         prefix: &str,
+        Common { stream, http }: Common,
     ) -> Result<Box<dyn AccountSettings>, KeyProblem> {
         let raw: RawFake = config::entry(entry, prefix)?;
-        let k = |name: &str| format!("{prefix}.{name}");
-        let stream = config::stream_settings(
-            &k,
-            StreamFields {
-                account: &raw.account,
-                enabled: None,
-                schedule: None,
-                start: &raw.start,
-                lookback: None,
-                window: None,
-                privacy: None,
-            },
-            "1h",
-        )?;
-        let http = config::http_settings(&k, None, None, None, None, None)?;
+        let greeting = raw.greeting.unwrap_or_else(|| "hello".into());
         Ok(Box::new(FakeSettings {
             stream,
             http,
-            greeting: raw.greeting.unwrap_or_else(|| "hello".into()),
+            greeting,
         }))
-    }
-}
-
-impl SourceKind for FakeKind {
-    fn build(
-        &self,
-        account: &dyn AccountSettings,
-        _metrics: &Arc<Metrics>,
-        _privacy: sessionsync::privacy::Privacy,
-    ) -> Option<Arc<dyn Source>> {
-        sessionsync::sources::build_as(account, |s: FakeSettings| Fake {
-            key: StreamKey {
-                source: "fake",
-                account: s.stream.account.clone(),
-                stream: "hours",
-            },
-            settings: s,
-        })
     }
 }
 
@@ -97,24 +68,11 @@ impl SourceKind for FakeKind {
 
 /// One record per hour of every window.
 struct Fake {
-    key: StreamKey,
-    settings: FakeSettings,
+    greeting: String,
 }
 
 #[async_trait]
 impl Source for Fake {
-    fn key(&self) -> &StreamKey {
-        &self.key
-    }
-
-    fn settings(&self) -> &StreamSettings {
-        &self.settings.stream
-    }
-
-    fn requests(&self) -> RequestCounts {
-        RequestCounts::default()
-    }
-
     async fn fetch(
         &self,
         window: &Window,
@@ -124,7 +82,7 @@ impl Source for Fake {
         let mut records = Vec::new();
         let mut t = window.start;
         while t < window.end {
-            records.push((t.timestamp(), self.settings.greeting.clone()));
+            records.push((t.timestamp(), self.greeting.clone()));
             t += TimeDelta::hours(1);
         }
         Ok(Batch {
@@ -179,10 +137,9 @@ const MIGRATION: &str = "CREATE TABLE fake_records (
 #[tokio::test]
 async fn a_fourth_source_needs_its_folder_its_migration_and_one_line_of_registration() {
     let db = TestDb::new().await;
-    // The one line: the registry, with the fake next to the real ones.
-    let kinds: Vec<&dyn SourceKind> = vec![&FakeKind];
-    let mut readers = sessionsync::sources::configs();
-    readers.push(&FakeKind);
+    // The one line: the list of sources, with the fake next to the real ones.
+    let mut sources = sessionsync::sources::configs();
+    sources.push(&FakeKind);
 
     let start = chrono::Utc::now() - TimeDelta::hours(6);
     let url = db.url.clone();
@@ -192,23 +149,26 @@ async fn a_fourth_source_needs_its_folder_its_migration_and_one_line_of_registra
     );
     let env = move |name: &str| (name == "DATABASE_URL").then(|| url.clone());
     let settings =
-        Settings::from_toml(std::path::Path::new("fake.toml"), &text, &env, &readers).unwrap();
+        Settings::from_toml(std::path::Path::new("fake.toml"), &text, &env, &sources).unwrap();
 
     // The config reader names the fake's keys as it names everyone's.
     let bad = Settings::from_toml(
         std::path::Path::new("fake.toml"),
         &text.replace("greeting", "colour"),
         &env,
-        &readers,
+        &sources,
     )
     .unwrap_err()
     .to_string();
-    assert!(bad.contains("fake[0]") && bad.contains("colour"), "{bad}");
+    assert!(
+        bad.contains("fake[0].colour") && bad.contains("`greeting`"),
+        "{bad}"
+    );
 
     let metrics = Arc::new(Metrics::new());
-    let sources = sessionsync::sources::build_with(&kinds, &settings, &metrics, None, None);
-    assert_eq!(sources.len(), 1);
-    let p = sessionsync::startup::start(&settings, metrics, sources)
+    let streams = sessionsync::sources::build_with(&sources, &settings, &metrics, None, None);
+    assert_eq!(streams.len(), 1);
+    let p = sessionsync::startup::start(&settings, metrics, streams)
         .await
         .unwrap();
     let c = db.client().await;
@@ -216,7 +176,7 @@ async fn a_fourth_source_needs_its_folder_its_migration_and_one_line_of_registra
 
     let r = p
         .engine
-        .run_once(&*p.sources[0], &CancellationToken::new())
+        .run_once(&p.sources[0], &CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 use sessionsync::config::Settings;
-use sessionsync::engine::{Engine, RunReport, Source};
+use sessionsync::engine::{Engine, RunReport, Stream};
 use sessionsync::telemetry::Metrics;
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
@@ -128,7 +128,7 @@ timeout = "5s"
 /// An engine and the configured streams, over a migrated warehouse.
 pub struct Harness {
     pub engine: Arc<Engine>,
-    pub sources: Vec<Arc<dyn Source>>,
+    pub sources: Vec<Arc<Stream>>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -146,7 +146,7 @@ impl Harness {
 
     pub async fn sync(&self) -> RunReport {
         self.engine
-            .run_once(&*self.sources[0], &CancellationToken::new())
+            .run_once(&self.sources[0], &CancellationToken::new())
             .await
             .expect("run")
     }

@@ -290,7 +290,7 @@ requests_per_second = 500
     for s in &h.sources {
         let r = h
             .engine
-            .run_once(&**s, &tokio_util::sync::CancellationToken::new())
+            .run_once(s, &tokio_util::sync::CancellationToken::new())
             .await
             .unwrap();
         assert_eq!(r.outcome, Outcome::Partial, "{}: {:?}", r.key, r.error);

@@ -402,7 +402,7 @@ timeout = "10s"
                 done.store(p.done, std::sync::atomic::Ordering::SeqCst)
             };
             a.run(
-                &*src,
+                &src,
                 sessionsync::engine::Range::Regular,
                 &CancellationToken::new(),
                 &progress,
@@ -426,7 +426,7 @@ timeout = "10s"
         tokio::spawn(async move {
             let mut skipped = 0;
             loop {
-                let r = b.run_once(&*src, &CancellationToken::new()).await.unwrap();
+                let r = b.run_once(&src, &CancellationToken::new()).await.unwrap();
                 if r.outcome != sessionsync::engine::Outcome::Skipped {
                     return (r, skipped);
                 }

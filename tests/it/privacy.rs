@@ -8,7 +8,7 @@ use crate::helpers::*;
 use chrono::{DateTime, TimeDelta, Utc};
 use hmac::{Hmac, Mac};
 use serde_json::json;
-use sessionsync::engine::{Outcome, Range, Source};
+use sessionsync::engine::{Outcome, Range};
 use sessionsync::personal::erase::{self, Target};
 use sessionsync::personal::{apply, retention};
 use sessionsync::privacy::Selector;
@@ -140,7 +140,7 @@ requests_per_second = 500
         for s in &h.sources {
             let r = h
                 .engine
-                .run_once(&**s, &CancellationToken::new())
+                .run_once(s, &CancellationToken::new())
                 .await
                 .unwrap();
             assert_ne!(r.outcome, Outcome::Failed, "{}: {:?}", r.key, r.error);
@@ -154,7 +154,7 @@ requests_per_second = 500
             let r = h
                 .engine
                 .run(
-                    &**s,
+                    s,
                     Range::Backfill {
                         from: self.from,
                         to: now,
@@ -579,7 +579,7 @@ async fn an_erased_person_stays_erased_through_syncs_backfills_and_webhooks() {
         let r = h
             .engine
             .run(
-                &**src,
+                src,
                 Range::Backfill {
                     from: w.from - TimeDelta::days(1),
                     to: Utc::now(),
@@ -599,7 +599,7 @@ async fn an_erased_person_stays_erased_through_syncs_backfills_and_webhooks() {
         .iter()
         .find(|x| x.key().source == "superoffice")
         .unwrap();
-    let hook: &dyn Source = &**so_source;
+    let hook: &sessionsync::engine::Stream = so_source;
     let mut conn = w.db.client().await;
     let tx = conn.transaction().await.unwrap();
     let p = hook.privacy().unwrap();
@@ -622,7 +622,7 @@ async fn an_erased_person_stays_erased_through_syncs_backfills_and_webhooks() {
     check_erased("after a webhook re-read").await;
 }
 
-fn webhook_of(s: &dyn Source) -> &dyn sessionsync::engine::Webhook {
+fn webhook_of(s: &sessionsync::engine::Stream) -> &dyn sessionsync::engine::Webhook {
     s.webhook().expect("a webhook side")
 }
 
@@ -681,7 +681,7 @@ async fn erase_refuses_without_a_key_and_an_erasure_recorded_mid_window_is_honou
     // The engine does so by itself: the run writes her erased.
     let r = h
         .engine
-        .run_once(&*so, &CancellationToken::new())
+        .run_once(&so, &CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
@@ -707,7 +707,7 @@ async fn a_session_mluvii_anonymises_after_it_left_the_lookback_is_anonymised_af
         .clone();
     let r = h
         .engine
-        .run_once(&*ml, &CancellationToken::new())
+        .run_once(&ml, &CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
@@ -718,7 +718,7 @@ async fn a_session_mluvii_anonymises_after_it_left_the_lookback_is_anonymised_af
     w.ml.anonymize(id);
     let r = h
         .engine
-        .run_once(&*ml, &CancellationToken::new())
+        .run_once(&ml, &CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
@@ -737,7 +737,7 @@ async fn a_session_mluvii_anonymises_after_it_left_the_lookback_is_anonymised_af
     // The next cycles keep it so (mluvii lists it as anonymised; nothing clear comes back).
     let r = h
         .engine
-        .run_once(&*ml, &CancellationToken::new())
+        .run_once(&ml, &CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
@@ -769,7 +769,7 @@ async fn deleted_and_vanished_sessions_get_source_deleted_at_and_are_erased() {
         .unwrap()
         .clone();
     h.engine
-        .run_once(&*so, &CancellationToken::new())
+        .run_once(&so, &CancellationToken::new())
         .await
         .unwrap();
     for id in [deleted, vanished] {
@@ -804,7 +804,7 @@ async fn deleted_and_vanished_sessions_get_source_deleted_at_and_are_erased() {
     w.ml.remove(gone);
     let r = h
         .engine
-        .run_once(&*ml, &CancellationToken::new())
+        .run_once(&ml, &CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(
@@ -927,7 +927,7 @@ async fn storage_limits_delete_in_bounded_batches_and_nothing_older_comes_back()
     let r = h
         .engine
         .run(
-            &*h.sources[0],
+            &h.sources[0],
             Range::Backfill { from, to: now },
             &CancellationToken::new(),
             &|_| {},

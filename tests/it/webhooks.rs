@@ -1135,7 +1135,7 @@ async fn two_hung_tenants_delay_only_their_own_runs_and_events() {
         let account = src.key().account.clone();
         runs.push((
             account,
-            tokio::spawn(async move { engine.run_once(&*src, &cancel).await.unwrap() }),
+            tokio::spawn(async move { engine.run_once(&src, &cancel).await.unwrap() }),
         ));
     }
     // Events for the hung accounts first: their drains are left waiting on the vendor.

@@ -37,35 +37,27 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
-use crate::config::StreamSettings;
 use crate::engine::{
-    Batch, Rejected, RunInfo, Source, SourceError, StreamKey, StreamState, Window,
+    Batch, Rejected, RunInfo, Source, SourceContext, SourceError, StreamState, Window,
 };
 use crate::engine::{MIN_WINDOW, TARGET_RECORDS};
-use crate::http::{HttpClient, HttpError};
+use crate::http::HttpError;
 use crate::sources::lenient;
-use crate::telemetry::Metrics;
 pub use auth::{AuthError, TOKEN_PATH};
-pub use config::MluviiSettings;
+pub use config::{MluviiSettings, SOURCE};
 use normalize::Normalized;
 
-pub const SOURCE: &str = "mluvii";
 pub const LIST_PATH: &str = "/api/v1/Sessions";
 pub const DETAIL_PATH: &str = "/api/v1/Sessions/{id}";
 pub const ROUTING_PATH: &str = "/api/v1/Sessions/{id}/routingHistory";
 
 pub struct Mluvii {
-    key: StreamKey,
+    cx: Arc<SourceContext>,
     settings: MluviiSettings,
-    http: HttpClient,
-    /// The policies its records are written under, and the recorded erasures.
-    privacy: crate::privacy::Privacy,
-    /// For `sessionsync_erased_sessions_total`: sessions mluvii anonymised, read again.
-    metrics: Arc<Metrics>,
     tokens: auth::TokenCache,
-    /// Details read because a listed row was not a whole session (see `RequestCounts::fallbacks`).
-    fallbacks: std::sync::atomic::AtomicU64,
 }
+
+crate::config::impl_account_settings!(MluviiSettings, SOURCE, Mluvii::new);
 
 /// What the stream remembers between runs: open session id → when it was first seen open;
 /// closed session id → its `created` (RFC 3339, empty when unknown).
@@ -150,40 +142,22 @@ fn ts(t: DateTime<Utc>) -> String {
 }
 
 impl Mluvii {
-    pub fn new(
-        settings: MluviiSettings,
-        metrics: Arc<Metrics>,
-        privacy: crate::privacy::Privacy,
-    ) -> Self {
-        let http = HttpClient::new(
-            SOURCE,
-            &settings.stream.account,
-            &settings.http,
-            metrics.clone(),
-        );
+    pub fn new(settings: MluviiSettings, cx: Arc<SourceContext>) -> Self {
         let tokens = auth::TokenCache::new(
-            crate::sources::endpoint_url(&settings.base_url, TOKEN_PATH),
+            crate::http::endpoint_url(&settings.base_url, TOKEN_PATH),
             &settings.stream.account,
             &settings.client_id,
             settings.client_secret.clone(),
         );
         Mluvii {
-            key: StreamKey {
-                source: SOURCE,
-                account: settings.stream.account.clone(),
-                stream: "sessions",
-            },
+            cx,
             settings,
-            http,
-            privacy,
-            metrics,
             tokens,
-            fallbacks: Default::default(),
         }
     }
 
     fn url(&self, path: &str) -> reqwest::Url {
-        crate::sources::endpoint_url(&self.settings.base_url, path)
+        crate::http::endpoint_url(&self.settings.base_url, path)
     }
 
     /// Tokens fetched so far (tests check that an expiry costs exactly one renewal).
@@ -194,7 +168,7 @@ impl Mluvii {
     fn vendor(&self, message: String) -> SourceError {
         SourceError::Vendor {
             source_name: SOURCE,
-            account: self.key.account.clone(),
+            account: self.cx.key.account.clone(),
             message,
         }
     }
@@ -215,13 +189,13 @@ impl Mluvii {
     ) -> Result<bytes::Bytes, SourceError> {
         let token = self
             .tokens
-            .get(&self.http)
+            .get(&self.cx.http)
             .await
             .map_err(|e| self.auth_error(e))?;
         let send = |token: &auth::Token| {
             let url = url.clone();
             let value = token.value.clone();
-            self.http.send(endpoint, move |c| {
+            self.cx.http.send(endpoint, move |c| {
                 c.get(url.clone())
                     .query(query)
                     .bearer_auth(value.expose())
@@ -233,7 +207,7 @@ impl Mluvii {
             Err(HttpError::Status { status: 401, .. }) => {
                 let fresh = self
                     .tokens
-                    .renew(&self.http, &token)
+                    .renew(&self.cx.http, &token)
                     .await
                     .map_err(|e| self.auth_error(e))?;
                 match send(&fresh).await {
@@ -254,7 +228,7 @@ impl Mluvii {
         let body = self.get(LIST_PATH, self.url(LIST_PATH), query).await?;
         normalize::list_items(&String::from_utf8_lossy(&body)).map_err(|detail| SourceError::Body {
             source_name: SOURCE,
-            account: self.key.account.clone(),
+            account: self.cx.key.account.clone(),
             endpoint: LIST_PATH,
             detail,
         })
@@ -332,7 +306,8 @@ impl Mluvii {
                     Err(e) => {
                         // A record without an id matches no erasure: under the policy.
                         let mut payload = item;
-                        self.privacy
+                        self.cx
+                            .privacy
                             .scrub()
                             .document(&mut payload, personal::SESSION);
                         rejected.push(Rejected {
@@ -349,7 +324,7 @@ impl Mluvii {
             if splittable && found.len() > TARGET_RECORDS {
                 return Err(SourceError::WindowTooFull {
                     source_name: SOURCE,
-                    account: self.key.account.clone(),
+                    account: self.cx.key.account.clone(),
                     from: window.start,
                     held: found.len(),
                 });
@@ -393,7 +368,7 @@ impl Mluvii {
         }
         serde_json::from_slice(b).map_err(|e| SourceError::Body {
             source_name: SOURCE,
-            account: self.key.account.clone(),
+            account: self.cx.key.account.clone(),
             endpoint,
             detail: format!("not valid JSON ({e}); the body may have been cut off"),
         })
@@ -423,20 +398,20 @@ impl Mluvii {
                         payload: json!({ "id": id }),
                     });
                 } else {
-                    tracing::info!(account = %self.key.account, session = id, "mluvii session no longer exists (404); no longer re-polled");
+                    tracing::info!(account = %self.cx.key.account, session = id, "mluvii session no longer exists (404); no longer re-polled");
                 }
                 continue;
             };
             // Personal data (personal.rs): an erasure is matched on the values as received;
             // then the policy (or the erasure) applies to both documents before anything
             // reads a column from them.
-            let erased = self.privacy.is_erased(
+            let erased = self.cx.privacy.is_erased(
                 SOURCE,
-                &self.key.account,
+                &self.cx.key.account,
                 &id.to_string(),
                 &[(&detail, personal::SESSION), (&routing, personal::ROUTING)],
             );
-            let scrub = self.privacy.for_record(erased);
+            let scrub = self.cx.privacy.for_record(erased);
             scrub.document(&mut detail, personal::SESSION);
             scrub.document(&mut routing, personal::ROUTING);
             match normalize::normalize(detail, routing, &id.to_string()) {
@@ -477,28 +452,6 @@ impl Mluvii {
 
 #[async_trait]
 impl Source for Mluvii {
-    fn key(&self) -> &StreamKey {
-        &self.key
-    }
-
-    fn settings(&self) -> &StreamSettings {
-        &self.settings.stream
-    }
-
-    fn privacy(&self) -> Option<crate::engine::PrivacyOf<'_>> {
-        Some(crate::engine::PrivacyOf {
-            privacy: &self.privacy,
-            inventory: &personal::INVENTORY,
-        })
-    }
-
-    fn requests(&self) -> crate::model::RequestCounts {
-        crate::model::RequestCounts {
-            fallbacks: self.fallbacks.load(std::sync::atomic::Ordering::Relaxed),
-            ..self.http.counts()
-        }
-    }
-
     /// Sized by what they hold: the list is paged, so an empty stretch costs nothing.
     fn windowing(&self) -> crate::engine::Windowing {
         crate::engine::Windowing::Paged
@@ -520,7 +473,7 @@ impl Source for Mluvii {
         run: RunInfo,
     ) -> Result<Batch, SourceError> {
         let mut mem: Remembered =
-            crate::engine::read_state(&self.key, &state.state, STATE_VERSION)?;
+            crate::engine::read_state(&self.cx.key, &state.state, STATE_VERSION)?;
         let (listed, mut rejected) = self.list(window).await?;
         let listed_ids: BTreeSet<i64> = listed.iter().map(|l| l.id).collect();
         // The fingerprint of each whole listed row: a final session stored from the same row
@@ -528,7 +481,7 @@ impl Source for Mluvii {
         let mut row_prints: BTreeMap<i64, String> = BTreeMap::new();
         let mut targets: Vec<Target> = Vec::new();
         // With the policy's tag: under another policy, a stored row is read and written again.
-        let tag = self.privacy.tag();
+        let tag = self.cx.privacy.tag();
         for l in listed {
             let whole = normalize::is_whole_session(&l.row);
             let print = whole.then(|| lenient::fingerprint_parts(&[&tag, "|", &l.row.to_string()]));
@@ -573,7 +526,8 @@ impl Source for Mluvii {
             .filter(|t| t.named && t.row.is_none())
             .count();
         let mut fetched = self.read_sessions(targets).await?;
-        self.fallbacks
+        self.cx
+            .fallbacks
             .fetch_add(fallbacks as u64, std::sync::atomic::Ordering::Relaxed);
         // Sessions mluvii anonymised since the last look are read again however old they are
         // (their emptied fields overwrite what is stored), once per regular run. The watermark
@@ -611,13 +565,12 @@ impl Source for Mluvii {
             mem.anonymized = next;
         }
         if !anonymized.is_empty() {
-            tracing::info!(account = %self.key.account, sessions = anonymized.len(), "mluvii anonymised sessions since the last look; read again");
-            self.metrics
-                .erased_sessions
-                .get_or_create(&crate::telemetry::SourceLabels {
-                    source: SOURCE.to_string(),
-                })
-                .inc_by(anonymized.len() as u64);
+            crate::events::SessionsErasedAtSource {
+                source: SOURCE,
+                account: &self.cx.key.account,
+                sessions: anonymized.len() as u64,
+            }
+            .emit(&self.cx.metrics);
         }
         for (id, mark) in read.marks {
             match (&mark, row_prints.remove(&id)) {
@@ -648,7 +601,7 @@ impl Source for Mluvii {
             let keep = DateTime::parse_from_rfc3339(c)
                 .map_or(true, |c| c.with_timezone(&Utc) >= too_old);
             if !keep {
-                tracing::warn!(account = %self.key.account, session = id, "mluvii session still not CLOSED after max_open_age; no longer re-polled");
+                tracing::warn!(account = %self.cx.key.account, session = id, "mluvii session still not CLOSED after max_open_age; no longer re-polled");
             }
             keep
         });

@@ -47,10 +47,11 @@ impl Mluvii {
     ) -> Result<crate::http::Response, SourceError> {
         let token = self
             .tokens
-            .get(&self.http)
+            .get(&self.cx.http)
             .await
             .map_err(|e| self.auth_error(e))?;
-        self.http
+        self.cx
+            .http
             .send(WEBHOOKS_PATH, |c| {
                 let rb = c
                     .request(method.clone(), url.clone())
@@ -69,7 +70,7 @@ impl Mluvii {
 
     /// The path our callback URL ends with.
     fn callback_path(&self) -> String {
-        format!("/webhooks/mluvii/{}", self.key.account)
+        format!("/webhooks/mluvii/{}", self.cx.key.account)
     }
 }
 
@@ -166,7 +167,7 @@ impl Webhook for Mluvii {
             fetched,
             "named by a webhook event, but its detail answered 404",
         );
-        let key = self.key.clone();
+        let key = self.cx.key.clone();
         let marks = read.marks;
         let sessions = read.sessions;
         Ok(Pushed {
@@ -264,12 +265,12 @@ impl Webhook for Mluvii {
         let items =
             super::normalize::list_items(&listed.text()).map_err(|detail| SourceError::Body {
                 source_name: SOURCE,
-                account: self.key.account.clone(),
+                account: self.cx.key.account.clone(),
                 endpoint: WEBHOOKS_PATH,
                 detail,
             })?;
         let path = self.callback_path();
-        let account = &self.key.account;
+        let account = &self.cx.key.account;
         let ours = items
             .iter()
             .filter_map(Value::as_object)

@@ -1,15 +1,11 @@
 //! The `[[superoffice]]` entries of the config file: their keys, defaults and checks (operations.md).
 
-use std::sync::Arc;
-
 use serde::Deserialize;
 
-use super::SOURCE;
-use crate::config::{self, AccountSettings, KeyProblem, Secret, SourceConfig};
+use crate::config::{self, AccountSettings, Common, KeyProblem, Secret, SourceConfig};
 use crate::config::{HttpSettings, StreamSettings};
-use crate::engine::Source;
-use crate::sources::SourceKind;
-use crate::telemetry::Metrics;
+
+pub const SOURCE: &str = "superoffice";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -52,14 +48,9 @@ pub struct SuperOfficeSettings {
     pub timezone: chrono_tz::Tz,
 }
 
-config::impl_account_settings!(SuperOfficeSettings, SOURCE);
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSuperOffice {
-    account: String,
-    #[serde(default)]
-    enabled: Option<bool>,
     base_url: String,
     ticket: Option<Secret>,
     bearer: Option<Secret>,
@@ -68,21 +59,11 @@ struct RawSuperOffice {
     messages: Option<bool>,
     webhook_secret: Option<Secret>,
     timezone: Option<String>,
-    schedule: Option<String>,
-    start: String,
-    lookback: Option<String>,
-    window: Option<String>,
     concurrency: Option<usize>,
     page_size: Option<usize>,
-    requests_per_second: Option<f64>,
-    timeout: Option<String>,
-    max_retries: Option<usize>,
-    max_retry_wait: Option<String>,
-    max_response_mb: Option<usize>,
-    privacy: Option<crate::privacy::Overrides>,
 }
 
-/// This source in the registry (`sources::KINDS`).
+/// This source in the list of sources (`sources::SOURCES`).
 pub struct Kind;
 
 impl SourceConfig for Kind {
@@ -90,81 +71,123 @@ impl SourceConfig for Kind {
         SOURCE
     }
 
-    fn account(
-        &self,
-        entry: toml::Value,
-        prefix: &str,
-    ) -> Result<Box<dyn AccountSettings>, KeyProblem> {
-        let m: RawSuperOffice = config::entry(entry, prefix)?;
-        let k = |name: &str| format!("{prefix}.{name}");
-        let (stream, http) = config::common_settings!(&k, m, "1h")?;
-        let base_url = config::parse_base_url(&k("base_url"), &m.base_url)?;
-        let nonempty = |s: Option<Secret>| s.filter(|s| !s.is_empty());
-        let auth = match (
-            nonempty(m.ticket),
-            nonempty(m.bearer),
-            nonempty(m.app_token),
-        ) {
-            (Some(_), Some(_), _) => {
-                return Err((
-                    k("ticket"),
-                    "give either `ticket` (with `app_token`) or `bearer`, not both".into(),
-                ));
-            }
-            (Some(ticket), None, Some(app_token)) => SuperOfficeAuth::Ticket { ticket, app_token },
-            (Some(_), None, None) => {
-                return Err((
-                    k("app_token"),
-                    "is required with `ticket` (the application secret sent as SO-AppToken)".into(),
-                ));
-            }
-            (None, Some(token), app_token) => SuperOfficeAuth::Bearer { token, app_token },
-            (None, None, _) => {
-                return Err((
-                    k("ticket"),
-                    "missing: give `ticket` and `app_token`, or `bearer`".into(),
-                ));
-            }
-        };
-        let concurrency = config::in_range(&k, "concurrency", m.concurrency, 4, 1..=64)?;
-        let page_size = config::in_range(&k, "page_size", m.page_size, 1000, 1..=5000)?;
-        let tz_s = m.timezone.unwrap_or_else(|| "UTC".into());
-        let timezone: chrono_tz::Tz = tz_s.parse().map_err(|_| {
-            (
-                k("timezone"),
-                format!(
-                    "`{tz_s}` is not an IANA time zone such as \"UTC\" or \"Europe/Oslo\" (the tenant's base time zone, used only where its dates come without an offset)"
-                ),
-            )
-        })?;
-        Ok(Box::new(SuperOfficeSettings {
-            stream,
-            http,
-            base_url,
-            auth,
-            mode: m.mode.unwrap_or(SuperOfficeMode::Archive),
-            messages: m.messages.unwrap_or(true),
-            concurrency,
-            page_size,
-            webhook_secret: nonempty(m.webhook_secret),
-            timezone,
-        }))
-    }
-}
-
-impl SourceKind for Kind {
-    fn build(
-        &self,
-        account: &dyn AccountSettings,
-        metrics: &Arc<Metrics>,
-        privacy: crate::privacy::Privacy,
-    ) -> Option<Arc<dyn Source>> {
-        crate::sources::build_as(account, |s: SuperOfficeSettings| {
-            super::SuperOffice::new(s, metrics.clone(), privacy)
-        })
+    fn stream(&self) -> &'static str {
+        "chat_sessions"
     }
 
     fn inventory(&self) -> Option<&'static crate::privacy::Inventory> {
         Some(&super::personal::INVENTORY)
+    }
+
+    fn account(
+        &self,
+        entry: toml::Value,
+        prefix: &str,
+        common: Common,
+    ) -> Result<Box<dyn AccountSettings>, KeyProblem> {
+        let settings = read(entry, prefix, common)?;
+        Ok(Box::new(settings))
+    }
+}
+
+/// Reads and checks this source's own keys of one entry.
+fn read(
+    entry: toml::Value,
+    prefix: &str,
+    Common { stream, http }: Common,
+) -> Result<SuperOfficeSettings, KeyProblem> {
+    let m: RawSuperOffice = config::entry(entry, prefix)?;
+    let k = |name: &str| format!("{prefix}.{name}");
+    let base_url = config::parse_base_url(&k("base_url"), &m.base_url)?;
+    let nonempty = |s: Option<Secret>| s.filter(|s| !s.is_empty());
+    let auth = match (
+        nonempty(m.ticket),
+        nonempty(m.bearer),
+        nonempty(m.app_token),
+    ) {
+        (Some(_), Some(_), _) => {
+            return Err((
+                k("ticket"),
+                "give either `ticket` (with `app_token`) or `bearer`, not both".into(),
+            ));
+        }
+        (Some(ticket), None, Some(app_token)) => SuperOfficeAuth::Ticket { ticket, app_token },
+        (Some(_), None, None) => {
+            return Err((
+                k("app_token"),
+                "is required with `ticket` (the application secret sent as SO-AppToken)".into(),
+            ));
+        }
+        (None, Some(token), app_token) => SuperOfficeAuth::Bearer { token, app_token },
+        (None, None, _) => {
+            return Err((
+                k("ticket"),
+                "missing: give `ticket` and `app_token`, or `bearer`".into(),
+            ));
+        }
+    };
+    let concurrency = config::in_range(&k, "concurrency", m.concurrency, 4, 1..=64)?;
+    let page_size = config::in_range(&k, "page_size", m.page_size, 1000, 1..=5000)?;
+    let tz_s = m.timezone.unwrap_or_else(|| "UTC".into());
+    let timezone: chrono_tz::Tz = tz_s.parse().map_err(|_| {
+        (
+            k("timezone"),
+            format!(
+                "`{tz_s}` is not an IANA time zone such as \"UTC\" or \"Europe/Oslo\" (the tenant's base time zone, used only where its dates come without an offset)"
+            ),
+        )
+    })?;
+    Ok(SuperOfficeSettings {
+        stream,
+        http,
+        base_url,
+        auth,
+        mode: m.mode.unwrap_or(SuperOfficeMode::Archive),
+        messages: m.messages.unwrap_or(true),
+        concurrency,
+        page_size,
+        webhook_secret: nonempty(m.webhook_secret),
+        timezone,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENTRY: &str = "account = \"cust12345\"\nbase_url = \"https://sod.superoffice.com/Cust12345\"\nstart = \"2024-01-01T00:00:00Z\"\n";
+
+    fn read_entry(extra: &str) -> Result<SuperOfficeSettings, KeyProblem> {
+        let (entry, common) = config::test_entry(&Kind, &format!("{ENTRY}{extra}"));
+        read(entry, "superoffice[0]", common)
+    }
+
+    #[test]
+    fn defaults_and_authentication() {
+        let s = read_entry("ticket = \"t-1\"\napp_token = \"a-1\"\n").unwrap();
+        assert!(matches!(s.auth, SuperOfficeAuth::Ticket { .. }));
+        assert_eq!(s.mode, SuperOfficeMode::Archive);
+        assert!(s.messages);
+        assert_eq!(s.timezone, chrono_tz::UTC);
+        assert_eq!(Kind.stream(), "chat_sessions");
+        let s = read_entry("bearer = \"b-1\"\n").unwrap();
+        assert!(matches!(s.auth, SuperOfficeAuth::Bearer { .. }));
+        for (extra, key, word) in [
+            ("ticket = \"t\"\n", "superoffice[0].app_token", "required"),
+            (
+                "ticket = \"t\"\napp_token = \"a\"\nbearer = \"b\"\n",
+                "superoffice[0].ticket",
+                "not both",
+            ),
+            ("", "superoffice[0].ticket", "missing"),
+            (
+                "bearer = \"b\"\ntimezone = \"Oslo\"\n",
+                "superoffice[0].timezone",
+                "IANA",
+            ),
+        ] {
+            let (k, problem) = read_entry(extra).unwrap_err();
+            assert!(k == key && problem.contains(word), "{k}: {problem}");
+        }
     }
 }

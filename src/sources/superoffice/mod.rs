@@ -41,18 +41,15 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
-use crate::config::StreamSettings;
 use crate::engine::{
-    Batch, Rejected, RunInfo, Source, SourceError, StreamKey, StreamState, Window,
+    Batch, Rejected, RunInfo, Source, SourceContext, SourceError, StreamState, Window,
 };
-use crate::http::{HttpClient, HttpError};
+use crate::http::HttpError;
 use crate::privacy::Kind;
 use crate::sources::lenient::{self, Fields};
-use crate::telemetry::Metrics;
-pub use config::{SuperOfficeAuth, SuperOfficeMode, SuperOfficeSettings};
+pub use config::{SOURCE, SuperOfficeAuth, SuperOfficeMode, SuperOfficeSettings};
 use normalize::Normalized;
 
-pub const SOURCE: &str = "superoffice";
 pub const LIST_PATH: &str = "/api/v1/ChatSession";
 pub const ENTITY_PATH: &str = "/api/v1/ChatSession/{id}";
 pub const MESSAGES_PATH: &str = "/api/v1/ChatSession/{id}/Messages";
@@ -69,12 +66,11 @@ pub const LIST_COLUMNS: &str =
 pub const OPEN_CHAT_AGE: TimeDelta = TimeDelta::days(7);
 
 pub struct SuperOffice {
-    key: StreamKey,
+    cx: Arc<SourceContext>,
     settings: SuperOfficeSettings,
-    http: HttpClient,
-    /// The policies its records are written under, and the recorded erasures.
-    privacy: crate::privacy::Privacy,
 }
+
+crate::config::impl_account_settings!(SuperOfficeSettings, SOURCE, SuperOffice::new);
 
 /// What the stream remembers of one session between runs.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
@@ -114,26 +110,12 @@ struct Remembered {
 }
 
 impl SuperOffice {
-    pub fn new(
-        settings: SuperOfficeSettings,
-        metrics: Arc<Metrics>,
-        privacy: crate::privacy::Privacy,
-    ) -> Self {
-        let http = HttpClient::new(SOURCE, &settings.stream.account, &settings.http, metrics);
-        SuperOffice {
-            key: StreamKey {
-                source: SOURCE,
-                account: settings.stream.account.clone(),
-                stream: "chat_sessions",
-            },
-            settings,
-            http,
-            privacy,
-        }
+    pub fn new(settings: SuperOfficeSettings, cx: Arc<SourceContext>) -> Self {
+        SuperOffice { cx, settings }
     }
 
     fn url(&self, path: &str) -> reqwest::Url {
-        crate::sources::endpoint_url(&self.settings.base_url, path)
+        crate::http::endpoint_url(&self.settings.base_url, path)
     }
 
     fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -157,7 +139,7 @@ impl SuperOffice {
     fn body_error(&self, endpoint: &'static str, detail: String) -> SourceError {
         SourceError::Body {
             source_name: SOURCE,
-            account: self.key.account.clone(),
+            account: self.cx.key.account.clone(),
             endpoint,
             detail,
         }
@@ -176,7 +158,7 @@ impl SuperOffice {
             };
             return SourceError::Vendor {
                 source_name: SOURCE,
-                account: self.key.account.clone(),
+                account: self.cx.key.account.clone(),
                 message: what.into(),
             };
         }
@@ -189,6 +171,7 @@ impl SuperOffice {
         url: reqwest::Url,
     ) -> Result<Option<Value>, SourceError> {
         match self
+            .cx
             .http
             .send(endpoint, |c| self.authed(c.get(url.clone())))
             .await
@@ -308,6 +291,7 @@ impl SuperOffice {
     async fn entities_for_user(&self) -> Result<Vec<Value>, SourceError> {
         let url = self.url(FOR_USER_PATH);
         let r = self
+            .cx
             .http
             .send(FOR_USER_PATH, |c| {
                 self.authed(c.post(url.clone()))
@@ -400,7 +384,7 @@ impl SuperOffice {
         force: bool,
     ) -> Result<Read, SourceError> {
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
-        let tag = self.privacy.tag();
+        let tag = self.cx.privacy.tag();
         let mut read = Read {
             sessions: Vec::new(),
             messages: Vec::new(),
@@ -418,13 +402,14 @@ impl SuperOffice {
             // then the policy (or the erasure) applies to the entity before anything reads it.
             let deleted = normalize::is_deleted(&raw);
             let erased = deleted
-                || self.privacy.is_erased(
+                || self.cx.privacy.is_erased(
                     SOURCE,
-                    &self.key.account,
+                    &self.cx.key.account,
                     &id.to_string(),
                     &[(&raw, personal::ENTITY)],
                 );
-            self.privacy
+            self.cx
+                .privacy
                 .for_record(erased)
                 .document(&mut raw, personal::ENTITY);
             let h = normalize::fingerprint(&raw);
@@ -497,7 +482,7 @@ impl SuperOffice {
         .await?;
         let mut by_id: HashMap<i32, normalize::Message> = HashMap::new();
         for (session, list) in fetched {
-            let scrub = self.privacy.for_record(read.erased.contains(&session));
+            let scrub = self.cx.privacy.for_record(read.erased.contains(&session));
             for v in list {
                 match normalize::message(&v, session, self.settings.timezone) {
                     Ok((mut m, unset)) => {
@@ -582,25 +567,6 @@ fn item_id(item: &Value) -> Option<i64> {
 
 #[async_trait]
 impl Source for SuperOffice {
-    fn key(&self) -> &StreamKey {
-        &self.key
-    }
-
-    fn settings(&self) -> &StreamSettings {
-        &self.settings.stream
-    }
-
-    fn privacy(&self) -> Option<crate::engine::PrivacyOf<'_>> {
-        Some(crate::engine::PrivacyOf {
-            privacy: &self.privacy,
-            inventory: &personal::INVENTORY,
-        })
-    }
-
-    fn requests(&self) -> crate::model::RequestCounts {
-        self.http.counts()
-    }
-
     fn webhook(&self) -> Option<&dyn crate::engine::Webhook> {
         self.settings
             .webhook_secret
@@ -650,13 +616,13 @@ impl Source for SuperOffice {
         _run: RunInfo,
     ) -> Result<Batch, SourceError> {
         let mut mem: Remembered =
-            crate::engine::read_state(&self.key, &state.state, STATE_VERSION)?;
+            crate::engine::read_state(&self.cx.key, &state.state, STATE_VERSION)?;
         let mut rejected = Vec::new();
         let mut gone = Vec::new();
         let now = Utc::now();
         let now_s = now.to_rfc3339_opts(SecondsFormat::Secs, true);
         let open_from = now - OPEN_CHAT_AGE;
-        let tag = self.privacy.tag();
+        let tag = self.cx.privacy.tag();
         // A state written before open chats carried their age: from now.
         for seen in mem.sessions.values_mut().filter(|s| !s.t && s.o.is_empty()) {
             seen.o = now_s.clone();

@@ -42,6 +42,7 @@ impl SuperOffice {
     async fn webhooks(&self) -> Result<Option<Vec<Value>>, SourceError> {
         let url = self.url(WEBHOOK_PATH);
         match self
+            .cx
             .http
             .send(WEBHOOK_PATH, |c| self.authed(c.get(url.clone())))
             .await
@@ -60,8 +61,8 @@ impl SuperOffice {
     /// The listed webhook that is this account's: registered under our name, or delivering
     /// to our path.
     fn ours<'a>(&self, hooks: &'a [Value]) -> Option<Fields<'a>> {
-        let name = webhook_name(&self.key.account);
-        let path = format!("/webhooks/superoffice/{}", self.key.account);
+        let name = webhook_name(&self.cx.key.account);
+        let path = format!("/webhooks/superoffice/{}", self.cx.key.account);
         hooks
             .iter()
             .filter_map(Value::as_object)
@@ -128,7 +129,7 @@ impl Webhook for SuperOffice {
     }
 
     async fn fetch_ids(&self, ids: &[i64], state: &StreamState) -> Result<Pushed, SourceError> {
-        let mem: Remembered = crate::engine::read_state(&self.key, &state.state, STATE_VERSION)?;
+        let mem: Remembered = crate::engine::read_state(&self.cx.key, &state.state, STATE_VERSION)?;
         let (entities, mut rejected, mut gone) = self
             .entities(
                 ids.to_vec(),
@@ -139,7 +140,7 @@ impl Webhook for SuperOffice {
         rejected.extend(read.rejected);
         gone.extend(read.gone);
         let current: BTreeMap<i64, Seen> = read.current;
-        let key = self.key.clone();
+        let key = self.cx.key.clone();
         let sessions = read.sessions;
         Ok(Pushed {
             batch: Batch {
@@ -178,7 +179,7 @@ impl Webhook for SuperOffice {
     }
 
     async fn register(&self, target: &reqwest::Url) -> Result<String, SourceError> {
-        let name = webhook_name(&self.key.account);
+        let name = webhook_name(&self.cx.key.account);
         let body = json!({
             "Name": name,
             "Events": EVENTS,
@@ -207,6 +208,7 @@ impl Webhook for SuperOffice {
             ),
         };
         let r = self
+            .cx
             .http
             .send(WEBHOOK_PATH, |c| {
                 let rb = if put {
@@ -239,7 +241,7 @@ impl Webhook for SuperOffice {
                 "the API does not list webhooks here; check it in SuperOffice's settings".into(),
             ));
         };
-        let account = &self.key.account;
+        let account = &self.cx.key.account;
         let Some(f) = self.ours(&hooks) else {
             return Ok(WebhookState::Problem(format!(
                 "no webhook delivers to /webhooks/superoffice/{account}: run `sessionsync webhooks register --source superoffice --account {account} --public-url https://…`"

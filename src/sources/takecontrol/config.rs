@@ -1,16 +1,14 @@
 //! The `[[takecontrol]]` entries of the config file: their keys, defaults and checks (operations.md).
 
-use std::sync::Arc;
-
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-use super::SOURCE;
-use crate::config::{self, AccountSettings, KeyProblem, Secret, SourceConfig};
+use crate::config::{
+    self, AccountSettings, Common, CommonDefaults, KeyProblem, Secret, SourceConfig,
+};
 use crate::config::{HttpSettings, StreamSettings};
-use crate::engine::Source;
-use crate::sources::SourceKind;
-use crate::telemetry::Metrics;
+
+pub const SOURCE: &str = "takecontrol";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -38,32 +36,17 @@ pub struct TakeControlSettings {
     pub output_format: OutputFormat,
 }
 
-config::impl_account_settings!(TakeControlSettings, SOURCE);
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTakeControl {
-    account: String,
-    #[serde(default)]
-    enabled: Option<bool>,
     api: Option<TakeControlApi>,
     base_url: String,
     api_key: Secret,
-    schedule: Option<String>,
-    start: String,
-    lookback: Option<String>,
-    window: Option<String>,
     timezone: Option<String>,
     output_format: Option<OutputFormat>,
-    requests_per_second: Option<f64>,
-    timeout: Option<String>,
-    max_retries: Option<usize>,
-    max_retry_wait: Option<String>,
-    max_response_mb: Option<usize>,
-    privacy: Option<crate::privacy::Overrides>,
 }
 
-/// This source in the registry (`sources::KINDS`).
+/// This source in the list of sources (`sources::SOURCES`).
 pub struct Kind;
 
 impl SourceConfig for Kind {
@@ -71,50 +54,92 @@ impl SourceConfig for Kind {
         SOURCE
     }
 
-    fn account(
-        &self,
-        entry: toml::Value,
-        prefix: &str,
-    ) -> Result<Box<dyn AccountSettings>, KeyProblem> {
-        let t: RawTakeControl = config::entry(entry, prefix)?;
-        let k = |name: &str| format!("{prefix}.{name}");
-        let (stream, http) = config::common_settings!(&k, t, "24h")?;
-        let base_url = config::parse_base_url(&k("base_url"), &t.base_url)?;
-        if t.api_key.is_empty() {
-            return Err((k("api_key"), "is empty".into()));
+    fn defaults(&self) -> CommonDefaults {
+        CommonDefaults {
+            lookback: "24h",
+            ..CommonDefaults::default()
         }
-        let tz_s = t.timezone.unwrap_or_else(|| "UTC".into());
-        let timezone: Tz = tz_s.parse().map_err(|_| {
-            (
-                k("timezone"),
-                format!("`{tz_s}` is not an IANA time zone such as \"UTC\" or \"Europe/Prague\""),
-            )
-        })?;
-        Ok(Box::new(TakeControlSettings {
-            stream,
-            http,
-            api: t.api.unwrap_or(TakeControlApi::Rest),
-            base_url,
-            api_key: t.api_key,
-            timezone,
-            output_format: t.output_format.unwrap_or(OutputFormat::Xml),
-        }))
-    }
-}
-
-impl SourceKind for Kind {
-    fn build(
-        &self,
-        account: &dyn AccountSettings,
-        metrics: &Arc<Metrics>,
-        privacy: crate::privacy::Privacy,
-    ) -> Option<Arc<dyn Source>> {
-        crate::sources::build_as(account, |s: TakeControlSettings| {
-            super::TakeControl::new(s, metrics.clone(), privacy)
-        })
     }
 
     fn inventory(&self) -> Option<&'static crate::privacy::Inventory> {
         Some(&super::personal::INVENTORY)
+    }
+
+    fn account(
+        &self,
+        entry: toml::Value,
+        prefix: &str,
+        common: Common,
+    ) -> Result<Box<dyn AccountSettings>, KeyProblem> {
+        let settings = read(entry, prefix, common)?;
+        Ok(Box::new(settings))
+    }
+}
+
+/// Reads and checks this source's own keys of one entry.
+fn read(
+    entry: toml::Value,
+    prefix: &str,
+    Common { stream, http }: Common,
+) -> Result<TakeControlSettings, KeyProblem> {
+    let t: RawTakeControl = config::entry(entry, prefix)?;
+    let k = |name: &str| format!("{prefix}.{name}");
+    let base_url = config::parse_base_url(&k("base_url"), &t.base_url)?;
+    if t.api_key.is_empty() {
+        return Err((k("api_key"), "is empty".into()));
+    }
+    let tz_s = t.timezone.unwrap_or_else(|| "UTC".into());
+    let timezone: Tz = tz_s.parse().map_err(|_| {
+        (
+            k("timezone"),
+            format!("`{tz_s}` is not an IANA time zone such as \"UTC\" or \"Europe/Prague\""),
+        )
+    })?;
+    Ok(TakeControlSettings {
+        stream,
+        http,
+        api: t.api.unwrap_or(TakeControlApi::Rest),
+        base_url,
+        api_key: t.api_key,
+        timezone,
+        output_format: t.output_format.unwrap_or(OutputFormat::Xml),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENTRY: &str = "account = \"acme-us\"\nbase_url = \"https://api.us0.swi-rc.com\"\napi_key = \"very-secret-key\"\nstart = \"2024-01-01T00:00:00Z\"\n";
+
+    #[test]
+    fn defaults_and_checks() {
+        let (entry, common) = config::test_entry(&Kind, ENTRY);
+        let t = read(entry, "takecontrol[0]", common).unwrap();
+        assert_eq!(t.api, TakeControlApi::Rest);
+        assert_eq!(t.output_format, OutputFormat::Xml);
+        assert_eq!(t.timezone, chrono_tz::UTC);
+        assert_eq!(t.stream.lookback, std::time::Duration::from_secs(86400));
+        assert_eq!(t.api_key.expose(), "very-secret-key");
+        assert!(!format!("{t:?}").contains("very-secret-key"));
+        for (extra, key, word) in [
+            (
+                "timezone = \"Mars/Olympus\"\n",
+                "takecontrol[0].timezone",
+                "IANA",
+            ),
+            (
+                "colour = \"red\"\n",
+                "takecontrol[0].colour",
+                "unknown field",
+            ),
+        ] {
+            let (entry, common) = config::test_entry(&Kind, &format!("{ENTRY}{extra}"));
+            let (k, problem) = read(entry, "takecontrol[0]", common).unwrap_err();
+            assert!(k == key && problem.contains(word), "{k}: {problem}");
+        }
+        let (entry, common) = config::test_entry(&Kind, &ENTRY.replace("very-secret-key", ""));
+        let (k, _) = read(entry, "takecontrol[0]", common).unwrap_err();
+        assert_eq!(k, "takecontrol[0].api_key");
     }
 }

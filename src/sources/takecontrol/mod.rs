@@ -18,14 +18,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 
-use crate::config::StreamSettings;
-use crate::engine::{Batch, RunInfo, Source, SourceError, StreamKey, StreamState, Window};
-use crate::http::HttpClient;
-use crate::telemetry::Metrics;
-pub use config::{OutputFormat, TakeControlApi, TakeControlSettings};
+use crate::engine::{Batch, RunInfo, Source, SourceContext, SourceError, StreamState, Window};
+pub use config::{OutputFormat, SOURCE, TakeControlApi, TakeControlSettings};
 use normalize::{BodyProblem, Normalized};
 
-pub const SOURCE: &str = "takecontrol";
 pub const REST_PATH: &str = "/rest/session/history";
 pub const LEGACY_PATH: &str = "/integration/get_history_api.php";
 
@@ -52,34 +48,19 @@ pub const VARS: [&str; 18] = [
 ];
 
 pub struct TakeControl {
-    key: StreamKey,
+    cx: Arc<SourceContext>,
     settings: TakeControlSettings,
-    http: HttpClient,
-    /// The policies its records are written under, and the recorded erasures.
-    privacy: crate::privacy::Privacy,
 }
 
+crate::config::impl_account_settings!(TakeControlSettings, SOURCE, TakeControl::new);
+
 impl TakeControl {
-    pub fn new(
-        settings: TakeControlSettings,
-        metrics: Arc<Metrics>,
-        privacy: crate::privacy::Privacy,
-    ) -> Self {
-        let http = HttpClient::new(SOURCE, &settings.stream.account, &settings.http, metrics);
-        TakeControl {
-            key: StreamKey {
-                source: SOURCE,
-                account: settings.stream.account.clone(),
-                stream: "sessions",
-            },
-            settings,
-            http,
-            privacy,
-        }
+    pub fn new(settings: TakeControlSettings, cx: Arc<SourceContext>) -> Self {
+        TakeControl { cx, settings }
     }
 
     fn url(&self, path: &str) -> reqwest::Url {
-        crate::sources::endpoint_url(&self.settings.base_url, path)
+        crate::http::endpoint_url(&self.settings.base_url, path)
     }
 
     /// An instant as the API's zone-less `YYYY-MM-DD HH:MM:SS` in the account's zone.
@@ -99,6 +80,7 @@ impl TakeControl {
                     "filters": { "FILTER_DATE_START_INI": ini, "FILTER_DATE_START_END": end },
                 });
                 let resp = self
+                    .cx
                     .http
                     .send(REST_PATH, |c| {
                         c.get(url.clone())
@@ -117,6 +99,7 @@ impl TakeControl {
                 };
                 let vars = VARS.join(" ");
                 let resp = self
+                    .cx
                     .http
                     .send(LEGACY_PATH, |c| {
                         c.get(url.clone()).query(&[
@@ -140,25 +123,6 @@ pub fn format_in_zone(t: DateTime<Utc>, tz: Tz) -> String {
 
 #[async_trait]
 impl Source for TakeControl {
-    fn key(&self) -> &StreamKey {
-        &self.key
-    }
-
-    fn settings(&self) -> &StreamSettings {
-        &self.settings.stream
-    }
-
-    fn privacy(&self) -> Option<crate::engine::PrivacyOf<'_>> {
-        Some(crate::engine::PrivacyOf {
-            privacy: &self.privacy,
-            inventory: &personal::INVENTORY,
-        })
-    }
-
-    fn requests(&self) -> crate::model::RequestCounts {
-        self.http.counts()
-    }
-
     /// Windows are independent: the next is fetched while the current one is written.
     fn pipelined(&self) -> bool {
         true
@@ -181,7 +145,7 @@ impl Source for TakeControl {
             (TakeControlApi::Legacy, OutputFormat::Xml)
         );
         let (window_copy, tz) = (*window, self.settings.timezone);
-        let (privacy, account) = (self.privacy.clone(), self.key.account.clone());
+        let (privacy, account) = (self.cx.privacy.clone(), self.cx.key.account.clone());
         // Parsing and normalizing a window is CPU work of tens of milliseconds: it runs on the
         // blocking pool so that it never stalls the write of the previous window, which the
         // engine drives on the same task (see `Source::pipelined`).
@@ -196,19 +160,19 @@ impl Source for TakeControl {
         .await
         .map_err(|e| SourceError::Body {
             source_name: SOURCE,
-            account: self.key.account.clone(),
+            account: self.cx.key.account.clone(),
             endpoint,
             detail: format!("the parser stopped unexpectedly: {e}"),
         })?;
         parsed.map_err(|p| match p {
             BodyProblem::Vendor(message) => SourceError::Vendor {
                 source_name: SOURCE,
-                account: self.key.account.clone(),
+                account: self.cx.key.account.clone(),
                 message,
             },
             BodyProblem::Unreadable(detail) => SourceError::Body {
                 source_name: SOURCE,
-                account: self.key.account.clone(),
+                account: self.cx.key.account.clone(),
                 endpoint,
                 detail,
             },
