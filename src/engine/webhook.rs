@@ -92,7 +92,7 @@ pub async fn write_pushed(
     tx: &Transaction<'_>,
     key: &StreamKey,
     pushed: Pushed,
-    privacy: Option<super::PrivacyOf<'_>>,
+    privacy: Option<super::batch::PrivacyOf<'_>>,
 ) -> Result<Written, WriteError> {
     let Pushed {
         batch,

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use sha2::Digest;
 use subtle::ConstantTimeEq;
 
-use super::{Mluvii, Remembered, SOURCE, STATE_VERSION};
+use super::config::SOURCE;
+use super::read::{Mluvii, Remembered, STATE_VERSION};
 use crate::engine::webhook::{body_key, json_object};
 use crate::engine::{Batch, Pushed, SourceError, StreamState, Verdict, Webhook, WebhookState};
 use crate::http::HttpError;
@@ -155,7 +156,7 @@ impl Webhook for Mluvii {
         let fetched = self
             .read_sessions(
                 ids.iter()
-                    .map(|id| super::Target {
+                    .map(|id| super::read::Target {
                         id: *id,
                         named: true,
                         row: None,

@@ -11,7 +11,7 @@ use hmac::{Hmac, Mac};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
-use super::{Remembered, STATE_VERSION, Seen, SuperOffice};
+use super::read::{Remembered, STATE_VERSION, Seen, SuperOffice};
 use crate::engine::webhook::{body_key, json_object};
 use crate::engine::{Batch, Pushed, SourceError, StreamState, Verdict, Webhook, WebhookState};
 use crate::sources::lenient::{self, Fields};
@@ -48,8 +48,9 @@ impl SuperOffice {
             .await
         {
             Ok(r) => {
-                let v = super::parse_json(&r.body).map_err(|d| self.body_error(WEBHOOK_PATH, d))?;
-                super::list_page(&v)
+                let v = super::read::parse_json(&r.body)
+                    .map_err(|d| self.body_error(WEBHOOK_PATH, d))?;
+                super::read::list_page(&v)
                     .map(|(items, _)| Some(items))
                     .map_err(|d| self.body_error(WEBHOOK_PATH, d))
             }
@@ -222,7 +223,7 @@ impl Webhook for SuperOffice {
             })
             .await
             .map_err(|e| self.http_error(e))?;
-        let id = super::parse_json(&r.body).ok().and_then(|v| {
+        let id = super::read::parse_json(&r.body).ok().and_then(|v| {
             v.as_object()
                 .and_then(|o| Fields::new(o).int("webhookid").ok().flatten())
         });

@@ -5,6 +5,7 @@
 //! this covers exactly the seconds `start ..= end − 1 s`, and consecutive windows neither overlap
 //! nor leave the boundary second out.
 
+mod body;
 pub mod config;
 pub mod normalize;
 pub mod personal;

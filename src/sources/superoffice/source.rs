@@ -1,0 +1,245 @@
+//! SuperOffice as a [`Source`]: a run's window (archive lists merged and read, or the agent's
+//! whole list), `check`, and how its dates are judged.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+use chrono::{SecondsFormat, TimeDelta, Utc};
+use serde_json::Value;
+
+use super::config::{SuperOfficeMode, SuperOfficeSettings};
+use super::normalize::{self};
+use super::store;
+use crate::engine::{Batch, RunInfo, Source, SourceError, StreamState, Window};
+use crate::sources::lenient::{self, Fields};
+
+use super::read::{
+    ENTITY_PATH, LIST_PATH, OPEN_CHAT_AGE, Remembered, STATE_VERSION, Seen, SuperOffice, item_id,
+    since,
+};
+
+#[async_trait]
+impl Source for SuperOffice {
+    fn webhook(&self) -> Option<&dyn crate::engine::Webhook> {
+        self.settings
+            .webhook_secret
+            .as_ref()
+            .map(|_| self as &dyn crate::engine::Webhook)
+    }
+
+    /// One window per run (a backfill too): both modes ask "what changed since", not "what
+    /// happened between".
+    fn windowing(&self) -> crate::engine::Windowing {
+        crate::engine::Windowing::Single
+    }
+
+    /// Lists (or reads) one chat, and tells whether the tenant's dates carry an offset: if not,
+    /// it ignores `SO-TimeZone` and they are read in the account's `timezone`.
+    async fn check(&self) -> Result<String, SourceError> {
+        let (what, sample) = match self.settings.mode {
+            SuperOfficeMode::ForUser => {
+                let list = self.entities_for_user().await?;
+                (
+                    format!("{} chat sessions for the API user", list.len()),
+                    list.into_iter().next(),
+                )
+            }
+            SuperOfficeMode::Archive => {
+                let rows = self.list_rows("chatSessionId gt 0", Some(1)).await?;
+                let sample = match rows.keys().next() {
+                    Some(id) => {
+                        self.get_json(ENTITY_PATH, self.url(&format!("{LIST_PATH}/{id}")))
+                            .await?
+                    }
+                    None => None,
+                };
+                ("the ChatSession archive lists chats".to_string(), sample)
+            }
+        };
+        Ok(format!(
+            "answered ({what}); {}",
+            dates_verdict(sample.as_ref(), self.settings.timezone)
+        ))
+    }
+
+    async fn fetch(
+        &self,
+        window: &Window,
+        state: &StreamState,
+        _run: RunInfo,
+    ) -> Result<Batch, SourceError> {
+        let mut mem: Remembered =
+            crate::engine::read_state(&self.cx.key, &state.state, STATE_VERSION)?;
+        let mut rejected = Vec::new();
+        let mut gone = Vec::new();
+        let now = Utc::now();
+        let now_s = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+        let open_from = now - OPEN_CHAT_AGE;
+        let tag = self.cx.privacy.tag();
+        // A state written before open chats carried their age: from now.
+        for seen in mem.sessions.values_mut().filter(|s| !s.t && s.o.is_empty()) {
+            seen.o = now_s.clone();
+        }
+        let mut listed: BTreeMap<i64, String> = BTreeMap::new();
+        // Listed again with the same row, and final: unchanged without a request.
+        let mut unchanged_listed = 0u64;
+
+        // The entities to look at, SessionKey removed.
+        let entities: Vec<(i64, Value)> = match self.settings.mode {
+            SuperOfficeMode::ForUser => self
+                .entities_for_user()
+                .await?
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut v)| {
+                    normalize::strip_secrets(&mut v);
+                    (item_id(&v).unwrap_or(-(i as i64) - 1), v)
+                })
+                .collect(),
+            SuperOfficeMode::Archive => {
+                listed = self
+                    .list_candidates(window.start - TimeDelta::seconds(1))
+                    .await?;
+                // Read by id: rows new or changed since listed last, and chats not final yet.
+                let mut ids = BTreeSet::new();
+                for (id, fp) in &listed {
+                    match mem.sessions.get_mut(id) {
+                        Some(seen) if seen.t && seen.l == *fp && seen.p == tag => {
+                            seen.s = now_s.clone();
+                            unchanged_listed += 1;
+                        }
+                        _ => {
+                            ids.insert(*id);
+                        }
+                    }
+                }
+                ids.extend(
+                    mem.sessions
+                        .iter()
+                        .filter(|(_, s)| !s.t && since(&s.o, open_from))
+                        .map(|(id, _)| *id),
+                );
+                let (entities, missing, vanished) = self
+                    .entities(
+                        ids.into_iter().collect(),
+                        "not_found: listed as changed or still open, but reading it answered 404",
+                    )
+                    .await?;
+                rejected.extend(missing);
+                // Gone: not read again while the archive lists the same row.
+                for id in vanished.iter().filter_map(|id| id.parse::<i64>().ok()) {
+                    mem.sessions.insert(
+                        id,
+                        Seen {
+                            t: true,
+                            s: now_s.clone(),
+                            l: listed.get(&id).cloned().unwrap_or_default(),
+                            p: tag.clone(),
+                            ..Seen::default()
+                        },
+                    );
+                }
+                gone.extend(vanished);
+                entities
+            }
+        };
+
+        let read = self.read_changed(entities, &mem, false).await?;
+        rejected.extend(read.rejected);
+        gone.extend(read.gone);
+        let unchanged = read.unchanged + unchanged_listed;
+        let (sessions, messages, nulled, mut current) =
+            (read.sessions, read.messages, read.nulled, read.current);
+        for (id, seen) in current.iter_mut() {
+            if let Some(fp) = listed.get(id) {
+                seen.l = fp.clone();
+            }
+        }
+
+        // What to remember: for_user keeps exactly the current list; archive keeps chats not
+        // final yet (while young enough to be re-read), and every chat while the archive may
+        // list its row again: the `updatedDate` list starts a day before the window, which
+        // starts `lookback` before the watermark.
+        match self.settings.mode {
+            SuperOfficeMode::ForUser => mem.sessions = current,
+            SuperOfficeMode::Archive => {
+                mem.sessions.extend(current);
+                let horizon = now
+                    - TimeDelta::from_std(self.settings.stream.lookback)
+                        .unwrap_or(TimeDelta::zero())
+                    - TimeDelta::days(2)
+                    - TimeDelta::hours(1);
+                mem.sessions
+                    .retain(|_, s| (!s.t && since(&s.o, open_from)) || since(&s.s, horizon));
+            }
+        }
+        Ok(Batch {
+            record_keys: sessions
+                .iter()
+                .map(|s| s.chat_session_id.to_string())
+                .collect(),
+            rows: Box::new(store::ChatRows {
+                sessions,
+                messages,
+                unchanged,
+            }),
+            rejected,
+            nulled,
+            state: Some(crate::engine::write_state(&mem, STATE_VERSION)),
+            gone,
+        })
+    }
+}
+
+/// Whether a date string carries its offset (`Z`, `+01:00`, `+0100`).
+pub(super) fn has_offset(s: &str) -> bool {
+    s.find('T')
+        .is_some_and(|i| s[i..].contains(['+', '-', 'Z', 'z']))
+}
+
+/// What `check` says of the dates of one chat: with an offset or without, and then in which
+/// zone they are read.
+pub(super) fn dates_verdict(sample: Option<&Value>, tz: chrono_tz::Tz) -> String {
+    let dates: Vec<String> = sample
+        .and_then(Value::as_object)
+        .map(|o| {
+            let f = Fields::new(o);
+            [
+                "whenrequested",
+                "whenstarted",
+                "whenended",
+                "whenidle",
+                "whenfetched",
+            ]
+            .iter()
+            .filter_map(|n| f.text(n))
+            .filter(|s| {
+                matches!(
+                    lenient::read_date(s, chrono_tz::UTC),
+                    Some(lenient::DateValue::Set(_))
+                )
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    match dates.first() {
+        None => format!(
+            "no chat with a date to read yet: whether its dates carry an offset is not known (offset-less dates would be read in {tz})"
+        ),
+        Some(d) if has_offset(d) => {
+            "its dates carry an offset (SO-TimeZone honoured): `timezone` is not needed".into()
+        }
+        Some(_) => format!(
+            "its dates come WITHOUT an offset (the tenant ignores SO-TimeZone: its time-zone support is off), and are read in {tz}; if that is not the tenant's base time zone, set `timezone` (e.g. \"Europe/Oslo\")"
+        ),
+    }
+}
+
+impl SuperOfficeSettings {
+    pub(super) fn mode_name(&self) -> &'static str {
+        match self.mode {
+            SuperOfficeMode::Archive => "archive",
+            SuperOfficeMode::ForUser => "for_user",
+        }
+    }
+}
