@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The crate's module graph, from `use crate::…`, `crate::…` paths and `super::…` paths in src/:
-prints every cycle between top-level modules and between the files of one folder, and exits 1 if
-there is any. Usage: scripts/module-graph.py [--edges]"""
+prints every cycle between top-level modules and between the files of one folder, and every file
+in engine/ or sources/ that uses its own folder's mod.rs, and exits 1 if there is any. Usage: scripts/module-graph.py [--edges]"""
 import os, re, sys
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
@@ -46,12 +46,27 @@ def targets(mod, text):
             name = item.strip().split("::")[0].strip("{} \n")
             if (name,) in files:
                 out.add((name,))
+    # `use super::{a, b}` groups: items of the parent (or its submodules)
+    for m in re.finditer(r"use super::\{([^;]*)\};", text, re.S):
+        parent = list(mod[:-1])
+        for item in re.split(r",\s*", m.group(1)):
+            name = item.strip().split("::")[0].strip("{} \n")
+            if not name:
+                continue
+            out.add(tuple(parent + [name]) if tuple(parent + [name]) in files else tuple(parent))
     return out
 
 def is_folder(mod):
     return any(k[:len(mod)] == mod and len(k) > len(mod) for k in files)
 
 edges = set()
+# Inside engine/ and sources/, a file takes what it shares with its siblings from a sibling,
+# never from its folder's mod.rs (which only names the parts): such an arrow runs back up.
+upward = set()
+for mod, text in files.items():
+    for t in targets(mod, strip(text)):
+        if mod and mod[0] in ("engine", "sources") and t != mod and is_folder(t) and t == tuple(mod[:len(t)]):
+            upward.add((mod, t))
 for mod, text in files.items():
     for t in targets(mod, strip(text)):
         if t != mod and not (t == tuple(mod[:len(t)])):  # a module using its own ancestors' items is fine
@@ -91,5 +106,7 @@ if "--edges" in sys.argv:
         print(a, "->", ", ".join(sorted(top[a])))
 for where, c in all_cycles:
     print(f"cycle in {where}: {' -> '.join(c)}")
-print(f"{len(files)} modules, {len(edges)} edges, {len(all_cycles)} cycles")
-sys.exit(1 if all_cycles else 0)
+for a, b in sorted(upward):
+    print(f"runs back up: {'/'.join(a)} uses its folder's {'/'.join(b)}/mod.rs")
+print(f"{len(files)} modules, {len(edges)} edges, {len(all_cycles)} cycles, {len(upward)} arrows back up")
+sys.exit(1 if all_cycles or upward else 0)

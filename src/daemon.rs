@@ -108,8 +108,12 @@ impl Daemon {
             match warehouse.migrate().await {
                 Ok(applied) => {
                     tracing::info!(schema = warehouse.schema(), applied = ?applied, "warehouse schema ready");
-                    if let Err(e) =
-                        crate::personal::keys::at_start(&warehouse, &settings.privacy).await
+                    if let Err(e) = crate::privacy::keys::at_start(
+                        &warehouse,
+                        &settings.privacy,
+                        &crate::sources::inventories(),
+                    )
+                    .await
                     {
                         if e.is_config() {
                             tracing::error!(error = %e, "the configuration's keys do not match the warehouse; stopping");
@@ -135,9 +139,10 @@ impl Daemon {
             }
         };
         if migrated {
-            let retention = crate::personal::retention::spawn_daily(
+            let retention = crate::privacy::retention::spawn_daily(
                 warehouse.clone(),
                 settings.privacy.clone(),
+                crate::sources::inventories(),
                 metrics.clone(),
                 shutdown.clone(),
             );

@@ -263,6 +263,58 @@ impl SessionsErasedAtSource<'_> {
     }
 }
 
+/// A stream took a slot (`held`) or gave it back: the running-streams gauge follows.
+pub struct SlotHeld {
+    pub held: bool,
+}
+
+impl SlotHeld {
+    pub fn emit(&self, m: &Metrics) {
+        if self.held {
+            m.streams_running.inc();
+        } else {
+            m.streams_running.dec();
+        }
+        tracing::trace!(held = self.held, running = m.streams_running.get(), "slot");
+    }
+}
+
+/// A window's transaction erased sessions that match a recorded erasure (after its commit).
+pub struct SessionsErased<'a> {
+    pub key: &'a StreamKey,
+    pub sessions: u64,
+}
+
+impl SessionsErased<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        tracing::info!(stream = %self.key, sessions = self.sessions, "sessions written erased (they match a recorded erasure)");
+        m.erased_sessions
+            .get_or_create(&SourceLabels {
+                source: self.key.source.to_string(),
+            })
+            .inc_by(self.sessions);
+    }
+}
+
+/// The storage limits (`retain_sessions`, `retain_transcripts`) removed rows, per table.
+pub struct RetentionApplied<'a> {
+    pub rows: &'a std::collections::BTreeMap<String, u64>,
+}
+
+impl RetentionApplied<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        for (table, n) in self.rows {
+            m.retention_deleted_rows
+                .get_or_create(&crate::telemetry::TableLabels {
+                    table: table.clone(),
+                })
+                .inc_by(*n);
+        }
+        let total: u64 = self.rows.values().sum();
+        tracing::info!(rows = total, "storage limits applied");
+    }
+}
+
 /// This process took a stream's lock and recorded run `run_id` (which replica runs what).
 pub struct RunClaimed<'a> {
     pub key: &'a StreamKey,

@@ -4,22 +4,27 @@
 //! - [`model`]: the plain data every layer shares (stream key, window, outcome, records set
 //!   aside, run totals); a leaf that imports nothing of the crate.
 //! - [`secret`]: a value that never prints (keys, tickets, tokens); a leaf.
-//! - [`config`]: the TOML file, `${VAR}` substitution, the shared sections and stream/HTTP
-//!   settings, validated once into [`config::Settings`]; each source reads its own `[[name]]`
-//!   entries ([`config::SourceConfig`]); secrets are [`config::Secret`] and never print.
-//! - [`privacy`]: personal data: classes and policies, what a policy does to a record before
-//!   anything is written, the inventory types each source fills in (its `personal.rs`), the
-//!   recorded erasures; a leaf. [`personal`]: what `erase`, `privacy apply|check` and
-//!   `retention` do to a stored warehouse (the SQL every write shares is
-//!   `warehouse::privacy`).
-//! - [`engine`]: vendor-agnostic: the [`engine::Source`] trait, time windows, the per-stream
-//!   claim (advisory locks held by one lock-keeping connection, fenced by a token: no
-//!   connection is held while a stream waits on its vendor), one transaction per window with
-//!   its watermark, run records, the scheduler (slots, back-off, missed instants).
+//! - [`settings`]: the validated settings types every part takes (streams, HTTP clients,
+//!   schedules, the server); the warehouse's own are `warehouse::settings`.
+//! - [`config`]: the TOML file and `${VAR}` substitution, read once into [`config::Settings`]:
+//!   the keys every `[[source]]` entry takes, then each source's own keys
+//!   ([`config::SourceConfig`]), whose parsed account builds its source
+//!   ([`config::AccountSettings::build`]); secrets are [`config::Secret`] and never print.
+//! - [`privacy`]: personal data, in one place: classes and policies, what a policy does to a
+//!   record before anything is written, the inventory types each source fills in (its
+//!   `personal.rs`), the recorded erasures and the SQL every write shares with them
+//!   (`privacy::warehouse`), and what `erase`, `privacy check|apply`, `retention` and the
+//!   daemon do to a stored warehouse.
+//! - [`engine`]: vendor-agnostic: the seam (`engine/source.rs`: the [`engine::Source`] trait a
+//!   source implements, the [`engine::SourceContext`] the engine builds for it, the
+//!   [`engine::Stream`] it runs), time windows and the plan of a run, the per-stream claim
+//!   (advisory locks held by one lock-keeping connection, fenced by a token: no connection is
+//!   held while a stream waits on its vendor), one transaction per window with its watermark,
+//!   run records, the scheduler (slots, back-off, missed instants).
 //! - [`http`]: the HTTP client every source uses: rate ceiling, retries with backoff and jitter,
 //!   `Retry-After`, an account-wide pause on 429.
 //! - [`sources`]: one folder per source system (`takecontrol/`, `superoffice/`, `mluvii/`: its
-//!   config, stream, rows, webhook), the registry [`sources::KINDS`], plus lenient field reading
+//!   config, reading, source, rows, webhook), the list [`sources::SOURCES`], plus lenient field reading
 //!   and bounded XML helpers shared by them. The simulators are the `sessionsync-sim` crate.
 //! - [`warehouse`]: the pool (TLS), the migrations of `sql/` (embedded by `build.rs`),
 //!   bookkeeping tables.
@@ -46,7 +51,6 @@ pub mod events;
 pub mod http;
 pub mod model;
 pub mod out;
-pub mod personal;
 pub mod pgctl;
 pub mod privacy;
 pub mod report;

@@ -7,17 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 pub use crate::secret::Secret;
-
-#[derive(Debug, Clone)]
-pub struct WarehouseSettings {
-    /// Connection URL; a secret because it may carry a password.
-    pub url: Secret,
-    /// Schema holding every table; validated as `[a-z_][a-z0-9_]*`.
-    pub schema: String,
-    pub pool_size: usize,
-    /// Wait for each window's commit to reach disk (default false: see the README).
-    pub synchronous_commit: bool,
-}
+pub use crate::warehouse::settings::{SSL_MODES, WarehouseSettings, validate_identifier};
 
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -115,31 +105,5 @@ impl Schedule {
 impl std::fmt::Debug for Schedule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Schedule({:?})", self.expr)
-    }
-}
-
-/// libpq's `sslmode` values (`warehouse::tls` gives each its meaning).
-pub const SSL_MODES: [&str; 6] = [
-    "disable",
-    "allow",
-    "prefer",
-    "require",
-    "verify-ca",
-    "verify-full",
-];
-
-/// Schema names go into SQL as identifiers, so they are held to a strict shape.
-pub fn validate_identifier(s: &str) -> Result<(), String> {
-    let ok = !s.is_empty()
-        && s.len() <= 63
-        && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{s}` must be 1–63 characters of a–z, 0–9 and '_', not starting with a digit"
-        ))
     }
 }

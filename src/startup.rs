@@ -27,7 +27,12 @@ pub async fn start(
 ) -> Result<Pipeline, WarehouseError> {
     let warehouse = Warehouse::new(&settings.warehouse)?;
     warehouse.migrate().await?;
-    crate::personal::keys::at_start(&warehouse, &settings.privacy).await?;
+    crate::privacy::keys::at_start(
+        &warehouse,
+        &settings.privacy,
+        &crate::sources::inventories(),
+    )
+    .await?;
     let engine = Arc::new(Engine::new(warehouse.clone(), metrics.clone()));
     Ok(Pipeline {
         metrics,

@@ -1,7 +1,9 @@
 //! The command line of `operations.md`. Exit codes: 0 success; 1 failure; 2 usage or
 //! configuration error; 3 partial (some records rejected or retries exhausted, progress kept).
 
+mod check;
 mod privacy;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +19,7 @@ use crate::engine::{Outcome, Progress, Range, RunReport, Slots};
 use crate::report::{StreamBars, describe, exit_code};
 use crate::shutdown::shutdown_on_signals;
 use crate::telemetry::{LogFormat, Metrics};
-use crate::warehouse::{StreamStatus, Warehouse};
+use crate::warehouse::Warehouse;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -180,11 +182,11 @@ async fn dispatch(cli: Cli) -> ExitCode {
             from,
             to,
         } => backfill(cli.config, source, account, from, to).await,
-        Command::Check => check(cli.config).await,
+        Command::Check => check::check(cli.config).await,
         Command::Erase(args) => privacy::erase_command(cli.config, args).await,
         Command::Privacy { action } => privacy::privacy_command(cli.config, action).await,
         Command::Retention(args) => privacy::retention_command(cli.config, args).await,
-        Command::Status { json } => status(cli.config, json).await,
+        Command::Status { json } => status::status(cli.config, json).await,
         Command::Demo(args) => crate::demo::run(args).await.map_err(Failure::from),
         Command::Simulate(args) => crate::simulate::simulate(args).await.map_err(Failure::from),
         Command::Healthcheck { url, timeout } => healthcheck(url, timeout).await,
@@ -370,108 +372,6 @@ async fn run_selected(
     }
 }
 
-async fn check(path: Option<PathBuf>) -> Result<u8, Failure> {
-    let mut settings = load(path)?;
-    let mut failed = false;
-    let mut line = |ok: bool, item: &str, text: &str| {
-        failed |= !ok;
-        crate::outln!("{:<5} {item:<28} {text}", if ok { "OK" } else { "FAIL" });
-    };
-    let enabled = settings.enabled().count();
-    line(
-        true,
-        "config",
-        &format!("{}: {enabled} enabled stream(s)", settings.file.display()),
-    );
-    match Warehouse::new(&settings.warehouse) {
-        Err(e) => line(false, "warehouse", &e.to_string()),
-        Ok(wh) => match wh.conn().await {
-            Err(e) => line(false, "warehouse", &format!("{e}")),
-            Ok(c) => match c.query_one("SHOW server_version", &[]).await {
-                Ok(r) => {
-                    line(
-                        true,
-                        "warehouse",
-                        &format!(
-                            "PostgreSQL {} reachable; schema `{}`",
-                            r.get::<_, String>(0),
-                            wh.schema()
-                        ),
-                    );
-                    let want = crate::personal::apply::Expected::from_settings(&settings);
-                    // Before the first migration there is nothing stored to compare.
-                    if let Ok(drift) = crate::personal::apply::check(&**c, &want).await {
-                        match drift.total() {
-                            0 => line(
-                                true,
-                                "privacy",
-                                &format!(
-                                    "stored rows follow the policy ({})",
-                                    settings.privacy.policies.describe()
-                                ),
-                            ),
-                            n => line(
-                                false,
-                                "privacy",
-                                &format!(
-                                    "{n} stored session(s) were written under another policy; run `sessionsync privacy apply`"
-                                ),
-                            ),
-                        }
-                    }
-                }
-                Err(e) => line(
-                    false,
-                    "warehouse",
-                    &format!("connected, but a query failed: {e}"),
-                ),
-            },
-        },
-    }
-    // One quick try each: a check should answer in seconds, not ride out an outage.
-    for h in settings.accounts.iter_mut().map(|a| a.http_mut()) {
-        h.max_retries = 1;
-        h.max_retry_wait = Duration::from_secs(2);
-        h.timeout = h.timeout.min(Duration::from_secs(15));
-    }
-    let metrics = Arc::new(Metrics::new());
-    let sources = crate::sources::build(&settings, &metrics, None, None);
-    for s in &sources {
-        let item = format!("{}/{}", s.key().source, s.key().account);
-        match s.check().await {
-            Ok(text) => line(true, &item, &text),
-            Err(e) => line(false, &item, &e.to_string()),
-        }
-    }
-    let endpoints = crate::webhooks::Endpoints::new(&sources);
-    match (&settings.webhooks, endpoints.len()) {
-        (None, 0) => {}
-        (None, n) => line(
-            false,
-            "webhooks",
-            &format!(
-                "{n} account(s) have webhook settings, but there is no `[webhooks] listen`: their events are not received"
-            ),
-        ),
-        (Some(w), n) => line(
-            true,
-            "webhooks",
-            &format!("listener on {} for {n} account(s)", w.listen),
-        ),
-    }
-    for s in &sources {
-        let Some(hook) = s.webhook() else { continue };
-        let item = format!("{}/{} webhook", s.key().source, s.key().account);
-        match hook.state().await {
-            Ok(crate::engine::WebhookState::Active(t)) => line(true, &item, &t),
-            Ok(crate::engine::WebhookState::Unknown(t)) => line(true, &item, &t),
-            Ok(crate::engine::WebhookState::Problem(t)) => line(false, &item, &t),
-            Err(e) => line(false, &item, &e.to_string()),
-        }
-    }
-    Ok(if failed { 1 } else { 0 })
-}
-
 /// `sessionsync webhooks register`.
 async fn register_webhook(
     path: Option<PathBuf>,
@@ -564,118 +464,5 @@ async fn run(path: Option<PathBuf>) -> Result<u8, Failure> {
             );
             Ok(1)
         }
-    }
-}
-
-async fn status(path: Option<PathBuf>, json: bool) -> Result<u8, Failure> {
-    let settings = load(path)?;
-    let wh = Warehouse::new(&settings.warehouse)?;
-    wh.migrate().await?;
-    let conn = wh.conn().await?;
-    let mut rows = crate::warehouse::stream_statuses(&conn).await?;
-    let schedules: std::collections::HashMap<String, crate::config::Schedule> =
-        crate::sources::build(&settings, &Arc::new(Metrics::new()), None, None)
-            .iter()
-            .map(|s| (s.key().to_string(), s.settings().schedule.clone()))
-            .collect();
-    let now = chrono::Utc::now();
-    for r in &mut rows {
-        let key = format!("{}/{}/{}", r.source, r.account, r.stream);
-        if let (Some(schedule), Some(started)) = (schedules.get(&key), r.last_run_started_at) {
-            let f = crate::engine::freshness(
-                schedule,
-                started,
-                r.last_finished_at,
-                r.failures_in_a_row,
-                now,
-            );
-            r.missed_instants = Some(f.missed);
-            r.backoff_until = f.backoff_until;
-        }
-    }
-    if json {
-        crate::outln!("{}", serde_json::to_string_pretty(&rows)?);
-    } else {
-        crate::out!("{}", status_table(&rows));
-    }
-    Ok(0)
-}
-
-fn status_table(rows: &[StreamStatus]) -> String {
-    if rows.is_empty() {
-        return "no stream has run yet\n".into();
-    }
-    let header = [
-        "STREAM",
-        "WATERMARK",
-        "LAG",
-        "LAST RUN",
-        "OUTCOME",
-        "WRITTEN",
-        "UNCHANGED",
-        "REJECTED",
-        "BEHIND",
-        "BACKOFF",
-        "LAST ERROR",
-    ];
-    let mut table: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
-    for r in rows {
-        let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-        table.push(vec![
-            format!("{}/{}/{}", r.source, r.account, r.stream),
-            opt(r
-                .watermark
-                .map(|w| w.format("%Y-%m-%d %H:%M:%SZ").to_string())),
-            opt(r.lag_seconds.map(human_secs)),
-            opt(r
-                .last_run_started_at
-                .map(|w| w.format("%Y-%m-%d %H:%M:%SZ").to_string())),
-            opt(r.last_run_status.clone()),
-            opt(r.last_run_rows_written.map(|v| v.to_string())),
-            opt(r.last_run_rows_unchanged.map(|v| v.to_string())),
-            opt(r.last_run_rows_rejected.map(|v| v.to_string())),
-            opt(r.missed_instants.map(|n| match n {
-                0 => "on time".to_string(),
-                1 => "1 instant".to_string(),
-                n => format!("{n} instants"),
-            })),
-            opt(r.backoff_until.map(|u| {
-                format!(
-                    "until {} ({} failed)",
-                    u.format("%H:%M:%SZ"),
-                    r.failures_in_a_row
-                )
-            })),
-            opt(r.last_error.as_ref().map(|e| e.chars().take(80).collect())),
-        ]);
-    }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| {
-            table
-                .iter()
-                .map(|r| r[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in &table {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-fn human_secs(s: i64) -> String {
-    match s {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86400),
     }
 }

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use super::{Failure, load};
-use crate::personal::apply::{self, Expected};
-use crate::personal::erase::{self, EraseError, Target};
-use crate::personal::retention;
 use crate::privacy::Selector;
+use crate::privacy::apply;
+use crate::privacy::erase::{self, EraseError, Target};
+use crate::privacy::retention;
 use crate::warehouse::Warehouse;
 
 #[derive(Args, Debug)]
@@ -88,7 +88,9 @@ pub async fn erase_command(path: Option<PathBuf>, a: EraseArgs) -> Result<u8, Fa
         }
     }
     for s in &a.session {
-        targets.push(Target::session(s).map_err(|e| usage(e.to_string()))?);
+        targets.push(
+            Target::session(s, &crate::sources::inventories()).map_err(|e| usage(e.to_string()))?,
+        );
     }
     if targets.is_empty() {
         return Err(usage(
@@ -103,6 +105,7 @@ pub async fn erase_command(path: Option<PathBuf>, a: EraseArgs) -> Result<u8, Fa
     let done = erase::erase(
         &mut conn,
         &settings.privacy,
+        &crate::sources::inventories(),
         &targets,
         a.dry_run,
         a.reason.as_deref(),
@@ -138,15 +141,16 @@ pub async fn privacy_command(path: Option<PathBuf>, cmd: PrivacyCommand) -> Resu
     if let PrivacyCommand::Inventory = cmd {
         crate::out!(
             "{}",
-            crate::privacy::inventory::markdown(&crate::personal::inventories())
+            crate::privacy::inventory::markdown(&crate::sources::inventories())
         );
         return Ok(0);
     }
     let settings = load(path)?;
-    let want = Expected::from_settings(&settings);
+    let want = crate::sources::expected_privacy(&settings);
     let mut conn = client(&settings).await?;
     // A hash key the warehouse still depends on must not have been dropped (exit 2).
-    crate::personal::keys::check_keys(&**conn, &settings.privacy).await?;
+    crate::privacy::keys::check_keys(&**conn, &settings.privacy, &crate::sources::inventories())
+        .await?;
     match cmd {
         PrivacyCommand::Check | PrivacyCommand::Apply { dry_run: true } => {
             let drift = apply::check(&**conn, &want).await?;
@@ -212,8 +216,14 @@ pub async fn retention_command(path: Option<PathBuf>, a: RetentionArgs) -> Resul
         return Ok(0);
     }
     let mut conn = client(&settings).await?;
-    let removed =
-        retention::run(&mut conn, &settings.privacy, chrono::Utc::now(), a.dry_run).await?;
+    let removed = retention::run(
+        &mut conn,
+        &settings.privacy,
+        &crate::sources::inventories(),
+        chrono::Utc::now(),
+        a.dry_run,
+    )
+    .await?;
     let verb = if a.dry_run { "would remove" } else { "removed" };
     crate::outln!("{verb} {} row(s) past the storage limits", removed.total());
     for (table, n) in &removed.rows {

@@ -67,7 +67,7 @@ pub enum SourceError {
         account: String,
         message: String,
     },
-    /// A window holds more records than one batch should (a [`Windowing::Paged`] source stops
+    /// A window holds more records than one batch should (a [`Windowing::Paged`](super::Windowing::Paged) source stops
     /// listing it); the engine splits it.
     #[error(
         "{source_name} account `{account}`: the window from {from} holds more than {held} records; it is read again in smaller windows"

@@ -31,7 +31,7 @@ pub use crate::model::{
 pub use batch::{Batch, PrivacyOf, Rows, RunInfo, SourceError, read_state, write_state};
 #[cfg(feature = "fault-points")]
 pub use run::FaultPoints;
-pub use run::{Engine, Progress, Range, RunReport};
+pub use run::{Engine, Progress, Range, RunError, RunReport};
 pub use scheduler::{Freshness, Slot, Slots, freshness, run_scheduler};
 pub use source::{Source, SourceContext, Stream};
 pub use webhook::{Pushed, Verdict, Webhook, WebhookState};

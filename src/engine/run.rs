@@ -13,7 +13,28 @@ pub use super::plan::Range;
 use super::source::Stream;
 use crate::model::{Outcome, StreamKey, StreamState, Window};
 
-const STOPPED: &str = "stopped by shutdown before the range was finished; the next run resumes from the committed watermark";
+/// Why a run stopped before its range was done. It keeps its type through the run and
+/// becomes text only in the run's report (`RunReport::error`, `sync_runs.error`).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Getting a window's data failed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// Writing failed, or the claim was lost (`WarehouseError::LostClaim`).
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    #[error(
+        "stopped by shutdown before the range was finished; the next run resumes from the committed watermark"
+    )]
+    Stopped,
+    #[error(
+        "erasures kept being recorded while the window {from}..{to} was read; it is read again at the next run"
+    )]
+    ErasuresKeptComing {
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
+}
 use super::claims::{Claim, Claims};
 use super::write::{StateChange, WriteError, Written, write_batch};
 use crate::events::{RunFinished, WindowCommitted, reason_label};
@@ -228,7 +249,7 @@ impl Engine {
         let mut totals = RunTotals::default();
         let mut new_rejects = 0;
         let mut committed = 0usize;
-        let mut error: Option<String> = None;
+        let mut error: Option<RunError> = None;
         // A source whose windows do not depend on each other's state has the next window
         // fetched while the current one is written (its transaction still covers exactly its
         // own rows and watermark).
@@ -245,7 +266,7 @@ impl Engine {
                     let seen = match self.refresh_erasures(source).await {
                         Ok(v) => v,
                         Err(e) => {
-                            error = Some(e.to_string());
+                            error = Some(e.into());
                             break;
                         }
                     };
@@ -278,7 +299,7 @@ impl Engine {
                     continue;
                 }
                 Some(Err(e)) => {
-                    error = Some(e.to_string());
+                    error = Some(e.into());
                     break;
                 }
                 Some(Ok(b)) => b,
@@ -361,7 +382,8 @@ impl Engine {
             run_id: Some(run_id),
             outcome,
             totals,
-            error,
+            // The error becomes text here, in the report, and nowhere before.
+            error: error.map(|e| e.to_string()),
             watermark: state.watermark,
         };
         self.finish(run_id, &report, started).await?;
@@ -435,7 +457,7 @@ impl Engine {
         (mut batch, mut seen): (Batch, i64),
         state: &mut StreamState,
         (range, step, info): (Range, Option<i32>, RunInfo),
-    ) -> Result<Written, String> {
+    ) -> Result<Written, RunError> {
         for _ in 0..3 {
             match self
                 .commit_window(claim, source, window, batch, state, (range, step), seen)
@@ -444,22 +466,16 @@ impl Engine {
                 Ok(Some(done)) => return Ok(done),
                 Ok(None) => {
                     tracing::info!(from = %window.start, to = %window.end, "an erasure was recorded while the window was read; reading it again");
-                    seen = self
-                        .refresh_erasures(source)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    batch = source
-                        .fetch(window, state, info)
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    seen = self.refresh_erasures(source).await?;
+                    batch = source.fetch(window, state, info).await?;
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e.into()),
             }
         }
-        Err(format!(
-            "erasures kept being recorded while the window {}..{} was read; it is read again at the next run",
-            window.start, window.end
-        ))
+        Err(RunError::ErasuresKeptComing {
+            from: window.start,
+            to: window.end,
+        })
     }
 
     /// Writes one window and moves the watermark, in one transaction (the one write path of
@@ -483,7 +499,7 @@ impl Engine {
             .await
             .map_err(WarehouseError::query("starting a window transaction"))?;
         if let Some(p) = source.privacy()
-            && !crate::warehouse::privacy::prepare_write(&*tx, p.privacy, seen).await?
+            && !crate::privacy::warehouse::prepare_write(&*tx, p.privacy, seen).await?
         {
             return Ok(None);
         }
@@ -546,13 +562,13 @@ impl Engine {
 }
 
 /// Why a run stopped before its range was finished.
-fn stopped(claim: &Claim, key: &StreamKey) -> String {
+fn stopped(claim: &Claim, key: &StreamKey) -> RunError {
     if claim.lost().is_cancelled() {
         WarehouseError::LostClaim {
             stream: key.to_string(),
         }
-        .to_string()
+        .into()
     } else {
-        STOPPED.into()
+        RunError::Stopped
     }
 }

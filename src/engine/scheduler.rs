@@ -50,7 +50,7 @@ pub struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.metrics.streams_running.dec();
+        crate::events::SlotHeld { held: false }.emit(&self.metrics);
     }
 }
 
@@ -92,7 +92,7 @@ impl Slots {
                 got?
             }
         };
-        self.metrics.streams_running.inc();
+        crate::events::SlotHeld { held: true }.emit(&self.metrics);
         Some(Slot {
             _permit: permit,
             metrics: self.metrics.clone(),

@@ -76,7 +76,7 @@ pub async fn write_batch(
         .map_err(WarehouseError::query("writing rows"))?;
     let mut erased = 0;
     if let Some(p) = privacy {
-        erased = crate::warehouse::privacy::after_write(
+        erased = crate::privacy::warehouse::after_write(
             tx,
             p.privacy,
             p.inventory,
@@ -127,12 +127,11 @@ impl Written {
     /// the commit).
     pub fn emit(&self, key: &StreamKey, metrics: &Metrics) {
         if self.erased > 0 {
-            metrics
-                .erased_sessions
-                .get_or_create(&crate::telemetry::SourceLabels {
-                    source: key.source.to_string(),
-                })
-                .inc_by(self.erased);
+            crate::events::SessionsErased {
+                key,
+                sessions: self.erased,
+            }
+            .emit(metrics);
         }
         for (list, set_aside) in [(&self.rejected, true), (&self.nulled, false)] {
             for r in list {

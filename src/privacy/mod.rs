@@ -1,16 +1,32 @@
-//! Personal data (docs/privacy.md): the classes and policies, what a policy does to a record
-//! before anything is written, the inventory types each source fills in (`personal.rs` of its
-//! folder), and the recorded erasures every write consults. A leaf: the SQL of erasure is
-//! `warehouse::privacy`, the commands (`erase`, `privacy apply`, `retention`) are `personal`.
+//! Personal data (docs/privacy.md), in one place: the classes and policies, what a policy does
+//! to a record before anything is written, the inventory types each source fills in
+//! (`personal.rs` of its folder), the recorded erasures every write consults, and what the
+//! commands and the daemon do to a stored warehouse.
 //!
 //! Layout:
 //! - `policy`: the classes, the policies and a source entry's overrides;
 //! - `fields`: where personal data sits in a record, hashing and scrubbing;
-//! - `inventory`: docs/privacy.md's inventory, generated from the sources' field lists.
+//! - `inventory`: docs/privacy.md's inventory, generated from the sources' field lists;
+//! - `warehouse`: the SQL every write shares (erasures checked and recorded, transcripts
+//!   stripped past the limit);
+//! - `erase`: `sessionsync erase`;
+//! - `apply`: `privacy check` and `privacy apply` (stored rows brought under the policy);
+//! - `retention`: the storage limits, by command and daily in the daemon;
+//! - `keys`: the hash keys the warehouse depends on, checked at start;
+//! - `conversions`: stored rows converted once after an upgrade.
+//!
+//! The operations over stored rows take the sources' inventories as an argument
+//! (`sources::inventories()`), so that this folder depends on no source.
 
+pub mod apply;
+pub mod conversions;
+pub mod erase;
 pub mod fields;
 pub mod inventory;
+pub mod keys;
 pub mod policy;
+pub mod retention;
+pub mod warehouse;
 
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
@@ -166,7 +182,7 @@ impl Erasures {
 }
 
 /// The newest erasure id in the warehouse, read under the shared erasure lock: a window (or
-/// webhook batch) read with an older set is read again (`warehouse::privacy::prepare_write`).
+/// webhook batch) read with an older set is read again (`privacy::warehouse::prepare_write`).
 pub async fn current_version(
     c: &impl tokio_postgres::GenericClient,
 ) -> Result<i64, tokio_postgres::Error> {

@@ -28,6 +28,27 @@ pub fn configs() -> Vec<&'static dyn SourceConfig> {
     SOURCES.to_vec()
 }
 
+/// The inventories of personal data of every source (what `privacy` operates on).
+pub fn inventories() -> Vec<&'static crate::privacy::Inventory> {
+    SOURCES.iter().filter_map(|k| k.inventory()).collect()
+}
+
+/// The policy each configured account's rows should carry, over every source's inventory
+/// (`privacy check`, `privacy apply`).
+pub fn expected_privacy(settings: &Settings) -> crate::privacy::apply::Expected {
+    crate::privacy::apply::Expected::new(
+        &settings.privacy,
+        settings.accounts.iter().map(|a| {
+            (
+                a.source().to_string(),
+                a.stream().account.clone(),
+                a.stream().privacy,
+            )
+        }),
+        inventories(),
+    )
+}
+
 /// The names `--source` accepts.
 pub fn names() -> Vec<&'static str> {
     SOURCES.iter().map(|k| k.name()).collect()

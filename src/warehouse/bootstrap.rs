@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use super::settings::WarehouseSettings;
 use super::{Warehouse, WarehouseError};
-use crate::settings::{Secret, WarehouseSettings};
+use crate::secret::Secret;
 
 /// The server used when `DATABASE_URL` is not set: a local PostgreSQL with trust auth.
 pub const LOCAL_DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -37,7 +38,7 @@ pub async fn reachable(url: &str) -> bool {
 
 /// Creates database `name` on the server of `admin_url` unless it exists; its URL.
 pub async fn ensure_named_database(admin_url: &str, name: &str) -> Result<String, BootstrapError> {
-    crate::settings::validate_identifier(name).map_err(|detail| BootstrapError::Name {
+    super::settings::validate_identifier(name).map_err(|detail| BootstrapError::Name {
         name: name.into(),
         detail,
     })?;

@@ -4,14 +4,14 @@
 mod bookkeeping;
 pub mod bootstrap;
 mod migrate;
-pub mod privacy;
+pub mod settings;
 mod tls;
 
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
-use crate::settings::WarehouseSettings;
+pub use settings::WarehouseSettings;
 
 pub use bookkeeping::*;
 pub use migrate::{MIGRATIONS, checksum as migration_checksum};
@@ -52,9 +52,10 @@ pub enum WarehouseError {
     )]
     Url(String),
     #[error(
-        "cannot reach the warehouse database: {0} (is PostgreSQL running and is warehouse.url / DATABASE_URL right?)"
+        "cannot reach the warehouse database: {} (is PostgreSQL running and is warehouse.url / DATABASE_URL right?)",
+        pool_detail(.0)
     )]
-    Connect(String),
+    Connect(#[source] deadpool_postgres::PoolError),
     #[error("warehouse query failed while {doing}: {}", pg_detail(.source))]
     Query {
         doing: &'static str,
@@ -149,7 +150,7 @@ impl std::fmt::Debug for Warehouse {
 impl Warehouse {
     /// Builds the pool; no connection is made until one is needed.
     pub fn new(settings: &WarehouseSettings) -> Result<Self, WarehouseError> {
-        crate::settings::validate_identifier(&settings.schema).map_err(WarehouseError::Url)?;
+        settings::validate_identifier(&settings.schema).map_err(WarehouseError::Url)?;
         let (mut pg, tls) = tls::config_from_url(&settings.url)?;
         pg.application_name("sessionsync");
         // The schema is a validated identifier ([a-z_][a-z0-9_]*): safe inside the options string.
@@ -197,10 +198,7 @@ impl Warehouse {
 
     /// A pooled connection.
     pub async fn conn(&self) -> Result<deadpool_postgres::Object, WarehouseError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| WarehouseError::Connect(pool_error(e)))
+        self.pool.get().await.map_err(WarehouseError::Connect)
     }
 
     /// Applies every migration not yet applied, under an advisory lock.
@@ -222,9 +220,9 @@ impl Warehouse {
     }
 }
 
-fn pool_error(e: deadpool_postgres::PoolError) -> String {
+fn pool_detail(e: &deadpool_postgres::PoolError) -> String {
     match e {
-        deadpool_postgres::PoolError::Backend(be) => pg_detail(&be),
+        deadpool_postgres::PoolError::Backend(be) => pg_detail(be),
         other => other.to_string(),
     }
 }

@@ -13,7 +13,7 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::WarehouseError;
-use crate::settings::Secret;
+use crate::secret::Secret;
 
 pub fn config_from_url(
     url: &Secret,
@@ -80,7 +80,7 @@ pub fn config_from_url(
         other => {
             return Err(WarehouseError::Url(format!(
                 "sslmode `{other}` is not one of {}",
-                crate::settings::SSL_MODES.join(", ")
+                super::settings::SSL_MODES.join(", ")
             )));
         }
     };

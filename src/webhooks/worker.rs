@@ -198,7 +198,7 @@ impl Worker {
                 .await
                 .map_err(WarehouseError::query("starting a webhook transaction"))?;
             if let Some(p) = privacy
-                && !crate::warehouse::privacy::prepare_write(&*tx, p.privacy, seen).await?
+                && !crate::privacy::warehouse::prepare_write(&*tx, p.privacy, seen).await?
             {
                 drop(tx);
                 seen = p

@@ -220,8 +220,8 @@ async fn every_statement_that_reads_stored_rows_probes_the_whole_key_under_stale
 
     // What a write does to transcripts past `retain_transcripts` (warehouse::privacy::strip_written),
     // for every source with transcripts: key probes only.
-    for inv in sessionsync::personal::inventories() {
-        let (find, deletes, strip) = sessionsync::warehouse::privacy::strip_statements(inv);
+    for inv in sessionsync::sources::inventories() {
+        let (find, deletes, strip) = sessionsync::privacy::warehouse::strip_statements(inv);
         let key = ["account", inv.id_column];
         let args = ids.clone();
         assert_probes_whole_key(
@@ -456,13 +456,13 @@ async fn erase_finds_a_person_through_the_selector_indexes_and_erases_by_key_pro
     .await
     .unwrap();
     let mut checked = 0;
-    for inv in sessionsync::personal::inventories() {
+    for inv in sessionsync::sources::inventories() {
         for selector in [
             sessionsync::privacy::Selector::Email,
             sessionsync::privacy::Selector::Phone,
             sessionsync::privacy::Selector::Name,
         ] {
-            for (sql, _) in sessionsync::personal::erase::probes(inv, selector) {
+            for (sql, _) in sessionsync::privacy::erase::probes(inv, selector) {
                 assert_probes(
                     &c,
                     &sql,
@@ -481,7 +481,7 @@ async fn erase_finds_a_person_through_the_selector_indexes_and_erases_by_key_pro
         for (table, key) in tables {
             let sql = format!(
                 "SELECT count(*) FROM {table} WHERE ctid = ANY({})",
-                sessionsync::warehouse::privacy::rows_of(table, key)
+                sessionsync::privacy::warehouse::rows_of(table, key)
             );
             assert_probes(
                 &c,

@@ -9,9 +9,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sessionsync::engine::{Outcome, Range};
-use sessionsync::personal::erase::{self, Target};
-use sessionsync::personal::{apply, retention};
 use sessionsync::privacy::Selector;
+use sessionsync::privacy::erase::{self, Target};
+use sessionsync::privacy::{apply, retention};
 use sessionsync_sim::{mluvii, superoffice, takecontrol};
 use tokio_util::sync::CancellationToken;
 
@@ -273,7 +273,7 @@ fn privacy_inventory_matches_the_code() {
         .expect("start marker")
         + 25;
     let end = doc.find("<!-- inventory:end -->").expect("end marker");
-    let want = sessionsync::privacy::inventory::markdown(&sessionsync::personal::inventories());
+    let want = sessionsync::privacy::inventory::markdown(&sessionsync::sources::inventories());
     assert!(
         doc[start..end] == want,
         "docs/privacy.md's inventory differs from src/sources/*/personal.rs: regenerate it with `sessionsync privacy inventory`"
@@ -286,7 +286,7 @@ async fn every_text_and_jsonb_column_of_a_source_table_has_a_class_or_is_listed_
     let _h = Harness::new(&settings(&db, "")).await;
     let c = db.client().await;
     let cols = text_columns(&c).await;
-    for inv in sessionsync::personal::inventories() {
+    for inv in sessionsync::sources::inventories() {
         let tables: Vec<&str> = std::iter::once(inv.sessions)
             .chain(inv.children.iter().map(|(t, _)| *t))
             .collect();
@@ -422,9 +422,12 @@ async fn a_hashing_policy_leaves_no_clear_identity_and_hashes_join_across_the_th
         assert!(!metrics.contains(value.as_str()), "`{value}` in /metrics");
     }
     // `privacy check` agrees: nothing stored under another policy.
-    let drift = apply::check(&c, &apply::Expected::from_settings(&settings(&w.db, &toml)))
-        .await
-        .unwrap();
+    let drift = apply::check(
+        &c,
+        &sessionsync::sources::expected_privacy(&settings(&w.db, &toml)),
+    )
+    .await
+    .unwrap();
     assert_eq!(drift.total(), 0, "{drift:?}");
 }
 
@@ -466,6 +469,7 @@ async fn an_erased_person_stays_erased_through_syncs_backfills_and_webhooks() {
     let dry = erase::erase(
         &mut admin,
         &s.privacy,
+        &sessionsync::sources::inventories(),
         &[Target::Value(Selector::Email, "ANN.Lee@example.com".into())],
         true,
         None,
@@ -486,6 +490,7 @@ async fn an_erased_person_stays_erased_through_syncs_backfills_and_webhooks() {
     let done = erase::erase(
         &mut admin,
         &s.privacy,
+        &sessionsync::sources::inventories(),
         &[Target::Value(Selector::Email, "ANN.Lee@example.com".into())],
         false,
         Some("request 42"),
@@ -606,7 +611,7 @@ async fn an_erased_person_stays_erased_through_syncs_backfills_and_webhooks() {
     p.privacy.erasures.refresh(&tx).await.unwrap();
     let seen = p.privacy.erasures.version();
     assert!(
-        sessionsync::warehouse::privacy::prepare_write(&tx, p.privacy, seen)
+        sessionsync::privacy::warehouse::prepare_write(&tx, p.privacy, seen)
             .await
             .unwrap()
     );
@@ -637,6 +642,7 @@ async fn erase_refuses_without_a_key_and_an_erasure_recorded_mid_window_is_honou
     let e = erase::erase(
         &mut admin,
         &s.privacy,
+        &sessionsync::sources::inventories(),
         &[Target::Value(Selector::Email, ANN.into())],
         false,
         None,
@@ -663,6 +669,7 @@ async fn erase_refuses_without_a_key_and_an_erasure_recorded_mid_window_is_honou
     erase::erase(
         &mut admin,
         &s.privacy,
+        &sessionsync::sources::inventories(),
         &[Target::Value(Selector::Email, ANN.into())],
         false,
         None,
@@ -672,7 +679,7 @@ async fn erase_refuses_without_a_key_and_an_erasure_recorded_mid_window_is_honou
     let tx_client = w.db.client().await;
     tx_client.batch_execute("BEGIN").await.unwrap();
     assert!(
-        !sessionsync::warehouse::privacy::prepare_write(&tx_client, p.privacy, seen)
+        !sessionsync::privacy::warehouse::prepare_write(&tx_client, p.privacy, seen)
             .await
             .unwrap(),
         "a write read with the older set must be read again"
@@ -868,18 +875,30 @@ async fn storage_limits_delete_in_bounded_batches_and_nothing_older_comes_back()
     let recent_lines_before =
         count(&c, "takecontrol_chat_messages WHERE session_id < 900000").await;
     let mut admin = db.client().await;
-    let dry = retention::run(&mut admin, &s.privacy, Utc::now(), true)
-        .await
-        .unwrap();
+    let dry = retention::run(
+        &mut admin,
+        &s.privacy,
+        &sessionsync::sources::inventories(),
+        Utc::now(),
+        true,
+    )
+    .await
+    .unwrap();
     assert_eq!(dry.rows.get("takecontrol_sessions"), Some(&50));
     assert_eq!(
         count(&c, "takecontrol_sessions WHERE session_id > 900000").await,
         50,
         "a dry run deletes nothing"
     );
-    let done = retention::run(&mut admin, &s.privacy, Utc::now(), false)
-        .await
-        .unwrap();
+    let done = retention::run(
+        &mut admin,
+        &s.privacy,
+        &sessionsync::sources::inventories(),
+        Utc::now(),
+        false,
+    )
+    .await
+    .unwrap();
     assert_eq!(done.rows.get("takecontrol_sessions"), Some(&50), "{done:?}");
     assert_eq!(
         dry.rows, done.rows,
@@ -951,9 +970,15 @@ async fn storage_limits_delete_in_bounded_batches_and_nothing_older_comes_back()
         "after a backfill"
     );
     // Nothing left for the next pass to remove.
-    let again = retention::run(&mut admin, &s.privacy, Utc::now(), true)
-        .await
-        .unwrap();
+    let again = retention::run(
+        &mut admin,
+        &s.privacy,
+        &sessionsync::sources::inventories(),
+        Utc::now(),
+        true,
+    )
+    .await
+    .unwrap();
     assert_eq!(again.total(), 0, "{again:?}");
 }
 
@@ -995,13 +1020,13 @@ async fn privacy_apply_converges_survives_being_stopped_and_a_second_run_does_no
         &w.db,
         &w.toml("customer_identity = \"hash\"\ntranscripts = \"drop\"", ""),
     );
-    let want = apply::Expected::from_settings(&strict);
+    let want = sessionsync::sources::expected_privacy(&strict);
     let drift = apply::check(&c, &want).await.unwrap();
     assert!(drift.total() >= 60, "{drift:?}");
 
     // Stopped after its first batch (the task is dropped mid-way, as a kill would).
     let mut first = w.db.client().await;
-    let stopped = apply::Expected::from_settings(&strict);
+    let stopped = sessionsync::sources::expected_privacy(&strict);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
         let want = stopped;
@@ -1189,6 +1214,7 @@ async fn the_erasure_list_joins_to_no_hashed_extract_and_old_rows_are_converted_
     erase::erase(
         &mut admin,
         &s.privacy,
+        &sessionsync::sources::inventories(),
         &[Target::Value(Selector::Email, ANN.into())],
         false,
         None,
@@ -1277,7 +1303,7 @@ async fn policy_labels_tell_the_truth_through_a_policy_round_trip() {
     assert!(labels.iter().all(|l| l.starts_with("hkkkk:")), "{labels:?}");
 
     // The policy section goes: `apply` cannot un-hash, so it relabels nothing it did not convert.
-    let want_keep = apply::Expected::from_settings(&keep);
+    let want_keep = sessionsync::sources::expected_privacy(&keep);
     let (mut a, mut b) = (w.db.client().await, w.db.client().await);
     let done = apply::apply(vec![&mut a, &mut b], &want_keep, |_| {})
         .await
@@ -1312,7 +1338,7 @@ async fn policy_labels_tell_the_truth_through_a_policy_round_trip() {
     );
 
     // The hash policy comes back: nothing to do, and nothing hashed twice.
-    let want_hash = apply::Expected::from_settings(&hash);
+    let want_hash = sessionsync::sources::expected_privacy(&hash);
     assert_eq!(apply::check(&c, &want_hash).await.unwrap().total(), 0);
     let done = apply::apply(vec![&mut a, &mut b], &want_hash, |_| {})
         .await
@@ -1332,6 +1358,7 @@ async fn policy_labels_tell_the_truth_through_a_policy_round_trip() {
     let dry = erase::erase(
         &mut a,
         &hash.privacy,
+        &sessionsync::sources::inventories(),
         &[Target::Value(Selector::Email, ANN.into())],
         true,
         None,
@@ -1353,9 +1380,13 @@ async fn policy_labels_tell_the_truth_through_a_policy_round_trip() {
         &w.toml("", "")
             .replace(KEY, "a-wholly-new-hash-key-0123456789abcdef-01"),
     );
-    sessionsync::personal::keys::check_keys(&c, &other.privacy)
-        .await
-        .unwrap();
+    sessionsync::privacy::keys::check_keys(
+        &c,
+        &other.privacy,
+        &sessionsync::sources::inventories(),
+    )
+    .await
+    .unwrap();
     assert_eq!(count(&c, "hash_keys").await, 0);
 }
 
@@ -1375,6 +1406,7 @@ async fn a_key_rotation_keeps_every_erasure_and_a_key_still_in_use_cannot_be_dro
     let done = erase::erase(
         &mut admin,
         &k1.privacy,
+        &sessionsync::sources::inventories(),
         &[Target::Value(Selector::Email, first.clone())],
         false,
         None,
@@ -1394,6 +1426,7 @@ async fn a_key_rotation_keeps_every_erasure_and_a_key_still_in_use_cannot_be_dro
     let done = erase::erase(
         &mut admin,
         &k2.privacy,
+        &sessionsync::sources::inventories(),
         &[Target::Value(Selector::Email, ANN.into())],
         false,
         None,
@@ -1547,6 +1580,7 @@ async fn erase_finds_a_phone_or_an_email_inside_mluvii_call_params_in_clear_or_h
         let done = erase::erase(
             &mut admin,
             &s.privacy,
+            &sessionsync::sources::inventories(),
             &[
                 Target::Value(Selector::Phone, phone.replace(' ', "")),
                 Target::Value(Selector::Email, "caller.two@example.NET".into()),

@@ -82,29 +82,36 @@ impl Drift {
 pub struct Expected {
     pub default: Privacy,
     pub accounts: Vec<(String, String, Privacy)>,
+    /// Where the sources hold personal data (`sources::inventories()`).
+    pub inventories: Vec<&'static Inventory>,
 }
 
 impl Expected {
-    /// The policies of `settings`: `[privacy]` with each entry's overrides.
-    pub fn from_settings(settings: &crate::config::Settings) -> Expected {
-        let erasures = std::sync::Arc::new(crate::privacy::Erasures::new(&settings.privacy));
+    /// `[privacy]` with each account's overrides (`(source, account, overrides)`), over the
+    /// sources' `inventories` (`sources::expected_privacy` builds it from the settings).
+    pub fn new(
+        settings: &crate::privacy::PrivacySettings,
+        accounts: impl IntoIterator<Item = (String, String, crate::privacy::Overrides)>,
+        inventories: Vec<&'static Inventory>,
+    ) -> Expected {
+        let erasures = std::sync::Arc::new(crate::privacy::Erasures::new(settings));
         let default = Privacy::new(
-            &settings.privacy,
+            settings,
             &crate::privacy::Overrides::default(),
             erasures.clone(),
         );
-        let accounts = settings
-            .accounts
-            .iter()
-            .map(|a| {
-                (
-                    a.source().to_string(),
-                    a.stream().account.clone(),
-                    Privacy::new(&settings.privacy, &a.stream().privacy, erasures.clone()),
-                )
+        let accounts = accounts
+            .into_iter()
+            .map(|(source, account, overrides)| {
+                let p = Privacy::new(settings, &overrides, erasures.clone());
+                (source, account, p)
             })
             .collect();
-        Expected { default, accounts }
+        Expected {
+            default,
+            accounts,
+            inventories,
+        }
     }
 
     pub fn of(&self, source: &str, account: &str) -> &Privacy {
@@ -121,7 +128,7 @@ pub async fn check(
     expected: &Expected,
 ) -> Result<Drift, WarehouseError> {
     let mut drift = Drift::default();
-    for inv in super::inventories() {
+    for inv in expected.inventories.iter().copied() {
         let rows = c
             .query(
                 &format!(
@@ -207,7 +214,7 @@ pub async fn apply(
 ) -> Result<Applied, WarehouseError> {
     assert!(!clients.is_empty(), "apply needs a connection");
     let shared = std::sync::Mutex::new((Applied::default(), progress));
-    for inv in super::inventories() {
+    for inv in expected.inventories.iter().copied() {
         let accounts = clients[0]
             .query(
                 &format!(
@@ -359,7 +366,7 @@ async fn batch(
         values.push((r.get(0), docs_after, cols_after));
     }
     for label in labels.iter().collect::<std::collections::BTreeSet<_>>() {
-        crate::warehouse::privacy::record_key(&tx, label).await?;
+        crate::privacy::warehouse::record_key(&tx, label).await?;
     }
     if values.is_empty() {
         tx.commit()

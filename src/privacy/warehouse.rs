@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
 
-use super::WarehouseError;
 use crate::privacy::{Inventory, Privacy};
+use crate::warehouse::WarehouseError;
 
 /// The advisory lock of erasures, per schema.
 pub const LOCK_KEY: &str = "hashtext(current_schema() || '.erasures')";

@@ -36,6 +36,7 @@ impl Removed {
 pub async fn run(
     c: &mut tokio_postgres::Client,
     settings: &PrivacySettings,
+    inventories: &[&'static crate::privacy::Inventory],
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> Result<Removed, WarehouseError> {
@@ -43,7 +44,7 @@ pub async fn run(
         dry_run,
         ..Removed::default()
     };
-    for inv in super::inventories() {
+    for inv in inventories {
         if let Some(d) = settings.retain_transcripts {
             transcripts(c, inv, cutoff(d, now), dry_run, &mut out).await?;
         }
@@ -270,7 +271,7 @@ async fn transcripts(
     if inv.transcript_keys.is_empty() {
         return Ok(());
     }
-    let (has, strip) = crate::warehouse::privacy::transcript_keys_sql(inv);
+    let (has, strip) = crate::privacy::warehouse::transcript_keys_sql(inv);
     let sql = if dry_run {
         format!(
             "SELECT count(*) FROM {s} WHERE account = $1 AND {id} = ANY($2::bigint[]) AND ({has})",
@@ -319,6 +320,7 @@ async fn transcripts(
 pub fn spawn_daily(
     wh: crate::warehouse::Warehouse,
     settings: PrivacySettings,
+    inventories: Vec<&'static crate::privacy::Inventory>,
     metrics: std::sync::Arc<crate::telemetry::Metrics>,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Option<tokio::task::JoinHandle<()>> {
@@ -329,19 +331,14 @@ pub fn spawn_daily(
         loop {
             let pass = async {
                 let mut conn = wh.conn().await?;
-                run(&mut conn, &settings, Utc::now(), false).await
+                run(&mut conn, &settings, &inventories, Utc::now(), false).await
             };
             match pass.await {
                 Ok(removed) => {
-                    for (table, n) in &removed.rows {
-                        metrics
-                            .retention_deleted_rows
-                            .get_or_create(&crate::telemetry::TableLabels {
-                                table: table.clone(),
-                            })
-                            .inc_by(*n);
+                    crate::events::RetentionApplied {
+                        rows: &removed.rows,
                     }
-                    tracing::info!(rows = removed.total(), "storage limits applied");
+                    .emit(&metrics);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "could not apply the storage limits; trying again in an hour");

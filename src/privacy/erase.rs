@@ -1,16 +1,16 @@
 //! `sessionsync erase` (docs/privacy.md section 3): every session of every source and account
 //! that matches a selector, on values stored in clear or hashed, is erased in one transaction
 //! under the exclusive erasure lock, and the selectors are recorded as keyed hashes
-//! (`warehouse::privacy` holds the SQL every write shares).
+//! (`privacy::warehouse` holds the SQL every write shares).
 
 use std::collections::BTreeMap;
 
 use tokio_postgres::GenericClient;
 
 use crate::privacy::fields::{self, Hasher, Kind, Selector};
+use crate::privacy::warehouse::{LOCK_KEY, erase_sessions, record};
 use crate::privacy::{Inventory, PrivacySettings};
 use crate::warehouse::WarehouseError;
-use crate::warehouse::privacy::{LOCK_KEY, erase_sessions, record};
 
 /// One selector of `sessionsync erase`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,17 +27,20 @@ pub enum Target {
 
 impl Target {
     /// `SOURCE/ACCOUNT/ID`, as `--session` takes it.
-    pub fn session(s: &str) -> Result<Target, EraseError> {
+    pub fn session(
+        s: &str,
+        inventories: &[&'static crate::privacy::Inventory],
+    ) -> Result<Target, EraseError> {
         let parts: Vec<&str> = s.splitn(3, '/').collect();
         match parts.as_slice() {
             [source, account, id] if !source.is_empty() && !account.is_empty() => {
                 let id = id.parse().map_err(|_| EraseError::Usage(format!(
                     "--session `{s}`: the id `{id}` is not a number; write SOURCE/ACCOUNT/ID, e.g. superoffice/cust1/195"
                 )))?;
-                if !super::inventories().iter().any(|i| i.source == *source) {
+                if !inventories.iter().any(|i| i.source == *source) {
                     return Err(EraseError::Usage(format!(
                         "--session `{s}`: unknown source `{source}`; the sources are {}",
-                        super::inventories()
+                        inventories
                             .iter()
                             .map(|i| i.source)
                             .collect::<Vec<_>>()
@@ -114,6 +117,7 @@ impl Erased {
 pub async fn erase(
     c: &mut tokio_postgres::Client,
     settings: &PrivacySettings,
+    inventories: &[&'static crate::privacy::Inventory],
     targets: &[Target],
     dry_run: bool,
     reason: Option<&str>,
@@ -123,7 +127,7 @@ pub async fn erase(
     let key_id = crate::privacy::key_fingerprint(&h);
     // Values hashed under a previous key are found too (key rotation).
     let all_keys = crate::privacy::hashers(settings);
-    super::keys::check_keys(&*c, settings).await?;
+    super::keys::check_keys(&*c, settings, inventories).await?;
     let tx = c
         .transaction()
         .await
@@ -137,7 +141,7 @@ pub async fn erase(
         ..Erased::default()
     };
     let mut per_target: Vec<i64> = vec![0; targets.len()];
-    for inv in super::inventories() {
+    for inv in inventories {
         let mut matched: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         for (ti, t) in targets.iter().enumerate() {
             let found = find(&tx, inv, t, &all_keys).await?;

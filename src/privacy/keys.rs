@@ -11,6 +11,7 @@ use crate::warehouse::WarehouseError;
 /// longer has.
 pub async fn dependents(
     c: &impl GenericClient,
+    inventories: &[&'static crate::privacy::Inventory],
     key_id: &str,
 ) -> Result<(i64, i64), WarehouseError> {
     let erasures: i64 = c
@@ -22,7 +23,7 @@ pub async fn dependents(
         .map_err(WarehouseError::query("counting the erasures of a key"))?
         .get(0);
     let mut rows = 0;
-    for inv in super::inventories() {
+    for inv in inventories {
         rows += c
             .query_one(
                 &format!(
@@ -46,6 +47,7 @@ pub async fn dependents(
 pub async fn check_keys(
     c: &impl GenericClient,
     settings: &crate::privacy::PrivacySettings,
+    inventories: &[&'static crate::privacy::Inventory],
 ) -> Result<(), WarehouseError> {
     let known: Vec<String> = crate::privacy::hashers(settings)
         .iter()
@@ -63,7 +65,7 @@ pub async fn check_keys(
         .map(|r| r.get(0))
         .collect();
     for fingerprint in used.into_iter().filter(|k| !known.contains(k)) {
-        let (erasures, rows) = dependents(c, &fingerprint).await?;
+        let (erasures, rows) = dependents(c, inventories, &fingerprint).await?;
         if erasures == 0 && rows == 0 {
             c.execute("DELETE FROM hash_keys WHERE key_id = $1", &[&fingerprint])
                 .await
@@ -80,14 +82,15 @@ pub async fn check_keys(
 }
 
 /// At start, with the configured keys: [`check_keys`], the pending conversions of stored rows
-/// (`conversions`), then [`separate_selectors`] with the current key (each said in the log when
+/// (`conversions`), then [`separate_selectors`](super::warehouse::separate_selectors) with the current key (each said in the log when
 /// it changed anything).
 pub async fn at_start(
     warehouse: &crate::warehouse::Warehouse,
     settings: &crate::privacy::PrivacySettings,
+    inventories: &[&'static crate::privacy::Inventory],
 ) -> Result<(), WarehouseError> {
     let mut conn = warehouse.conn().await?;
-    check_keys(&**conn, settings).await?;
+    check_keys(&**conn, settings, inventories).await?;
     let converted = super::conversions::run_pending(&mut conn, settings).await?;
     if converted > 0 {
         tracing::info!(
@@ -99,7 +102,7 @@ pub async fn at_start(
         return Ok(());
     };
     let h = crate::privacy::Hasher::new(key.expose().as_bytes());
-    let n = crate::warehouse::privacy::separate_selectors(&mut conn, &h).await?;
+    let n = crate::privacy::warehouse::separate_selectors(&mut conn, &h).await?;
     if n > 0 {
         tracing::info!(
             erasures = n,

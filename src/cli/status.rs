@@ -1,0 +1,122 @@
+//! `sessionsync status`: per stream its watermark, lag, last run, outcome, rows, instants missed
+//! (`BEHIND`), back-off and last error, as a table or JSON.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{Failure, load};
+use crate::telemetry::Metrics;
+use crate::warehouse::{StreamStatus, Warehouse};
+
+pub(super) async fn status(path: Option<PathBuf>, json: bool) -> Result<u8, Failure> {
+    let settings = load(path)?;
+    let wh = Warehouse::new(&settings.warehouse)?;
+    wh.migrate().await?;
+    let conn = wh.conn().await?;
+    let mut rows = crate::warehouse::stream_statuses(&conn).await?;
+    let schedules: std::collections::HashMap<String, crate::config::Schedule> =
+        crate::sources::build(&settings, &Arc::new(Metrics::new()), None, None)
+            .iter()
+            .map(|s| (s.key().to_string(), s.settings().schedule.clone()))
+            .collect();
+    let now = chrono::Utc::now();
+    for r in &mut rows {
+        let key = format!("{}/{}/{}", r.source, r.account, r.stream);
+        if let (Some(schedule), Some(started)) = (schedules.get(&key), r.last_run_started_at) {
+            let f = crate::engine::freshness(
+                schedule,
+                started,
+                r.last_finished_at,
+                r.failures_in_a_row,
+                now,
+            );
+            r.missed_instants = Some(f.missed);
+            r.backoff_until = f.backoff_until;
+        }
+    }
+    if json {
+        crate::outln!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        crate::out!("{}", status_table(&rows));
+    }
+    Ok(0)
+}
+
+fn status_table(rows: &[StreamStatus]) -> String {
+    if rows.is_empty() {
+        return "no stream has run yet\n".into();
+    }
+    let header = [
+        "STREAM",
+        "WATERMARK",
+        "LAG",
+        "LAST RUN",
+        "OUTCOME",
+        "WRITTEN",
+        "UNCHANGED",
+        "REJECTED",
+        "BEHIND",
+        "BACKOFF",
+        "LAST ERROR",
+    ];
+    let mut table: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for r in rows {
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+        table.push(vec![
+            format!("{}/{}/{}", r.source, r.account, r.stream),
+            opt(r
+                .watermark
+                .map(|w| w.format("%Y-%m-%d %H:%M:%SZ").to_string())),
+            opt(r.lag_seconds.map(human_secs)),
+            opt(r
+                .last_run_started_at
+                .map(|w| w.format("%Y-%m-%d %H:%M:%SZ").to_string())),
+            opt(r.last_run_status.clone()),
+            opt(r.last_run_rows_written.map(|v| v.to_string())),
+            opt(r.last_run_rows_unchanged.map(|v| v.to_string())),
+            opt(r.last_run_rows_rejected.map(|v| v.to_string())),
+            opt(r.missed_instants.map(|n| match n {
+                0 => "on time".to_string(),
+                1 => "1 instant".to_string(),
+                n => format!("{n} instants"),
+            })),
+            opt(r.backoff_until.map(|u| {
+                format!(
+                    "until {} ({} failed)",
+                    u.format("%H:%M:%SZ"),
+                    r.failures_in_a_row
+                )
+            })),
+            opt(r.last_error.as_ref().map(|e| e.chars().take(80).collect())),
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            table
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in &table {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn human_secs(s: i64) -> String {
+    match s {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
