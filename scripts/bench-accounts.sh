@@ -6,7 +6,7 @@
 # One `sessionsync simulate` serves SESSIONS Take Control sessions over 30 days; every account
 # of the config reads it (same data, stored under its own account name). Prints:
 #   - the single-account sync into an empty warehouse (the baseline);
-#   - ACCOUNTS accounts in one `sync` (engine.max_concurrent_streams as configured: default 256, CONCURRENCY=N to set it; the README quotes CONCURRENCY=4):
+#   - ACCOUNTS accounts in one `sync` (engine.max_concurrent_streams as configured: default 256, CONCURRENCY=N to set it; docs/benchmarks.md quotes CONCURRENCY=4):
 #     wall time against baseline x ACCOUNTS, the first and the last account's run time (the last
 #     ones sync beside everything stored before them), peak RSS;
 #   - one more account synced alone beside all of them, against the single-account baseline;

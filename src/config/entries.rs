@@ -55,6 +55,11 @@ pub trait AccountSettings: std::fmt::Debug + Send + Sync {
     ) -> Box<dyn crate::engine::Source>;
 }
 
+/// A source's parsed settings as the config reader keeps them (for `SourceConfig::account`).
+pub fn boxed<S: AccountSettings + 'static>(settings: S) -> Box<dyn AccountSettings> {
+    Box::new(settings)
+}
+
 impl Clone for Box<dyn AccountSettings> {
     fn clone(&self) -> Self {
         self.clone_box()

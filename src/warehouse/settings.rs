@@ -10,7 +10,7 @@ pub struct WarehouseSettings {
     /// Schema holding every table; validated as `[a-z_][a-z0-9_]*`.
     pub schema: String,
     pub pool_size: usize,
-    /// Wait for each window's commit to reach disk (default false: see the README).
+    /// Wait for each window's commit to reach disk (default false: docs/operations.md, "Configuration in detail").
     pub synchronous_commit: bool,
 }
 

@@ -76,8 +76,7 @@ impl SourceConfig for Kind {
         prefix: &str,
         common: Common,
     ) -> Result<Box<dyn AccountSettings>, KeyProblem> {
-        let settings = read(entry, prefix, common)?;
-        Ok(Box::new(settings))
+        read(entry, prefix, common).map(config::boxed)
     }
 }
 

@@ -221,7 +221,7 @@ fn build(
     // DateTime.MinValue is 0001-01-01) is None and counted as nulled, like SuperOffice's.
     let mut unset = f.take_unset();
     // An empty duration where its state never happened means "none", not "0 s" (the contract
-    // is silent; README "Dates and durations that mean not set"): `length` (ACTIVE) of a
+    // is silent; docs/sync.md, "Dates and durations that mean not set"): `length` (ACTIVE) of a
     // session that never started, `waited` (PBX to operator) of one no guest ever joined.
     if length == Some(0.0) && started_at.is_none() {
         length = None;
