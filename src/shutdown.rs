@@ -41,3 +41,28 @@ pub fn shutdown_on_signals() -> CancellationToken {
     });
     token
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_stop_deadline_runs_from_the_signal_not_from_the_start() {
+        let token = CancellationToken::new();
+        let deadline = deadline_passed(&token);
+        tokio::pin!(deadline);
+        // No signal: however long the daemon runs, the deadline never passes.
+        tokio::select! {
+            _ = &mut deadline => panic!("the deadline passed without a signal"),
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+        token.cancel();
+        let signalled = tokio::time::Instant::now();
+        tokio::select! {
+            _ = &mut deadline => panic!("the deadline passed early"),
+            _ = tokio::time::sleep(STOP_DEADLINE - Duration::from_millis(1)) => {}
+        }
+        deadline.await;
+        assert_eq!(signalled.elapsed(), STOP_DEADLINE);
+    }
+}
