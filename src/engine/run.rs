@@ -75,6 +75,9 @@ pub struct RunReport {
     pub totals: RunTotals,
     pub error: Option<String>,
     pub watermark: Option<DateTime<Utc>>,
+    /// The run ended because of shutdown (`RunError::Stopped`): its outcome says nothing of
+    /// the vendor, so it counts toward no failure streak.
+    pub stopped: bool,
 }
 
 impl RunReport {
@@ -88,6 +91,7 @@ impl RunReport {
             totals: RunTotals::default(),
             error,
             watermark: None,
+            stopped: false,
         }
     }
 }
@@ -382,6 +386,7 @@ impl Engine {
             run_id: Some(run_id),
             outcome,
             totals,
+            stopped: matches!(error, Some(RunError::Stopped)),
             // The error becomes text here, in the report, and nowhere before.
             error: error.map(|e| e.to_string()),
             watermark: state.watermark,

@@ -238,17 +238,22 @@ async fn stream_loop(
         }
         .emit(&metrics);
         let tolerance = replica_tolerance(due, schedule.next_after(due));
-        let outcome = match engine.run_due(&source, due, tolerance, &shutdown).await {
-            Ok(report) => Some(report.outcome),
+        let report = match engine.run_due(&source, due, tolerance, &shutdown).await {
+            Ok(report) => Some(report),
             Err(e) => {
                 tracing::error!(stream = %key, error = %e, "run could not be recorded; the next scheduled run retries");
                 None
             }
         };
         drop(slot);
-        if shutdown.is_cancelled() {
-            return;
+        // A run that shutdown stopped says nothing of the vendor; one that ended on its own
+        // is counted even when shutdown came meanwhile, so that the metrics tell its outcome.
+        match &report {
+            Some(r) if r.stopped => return,
+            None if shutdown.is_cancelled() => return,
+            _ => {}
         }
+        let outcome = report.map(|r| r.outcome);
         let finished = Utc::now();
         match outcome {
             Some(Outcome::Succeeded | Outcome::Partial) => failures = 0,
@@ -270,6 +275,9 @@ async fn stream_loop(
                 since: due,
             }
             .emit(&metrics);
+        }
+        if shutdown.is_cancelled() {
+            return;
         }
     }
 }
