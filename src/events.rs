@@ -239,25 +239,20 @@ impl RunStarted<'_> {
     }
 }
 
-/// A source found sessions the vendor anonymised (personal data erased at the source) and read
-/// them again.
+/// Sessions the source deleted (gone when read by id, SuperOffice's `Deleted`) or anonymised
+/// (mluvii) had their personal data erased: `cause` says which ("deleted", "anonymised").
 pub struct SessionsErasedAtSource<'a> {
-    pub source: &'a str,
-    pub account: &'a str,
+    pub key: &'a StreamKey,
     pub sessions: u64,
+    pub cause: &'static str,
 }
 
 impl SessionsErasedAtSource<'_> {
     pub fn emit(&self, m: &Metrics) {
-        tracing::info!(
-            source = self.source,
-            account = self.account,
-            sessions = self.sessions,
-            "the vendor anonymised sessions since the last look; read again"
-        );
+        tracing::info!(stream = %self.key, sessions = self.sessions, cause = self.cause, "sessions the source {} since the last look: their personal data erased", self.cause);
         m.erased_sessions
             .get_or_create(&SourceLabels {
-                source: self.source.to_string(),
+                source: self.key.source.to_string(),
             })
             .inc_by(self.sessions);
     }
@@ -276,23 +271,6 @@ impl SlotHeld {
             m.streams_running.dec();
         }
         tracing::trace!(held = self.held, running = m.streams_running.get(), "slot");
-    }
-}
-
-/// A window's transaction erased sessions that match a recorded erasure (after its commit).
-pub struct SessionsErased<'a> {
-    pub key: &'a StreamKey,
-    pub sessions: u64,
-}
-
-impl SessionsErased<'_> {
-    pub fn emit(&self, m: &Metrics) {
-        tracing::info!(stream = %self.key, sessions = self.sessions, "sessions written erased (they match a recorded erasure)");
-        m.erased_sessions
-            .get_or_create(&SourceLabels {
-                source: self.key.source.to_string(),
-            })
-            .inc_by(self.sessions);
     }
 }
 

@@ -2,10 +2,8 @@
 //! (`BEHIND`), back-off and last error, as a table or JSON.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use super::{Failure, load};
-use crate::telemetry::Metrics;
 use crate::warehouse::{StreamStatus, Warehouse};
 
 pub(super) async fn status(path: Option<PathBuf>, json: bool) -> Result<u8, Failure> {
@@ -15,9 +13,9 @@ pub(super) async fn status(path: Option<PathBuf>, json: bool) -> Result<u8, Fail
     let conn = wh.conn().await?;
     let mut rows = crate::warehouse::stream_statuses(&conn).await?;
     let schedules: std::collections::HashMap<String, crate::config::Schedule> =
-        crate::sources::build(&settings, &Arc::new(Metrics::new()), None, None)
-            .iter()
-            .map(|s| (s.key().to_string(), s.settings().schedule.clone()))
+        crate::sources::stream_settings(&settings)
+            .into_iter()
+            .map(|(key, s)| (key.to_string(), s.schedule.clone()))
             .collect();
     let now = chrono::Utc::now();
     for r in &mut rows {

@@ -127,9 +127,10 @@ impl Written {
     /// the commit).
     pub fn emit(&self, key: &StreamKey, metrics: &Metrics) {
         if self.erased > 0 {
-            crate::events::SessionsErased {
+            crate::events::SessionsErasedAtSource {
                 key,
                 sessions: self.erased,
+                cause: "deleted",
             }
             .emit(metrics);
         }

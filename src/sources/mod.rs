@@ -11,8 +11,9 @@ pub mod xml;
 
 use std::sync::Arc;
 
-use crate::config::{Settings, SourceConfig};
+use crate::config::{AccountSettings, Settings, SourceConfig, StreamSettings};
 use crate::engine::{SourceContext, Stream};
+use crate::model::StreamKey;
 use crate::privacy::{Erasures, Privacy};
 use crate::telemetry::Metrics;
 
@@ -79,12 +80,10 @@ pub fn build_with(
 ) -> Vec<Arc<Stream>> {
     // One set of recorded erasures for every stream of the process.
     let erasures = Arc::new(Erasures::new(&settings.privacy));
-    settings
-        .enabled()
-        .filter(|a| only_source.is_none_or(|x| a.source() == x))
-        .filter(|a| only_account.is_none_or(|x| a.stream().account == x))
-        .filter_map(|a| {
-            let source = sources.iter().find(|k| k.name() == a.source())?;
+    with_source(sources, settings)
+        .filter(|(_, a)| only_source.is_none_or(|x| a.source() == x))
+        .filter(|(_, a)| only_account.is_none_or(|x| a.stream().account == x))
+        .map(|(source, a)| {
             let privacy = Privacy::new(&settings.privacy, &a.stream().privacy, erasures.clone());
             let cx = Arc::new(SourceContext::new(
                 source.name(),
@@ -94,11 +93,34 @@ pub fn build_with(
                 metrics.clone(),
                 privacy,
             ));
-            Some(Arc::new(Stream::new(
-                cx.clone(),
-                a.build(cx),
-                source.inventory(),
-            )))
+            Arc::new(Stream::new(cx.clone(), a.build(cx), source.inventory()))
+        })
+        .collect()
+}
+
+/// Each enabled account of `settings` with its source (from `sources`; an account of a source
+/// not in it is left out).
+fn with_source<'a>(
+    sources: &'a [&'a dyn SourceConfig],
+    settings: &'a Settings,
+) -> impl Iterator<Item = (&'a dyn SourceConfig, &'a dyn AccountSettings)> + 'a {
+    settings.enabled().filter_map(move |a| {
+        let source = *sources.iter().find(|k| k.name() == a.source())?;
+        Some((source, a))
+    })
+}
+
+/// The key and settings of every enabled stream, without building its source (no HTTP client):
+/// for what only reads the configuration (`status`).
+pub fn stream_settings(settings: &Settings) -> Vec<(StreamKey, &StreamSettings)> {
+    with_source(SOURCES, settings)
+        .map(|(source, a)| {
+            let key = StreamKey {
+                source: source.name(),
+                account: a.stream().account.clone(),
+                stream: source.stream(),
+            };
+            (key, a.stream())
         })
         .collect()
 }

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::config::SOURCE;
 use super::normalize::{self};
 use super::store;
 use crate::engine::{Batch, RunInfo, Source, SourceError, StreamState, Window};
@@ -129,9 +128,9 @@ impl Source for Mluvii {
         }
         if !anonymized.is_empty() {
             crate::events::SessionsErasedAtSource {
-                source: SOURCE,
-                account: &self.cx.key.account,
+                key: &self.cx.key,
                 sessions: anonymized.len() as u64,
+                cause: "anonymised",
             }
             .emit(&self.cx.metrics);
         }
