@@ -12,12 +12,15 @@ use chrono::{TimeDelta, Utc};
 use crate::config::{HttpSettings, Schedule, Secret, Settings, StreamSettings, WarehouseSettings};
 use crate::engine::Stream;
 use crate::sources::mluvii::MluviiSettings;
+use crate::sources::superoffice::config::SystemUserConfig;
+use crate::sources::superoffice::system_user::PrivateKey;
 use crate::sources::superoffice::{SuperOfficeAuth, SuperOfficeMode, SuperOfficeSettings};
 use crate::sources::takecontrol::{OutputFormat, TakeControlApi, TakeControlSettings};
 use crate::telemetry::Metrics;
 use crate::warehouse::Warehouse;
 use sessionsync_sim::mluvii::MluviiSim;
-use sessionsync_sim::superoffice::{SimCredentials, SuperOfficeSim};
+use sessionsync_sim::superoffice::SuperOfficeSim;
+use sessionsync_sim::superoffice_online::{APPLICATION_KEY_PEM, OnlineCredentials, OnlineSim};
 use sessionsync_sim::takecontrol::{TakeControlSim, generate};
 
 use crate::warehouse::bootstrap::{LOCAL_DEFAULT_URL, ensure_named_database, reachable};
@@ -84,7 +87,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     let webhooks = start_webhooks(&sources, &settings, &metrics, &shutdown).await?;
     let pushing = webhooks.is_some();
     if pushing {
-        show_pushes(&sims.so, &sims.ml, &wh, &args.sources).await?;
+        show_pushes(&sims.so_online.tenant, &sims.ml, &wh, &args.sources).await?;
     }
     crate::out!("{}", summary(&wh, &args.database).await?);
     if let Some(pg) = &private {
@@ -178,9 +181,10 @@ const ML_CLIENT: (&str, &str) = ("demo-api-user", "demo-client-secret");
 /// The three simulators with a generated week each.
 struct Sims {
     tc: TakeControlSim,
-    so: SuperOfficeSim,
+    /// SuperOffice Online: the environment's host (system user flow, state API) and two
+    /// tenant hosts; the demo's account uses the system user flow.
+    so_online: OnlineSim,
     ml: MluviiSim,
-    so_creds: SimCredentials,
     start: chrono::DateTime<Utc>,
     sessions: usize,
     /// mluvii and SuperOffice sessions (each costs two requests: a quarter as many).
@@ -203,23 +207,17 @@ impl Sims {
         )
         .await
         .context("starting the mluvii simulator")?;
-        let so_creds = SimCredentials {
-            ticket: "demo-ticket".into(),
-            app_token: "demo-app-token".into(),
-            bearer: "demo-bearer".into(),
-        };
         let mut chats = sessionsync_sim::superoffice::seed_samples();
         chats.extend(sessionsync_sim::superoffice::generate(
             13, others, start, until,
         ));
-        let so = SuperOfficeSim::start(so_creds.clone(), chats)
+        let so_online = OnlineSim::start(OnlineCredentials::default(), chats)
             .await
-            .context("starting the SuperOffice simulator")?;
+            .context("starting the SuperOffice Online simulator")?;
         Ok(Sims {
             tc,
-            so,
+            so_online,
             ml,
-            so_creds,
             start,
             sessions,
             others,
@@ -234,9 +232,10 @@ impl Sims {
             self.sessions
         );
         crate::outln!(
-            "  SuperOffice   {}  {} chat sessions (3 of them the seed documents' samples)",
-            self.so.base_url(),
-            self.others + 3
+            "  SuperOffice   {}  {} chat sessions (3 of them the seed documents' samples); Online: system user flow at {}",
+            self.so_online.current_root(),
+            self.others + 3,
+            self.so_online.environment_url()
         );
         crate::outln!(
             "  mluvii        {}  {} sessions",
@@ -263,7 +262,7 @@ impl Sims {
             requests_per_second: rps,
             max_response_mb: 256,
         };
-        let url_of = |u: String| u.parse().expect("a simulator's own URL");
+        let url_of = |u: String| -> reqwest::Url { u.parse().expect("a simulator's own URL") };
         Settings {
             file: "(demo)".into(),
             warehouse: WarehouseSettings {
@@ -286,11 +285,17 @@ impl Sims {
                         ..stream.clone()
                     },
                     http: http(1000.0),
-                    base_url: url_of(self.so.base_url()),
-                    auth: SuperOfficeAuth::Ticket {
-                        ticket: Secret::new(self.so_creds.ticket.clone()),
-                        app_token: Secret::new(self.so_creds.app_token.clone()),
-                    },
+                    base_url: None,
+                    auth: SuperOfficeAuth::SystemUser(SystemUserConfig {
+                        environment: url_of(self.so_online.environment_url()),
+                        context_identifier: self.so_online.creds.context.clone(),
+                        app_token: Secret::new(self.so_online.creds.app_token.clone()),
+                        system_user_token: Secret::new(
+                            self.so_online.creds.system_user_token.clone(),
+                        ),
+                        private_key: PrivateKey::parse(APPLICATION_KEY_PEM)
+                            .expect("the simulator's key"),
+                    }),
                     mode: SuperOfficeMode::Archive,
                     messages: true,
                     concurrency: 8,
@@ -336,7 +341,7 @@ impl Sims {
                 _ = tick.tick() => {}
             }
             n += 1;
-            live_change(&self.so, &self.ml, n);
+            live_change(&self.so_online.tenant, &self.ml, n);
         }
     }
 }

@@ -157,6 +157,8 @@ pub struct RunFinished<'a> {
     /// Records read by id because their listed row was incomplete.
     pub fallbacks: u64,
     pub error: Option<&'a str>,
+    /// The vendor's state of a tenant that is not running (outcome `Unavailable`).
+    pub unavailable: Option<&'a str>,
 }
 
 impl RunFinished<'_> {
@@ -181,7 +183,11 @@ impl RunFinished<'_> {
                 })
                 .inc_by(self.fallbacks);
         }
+        m.set_unavailable(k.source, &k.account, self.unavailable);
         match self.outcome {
+            Outcome::Unavailable => {
+                tracing::info!(source = k.source, account = %k.account, stream = k.stream, run_id = self.run_id, outcome, state = self.unavailable.unwrap_or(""), elapsed_ms = self.elapsed.as_millis() as u64, error = self.error.unwrap_or(""), "run ended: the vendor reports the tenant not running (not a failure; nothing lost)")
+            }
             Outcome::Succeeded => {
                 tracing::info!(source = k.source, account = %k.account, stream = k.stream, run_id = self.run_id, outcome, elapsed_ms = self.elapsed.as_millis() as u64, written = self.written, unchanged = self.unchanged, rejected = self.rejected, "run finished")
             }

@@ -161,6 +161,9 @@ fn shared_client() -> Result<reqwest::Client, String> {
             reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
                 .user_agent(concat!("sessionsync/", env!("CARGO_PKG_VERSION")))
+                // A redirect from an API is a login page or a misdirection: never followed (the
+                // credentials would go with it); it is a final status a source can explain.
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .map_err(|e| e.to_string())
         })
@@ -208,6 +211,17 @@ impl HttpClient {
         endpoint: &'static str,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Response, HttpError> {
+        self.send_with(endpoint, &[], build).await
+    }
+
+    /// [`HttpClient::send`], with the statuses in `final_statuses` answered at once instead of
+    /// retried (a source that asks the vendor what a 503 means first).
+    pub async fn send_with(
+        &self,
+        endpoint: &'static str,
+        final_statuses: &[u16],
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Response, HttpError> {
         let client = match &self.client {
             Ok(c) => c,
             Err(detail) => {
@@ -229,7 +243,9 @@ impl HttpClient {
         })
         .retry(backoff)
         .sleep(tokio::time::sleep)
-        .when(|e: &AttemptError| e.retry_reason.is_some())
+        .when(|e: &AttemptError| {
+            e.retry_reason.is_some() && !e.status.is_some_and(|s| final_statuses.contains(&s))
+        })
         .adjust(|e: &AttemptError, backoff_delay| {
             // None means the backoff is used up: stop.
             let delay = backoff_delay?;
@@ -257,6 +273,14 @@ impl HttpClient {
         })
         .await;
         result.map_err(|e| match (e.retry_reason, e.status) {
+            (_, Some(s)) if final_statuses.contains(&s) => HttpError::Status {
+                source_name: self.source,
+                account: self.account.clone(),
+                endpoint,
+                status: s,
+                hint: status_hint(s),
+                body: e.body,
+            },
             _ if e.too_large => HttpError::TooLarge {
                 source_name: self.source,
                 account: self.account.clone(),
@@ -397,6 +421,9 @@ fn status_hint(status: u16) -> &'static str {
         401 => " (credentials rejected: renew or fix them in the config)",
         403 => " (invalid key or no access: check the account's key in the config)",
         404 => " (not found: check base_url)",
+        300..=399 => {
+            " (a redirect, not followed: a login page? check the credentials and base_url)"
+        }
         _ => "",
     }
 }

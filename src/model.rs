@@ -43,6 +43,9 @@ pub enum Outcome {
     Failed,
     /// Another process holds the stream's lock; nothing was done.
     Skipped,
+    /// The vendor reports the tenant not running (maintenance, an upgrade): the run ended at
+    /// once, nothing lost, the watermark unmoved; not a failure.
+    Unavailable,
 }
 
 impl Outcome {
@@ -52,6 +55,7 @@ impl Outcome {
             Outcome::Partial => "partial",
             Outcome::Failed => "failed",
             Outcome::Skipped => "skipped",
+            Outcome::Unavailable => "unavailable",
         }
     }
 }

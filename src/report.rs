@@ -44,6 +44,9 @@ pub fn describe(r: &RunReport) -> String {
     if r.outcome == Outcome::Skipped {
         s.push_str(" (another sessionsync process holds this stream)");
     }
+    if r.outcome == Outcome::Unavailable {
+        s.push_str(" (the vendor reports the tenant not running: not a failure, nothing lost)");
+    }
     if let Some(e) = &r.error {
         s.push_str(&format!("\n  error: {e}"));
     }

@@ -133,6 +133,17 @@ pub struct Metrics {
     pub webhook_connections_refused: Counter,
     /// Rows removed by the storage limits, by table.
     pub retention_deleted_rows: Family<TableLabels, Counter>,
+    /// 1 while the vendor reports the account's tenant not running, by state; 0 once it runs.
+    pub source_unavailable: Family<UnavailableLabels, Gauge>,
+    /// The state each account was last reported down in (to set its gauge back to 0).
+    unavailable_states: std::sync::Mutex<std::collections::HashMap<(String, String), String>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UnavailableLabels {
+    pub source: String,
+    pub account: String,
+    pub state: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -147,6 +158,32 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// `Some(state)`: the account's tenant is reported down in `state` (its gauge is 1, any
+    /// other state's 0); `None`: a run reached it (every state's gauge 0).
+    pub fn set_unavailable(&self, source: &str, account: &str, state: Option<&str>) {
+        let mut states = self.unavailable_states.lock().expect("states");
+        let key = (source.to_string(), account.to_string());
+        let labels = |state: &str| UnavailableLabels {
+            source: source.into(),
+            account: account.into(),
+            state: state.into(),
+        };
+        if let Some(before) = states.get(&key).filter(|b| Some(b.as_str()) != state) {
+            self.source_unavailable
+                .get_or_create(&labels(before))
+                .set(0);
+        }
+        match state {
+            Some(s) => {
+                self.source_unavailable.get_or_create(&labels(s)).set(1);
+                states.insert(key, s.to_string());
+            }
+            None => {
+                states.remove(&key);
+            }
+        }
+    }
+
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("sessionsync");
         let m = Metrics {
@@ -173,8 +210,15 @@ impl Metrics {
             webhook_connections: Gauge::default(),
             webhook_connections_refused: Counter::default(),
             retention_deleted_rows: Family::default(),
+            source_unavailable: Family::default(),
+            unavailable_states: Default::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "source_unavailable",
+            "1 while the vendor reports the account's tenant not running (e.g. SuperOffice OfflineMaintenance), by state; 0 once it runs again",
+            m.source_unavailable.clone(),
+        );
         registry.register(
             "erased_sessions",
             "Sessions whose personal data was erased (erase, deletion at the source, anonymisation), by source",

@@ -6,6 +6,7 @@
 
 pub mod mluvii;
 pub mod superoffice;
+pub mod superoffice_online;
 pub mod takecontrol;
 
 use std::collections::VecDeque;

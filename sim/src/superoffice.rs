@@ -77,6 +77,14 @@ pub struct Shared {
     timezone_support: std::sync::atomic::AtomicBool,
     /// Every `SO-TimeZone` header received (empty when a request had none).
     pub timezone_headers: std::sync::Mutex<Vec<String>>,
+    /// SuperOffice Online around this tenant: it admits requests (host, state, tickets).
+    online: std::sync::OnceLock<Arc<crate::superoffice_online::Online>>,
+}
+
+impl Shared {
+    pub(crate) fn set_online(&self, online: Arc<crate::superoffice_online::Online>) {
+        let _ = self.online.set(online);
+    }
 }
 
 /// A webhook registered with the simulator (`POST /api/v1/Webhook`).
@@ -91,21 +99,34 @@ pub struct SimWebhook {
 }
 
 pub struct SuperOfficeSim {
-    pub server: SimServer,
+    /// Its own server; `None` when served by [`crate::superoffice_online::OnlineSim`]'s hosts.
+    pub server: Option<SimServer>,
+    base: String,
     pub shared: Arc<Shared>,
 }
 
 impl SuperOfficeSim {
     pub async fn start(creds: SimCredentials, chats: Vec<SimChat>) -> std::io::Result<Self> {
         let (router, shared) = router(creds, chats);
+        let server = serve(router).await?;
         Ok(SuperOfficeSim {
-            server: serve(router).await?,
+            base: server.base_url(),
+            server: Some(server),
             shared,
         })
     }
 
+    /// The tenant served elsewhere (SuperOffice Online's hosts), at `base`.
+    pub(crate) fn from_shared(shared: Arc<Shared>, base: String) -> Self {
+        SuperOfficeSim {
+            server: None,
+            base,
+            shared,
+        }
+    }
+
     pub fn base_url(&self) -> String {
-        self.server.base_url()
+        self.base.clone()
     }
 
     pub fn faults(&self) -> &Faults {
@@ -269,6 +290,7 @@ pub fn router(creds: SimCredentials, chats: Vec<SimChat>) -> (Router, Arc<Shared
         vanished: RwLock::new(Vec::new()),
         timezone_support: std::sync::atomic::AtomicBool::new(true),
         timezone_headers: std::sync::Mutex::new(Vec::new()),
+        online: std::sync::OnceLock::new(),
     });
     let router = Router::new()
         .route("/api/v1/Webhook", get(list_webhooks).post(register_webhook))
@@ -345,6 +367,10 @@ async fn gate(sh: &Shared, headers: &HeaderMap) -> Result<Answer, Response> {
 }
 
 async fn gate_cut(sh: &Shared, headers: &HeaderMap) -> Result<bool, Response> {
+    if let Some(online) = sh.online.get() {
+        online.admit(headers)?;
+        return apply_fault(&sh.faults, |m| error(StatusCode::INTERNAL_SERVER_ERROR, m)).await;
+    }
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
     let auth = h("authorization");
     let (scheme, value) = auth.split_once(' ').unwrap_or(("", ""));

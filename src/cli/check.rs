@@ -21,6 +21,20 @@ impl Lines {
         self.failed |= !ok;
         crate::outln!("{:<5} {item:<28} {text}", if ok { "OK" } else { "FAIL" });
     }
+
+    /// A source's answer: one line each; a line that begins `FAIL: ` fails, one that begins
+    /// `WARN: ` is shown as a warning.
+    fn say_lines(&mut self, item: &str, text: &str) {
+        for line in text.lines() {
+            if let Some(t) = line.strip_prefix("FAIL: ") {
+                self.say(false, item, t);
+            } else if let Some(t) = line.strip_prefix("WARN: ") {
+                crate::outln!("{:<5} {item:<28} {t}", "WARN");
+            } else {
+                self.say(true, item, line);
+            }
+        }
+    }
 }
 
 pub(super) async fn check(path: Option<std::path::PathBuf>) -> Result<u8, Failure> {
@@ -44,7 +58,7 @@ pub(super) async fn check(path: Option<std::path::PathBuf>) -> Result<u8, Failur
     for s in &streams {
         let item = format!("{}/{}", s.key().source, s.key().account);
         match s.check().await {
-            Ok(text) => lines.say(true, &item, &text),
+            Ok(text) => lines.say_lines(&item, &text),
             Err(e) => lines.say(false, &item, &e.to_string()),
         }
     }

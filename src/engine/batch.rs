@@ -61,6 +61,19 @@ pub enum SourceError {
     },
     #[error(transparent)]
     Http(#[from] HttpError),
+    /// The vendor says the tenant is not running (SuperOffice's state API: maintenance, an
+    /// upgrade): the run ends at once with outcome `unavailable`, nothing lost, no failure.
+    #[error(
+        "{source_name} account `{account}`: tenant offline: {state}{}; the run ends here and nothing is lost (the watermark stays); no request goes to the tenant until its state says it runs again",
+        until.map(|t| format!(", until {}", t.format("%Y-%m-%d %H:%M:%SZ"))).unwrap_or_default()
+    )]
+    Unavailable {
+        source_name: &'static str,
+        account: String,
+        /// The vendor's name of the state (`OfflineMaintenance`, …).
+        state: String,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    },
     #[error("{source_name} account `{account}`: the API answered with an error: {message}")]
     Vendor {
         source_name: &'static str,

@@ -78,6 +78,8 @@ pub struct RunReport {
     /// The run ended because of shutdown (`RunError::Stopped`): its outcome says nothing of
     /// the vendor, so it counts toward no failure streak.
     pub stopped: bool,
+    /// The vendor's state of a tenant that is not running (outcome `Unavailable`).
+    pub unavailable: Option<String>,
 }
 
 impl RunReport {
@@ -92,6 +94,7 @@ impl RunReport {
             error,
             watermark: None,
             stopped: false,
+            unavailable: None,
         }
     }
 }
@@ -375,7 +378,12 @@ impl Engine {
         totals.requests = after.requests - before.requests;
         totals.retries = after.retries - before.retries;
         totals.fallbacks = after.fallbacks - before.fallbacks;
+        let unavailable = match &error {
+            Some(RunError::Source(SourceError::Unavailable { state, .. })) => Some(state.clone()),
+            _ => None,
+        };
         let outcome = match (&error, committed) {
+            _ if unavailable.is_some() => Outcome::Unavailable,
             (Some(_), 0) => Outcome::Failed,
             (Some(_), _) => Outcome::Partial,
             (None, _) if new_rejects > 0 => Outcome::Partial,
@@ -387,6 +395,7 @@ impl Engine {
             outcome,
             totals,
             stopped: matches!(error, Some(RunError::Stopped)),
+            unavailable,
             // The error becomes text here, in the report, and nowhere before.
             error: error.map(|e| e.to_string()),
             watermark: state.watermark,
@@ -447,6 +456,7 @@ impl Engine {
             nulled: &totals.nulled,
             fallbacks: totals.fallbacks,
             error: r.error.as_deref(),
+            unavailable: r.unavailable.as_deref(),
         }
         .emit(&self.metrics);
         Ok(())

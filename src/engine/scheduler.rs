@@ -257,7 +257,8 @@ async fn stream_loop(
         let finished = Utc::now();
         match outcome {
             Some(Outcome::Succeeded | Outcome::Partial) => failures = 0,
-            Some(Outcome::Skipped) => {}
+            // A tenant the vendor reports down is expected (maintenance): no failure.
+            Some(Outcome::Skipped | Outcome::Unavailable) => {}
             Some(Outcome::Failed) | None => failures += 1,
         }
         not_before = backoff(failures, period(schedule, due)).map(|pause| finished + pause);

@@ -16,6 +16,7 @@ mod reliability;
 mod replicas;
 mod server;
 mod superoffice;
+mod superoffice_online;
 mod takecontrol;
 mod vendor_clients;
 mod webhooks;

@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use super::system_user::{self, PrivateKey};
 use crate::config::{self, AccountSettings, Common, KeyProblem, Secret, SourceConfig};
 use crate::config::{HttpSettings, StreamSettings};
 
@@ -26,13 +27,38 @@ pub enum SuperOfficeAuth {
         token: Secret,
         app_token: Option<Secret>,
     },
+    /// SuperOffice Online, unattended: the system user flow (`system_user.rs`); the tenant's
+    /// host comes from the state API.
+    SystemUser(SystemUserConfig),
 }
+
+/// The keys of the system user flow (sources.md §2).
+#[derive(Debug, Clone)]
+pub struct SystemUserConfig {
+    /// `https://{sod,stage,online}.superoffice.com`, or the URL given.
+    pub environment: reqwest::Url,
+    pub context_identifier: String,
+    /// The application's client secret (`ApplicationToken`, `SO-AppToken`).
+    pub app_token: Secret,
+    pub system_user_token: Secret,
+    pub private_key: PrivateKey,
+}
+
+/// The hosts of SuperOffice Online's environments: for authentication and the state API only;
+/// an API call there answers 421 (sources.md §2).
+pub const ENVIRONMENT_HOSTS: [&str; 3] = [
+    "sod.superoffice.com",
+    "stage.superoffice.com",
+    "online.superoffice.com",
+];
 
 #[derive(Debug, Clone)]
 pub struct SuperOfficeSettings {
     pub stream: StreamSettings,
     pub http: HttpSettings,
-    pub base_url: reqwest::Url,
+    /// The tenant's root for on-site installations (and ticket/bearer accounts); `None` with
+    /// the system user flow, whose host comes from the state API.
+    pub base_url: Option<reqwest::Url>,
     pub auth: SuperOfficeAuth,
     pub mode: SuperOfficeMode,
     pub messages: bool,
@@ -51,7 +77,12 @@ pub struct SuperOfficeSettings {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSuperOffice {
-    base_url: String,
+    base_url: Option<String>,
+    environment: Option<String>,
+    context_identifier: Option<String>,
+    system_user_token: Option<Secret>,
+    private_key: Option<Secret>,
+    private_key_file: Option<String>,
     ticket: Option<Secret>,
     bearer: Option<Secret>,
     app_token: Option<Secret>,
@@ -97,32 +128,154 @@ fn read(
 ) -> Result<SuperOfficeSettings, KeyProblem> {
     let m: RawSuperOffice = config::entry(entry, prefix)?;
     let k = |name: &str| format!("{prefix}.{name}");
-    let base_url = config::parse_base_url(&k("base_url"), &m.base_url)?;
     let nonempty = |s: Option<Secret>| s.filter(|s| !s.is_empty());
-    let auth = match (
-        nonempty(m.ticket),
-        nonempty(m.bearer),
-        nonempty(m.app_token),
-    ) {
-        (Some(_), Some(_), _) => {
+    let (base_url, auth) = match (m.environment.filter(|e| !e.trim().is_empty()), m.base_url) {
+        (Some(_), Some(_)) => {
             return Err((
-                k("ticket"),
-                "give either `ticket` (with `app_token`) or `bearer`, not both".into(),
+                k("base_url"),
+                "give `environment` (SuperOffice Online: the tenant's host comes from the state API) or `base_url` (on-site), not both".into(),
             ));
         }
-        (Some(ticket), None, Some(app_token)) => SuperOfficeAuth::Ticket { ticket, app_token },
-        (Some(_), None, None) => {
+        (Some(env), None) => {
+            for (key, given) in [
+                ("ticket", m.ticket.is_some()),
+                ("bearer", m.bearer.is_some()),
+            ] {
+                if given {
+                    return Err((
+                        k(key),
+                        "is for on-site installations (`base_url`); with `environment` the system user flow gets its own tickets: remove it".into(),
+                    ));
+                }
+            }
+            let environment =
+                system_user::environment_url(&env).map_err(|e| (k("environment"), e))?;
+            let context_identifier = m
+                .context_identifier
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| {
+                    (
+                        k("context_identifier"),
+                        "is required with `environment`: the tenant's id, e.g. \"Cust12345\""
+                            .to_string(),
+                    )
+                })?;
+            if !context_identifier
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err((
+                    k("context_identifier"),
+                    "is not a context identifier such as \"Cust12345\" (letters and digits)".into(),
+                ));
+            }
+            let app_token = nonempty(m.app_token).ok_or_else(|| {
+                (
+                    k("app_token"),
+                    "is required with `environment`: the application's client secret".to_string(),
+                )
+            })?;
+            let system_user_token = nonempty(m.system_user_token).ok_or_else(|| {
+                (k("system_user_token"), "is required with `environment`: the tenant's system user token (from its administrator's consent)".to_string())
+            })?;
+            let key_text = match (nonempty(m.private_key), m.private_key_file) {
+                (Some(_), Some(_)) => {
+                    return Err((
+                        k("private_key"),
+                        "give `private_key` or `private_key_file`, not both".into(),
+                    ));
+                }
+                (Some(text), None) => text,
+                (None, Some(path)) => Secret::new(std::fs::read_to_string(&path).map_err(|e| {
+                    (
+                        k("private_key_file"),
+                        format!("`{path}` cannot be read ({e})"),
+                    )
+                })?),
+                (None, None) => {
+                    return Err((k("private_key"), "is required with `environment`: the application's RSA private key (PEM or RSA-XML text, usually \"${SO_PRIVATE_KEY}\"), or give `private_key_file`".into()));
+                }
+            };
+            let private_key = PrivateKey::parse(key_text.expose())
+                .map_err(|e| (k("private_key"), format!("is {e}")))?;
+            (
+                None,
+                SuperOfficeAuth::SystemUser(SystemUserConfig {
+                    environment,
+                    context_identifier,
+                    app_token,
+                    system_user_token,
+                    private_key,
+                }),
+            )
+        }
+        (None, None) => {
             return Err((
-                k("app_token"),
-                "is required with `ticket` (the application secret sent as SO-AppToken)".into(),
+                k("environment"),
+                "missing: give `environment` and `context_identifier` with the system user (SuperOffice Online), or `base_url` with `ticket`/`bearer` (on-site)".into(),
             ));
         }
-        (None, Some(token), app_token) => SuperOfficeAuth::Bearer { token, app_token },
-        (None, None, _) => {
-            return Err((
-                k("ticket"),
-                "missing: give `ticket` and `app_token`, or `bearer`".into(),
-            ));
+        (None, Some(base)) => {
+            let base_url = config::parse_base_url(&k("base_url"), &base)?;
+            if base_url
+                .host_str()
+                .is_some_and(|h| ENVIRONMENT_HOSTS.contains(&h))
+            {
+                return Err((
+                    k("base_url"),
+                    format!(
+                        "`{}` is an environment's host, which answers API calls with 421 Misdirected Request: for SuperOffice Online give `environment` = \"{}\" and `context_identifier` with the system user flow instead",
+                        base_url.host_str().unwrap_or(""),
+                        base_url
+                            .host_str()
+                            .unwrap_or("")
+                            .split('.')
+                            .next()
+                            .unwrap_or("online")
+                    ),
+                ));
+            }
+            for (key, given) in [
+                ("system_user_token", m.system_user_token.is_some()),
+                ("private_key", m.private_key.is_some()),
+                ("private_key_file", m.private_key_file.is_some()),
+                ("context_identifier", m.context_identifier.is_some()),
+            ] {
+                if given {
+                    return Err((k(key), "belongs to the system user flow, which takes `environment` instead of `base_url`".into()));
+                }
+            }
+            let auth = match (
+                nonempty(m.ticket),
+                nonempty(m.bearer),
+                nonempty(m.app_token),
+            ) {
+                (Some(_), Some(_), _) => {
+                    return Err((
+                        k("ticket"),
+                        "give either `ticket` (with `app_token`) or `bearer`, not both".into(),
+                    ));
+                }
+                (Some(ticket), None, Some(app_token)) => {
+                    SuperOfficeAuth::Ticket { ticket, app_token }
+                }
+                (Some(_), None, None) => {
+                    return Err((
+                        k("app_token"),
+                        "is required with `ticket` (the application secret sent as SO-AppToken)"
+                            .into(),
+                    ));
+                }
+                (None, Some(token), app_token) => SuperOfficeAuth::Bearer { token, app_token },
+                (None, None, _) => {
+                    return Err((
+                        k("ticket"),
+                        "missing: give `ticket` and `app_token`, or `bearer` (on-site); SuperOffice Online takes `environment` and the system user flow".into(),
+                    ));
+                }
+            };
+            (Some(base_url), auth)
         }
     };
     let concurrency = config::in_range(&k, "concurrency", m.concurrency, 4, 1..=64)?;
@@ -154,7 +307,7 @@ fn read(
 mod tests {
     use super::*;
 
-    const ENTRY: &str = "account = \"cust12345\"\nbase_url = \"https://sod.superoffice.com/Cust12345\"\nstart = \"2024-01-01T00:00:00Z\"\n";
+    const ENTRY: &str = "account = \"cust12345\"\nbase_url = \"https://crm.example.com/SuperOffice\"\nstart = \"2024-01-01T00:00:00Z\"\n";
 
     fn read_entry(extra: &str) -> Result<SuperOfficeSettings, KeyProblem> {
         let (entry, common) = config::test_entry(&Kind, &format!("{ENTRY}{extra}"));

@@ -27,16 +27,18 @@
 //! offset: the account's `timezone` names that zone (`sessionsync check` tells which case a
 //! tenant is).
 
+mod client;
 pub mod config;
 pub mod normalize;
 pub mod personal;
 mod read;
 mod source;
 mod store;
+pub mod system_user;
 pub mod webhook;
 
+pub use client::{TIMEZONE_ASKED, TIMEZONE_HEADER};
 pub use config::{SOURCE, SuperOfficeAuth, SuperOfficeMode, SuperOfficeSettings};
 pub use read::{
     ENTITY_PATH, FOR_USER_PATH, LIST_COLUMNS, LIST_PATH, MESSAGES_PATH, OPEN_CHAT_AGE, SuperOffice,
-    TIMEZONE_ASKED, TIMEZONE_HEADER,
 };

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use super::config::{SOURCE, SuperOfficeAuth, SuperOfficeSettings};
 use super::normalize::{self, Normalized};
 use super::personal;
+use super::system_user::SystemUser;
 use crate::engine::{Rejected, SourceContext, SourceError};
-use crate::http::HttpError;
 use crate::privacy::Kind;
 use crate::sources::lenient::{self, Fields};
 
@@ -20,10 +20,6 @@ pub const LIST_PATH: &str = "/api/v1/ChatSession";
 pub const ENTITY_PATH: &str = "/api/v1/ChatSession/{id}";
 pub const MESSAGES_PATH: &str = "/api/v1/ChatSession/{id}/Messages";
 pub const FOR_USER_PATH: &str = "/api/v1/Agents/Chat/ChatSessionsForUser";
-/// The request header that chooses the zone of every date in a request and its answer.
-pub const TIMEZONE_HEADER: &str = "SO-TimeZone";
-/// UTC (SuperOffice's zone id 1), with the offset written on every date.
-pub const TIMEZONE_ASKED: &str = "UTC, includeTZOffset";
 /// The archive columns a listed row carries: those that show a change of the chat.
 pub const LIST_COLUMNS: &str =
     "chatSessionId,status,whenRequested,whenStarted,whenEnded,lastMessage,rating,updatedDate";
@@ -34,6 +30,8 @@ pub const OPEN_CHAT_AGE: TimeDelta = TimeDelta::days(7);
 pub struct SuperOffice {
     pub(super) cx: Arc<SourceContext>,
     pub(super) settings: SuperOfficeSettings,
+    /// The system user flow's ticket, JWKS and tenant state (SuperOffice Online).
+    pub(super) system_user: Option<SystemUser>,
 }
 
 crate::config::impl_account_settings!(SuperOfficeSettings, SOURCE, SuperOffice::new);
@@ -77,76 +75,20 @@ pub(super) struct Remembered {
 
 impl SuperOffice {
     pub fn new(settings: SuperOfficeSettings, cx: Arc<SourceContext>) -> Self {
-        SuperOffice { cx, settings }
-    }
-
-    pub(super) fn url(&self, path: &str) -> reqwest::Url {
-        crate::http::endpoint_url(&self.settings.base_url, path)
-    }
-
-    pub(super) fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        let rb = rb
-            .header("Accept", "application/json")
-            .header(TIMEZONE_HEADER, TIMEZONE_ASKED);
-        match &self.settings.auth {
-            SuperOfficeAuth::Ticket { ticket, app_token } => rb
-                .header("Authorization", format!("SOTICKET {}", ticket.expose()))
-                .header("SO-AppToken", app_token.expose()),
-            SuperOfficeAuth::Bearer { token, app_token } => {
-                let rb = rb.bearer_auth(token.expose());
-                match app_token {
-                    Some(a) => rb.header("SO-AppToken", a.expose()),
-                    None => rb,
-                }
-            }
-        }
-    }
-
-    pub(super) fn body_error(&self, endpoint: &'static str, detail: String) -> SourceError {
-        SourceError::Body {
-            source_name: SOURCE,
-            account: self.cx.key.account.clone(),
-            endpoint,
-            detail,
-        }
-    }
-
-    /// A 401 is final and explained; everything else passes through.
-    pub(super) fn http_error(&self, e: HttpError) -> SourceError {
-        if e.status() == Some(401) {
-            let what = match self.settings.auth {
-                SuperOfficeAuth::Ticket { .. } => {
-                    "the ticket expired or was revoked (HTTP 401); sign in again and update `ticket` (and check `app_token`)"
-                }
-                SuperOfficeAuth::Bearer { .. } => {
-                    "the bearer token expired or was revoked (HTTP 401); issue a new one and update `bearer`"
-                }
-            };
-            return SourceError::Vendor {
-                source_name: SOURCE,
-                account: self.cx.key.account.clone(),
-                message: what.into(),
-            };
-        }
-        SourceError::Http(e)
-    }
-
-    pub(super) async fn get_json(
-        &self,
-        endpoint: &'static str,
-        url: reqwest::Url,
-    ) -> Result<Option<Value>, SourceError> {
-        match self
-            .cx
-            .http
-            .send(endpoint, |c| self.authed(c.get(url.clone())))
-            .await
-        {
-            Ok(r) => parse_json(&r.body)
-                .map(Some)
-                .map_err(|d| self.body_error(endpoint, d)),
-            Err(e) if e.status() == Some(404) => Ok(None),
-            Err(e) => Err(self.http_error(e)),
+        let system_user = match &settings.auth {
+            SuperOfficeAuth::SystemUser(c) => Some(SystemUser::new(
+                c.environment.clone(),
+                c.context_identifier.clone(),
+                c.app_token.clone(),
+                c.system_user_token.clone(),
+                c.private_key.clone(),
+            )),
+            _ => None,
+        };
+        SuperOffice {
+            cx,
+            settings,
+            system_user,
         }
     }
 
@@ -182,7 +124,7 @@ impl SuperOffice {
         let top = limit.unwrap_or(self.settings.page_size);
         let mut rows = BTreeMap::new();
         let mut last: Option<i64> = None;
-        let mut next: Option<reqwest::Url> = None;
+        let mut next: Option<String> = None;
         for _page in 0..1_000_000 {
             let url = match next.take() {
                 Some(u) => u,
@@ -191,17 +133,17 @@ impl SuperOffice {
                     if let Some(l) = last {
                         f.push_str(&format!(" and chatSessionId gt {l}"));
                     }
-                    let mut u = self.url(LIST_PATH);
+                    let mut u = reqwest::Url::parse("http://tenant.invalid/").expect("constant");
                     u.query_pairs_mut()
                         .append_pair("$select", LIST_COLUMNS)
                         .append_pair("$filter", &f)
                         .append_pair("$orderBy", "chatSessionId")
                         .append_pair("$top", &top.to_string());
-                    u
+                    format!("{LIST_PATH}?{}", u.query().unwrap_or_default())
                 }
             };
             let body = self
-                .get_json(LIST_PATH, url)
+                .get_json(LIST_PATH, &url)
                 .await?
                 .ok_or_else(|| self.body_error(LIST_PATH, "the archive answered 404".into()))?;
             let (items, next_link) = list_page(&body).map_err(|d| self.body_error(LIST_PATH, d))?;
@@ -225,7 +167,7 @@ impl SuperOffice {
             }
             let progressed = rows.len() > before;
             if let Some(link) = next_link.filter(|_| progressed) {
-                next = Some(self.same_origin(&link)?);
+                next = Some(self.next_link(&link)?);
                 continue;
             }
             if items.len() < top || !progressed {
@@ -235,14 +177,18 @@ impl SuperOffice {
         Ok(rows)
     }
 
-    /// An `odata.nextLink`, resolved against the base URL; refused if it leaves the tenant's
-    /// host (the credentials would go with it).
-    pub(super) fn same_origin(&self, link: &str) -> Result<reqwest::Url, SourceError> {
-        let base = &self.settings.base_url;
+    /// An `odata.nextLink` as a path and query under the tenant's root, where it is sent (the
+    /// root in use then: a tenant that moved meanwhile is followed). On-site, a link to another
+    /// host is refused.
+    pub(super) fn next_link(&self, link: &str) -> Result<String, SourceError> {
+        let base =
+            self.settings.base_url.clone().unwrap_or_else(|| {
+                reqwest::Url::parse("https://tenant.invalid/").expect("constant")
+            });
         let url = base.join(link).map_err(|e| {
             self.body_error(LIST_PATH, format!("odata.nextLink is not a URL ({e})"))
         })?;
-        if url.origin() != base.origin() {
+        if self.settings.base_url.is_some() && url.origin() != base.origin() {
             return Err(self.body_error(
                 LIST_PATH,
                 format!(
@@ -251,21 +197,25 @@ impl SuperOffice {
                 ),
             ));
         }
-        Ok(url)
+        let path = url.path();
+        let at = path.find("/api/").ok_or_else(|| {
+            self.body_error(LIST_PATH, "odata.nextLink is not under /api/".into())
+        })?;
+        Ok(match url.query() {
+            Some(q) => format!("{}?{q}", &path[at..]),
+            None => path[at..].to_string(),
+        })
     }
 
     pub(super) async fn entities_for_user(&self) -> Result<Vec<Value>, SourceError> {
-        let url = self.url(FOR_USER_PATH);
         let r = self
-            .cx
-            .http
-            .send(FOR_USER_PATH, |c| {
-                self.authed(c.post(url.clone()))
-                    .header("Content-Type", "application/json")
-                    .body("{}")
-            })
-            .await
-            .map_err(|e| self.http_error(e))?;
+            .send_json(
+                FOR_USER_PATH,
+                reqwest::Method::POST,
+                FOR_USER_PATH,
+                "{}".into(),
+            )
+            .await?;
         let body = parse_json(&r.body).map_err(|d| self.body_error(FOR_USER_PATH, d))?;
         list_page(&body)
             .map(|(items, _)| items)
@@ -273,10 +223,8 @@ impl SuperOffice {
     }
 
     pub(super) async fn messages(&self, id: i32, after: i64) -> Result<Vec<Value>, SourceError> {
-        let mut url = self.url(&format!("{LIST_PATH}/{id}/Messages"));
-        url.query_pairs_mut()
-            .append_pair("after", &after.to_string());
-        match self.get_json(MESSAGES_PATH, url).await? {
+        let rel = format!("{LIST_PATH}/{id}/Messages?after={after}");
+        match self.get_json(MESSAGES_PATH, &rel).await? {
             None => Ok(Vec::new()),
             Some(v) => list_page(&v)
                 .map(|(items, _)| items)
@@ -312,8 +260,8 @@ impl SuperOffice {
     ) -> Result<(Vec<(i64, Value)>, Vec<Rejected>, Vec<String>), SourceError> {
         let got: Vec<(i64, Option<Value>)> =
             futures::stream::iter(ids.into_iter().map(|id| async move {
-                let url = self.url(&format!("{LIST_PATH}/{id}"));
-                self.get_json(ENTITY_PATH, url).await.map(|v| (id, v))
+                let rel = format!("{LIST_PATH}/{id}");
+                self.get_json(ENTITY_PATH, &rel).await.map(|v| (id, v))
             }))
             .buffer_unordered(self.settings.concurrency)
             .try_collect()

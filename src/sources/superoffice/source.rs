@@ -33,33 +33,75 @@ impl Source for SuperOffice {
         crate::engine::Windowing::Single
     }
 
-    /// Lists (or reads) one chat, and tells whether the tenant's dates carry an offset: if not,
-    /// it ignores `SO-TimeZone` and they are read in the account's `timezone`.
+    /// For the system user flow, one line per step (signed token accepted, JWT verified, the
+    /// tenant's state and host); then lists (or reads) one chat, and tells whether the tenant's
+    /// dates carry an offset: if not, it ignores `SO-TimeZone` and they are read in the
+    /// account's `timezone`. Lines that begin `FAIL: ` or `WARN: ` are shown as such.
     async fn check(&self) -> Result<String, SourceError> {
-        let (what, sample) = match self.settings.mode {
-            SuperOfficeMode::ForUser => {
-                let list = self.entities_for_user().await?;
+        let mut lines = Vec::new();
+        if let Some(su) = self.system_user() {
+            let ticket = su
+                .ticket(&self.cx.http)
+                .await
+                .map_err(|e| self.su_error(e))?;
+            lines.push(format!(
+                "signed system user token accepted for tenant {} (PartnerSystemUser/Authenticate)",
+                su.context()
+            ));
+            lines.push(format!(
+                "JWT verified: RS256 with JWKS key id `{}`, issuer `SuperOffice AS`, audience spn:<serial>, exp/nbf",
+                ticket.kid
+            ));
+            let state = su
+                .tenant(&self.cx.http)
+                .await
+                .map_err(|e| self.su_error(e))?;
+            let host = state
+                .endpoint
+                .as_ref()
+                .map_or("(no Endpoint named)".to_string(), |e| e.to_string());
+            if !state.running {
+                lines.push(format!(
+                    "WARN: tenant state {} (not running: runs end as `unavailable` until it runs again) at {host}",
+                    state.state
+                ));
+                return Ok(lines.join("\n"));
+            }
+            lines.push(format!("tenant state {} at {host}", state.state));
+        }
+        let answered = match self.settings.mode {
+            SuperOfficeMode::ForUser => self.entities_for_user().await.map(|list| {
                 (
                     format!("{} chat sessions for the API user", list.len()),
                     list.into_iter().next(),
                 )
-            }
-            SuperOfficeMode::Archive => {
-                let rows = self.list_rows("chatSessionId gt 0", Some(1)).await?;
-                let sample = match rows.keys().next() {
-                    Some(id) => {
-                        self.get_json(ENTITY_PATH, self.url(&format!("{LIST_PATH}/{id}")))
-                            .await?
-                    }
-                    None => None,
-                };
-                ("the ChatSession archive lists chats".to_string(), sample)
-            }
+            }),
+            SuperOfficeMode::Archive => match self.list_rows("chatSessionId gt 0", Some(1)).await {
+                Ok(rows) => match rows.keys().next() {
+                    Some(id) => self
+                        .get_json(ENTITY_PATH, &format!("{LIST_PATH}/{id}"))
+                        .await
+                        .map(|s| ("the ChatSession archive lists chats".to_string(), s)),
+                    None => Ok((
+                        "the ChatSession archive lists no chat yet".to_string(),
+                        None,
+                    )),
+                },
+                Err(e) => Err(e),
+            },
         };
-        Ok(format!(
-            "answered ({what}); {}",
-            dates_verdict(sample.as_ref(), self.settings.timezone)
-        ))
+        match answered {
+            Ok((what, sample)) => lines.push(format!(
+                "one authenticated call answered ({what}); {}",
+                dates_verdict(sample.as_ref(), self.settings.timezone)
+            )),
+            Err(e) if lines.is_empty() => return Err(e),
+            Err(e) => lines.push(format!("FAIL: one authenticated call failed: {e}")),
+        }
+        if self.system_user().is_some() && self.settings.mode == SuperOfficeMode::ForUser {
+            lines.push("WARN: mode `for_user` with a system user: it sees only the chats it is a member of (Can Respond, Notifications, Listen or Manager), often none; set mode = \"archive\" to read every chat of the tenant".into());
+        }
+        Ok(lines.join("\n"))
     }
 
     async fn fetch(

@@ -40,11 +40,8 @@ impl SuperOffice {
 
     /// The registered webhooks, or `None` when the API does not list them (404/405).
     async fn webhooks(&self) -> Result<Option<Vec<Value>>, SourceError> {
-        let url = self.url(WEBHOOK_PATH);
         match self
-            .cx
-            .http
-            .send(WEBHOOK_PATH, |c| self.authed(c.get(url.clone())))
+            .send(WEBHOOK_PATH, WEBHOOK_PATH, |c, url| c.get(url))
             .await
         {
             Ok(r) => {
@@ -54,8 +51,8 @@ impl SuperOffice {
                     .map(|(items, _)| Some(items))
                     .map_err(|d| self.body_error(WEBHOOK_PATH, d))
             }
-            Err(e) if matches!(e.status(), Some(404 | 405)) => Ok(None),
-            Err(e) => Err(self.http_error(e)),
+            Err(SourceError::Http(e)) if matches!(e.status(), Some(404 | 405)) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -196,33 +193,24 @@ impl Webhook for SuperOffice {
                 .and_then(|f| f.int("webhookid").ok().flatten()),
             None => None,
         };
-        let (what, url, put) = match existing {
+        let (what, rel, put) = match existing {
             Some(id) => (
                 format!("updated webhook {id}"),
-                self.url(&format!("{WEBHOOK_PATH}/{id}")),
+                format!("{WEBHOOK_PATH}/{id}"),
                 true,
             ),
             None => (
                 "registered a new webhook".to_string(),
-                self.url(WEBHOOK_PATH),
+                WEBHOOK_PATH.to_string(),
                 false,
             ),
         };
-        let r = self
-            .cx
-            .http
-            .send(WEBHOOK_PATH, |c| {
-                let rb = if put {
-                    c.put(url.clone())
-                } else {
-                    c.post(url.clone())
-                };
-                self.authed(rb)
-                    .header("Content-Type", "application/json")
-                    .body(body.clone())
-            })
-            .await
-            .map_err(|e| self.http_error(e))?;
+        let method = if put {
+            reqwest::Method::PUT
+        } else {
+            reqwest::Method::POST
+        };
+        let r = self.send_json(WEBHOOK_PATH, method, &rel, body).await?;
         let id = super::read::parse_json(&r.body).ok().and_then(|v| {
             v.as_object()
                 .and_then(|o| Fields::new(o).int("webhookid").ok().flatten())

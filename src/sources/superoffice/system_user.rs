@@ -1,0 +1,667 @@
+//! SuperOffice Online, server to server (sources.md §2): the system user flow and the tenant's
+//! state.
+//!
+//! - **Sign.** `data = "<system user token>.<UTC now as yyyyMMddHHmm>"`, signed with the
+//!   application's RSA key (PKCS#1 v1.5 over SHA-256, RustCrypto `rsa`), base64:
+//!   `SignedSystemToken = data + "." + signature`.
+//! - **Trade** it at `PartnerSystemUser/Authenticate` (on the environment's host) for a JWT.
+//! - **Validate** the JWT before reading anything of it (`jsonwebtoken`): RS256 with the key of
+//!   SuperOffice's JWKS that its `kid` names (the JWKS is cached and fetched again for an unknown
+//!   `kid`), `iss` = `SuperOffice AS`, `aud` = `spn:<serial>`, `exp`/`nbf` with a minute of leeway.
+//!   Only then is its `ticket` claim used.
+//! - **One ticket per account**, reused until the tenant answers 401: then exactly one renewal,
+//!   whoever else was waiting for it takes the new ticket ([`SystemUser::renew`]).
+//! - **The tenant's host** comes from the state API (`/api/state/{ctx}` on the environment's
+//!   host), cached until its `ValidUntil`, read again on a 421 or a 503; the environment's host
+//!   itself is never sent an API call.
+//!
+//! The credential source sits behind this one type: SuperOffice says this flow will give way to
+//! OAuth 2.0 client credentials.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use chrono::{DateTime, TimeDelta, Utc};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use rsa::RsaPrivateKey;
+use rsa::pkcs1::DecodeRsaPrivateKey;
+use rsa::pkcs8::DecodePrivateKey;
+use rsa::signature::{SignatureEncoding, Signer};
+use serde_json::{Value, json};
+
+use crate::http::{HttpClient, HttpError};
+use crate::secret::Secret;
+use crate::sources::lenient::Fields;
+
+pub const AUTHENTICATE_PATH: &str = "/Login/api/PartnerSystemUser/Authenticate";
+pub const JWKS_PATH: &str = "/login/.well-known/jwks";
+/// `{ctx}` is the context identifier.
+pub const STATE_PATH: &str = "/api/state/{ctx}";
+/// The JWT's issuer.
+pub const ISSUER: &str = "SuperOffice AS";
+/// The prefix of SuperOffice's claims.
+pub const CLAIM_PREFIX: &str = "http://schemes.superoffice.net/identity/";
+/// Clock skew allowed on `exp` and `nbf`.
+pub const LEEWAY: Duration = Duration::from_secs(60);
+/// A state that says the tenant is not running is never reused: each run asks the state API
+/// (one request to the environment's host, none to the tenant) whether it runs again.
+pub const DOWN_STATE_MAX_AGE: TimeDelta = TimeDelta::zero();
+/// A state without a readable `ValidUntil` is kept this long.
+const STATE_DEFAULT_AGE: TimeDelta = TimeDelta::minutes(5);
+
+/// Why the system user flow or the state API failed. Never carries the key, the system user
+/// token, the signed token, the JWT or the ticket.
+#[derive(Debug, thiserror::Error)]
+pub enum SystemUserError {
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error(
+        "SuperOffice refused the signed system user token: {message}. Check `system_user_token` (the tenant's, from its consent), `private_key` (the application's), `app_token` (its client secret) and `context_identifier`; a clock more than a few minutes off also fails"
+    )]
+    Refused { message: String },
+    #[error(
+        "the JWT SuperOffice returned failed the {check} check ({detail}); it was not used and no request went to the tenant"
+    )]
+    Jwt { check: &'static str, detail: String },
+    #[error("{endpoint} returned a body that could not be read ({detail})")]
+    Body {
+        endpoint: &'static str,
+        detail: String,
+    },
+}
+
+/// The application's RSA private key: PEM (PKCS#1 `RSA PRIVATE KEY` or PKCS#8 `PRIVATE KEY`) or
+/// .NET's RSA-XML form (`<RSAKeyValue><Modulus>…<D>…</RSAKeyValue>`), as SuperOffice's developer
+/// portal hands it out. `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct PrivateKey(Arc<RsaPrivateKey>);
+
+impl std::fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrivateKey([redacted])")
+    }
+}
+
+impl PrivateKey {
+    /// Reads the key's text. The error says what is wrong without quoting the text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim().trim_start_matches('\u{feff}');
+        let key = if t.starts_with("-----BEGIN RSA PRIVATE KEY-----") {
+            RsaPrivateKey::from_pkcs1_pem(t)
+                .map_err(|e| format!("a PKCS#1 PEM key that cannot be read ({e})"))?
+        } else if t.starts_with("-----BEGIN PRIVATE KEY-----") {
+            RsaPrivateKey::from_pkcs8_pem(t)
+                .map_err(|e| format!("a PKCS#8 PEM key that cannot be read ({e})"))?
+        } else if t.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+            return Err("an encrypted PEM key: give the key without a passphrase (`openssl pkey -in key.pem -out plain.pem`)".into());
+        } else if t.starts_with('<') {
+            rsa_xml(t)?
+        } else {
+            return Err("neither a PEM key (`-----BEGIN RSA PRIVATE KEY-----` or `-----BEGIN PRIVATE KEY-----`) nor SuperOffice's RSA-XML form (`<RSAKeyValue>…`)".into());
+        };
+        key.validate()
+            .map_err(|e| format!("an inconsistent RSA key ({e})"))?;
+        Ok(PrivateKey(Arc::new(key)))
+    }
+
+    /// base64 of the RSA PKCS#1 v1.5 SHA-256 signature of `data` (deterministic: the same key
+    /// and data give the same bytes, as Node's `crypto.createSign('SHA256')` does).
+    pub fn sign(&self, data: &str) -> String {
+        let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new((*self.0).clone());
+        let signature = signer.sign(data.as_bytes());
+        base64::engine::general_purpose::STANDARD.encode(signature.to_bytes())
+    }
+}
+
+/// .NET's `RSA.ToXmlString(true)`: base64 big-endian components.
+fn rsa_xml(text: &str) -> Result<RsaPrivateKey, String> {
+    let field = |name: &str| -> Result<rsa::BigUint, String> {
+        let open = format!("<{name}>");
+        let close = format!("</{name}>");
+        let start = text
+            .find(&open)
+            .ok_or_else(|| format!("RSA-XML without <{name}>: give the private key (with <D>, <P>, <Q>), not the public one"))?
+            + open.len();
+        let len = text[start..]
+            .find(&close)
+            .ok_or_else(|| format!("RSA-XML whose <{name}> is not closed"))?;
+        let b64: String = text[start..start + len]
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| format!("RSA-XML whose <{name}> is not base64 ({e})"))?;
+        Ok(rsa::BigUint::from_bytes_be(&bytes))
+    };
+    let (n, e, d, p, q) = (
+        field("Modulus")?,
+        field("Exponent")?,
+        field("D")?,
+        field("P")?,
+        field("Q")?,
+    );
+    RsaPrivateKey::from_components(n, e, d, vec![p, q])
+        .map_err(|e| format!("an RSA-XML key whose components do not fit together ({e})"))
+}
+
+/// The signed system user token for `now`.
+pub fn signed_system_token(
+    key: &PrivateKey,
+    system_user_token: &str,
+    now: DateTime<Utc>,
+) -> String {
+    let data = format!("{system_user_token}.{}", now.format("%Y%m%d%H%M"));
+    let signature = key.sign(&data);
+    format!("{data}.{signature}")
+}
+
+/// The host SuperOffice names by an environment: `sod`, `stage`, `online`, or a URL (a
+/// private endpoint, a simulator).
+pub fn environment_url(environment: &str) -> Result<reqwest::Url, String> {
+    let e = environment.trim();
+    let url = match e {
+        "sod" | "stage" | "online" => format!("https://{e}.superoffice.com"),
+        _ if e.starts_with("https://") || e.starts_with("http://") => e.to_string(),
+        _ => {
+            return Err(format!(
+                "`{e}` is not an environment: give \"sod\" (development), \"stage\", \"online\" (production), or a URL"
+            ));
+        }
+    };
+    reqwest::Url::parse(&url).map_err(|err| format!("`{e}` is not a URL ({err})"))
+}
+
+/// What the state API says of the tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantState {
+    /// `Running`, `OnlineMaintenance`, `OfflineMaintenance`, … (a number is named).
+    pub state: String,
+    pub running: bool,
+    /// The tenant's root (`https://sod2.superoffice.com/Cust12345`), under which `/api/v1/…` lie.
+    pub endpoint: Option<reqwest::Url>,
+    pub valid_until: Option<DateTime<Utc>>,
+    /// When it was read.
+    pub read_at: DateTime<Utc>,
+}
+
+impl TenantState {
+    fn fresh(&self, now: DateTime<Utc>) -> bool {
+        let until = self.valid_until.unwrap_or(self.read_at + STATE_DEFAULT_AGE);
+        let until = if self.running {
+            until
+        } else {
+            until.min(self.read_at + DOWN_STATE_MAX_AGE)
+        };
+        now < until
+    }
+}
+
+/// SuperOffice's tenant states by number (sources.md §2).
+fn state_name(v: &Value) -> String {
+    match v.as_i64() {
+        Some(n) => match n {
+            0 => "Unknown",
+            1 => "Provisioning",
+            2 => "Running",
+            3 => "Deleted",
+            4 => "Suspended",
+            5 => "OnlineMaintenance",
+            6 => "OfflineMaintenance",
+            8 => "ProvisioningFailed",
+            10 => "Deleting",
+            11 => "DeleteFailed",
+            12 => "MigrationPending",
+            _ => return format!("state {n}"),
+        }
+        .to_string(),
+        None => v.as_str().unwrap_or("Unknown").to_string(),
+    }
+}
+
+/// A state API answer.
+pub fn parse_state(body: &[u8], now: DateTime<Utc>) -> Result<TenantState, String> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| format!("not JSON ({e}): an HTML page or a cut body?"))?;
+    let o = v
+        .as_object()
+        .ok_or_else(|| "not a JSON object".to_string())?;
+    let f = Fields::new(o);
+    let state = f
+        .get("state")
+        .map(state_name)
+        .unwrap_or_else(|| "Unknown".into());
+    let running = match f.get("isrunning").and_then(Value::as_bool) {
+        Some(b) => b,
+        None => matches!(state.as_str(), "Running" | "OnlineMaintenance"),
+    };
+    let endpoint = match f.text("endpoint") {
+        Some(e) => Some(e),
+        // `Api` is the endpoint plus `/api`.
+        None => f
+            .text("api")
+            .map(|a| a.trim_end_matches('/').trim_end_matches("/api").to_string()),
+    };
+    let endpoint = match endpoint {
+        Some(e) => Some(
+            reqwest::Url::parse(e.trim_end_matches('/'))
+                .map_err(|err| format!("Endpoint `{e}` is not a URL ({err})"))?,
+        ),
+        None => None,
+    };
+    let valid_until = f
+        .text("validuntil")
+        .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+        .map(|t| t.with_timezone(&Utc));
+    Ok(TenantState {
+        state,
+        running,
+        endpoint,
+        valid_until,
+        read_at: now,
+    })
+}
+
+/// The ticket in use, and which renewal gave it.
+#[derive(Clone)]
+pub struct Ticket {
+    pub value: Secret,
+    pub generation: u64,
+    /// The JWT's key id (for `check`).
+    pub kid: String,
+    /// The tenant's REST root the JWT named (`webapi_url`), used when the state API names none.
+    pub webapi_url: Option<String>,
+}
+
+/// What `check` reports of each step.
+pub struct Steps {
+    pub kid: String,
+    pub state: TenantState,
+}
+
+/// One account's system user: its credentials, its ticket, the JWKS and the tenant's state.
+pub struct SystemUser {
+    environment: reqwest::Url,
+    context: String,
+    app_token: Secret,
+    system_user_token: Secret,
+    key: PrivateKey,
+    ticket: tokio::sync::Mutex<Option<Ticket>>,
+    renewals: AtomicU64,
+    jwks: tokio::sync::Mutex<Option<JwkSet>>,
+    tenant: tokio::sync::Mutex<Option<TenantState>>,
+}
+
+impl std::fmt::Debug for SystemUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SystemUser")
+            .field("environment", &self.environment.as_str())
+            .field("context", &self.context)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SystemUser {
+    pub fn new(
+        environment: reqwest::Url,
+        context: String,
+        app_token: Secret,
+        system_user_token: Secret,
+        key: PrivateKey,
+    ) -> Self {
+        SystemUser {
+            environment,
+            context,
+            app_token,
+            system_user_token,
+            key,
+            ticket: Default::default(),
+            renewals: AtomicU64::new(0),
+            jwks: Default::default(),
+            tenant: Default::default(),
+        }
+    }
+
+    pub fn app_token(&self) -> &Secret {
+        &self.app_token
+    }
+
+    pub fn context(&self) -> &str {
+        &self.context
+    }
+
+    /// How many times a ticket was fetched (the first one included).
+    pub fn renewals(&self) -> u64 {
+        self.renewals.load(Ordering::Relaxed)
+    }
+
+    fn env_url(&self, path: &str) -> reqwest::Url {
+        crate::http::endpoint_url(&self.environment, path)
+    }
+
+    /// The ticket in use; the first call fetches one.
+    pub async fn ticket(&self, http: &HttpClient) -> Result<Ticket, SystemUserError> {
+        let mut slot = self.ticket.lock().await;
+        if let Some(t) = slot.as_ref() {
+            return Ok(t.clone());
+        }
+        let t = self.authenticate(http).await?;
+        *slot = Some(t.clone());
+        Ok(t)
+    }
+
+    /// A new ticket, because the tenant refused ticket `generation`. Requests that saw the same
+    /// ticket refused wait for one renewal and share its result.
+    pub async fn renew(
+        &self,
+        http: &HttpClient,
+        generation: u64,
+    ) -> Result<Ticket, SystemUserError> {
+        let mut slot = self.ticket.lock().await;
+        if let Some(t) = slot.as_ref().filter(|t| t.generation != generation) {
+            return Ok(t.clone());
+        }
+        *slot = None;
+        let t = self.authenticate(http).await?;
+        *slot = Some(t.clone());
+        Ok(t)
+    }
+
+    /// Signs the system user token, trades it for a JWT, validates that, and takes its ticket.
+    async fn authenticate(&self, http: &HttpClient) -> Result<Ticket, SystemUserError> {
+        let signed = signed_system_token(&self.key, self.system_user_token.expose(), Utc::now());
+        let body = json!({
+            "SignedSystemToken": signed,
+            "ApplicationToken": self.app_token.expose(),
+            "ContextIdentifier": self.context,
+            "ReturnTokenType": "JWT",
+        })
+        .to_string();
+        let url = self.env_url(AUTHENTICATE_PATH);
+        let r = http
+            .send(AUTHENTICATE_PATH, |c| {
+                c.post(url.clone())
+                    .header("Content-Type", "application/json")
+                    .header("Accept", "application/json")
+                    .body(body.clone())
+            })
+            .await
+            .map_err(|e| match e {
+                // A refusal's reason is in its body (`ErrorMessage`), as with a 200.
+                HttpError::Status { status, body, .. } if (400..500).contains(&status) => {
+                    SystemUserError::Refused {
+                        message: error_message(body.as_bytes())
+                            .unwrap_or_else(|| format!("HTTP {status}")),
+                    }
+                }
+                e => SystemUserError::Http(e),
+            })?;
+        let v: Value = serde_json::from_slice(&r.body).map_err(|e| SystemUserError::Body {
+            endpoint: AUTHENTICATE_PATH,
+            detail: format!("not JSON: {e}"),
+        })?;
+        let o = v.as_object().ok_or_else(|| SystemUserError::Body {
+            endpoint: AUTHENTICATE_PATH,
+            detail: "not a JSON object".into(),
+        })?;
+        let f = Fields::new(o);
+        let ok = f
+            .get("issuccessful")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let token = f
+            .text("token")
+            .filter(|_| ok)
+            .ok_or_else(|| SystemUserError::Refused {
+                message: f.text("errormessage").unwrap_or_else(|| {
+                    "IsSuccessful is false and no ErrorMessage was given".into()
+                }),
+            })?;
+        let (kid, claims) = self.validate(http, &token).await?;
+        let claim = |name: &str| {
+            claims
+                .get(&format!("{CLAIM_PREFIX}{name}"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let ticket = claim("ticket")
+            .filter(|t| !t.is_empty())
+            .ok_or(SystemUserError::Jwt {
+                check: "ticket claim",
+                detail: "it carries no ticket".into(),
+            })?;
+        let generation = self.renewals.fetch_add(1, Ordering::Relaxed) + 1;
+        Ok(Ticket {
+            value: Secret::new(ticket),
+            generation,
+            kid,
+            webapi_url: claim("webapi_url"),
+        })
+    }
+
+    /// Validates the JWT: RS256 with the JWKS key its `kid` names, issuer, audience
+    /// `spn:<serial>`, `exp` and `nbf`; its key id and claims.
+    async fn validate(
+        &self,
+        http: &HttpClient,
+        token: &str,
+    ) -> Result<(String, serde_json::Map<String, Value>), SystemUserError> {
+        let jwt = |check, detail: String| SystemUserError::Jwt { check, detail };
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| jwt("format", format!("not a JWT: {e}")))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(jwt("algorithm", format!("{:?}, not RS256", header.alg)));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| jwt("key id", "the header names no `kid`".into()))?;
+        let key = self.jwk(http, &kid).await?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.leeway = LEEWAY.as_secs();
+        validation.validate_nbf = true;
+        // The audience names the serial, a claim of the token itself: checked below, once the
+        // signature has shown the claims are SuperOffice's.
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "iss"]);
+        let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key, &validation)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                let check = match e.kind() {
+                    K::InvalidSignature => "signature",
+                    K::ExpiredSignature => "exp (expired)",
+                    K::ImmatureSignature => "nbf (not yet valid)",
+                    K::InvalidIssuer => "iss",
+                    K::InvalidAlgorithm | K::InvalidAlgorithmName => "algorithm",
+                    K::MissingRequiredClaim(_) => "required claims",
+                    _ => "format",
+                };
+                jwt(check, format!("{e}; key id `{kid}`"))
+            })?;
+        let claims = data.claims;
+        let serial = claims
+            .get(&format!("{CLAIM_PREFIX}serial"))
+            .and_then(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .or_else(|| v.as_i64().map(|n| n.to_string()))
+            })
+            .ok_or_else(|| jwt("aud", "the token carries no serial claim".into()))?;
+        let want = format!("spn:{serial}");
+        let aud_ok = match claims.get("aud") {
+            Some(Value::String(a)) => *a == want,
+            Some(Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(want.as_str())),
+            _ => false,
+        };
+        if !aud_ok {
+            return Err(jwt("aud", format!("the audience is not `{want}`")));
+        }
+        Ok((kid, claims))
+    }
+
+    /// The JWKS key named `kid`: from the cached set, else from the set fetched again.
+    async fn jwk(&self, http: &HttpClient, kid: &str) -> Result<DecodingKey, SystemUserError> {
+        let mut slot = self.jwks.lock().await;
+        let cached = slot.as_ref().and_then(|s| s.find(kid).cloned());
+        let jwk = match cached {
+            Some(k) => k,
+            None => {
+                let url = self.env_url(JWKS_PATH);
+                let r = http
+                    .send(JWKS_PATH, |c| {
+                        c.get(url.clone()).header("Accept", "application/json")
+                    })
+                    .await?;
+                let set: JwkSet =
+                    serde_json::from_slice(&r.body).map_err(|e| SystemUserError::Body {
+                        endpoint: JWKS_PATH,
+                        detail: format!("not a JWKS: {e}"),
+                    })?;
+                let found = set.find(kid).cloned();
+                *slot = Some(set);
+                found.ok_or_else(|| SystemUserError::Jwt {
+                    check: "signature",
+                    detail: format!(
+                        "it is signed with key id `{kid}`, which SuperOffice's JWKS does not list: forged, or not from this environment"
+                    ),
+                })?
+            }
+        };
+        DecodingKey::from_jwk(&jwk).map_err(|e| SystemUserError::Jwt {
+            check: "signature",
+            detail: format!("the JWKS key `{kid}` cannot be used ({e})"),
+        })
+    }
+
+    /// The tenant's state: the cached one while fresh, else read again.
+    pub async fn tenant(&self, http: &HttpClient) -> Result<TenantState, SystemUserError> {
+        let mut slot = self.tenant.lock().await;
+        if let Some(s) = slot.as_ref().filter(|s| s.fresh(Utc::now())) {
+            return Ok(s.clone());
+        }
+        let s = self.read_state(http).await?;
+        *slot = Some(s.clone());
+        Ok(s)
+    }
+
+    /// The state read again because a request on `seen` (read at that time) was refused
+    /// (421, 503); requests that saw the same refusal share one read.
+    pub async fn tenant_again(
+        &self,
+        http: &HttpClient,
+        seen: DateTime<Utc>,
+    ) -> Result<TenantState, SystemUserError> {
+        let mut slot = self.tenant.lock().await;
+        if let Some(s) = slot.as_ref().filter(|s| s.read_at > seen) {
+            return Ok(s.clone());
+        }
+        let s = self.read_state(http).await?;
+        *slot = Some(s.clone());
+        Ok(s)
+    }
+
+    async fn read_state(&self, http: &HttpClient) -> Result<TenantState, SystemUserError> {
+        let url = self.env_url(&STATE_PATH.replace("{ctx}", &self.context));
+        let r = http
+            .send(STATE_PATH, |c| {
+                c.get(url.clone()).header("Accept", "application/json")
+            })
+            .await?;
+        parse_state(&r.body, Utc::now()).map_err(|detail| SystemUserError::Body {
+            endpoint: STATE_PATH,
+            detail,
+        })
+    }
+
+    /// Every step of the flow, for `check`: a ticket (signed token accepted, JWT verified), the
+    /// tenant's state.
+    pub async fn steps(&self, http: &HttpClient) -> Result<Steps, SystemUserError> {
+        let ticket = self.ticket(http).await?;
+        let state = self.tenant(http).await?;
+        Ok(Steps {
+            kid: ticket.kid,
+            state,
+        })
+    }
+}
+
+/// `ErrorMessage` of an Authenticate answer.
+fn error_message(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let o = v.as_object()?;
+    Fields::new(o).text("errormessage")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environments() {
+        assert_eq!(
+            environment_url("online").unwrap().as_str(),
+            "https://online.superoffice.com/"
+        );
+        assert_eq!(
+            environment_url("http://127.0.0.1:9/").unwrap().as_str(),
+            "http://127.0.0.1:9/"
+        );
+        assert!(
+            environment_url("production")
+                .unwrap_err()
+                .contains("\"sod\"")
+        );
+    }
+
+    #[test]
+    fn state_answers() {
+        let now = Utc::now();
+        let s = parse_state(
+            br#"{"ContextIdentifier":"Cust1","Endpoint":"https://sod2.superoffice.com/Cust1","State":"Running","IsRunning":true,"ValidUntil":"2099-01-01T00:00:00Z","Api":"https://sod2.superoffice.com/Cust1/api"}"#,
+            now,
+        )
+        .unwrap();
+        assert!(s.running && s.fresh(now));
+        assert_eq!(
+            s.endpoint.unwrap().as_str(),
+            "https://sod2.superoffice.com/Cust1"
+        );
+        let s = parse_state(
+            br#"{"State":6,"Api":"https://sod3.superoffice.com/Cust1/api/"}"#,
+            now,
+        )
+        .unwrap();
+        assert_eq!(s.state, "OfflineMaintenance");
+        assert!(!s.running);
+        assert_eq!(
+            s.endpoint.unwrap().as_str(),
+            "https://sod3.superoffice.com/Cust1"
+        );
+        // A down tenant is asked again within minutes, whatever ValidUntil says.
+        let down = parse_state(br#"{"State":"OfflineMaintenance","IsRunning":false,"ValidUntil":"2099-01-01T00:00:00Z"}"#, now).unwrap();
+        assert!(!down.fresh(now + DOWN_STATE_MAX_AGE));
+        assert!(parse_state(b"<html>", now).is_err());
+    }
+
+    #[test]
+    fn keys_are_refused_with_a_reason_that_quotes_nothing() {
+        for (text, word) in [
+            ("hello", "neither"),
+            (
+                "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----",
+                "PKCS#1",
+            ),
+            (
+                "<RSAKeyValue><Modulus>AQAB</Modulus><Exponent>AQAB</Exponent></RSAKeyValue>",
+                "<D>",
+            ),
+        ] {
+            let e = PrivateKey::parse(text).unwrap_err();
+            assert!(e.contains(word), "{e}");
+            assert!(!e.contains("AAAA") && !e.contains("AQAB"), "{e}");
+        }
+    }
+}

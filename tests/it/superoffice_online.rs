@@ -1,0 +1,349 @@
+//! SuperOffice Online unattended (sources.md §2, "server to server"): the system user flow, the
+//! tenant's host from the state API, tickets renewed once, hosts that move and maintenance
+//! windows, against the Online simulator (the environment's host and two tenant hosts).
+
+use crate::helpers::*;
+use sessionsync::engine::Outcome;
+use sessionsync_sim::superoffice::{SimChat, generate, seed_samples};
+use sessionsync_sim::superoffice_online::{
+    APPLICATION_KEY_PEM, OnlineCredentials, OnlineSim, application_key_xml,
+};
+
+fn data(n: usize) -> Vec<SimChat> {
+    let mut v = seed_samples();
+    v.extend(generate(
+        9,
+        n,
+        t("2024-02-01T00:00:00Z"),
+        t("2024-02-10T00:00:00Z"),
+    ));
+    v
+}
+
+/// A `[[superoffice]]` entry with only what the system user flow needs, and `extra`.
+fn online_toml(sim: &OnlineSim, key: &str, extra: &str) -> String {
+    let c = &sim.creds;
+    format!(
+        "\n[[superoffice]]\naccount = \"online1\"\nenvironment = \"{}\"\ncontext_identifier = \"{}\"\napp_token = \"{}\"\nsystem_user_token = \"{}\"\nprivate_key = '''\n{}\n'''\nstart = \"1995-01-01T00:00:00Z\"\nrequests_per_second = 500\nmax_retries = 2\nmax_retry_wait = \"1s\"\ntimeout = \"5s\"\n{extra}\n",
+        sim.environment_url(),
+        c.context,
+        c.app_token,
+        c.system_user_token,
+        key.trim()
+    )
+}
+
+async fn setup(n: usize, key: &str, extra: &str) -> (TestDb, OnlineSim, Harness) {
+    let db = TestDb::new().await;
+    let sim = OnlineSim::start(OnlineCredentials::default(), data(n))
+        .await
+        .unwrap();
+    let h = Harness::new(&settings(&db, &online_toml(&sim, key, extra))).await;
+    (db, sim, h)
+}
+
+fn tenant_requests(sim: &OnlineSim, status: u16) -> usize {
+    sim.tenant_requests()
+        .iter()
+        .filter(|(_, s)| *s == status)
+        .count()
+}
+
+#[tokio::test]
+async fn pem_and_rsa_xml_keys_sync_through_the_state_apis_host_never_the_environments() {
+    for key in [APPLICATION_KEY_PEM.to_string(), application_key_xml()] {
+        let (db, sim, h) = setup(20, &key, "").await;
+        let r = h.sync().await;
+        assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+        assert_eq!(r.totals.written, 23);
+        let c = db.client().await;
+        assert_eq!(count(&c, "superoffice_chat_sessions").await, 23);
+        // One ticket for the whole run; every API call went to the tenant's host.
+        assert_eq!(sim.authentications(), 1);
+        assert_eq!(
+            sim.online
+                .environment_api_calls
+                .load(std::sync::atomic::Ordering::SeqCst),
+            0
+        );
+        assert!(
+            sim.tenant_requests()
+                .iter()
+                .all(|(host, s)| *host == 0 && *s == 200)
+        );
+        // The second run reuses the ticket and the state.
+        let r = h.sync().await;
+        assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+        assert_eq!(sim.authentications(), 1);
+        assert_eq!(
+            sim.online
+                .state_reads
+                .load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_ticket_that_expires_mid_run_is_renewed_once_for_every_request_in_flight() {
+    let (db, sim, h) = setup(40, APPLICATION_KEY_PEM, "concurrency = 4\n").await;
+    // The ticket stops working after 10 requests (as after 6 idle hours), while 4 are in flight.
+    sim.expire_tickets_after_requests(10);
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    let c = db.client().await;
+    assert_eq!(count(&c, "superoffice_chat_sessions").await, 43);
+    let refused = tenant_requests(&sim, 401);
+    assert!(refused >= 1, "the ticket expired");
+    // One renewal, however many requests saw the old ticket refused.
+    assert_eq!(sim.authentications(), 2, "refused: {refused}");
+    // Tickets that expire every 10 requests: a renewal each time, still no request lost.
+    sim.set_ticket_budget(10);
+    sim.expire_tickets();
+    for id in [8, 10, 12] {
+        sim.tenant.post_message(id, "a new message");
+    }
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+}
+
+#[tokio::test]
+async fn the_tenant_moving_mid_run_costs_one_421_per_request_in_flight_and_every_row_lands_once() {
+    let (db, sim, h) = setup(30, APPLICATION_KEY_PEM, "concurrency = 2\n").await;
+    sim.move_after_requests(5);
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    let c = db.client().await;
+    assert_eq!(count(&c, "superoffice_chat_sessions").await, 33);
+    let misdirected = tenant_requests(&sim, 421);
+    assert!((1..=2).contains(&misdirected), "{misdirected}");
+    // After the move, every request went to the new host.
+    let log = sim.tenant_requests();
+    let first_421 = log.iter().position(|(_, s)| *s == 421).unwrap();
+    assert!(
+        log[first_421..]
+            .iter()
+            .filter(|(_, s)| *s == 200)
+            .all(|(host, _)| *host == 1),
+        "{log:?}"
+    );
+    assert_eq!(
+        sim.online
+            .state_reads
+            .load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+    // Nothing twice.
+    let dup: i64 = c
+        .query_one(
+            "SELECT count(*) - count(DISTINCT chat_session_id) FROM superoffice_chat_sessions",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(dup, 0);
+}
+
+#[tokio::test]
+async fn a_forged_jwt_is_refused_and_no_request_reaches_the_tenant() {
+    let (db, sim, h) = setup(5, APPLICATION_KEY_PEM, "").await;
+    sim.forge_next_token();
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    let e = r.error.unwrap();
+    assert!(e.contains("signature") && e.contains("online1"), "{e}");
+    assert!(
+        sim.tenant_requests().is_empty(),
+        "{:?}",
+        sim.tenant_requests()
+    );
+    let c = db.client().await;
+    assert_eq!(count(&c, "superoffice_chat_sessions").await, 0);
+    // The forged ticket is never used; the next (genuine) token is.
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert!(tenant_requests(&sim, 401) == 0);
+}
+
+#[tokio::test]
+async fn a_rotated_signing_key_is_fetched_from_the_jwks_when_its_kid_is_new() {
+    let (_db, sim, h) = setup(5, APPLICATION_KEY_PEM, "").await;
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    let reads = || {
+        sim.online
+            .jwks_reads
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    assert_eq!(reads(), 1);
+    sim.rotate_signing_key();
+    sim.retire_old_keys();
+    sim.expire_tickets();
+    sim.tenant.update(8, |e| {
+        e["LastMessage"] = serde_json::json!("after the rotation")
+    });
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(sim.authentications(), 2);
+    assert_eq!(reads(), 2, "an unknown kid fetches the JWKS again");
+}
+
+#[tokio::test]
+async fn a_maintenance_window_ends_the_run_as_unavailable_and_the_next_run_completes() {
+    let (db, sim, h) = setup(30, APPLICATION_KEY_PEM, "concurrency = 2\n").await;
+    sim.maintenance_after_requests(6, "OfflineMaintenance");
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Unavailable, "{:?}", r.error);
+    let e = r.error.clone().unwrap();
+    assert!(
+        e.contains("tenant offline: OfflineMaintenance, until"),
+        "{e}"
+    );
+    assert!(
+        tenant_requests(&sim, 503) <= 3,
+        "{:?}",
+        sim.tenant_requests()
+    );
+    assert_eq!(r.watermark, None, "the watermark did not move");
+    let text = h.metrics.encode();
+    assert!(
+        text.contains(
+            "sessionsync_source_unavailable{source=\"superoffice\",account=\"online1\",state=\"OfflineMaintenance\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("outcome=\"unavailable\""), "{text}");
+    assert!(!text.contains("outcome=\"failed\""), "{text}");
+    let c = db.client().await;
+    let status: String = c
+        .query_one(
+            "SELECT status FROM sync_runs ORDER BY run_id DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "unavailable");
+    // Still down: the next run asks the state API only.
+    let before = sim.tenant_requests().len();
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Unavailable);
+    assert_eq!(sim.tenant_requests().len(), before);
+    // Back up: the next run completes, nothing lost.
+    sim.set_maintenance(None);
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(count(&c, "superoffice_chat_sessions").await, 33);
+    let text = h.metrics.encode();
+    assert!(
+        text.contains(
+            "sessionsync_source_unavailable{source=\"superoffice\",account=\"online1\",state=\"OfflineMaintenance\"} 0"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_refusal_names_the_vendors_reason_and_the_account_never_a_secret() {
+    let db = TestDb::new().await;
+    let sim = OnlineSim::start(OnlineCredentials::default(), data(2))
+        .await
+        .unwrap();
+    let toml = online_toml(&sim, APPLICATION_KEY_PEM, "").replace(
+        &format!("system_user_token = \"{}\"", sim.creds.system_user_token),
+        "system_user_token = \"SessionSync Sim-revoked\"",
+    );
+    let h = Harness::new(&settings(&db, &toml)).await;
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    let e = r.error.unwrap();
+    assert!(
+        e.contains("online1") && e.contains("Unknown system user token"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("SessionSync Sim-revoked") && !e.contains("BEGIN"),
+        "{e}"
+    );
+    assert!(sim.tenant_requests().is_empty());
+}
+
+/// `check`, `sync` and `status` as a user runs them, debug logs on: each step of the flow on its
+/// own line, and nothing secret anywhere (the key's text, the tokens, the tickets).
+#[tokio::test]
+async fn check_shows_each_step_and_no_output_carries_a_secret() {
+    let db = TestDb::new().await;
+    let sim = OnlineSim::start(OnlineCredentials::default(), data(5))
+        .await
+        .unwrap();
+    let cfg = TempConfig::new(&format!(
+        "[warehouse]\nurl = \"{}\"\n{}",
+        db.url,
+        online_toml(&sim, APPLICATION_KEY_PEM, "mode = \"for_user\"\n")
+    ));
+    let mut out = String::new();
+    for args in [
+        &["check"][..],
+        &["sync"],
+        &["status"],
+        &["status", "--json"],
+    ] {
+        let o = sessionsync_command(args, &cfg.path(), &[("RUST_LOG", Some("debug"))])
+            .output()
+            .await
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        if args == ["check"] {
+            assert_eq!(o.status.code(), Some(0), "{text}");
+            for words in [
+                "signed system user token accepted",
+                "JWT verified: RS256 with JWKS key id `so-2026-1`",
+                "tenant state Running at http://127.0.0.1:",
+                "one authenticated call answered",
+                "WARN  superoffice/online1",
+                "set mode = \"archive\"",
+            ] {
+                assert!(text.contains(words), "{words}: {text}");
+            }
+        }
+        out.push_str(&text);
+    }
+    let key_lines: Vec<&str> = APPLICATION_KEY_PEM
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let mut secrets: Vec<String> = vec![
+        sim.creds.app_token.clone(),
+        sim.creds.system_user_token.clone(),
+    ];
+    secrets.extend(key_lines.iter().map(|l| l.to_string()));
+    secrets.extend(sim.issued_tickets());
+    assert!(
+        sim.issued_tickets().len() >= 2,
+        "check and sync each got one"
+    );
+    for s in &secrets {
+        assert!(!out.contains(s.as_str()), "a secret in the output: {out}");
+    }
+    let c = db.client().await;
+    for s in sim
+        .issued_tickets()
+        .iter()
+        .chain([&sim.creds.system_user_token])
+    {
+        let hits: i64 = c
+            .query_one(
+                "SELECT count(*) FROM sync_runs WHERE strpos(coalesce(error, ''), $1) > 0",
+                &[s],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(hits, 0);
+    }
+}
