@@ -5,7 +5,12 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use chrono::{TimeDelta, Utc};
-use sessionsync_sim::superoffice::SimCredentials;
+use sessionsync_sim::superoffice_online::{APPLICATION_KEY_PEM, OnlineCredentials, OnlineSim};
+
+/// The printed config's request rate: the simulators have no rate limit, so it is set high
+/// enough that a first sync of the generated sessions takes seconds (the default, 5 per second,
+/// is for real vendors).
+const SIM_RATE: &str = "requests_per_second = 500    # the simulator has no rate limit; keep the default (5) or the vendor's for a real tenant";
 
 #[derive(clap::Args, Debug)]
 pub struct SimulateArgs {
@@ -51,25 +56,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
                 "client_id = \"simulated-user\"\nclient_secret = \"simulated-secret\"".to_string(),
             )
         }
-        "superoffice" => {
-            let mut data = sessionsync_sim::superoffice::seed_samples();
-            data.extend(sessionsync_sim::superoffice::generate(
-                13,
-                args.sessions,
-                from,
-                to,
-            ));
-            let creds = SimCredentials {
-                ticket: "simulated-ticket".into(),
-                app_token: "simulated-app-token".into(),
-                bearer: "simulated-bearer".into(),
-            };
-            let (router, _) = sessionsync_sim::superoffice::router(creds, data);
-            (
-                router,
-                "ticket = \"simulated-ticket\"\napp_token = \"simulated-app-token\"".to_string(),
-            )
-        }
+        "superoffice" => return superoffice(args, from, to).await,
         other => anyhow::bail!(
             "--source {other}: choose one of {}",
             crate::sources::names().join(", ")
@@ -81,7 +68,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
     crate::outln!(
-        "{} simulator with {} sessions at http://{addr}\nconfig:\n[[{}]]\naccount = \"sim\"\nbase_url = \"http://{addr}\"\n{creds}\nstart = \"{}\"",
+        "{} simulator with {} sessions at http://{addr}\nconfig:\n[[{}]]\naccount = \"sim\"\nbase_url = \"http://{addr}\"\n{creds}\nstart = \"{}\"\n{SIM_RATE}",
         args.source,
         args.sessions,
         args.source,
@@ -91,5 +78,47 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
+    Ok(0)
+}
+
+/// SuperOffice Online: the environment's host (system user flow, JWKS, state API) on `--listen`,
+/// the tenant on two hosts of its own; the config uses the system user flow.
+async fn superoffice(
+    args: SimulateArgs,
+    from: chrono::DateTime<Utc>,
+    to: chrono::DateTime<Utc>,
+) -> anyhow::Result<u8> {
+    let mut data = sessionsync_sim::superoffice::seed_samples();
+    data.extend(sessionsync_sim::superoffice::generate(
+        13,
+        args.sessions,
+        from,
+        to,
+    ));
+    let creds = OnlineCredentials::default();
+    let sim = OnlineSim::start_at(creds.clone(), data, args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let env = sim.environment_url();
+    crate::outln!(
+        "superoffice simulator (SuperOffice Online) with {} sessions: environment (system user flow, JWKS, state API) at {env}, tenant {} on {} (it may move to {})",
+        args.sessions,
+        creds.context,
+        sim.current_root(),
+        sim.hosts[1].base_url()
+    );
+    crate::outln!(
+        "on request: curl -X POST '{env}/sim/maintenance?seconds=60' (a maintenance window), curl -X POST {env}/sim/move (the tenant moves host), curl -X POST {env}/sim/expire-tickets"
+    );
+    crate::outln!(
+        "config:\n[[superoffice]]\naccount = \"sim\"\nenvironment = \"{env}\"\ncontext_identifier = \"{}\"\napp_token = \"{}\"\nsystem_user_token = \"{}\"\nprivate_key = \'\'\'\n{}\'\'\'\nstart = \"{}\"\n{SIM_RATE}",
+        creds.context,
+        creds.app_token,
+        creds.system_user_token,
+        APPLICATION_KEY_PEM,
+        from.format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    crate::shutdown::shutdown_on_signals().cancelled().await;
+    drop(sim);
     Ok(0)
 }

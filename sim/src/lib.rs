@@ -201,7 +201,12 @@ impl Drop for SimServer {
 }
 
 async fn serve(router: Router) -> std::io::Result<SimServer> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    serve_at(router, SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// Serves `router` on `addr` (port 0: any free one).
+pub async fn serve_at(router: Router, addr: SocketAddr) -> std::io::Result<SimServer> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();

@@ -35,7 +35,7 @@ use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde_json::{Value, json};
 
 use super::superoffice::{SimChat, SimCredentials, SuperOfficeSim};
-use super::{SimServer, serve};
+use super::{SimServer, serve_at};
 
 /// The application's private key (test key, PKCS#1 PEM), as the operator configures it.
 pub const APPLICATION_KEY_PEM: &str = include_str!("keys/application.pem");
@@ -108,8 +108,9 @@ pub struct Online {
     /// Requests a newly issued ticket may make (0: any number).
     ticket_budget: AtomicI64,
     next_ticket: AtomicU64,
-    /// The tenant roots (`http://127.0.0.1:P/Cust12345`), one per host.
-    pub(crate) hosts: Mutex<Vec<String>>,
+    /// The tenant hosts' ports. A host's root is `http://{name}:{port}/{ctx}`, with the name
+    /// the client used for the environment's host (so that it works inside a compose network).
+    pub(crate) hosts: Mutex<Vec<u16>>,
     current: AtomicUsize,
     maintenance: Mutex<Option<String>>,
     /// After this many more admitted tenant requests, the tenant moves to the other host (-1:
@@ -162,14 +163,11 @@ impl Online {
     /// running, a live ticket with the client secret. `Err` is the answer instead.
     pub(crate) fn admit(&self, headers: &HeaderMap) -> Result<(), Response> {
         let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let host = h("host").to_string();
+        let port: Option<u16> = h("host").rsplit_once(':').and_then(|(_, p)| p.parse().ok());
         let hosts = self.hosts.lock().expect("hosts").clone();
         let index = hosts
             .iter()
-            .position(|r| {
-                r.trim_start_matches("http://")
-                    .starts_with(&format!("{host}/"))
-            })
+            .position(|p| Some(*p) == port)
             .unwrap_or(usize::MAX);
         let record = |status: u16| {
             self.tenant_requests
@@ -236,12 +234,18 @@ impl Online {
         Ok(())
     }
 
-    fn state_json(&self) -> Value {
+    /// The root of the tenant on its current host, named `name`.
+    fn root(&self, name: &str) -> String {
         let hosts = self.hosts.lock().expect("hosts");
-        let root = hosts
+        let port = hosts
             .get(self.current.load(Ordering::SeqCst))
-            .cloned()
+            .copied()
             .unwrap_or_default();
+        format!("http://{name}:{port}/{}", self.creds.context)
+    }
+
+    fn state_json(&self, name: &str) -> Value {
+        let root = self.root(name);
         let down = self.maintenance.lock().expect("state").clone();
         let (state, running, valid) = match down {
             Some(s) => (s, false, Utc::now() + TimeDelta::minutes(30)),
@@ -320,17 +324,13 @@ impl Online {
         ticket
     }
 
-    fn jwt(&self, ticket: &str) -> String {
+    fn jwt(&self, ticket: &str, name: &str) -> String {
         let forged = self.forge_next.swap(false, Ordering::SeqCst);
         let (kid, pem) = SIGNING_KEYS[self.signing.load(Ordering::SeqCst)];
         let pem = if forged { FORGER_KEY } else { pem };
         let key = RsaPrivateKey::from_pkcs1_pem(pem).expect("the test key");
         let der = key.to_pkcs1_der().expect("the test key");
-        let hosts = self.hosts.lock().expect("hosts");
-        let root = hosts
-            .get(self.current.load(Ordering::SeqCst))
-            .cloned()
-            .unwrap_or_default();
+        let root = self.root(name);
         let now = Utc::now().timestamp();
         let claims = json!({
             "iss": ISSUER,
@@ -366,7 +366,19 @@ fn misdirected() -> Response {
         .into_response()
 }
 
-async fn authenticate(State(o): State<Arc<Online>>, body: String) -> Response {
+/// The host name the client used (without the port).
+fn host_name(headers: &HeaderMap) -> String {
+    let host = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.parse::<u16>().is_ok() => name.to_string(),
+        _ => host.to_string(),
+    }
+}
+
+async fn authenticate(State(o): State<Arc<Online>>, headers: HeaderMap, body: String) -> Response {
     let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let refuse = |msg: &str| {
@@ -388,7 +400,7 @@ async fn authenticate(State(o): State<Arc<Online>>, body: String) -> Response {
     }
     o.authentications.fetch_add(1, Ordering::SeqCst);
     let ticket = o.issue();
-    axum::Json(json!({"IsSuccessful": true, "Token": o.jwt(&ticket), "ErrorMessage": ""}))
+    axum::Json(json!({"IsSuccessful": true, "Token": o.jwt(&ticket, &host_name(&headers)), "ErrorMessage": ""}))
         .into_response()
 }
 
@@ -397,17 +409,61 @@ async fn jwks(State(o): State<Arc<Online>>) -> Response {
     axum::Json(o.jwks()).into_response()
 }
 
-async fn state(State(o): State<Arc<Online>>, Path(ctx): Path<String>) -> Response {
+async fn state(
+    State(o): State<Arc<Online>>,
+    headers: HeaderMap,
+    Path(ctx): Path<String>,
+) -> Response {
     o.state_reads.fetch_add(1, Ordering::SeqCst);
     if !ctx.eq_ignore_ascii_case(&o.creds.context) {
         return (StatusCode::NOT_FOUND, "Unknown tenant").into_response();
     }
-    axum::Json(o.state_json()).into_response()
+    axum::Json(o.state_json(&host_name(&headers))).into_response()
 }
 
 async fn environment_api(State(o): State<Arc<Online>>) -> Response {
     o.environment_api_calls.fetch_add(1, Ordering::SeqCst);
     misdirected()
+}
+
+/// `POST /sim/maintenance?seconds=N&state=S` (the simulator's own control, not SuperOffice's):
+/// the tenant goes down in state `S` (default `OfflineMaintenance`) for `N` seconds (default 60).
+async fn start_maintenance(
+    State(o): State<Arc<Online>>,
+    axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    let seconds: u64 = q.get("seconds").and_then(|s| s.parse().ok()).unwrap_or(60);
+    let state = q
+        .get("state")
+        .cloned()
+        .unwrap_or_else(|| "OfflineMaintenance".into());
+    *o.maintenance.lock().expect("state") = Some(state.clone());
+    let o2 = o.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+        *o2.maintenance.lock().expect("state") = None;
+    });
+    format!("tenant down ({state}) for {seconds} s\n").into_response()
+}
+
+/// `DELETE /sim/maintenance`: the tenant runs again.
+async fn end_maintenance(State(o): State<Arc<Online>>) -> Response {
+    *o.maintenance.lock().expect("state") = None;
+    "tenant running\n".into_response()
+}
+
+/// `POST /sim/move`: the tenant moves to its other host.
+async fn move_host(State(o): State<Arc<Online>>) -> Response {
+    let i = o.current.load(Ordering::SeqCst);
+    o.current.store(1 - i, Ordering::SeqCst);
+    let port = o.hosts.lock().expect("hosts")[1 - i];
+    format!("tenant moved to the host on port {port}\n").into_response()
+}
+
+/// `POST /sim/expire-tickets`: every ticket issued so far stops working.
+async fn expire(State(o): State<Arc<Online>>) -> Response {
+    o.tickets.lock().expect("tickets").clear();
+    "tickets expired\n".into_response()
 }
 
 /// SuperOffice Online: the environment's host and two tenant hosts around one tenant.
@@ -421,6 +477,21 @@ pub struct OnlineSim {
 
 impl OnlineSim {
     pub async fn start(creds: OnlineCredentials, chats: Vec<SimChat>) -> std::io::Result<Self> {
+        Self::start_at(
+            creds,
+            chats,
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        )
+        .await
+    }
+
+    /// [`OnlineSim::start`] with the environment's host on `environment` (the tenant hosts on
+    /// free ports of 127.0.0.1).
+    pub async fn start_at(
+        creds: OnlineCredentials,
+        chats: Vec<SimChat>,
+        environment: std::net::SocketAddr,
+    ) -> std::io::Result<Self> {
         let online = Arc::new(Online::new(creds.clone()));
         // The tenant simulator's own credentials are never issued: only tickets of the flow pass.
         let unused = SimCredentials {
@@ -431,12 +502,10 @@ impl OnlineSim {
         let (tenant_router, shared) = super::superoffice::router(unused, chats);
         shared.set_online(online.clone());
         let nested = Router::new().nest(&format!("/{}", creds.context), tenant_router);
-        let a = serve(nested.clone()).await?;
-        let b = serve(nested).await?;
-        *online.hosts.lock().expect("hosts") = vec![
-            format!("{}/{}", a.base_url(), creds.context),
-            format!("{}/{}", b.base_url(), creds.context),
-        ];
+        let on = std::net::SocketAddr::new(environment.ip(), 0);
+        let a = serve_at(nested.clone(), on).await?;
+        let b = serve_at(nested, on).await?;
+        *online.hosts.lock().expect("hosts") = vec![a.addr.port(), b.addr.port()];
         let env_router = Router::new()
             .route(
                 "/Login/api/PartnerSystemUser/Authenticate",
@@ -444,10 +513,17 @@ impl OnlineSim {
             )
             .route("/login/.well-known/jwks", get(jwks))
             .route("/api/state/{ctx}", get(state))
+            .route(
+                "/sim/maintenance",
+                post(start_maintenance).delete(end_maintenance),
+            )
+            .route("/sim/move", post(move_host))
+            .route("/sim/expire-tickets", post(expire))
             .fallback(environment_api)
             .with_state(online.clone());
-        let environment = serve(env_router).await?;
-        let tenant = SuperOfficeSim::from_shared(shared, a.base_url());
+        let environment = serve_at(env_router, environment).await?;
+        let tenant =
+            SuperOfficeSim::from_shared(shared, format!("{}/{}", a.base_url(), creds.context));
         Ok(OnlineSim {
             tenant,
             environment,
@@ -464,8 +540,7 @@ impl OnlineSim {
 
     /// The tenant's root on the host it is on now.
     pub fn current_root(&self) -> String {
-        let i = self.online.current.load(Ordering::SeqCst);
-        self.online.hosts.lock().expect("hosts")[i].clone()
+        self.online.root("127.0.0.1")
     }
 
     /// The tenant moves to the other host; the one it leaves answers 421 from now on.

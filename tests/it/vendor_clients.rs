@@ -88,7 +88,39 @@ async fn superoffices_official_client_parses_the_instants_the_warehouse_stores()
             .unwrap_or_else(|| panic!("no {key} in {entry}"))
             .to_string()
     };
-    let (base, ticket, app_token) = (value("base_url"), value("ticket"), value("app_token"));
+    // The simulator is SuperOffice Online: sessionsync's own system user flow gets the ticket and
+    // the tenant's host from it, and the official client uses them.
+    let su = sessionsync::sources::superoffice::system_user::SystemUser::new(
+        value("environment").parse().unwrap(),
+        value("context_identifier"),
+        sessionsync::config::Secret::new(value("app_token")),
+        sessionsync::config::Secret::new(value("system_user_token")),
+        sessionsync::sources::superoffice::system_user::PrivateKey::parse(
+            sessionsync_sim::superoffice_online::APPLICATION_KEY_PEM,
+        )
+        .unwrap(),
+    );
+    let http = sessionsync::http::HttpClient::new(
+        "superoffice",
+        "vendor-client",
+        &sessionsync::config::HttpSettings {
+            timeout: std::time::Duration::from_secs(10),
+            max_retries: 1,
+            max_retry_wait: std::time::Duration::from_secs(1),
+            requests_per_second: 100.0,
+            max_response_mb: 16,
+        },
+        std::sync::Arc::new(sessionsync::telemetry::Metrics::new()),
+    );
+    let ticket = su.ticket(&http).await.unwrap().value.expose().to_string();
+    let base = su
+        .tenant(&http)
+        .await
+        .unwrap()
+        .endpoint
+        .unwrap()
+        .to_string();
+    let app_token = value("app_token");
 
     // The official client: every chat listed, read by id, its messages, all parsed.
     let out = tokio::process::Command::new("node")
@@ -170,4 +202,45 @@ async fn superoffices_official_client_parses_the_instants_the_warehouse_stores()
         assert!(dates > 150, "{mode}: {dates} instants compared");
     }
     sim.kill().await.unwrap();
+}
+
+/// The signed system user token, as SuperOffice's documentation makes it in Node.js
+/// (`crypto.createSign('SHA256')`): PKCS#1 v1.5 is deterministic, so sessionsync's signature
+/// must be the same bytes, from the PEM key and from the same key in RSA-XML form.
+#[tokio::test]
+async fn the_system_user_signature_is_byte_identical_to_nodes_crypto() {
+    use sessionsync::sources::superoffice::system_user::{PrivateKey, signed_system_token};
+    use sessionsync_sim::superoffice_online::{APPLICATION_KEY_PEM, application_key_xml};
+    let dir = vendor_clients();
+    let tmp = TempConfig::new("");
+    let key_file = tmp.file("application.pem");
+    std::fs::write(&key_file, APPLICATION_KEY_PEM).unwrap();
+    let at = t("2026-12-07T17:10:00Z");
+    for token in [
+        "SessionSync Sim-aG9sZGVyLXRva2Vu",
+        "Application Name-ÆØÅ é 😀",
+    ] {
+        let data = format!("{token}.202612071710");
+        let node = std::process::Command::new("node")
+            .arg(dir.join("sign.cjs"))
+            .arg(&key_file)
+            .arg(&data)
+            .output()
+            .expect("node (Debian package nodejs) signs as SuperOffice's docs do");
+        assert!(
+            node.status.success(),
+            "{}",
+            String::from_utf8_lossy(&node.stderr)
+        );
+        let node_sig = String::from_utf8(node.stdout).unwrap();
+        assert!(node_sig.len() > 300, "{node_sig}");
+        for key in [APPLICATION_KEY_PEM.to_string(), application_key_xml()] {
+            let key = PrivateKey::parse(&key).unwrap();
+            assert_eq!(key.sign(&data), node_sig);
+            assert_eq!(
+                signed_system_token(&key, token, at),
+                format!("{data}.{node_sig}")
+            );
+        }
+    }
 }
