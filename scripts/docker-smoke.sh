@@ -267,7 +267,7 @@ ok "compose --profile demo down -v"
 # --- 5. the stack, profile live, against the simulators ---------------------------------------
 since=$(date -u -d '4 days ago' +%Y-%m-%dT00:00:00Z)
 sed -e 's#https://api.us0.swi-rc.com#http://sim-takecontrol:8081#' \
-    -e 's#https://sod.superoffice.com/Cust12345#http://sim-superoffice:8082#' \
+    -e 's#^environment = "online"#environment = "http://sim-superoffice:8082"#' \
     -e 's#https://app.mluvii.com#http://sim-mluvii:8083#' \
     -e "s#^start = .*#start = \"$since\"#" -e 's#^schedule = .*#schedule = "* * * * *"#' \
     -e 's|^#webhook_secret = .*|webhook_secret = "${SO_WEBHOOK_SECRET}"|' \
@@ -276,8 +276,12 @@ grep -q '^webhook_secret' "$stackdir/sessionsync.toml" || die "docker/sessionsyn
 cat >>"$stackdir/.env" <<'EOF'
 SO_WEBHOOK_SECRET=smoke-webhook-secret
 TAKECONTROL_KEY=simulated-key
-SO_TICKET=simulated-ticket
-SO_APP_TOKEN=simulated-app-token
+SO_APP_TOKEN=sim-client-secret
+SO_SYSTEM_USER_TOKEN=SessionSync Sim-aG9sZGVyLXRva2Vu
+EOF
+# The simulator's application key (a test key), on one line with its newlines written \n.
+printf 'SO_PRIVATE_KEY=%s\n' "$(awk '{printf "%s\\n", $0}' "$root/sim/src/keys/application.pem")" >>"$stackdir/.env"
+cat >>"$stackdir/.env" <<'EOF'
 MLUVII_CLIENT_ID=simulated-user
 MLUVII_CLIENT_SECRET=simulated-secret
 EOF

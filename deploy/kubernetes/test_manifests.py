@@ -19,6 +19,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 # Config keys whose values are credentials (the fields sessionsync keeps as `Secret`).
 SECRET_KEYS = {
     "url", "api_key", "ticket", "app_token", "bearer", "client_secret",
+    "system_user_token", "private_key",
     "webhook_secret", "webhook_password", "hash_key", "previous_hash_keys",
 }
 VAR = re.compile(r"^\$\{[A-Z_][A-Z0-9_]*\}$")

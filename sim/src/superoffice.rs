@@ -368,7 +368,7 @@ async fn gate(sh: &Shared, headers: &HeaderMap) -> Result<Answer, Response> {
 
 async fn gate_cut(sh: &Shared, headers: &HeaderMap) -> Result<bool, Response> {
     if let Some(online) = sh.online.get() {
-        online.admit(headers)?;
+        online.admit(headers).map_err(|r| *r)?;
         return apply_fault(&sh.faults, |m| error(StatusCode::INTERNAL_SERVER_ERROR, m)).await;
     }
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");

@@ -161,7 +161,7 @@ impl Online {
 
     /// Admits a tenant request (called by the tenant's gate): the right host, the tenant
     /// running, a live ticket with the client secret. `Err` is the answer instead.
-    pub(crate) fn admit(&self, headers: &HeaderMap) -> Result<(), Response> {
+    pub(crate) fn admit(&self, headers: &HeaderMap) -> Result<(), Box<Response>> {
         let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
         let port: Option<u16> = h("host").rsplit_once(':').and_then(|(_, p)| p.parse().ok());
         let hosts = self.hosts.lock().expect("hosts").clone();
@@ -177,16 +177,18 @@ impl Online {
         };
         if index != self.current.load(Ordering::SeqCst) {
             record(421);
-            return Err(misdirected());
+            return Err(Box::new(misdirected()));
         }
         if self.maintenance.lock().expect("state").is_some() {
             record(503);
-            return Err((
-                StatusCode::SERVICE_UNAVAILABLE,
-                [("content-type", "text/html")],
-                "<html><body>The service is down for maintenance</body></html>",
-            )
-                .into_response());
+            return Err(Box::new(
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [("content-type", "text/html")],
+                    "<html><body>The service is down for maintenance</body></html>",
+                )
+                    .into_response(),
+            ));
         }
         let auth = h("authorization");
         let (scheme, value) = auth.split_once(' ').unwrap_or(("", ""));
@@ -203,12 +205,15 @@ impl Online {
             };
         if !live {
             record(401);
-            return Err((
-                StatusCode::UNAUTHORIZED,
-                [("content-type", "application/json")],
-                json!({"Error": "Authentication failed", "ErrorType": "SoException"}).to_string(),
-            )
-                .into_response());
+            return Err(Box::new(
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [("content-type", "application/json")],
+                    json!({"Error": "Authentication failed", "ErrorType": "SoException"})
+                        .to_string(),
+                )
+                    .into_response(),
+            ));
         }
         record(200);
         if self.expire_after.load(Ordering::SeqCst) >= 0

@@ -630,7 +630,7 @@ client_secret = "s3cr3t-value"
 start = "2024-01-01T00:00:00Z"
 [[superoffice]]
 account = "so"
-base_url = "https://sod.superoffice.com/Cust1"
+base_url = "https://crm.example.com/SuperOffice"
 ticket = "t1ck3t-value"
 app_token = "app"
 start = "2024-01-01T00:00:00Z"
@@ -686,6 +686,34 @@ start = "2024-01-01T00:00:00Z"
                 "app_token = \"app\"\nmode = \"everything\"\n",
             ),
             "superoffice[0].mode",
+        ),
+        (
+            base.replace(
+                "https://crm.example.com/SuperOffice",
+                "https://online.superoffice.com/Cust1",
+            ),
+            "superoffice[0].base_url",
+        ),
+        (base.replace(
+                "base_url = \"https://crm.example.com/SuperOffice\"\nticket = \"t1ck3t-value\"\n",
+                "environment = \"online\"\ncontext_identifier = \"Cust1\"\nsystem_user_token = \"t1ck3t-value\"\n",
+            ), "superoffice[0].private_key"),
+        (
+            base.replace(
+                "base_url = \"https://crm.example.com/SuperOffice\"\nticket = \"t1ck3t-value\"\n",
+                "environment = \"online\"\ncontext_identifier = \"Cust1\"\nsystem_user_token = \"t1ck3t-value\"\n",
+            ).replace(
+                "context_identifier = \"Cust1\"\n",
+                "context_identifier = \"Cust1\"\nprivate_key = \"-----BEGIN RSA PRIVATE KEY-----s3cr3t-value\"\n",
+            ),
+            "superoffice[0].private_key",
+        ),
+        (
+            base.replace(
+                "base_url = \"https://crm.example.com/SuperOffice\"\nticket = \"t1ck3t-value\"\n",
+                "environment = \"online\"\ncontext_identifier = \"Cust1\"\nsystem_user_token = \"t1ck3t-value\"\n",
+            ).replace("environment = \"online\"", "environment = \"production\""),
+            "superoffice[0].environment",
         ),
         (
             base.replace(

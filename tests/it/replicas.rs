@@ -346,6 +346,10 @@ fn the_kubernetes_configs_are_valid_sessionsync_configs() {
             keys.contains(name).then(|| match name {
                 "DATABASE_URL" => "postgres://u@db.example:5432/w".to_string(),
                 "SESSIONSYNC_HASH_KEY" => "0123456789abcdef".repeat(4),
+                // A real key (the simulator's test key): the config reader parses it.
+                "SO_PRIVATE_KEY" => {
+                    sessionsync_sim::superoffice_online::APPLICATION_KEY_PEM.to_string()
+                }
                 _ => "placeholder-value".to_string(),
             })
         };

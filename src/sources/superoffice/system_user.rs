@@ -89,6 +89,14 @@ impl PrivateKey {
     /// Reads the key's text. The error says what is wrong without quoting the text.
     pub fn parse(text: &str) -> Result<Self, String> {
         let t = text.trim().trim_start_matches('\u{feff}');
+        // A key passed through an environment file on one line, its newlines written `\n`.
+        let unescaped;
+        let t = if !t.contains('\n') && t.contains("\\n") {
+            unescaped = t.replace("\\n", "\n");
+            unescaped.as_str()
+        } else {
+            t
+        };
         let key = if t.starts_with("-----BEGIN RSA PRIVATE KEY-----") {
             RsaPrivateKey::from_pkcs1_pem(t)
                 .map_err(|e| format!("a PKCS#1 PEM key that cannot be read ({e})"))?
@@ -644,6 +652,20 @@ mod tests {
         let down = parse_state(br#"{"State":"OfflineMaintenance","IsRunning":false,"ValidUntil":"2099-01-01T00:00:00Z"}"#, now).unwrap();
         assert!(!down.fresh(now + DOWN_STATE_MAX_AGE));
         assert!(parse_state(b"<html>", now).is_err());
+    }
+
+    #[test]
+    fn pem_forms_and_escaped_newlines_give_the_same_key() {
+        use rsa::pkcs8::EncodePrivateKey;
+        let pem = sessionsync_sim::superoffice_online::APPLICATION_KEY_PEM;
+        let k1 = PrivateKey::parse(pem).unwrap();
+        let pkcs8 = k1.0.to_pkcs8_pem(Default::default()).unwrap();
+        let k2 = PrivateKey::parse(&pkcs8).unwrap();
+        let k3 = PrivateKey::parse(&pem.trim().replace('\n', "\\n")).unwrap();
+        let sig = k1.sign("x");
+        assert_eq!(k2.sign("x"), sig);
+        assert_eq!(k3.sign("x"), sig);
+        assert_eq!(format!("{k1:?}"), "PrivateKey([redacted])");
     }
 
     #[test]

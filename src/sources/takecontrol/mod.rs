@@ -69,6 +69,23 @@ impl TakeControl {
         format_in_zone(t, self.settings.timezone)
     }
 
+    /// A 403, explained with what Take Control's key documentation says can cause it; other
+    /// failures pass through.
+    fn http_error(&self, e: crate::http::HttpError) -> SourceError {
+        match e {
+            crate::http::HttpError::Status {
+                status: 403, body, ..
+            } => SourceError::Vendor {
+                source_name: SOURCE,
+                account: self.cx.key.account.clone(),
+                message: format!(
+                    "HTTP 403 ({body}). Take Control refuses a key for three reasons its key documentation names: session history needs a private key (a public key cannot read it); keys expire (at most one year after they were made: make a new one in the Admin Area and update `api_key`); and a key with an IP allowlist refuses hosts outside it (add this host's public address)"
+                ),
+            },
+            e => SourceError::Http(e),
+        }
+    }
+
     async fn fetch_body(&self, window: &Window) -> Result<(String, &'static str), SourceError> {
         let ini = self.format_filter(window.start - TimeDelta::seconds(1));
         let end = self.format_filter(window.end);
@@ -89,7 +106,8 @@ impl TakeControl {
                             .header("Accept", "application/json")
                             .json(&body)
                     })
-                    .await?;
+                    .await
+                    .map_err(|e| self.http_error(e))?;
                 Ok((resp.text().into_owned(), REST_PATH))
             }
             TakeControlApi::Legacy => {
@@ -111,7 +129,8 @@ impl TakeControl {
                             ("OUTPUT_FORMAT", format),
                         ])
                     })
-                    .await?;
+                    .await
+                    .map_err(|e| self.http_error(e))?;
                 Ok((resp.text().into_owned(), LEGACY_PATH))
             }
         }
