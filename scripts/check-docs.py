@@ -6,7 +6,9 @@
 2. every `sessionsync …` command the README names exists, with its flags
    (`sessionsync [SUB] --help`);
 3. every config key the README names (`section.key` in code spans, and every key of its TOML
-   blocks) is a key of config/sessionsync.example.toml in that section.
+   blocks) is a key of config/sessionsync.example.toml in that section;
+4. no config or doc we ship points an API at a SuperOffice Online environment host
+   (`base_url = "https://sod|stage|online.superoffice.com…"`): those answer API calls with 421.
 
 Usage: scripts/check-docs.py [path/to/sessionsync]   (default target/debug/sessionsync, built
 with `cargo build` when missing). Exits 1 naming each problem.
@@ -127,6 +129,16 @@ def check_keys(readme: str):
                 problems.append(f"README's TOML names `{m.group(1)}` in [{section}]: no such key in the example config")
 
 
+def check_no_environment_host_as_api():
+    shipped = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "config").glob("*.toml")),
+               *sorted((ROOT / "docker").glob("*.toml")), *sorted((ROOT / "deploy").rglob("*.toml"))]
+    bad = re.compile(r"base_url\s*=\s*\"https?://(sod|stage|online)\.superoffice\.com")
+    for f in shipped:
+        for n, line in enumerate(f.read_text().splitlines(), 1):
+            if bad.search(line):
+                problems.append(f"{f.relative_to(ROOT)}:{n}: an API base on a SuperOffice Online environment host (answers 421): use environment + context_identifier")
+
+
 def main() -> int:
     if not BIN.exists():
         subprocess.run(["cargo", "build", "-q", "--bin", "sessionsync"], cwd=ROOT, check=True)
@@ -136,6 +148,7 @@ def main() -> int:
     readme = (ROOT / "README.md").read_text()
     check_commands(readme)
     check_keys(readme)
+    check_no_environment_host_as_api()
     for p in problems:
         print(p, file=sys.stderr)
     if problems:

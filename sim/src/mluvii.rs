@@ -197,6 +197,13 @@ pub struct Shared {
     /// List rows carry only `id`, `channel`, `source`, `status`, `created` and `ended` instead
     /// of the whole SessionModel (to test a client's fallback to the detail).
     abridged: std::sync::atomic::AtomicBool,
+    /// The event types the tenant knows (`None`: all); an older or on-site tenant knows fewer
+    /// and refuses a registration naming another with a 400 that names it.
+    known_events: RwLock<Option<Vec<String>>>,
+    /// The next registration POST creates the webhook, then answers 500 (a lost answer).
+    fail_after_create: std::sync::atomic::AtomicBool,
+    /// Registration POSTs received.
+    pub registration_posts: std::sync::atomic::AtomicU64,
 }
 
 /// A webhook registered with the simulator (`POST /api/v1/Webhooks`).
@@ -326,6 +333,28 @@ impl MluviiSim {
         self.shared.webhooks.read().expect("webhooks").clone()
     }
 
+    /// The tenant knows only these event types (an older or on-site tenant: `SessionStarted`,
+    /// `SessionEnded`, `SessionForwarded`, `UserStatusChanged`); `None`: every type.
+    pub fn set_known_event_types(&self, types: Option<&[&str]>) {
+        *self.shared.known_events.write().expect("events") =
+            types.map(|t| t.iter().map(|s| s.to_string()).collect());
+    }
+
+    /// The next registration POST creates its webhook, then answers 500 as if the answer was
+    /// lost on the way.
+    pub fn fail_next_registration_after_create(&self) {
+        self.shared
+            .fail_after_create
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Registration POSTs received so far.
+    pub fn registration_posts(&self) -> u64 {
+        self.shared
+            .registration_posts
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Every webhook delivery finished so far.
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.shared.outbox.deliveries()
@@ -367,6 +396,9 @@ pub fn router(
         webhooks: RwLock::new(Vec::new()),
         outbox: Outbox::new(),
         abridged: std::sync::atomic::AtomicBool::new(false),
+        known_events: RwLock::new(None),
+        fail_after_create: std::sync::atomic::AtomicBool::new(false),
+        registration_posts: std::sync::atomic::AtomicU64::new(0),
     });
     let router = Router::new()
         .route("/login/connect/token", post(token))
@@ -989,6 +1021,25 @@ fn hook_from(text: &str) -> Result<(Vec<String>, String), &'static str> {
     Ok((events, url))
 }
 
+/// A 400 naming the event types an older tenant does not know (ASP.NET's model-state form:
+/// **assumed**, the public record shows no such answer), or `None`.
+fn unknown_events(sh: &Shared, types: &[String]) -> Option<Response> {
+    let known = sh.known_events.read().expect("events").clone()?;
+    let unknown: Vec<String> = types
+        .iter()
+        .filter(|t| !known.iter().any(|k| k.eq_ignore_ascii_case(t)))
+        .map(|t| format!("The value '{t}' is not valid."))
+        .collect();
+    (!unknown.is_empty()).then(|| {
+        (
+            StatusCode::BAD_REQUEST,
+            [("content-type", "application/json")],
+            json!({ "errors": { "eventTypes": unknown }, "status": 400 }).to_string(),
+        )
+            .into_response()
+    })
+}
+
 /// Where a callback delivers, credentials aside (one webhook per target).
 fn target(url: &str) -> String {
     callback(url)
@@ -1012,10 +1063,15 @@ async fn register_webhook(
     if let Err(r) = gate(&sh, &headers).await {
         return r;
     }
+    sh.registration_posts
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let (event_types, callback_url) = match hook_from(&text) {
         Ok(h) => h,
         Err(why) => return problem(StatusCode::BAD_REQUEST, why),
     };
+    if let Some(r) = unknown_events(&sh, &event_types) {
+        return r;
+    }
     let mut hooks = sh.webhooks.write().expect("webhooks");
     if let Some(existing) = hooks
         .iter()
@@ -1036,6 +1092,12 @@ async fn register_webhook(
     };
     let id = hook.id;
     hooks.push(hook);
+    if sh
+        .fail_after_create
+        .swap(false, std::sync::atomic::Ordering::SeqCst)
+    {
+        return problem(StatusCode::INTERNAL_SERVER_ERROR, "An error occurred");
+    }
     // The new webhook's id, as a bare integer.
     (
         StatusCode::CREATED,
@@ -1058,6 +1120,9 @@ async fn update_webhook(
         Ok(h) => h,
         Err(why) => return problem(StatusCode::BAD_REQUEST, why),
     };
+    if let Some(r) = unknown_events(&sh, &event_types) {
+        return r;
+    }
     let mut hooks = sh.webhooks.write().expect("webhooks");
     match hooks.iter_mut().find(|h| h.id == id) {
         Some(h) => {

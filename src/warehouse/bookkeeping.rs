@@ -346,6 +346,8 @@ pub async fn stream_statuses(c: &Client) -> Result<Vec<StreamStatus>, WarehouseE
             failures_in_a_row: r
                 .get::<_, Vec<String>>(12)
                 .iter()
+                // A run the vendor's maintenance ended neither adds to the streak nor ends it.
+                .filter(|s| s.as_str() != "unavailable")
                 .take_while(|s| s.as_str() == "failed")
                 .count() as u32,
             last_finished_at: r.get(13),

@@ -1385,3 +1385,105 @@ fn rlimit_nofile() -> (u64, u64) {
         .collect();
     (nums[0], nums[1])
 }
+
+/// An older or on-site mluvii tenant knows fewer event types: it gets the subset it accepts,
+/// and `check` names the missing ones. A registration whose answer was lost (5xx after the
+/// webhook was created) is listed before anything is sent again: no duplicate webhook.
+#[tokio::test]
+async fn mluvii_registration_fits_an_older_tenant_and_never_duplicates_after_a_5xx() {
+    let ml = MluviiSim::start(CLIENT_ID, CLIENT_SECRET, vec![])
+        .await
+        .unwrap();
+    ml.set_known_event_types(Some(&[
+        "SessionStarted",
+        "SessionEnded",
+        "SessionForwarded",
+        "UserStatusChanged",
+    ]));
+    let db = TestDb::new().await;
+    let s = settings(
+        &db,
+        &format!(
+            "[webhooks]\nlisten = \"127.0.0.1:0\"\n{}",
+            ml_toml(&ml.base_url())
+        ),
+    );
+    let h = Harness::new(&s).await;
+    let hooks = Hooks::start(&s, &h).await;
+    let hook = h.sources[0].webhook().unwrap();
+    let target: reqwest::Url = hooks.url("mluvii", "main").parse().unwrap();
+    ml.fail_next_registration_after_create();
+    let said = hook.register(&target).await.unwrap();
+    assert!(
+        said.contains("events SessionStarted, SessionForwarded, SessionEnded")
+            && said.contains("the tenant does not offer SessionCreated, SessionOperatorJoined, SessionOperatorLeft, SessionOperatorConcluded (polling covers them)"),
+        "{said}"
+    );
+    let listed = ml.webhooks();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        listed[0].event_types,
+        vec!["SessionStarted", "SessionForwarded", "SessionEnded"]
+    );
+    // The refused POST (400), then one POST that created it (answered 500), then no POST: the
+    // list showed it, and it was updated.
+    assert_eq!(ml.registration_posts(), 2);
+    assert!(said.contains("updated webhook 1"), "{said}");
+    match hook.state().await.unwrap() {
+        WebhookState::Active(t) => assert!(
+            t.contains("events missing: SessionCreated, SessionOperatorJoined, SessionOperatorLeft, SessionOperatorConcluded"),
+            "{t}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A SuperOffice Online tenant that moved: a webhook's session is read from the host the state
+/// API names now.
+#[tokio::test]
+async fn superoffice_online_webhook_reads_follow_the_tenant_to_its_new_host() {
+    use sessionsync_sim::superoffice_online::{APPLICATION_KEY_PEM, OnlineCredentials, OnlineSim};
+    let sim = OnlineSim::start(OnlineCredentials::default(), seed_samples())
+        .await
+        .unwrap();
+    let c = &sim.creds;
+    let db = TestDb::new().await;
+    let toml = format!(
+        "[webhooks]\nlisten = \"127.0.0.1:0\"\n[[superoffice]]\naccount = \"cust1\"\nenvironment = \"{}\"\ncontext_identifier = \"{}\"\napp_token = \"{}\"\nsystem_user_token = \"{}\"\nprivate_key = '''\n{}'''\nstart = \"1995-01-01T00:00:00Z\"\nschedule = \"0 0 1 1 *\"\nrequests_per_second = 500\nmax_retries = 2\nmax_retry_wait = \"1s\"\nwebhook_secret = \"{SECRET}\"\n",
+        sim.environment_url(),
+        c.context,
+        c.app_token,
+        c.system_user_token,
+        APPLICATION_KEY_PEM
+    );
+    let s = settings(&db, &toml);
+    let h = Harness::new(&s).await;
+    let r = h.sync().await;
+    assert_eq!(r.totals.written, 3, "{:?}", r.error);
+    let hooks = Hooks::start(&s, &h).await;
+    hooks.work();
+    let conn = db.client().await;
+    sim.move_tenant();
+    sim.tenant
+        .update(195, |e| e["LastMessage"] = json!("after the move"));
+    let body = so_event("chatsession.changed", 195, "moved-1");
+    let (status, outcome) = signed(&hooks.url("superoffice", "cust1"), SECRET, &body).await;
+    assert_eq!((status, outcome.as_str()), (200, "accepted"));
+    let read = eventually(
+        &conn,
+        "SELECT count(*) FROM superoffice_chat_sessions WHERE chat_session_id = 195 AND last_message = 'after the move'",
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(read, 1, "the session was read again, from the new host");
+    let log = sim.tenant_requests();
+    assert!(
+        log.iter().any(|(host, s)| *host == 0 && *s == 421),
+        "{log:?}"
+    );
+    assert!(
+        log.iter().any(|(host, s)| *host == 1 && *s == 200),
+        "{log:?}"
+    );
+}

@@ -46,6 +46,17 @@ impl Mluvii {
         url: reqwest::Url,
         body: Option<String>,
     ) -> Result<crate::http::Response, SourceError> {
+        self.send_json_with(method, url, body, &[]).await
+    }
+
+    /// [`Mluvii::send_json`] with `final_statuses` answered at once, not retried.
+    async fn send_json_with(
+        &self,
+        method: reqwest::Method,
+        url: reqwest::Url,
+        body: Option<String>,
+        final_statuses: &[u16],
+    ) -> Result<crate::http::Response, SourceError> {
         let token = self
             .tokens
             .get(&self.cx.http)
@@ -53,7 +64,7 @@ impl Mluvii {
             .map_err(|e| self.auth_error(e))?;
         self.cx
             .http
-            .send(WEBHOOKS_PATH, |c| {
+            .send_with(WEBHOOKS_PATH, final_statuses, |c| {
                 let rb = c
                     .request(method.clone(), url.clone())
                     .bearer_auth(token.value.expose())
@@ -67,6 +78,47 @@ impl Mluvii {
             })
             .await
             .map_err(SourceError::Http)
+    }
+
+    async fn put_webhook(&self, id: i64, body: &str) -> Result<(), SourceError> {
+        self.send_json(
+            reqwest::Method::PUT,
+            self.url(&format!("{WEBHOOKS_PATH}/{id}")),
+            Some(body.to_string()),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The id of the listed webhook that calls back this account (`None` also when the
+    /// tenant does not list webhooks).
+    async fn listed_id(&self) -> Result<Option<i64>, SourceError> {
+        let listed = match self
+            .send_json(reqwest::Method::GET, self.url(WEBHOOKS_PATH), None)
+            .await
+        {
+            Ok(r) => r,
+            Err(SourceError::Http(e)) if matches!(e.status(), Some(404 | 405)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let items =
+            super::normalize::list_items(&listed.text()).map_err(|detail| SourceError::Body {
+                source_name: SOURCE,
+                account: self.cx.key.account.clone(),
+                endpoint: WEBHOOKS_PATH,
+                detail,
+            })?;
+        let path = self.callback_path();
+        Ok(items
+            .iter()
+            .filter_map(Value::as_object)
+            .map(Fields::new)
+            .find(|f| {
+                f.text("callbackurl")
+                    .and_then(|u| reqwest::Url::parse(&u).ok())
+                    .is_some_and(|u| u.path().trim_end_matches('/').ends_with(&path))
+            })
+            .and_then(|f| f.int("id").ok().flatten()))
     }
 
     /// The path our callback URL ends with.
@@ -209,43 +261,91 @@ impl Webhook for Mluvii {
                 shown(target)
             )));
         }
-        // mluvii's published swagger (`WebhookModel`) names them in camelCase.
-        let body = json!({ "eventTypes": EVENTS, "callbackUrl": callback.as_str() }).to_string();
-        let created = self
-            .send_json(
-                reqwest::Method::POST,
-                self.url(WEBHOOKS_PATH),
-                Some(body.clone()),
-            )
-            .await;
-        let what = match created {
-            Ok(r) => match first_id(&r.text()) {
-                Some(id) => format!("registered webhook {id}"),
-                None => "registered a webhook".into(),
-            },
-            Err(SourceError::Http(HttpError::Status {
-                status: 409,
-                body: answer,
-                ..
-            })) => {
-                let id = first_id(&answer).ok_or_else(|| {
-                    self.vendor(format!(
-                        "{WEBHOOKS_PATH} answered 409 (a webhook exists) without its id"
-                    ))
-                })?;
-                self.send_json(
-                    reqwest::Method::PUT,
-                    self.url(&format!("{WEBHOOKS_PATH}/{id}")),
-                    Some(body),
-                )
-                .await?;
-                format!("updated webhook {id}")
+        let mut events: Vec<&str> = EVENTS.to_vec();
+        let mut refused: Vec<&str> = Vec::new();
+        let mut after_5xx = false;
+        let what = loop {
+            // mluvii's published swagger (`WebhookModel`) names them in camelCase.
+            let body =
+                json!({ "eventTypes": events, "callbackUrl": callback.as_str() }).to_string();
+            // A POST that failed with a 5xx may still have created the webhook: it is not sent
+            // again before the list shows whether it was (no duplicate webhooks).
+            let existing = if after_5xx {
+                self.listed_id().await?
+            } else {
+                None
+            };
+            let answer = match existing {
+                Some(id) => self
+                    .put_webhook(id, &body)
+                    .await
+                    .map(|_| format!("updated webhook {id}")),
+                None => {
+                    let five_xx: Vec<u16> = (500..600).collect();
+                    match self
+                        .send_json_with(
+                            reqwest::Method::POST,
+                            self.url(WEBHOOKS_PATH),
+                            Some(body.clone()),
+                            if after_5xx { &[] } else { &five_xx },
+                        )
+                        .await
+                    {
+                        Ok(r) => Ok(match first_id(&r.text()) {
+                            Some(id) => format!("registered webhook {id}"),
+                            None => "registered a webhook".into(),
+                        }),
+                        Err(SourceError::Http(HttpError::Status {
+                            status: 409,
+                            body: answer,
+                            ..
+                        })) => {
+                            let id = first_id(&answer).ok_or_else(|| {
+                                self.vendor(format!(
+                                    "{WEBHOOKS_PATH} answered 409 (a webhook exists) without its id"
+                                ))
+                            })?;
+                            self.put_webhook(id, &body)
+                                .await
+                                .map(|_| format!("updated webhook {id}"))
+                        }
+                        Err(SourceError::Http(HttpError::Status { status, .. }))
+                            if (500..600).contains(&status) && !after_5xx =>
+                        {
+                            after_5xx = true;
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            match answer {
+                Ok(what) => break what,
+                // A tenant that does not know some event types (older and on-site ones know
+                // only SessionStarted, SessionEnded, SessionForwarded, UserStatusChanged) names
+                // them in its 400: register the others.
+                Err(SourceError::Http(HttpError::Status {
+                    status: 400, body, ..
+                })) if events.iter().any(|e| body.contains(e))
+                    && events.iter().any(|e| !body.contains(e)) =>
+                {
+                    refused.extend(events.iter().filter(|e| body.contains(**e)));
+                    events.retain(|e| !body.contains(e));
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
+        };
+        let missing = if refused.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; the tenant does not offer {} (polling covers them)",
+                refused.join(", ")
+            )
         };
         Ok(format!(
-            "{what} with {SOURCE}: events {} → {} (HTTP Basic as webhook_user)",
-            EVENTS.join(", "),
+            "{what} with {SOURCE}: events {} → {} (HTTP Basic as webhook_user){missing}",
+            events.join(", "),
             shown(&callback)
         ))
     }
@@ -288,13 +388,28 @@ impl Webhook for Mluvii {
                     .and_then(|u| reqwest::Url::parse(&u).ok())
                     .map(|u| shown(&u))
                     .unwrap_or_default();
-                let events = f
+                let listed: Vec<String> = f
                     .get("eventtypes")
                     .and_then(Value::as_array)
-                    .map_or(0, Vec::len);
+                    .map(|a| a.iter().filter_map(lenient::text).collect())
+                    .unwrap_or_default();
+                let missing: Vec<&str> = EVENTS
+                    .iter()
+                    .copied()
+                    .filter(|e| !listed.iter().any(|l| l.eq_ignore_ascii_case(e)))
+                    .collect();
+                let note = if missing.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; events missing: {} (the tenant does not offer them, or they were not registered: polling covers them)",
+                        missing.join(", ")
+                    )
+                };
                 WebhookState::Active(format!(
-                    "webhook {} → {url} ({events} event types)",
-                    f.int("id").ok().flatten().unwrap_or_default()
+                    "webhook {} → {url} ({} event types){note}",
+                    f.int("id").ok().flatten().unwrap_or_default(),
+                    listed.len()
                 ))
             }
             None => WebhookState::Problem(format!(
