@@ -64,3 +64,21 @@ PY
 promtool check config docker/prometheus/prometheus.yml
 promtool check rules docker/prometheus/alerts.yml
 promtool test rules docker/prometheus/alerts_test.yml
+
+# Compose v1 (Debian's docker-compose 1.29) and v2 must both accept docker/compose.yml: v1 is
+# checked here (`config -q` validates against its schema), on a copy of docker/ with the example
+# .env as .env. v2 (`docker compose`) is checked too where this machine has it.
+compose_dir=$(mktemp -d)
+trap 'rm -rf "$compose_dir"' EXIT
+cp -r docker/. "$compose_dir/"
+cp docker/.env.example "$compose_dir/.env"
+if ! command -v docker-compose >/dev/null 2>&1; then
+  echo "docker-compose (Compose v1) is missing: install Debian's docker-compose package" >&2
+  exit 1
+fi
+(cd "$compose_dir" && docker-compose -f compose.yml --profile live --profile demo config -q)
+echo "compose: docker-compose $(docker-compose version --short 2>/dev/null) accepts docker/compose.yml"
+if docker compose version >/dev/null 2>&1; then
+  (cd "$compose_dir" && docker compose -f compose.yml --profile live --profile demo config -q)
+  echo "compose: docker compose $(docker compose version --short) accepts docker/compose.yml"
+fi

@@ -201,11 +201,6 @@ services:
     profiles: ["live"]
 EOF
 files=(-f compose.yml -f compose.smoke.yml)
-if [ "${compose_cmd[0]}" = docker-compose ]; then
-  # Compose v1 (Debian's docker-compose) rejects the spec's top-level `name`; the project name
-  # is given with -p instead. Only the scratch copy is touched.
-  sed -i '/^name: /d' "$stackdir/compose.yml"
-fi
 dc() { (cd "$stackdir" && "${compose_cmd[@]}" -p "$PROJECT" "${files[@]}" "$@"); }
 psql_wh() { dc exec -T postgres psql -U sessionsync -d warehouse -At -v ON_ERROR_STOP=1 -c "$1" </dev/null; }
 prom() { curl -fsS "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/$1"; }

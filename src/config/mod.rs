@@ -113,14 +113,41 @@ impl Settings {
             }
         })?;
         let mut substituted = Vec::new();
-        substitute(&mut tree, String::new(), env, &mut substituted)
-            .map_err(|(key, why)| invalid(&key, why.explain()))?;
+        let mut unset = Vec::new();
+        substitute(&mut tree, String::new(), env, &mut substituted, &mut unset);
         // An error about a value that came from the environment names the key and the
-        // variable, never the value (substitute::without_values).
+        // variable, never the value (substitute::without_values). A variable that is not set is
+        // said unless the file has another problem first (a misspelled key hides behind it
+        // otherwise), and a near miss of a known key gets a suggestion.
+        let read = self::read(file, tree, env, sources, &substituted);
+        match (read, unset.first()) {
+            (Ok(settings), None) => Ok(settings),
+            // A misspelled key is the problem to fix first, whatever its value holds.
+            (Err(ConfigError::Invalid { key, problem, .. }), Some((at, why)))
+                if !problem.starts_with("unknown")
+                    && (key == *at || key.starts_with(&format!("{at}."))) =>
+            {
+                Err(invalid(at, why.explain()))
+            }
+            (Ok(_), Some((at, why))) => Err(invalid(at, why.explain())),
+            (Err(e), _) => Err(e),
+        }
+    }
+}
+
+/// The substituted tree's sections and entries, read and validated.
+fn read(
+    file: &Path,
+    mut tree: toml::Value,
+    env: &dyn Fn(&str) -> Option<String>,
+    sources: &[&dyn SourceConfig],
+    substituted: &[substitute::Substituted],
+) -> Result<Settings, ConfigError> {
+    {
         let invalid = |key: &str, problem: String| ConfigError::Invalid {
             file: file.to_path_buf(),
             key: key.to_string(),
-            problem: substitute::without_values(key, problem, &substituted),
+            problem: suggest(&substitute::without_values(key, problem, substituted)),
         };
         // The sources' entries are read by the sources; the rest is the file's own sections.
         let mut entries = Vec::new();
@@ -145,7 +172,10 @@ impl Settings {
                     .collect();
                 return Err(invalid(
                     unknown,
-                    format!("unknown section; the file knows {}", known.join(", ")),
+                    format!(
+                        "unknown section `{unknown}`; the file knows {}",
+                        known.join(", ")
+                    ),
                 ));
             }
         }
@@ -163,7 +193,48 @@ impl Settings {
             other => other,
         })
     }
+}
 
+/// "did you mean `schedule`?" after a problem that names an unknown key or section (the word
+/// in backquotes after "unknown") and the known ones (the other words in backquotes, or a list
+/// after "knows"), when one is close: at most two edits away (transpositions count one,
+/// strsim's Damerau-Levenshtein) and not most of the word, or very similar (Jaro-Winkler 0.85).
+fn suggest(problem: &str) -> String {
+    if !problem.contains("unknown") {
+        return problem.to_string();
+    }
+    let problem = problem.split_whitespace().collect::<Vec<_>>().join(" ");
+    let Some(at) = problem.find("unknown") else {
+        return problem;
+    };
+    let Some(unknown) = problem[at..].split('`').nth(1).map(str::to_string) else {
+        return problem;
+    };
+    let mut known: Vec<&str> = problem
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|k| *k != unknown)
+        .collect();
+    if let Some(list) = problem.split("the file knows ").nth(1) {
+        known.extend(list.split(", ").map(str::trim));
+    }
+    let close = |k: &str| {
+        let edits = strsim::damerau_levenshtein(&unknown, k);
+        (edits <= 2 && edits * 2 < unknown.chars().count().max(2))
+            || strsim::jaro_winkler(&unknown, k) >= 0.85
+    };
+    let best = known
+        .iter()
+        .filter(|k| close(k))
+        .min_by_key(|k| strsim::damerau_levenshtein(&unknown, k));
+    match best {
+        Some(k) => format!("{problem}; did you mean `{k}`?"),
+        None => problem,
+    }
+}
+
+impl Settings {
     /// The accounts that are enabled.
     pub fn enabled(&self) -> impl Iterator<Item = &dyn AccountSettings> {
         self.accounts
@@ -177,6 +248,29 @@ impl Settings {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_near_miss_gets_a_suggestion_and_a_typo_comes_before_a_missing_variable() {
+        let typo = "[warehouse]\nulr = \"${NOT_SET_ANYWHERE}\"\n";
+        let e = load(typo).unwrap_err().to_string();
+        assert!(
+            e.contains("unknown field `ulr`") && e.ends_with("did you mean `url`?"),
+            "{e}"
+        );
+        let e = load(&GOOD.replace("start =", "schedul = \"* * * * *\"\nstart ="))
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("did you mean `schedule`?"), "{e}");
+        let e = load(&GOOD.replace("start =", "zzzzz = 1\nstart ="))
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("did you mean"), "{e}");
+        // Only a variable unset: it is said.
+        let e = load(&GOOD.replace("${TAKECONTROL_KEY}", "${NOT_SET_ANYWHERE}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("NOT_SET_ANYWHERE is not set"), "{e}");
+    }
 
     const GOOD: &str = r#"
 [warehouse]
@@ -245,7 +339,7 @@ start = "2024-01-01T00:00:00Z"
             (
                 format!("{GOOD}[[zendesk]]\naccount = \"z\"\n"),
                 "zendesk",
-                "unknown section; the file knows warehouse, server, engine, webhooks, privacy, takecontrol, mluvii, superoffice",
+                "unknown section `zendesk`; the file knows warehouse, server, engine, webhooks, privacy, takecontrol, mluvii, superoffice",
             ),
             (format!("mluvii = 5\n{GOOD}"), "mluvii", "[[mluvii]] entry"),
             (

@@ -41,26 +41,28 @@ pub(super) struct Substituted {
     pub value: String,
 }
 
-/// Replaces `${VAR}` in every string value, noting each substitution; on a failure returns the
-/// key path and why.
+/// Replaces `${VAR}` in every string value, noting each substitution; a value that cannot be
+/// replaced stays as written, and its key path and why go into `failed` (the caller says so
+/// unless the file has a worse problem elsewhere, such as a misspelled key).
 pub(super) fn substitute(
     v: &mut toml::Value,
     path: String,
     env: &dyn Fn(&str) -> Option<String>,
     done: &mut Vec<Substituted>,
-) -> Result<(), (String, Unreplaced)> {
+    failed: &mut Vec<(String, Unreplaced)>,
+) {
     match v {
-        toml::Value::String(s) if s.contains("${") => {
-            let value = expand(s, env).map_err(|why| (path.clone(), why))?;
-            done.push(Substituted {
+        toml::Value::String(s) if s.contains("${") => match expand(s, env) {
+            Ok(value) => done.push(Substituted {
                 path,
                 template: std::mem::replace(s, value.clone()),
                 value,
-            });
-        }
+            }),
+            Err(why) => failed.push((path, why)),
+        },
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                substitute(item, format!("{path}[{i}]"), env, done)?;
+                substitute(item, format!("{path}[{i}]"), env, done, failed);
             }
         }
         toml::Value::Table(t) => {
@@ -70,12 +72,11 @@ pub(super) fn substitute(
                 } else {
                     format!("{path}.{k}")
                 };
-                substitute(item, p, env, done)?;
+                substitute(item, p, env, done, failed);
             }
         }
         _ => {}
     }
-    Ok(())
 }
 
 pub(super) fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Unreplaced> {

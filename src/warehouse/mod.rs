@@ -51,11 +51,17 @@ pub enum WarehouseError {
         "warehouse URL is not usable: {0} (expected postgres://user[:password]@host:port/database[?sslmode=require])"
     )]
     Url(String),
+    /// The cause is kept (its text said once, here): not a `source`, so that a chain printer
+    /// does not say it again.
     #[error(
-        "cannot reach the warehouse database: {} (is PostgreSQL running and is warehouse.url / DATABASE_URL right?)",
-        pool_detail(.0)
+        "cannot reach the warehouse database {target}: {}. Is PostgreSQL running there, and are warehouse.url / DATABASE_URL right?",
+        pool_detail(.error)
     )]
-    Connect(#[source] deadpool_postgres::PoolError),
+    Connect {
+        /// Host, port, database and user (never the password).
+        target: String,
+        error: deadpool_postgres::PoolError,
+    },
     #[error("warehouse query failed while {doing}: {}", pg_detail(.source))]
     Query {
         doing: &'static str,
@@ -137,6 +143,8 @@ pub fn pg_detail(e: &tokio_postgres::Error) -> String {
 pub struct Warehouse {
     pool: Pool,
     schema: String,
+    /// Where it connects, for errors: host, port, database and user, never the password.
+    target: String,
 }
 
 impl std::fmt::Debug for Warehouse {
@@ -171,6 +179,7 @@ impl Warehouse {
             settings.schema
         ));
         pg.connect_timeout(Duration::from_secs(10));
+        let target = target(&pg);
         let manager = Manager::from_config(
             pg,
             tls,
@@ -189,6 +198,7 @@ impl Warehouse {
         Ok(Warehouse {
             pool,
             schema: settings.schema.clone(),
+            target,
         })
     }
 
@@ -198,7 +208,13 @@ impl Warehouse {
 
     /// A pooled connection.
     pub async fn conn(&self) -> Result<deadpool_postgres::Object, WarehouseError> {
-        self.pool.get().await.map_err(WarehouseError::Connect)
+        self.pool
+            .get()
+            .await
+            .map_err(|error| WarehouseError::Connect {
+                target: self.target.clone(),
+                error,
+            })
     }
 
     /// Applies every migration not yet applied, under an advisory lock.
@@ -218,6 +234,44 @@ impl Warehouse {
             Ok(Some(_))
         )
     }
+}
+
+/// `at HOST:PORT, database `DB` as user `USER`` of a connection config (never its password).
+fn target(pg: &tokio_postgres::Config) -> String {
+    let hosts: Vec<String> = pg
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let host = match h {
+                tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            };
+            let port = pg
+                .get_ports()
+                .get(i)
+                .or(pg.get_ports().first())
+                .copied()
+                .unwrap_or(5432);
+            format!("{host}:{port}")
+        })
+        .collect();
+    let mut s = format!(
+        "at {}",
+        if hosts.is_empty() {
+            "localhost:5432".into()
+        } else {
+            hosts.join(", ")
+        }
+    );
+    if let Some(db) = pg.get_dbname() {
+        s.push_str(&format!(", database `{db}`"));
+    }
+    if let Some(user) = pg.get_user() {
+        s.push_str(&format!(" as user `{user}`"));
+    }
+    s
 }
 
 fn pool_detail(e: &deadpool_postgres::PoolError) -> String {

@@ -341,6 +341,7 @@ async fn wrong_credentials_fail_clearly_without_the_secret() {
         e.contains("client_id `api-user-7`") && e.contains("invalid_client"),
         "{e}"
     );
+    assert_eq!(e.matches("mluvii account").count(), 1, "said once: {e}");
     assert!(!e.contains(SECRET), "{e}");
     assert_eq!(
         sim.log().len(),

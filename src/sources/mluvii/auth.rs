@@ -17,7 +17,7 @@ pub const TOKEN_PATH: &str = "/login/connect/token";
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error(
-        "mluvii account `{account}`: the token endpoint refused client_id `{client_id}` (HTTP {status}{code}); check client_id and client_secret"
+        "the token endpoint refused client_id `{client_id}` (HTTP {status}{code}); check client_id and client_secret"
     )]
     Refused {
         account: String,
@@ -25,9 +25,7 @@ pub enum AuthError {
         status: u16,
         code: String,
     },
-    #[error(
-        "mluvii account `{account}`: the token endpoint answered without a usable access_token ({detail})"
-    )]
+    #[error("the token endpoint answered without a usable access_token ({detail})")]
     BadAnswer { account: String, detail: String },
     #[error(transparent)]
     Http(HttpError),
