@@ -254,6 +254,7 @@ impl Sims {
             lookback: std::time::Duration::from_secs(3600),
             window: std::time::Duration::from_secs(86400),
             privacy: crate::privacy::Overrides::default(),
+            expect_data_within: None,
         };
         let http = |rps: f64| HttpSettings {
             timeout: std::time::Duration::from_secs(30),

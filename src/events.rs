@@ -143,6 +143,52 @@ impl WindowCommitted<'_> {
     }
 }
 
+/// The newest session time a stream has stored (read at a run's start, or after a write):
+/// `sessionsync_newest_record_timestamp_seconds`, which shows a stream that stays silent.
+pub struct NewestRecord<'a> {
+    pub key: &'a StreamKey,
+    pub newest: Option<DateTime<Utc>>,
+}
+
+impl NewestRecord<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        if let Some(t) = self.newest {
+            m.newest_record
+                .get_or_create(&stream_labels(self.key))
+                .set(t.timestamp() as f64);
+        }
+    }
+}
+
+/// A stream's run read its state: how new its newest record is, and how new it is expected to
+/// be (`expect_data_within`, exported for the alert `SessionsyncNoNewData`).
+pub struct StreamExpectation<'a> {
+    pub key: &'a StreamKey,
+    pub newest: Option<DateTime<Utc>>,
+    pub expect_data_within: Option<Duration>,
+}
+
+impl StreamExpectation<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        NewestRecord {
+            key: self.key,
+            newest: self.newest,
+        }
+        .emit(m);
+        if let Some(d) = self.expect_data_within {
+            m.expect_data_within
+                .get_or_create(&stream_labels(self.key))
+                .set(d.as_secs_f64());
+            if let Some(t) = self.newest {
+                let silent = (Utc::now() - t).to_std().unwrap_or_default();
+                if silent > d {
+                    tracing::warn!(stream = %self.key, newest = %t, expect_data_within = ?d, "no new record for longer than expect_data_within: the credentials may no longer see the data, or nothing happens at the vendor");
+                }
+            }
+        }
+    }
+}
+
 /// A stream run ended.
 pub struct RunFinished<'a> {
     pub key: &'a StreamKey,

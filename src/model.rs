@@ -32,6 +32,8 @@ pub struct StreamState {
     pub state: serde_json::Value,
     /// The window size the engine settled on last time (adaptive sources).
     pub window_seconds: Option<i32>,
+    /// The newest session time the stream has stored (`sync_state.newest_record_at`).
+    pub newest: Option<DateTime<Utc>>,
 }
 
 /// How a run ended.

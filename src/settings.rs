@@ -52,6 +52,9 @@ pub struct StreamSettings {
     pub window: Duration,
     /// The entry's `privacy = { … }`: classes whose policy differs from `[privacy]` for it.
     pub privacy: crate::privacy::Overrides,
+    /// `expect_data_within`: a new record is expected at least this often (the alert
+    /// `SessionsyncNoNewData` fires when the newest stored one is older); `None`: no expectation.
+    pub expect_data_within: Option<Duration>,
 }
 
 /// What every account's HTTP client takes.

@@ -133,6 +133,11 @@ pub struct Metrics {
     pub webhook_connections_refused: Counter,
     /// Rows removed by the storage limits, by table.
     pub retention_deleted_rows: Family<TableLabels, Counter>,
+    /// The newest session time each stream has stored (Unix seconds).
+    pub newest_record: Family<StreamLabels, FloatGauge>,
+    /// A stream's `expect_data_within` (seconds), where configured: the alert compares the
+    /// newest record's age with it.
+    pub expect_data_within: Family<StreamLabels, FloatGauge>,
     /// 1 while the vendor reports the account's tenant not running, by state; 0 once it runs.
     pub source_unavailable: Family<UnavailableLabels, Gauge>,
     /// The state each account was last reported down in (to set its gauge back to 0).
@@ -212,8 +217,20 @@ impl Metrics {
             retention_deleted_rows: Family::default(),
             source_unavailable: Family::default(),
             unavailable_states: Default::default(),
+            newest_record: Family::default(),
+            expect_data_within: Family::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "newest_record_timestamp_seconds",
+            "The newest session time the stream has stored (start, request or creation; Unix seconds), or its configured start while it has stored none: silence is visible",
+            m.newest_record.clone(),
+        );
+        registry.register(
+            "expect_data_within_seconds",
+            "The stream's expect_data_within (seconds), where configured: SessionsyncNoNewData fires when its newest record is older",
+            m.expect_data_within.clone(),
+        );
         registry.register(
             "source_unavailable",
             "1 while the vendor reports the account's tenant not running (e.g. SuperOffice OfflineMaintenance), by state; 0 once it runs again",

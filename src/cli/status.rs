@@ -1,4 +1,4 @@
-//! `sessionsync status`: per stream its watermark, lag, last run, outcome, rows, instants missed
+//! `sessionsync status`: per stream its watermark, lag, newest record, last run, outcome, rows, instants missed
 //! (`BEHIND`), back-off and last error, as a table or JSON.
 
 use std::path::PathBuf;
@@ -35,12 +35,12 @@ pub(super) async fn status(path: Option<PathBuf>, json: bool) -> Result<u8, Fail
     if json {
         crate::outln!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        crate::out!("{}", status_table(&rows));
+        crate::out!("{}", status_table(&rows, now));
     }
     Ok(0)
 }
 
-fn status_table(rows: &[StreamStatus]) -> String {
+fn status_table(rows: &[StreamStatus], now: chrono::DateTime<chrono::Utc>) -> String {
     if rows.is_empty() {
         return "no stream has run yet\n".into();
     }
@@ -48,6 +48,7 @@ fn status_table(rows: &[StreamStatus]) -> String {
         "STREAM",
         "WATERMARK",
         "LAG",
+        "NEWEST",
         "LAST RUN",
         "OUTCOME",
         "WRITTEN",
@@ -66,6 +67,10 @@ fn status_table(rows: &[StreamStatus]) -> String {
                 .watermark
                 .map(|w| w.format("%Y-%m-%d %H:%M:%SZ").to_string())),
             opt(r.lag_seconds.map(human_secs)),
+            // How old the newest stored session is: a stream that stays silent shows here.
+            opt(r
+                .newest_record_at
+                .map(|t| format!("{} ago", human_secs((now - t).num_seconds().max(0))))),
             opt(r
                 .last_run_started_at
                 .map(|w| w.format("%Y-%m-%d %H:%M:%SZ").to_string())),

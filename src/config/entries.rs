@@ -138,10 +138,11 @@ struct RawCommon {
     max_retry_wait: Option<String>,
     max_response_mb: Option<usize>,
     privacy: Option<crate::privacy::Overrides>,
+    expect_data_within: Option<String>,
 }
 
 /// The names of [`RawCommon`]'s keys.
-const COMMON_KEYS: [&str; 12] = [
+const COMMON_KEYS: [&str; 13] = [
     "account",
     "enabled",
     "schedule",
@@ -154,6 +155,7 @@ const COMMON_KEYS: [&str; 12] = [
     "max_retry_wait",
     "max_response_mb",
     "privacy",
+    "expect_data_within",
 ];
 
 /// Takes the keys every entry has out of `entry` and reads them with `source`'s defaults;
@@ -185,6 +187,7 @@ pub fn read_common(
             lookback: raw.lookback.as_deref(),
             window: raw.window.as_deref(),
             privacy: raw.privacy,
+            expect_data_within: raw.expect_data_within.as_deref(),
         },
         defaults,
     )?;

@@ -33,6 +33,7 @@ pub struct StreamFields<'a> {
     pub window: Option<&'a str>,
     /// The entry's `privacy = { … }` (none: `[privacy]` as it is).
     pub privacy: Option<crate::privacy::Overrides>,
+    pub expect_data_within: Option<&'a str>,
 }
 
 pub fn stream_settings(
@@ -48,6 +49,7 @@ pub fn stream_settings(
         lookback,
         window,
         privacy,
+        expect_data_within,
     } = f;
     if account.is_empty()
         || account.len() > 64
@@ -85,6 +87,19 @@ pub fn stream_settings(
         lookback,
         window,
         privacy: privacy.unwrap_or_default(),
+        expect_data_within: match expect_data_within {
+            None => None,
+            Some(v) => {
+                let d = parse_duration(&k("expect_data_within"), Some(v), "0s")?;
+                if d < Duration::from_secs(3600) {
+                    return Err((
+                        k("expect_data_within"),
+                        "must be at least 1h (how long a stream may stay without a new record before the alert)".into(),
+                    ));
+                }
+                Some(d)
+            }
+        },
     })
 }
 

@@ -23,6 +23,11 @@ pub trait Rows: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The newest session time among the rows (start, request or creation): kept per stream,
+    /// so that a stream that stays silent shows (`sessionsync_newest_record_timestamp_seconds`).
+    fn newest(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        None
+    }
     /// Upserts the rows (and replaces child rows of changed records) inside `tx`, rewriting
     /// only records whose content changed.
     async fn write(

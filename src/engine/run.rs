@@ -224,6 +224,13 @@ impl Engine {
             let run_id = warehouse::start_run(&conn, key).await?;
             crate::events::RunClaimed { key, run_id }.emit(&self.metrics);
             let state = warehouse::load_state(&**conn, key).await?;
+            crate::events::StreamExpectation {
+                key,
+                // While it has stored nothing, it has been silent since its `start`.
+                newest: state.newest.or(Some(source.settings().start)),
+                expect_data_within: source.settings().expect_data_within,
+            }
+            .emit(&self.metrics);
             (run_id, state)
         };
         // Every line logged during the run carries its id.

@@ -201,6 +201,7 @@ mod tests {
             lookback: Duration::from_secs(lookback),
             window: Duration::from_secs(window),
             privacy: Default::default(),
+            expect_data_within: None,
         }
     }
 

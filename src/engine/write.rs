@@ -57,6 +57,8 @@ pub struct Written {
     pub nulled: Vec<Rejected>,
     /// The stream's watermark after the write.
     pub watermark: Option<DateTime<Utc>>,
+    /// The newest session time the stream has stored, after the write.
+    pub newest: Option<DateTime<Utc>>,
     /// The state the batch replaced `sync_state.state` with (a window's), to keep in memory.
     pub state: Option<serde_json::Value>,
 }
@@ -99,17 +101,26 @@ pub async fn write_batch(
             // Fenced: only while the stream is still this process's (its row stays locked
             // until the commit).
             claim.check(tx, schema).await?;
-            let w = warehouse::save_state(tx, key, watermark, batch.state.as_ref(), window_seconds)
-                .await?;
+            let w = warehouse::save_state(
+                tx,
+                key,
+                watermark,
+                batch.state.as_ref(),
+                window_seconds,
+                batch.rows.newest(),
+            )
+            .await?;
             (w, batch.state)
         }
         StateChange::Push(update) => {
             let current = warehouse::lock_state(tx, key).await?;
             let next = update(&current)?;
-            let w = warehouse::save_state(tx, key, None, Some(&next), None).await?;
+            let w = warehouse::save_state(tx, key, None, Some(&next), None, batch.rows.newest())
+                .await?;
             (w, None)
         }
     };
+    let (watermark, newest) = (watermark.watermark, watermark.newest);
     Ok(Written {
         counts,
         erased,
@@ -118,6 +129,7 @@ pub async fn write_batch(
         new_rejects,
         nulled: batch.nulled,
         watermark,
+        newest,
         state,
     })
 }
@@ -126,6 +138,11 @@ impl Written {
     /// The events of the records set aside, the values nulled and the sessions erased (after
     /// the commit).
     pub fn emit(&self, key: &StreamKey, metrics: &Metrics) {
+        crate::events::NewestRecord {
+            key,
+            newest: self.newest,
+        }
+        .emit(metrics);
         if self.erased > 0 {
             crate::events::SessionsErasedAtSource {
                 key,

@@ -125,7 +125,7 @@ pub async fn load_state(
 ) -> Result<StreamState, WarehouseError> {
     let row = c
         .query_opt(
-            "SELECT watermark, state, window_seconds FROM sync_state WHERE source = $1 AND account = $2 AND stream = $3",
+            "SELECT watermark, state, window_seconds, newest_record_at FROM sync_state WHERE source = $1 AND account = $2 AND stream = $3",
             &[&k.source, &k.account, &k.stream],
         )
         .await
@@ -135,6 +135,7 @@ pub async fn load_state(
             watermark: r.get(0),
             state: r.get(1),
             window_seconds: r.get(2),
+            newest: r.get(3),
         })
         .unwrap_or_default())
 }
@@ -164,28 +165,40 @@ pub async fn lock_state(
 
 /// Moves the watermark forward (never back) and replaces `state` and `window_seconds` when
 /// given.
+/// What a write leaves in the stream's `sync_state`: its watermark and the newest session time
+/// stored.
+pub struct Saved {
+    pub watermark: Option<DateTime<Utc>>,
+    pub newest: Option<DateTime<Utc>>,
+}
+
 pub async fn save_state(
     c: &impl GenericClient,
     k: &StreamKey,
     watermark: Option<DateTime<Utc>>,
     state: Option<&serde_json::Value>,
     window_seconds: Option<i32>,
-) -> Result<Option<DateTime<Utc>>, WarehouseError> {
+    newest: Option<DateTime<Utc>>,
+) -> Result<Saved, WarehouseError> {
     let row = c
         .query_one(
-            "INSERT INTO sync_state AS s (source, account, stream, watermark, state, window_seconds)
-             VALUES ($1, $2, $3, $4, coalesce($5, '{}'::jsonb), $6)
+            "INSERT INTO sync_state AS s (source, account, stream, watermark, state, window_seconds, newest_record_at)
+             VALUES ($1, $2, $3, $4, coalesce($5, '{}'::jsonb), $6, $7)
              ON CONFLICT (source, account, stream) DO UPDATE
                 SET watermark = coalesce(greatest(s.watermark, EXCLUDED.watermark), s.watermark),
                     state = coalesce($5, s.state),
                     window_seconds = coalesce($6, s.window_seconds),
+                    newest_record_at = greatest(s.newest_record_at, EXCLUDED.newest_record_at),
                     updated_at = now()
-             RETURNING watermark",
-            &[&k.source, &k.account, &k.stream, &watermark, &state, &window_seconds],
+             RETURNING watermark, newest_record_at",
+            &[&k.source, &k.account, &k.stream, &watermark, &state, &window_seconds, &newest],
         )
         .await
         .map_err(WarehouseError::query("writing sync_state"))?;
-    Ok(row.get(0))
+    Ok(Saved {
+        watermark: row.get(0),
+        newest: row.get(1),
+    })
 }
 
 /// Opens a run row; first closes any `running` row of the stream left by a process that died
@@ -292,6 +305,8 @@ pub struct StreamStatus {
     pub failures_in_a_row: u32,
     /// When the latest finished run finished.
     pub last_finished_at: Option<DateTime<Utc>>,
+    /// The newest session time the stream has stored (a stream that stays silent shows here).
+    pub newest_record_at: Option<DateTime<Utc>>,
     /// Instants of its schedule missed since its latest run started (filled in by `status`
     /// from the configured schedule; `None` for a stream no longer configured).
     pub missed_instants: Option<u64>,
@@ -316,7 +331,8 @@ pub async fn stream_statuses(c: &Client) -> Result<Vec<StreamStatus>, WarehouseE
                            ORDER BY f.run_id DESC LIMIT 16),
                     (SELECT f.finished_at FROM sync_runs f
                       WHERE (f.source, f.account, f.stream) = (s.source, s.account, s.stream) AND f.status <> 'running'
-                      ORDER BY f.run_id DESC LIMIT 1)
+                      ORDER BY f.run_id DESC LIMIT 1),
+                    st.newest_record_at
                FROM streams s
                LEFT JOIN sync_state st USING (source, account, stream)
                LEFT JOIN LATERAL (
@@ -351,6 +367,7 @@ pub async fn stream_statuses(c: &Client) -> Result<Vec<StreamStatus>, WarehouseE
                 .take_while(|s| s.as_str() == "failed")
                 .count() as u32,
             last_finished_at: r.get(13),
+            newest_record_at: r.get(14),
             missed_instants: None,
             backoff_until: None,
         })

@@ -347,3 +347,47 @@ async fn check_shows_each_step_and_no_output_carries_a_secret() {
         assert_eq!(hits, 0);
     }
 }
+
+/// Silence is visible: the newest session time stored is kept with the watermark and exported,
+/// with the account's expect_data_within for the alert, and the second run (nothing new) keeps
+/// it.
+#[tokio::test]
+async fn the_newest_record_is_kept_and_exported_with_the_expectation() {
+    let (db, _sim, h) = setup(10, APPLICATION_KEY_PEM, "expect_data_within = \"24h\"\n").await;
+    for _ in 0..2 {
+        let r = h.sync().await;
+        assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    }
+    let c = db.client().await;
+    let (stored, newest): (f64, f64) = {
+        let row = c
+            .query_one(
+                "SELECT extract(epoch FROM st.newest_record_at)::float8,
+                        (SELECT extract(epoch FROM max(requested_at))::float8 FROM superoffice_chat_sessions)
+                   FROM sync_state st WHERE source = 'superoffice'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(stored, newest);
+    let text = h.metrics.encode();
+    let labels = "{source=\"superoffice\",account=\"online1\",stream=\"chat_sessions\"}";
+    assert!(
+        text.contains(&format!(
+            "sessionsync_newest_record_timestamp_seconds{labels} {}",
+            newest as i64
+        )) || text.contains(&format!(
+            "sessionsync_newest_record_timestamp_seconds{labels} {}.0",
+            newest as i64
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "sessionsync_expect_data_within_seconds{labels} 86400"
+        )),
+        "{text}"
+    );
+}

@@ -26,6 +26,22 @@ impl Source for Mluvii {
             .map(|_| self as &dyn crate::engine::Webhook)
     }
 
+    /// One call to the Sessions list for the last 30 days: it answers, and it shows sessions
+    /// (none: a warning naming the right the API user needs).
+    async fn check(&self) -> Result<String, SourceError> {
+        let since = Utc::now() - crate::sources::SILENCE_CHECK;
+        let items = self
+            .list_page(&[("Created.Min", ts(since)), ("limit", "1".to_string())])
+            .await?;
+        let mut text = "answered (the Sessions list)".to_string();
+        if items.is_empty() {
+            text.push_str("\nWARN: no session created in the last 30 days is visible with these credentials: the API user needs the right to read sessions (in mluvii: Settings → API → the user's permissions, sessions), and sees only its tenant's");
+        } else {
+            text.push_str("; sessions of the last 30 days are visible");
+        }
+        Ok(text)
+    }
+
     /// The first window of a regular run also re-reads the sessions still open; a backfill
     /// re-reads its range only (open sessions wait for the regular cycle).
     async fn fetch(

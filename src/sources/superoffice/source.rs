@@ -98,6 +98,34 @@ impl Source for SuperOffice {
             Err(e) if lines.is_empty() => return Err(e),
             Err(e) => lines.push(format!("FAIL: one authenticated call failed: {e}")),
         }
+        if lines.iter().all(|l| !l.starts_with("FAIL")) {
+            let seen = match self.settings.mode {
+                SuperOfficeMode::ForUser => self.entities_for_user().await.map(|list| {
+                    list.iter().any(|v| {
+                        v.as_object()
+                            .and_then(|o| Fields::new(o).text("whenrequested"))
+                            .and_then(|t| lenient::read_date(&t, self.settings.timezone))
+                            .is_some_and(|d| matches!(d, lenient::DateValue::Set(t) if t > Utc::now() - crate::sources::SILENCE_CHECK))
+                    })
+                }),
+                SuperOfficeMode::Archive => {
+                    let since = Utc::now() - crate::sources::SILENCE_CHECK;
+                    let filter = format!(
+                        "whenRequested afterTime '{}'",
+                        super::read::filter_time(since, self.settings.timezone)
+                    );
+                    self.list_rows(&filter, Some(1)).await.map(|r| !r.is_empty())
+                }
+            };
+            match seen {
+                Ok(true) => {}
+                Ok(false) => lines.push(match self.settings.mode {
+                    SuperOfficeMode::ForUser => "WARN: no chat requested in the last 30 days is visible: ChatSessionsForUser lists only the chats the user is a member of (Can Respond, Notifications, Listen or Manager of their chat topics); set mode = \"archive\", or make the user a member".to_string(),
+                    SuperOfficeMode::Archive => "WARN: no chat requested in the last 30 days is visible in the ChatSession archive: the user needs the right to see chat sessions (a Chat licence, and a role with access to chat topics); a system user has the tenant's rights".to_string(),
+                }),
+                Err(e) => lines.push(format!("FAIL: looking for chats of the last 30 days failed: {e}")),
+            }
+        }
         if self.system_user().is_some() && self.settings.mode == SuperOfficeMode::ForUser {
             lines.push("WARN: mode `for_user` with a system user: it sees only the chats it is a member of (Can Respond, Notifications, Listen or Manager), often none; set mode = \"archive\" to read every chat of the tenant".into());
         }

@@ -79,6 +79,10 @@ impl Rows for ChatRows {
         self.sessions.len()
     }
 
+    fn newest(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.sessions.iter().filter_map(|s| s.requested_at).max()
+    }
+
     async fn write(
         &self,
         tx: &Transaction<'_>,

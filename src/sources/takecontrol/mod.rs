@@ -148,6 +148,30 @@ impl Source for TakeControl {
         true
     }
 
+    /// One request for the last 30 days: it answers, and it shows sessions (none: a warning
+    /// naming what the key needs).
+    async fn check(&self) -> Result<String, SourceError> {
+        let now = Utc::now();
+        let window = Window {
+            start: now - crate::sources::SILENCE_CHECK,
+            end: now,
+        };
+        let seen = match self
+            .fetch(&window, &StreamState::default(), RunInfo::default())
+            .await
+        {
+            Ok(batch) => batch.rows.len(),
+            // More than a response may hold: there are sessions.
+            Err(SourceError::Http(e)) if crate::http::is_too_large(&e) => usize::MAX,
+            Err(e) => return Err(e),
+        };
+        Ok(if seen == 0 {
+            "answered (the session history)\nWARN: no session in the last 30 days is visible with this key: session history needs a private key with access to the history of the technicians whose sessions you expect (a key limited to other endpoints or other technicians sees none)".to_string()
+        } else {
+            "answered (the session history); sessions of the last 30 days are visible".to_string()
+        })
+    }
+
     /// Windows are plain ranges of start times: the engine sizes them by density.
     fn windowing(&self) -> crate::engine::Windowing {
         crate::engine::Windowing::Adaptive

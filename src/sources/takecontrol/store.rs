@@ -76,6 +76,10 @@ impl Rows for SessionRows {
         self.0.len()
     }
 
+    fn newest(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.0.iter().filter_map(|s| s.started_at).max()
+    }
+
     async fn write(
         &self,
         tx: &Transaction<'_>,
