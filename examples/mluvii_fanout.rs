@@ -80,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
                 lookback: Duration::from_secs(3600),
                 window: Duration::from_secs(7 * 86400),
                 privacy: Default::default(),
+                expect_data_within: None,
             },
             http: HttpSettings {
                 timeout: Duration::from_secs(30),
