@@ -36,7 +36,11 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 2000)]
     pub sessions: usize,
     /// Which simulated sources to sync (comma-separated)
-    #[arg(long, value_delimiter = ',', default_values_t = ["takecontrol".to_string(), "superoffice".to_string(), "mluvii".to_string()])]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "takecontrol,superoffice,mluvii"
+    )]
     pub sources: Vec<String>,
     /// Use a private PostgreSQL cluster (under .sessionsync/demo-postgres) even if a server runs
     #[arg(long)]
@@ -438,11 +442,16 @@ Webhooks (the simulators push changes as the vendors do):"
     Ok(())
 }
 
+/// The query the demo suggests first: waits per source and channel as medians.
+pub const FIRST_QUERY: &str = "SELECT source, channel, count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY wait_seconds) AS median_wait_s FROM sessionsync.support_sessions GROUP BY 1, 2 ORDER BY 1, 2";
+/// Why it takes the median.
+pub const FIRST_QUERY_WHY: &str = "Durations are skewed: a few sessions that waited for days (SuperOffice's own samples among them) pull an average far from the typical wait, so the figures above and the query below take the median (percentile_cont(0.5)).";
+
 /// Rows per table and a few duration figures, for people.
 pub async fn summary(wh: &Warehouse, database: &str) -> anyhow::Result<String> {
     let conn = wh.conn().await?;
     let mut out = String::from(
-        "\nWarehouse (schema sessionsync; customer names, e-mails and phones stored hashed: README \"Personal data\"):\n",
+        "\nWarehouse (schema sessionsync; customer names, e-mails and phones stored hashed: docs/privacy.md, section 2):\n",
     );
     let mut cells = Vec::new();
     for table in [
@@ -487,37 +496,42 @@ pub async fn summary(wh: &Warehouse, database: &str) -> anyhow::Result<String> {
     ));
     let row = conn
         .query_one(
-            "SELECT count(*), avg(in_queue_seconds), avg(waiting_seconds), avg(active_seconds),
-                    avg(acw_seconds)
+            "SELECT count(*),
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY in_queue_seconds),
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY waiting_seconds),
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY active_seconds),
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY acw_seconds)
                FROM mluvii_session_durations",
             &[],
         )
         .await?;
-    let avg = |i: usize| row.get::<_, Option<f64>>(i).unwrap_or(0.0);
+    let median = |i: usize| row.get::<_, Option<f64>>(i).unwrap_or(0.0);
     out.push_str(&format!(
-        "mluvii: {} sessions, average in queue {:.0} s, waiting {:.0} s, active {:.0} s, after-call work {:.0} s\n",
+        "mluvii: {} sessions, median in queue {:.0} s, waiting {:.0} s, active {:.0} s, after-call work {:.0} s\n",
         row.get::<_, i64>(0),
-        avg(1),
-        avg(2),
-        avg(3),
-        avg(4)
+        median(1),
+        median(2),
+        median(3),
+        median(4)
     ));
     let row = conn
         .query_one(
-            "SELECT source, count(*), avg(wait_seconds), avg(handle_seconds)
+            "SELECT source, count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY handle_seconds)
                FROM support_sessions GROUP BY source ORDER BY count(*) DESC LIMIT 1",
             &[],
         )
         .await;
     if let Ok(row) = row {
         out.push_str(&format!(
-            "support_sessions (all systems): largest source {} with {} sessions, average handle time {:.0} s\n",
+            "support_sessions (all systems): largest source {} with {} sessions, median handle time {:.0} s\n",
             row.get::<_, String>(0),
             row.get::<_, i64>(1),
-            row.get::<_, Option<f64>>(3).unwrap_or(0.0)
+            row.get::<_, Option<f64>>(2).unwrap_or(0.0)
         ));
     }
-    out.push_str(&format!("\nNext: psql -d {database} -c 'SELECT source, channel, count(*), avg(wait_seconds) FROM sessionsync.support_sessions GROUP BY 1, 2'\n"));
+    out.push_str(&format!(
+        "\n{FIRST_QUERY_WHY}\nNext: psql -d {database} -c '{FIRST_QUERY}'\n"
+    ));
     Ok(out)
 }
 

@@ -65,7 +65,16 @@ pub struct StreamBars {
     shown: Vec<std::sync::atomic::AtomicBool>,
     keys: Vec<String>,
     multi: indicatif::MultiProgress,
+    /// Off a terminal: when each stream started (and its request count then), and its rows so
+    /// far, for a progress line every [`PROGRESS_EVERY`] ([`StreamBars::progress_lines`]).
+    started: Vec<std::sync::Mutex<Option<(std::time::Instant, u64)>>>,
+    rows: Vec<std::sync::atomic::AtomicU64>,
+    ended: Vec<std::sync::atomic::AtomicBool>,
 }
+
+/// How often `sync` and `backfill` say where each running stream is when not on a terminal (a
+/// log or a CI job), so that a long run never looks hung.
+pub const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl StreamBars {
     pub fn new(sources: &[Arc<Stream>]) -> Self {
@@ -93,12 +102,45 @@ impl StreamBars {
             shown: sources.iter().map(|_| Default::default()).collect(),
             keys: sources.iter().map(|s| s.key().to_string()).collect(),
             multi,
+            started: sources.iter().map(|_| Default::default()).collect(),
+            rows: sources.iter().map(|_| Default::default()).collect(),
+            ended: sources.iter().map(|_| Default::default()).collect(),
         }
+    }
+
+    /// Whether the bars are drawn (both outputs are a terminal).
+    pub fn tty(&self) -> bool {
+        self.tty
+    }
+
+    /// Stream `i` got its slot and starts now, with `requests` sent by its account so far.
+    pub fn start(&self, i: usize, requests: u64) {
+        *self.started[i].lock().expect("started") = Some((std::time::Instant::now(), requests));
+    }
+
+    /// One line per stream running now: how long, requests and rows so far (`requests(i)`: the
+    /// account's requests sent so far).
+    pub fn progress_lines(&self, requests: impl Fn(usize) -> u64) -> Vec<String> {
+        use std::sync::atomic::Ordering::Relaxed;
+        (0..self.keys.len())
+            .filter(|i| !self.ended[*i].load(Relaxed))
+            .filter_map(|i| {
+                let (at, before) = (*self.started[i].lock().expect("started"))?;
+                Some(format!(
+                    "{}: running for {} s — {} requests, {} rows so far",
+                    self.keys[i],
+                    at.elapsed().as_secs(),
+                    requests(i).saturating_sub(before),
+                    self.rows[i].load(Relaxed)
+                ))
+            })
+            .collect()
     }
 
     /// Stream `i` got this far; `log` also writes a progress line when there is no terminal.
     pub fn show(&self, i: usize, p: &Progress, log: bool) {
         let rows = p.written + p.unchanged;
+        self.rows[i].store(rows, std::sync::atomic::Ordering::Relaxed);
         let bar = &self.bars[i];
         let secs = |d: chrono::TimeDelta| d.num_seconds().max(0) as u64;
         bar.set_length(secs(p.span).max(1));
@@ -118,6 +160,7 @@ impl StreamBars {
 
     /// Stream `i` ended: its bar leaves the terminal.
     pub fn finish(&self, i: usize) {
+        self.ended[i].store(true, std::sync::atomic::Ordering::Relaxed);
         let bar = &self.bars[i];
         bar.finish_and_clear();
         if self.shown[i].load(std::sync::atomic::Ordering::Relaxed) {

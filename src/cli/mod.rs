@@ -2,6 +2,7 @@
 //! configuration error; 3 partial (some records rejected or retries exhausted, progress kept).
 
 mod check;
+pub mod exits;
 mod privacy;
 mod status;
 
@@ -41,8 +42,10 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// The daemon: migrate, then run every stream on its schedule until SIGTERM/SIGINT
+    #[command(after_help = exits::RUN)]
     Run,
-    /// Run each selected stream once, now, and exit (0 ok, 1 failed, 2 config, 3 partial)
+    /// Run each selected stream once, now, and exit
+    #[command(after_help = exits::SYNC)]
     Sync {
         /// Only this source (takecontrol, superoffice, mluvii)
         #[arg(long)]
@@ -51,7 +54,8 @@ pub enum Command {
         #[arg(long)]
         account: Option<String>,
     },
-    /// Re-read a past range without moving the regular watermark (exit codes as `sync`)
+    /// Re-read a past range without moving the regular watermark
+    #[command(after_help = exits::BACKFILL)]
     Backfill {
         /// The source (takecontrol, superoffice, mluvii)
         #[arg(long)]
@@ -67,18 +71,23 @@ pub enum Command {
         to: Option<DateTime<Utc>>,
     },
     /// Validate the config, reach the database and every account's API; say what is wrong
+    #[command(after_help = exits::CHECK)]
     Check,
     /// Create or upgrade the warehouse schema and exit
+    #[command(after_help = exits::MIGRATE)]
     Migrate,
-    /// Per stream: watermark, lag, last run, rows, last error
+    /// Per stream: watermark, lag, newest record, last run, rows, last error
+    #[command(after_help = exits::STATUS)]
     Status {
         /// Machine-readable output
         #[arg(long)]
         json: bool,
     },
     /// The whole pipeline with no credentials: built-in simulators, a local PostgreSQL
+    #[command(after_help = exits::DEMO)]
     Demo(crate::demo::DemoArgs),
     /// Serve one built-in simulator until Ctrl-C (to try a config, or for benchmarks)
+    #[command(after_help = exits::SIMULATE)]
     Simulate(crate::simulate::SimulateArgs),
     /// Vendor webhooks: register the listener with a vendor
     Webhooks {
@@ -86,6 +95,7 @@ pub enum Command {
         action: WebhooksCommand,
     },
     /// Erase a person's data (and remember it): every session matching a selector
+    #[command(after_help = exits::ERASE)]
     Erase(privacy::EraseArgs),
     /// Personal data: check or apply the `[privacy]` policy on stored rows
     Privacy {
@@ -93,8 +103,10 @@ pub enum Command {
         action: privacy::PrivacyCommand,
     },
     /// Apply the storage limits (`retain_sessions`, `retain_transcripts`) now
+    #[command(after_help = exits::RETENTION)]
     Retention(privacy::RetentionArgs),
-    /// Ask a running daemon's /healthz (exit 0 healthy, 1 not): the container health check
+    /// Ask a running daemon's /healthz: the container health check
+    #[command(after_help = exits::HEALTHCHECK)]
     Healthcheck {
         /// The daemon's health URL (its `[server] listen` address, or `demo --listen`)
         #[arg(
@@ -113,6 +125,7 @@ pub enum Command {
 pub enum WebhooksCommand {
     /// Register (or update) the account's webhook with the vendor, with the configured secret
     /// or credentials, delivering to PUBLIC_URL/webhooks/SOURCE/ACCOUNT
+    #[command(after_help = exits::WEBHOOKS_REGISTER)]
     Register {
         /// superoffice or mluvii
         #[arg(long)]
@@ -336,6 +349,7 @@ async fn run_selected(
                 return (key, Ok(None));
             };
             let show = move |p: &Progress| bars.show(i, p, log_progress);
+            bars.start(i, s.requests().requests);
             let r = engine.run(s, range, shutdown, &show).await;
             bars.finish(i);
             drop(slot);
@@ -344,7 +358,22 @@ async fn run_selected(
         .collect();
     let mut reports = Vec::new();
     let mut failed = None;
-    while let Some((key, result)) = futures::StreamExt::next(&mut running).await {
+    // Off a terminal, a line per running stream every PROGRESS_EVERY: a long run never looks hung.
+    let mut progress = tokio::time::interval_at(
+        tokio::time::Instant::now() + crate::report::PROGRESS_EVERY,
+        crate::report::PROGRESS_EVERY,
+    );
+    loop {
+        let next = tokio::select! {
+            next = futures::StreamExt::next(&mut running) => next,
+            _ = progress.tick(), if !bars.tty() => {
+                for line in bars.progress_lines(|i| sources[i].requests().requests) {
+                    crate::outln!("{line}");
+                }
+                continue;
+            }
+        };
+        let Some((key, result)) = next else { break };
         match result {
             Ok(Some(report)) => {
                 bars.println(&describe(&report));

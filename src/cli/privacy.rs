@@ -37,14 +37,17 @@ pub struct EraseArgs {
 #[derive(Subcommand, Debug)]
 pub enum PrivacyCommand {
     /// Count the session rows stored under another policy than the configured one
+    #[command(after_help = super::exits::PRIVACY_CHECK)]
     Check,
     /// Bring every stored row under the configured policy (batches; resumable; beside a daemon)
+    #[command(after_help = super::exits::PRIVACY_APPLY)]
     Apply {
         /// Only count the rows that would be rewritten (as `check` does)
         #[arg(long)]
         dry_run: bool,
     },
     /// Print the inventory of personal fields (docs/privacy.md is generated from it)
+    #[command(after_help = super::exits::PRIVACY_INVENTORY)]
     Inventory,
 }
 

@@ -875,3 +875,36 @@ async fn a_closed_pipe_ends_a_command_quietly() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
     }
 }
+
+/// Off a terminal (a log, a CI job), `sync` says where a long-running stream is at least every
+/// 10 s, so that it never looks hung.
+#[tokio::test]
+async fn sync_off_a_terminal_prints_a_progress_line_every_10_s() {
+    let db = TestDb::new().await;
+    let now = Utc::now();
+    let sim = TakeControlSim::start(
+        SECRET,
+        generate(5, 20, now - TimeDelta::days(1), now - TimeDelta::hours(1)),
+    )
+    .await
+    .unwrap();
+    // The first answer takes 12 s.
+    sim.faults().push(
+        sessionsync_sim::Fault::Delay(std::time::Duration::from_secs(12)),
+        1,
+    );
+    let o = sessionsync(
+        &["sync"],
+        &config(&sim.base_url(), "timeout = \"30s\""),
+        Some(&db.url),
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout.lines().any(
+            |l| l.starts_with("takecontrol/acme/sessions: running for 1") && l.contains("requests")
+        ),
+        "{}",
+        o.stdout
+    );
+}

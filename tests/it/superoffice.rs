@@ -780,3 +780,32 @@ async fn a_steady_state_archive_run_reads_only_new_changed_and_open_chats() {
         1
     );
 }
+
+/// The demo's first query takes the median: the seed samples' chats that waited for years would
+/// put an average far from the typical wait (the figure a newcomer sees first).
+#[tokio::test]
+async fn the_demos_first_query_gives_a_typical_wait_not_the_traps_average() {
+    let (db, _sim, h) = setup(data(), "").await;
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    let c = db.client().await;
+    let rows = c.query(sessionsync::demo::FIRST_QUERY, &[]).await.unwrap();
+    let so = rows
+        .iter()
+        .find(|r| r.get::<_, String>(0) == "superoffice")
+        .expect("a superoffice row");
+    let median: f64 = so.get(3);
+    let avg: f64 = c
+        .query_one(
+            "SELECT avg(wait_seconds)::float8 FROM support_sessions WHERE source = 'superoffice'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(median < 3600.0, "median wait {median} s");
+    assert!(
+        avg > 10.0 * median,
+        "the average ({avg} s) is what the median avoids"
+    );
+}
