@@ -8,7 +8,14 @@
 3. every config key the README names (`section.key` in code spans, and every key of its TOML
    blocks) is a key of config/sessionsync.example.toml in that section;
 4. no config or doc we ship points an API at a SuperOffice Online environment host
-   (`base_url = "https://sod|stage|online.superoffice.com…"`): those answer API calls with 421.
+   (`base_url = "https://sod|stage|online.superoffice.com…"`): those answer API calls with 421;
+5. the command tables of the README and docs/operations.md agree with the binary: every command
+   and flag exists (`--help`), each row's exit codes are exactly those its `--help` states under
+   "Exit status:" (the one table of truth, src/cli/exits.rs), every "default `X`" a row states
+   is a `[default: X]` of that command's `--help`, and every command of `sessionsync --help` has
+   a row in both tables.
+The config keys' defaults that docs/operations.md states are checked against the config reader
+by tests/it/docs.rs (a test, since it needs the reader itself).
 
 Usage: scripts/check-docs.py [path/to/sessionsync]   (default target/debug/sessionsync, built
 with `cargo build` when missing). Exits 1 naming each problem.
@@ -65,6 +72,62 @@ def help_of(args):
 def subcommands(help_text: str) -> set:
     part = help_text.split("Commands:", 1)[-1].split("Options:", 1)[0]
     return {m.group(1) for m in re.finditer(r"^\s{2}([a-z][a-z-]*)\s", part, re.M)}
+
+
+def exit_codes(text: str) -> set:
+    """The exit codes a text states: the number that begins each `·`/`;`-separated part (after a
+    label such as "as `sync`:"); "as `sync`" alone means sync's."""
+    found = set()
+    for part in re.split(r"[·;]", text):
+        part = part.strip()
+        m = re.match(r"(?:[^\d`]*`[^`]*`[^\d]*?:\s*|[^\d(]*?:\s*)?(\d)\b", part)
+        if m:
+            found.add(int(m.group(1)))
+    return found
+
+
+def command_rows(doc: pathlib.Path):
+    """(command words, exit cell, row) of each row of a command table."""
+    for line in doc.read_text().splitlines():
+        m = re.match(r"^\| `sessionsync ([^`]+)` \|(.*)\|\s*$", line)
+        if not m:
+            continue
+        words = [w for w in m.group(1).split() if re.fullmatch(r"[a-z][a-z-]*", w)]
+        cells = [c.strip() for c in m.group(2).split(" | ")]
+        yield words, cells[-1], line
+
+
+def check_tables():
+    top = help_of([])
+    if top is None:
+        return
+    known = subcommands(top)
+    for doc in [ROOT / "README.md", ROOT / "docs/operations.md"]:
+        seen = set()
+        for words, cell, row in command_rows(doc):
+            path = words[:1]
+            sub = subcommands(help_of(path) or "")
+            if sub and len(words) > 1 and words[1] in sub:
+                path = words[:2]
+            seen.add(path[0])
+            help_text = help_of(path) or ""
+            name = f"{doc.relative_to(ROOT)}: `sessionsync {' '.join(path)}`"
+            if "Exit status:" not in help_text:
+                problems.append(f"{name}: its --help states no exit status")
+                continue
+            stated = help_text.split("Exit status:", 1)[1]
+            want = exit_codes(stated)
+            got = exit_codes(cell)
+            if not got and "as `sync`" in cell:
+                got = exit_codes((help_of(["sync"]) or "").split("Exit status:", 1)[-1])
+            if got != want:
+                problems.append(f"{name}: the table says exit {sorted(got)} ({cell!r}); --help says {sorted(want)}")
+            defaults = set(re.findall(r"\[default: ([^\]]+)\]", help_text))
+            for value in re.findall(r"default `([^`]+)`", row):
+                if value not in defaults:
+                    problems.append(f"{name}: the table says default `{value}`; --help's defaults are {sorted(defaults)}")
+        for missing in sorted(known - seen - {"help"}):
+            problems.append(f"{doc.relative_to(ROOT)}: no row for `sessionsync {missing}` (in `sessionsync --help`)")
 
 
 def check_commands(readme: str):
@@ -148,12 +211,15 @@ def main() -> int:
     readme = (ROOT / "README.md").read_text()
     check_commands(readme)
     check_keys(readme)
+    check_commands((ROOT / "docs/operations.md").read_text())
+    check_tables()
     check_no_environment_host_as_api()
     for p in problems:
         print(p, file=sys.stderr)
     if problems:
         return 1
-    print(f"docs: links of {len(docs)} files resolve; the README's commands and config keys exist")
+    print(f"docs: links of {len(docs)} files resolve; the README's commands and config keys exist; "
+          "the command tables' flags, defaults and exit codes are the binary's")
     return 0
 
 
