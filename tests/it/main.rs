@@ -5,6 +5,7 @@ mod helpers;
 
 mod bi;
 mod cli;
+mod docs;
 mod fourth_source;
 mod hostile;
 mod many_accounts;
