@@ -35,10 +35,23 @@ pub async fn run(
     )
     .await
     .map_err(q("taking the migration lock"))?;
+    // A schema created beforehand (owned by sessionsync's role, which then needs no CREATE on
+    // the database: docs/operations.md, "The warehouse role") is used as it is.
+    let exists = tx
+        .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
+        .await
+        .map_err(q("looking for the schema"))?
+        .is_some();
+    if !exists {
+        tx.batch_execute(&format!("CREATE SCHEMA \"{schema}\""))
+            .await
+            .map_err(q(
+                "creating the schema (the role needs CREATE on the database, or create the schema for it beforehand: docs/operations.md, \"The warehouse role\")",
+            ))?;
+    }
     // `schema` is a validated identifier; quoted anyway.
     tx.batch_execute(&format!(
-        "CREATE SCHEMA IF NOT EXISTS \"{schema}\";
-         CREATE TABLE IF NOT EXISTS \"{schema}\".schema_migrations (
+        "CREATE TABLE IF NOT EXISTS \"{schema}\".schema_migrations (
              version text PRIMARY KEY,
              applied_at timestamptz NOT NULL DEFAULT now());
          COMMENT ON TABLE \"{schema}\".schema_migrations IS 'Migrations applied by sessionsync migrate';

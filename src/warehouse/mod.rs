@@ -62,11 +62,11 @@ pub enum WarehouseError {
         target: String,
         error: deadpool_postgres::PoolError,
     },
-    #[error("warehouse query failed while {doing}: {}", pg_detail(.source))]
+    /// The cause is kept, its text said once (not a `source`: a chain printer would repeat it).
+    #[error("warehouse query failed while {doing}: {}", pg_detail(.error))]
     Query {
         doing: &'static str,
-        #[source]
-        source: tokio_postgres::Error,
+        error: tokio_postgres::Error,
     },
     #[error(
         "warehouse write failed while {doing}: a failure injected by a test (engine fault point)"
@@ -97,7 +97,7 @@ impl WarehouseError {
 
 impl WarehouseError {
     pub fn query(doing: &'static str) -> impl FnOnce(tokio_postgres::Error) -> WarehouseError {
-        move |source| WarehouseError::Query { doing, source }
+        move |error| WarehouseError::Query { doing, error }
     }
 }
 

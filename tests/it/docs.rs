@@ -6,8 +6,9 @@ use std::path::Path;
 
 /// (section, key, stated default) of every row of the key table whose default is one value.
 fn stated_defaults() -> Vec<(String, String, String)> {
-    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"))
-        .unwrap();
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"))
+            .unwrap();
     let table = doc
         .split("| key | default | meaning |")
         .nth(1)
@@ -18,11 +19,19 @@ fn stated_defaults() -> Vec<(String, String, String)> {
         if !line.starts_with('|') {
             break;
         }
-        let cells: Vec<&str> = line.split(" | ").map(|c| c.trim_matches(['|', ' '])).collect();
+        let cells: Vec<&str> = line
+            .split(" | ")
+            .map(|c| c.trim_matches(['|', ' ']))
+            .collect();
         let keys: Vec<String> = cells[0]
             .split([',', '/', '+'])
             .flat_map(|k| k.split(" or "))
-            .filter_map(|k| k.trim().strip_prefix('`')?.strip_suffix('`').map(str::to_string))
+            .filter_map(|k| {
+                k.trim()
+                    .strip_prefix('`')?
+                    .strip_suffix('`')
+                    .map(str::to_string)
+            })
             .collect();
         let mut names = Vec::new();
         for k in keys {
@@ -77,14 +86,22 @@ fn read(text: &str) -> String {
 fn every_default_docs_operations_states_is_the_readers() {
     let base = |section: &str, extra: &str| {
         let entry = match section {
-            "takecontrol" => "[[takecontrol]]\naccount = \"a\"\nbase_url = \"https://api.us0.swi-rc.com\"\napi_key = \"k\"\nstart = \"2024-01-01T00:00:00Z\"\n",
-            "superoffice" => "[[superoffice]]\naccount = \"a\"\nbase_url = \"https://crm.example.com/SuperOffice\"\nticket = \"t\"\napp_token = \"a\"\nstart = \"2024-01-01T00:00:00Z\"\n",
-            "mluvii" => "[[mluvii]]\naccount = \"a\"\nclient_id = \"u\"\nclient_secret = \"s\"\nstart = \"2024-01-01T00:00:00Z\"\n",
+            "takecontrol" => {
+                "[[takecontrol]]\naccount = \"a\"\nbase_url = \"https://api.us0.swi-rc.com\"\napi_key = \"k\"\nstart = \"2024-01-01T00:00:00Z\"\n"
+            }
+            "superoffice" => {
+                "[[superoffice]]\naccount = \"a\"\nbase_url = \"https://crm.example.com/SuperOffice\"\nticket = \"t\"\napp_token = \"a\"\nstart = \"2024-01-01T00:00:00Z\"\n"
+            }
+            "mluvii" => {
+                "[[mluvii]]\naccount = \"a\"\nclient_id = \"u\"\nclient_secret = \"s\"\nstart = \"2024-01-01T00:00:00Z\"\n"
+            }
             _ => "",
         };
         let head = "[warehouse]\nurl = \"postgres://u@db.example/w\"\n";
         match (section, entry.is_empty()) {
-            (s, true) if s == "warehouse" => format!("[warehouse]\nurl = \"postgres://u@db.example/w\"\n{extra}"),
+            (s, true) if s == "warehouse" => {
+                format!("[warehouse]\nurl = \"postgres://u@db.example/w\"\n{extra}")
+            }
             (s, true) => format!("{head}[{s}]\n{extra}"),
             (_, false) => format!("{head}{entry}{extra}"),
         }
