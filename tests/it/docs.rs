@@ -99,7 +99,7 @@ fn every_default_docs_operations_states_is_the_readers() {
         };
         let head = "[warehouse]\nurl = \"postgres://u@db.example/w\"\n";
         match (section, entry.is_empty()) {
-            (s, true) if s == "warehouse" => {
+            ("warehouse", true) => {
                 format!("[warehouse]\nurl = \"postgres://u@db.example/w\"\n{extra}")
             }
             (s, true) => format!("{head}[{s}]\n{extra}"),
