@@ -33,4 +33,4 @@ if [ "$(cat "$db/.snapshot-commit" 2>/dev/null)" != "$commit" ]; then
   echo "$commit" >"$db/.snapshot-commit"
 fi
 echo "advisories: RustSec snapshot $commit of $date (offline)"
-cargo deny --offline check --show-stats advisories licenses bans sources
+cargo deny --offline check --hide-inclusion-graph --show-stats advisories licenses bans sources

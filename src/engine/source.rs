@@ -20,6 +20,10 @@ use super::batch::{Batch, PrivacyOf, RunInfo, SourceError};
 use super::webhook::Webhook;
 use super::windows::Windowing;
 
+/// How far back a source's `check` looks for a session the account's credentials can see: none
+/// in this long is worth a warning (credentials that see nothing look like a quiet account).
+pub const SILENCE_CHECK: chrono::TimeDelta = chrono::TimeDelta::days(30);
+
 /// What the engine gives every stream's source: built once per account from its settings.
 pub struct SourceContext {
     pub key: StreamKey,

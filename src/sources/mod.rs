@@ -3,10 +3,6 @@
 //! [`crate::engine::Source`]. Adding a system means a folder here, a migration in `sql/`, and a
 //! line in [`SOURCES`].
 
-/// How far back `sessionsync check` looks for a session the account's credentials can see: none
-/// in this long is worth a warning (credentials that see nothing look like a quiet account).
-pub const SILENCE_CHECK: chrono::TimeDelta = chrono::TimeDelta::days(30);
-
 pub mod lenient;
 pub mod mluvii;
 pub mod superoffice;

@@ -29,7 +29,7 @@ impl Source for Mluvii {
     /// One call to the Sessions list for the last 30 days: it answers, and it shows sessions
     /// (none: a warning naming the right the API user needs).
     async fn check(&self) -> Result<String, SourceError> {
-        let since = Utc::now() - crate::sources::SILENCE_CHECK;
+        let since = Utc::now() - crate::engine::SILENCE_CHECK;
         let items = self
             .list_page(&[("Created.Min", ts(since)), ("limit", "1".to_string())])
             .await?;

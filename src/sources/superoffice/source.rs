@@ -105,11 +105,11 @@ impl Source for SuperOffice {
                         v.as_object()
                             .and_then(|o| Fields::new(o).text("whenrequested"))
                             .and_then(|t| lenient::read_date(&t, self.settings.timezone))
-                            .is_some_and(|d| matches!(d, lenient::DateValue::Set(t) if t > Utc::now() - crate::sources::SILENCE_CHECK))
+                            .is_some_and(|d| matches!(d, lenient::DateValue::Set(t) if t > Utc::now() - crate::engine::SILENCE_CHECK))
                     })
                 }),
                 SuperOfficeMode::Archive => {
-                    let since = Utc::now() - crate::sources::SILENCE_CHECK;
+                    let since = Utc::now() - crate::engine::SILENCE_CHECK;
                     let filter = format!(
                         "whenRequested afterTime '{}'",
                         super::read::filter_time(since, self.settings.timezone)

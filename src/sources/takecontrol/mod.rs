@@ -153,7 +153,7 @@ impl Source for TakeControl {
     async fn check(&self) -> Result<String, SourceError> {
         let now = Utc::now();
         let window = Window {
-            start: now - crate::sources::SILENCE_CHECK,
+            start: now - crate::engine::SILENCE_CHECK,
             end: now,
         };
         let seen = match self
