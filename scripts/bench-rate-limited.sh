@@ -49,8 +49,9 @@ simulate() { # simulate SOURCE -> writes $work/SOURCE.block (the account's confi
   "$BIN" simulate --source "$1" --sessions "$SESSIONS" --days 2 --listen 127.0.0.1:0 >"$work/$1.out" 2>"$work/$1.err" &
   pids+=($!)
   for _ in $(seq 100); do grep -q '^start' "$work/$1.out" 2>/dev/null && break; sleep 0.1; done
-  sed -n '/^\[\[/,$p' "$work/$1.out" >"$work/$1.block"
-  grep -q '^base_url' "$work/$1.block" || { echo "the $1 simulator did not start" >&2; exit 1; }
+  # Without the simulator's own request rate: the accounts keep the default (5 per second).
+  sed -n '/^\[\[/,$p' "$work/$1.out" | grep -v '^requests_per_second' >"$work/$1.block"
+  grep -qE '^(base_url|environment)' "$work/$1.block" || { echo "the $1 simulator did not start" >&2; exit 1; }
 }
 config() { # config SOURCE N FILE [SCHEDULE LOOKBACK]
   {

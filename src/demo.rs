@@ -236,7 +236,7 @@ impl Sims {
             self.sessions
         );
         crate::outln!(
-            "  SuperOffice   {}  {} chat sessions (3 of them the seed documents' samples); Online: system user flow at {}",
+            "  SuperOffice   {}  {} chats (3 seed samples); SuperOffice Online, system user flow at {}",
             self.so_online.current_root(),
             self.others + 3,
             self.so_online.environment_url()
@@ -445,7 +445,7 @@ Webhooks (the simulators push changes as the vendors do):"
 /// The query the demo suggests first: waits per source and channel as medians.
 pub const FIRST_QUERY: &str = "SELECT source, channel, count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY wait_seconds) AS median_wait_s FROM sessionsync.support_sessions GROUP BY 1, 2 ORDER BY 1, 2";
 /// Why it takes the median.
-pub const FIRST_QUERY_WHY: &str = "Durations are skewed: a few sessions that waited for days (SuperOffice's own samples among them) pull an average far from the typical wait, so the figures above and the query below take the median (percentile_cont(0.5)).";
+pub const FIRST_QUERY_WHY: &str = "Medians, not averages: a few chats that waited for days (SuperOffice's samples) would skew an average.";
 
 /// Rows per table and a few duration figures, for people.
 pub async fn summary(wh: &Warehouse, database: &str) -> anyhow::Result<String> {
