@@ -32,7 +32,7 @@ ACCEPTED = {
     ("mluvii_sessions", "channel"): ["Chat", "Phone", "Video", "Email", "Messenger", "WhatsApp"],
     ("support_sessions", "source"): ["takecontrol", "superoffice", "mluvii"],
     ("support_sessions", "channel"): ["remote", "chat", "phone", "video", "email", "messenger", "whatsapp"],
-    ("sync_runs", "status"): ["running", "succeeded", "partial", "failed"],
+    ("sync_runs", "status"): ["running", "succeeded", "partial", "failed", "unavailable"],
 }
 SESSION_TABLES = {"takecontrol_sessions", "superoffice_chat_sessions", "mluvii_sessions"}
 
