@@ -21,6 +21,11 @@
 //! Messages (`messages = true`) are read for changed sessions only, `after` the last message
 //! id already stored. `SessionKey` is removed from every entity as soon as it is parsed.
 //!
+//! **Where requests go** (`client.rs`): on-site, to `base_url` with its ticket or bearer token;
+//! SuperOffice Online (`environment`), to the host the state API names now (`tenant.rs`), with the
+//! ticket of the system user flow (`system_user.rs`; the key and the signed token in
+//! `signing.rs`), renewed once on a 401 and waited out while the tenant is down (sources.md §2).
+//!
 //! **Time zones.** Every request asks for UTC with offsets (`SO-TimeZone: UTC, includeTZOffset`),
 //! and filter values are sent so that they are right in that zone. A tenant with time-zone
 //! support switched off ignores the header and writes its base zone's wall clock without an
@@ -32,9 +37,11 @@ pub mod config;
 pub mod normalize;
 pub mod personal;
 mod read;
+mod signing;
 mod source;
 mod store;
 pub mod system_user;
+mod tenant;
 pub mod webhook;
 
 pub use client::{TIMEZONE_ASKED, TIMEZONE_HEADER};

@@ -18,19 +18,16 @@
 //! The credential source sits behind this one type: SuperOffice says this flow will give way to
 //! OAuth 2.0 client credentials.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use base64::Engine as _;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use rsa::RsaPrivateKey;
-use rsa::pkcs1::DecodeRsaPrivateKey;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::signature::{SignatureEncoding, Signer};
 use serde_json::{Value, json};
+
+pub use super::signing::{PrivateKey, signed_system_token};
+pub use super::tenant::{TenantState, environment_url, parse_state};
 
 use crate::http::{HttpClient, HttpError};
 use crate::secret::Secret;
@@ -46,12 +43,6 @@ pub const ISSUER: &str = "SuperOffice AS";
 pub const CLAIM_PREFIX: &str = "http://schemes.superoffice.net/identity/";
 /// Clock skew allowed on `exp` and `nbf`.
 pub const LEEWAY: Duration = Duration::from_secs(60);
-/// A state that says the tenant is not running is never reused: each run asks the state API
-/// (one request to the environment's host, none to the tenant) whether it runs again.
-pub const DOWN_STATE_MAX_AGE: TimeDelta = TimeDelta::zero();
-/// A state without a readable `ValidUntil` is kept this long.
-const STATE_DEFAULT_AGE: TimeDelta = TimeDelta::minutes(5);
-
 /// Why the system user flow or the state API failed. Never carries the key, the system user
 /// token, the signed token, the JWT or the ticket.
 #[derive(Debug, thiserror::Error)]
@@ -71,206 +62,6 @@ pub enum SystemUserError {
         endpoint: &'static str,
         detail: String,
     },
-}
-
-/// The application's RSA private key: PEM (PKCS#1 `RSA PRIVATE KEY` or PKCS#8 `PRIVATE KEY`) or
-/// .NET's RSA-XML form (`<RSAKeyValue><Modulus>…<D>…</RSAKeyValue>`), as SuperOffice's developer
-/// portal hands it out. `Debug` shows nothing of it.
-#[derive(Clone)]
-pub struct PrivateKey(Arc<RsaPrivateKey>);
-
-impl std::fmt::Debug for PrivateKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PrivateKey([redacted])")
-    }
-}
-
-impl PrivateKey {
-    /// Reads the key's text. The error says what is wrong without quoting the text.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let t = text.trim().trim_start_matches('\u{feff}');
-        // A key passed through an environment file on one line, its newlines written `\n`.
-        let unescaped;
-        let t = if !t.contains('\n') && t.contains("\\n") {
-            unescaped = t.replace("\\n", "\n");
-            unescaped.as_str()
-        } else {
-            t
-        };
-        let key = if t.starts_with("-----BEGIN RSA PRIVATE KEY-----") {
-            RsaPrivateKey::from_pkcs1_pem(t)
-                .map_err(|e| format!("a PKCS#1 PEM key that cannot be read ({e})"))?
-        } else if t.starts_with("-----BEGIN PRIVATE KEY-----") {
-            RsaPrivateKey::from_pkcs8_pem(t)
-                .map_err(|e| format!("a PKCS#8 PEM key that cannot be read ({e})"))?
-        } else if t.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
-            return Err("an encrypted PEM key: give the key without a passphrase (`openssl pkey -in key.pem -out plain.pem`)".into());
-        } else if t.starts_with('<') {
-            rsa_xml(t)?
-        } else {
-            return Err("neither a PEM key (`-----BEGIN RSA PRIVATE KEY-----` or `-----BEGIN PRIVATE KEY-----`) nor SuperOffice's RSA-XML form (`<RSAKeyValue>…`)".into());
-        };
-        key.validate()
-            .map_err(|e| format!("an inconsistent RSA key ({e})"))?;
-        Ok(PrivateKey(Arc::new(key)))
-    }
-
-    /// base64 of the RSA PKCS#1 v1.5 SHA-256 signature of `data` (deterministic: the same key
-    /// and data give the same bytes, as Node's `crypto.createSign('SHA256')` does).
-    pub fn sign(&self, data: &str) -> String {
-        let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new((*self.0).clone());
-        let signature = signer.sign(data.as_bytes());
-        base64::engine::general_purpose::STANDARD.encode(signature.to_bytes())
-    }
-}
-
-/// .NET's `RSA.ToXmlString(true)`: base64 big-endian components.
-fn rsa_xml(text: &str) -> Result<RsaPrivateKey, String> {
-    let field = |name: &str| -> Result<rsa::BigUint, String> {
-        let open = format!("<{name}>");
-        let close = format!("</{name}>");
-        let start = text
-            .find(&open)
-            .ok_or_else(|| format!("RSA-XML without <{name}>: give the private key (with <D>, <P>, <Q>), not the public one"))?
-            + open.len();
-        let len = text[start..]
-            .find(&close)
-            .ok_or_else(|| format!("RSA-XML whose <{name}> is not closed"))?;
-        let b64: String = text[start..start + len]
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect();
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .map_err(|e| format!("RSA-XML whose <{name}> is not base64 ({e})"))?;
-        Ok(rsa::BigUint::from_bytes_be(&bytes))
-    };
-    let (n, e, d, p, q) = (
-        field("Modulus")?,
-        field("Exponent")?,
-        field("D")?,
-        field("P")?,
-        field("Q")?,
-    );
-    RsaPrivateKey::from_components(n, e, d, vec![p, q])
-        .map_err(|e| format!("an RSA-XML key whose components do not fit together ({e})"))
-}
-
-/// The signed system user token for `now`.
-pub fn signed_system_token(
-    key: &PrivateKey,
-    system_user_token: &str,
-    now: DateTime<Utc>,
-) -> String {
-    let data = format!("{system_user_token}.{}", now.format("%Y%m%d%H%M"));
-    let signature = key.sign(&data);
-    format!("{data}.{signature}")
-}
-
-/// The host SuperOffice names by an environment: `sod`, `stage`, `online`, or a URL (a
-/// private endpoint, a simulator).
-pub fn environment_url(environment: &str) -> Result<reqwest::Url, String> {
-    let e = environment.trim();
-    let url = match e {
-        "sod" | "stage" | "online" => format!("https://{e}.superoffice.com"),
-        _ if e.starts_with("https://") || e.starts_with("http://") => e.to_string(),
-        _ => {
-            return Err(format!(
-                "`{e}` is not an environment: give \"sod\" (development), \"stage\", \"online\" (production), or a URL"
-            ));
-        }
-    };
-    reqwest::Url::parse(&url).map_err(|err| format!("`{e}` is not a URL ({err})"))
-}
-
-/// What the state API says of the tenant.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TenantState {
-    /// `Running`, `OnlineMaintenance`, `OfflineMaintenance`, … (a number is named).
-    pub state: String,
-    pub running: bool,
-    /// The tenant's root (`https://sod2.superoffice.com/Cust12345`), under which `/api/v1/…` lie.
-    pub endpoint: Option<reqwest::Url>,
-    pub valid_until: Option<DateTime<Utc>>,
-    /// When it was read.
-    pub read_at: DateTime<Utc>,
-}
-
-impl TenantState {
-    fn fresh(&self, now: DateTime<Utc>) -> bool {
-        let until = self.valid_until.unwrap_or(self.read_at + STATE_DEFAULT_AGE);
-        let until = if self.running {
-            until
-        } else {
-            until.min(self.read_at + DOWN_STATE_MAX_AGE)
-        };
-        now < until
-    }
-}
-
-/// SuperOffice's tenant states by number (sources.md §2).
-fn state_name(v: &Value) -> String {
-    match v.as_i64() {
-        Some(n) => match n {
-            0 => "Unknown",
-            1 => "Provisioning",
-            2 => "Running",
-            3 => "Deleted",
-            4 => "Suspended",
-            5 => "OnlineMaintenance",
-            6 => "OfflineMaintenance",
-            8 => "ProvisioningFailed",
-            10 => "Deleting",
-            11 => "DeleteFailed",
-            12 => "MigrationPending",
-            _ => return format!("state {n}"),
-        }
-        .to_string(),
-        None => v.as_str().unwrap_or("Unknown").to_string(),
-    }
-}
-
-/// A state API answer.
-pub fn parse_state(body: &[u8], now: DateTime<Utc>) -> Result<TenantState, String> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| format!("not JSON ({e}): an HTML page or a cut body?"))?;
-    let o = v
-        .as_object()
-        .ok_or_else(|| "not a JSON object".to_string())?;
-    let f = Fields::new(o);
-    let state = f
-        .get("state")
-        .map(state_name)
-        .unwrap_or_else(|| "Unknown".into());
-    let running = match f.get("isrunning").and_then(Value::as_bool) {
-        Some(b) => b,
-        None => matches!(state.as_str(), "Running" | "OnlineMaintenance"),
-    };
-    let endpoint = match f.text("endpoint") {
-        Some(e) => Some(e),
-        // `Api` is the endpoint plus `/api`.
-        None => f
-            .text("api")
-            .map(|a| a.trim_end_matches('/').trim_end_matches("/api").to_string()),
-    };
-    let endpoint = match endpoint {
-        Some(e) => Some(
-            reqwest::Url::parse(e.trim_end_matches('/'))
-                .map_err(|err| format!("Endpoint `{e}` is not a URL ({err})"))?,
-        ),
-        None => None,
-    };
-    let valid_until = f
-        .text("validuntil")
-        .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
-        .map(|t| t.with_timezone(&Utc));
-    Ok(TenantState {
-        state,
-        running,
-        endpoint,
-        valid_until,
-        read_at: now,
-    })
 }
 
 /// The ticket in use, and which renewal gave it.
@@ -606,53 +397,9 @@ fn error_message(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn environments() {
-        assert_eq!(
-            environment_url("online").unwrap().as_str(),
-            "https://online.superoffice.com/"
-        );
-        assert_eq!(
-            environment_url("http://127.0.0.1:9/").unwrap().as_str(),
-            "http://127.0.0.1:9/"
-        );
-        assert!(
-            environment_url("production")
-                .unwrap_err()
-                .contains("\"sod\"")
-        );
-    }
-
-    #[test]
-    fn state_answers() {
-        let now = Utc::now();
-        let s = parse_state(
-            br#"{"ContextIdentifier":"Cust1","Endpoint":"https://sod2.superoffice.com/Cust1","State":"Running","IsRunning":true,"ValidUntil":"2099-01-01T00:00:00Z","Api":"https://sod2.superoffice.com/Cust1/api"}"#,
-            now,
-        )
-        .unwrap();
-        assert!(s.running && s.fresh(now));
-        assert_eq!(
-            s.endpoint.unwrap().as_str(),
-            "https://sod2.superoffice.com/Cust1"
-        );
-        let s = parse_state(
-            br#"{"State":6,"Api":"https://sod3.superoffice.com/Cust1/api/"}"#,
-            now,
-        )
-        .unwrap();
-        assert_eq!(s.state, "OfflineMaintenance");
-        assert!(!s.running);
-        assert_eq!(
-            s.endpoint.unwrap().as_str(),
-            "https://sod3.superoffice.com/Cust1"
-        );
-        // A down tenant is asked again within minutes, whatever ValidUntil says.
-        let down = parse_state(br#"{"State":"OfflineMaintenance","IsRunning":false,"ValidUntil":"2099-01-01T00:00:00Z"}"#, now).unwrap();
-        assert!(!down.fresh(now + DOWN_STATE_MAX_AGE));
-        assert!(parse_state(b"<html>", now).is_err());
-    }
+    use base64::Engine as _;
+    use rsa::RsaPrivateKey;
+    use rsa::pkcs1::DecodeRsaPrivateKey;
 
     /// A JWT signed with the simulator's first SuperOffice key (kid `so-2026-1`), with `claims`.
     fn token(claims: serde_json::Value) -> String {
@@ -731,38 +478,5 @@ mod tests {
         let mut late = good.clone();
         late["exp"] = json!(now - 30);
         assert!(su.validate(&http, &token(late)).await.is_ok());
-    }
-
-    #[test]
-    fn pem_forms_and_escaped_newlines_give_the_same_key() {
-        use rsa::pkcs8::EncodePrivateKey;
-        let pem = sessionsync_sim::superoffice_online::APPLICATION_KEY_PEM;
-        let k1 = PrivateKey::parse(pem).unwrap();
-        let pkcs8 = k1.0.to_pkcs8_pem(Default::default()).unwrap();
-        let k2 = PrivateKey::parse(&pkcs8).unwrap();
-        let k3 = PrivateKey::parse(&pem.trim().replace('\n', "\\n")).unwrap();
-        let sig = k1.sign("x");
-        assert_eq!(k2.sign("x"), sig);
-        assert_eq!(k3.sign("x"), sig);
-        assert_eq!(format!("{k1:?}"), "PrivateKey([redacted])");
-    }
-
-    #[test]
-    fn keys_are_refused_with_a_reason_that_quotes_nothing() {
-        for (text, word) in [
-            ("hello", "neither"),
-            (
-                "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----",
-                "PKCS#1",
-            ),
-            (
-                "<RSAKeyValue><Modulus>AQAB</Modulus><Exponent>AQAB</Exponent></RSAKeyValue>",
-                "<D>",
-            ),
-        ] {
-            let e = PrivateKey::parse(text).unwrap_err();
-            assert!(e.contains(word), "{e}");
-            assert!(!e.contains("AAAA") && !e.contains("AQAB"), "{e}");
-        }
     }
 }
