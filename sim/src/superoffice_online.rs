@@ -299,7 +299,8 @@ impl Online {
             .rsplit_once('.')
             .ok_or("SignedSystemToken data is not <token>.<time>")?;
         if token != self.creds.system_user_token {
-            return Err("Unknown system user token".into());
+            // Quoting what it was sent, as some services do: a client must not repeat it.
+            return Err(format!("Unknown system user token '{token}'"));
         }
         let at = chrono::NaiveDateTime::parse_from_str(&format!("{stamp}00"), "%Y%m%d%H%M%S")
             .map_err(|_| "The time stamp is not yyyyMMddHHmm")?

@@ -137,6 +137,18 @@ impl SystemUser {
         self.renewals.load(Ordering::Relaxed)
     }
 
+    /// The vendor's words with anything of ours they may quote back (the system user token,
+    /// the client secret) taken out.
+    fn scrub(&self, message: String) -> String {
+        let mut m = message;
+        for secret in [self.system_user_token.expose(), self.app_token.expose()] {
+            if secret.len() >= 4 {
+                m = m.replace(secret, "[redacted]");
+            }
+        }
+        m
+    }
+
     fn env_url(&self, path: &str) -> reqwest::Url {
         crate::http::endpoint_url(&self.environment, path)
     }
@@ -192,8 +204,10 @@ impl SystemUser {
                 // A refusal's reason is in its body (`ErrorMessage`), as with a 200.
                 HttpError::Status { status, body, .. } if (400..500).contains(&status) => {
                     SystemUserError::Refused {
-                        message: error_message(body.as_bytes())
-                            .unwrap_or_else(|| format!("HTTP {status}")),
+                        message: self.scrub(
+                            error_message(body.as_bytes())
+                                .unwrap_or_else(|| format!("HTTP {status}")),
+                        ),
                     }
                 }
                 e => SystemUserError::Http(e),
@@ -215,9 +229,9 @@ impl SystemUser {
             .text("token")
             .filter(|_| ok)
             .ok_or_else(|| SystemUserError::Refused {
-                message: f.text("errormessage").unwrap_or_else(|| {
+                message: self.scrub(f.text("errormessage").unwrap_or_else(|| {
                     "IsSuccessful is false and no ErrorMessage was given".into()
-                }),
+                })),
             })?;
         let (kid, claims) = self.validate(http, &token).await?;
         let claim = |name: &str| {
