@@ -90,9 +90,8 @@ impl Mluvii {
         .map(|_| ())
     }
 
-    /// The id of the listed webhook that calls back this account (`None` also when the
-    /// tenant does not list webhooks).
-    async fn listed_id(&self) -> Result<Option<i64>, SourceError> {
+    /// The registered webhooks, or `None` when the tenant does not list them (404/405).
+    async fn listed_webhooks(&self) -> Result<Option<Vec<Value>>, SourceError> {
         let listed = match self
             .send_json(reqwest::Method::GET, self.url(WEBHOOKS_PATH), None)
             .await
@@ -101,15 +100,20 @@ impl Mluvii {
             Err(SourceError::Http(e)) if matches!(e.status(), Some(404 | 405)) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let items =
-            super::normalize::list_items(&listed.text()).map_err(|detail| SourceError::Body {
+        super::normalize::list_items(&listed.text())
+            .map(Some)
+            .map_err(|detail| SourceError::Body {
                 source_name: SOURCE,
                 account: self.cx.key.account.clone(),
                 endpoint: WEBHOOKS_PATH,
                 detail,
-            })?;
+            })
+    }
+
+    /// The listed webhook that calls back this account.
+    fn ours<'a>(&self, items: &'a [Value]) -> Option<Fields<'a>> {
         let path = self.callback_path();
-        Ok(items
+        items
             .iter()
             .filter_map(Value::as_object)
             .map(Fields::new)
@@ -118,7 +122,15 @@ impl Mluvii {
                     .and_then(|u| reqwest::Url::parse(&u).ok())
                     .is_some_and(|u| u.path().trim_end_matches('/').ends_with(&path))
             })
-            .and_then(|f| f.int("id").ok().flatten()))
+    }
+
+    /// The id of the listed webhook that calls back this account (`None` also when the
+    /// tenant does not list webhooks).
+    async fn listed_id(&self) -> Result<Option<i64>, SourceError> {
+        Ok(self
+            .listed_webhooks()
+            .await?
+            .and_then(|items| self.ours(&items).and_then(|f| f.int("id").ok().flatten())))
     }
 
     /// The path our callback URL ends with.
@@ -351,36 +363,14 @@ impl Webhook for Mluvii {
     }
 
     async fn state(&self) -> Result<WebhookState, SourceError> {
-        let listed = match self
-            .send_json(reqwest::Method::GET, self.url(WEBHOOKS_PATH), None)
-            .await
-        {
-            Ok(r) => r,
-            Err(SourceError::Http(e)) if matches!(e.status(), Some(404 | 405)) => {
-                return Ok(WebhookState::Unknown(
-                    "the API does not list webhooks here; check it in mluvii's settings".into(),
-                ));
-            }
-            Err(e) => return Err(e),
+        let Some(items) = self.listed_webhooks().await? else {
+            return Ok(WebhookState::Unknown(
+                "the API does not list webhooks here; check it in mluvii's settings".into(),
+            ));
         };
-        let items =
-            super::normalize::list_items(&listed.text()).map_err(|detail| SourceError::Body {
-                source_name: SOURCE,
-                account: self.cx.key.account.clone(),
-                endpoint: WEBHOOKS_PATH,
-                detail,
-            })?;
         let path = self.callback_path();
         let account = &self.cx.key.account;
-        let ours = items
-            .iter()
-            .filter_map(Value::as_object)
-            .map(Fields::new)
-            .find(|f| {
-                f.text("callbackurl")
-                    .and_then(|u| reqwest::Url::parse(&u).ok())
-                    .is_some_and(|u| u.path().trim_end_matches('/').ends_with(&path))
-            });
+        let ours = self.ours(&items);
         Ok(match ours {
             Some(f) => {
                 let url = f

@@ -105,15 +105,14 @@ impl SuperOffice {
                         "answered with an HTML page (a login page?) instead of JSON, also with a fresh ticket",
                     ));
                 }
-                (Err(_), Some(421)) if !moved => {
-                    moved = true;
-                    state = su
-                        .tenant_again(http, state.read_at)
-                        .await
-                        .map_err(|e| self.su_error(e))?;
-                }
-                (Err(_), Some(503)) if !rechecked => {
-                    rechecked = true;
+                // Misdirected (the tenant moved), or unavailable (maintenance?): the state API
+                // says where it is and whether it runs, once each.
+                (Err(_), Some(s @ (421 | 503))) if !(if s == 421 { moved } else { rechecked }) => {
+                    if s == 421 {
+                        moved = true;
+                    } else {
+                        rechecked = true;
+                    }
                     state = su
                         .tenant_again(http, state.read_at)
                         .await
