@@ -180,6 +180,8 @@ async fn sync_each(
 }
 
 const TC_KEY: &str = "demo-integration-key";
+/// Requests a simulated SuperOffice ticket answers before it expires.
+const SO_TICKET_REQUESTS: i64 = 100;
 const ML_CLIENT: (&str, &str) = ("demo-api-user", "demo-client-secret");
 
 /// The three simulators with a generated week each.
@@ -218,6 +220,9 @@ impl Sims {
         let so_online = OnlineSim::start(OnlineCredentials::default(), chats)
             .await
             .context("starting the SuperOffice Online simulator")?;
+        // Tickets run out as real ones do (SuperOffice's after 6 idle hours; here after 100
+        // requests): the demo's sync renews them as it goes.
+        so_online.set_ticket_budget(SO_TICKET_REQUESTS);
         Ok(Sims {
             tc,
             so_online,

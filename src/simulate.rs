@@ -99,6 +99,9 @@ async fn superoffice(
     let sim = OnlineSim::start_at(creds.clone(), data, args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
+    // Tickets run out as real ones do (after 6 idle hours at SuperOffice; here after 500
+    // requests), so that a sync renews them.
+    sim.set_ticket_budget(500);
     let env = sim.environment_url();
     crate::outln!(
         "superoffice simulator (SuperOffice Online) with {} sessions: environment (system user flow, JWKS, state API) at {env}, tenant {} on {} (it may move to {})",
@@ -108,7 +111,7 @@ async fn superoffice(
         sim.hosts[1].base_url()
     );
     crate::outln!(
-        "on request: curl -X POST '{env}/sim/maintenance?seconds=60' (a maintenance window), curl -X POST {env}/sim/move (the tenant moves host), curl -X POST {env}/sim/expire-tickets"
+        "tickets expire after 500 requests; on request: curl -X POST '{env}/sim/maintenance?seconds=60' (a maintenance window), curl -X POST {env}/sim/move (the tenant moves host), curl -X POST {env}/sim/expire-tickets"
     );
     crate::outln!(
         "config:\n[[superoffice]]\naccount = \"sim\"\nenvironment = \"{env}\"\ncontext_identifier = \"{}\"\napp_token = \"{}\"\nsystem_user_token = \"{}\"\nprivate_key = \'\'\'\n{}\'\'\'\nstart = \"{}\"\n{SIM_RATE}",

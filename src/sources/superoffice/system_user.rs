@@ -177,6 +177,7 @@ impl SystemUser {
         }
         *slot = None;
         let t = self.authenticate(http).await?;
+        tracing::debug!(context = %self.context, generation = t.generation, "SuperOffice ticket renewed: the tenant refused the one before");
         *slot = Some(t.clone());
         Ok(t)
     }
