@@ -391,3 +391,33 @@ async fn the_newest_record_is_kept_and_exported_with_the_expectation() {
         "{text}"
     );
 }
+
+/// A redirect (to a login page) or an HTML page instead of JSON is a refused credential: the
+/// ticket is renewed once and the request repeated; never followed, and on-site (no flow to
+/// renew with) a clear error.
+#[tokio::test]
+async fn a_login_page_or_redirect_renews_the_ticket_once_and_is_never_followed() {
+    let (_db, sim, h) = setup(5, APPLICATION_KEY_PEM, "concurrency = 1\n").await;
+    sim.tenant.faults().push(sessionsync_sim::Fault::Html, 1);
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(sim.authentications(), 2, "one renewal for the login page");
+    sim.tenant
+        .faults()
+        .push(sessionsync_sim::Fault::Status(302), 1);
+    sim.tenant.update(8, |e| {
+        e["LastMessage"] = serde_json::json!("after a redirect")
+    });
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
+    assert_eq!(sim.authentications(), 3, "one renewal for the redirect");
+    // A login page again right after the renewal: a clear error, no loop.
+    sim.tenant.faults().push(sessionsync_sim::Fault::Html, 2);
+    sim.tenant
+        .update(8, |e| e["LastMessage"] = serde_json::json!("twice"));
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    let e = r.error.unwrap();
+    assert!(e.contains("HTML page") && e.contains("fresh ticket"), "{e}");
+    assert_eq!(sim.authentications(), 4);
+}
