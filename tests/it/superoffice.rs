@@ -809,3 +809,25 @@ async fn the_demos_first_query_gives_a_typical_wait_not_the_traps_average() {
         "the average ({avg} s) is what the median avoids"
     );
 }
+
+/// On-site (a pasted ticket, nothing to renew with): a login page instead of JSON, or a
+/// redirect, is said to be the ticket's end, never followed.
+#[tokio::test]
+async fn on_site_a_login_page_or_redirect_says_the_ticket_expired() {
+    for fault in [
+        sessionsync_sim::Fault::Html,
+        sessionsync_sim::Fault::Status(302),
+    ] {
+        let (_db, sim, h) = setup(data(), "").await;
+        sim.faults().push(fault.clone(), 1);
+        let r = h.sync().await;
+        assert_eq!(r.outcome, Outcome::Failed, "{fault:?}");
+        let e = r.error.unwrap();
+        assert!(
+            e.contains("the ticket expired or was revoked") && !e.contains(TICKET),
+            "{fault:?}: {e}"
+        );
+        // The one request that met it: not retried, nothing followed.
+        assert_eq!(r.totals.requests, 1, "{fault:?}");
+    }
+}
