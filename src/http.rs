@@ -211,15 +211,16 @@ impl HttpClient {
         endpoint: &'static str,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Response, HttpError> {
-        self.send_with(endpoint, &[], build).await
+        self.send_with(endpoint, |_| false, build).await
     }
 
-    /// [`HttpClient::send`], with the statuses in `final_statuses` answered at once instead of
-    /// retried (a source that asks the vendor what a 503 means first).
+    /// [`HttpClient::send`], with the statuses `is_final` picks answered at once instead of
+    /// retried (a source that asks the vendor what a 503 means first, or that must not repeat a
+    /// POST the server may have carried out).
     pub async fn send_with(
         &self,
         endpoint: &'static str,
-        final_statuses: &[u16],
+        is_final: fn(u16) -> bool,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<Response, HttpError> {
         let client = match &self.client {
@@ -243,9 +244,7 @@ impl HttpClient {
         })
         .retry(backoff)
         .sleep(tokio::time::sleep)
-        .when(|e: &AttemptError| {
-            e.retry_reason.is_some() && !e.status.is_some_and(|s| final_statuses.contains(&s))
-        })
+        .when(|e: &AttemptError| e.retry_reason.is_some() && !e.status.is_some_and(is_final))
         .adjust(|e: &AttemptError, backoff_delay| {
             // None means the backoff is used up: stop.
             let delay = backoff_delay?;
@@ -273,7 +272,7 @@ impl HttpClient {
         })
         .await;
         result.map_err(|e| match (e.retry_reason, e.status) {
-            (_, Some(s)) if final_statuses.contains(&s) => HttpError::Status {
+            (_, Some(s)) if is_final(s) => HttpError::Status {
                 source_name: self.source,
                 account: self.account.clone(),
                 endpoint,

@@ -91,7 +91,7 @@ pub async fn write_batch(
     }
     warehouse::clear_rejects(tx, key, &batch.record_keys).await?;
     let new_rejects = warehouse::put_rejects(tx, key, &batch.rejected).await?;
-    let (watermark, state) = match change {
+    let (saved, state) = match change {
         StateChange::Window {
             claim,
             schema,
@@ -120,7 +120,6 @@ pub async fn write_batch(
             (w, None)
         }
     };
-    let (watermark, newest) = (watermark.watermark, watermark.newest);
     Ok(Written {
         counts,
         erased,
@@ -128,8 +127,8 @@ pub async fn write_batch(
         rejected: batch.rejected,
         new_rejects,
         nulled: batch.nulled,
-        watermark,
-        newest,
+        watermark: saved.watermark,
+        newest: saved.newest,
         state,
     })
 }

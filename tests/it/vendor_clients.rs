@@ -91,14 +91,16 @@ async fn superoffices_official_client_parses_the_instants_the_warehouse_stores()
     // The simulator is SuperOffice Online: sessionsync's own system user flow gets the ticket and
     // the tenant's host from it, and the official client uses them.
     let su = sessionsync::sources::superoffice::system_user::SystemUser::new(
-        value("environment").parse().unwrap(),
-        value("context_identifier"),
-        sessionsync::config::Secret::new(value("app_token")),
-        sessionsync::config::Secret::new(value("system_user_token")),
-        sessionsync::sources::superoffice::system_user::PrivateKey::parse(
-            sessionsync_sim::superoffice_online::APPLICATION_KEY_PEM,
-        )
-        .unwrap(),
+        sessionsync::sources::superoffice::config::SystemUserConfig {
+            environment: value("environment").parse().unwrap(),
+            context_identifier: value("context_identifier"),
+            app_token: sessionsync::config::Secret::new(value("app_token")),
+            system_user_token: sessionsync::config::Secret::new(value("system_user_token")),
+            private_key: sessionsync::sources::superoffice::system_user::PrivateKey::parse(
+                sessionsync_sim::superoffice_online::APPLICATION_KEY_PEM,
+            )
+            .unwrap(),
+        },
     );
     let http = sessionsync::http::HttpClient::new(
         "superoffice",

@@ -46,16 +46,16 @@ impl Mluvii {
         url: reqwest::Url,
         body: Option<String>,
     ) -> Result<crate::http::Response, SourceError> {
-        self.send_json_with(method, url, body, &[]).await
+        self.send_json_with(method, url, body, |_| false).await
     }
 
-    /// [`Mluvii::send_json`] with `final_statuses` answered at once, not retried.
+    /// [`Mluvii::send_json`] with the statuses `is_final` picks answered at once, not retried.
     async fn send_json_with(
         &self,
         method: reqwest::Method,
         url: reqwest::Url,
         body: Option<String>,
-        final_statuses: &[u16],
+        is_final: fn(u16) -> bool,
     ) -> Result<crate::http::Response, SourceError> {
         let token = self
             .tokens
@@ -64,7 +64,7 @@ impl Mluvii {
             .map_err(|e| self.auth_error(e))?;
         self.cx
             .http
-            .send_with(WEBHOOKS_PATH, final_statuses, |c| {
+            .send_with(WEBHOOKS_PATH, is_final, |c| {
                 let rb = c
                     .request(method.clone(), url.clone())
                     .bearer_auth(token.value.expose())
@@ -78,6 +78,63 @@ impl Mluvii {
             })
             .await
             .map_err(SourceError::Http)
+    }
+
+    /// Registers the webhook `body` describes, or updates the one that exists (409). A POST
+    /// answered with a 5xx may still have created it: it is not sent again before the list shows
+    /// whether it was (no duplicate webhooks).
+    async fn create_or_update(&self, body: &str) -> Result<String, SourceError> {
+        match self.post_webhook(body, |s| (500..600).contains(&s)).await {
+            Err(SourceError::Http(HttpError::Status { status, .. }))
+                if (500..600).contains(&status) =>
+            {
+                match self.listed_id().await? {
+                    Some(id) => {
+                        self.put_webhook(id, body).await?;
+                        Ok(format!("updated webhook {id}"))
+                    }
+                    None => self.post_webhook(body, |_| false).await,
+                }
+            }
+            answer => answer,
+        }
+    }
+
+    /// One registration POST (the statuses `is_final` picks are not retried); a 409 (one
+    /// exists) updates the existing webhook.
+    async fn post_webhook(
+        &self,
+        body: &str,
+        is_final: fn(u16) -> bool,
+    ) -> Result<String, SourceError> {
+        let sent = self
+            .send_json_with(
+                reqwest::Method::POST,
+                self.url(WEBHOOKS_PATH),
+                Some(body.to_string()),
+                is_final,
+            )
+            .await;
+        match sent {
+            Ok(r) => Ok(match first_id(&r.text()) {
+                Some(id) => format!("registered webhook {id}"),
+                None => "registered a webhook".into(),
+            }),
+            Err(SourceError::Http(HttpError::Status {
+                status: 409,
+                body: answer,
+                ..
+            })) => {
+                let id = first_id(&answer).ok_or_else(|| {
+                    self.vendor(format!(
+                        "{WEBHOOKS_PATH} answered 409 (a webhook exists) without its id"
+                    ))
+                })?;
+                self.put_webhook(id, body).await?;
+                Ok(format!("updated webhook {id}"))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn put_webhook(&self, id: i64, body: &str) -> Result<(), SourceError> {
@@ -275,62 +332,11 @@ impl Webhook for Mluvii {
         }
         let mut events: Vec<&str> = EVENTS.to_vec();
         let mut refused: Vec<&str> = Vec::new();
-        let mut after_5xx = false;
         let what = loop {
             // mluvii's published swagger (`WebhookModel`) names them in camelCase.
             let body =
                 json!({ "eventTypes": events, "callbackUrl": callback.as_str() }).to_string();
-            // A POST that failed with a 5xx may still have created the webhook: it is not sent
-            // again before the list shows whether it was (no duplicate webhooks).
-            let existing = if after_5xx {
-                self.listed_id().await?
-            } else {
-                None
-            };
-            let answer = match existing {
-                Some(id) => self
-                    .put_webhook(id, &body)
-                    .await
-                    .map(|_| format!("updated webhook {id}")),
-                None => {
-                    let five_xx: Vec<u16> = (500..600).collect();
-                    match self
-                        .send_json_with(
-                            reqwest::Method::POST,
-                            self.url(WEBHOOKS_PATH),
-                            Some(body.clone()),
-                            if after_5xx { &[] } else { &five_xx },
-                        )
-                        .await
-                    {
-                        Ok(r) => Ok(match first_id(&r.text()) {
-                            Some(id) => format!("registered webhook {id}"),
-                            None => "registered a webhook".into(),
-                        }),
-                        Err(SourceError::Http(HttpError::Status {
-                            status: 409,
-                            body: answer,
-                            ..
-                        })) => {
-                            let id = first_id(&answer).ok_or_else(|| {
-                                self.vendor(format!(
-                                    "{WEBHOOKS_PATH} answered 409 (a webhook exists) without its id"
-                                ))
-                            })?;
-                            self.put_webhook(id, &body)
-                                .await
-                                .map(|_| format!("updated webhook {id}"))
-                        }
-                        Err(SourceError::Http(HttpError::Status { status, .. }))
-                            if (500..600).contains(&status) && !after_5xx =>
-                        {
-                            after_5xx = true;
-                            continue;
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-            };
+            let answer = self.create_or_update(&body).await;
             match answer {
                 Ok(what) => break what,
                 // A tenant that does not know some event types (older and on-site ones know

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::config::{SOURCE, SuperOfficeAuth};
 use super::read::SuperOffice;
-use super::system_user::{SystemUser, SystemUserError, TenantState, Ticket};
+use super::system_user::{SystemUserError, TenantState, Ticket};
 use crate::engine::SourceError;
 use crate::http::{HttpError, Response};
 
@@ -82,44 +82,47 @@ impl SuperOffice {
             let root = self.root(&state, &ticket)?;
             let url = crate::http::endpoint_url(&root, rel);
             // A 503 is first asked of the state API (maintenance?), not retried blindly.
-            let final_statuses: &[u16] = if rechecked { &[] } else { &[503] };
+            let is_final: fn(u16) -> bool = if rechecked { |_| false } else { |s| s == 503 };
             let answer = http
-                .send_with(endpoint, final_statuses, |c| {
+                .send_with(endpoint, is_final, |c| {
                     self.headers(build(c, url.clone()), Some(&ticket))
                 })
                 .await;
-            let status = match answer {
-                Ok(r) if !html_page(&r) => return Ok(r),
-                Ok(_) => None,
-                Err(ref e) => e.status(),
+            // What the answer means: a login page counts as a refused credential too.
+            let (status, login_page) = match &answer {
+                Ok(r) if !html_page(r) => return answer.map_err(|e| self.http_error(e)),
+                Ok(_) => (None, true),
+                Err(e) => (e.status(), false),
             };
-            match (answer, status) {
-                (Ok(_), _) | (Err(_), Some(401 | 300..=399)) if !renewed => {
-                    renewed = true;
-                    su.renew(http, ticket.generation)
-                        .await
-                        .map_err(|e| self.su_error(e))?;
-                }
-                (Ok(_), _) => {
-                    return Err(self.credential_refused(
-                        "answered with an HTML page (a login page?) instead of JSON, also with a fresh ticket",
-                    ));
-                }
-                // Misdirected (the tenant moved), or unavailable (maintenance?): the state API
-                // says where it is and whether it runs, once each.
-                (Err(_), Some(s @ (421 | 503))) if !(if s == 421 { moved } else { rechecked }) => {
-                    if s == 421 {
-                        moved = true;
-                    } else {
-                        rechecked = true;
-                    }
-                    state = su
-                        .tenant_again(http, state.read_at)
-                        .await
-                        .map_err(|e| self.su_error(e))?;
-                }
-                (Err(e), _) => return Err(self.http_error(e)),
+            if (login_page || refused_credential(status)) && !renewed {
+                renewed = true;
+                su.renew(http, ticket.generation)
+                    .await
+                    .map_err(|e| self.su_error(e))?;
+                continue;
             }
+            // Misdirected (the tenant moved), or unavailable (maintenance?): the state API says
+            // where it is and whether it runs, once each.
+            let mut other = true;
+            let asked = match status {
+                Some(421) => &mut moved,
+                Some(503) => &mut rechecked,
+                _ => &mut other,
+            };
+            if !*asked {
+                *asked = true;
+                state = su
+                    .tenant_again(http, state.read_at)
+                    .await
+                    .map_err(|e| self.su_error(e))?;
+                continue;
+            }
+            return Err(match answer {
+                Ok(_) => self.credential_refused(
+                    "answered with an HTML page (a login page?) instead of JSON, also with a fresh ticket",
+                ),
+                Err(e) => self.http_error(e),
+            });
         }
     }
 
@@ -185,7 +188,7 @@ impl SuperOffice {
                 let app = self
                     .system_user
                     .as_ref()
-                    .map_or("", |su| su.app_token().expose());
+                    .map_or("", |su| su.config().app_token.expose());
                 rb.header("Authorization", format!("SOTICKET {}", t.value.expose()))
                     .header("SO-AppToken", app)
             }
@@ -271,10 +274,5 @@ impl SuperOffice {
             state: state.state.clone(),
             until: state.valid_until,
         }
-    }
-
-    /// The system user of this account, if it uses the flow.
-    pub(super) fn system_user(&self) -> Option<&SystemUser> {
-        self.system_user.as_ref()
     }
 }

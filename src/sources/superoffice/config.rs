@@ -2,7 +2,8 @@
 
 use serde::Deserialize;
 
-use super::system_user::{self, PrivateKey};
+use super::signing::PrivateKey;
+use super::tenant::environment_url;
 use crate::config::{self, AccountSettings, Common, KeyProblem, Secret, SourceConfig};
 use crate::config::{HttpSettings, StreamSettings};
 
@@ -148,8 +149,7 @@ fn read(
                     ));
                 }
             }
-            let environment =
-                system_user::environment_url(&env).map_err(|e| (k("environment"), e))?;
+            let environment = environment_url(&env).map_err(|e| (k("environment"), e))?;
             let context_identifier = m
                 .context_identifier
                 .map(|c| c.trim().to_string())

@@ -76,13 +76,7 @@ pub(super) struct Remembered {
 impl SuperOffice {
     pub fn new(settings: SuperOfficeSettings, cx: Arc<SourceContext>) -> Self {
         let system_user = match &settings.auth {
-            SuperOfficeAuth::SystemUser(c) => Some(SystemUser::new(
-                c.environment.clone(),
-                c.context_identifier.clone(),
-                c.app_token.clone(),
-                c.system_user_token.clone(),
-                c.private_key.clone(),
-            )),
+            SuperOfficeAuth::SystemUser(c) => Some(SystemUser::new(c.clone())),
             _ => None,
         };
         SuperOffice {

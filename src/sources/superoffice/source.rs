@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
-use chrono::{SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde_json::Value;
 
 use super::config::{SuperOfficeMode, SuperOfficeSettings};
@@ -39,14 +39,14 @@ impl Source for SuperOffice {
     /// account's `timezone`. Lines that begin `FAIL: ` or `WARN: ` are shown as such.
     async fn check(&self) -> Result<String, SourceError> {
         let mut lines = Vec::new();
-        if let Some(su) = self.system_user() {
+        if let Some(su) = &self.system_user {
             let ticket = su
                 .ticket(&self.cx.http)
                 .await
                 .map_err(|e| self.su_error(e))?;
             lines.push(format!(
                 "signed system user token accepted for tenant {} (PartnerSystemUser/Authenticate)",
-                su.context()
+                su.config().context_identifier
             ));
             lines.push(format!(
                 "JWT verified: RS256 with JWKS key id `{}`, issuer `SuperOffice AS`, audience spn:<serial>, exp/nbf",
@@ -69,11 +69,17 @@ impl Source for SuperOffice {
             }
             lines.push(format!("tenant state {} at {host}", state.state));
         }
+        let tz = self.settings.timezone;
+        let since = Utc::now() - crate::engine::SILENCE_CHECK;
+        // One call: what it answered, a chat to judge the dates by, and (for_user, whose list is
+        // whole) whether a chat of the last 30 days is visible.
         let answered = match self.settings.mode {
             SuperOfficeMode::ForUser => self.entities_for_user().await.map(|list| {
+                let recent = list.iter().any(|v| requested_since(v, since, tz));
                 (
                     format!("{} chat sessions for the API user", list.len()),
                     list.into_iter().next(),
+                    Some(recent),
                 )
             }),
             SuperOfficeMode::Archive => match self.list_rows("chatSessionId gt 0", Some(1)).await {
@@ -81,43 +87,45 @@ impl Source for SuperOffice {
                     Some(id) => self
                         .get_json(ENTITY_PATH, &format!("{LIST_PATH}/{id}"))
                         .await
-                        .map(|s| ("the ChatSession archive lists chats".to_string(), s)),
+                        .map(|s| ("the ChatSession archive lists chats".to_string(), s, None)),
                     None => Ok((
                         "the ChatSession archive lists no chat yet".to_string(),
+                        None,
                         None,
                     )),
                 },
                 Err(e) => Err(e),
             },
         };
-        match answered {
-            Ok((what, sample)) => lines.push(format!(
-                "one authenticated call answered ({what}); {}",
-                dates_verdict(sample.as_ref(), self.settings.timezone)
-            )),
+        let recent = match answered {
+            Ok((what, sample, recent)) => {
+                lines.push(format!(
+                    "one authenticated call answered ({what}); {}",
+                    dates_verdict(sample.as_ref(), tz)
+                ));
+                Some(recent)
+            }
             Err(e) if lines.is_empty() => return Err(e),
-            Err(e) => lines.push(format!("FAIL: one authenticated call failed: {e}")),
-        }
-        if lines.iter().all(|l| !l.starts_with("FAIL")) {
-            let seen = match self.settings.mode {
-                SuperOfficeMode::ForUser => self.entities_for_user().await.map(|list| {
-                    list.iter().any(|v| {
-                        v.as_object()
-                            .and_then(|o| Fields::new(o).text("whenrequested"))
-                            .and_then(|t| lenient::read_date(&t, self.settings.timezone))
-                            .is_some_and(|d| matches!(d, lenient::DateValue::Set(t) if t > Utc::now() - crate::engine::SILENCE_CHECK))
-                    })
-                }),
-                SuperOfficeMode::Archive => {
-                    let since = Utc::now() - crate::engine::SILENCE_CHECK;
+            Err(e) => {
+                lines.push(format!("FAIL: one authenticated call failed: {e}"));
+                None
+            }
+        };
+        if let Some(recent) = recent {
+            let recent = match recent {
+                Some(r) => Ok(r),
+                // The archive is asked for one chat requested since then.
+                None => {
                     let filter = format!(
                         "whenRequested afterTime '{}'",
-                        super::read::filter_time(since, self.settings.timezone)
+                        super::read::filter_time(since, tz)
                     );
-                    self.list_rows(&filter, Some(1)).await.map(|r| !r.is_empty())
+                    self.list_rows(&filter, Some(1))
+                        .await
+                        .map(|r| !r.is_empty())
                 }
             };
-            match seen {
+            match recent {
                 Ok(true) => {}
                 Ok(false) => lines.push(match self.settings.mode {
                     SuperOfficeMode::ForUser => "WARN: no chat requested in the last 30 days is visible: ChatSessionsForUser lists only the chats the user is a member of (Can Respond, Notifications, Listen or Manager of their chat topics); set mode = \"archive\", or make the user a member".to_string(),
@@ -126,7 +134,7 @@ impl Source for SuperOffice {
                 Err(e) => lines.push(format!("FAIL: looking for chats of the last 30 days failed: {e}")),
             }
         }
-        if self.system_user().is_some() && self.settings.mode == SuperOfficeMode::ForUser {
+        if self.system_user.is_some() && self.settings.mode == SuperOfficeMode::ForUser {
             lines.push("WARN: mode `for_user` with a system user: it sees only the chats it is a member of (Can Respond, Notifications, Listen or Manager), often none; set mode = \"archive\" to read every chat of the tenant".into());
         }
         Ok(lines.join("\n"))
@@ -259,6 +267,16 @@ impl Source for SuperOffice {
             gone,
         })
     }
+}
+
+/// Whether an entity was requested at or after `since` (its `WhenRequested`, read in `tz` when
+/// it has no offset; "not set" is not).
+fn requested_since(entity: &Value, since: DateTime<Utc>, tz: chrono_tz::Tz) -> bool {
+    entity
+        .as_object()
+        .and_then(|o| Fields::new(o).text("whenrequested"))
+        .and_then(|t| lenient::read_date(&t, tz))
+        .is_some_and(|d| matches!(d, lenient::DateValue::Set(t) if t >= since))
 }
 
 /// Whether a date string carries its offset (`Z`, `+01:00`, `+0100`).

@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 pub use super::signing::{PrivateKey, signed_system_token};
 pub use super::tenant::{TenantState, environment_url, parse_state};
 
+use super::config::SystemUserConfig;
 use crate::http::{HttpClient, HttpError};
 use crate::secret::Secret;
 use crate::sources::lenient::Fields;
@@ -75,20 +76,11 @@ pub struct Ticket {
     pub webapi_url: Option<String>,
 }
 
-/// What `check` reports of each step.
-pub struct Steps {
-    pub kid: String,
-    pub state: TenantState,
-}
-
 /// One account's system user: its credentials, its ticket, the JWKS and the tenant's state.
 pub struct SystemUser {
-    environment: reqwest::Url,
-    context: String,
-    app_token: Secret,
-    system_user_token: Secret,
-    key: PrivateKey,
+    config: SystemUserConfig,
     ticket: tokio::sync::Mutex<Option<Ticket>>,
+    /// Tickets fetched so far: the generation of the next one.
     renewals: AtomicU64,
     jwks: tokio::sync::Mutex<Option<JwkSet>>,
     tenant: tokio::sync::Mutex<Option<TenantState>>,
@@ -97,26 +89,15 @@ pub struct SystemUser {
 impl std::fmt::Debug for SystemUser {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SystemUser")
-            .field("environment", &self.environment.as_str())
-            .field("context", &self.context)
+            .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
 
 impl SystemUser {
-    pub fn new(
-        environment: reqwest::Url,
-        context: String,
-        app_token: Secret,
-        system_user_token: Secret,
-        key: PrivateKey,
-    ) -> Self {
+    pub fn new(config: SystemUserConfig) -> Self {
         SystemUser {
-            environment,
-            context,
-            app_token,
-            system_user_token,
-            key,
+            config,
             ticket: Default::default(),
             renewals: AtomicU64::new(0),
             jwks: Default::default(),
@@ -124,24 +105,17 @@ impl SystemUser {
         }
     }
 
-    pub fn app_token(&self) -> &Secret {
-        &self.app_token
-    }
-
-    pub fn context(&self) -> &str {
-        &self.context
-    }
-
-    /// How many times a ticket was fetched (the first one included).
-    pub fn renewals(&self) -> u64 {
-        self.renewals.load(Ordering::Relaxed)
+    /// Its keys, as configured.
+    pub fn config(&self) -> &SystemUserConfig {
+        &self.config
     }
 
     /// The vendor's words with anything of ours they may quote back (the system user token,
     /// the client secret) taken out.
     fn scrub(&self, message: String) -> String {
         let mut m = message;
-        for secret in [self.system_user_token.expose(), self.app_token.expose()] {
+        let c = &self.config;
+        for secret in [c.system_user_token.expose(), c.app_token.expose()] {
             if secret.len() >= 4 {
                 m = m.replace(secret, "[redacted]");
             }
@@ -150,7 +124,7 @@ impl SystemUser {
     }
 
     fn env_url(&self, path: &str) -> reqwest::Url {
-        crate::http::endpoint_url(&self.environment, path)
+        crate::http::endpoint_url(&self.config.environment, path)
     }
 
     /// The ticket in use; the first call fetches one.
@@ -177,18 +151,19 @@ impl SystemUser {
         }
         *slot = None;
         let t = self.authenticate(http).await?;
-        tracing::debug!(context = %self.context, generation = t.generation, "SuperOffice ticket renewed: the tenant refused the one before");
+        tracing::debug!(context = %self.config.context_identifier, generation = t.generation, "SuperOffice ticket renewed: the tenant refused the one before");
         *slot = Some(t.clone());
         Ok(t)
     }
 
     /// Signs the system user token, trades it for a JWT, validates that, and takes its ticket.
     async fn authenticate(&self, http: &HttpClient) -> Result<Ticket, SystemUserError> {
-        let signed = signed_system_token(&self.key, self.system_user_token.expose(), Utc::now());
+        let c = &self.config;
+        let signed = signed_system_token(&c.private_key, c.system_user_token.expose(), Utc::now());
         let body = json!({
             "SignedSystemToken": signed,
-            "ApplicationToken": self.app_token.expose(),
-            "ContextIdentifier": self.context,
+            "ApplicationToken": c.app_token.expose(),
+            "ContextIdentifier": c.context_identifier,
             "ReturnTokenType": "JWT",
         })
         .to_string();
@@ -378,7 +353,7 @@ impl SystemUser {
     }
 
     async fn read_state(&self, http: &HttpClient) -> Result<TenantState, SystemUserError> {
-        let url = self.env_url(&STATE_PATH.replace("{ctx}", &self.context));
+        let url = self.env_url(&STATE_PATH.replace("{ctx}", &self.config.context_identifier));
         let r = http
             .send(STATE_PATH, |c| {
                 c.get(url.clone()).header("Accept", "application/json")
@@ -387,17 +362,6 @@ impl SystemUser {
         parse_state(&r.body, Utc::now()).map_err(|detail| SystemUserError::Body {
             endpoint: STATE_PATH,
             detail,
-        })
-    }
-
-    /// Every step of the flow, for `check`: a ticket (signed token accepted, JWT verified), the
-    /// tenant's state.
-    pub async fn steps(&self, http: &HttpClient) -> Result<Steps, SystemUserError> {
-        let ticket = self.ticket(http).await?;
-        let state = self.tenant(http).await?;
-        Ok(Steps {
-            kid: ticket.kid,
-            state,
         })
     }
 }
@@ -446,13 +410,16 @@ mod tests {
             {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": "so-2026-1", "n": b(key.n()), "e": b(key.e())}
         ]}))
         .unwrap();
-        let su = SystemUser::new(
-            "http://127.0.0.1:9".parse().unwrap(),
-            "Cust1".into(),
-            Secret::new("a"),
-            Secret::new("t"),
-            PrivateKey::parse(sessionsync_sim::superoffice_online::APPLICATION_KEY_PEM).unwrap(),
-        );
+        let su = SystemUser::new(SystemUserConfig {
+            environment: "http://127.0.0.1:9".parse().unwrap(),
+            context_identifier: "Cust1".into(),
+            app_token: Secret::new("a"),
+            system_user_token: Secret::new("t"),
+            private_key: PrivateKey::parse(
+                sessionsync_sim::superoffice_online::APPLICATION_KEY_PEM,
+            )
+            .unwrap(),
+        });
         *su.jwks.lock().await = Some(jwks);
         let http = HttpClient::new(
             "superoffice",

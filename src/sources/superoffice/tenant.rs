@@ -6,9 +6,6 @@ use serde_json::Value;
 
 use crate::sources::lenient::Fields;
 
-/// A state that says the tenant is not running is never reused: each run asks the state API
-/// (one request to the environment's host, none to the tenant) whether it runs again.
-pub const DOWN_STATE_MAX_AGE: TimeDelta = TimeDelta::zero();
 /// A state without a readable `ValidUntil` is kept this long.
 const STATE_DEFAULT_AGE: TimeDelta = TimeDelta::minutes(5);
 
@@ -42,14 +39,11 @@ pub struct TenantState {
 }
 
 impl TenantState {
+    /// Whether it may be used without asking again: a running tenant's state until its
+    /// `ValidUntil`; a state that says the tenant is not running never (each run asks the state
+    /// API, one request to the environment's host and none to the tenant, whether it runs again).
     pub(super) fn fresh(&self, now: DateTime<Utc>) -> bool {
-        let until = self.valid_until.unwrap_or(self.read_at + STATE_DEFAULT_AGE);
-        let until = if self.running {
-            until
-        } else {
-            until.min(self.read_at + DOWN_STATE_MAX_AGE)
-        };
-        now < until
+        self.running && now < self.valid_until.unwrap_or(self.read_at + STATE_DEFAULT_AGE)
     }
 }
 
@@ -165,7 +159,7 @@ mod tests {
         );
         // A down tenant is asked again within minutes, whatever ValidUntil says.
         let down = parse_state(br#"{"State":"OfflineMaintenance","IsRunning":false,"ValidUntil":"2099-01-01T00:00:00Z"}"#, now).unwrap();
-        assert!(!down.fresh(now + DOWN_STATE_MAX_AGE));
+        assert!(!down.fresh(now));
         assert!(parse_state(b"<html>", now).is_err());
     }
 }
