@@ -71,7 +71,8 @@ async fn main() -> anyhow::Result<()> {
         },
         webhooks: None,
         privacy: Default::default(),
-        accounts: vec![Box::new(MluviiSettings {
+        accounts: vec![Account {
+            kind: &sessionsync::sources::mluvii::KIND,
             stream: StreamSettings {
                 account: "bench".into(),
                 enabled: true,
@@ -89,14 +90,16 @@ async fn main() -> anyhow::Result<()> {
                 requests_per_second: client_rps,
                 max_response_mb: 256,
             },
-            base_url: sim.base_url().parse()?,
-            client_id: "bench".into(),
-            client_secret: Secret::new("bench-secret"),
-            concurrency,
-            page_size: 1000,
-            webhook: None,
-            max_open_age: Duration::from_secs(7 * 86400),
-        })],
+            settings: std::sync::Arc::new(MluviiSettings {
+                base_url: sim.base_url().parse()?,
+                client_id: "bench".into(),
+                client_secret: Secret::new("bench-secret"),
+                concurrency,
+                page_size: 1000,
+                webhook: None,
+                max_open_age: Duration::from_secs(7 * 86400),
+            }),
+        }],
     };
     Warehouse::new(&settings.warehouse)?
         .conn()

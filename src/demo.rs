@@ -9,7 +9,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::{TimeDelta, Utc};
 
-use crate::config::{HttpSettings, Schedule, Secret, Settings, StreamSettings, WarehouseSettings};
+use crate::config::{
+    Account, HttpSettings, Schedule, Secret, Settings, StreamSettings, WarehouseSettings,
+};
 use crate::engine::Stream;
 use crate::sources::mluvii::MluviiSettings;
 use crate::sources::superoffice::config::SystemUserConfig;
@@ -288,54 +290,63 @@ impl Sims {
             webhooks: None,
             privacy: demo_privacy(),
             accounts: vec![
-                Box::new(SuperOfficeSettings {
+                Account {
+                    kind: &crate::sources::superoffice::KIND,
                     stream: StreamSettings {
                         // Early enough for the seed documents' own samples (2001–2023) to land too.
                         start: "2000-01-01T00:00:00Z".parse().expect("a constant date"),
                         ..stream.clone()
                     },
                     http: http(1000.0),
-                    base_url: None,
-                    auth: SuperOfficeAuth::SystemUser(SystemUserConfig {
-                        environment: url_of(self.so_online.environment_url()),
-                        context_identifier: self.so_online.creds.context.clone(),
-                        app_token: Secret::new(self.so_online.creds.app_token.clone()),
-                        system_user_token: Secret::new(
-                            self.so_online.creds.system_user_token.clone(),
-                        ),
-                        private_key: PrivateKey::parse(APPLICATION_KEY_PEM)
-                            .expect("the simulator's key"),
+                    settings: Arc::new(SuperOfficeSettings {
+                        base_url: None,
+                        auth: SuperOfficeAuth::SystemUser(SystemUserConfig {
+                            environment: url_of(self.so_online.environment_url()),
+                            context_identifier: self.so_online.creds.context.clone(),
+                            app_token: Secret::new(self.so_online.creds.app_token.clone()),
+                            system_user_token: Secret::new(
+                                self.so_online.creds.system_user_token.clone(),
+                            ),
+                            private_key: PrivateKey::parse(APPLICATION_KEY_PEM)
+                                .expect("the simulator's key"),
+                        }),
+                        mode: SuperOfficeMode::Archive,
+                        messages: true,
+                        concurrency: 8,
+                        page_size: 1000,
+                        webhook_secret: Some(Secret::new("demo-webhook-secret")),
+                        timezone: chrono_tz::UTC,
                     }),
-                    mode: SuperOfficeMode::Archive,
-                    messages: true,
-                    concurrency: 8,
-                    page_size: 1000,
-                    webhook_secret: Some(Secret::new("demo-webhook-secret")),
-                    timezone: chrono_tz::UTC,
-                }),
-                Box::new(MluviiSettings {
+                },
+                Account {
+                    kind: &crate::sources::mluvii::KIND,
                     stream: stream.clone(),
                     http: http(1000.0),
-                    base_url: url_of(self.ml.base_url()),
-                    client_id: ML_CLIENT.0.into(),
-                    client_secret: Secret::new(ML_CLIENT.1),
-                    concurrency: 8,
-                    page_size: 1000,
-                    max_open_age: std::time::Duration::from_secs(7 * 86400),
-                    webhook: Some(crate::sources::mluvii::config::BasicCredentials {
-                        user: "demo-hook".into(),
-                        password: Secret::new("demo-hook-password"),
+                    settings: Arc::new(MluviiSettings {
+                        base_url: url_of(self.ml.base_url()),
+                        client_id: ML_CLIENT.0.into(),
+                        client_secret: Secret::new(ML_CLIENT.1),
+                        concurrency: 8,
+                        page_size: 1000,
+                        max_open_age: std::time::Duration::from_secs(7 * 86400),
+                        webhook: Some(crate::sources::mluvii::config::BasicCredentials {
+                            user: "demo-hook".into(),
+                            password: Secret::new("demo-hook-password"),
+                        }),
                     }),
-                }),
-                Box::new(TakeControlSettings {
+                },
+                Account {
+                    kind: &crate::sources::takecontrol::KIND,
                     stream,
                     http: http(20.0),
-                    api: TakeControlApi::Rest,
-                    base_url: url_of(self.tc.base_url()),
-                    api_key: Secret::new(TC_KEY),
-                    timezone: chrono_tz::UTC,
-                    output_format: OutputFormat::Xml,
-                }),
+                    settings: Arc::new(TakeControlSettings {
+                        api: TakeControlApi::Rest,
+                        base_url: url_of(self.tc.base_url()),
+                        api_key: Secret::new(TC_KEY),
+                        timezone: chrono_tz::UTC,
+                        output_format: OutputFormat::Xml,
+                    }),
+                },
             ],
         }
     }

@@ -48,7 +48,7 @@ pub(super) async fn check(path: Option<std::path::PathBuf>) -> Result<u8, Failur
     );
     warehouse(&settings, &mut lines).await;
     // One quick try each: a check should answer in seconds, not ride out an outage.
-    for h in settings.accounts.iter_mut().map(|a| a.http_mut()) {
+    for h in settings.accounts.iter_mut().map(|a| &mut a.http) {
         h.max_retries = 1;
         h.max_retry_wait = Duration::from_secs(2);
         h.timeout = h.timeout.min(Duration::from_secs(15));

@@ -409,7 +409,7 @@ async fn register_webhook(
     public_url: reqwest::Url,
 ) -> Result<u8, Failure> {
     let mut settings = load(path)?;
-    for h in settings.accounts.iter_mut().map(|a| a.http_mut()) {
+    for h in settings.accounts.iter_mut().map(|a| &mut a.http) {
         h.max_retries = h.max_retries.min(2);
     }
     let metrics = Arc::new(Metrics::new());

@@ -1,102 +1,127 @@
 //! The `[[source]]` entries: what every entry takes ([`Common`], read here with the source's
-//! defaults), the seam a source implements to read the rest ([`SourceConfig`]), and what a parsed
-//! account is ([`AccountSettings`]: it builds its own source).
+//! defaults), what a source declares to read the rest ([`SourceKind`], over its own
+//! [`SourceSettings`]), and what a parsed account is ([`Account`]: it builds its own source).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde::Deserialize;
 
 use super::{
     HttpSettings, KeyProblem, StreamFields, StreamSettings, http_settings, stream_settings,
 };
+use crate::engine::{Source, SourceContext};
+use crate::model::StreamKey;
 
-/// A source system's part of the config file: the `[[name]]` entries it reads. Each source
-/// implements it in its own folder (`sources/<name>/config.rs`); the list of sources
-/// (`sources::SOURCES`) hands it to [`Settings::load`].
-pub trait SourceConfig: Sync {
+/// A source system as the config file and the engine know it: the name of its `[[name]]`
+/// entries and of its stream, its defaults for the keys every entry takes, its inventory of
+/// personal data, and the type of its own settings. Each source declares one, in its folder's
+/// `mod.rs` (`pub const KIND`), and the list of sources (`sources::SOURCES`) holds them.
+pub struct SourceKind {
     /// The name of its `[[name]]` entries (and of `--source`).
-    fn name(&self) -> &'static str;
+    pub name: &'static str,
     /// The name of its stream (`sync_state.stream`, `sync_runs.stream`).
-    fn stream(&self) -> &'static str {
-        "sessions"
-    }
+    pub stream: &'static str,
     /// Its defaults for the keys every entry takes.
-    fn defaults(&self) -> CommonDefaults {
-        CommonDefaults::default()
-    }
-    /// Reads and checks its own keys of one entry (its `${VAR}`s already replaced; the keys
-    /// every entry takes already read into `common`, and taken out). Errors name a key under
-    /// `prefix` (e.g. `mluvii[0]`). Read the entry with [`entry`].
-    fn account(
-        &self,
-        entry: toml::Value,
-        prefix: &str,
-        common: Common,
-    ) -> Result<Box<dyn AccountSettings>, KeyProblem>;
+    pub defaults: CommonDefaults,
     /// Where its records and tables hold personal data (its `personal.rs`); `None` for a
     /// source that stores none.
-    fn inventory(&self) -> Option<&'static crate::privacy::Inventory> {
-        None
-    }
+    pub inventory: Option<&'static crate::privacy::Inventory>,
+    read: fn(toml::Value, &str) -> Result<Arc<dyn SourceSettings>, KeyProblem>,
 }
 
-/// One configured account of some source: what every account has, and how its stream's
-/// source part is built from the source's own settings.
-pub trait AccountSettings: std::fmt::Debug + Send + Sync {
-    fn source(&self) -> &'static str;
-    fn stream(&self) -> &StreamSettings;
-    fn http(&self) -> &HttpSettings;
-    fn http_mut(&mut self) -> &mut HttpSettings;
-    fn clone_box(&self) -> Box<dyn AccountSettings>;
-    /// The source's part of this account's stream, over the context the engine built for it.
-    fn build(
-        &self,
-        cx: std::sync::Arc<crate::engine::SourceContext>,
-    ) -> Box<dyn crate::engine::Source>;
-}
-
-/// A source's parsed settings as the config reader keeps them (for `SourceConfig::account`).
-pub fn boxed<S: AccountSettings + 'static>(settings: S) -> Box<dyn AccountSettings> {
-    Box::new(settings)
-}
-
-impl Clone for Box<dyn AccountSettings> {
-    fn clone(&self) -> Self {
-        self.clone_box()
-    }
-}
-
-/// Implements [`AccountSettings`] for a source's settings struct (with `stream` and `http`
-/// fields), named `source`, whose stream's source part `build(settings, cx)` makes.
-#[macro_export]
-macro_rules! impl_account_settings {
-    ($ty:ty, $source:expr, $build:expr) => {
-        impl $crate::config::AccountSettings for $ty {
-            fn source(&self) -> &'static str {
-                $source
-            }
-            fn stream(&self) -> &$crate::config::StreamSettings {
-                &self.stream
-            }
-            fn http(&self) -> &$crate::config::HttpSettings {
-                &self.http
-            }
-            fn http_mut(&mut self) -> &mut $crate::config::HttpSettings {
-                &mut self.http
-            }
-            fn clone_box(&self) -> Box<dyn $crate::config::AccountSettings> {
-                Box::new(self.clone())
-            }
-            fn build(
-                &self,
-                cx: std::sync::Arc<$crate::engine::SourceContext>,
-            ) -> Box<dyn $crate::engine::Source> {
-                Box::new(($build)(self.clone(), cx))
-            }
+impl SourceKind {
+    /// Source `name`, whose own keys are read into `S`; stream `sessions`, the common
+    /// defaults, no personal data until said otherwise.
+    pub const fn new<S: SourceSettings>(name: &'static str) -> Self {
+        SourceKind {
+            name,
+            stream: "sessions",
+            defaults: CommonDefaults {
+                lookback: "1h",
+                window: "1d",
+            },
+            inventory: None,
+            read: read_settings::<S>,
         }
-    };
+    }
+
+    pub const fn stream(self, stream: &'static str) -> Self {
+        SourceKind { stream, ..self }
+    }
+
+    pub const fn defaults(self, lookback: &'static str, window: &'static str) -> Self {
+        SourceKind {
+            defaults: CommonDefaults { lookback, window },
+            ..self
+        }
+    }
+
+    pub const fn inventory(self, inventory: &'static crate::privacy::Inventory) -> Self {
+        SourceKind {
+            inventory: Some(inventory),
+            ..self
+        }
+    }
 }
-pub use crate::impl_account_settings;
+
+impl std::fmt::Debug for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.name, self.stream)
+    }
+}
+
+fn read_settings<S: SourceSettings>(
+    entry: toml::Value,
+    prefix: &str,
+) -> Result<Arc<dyn SourceSettings>, KeyProblem> {
+    Ok(Arc::new(S::read(entry, prefix)?))
+}
+
+/// A source's own settings: read from the keys of its entry that are its own, and the one
+/// thing that builds its source (as a Vector component's config builds the component).
+pub trait SourceSettings: std::fmt::Debug + Send + Sync + 'static {
+    /// Reads and checks its own keys of one entry (its `${VAR}`s already replaced; the keys
+    /// every entry takes already taken out). Errors name a key under `prefix` (e.g.
+    /// `mluvii[0]`). Read the entry with [`entry`].
+    fn read(entry: toml::Value, prefix: &str) -> Result<Self, KeyProblem>
+    where
+        Self: Sized;
+
+    /// The source of one account's stream, over the context the engine built for it.
+    fn build(&self, cx: Arc<SourceContext>) -> Box<dyn Source>;
+}
+
+/// One configured account: its source, what every account has (its stream's and its HTTP
+/// client's settings), and its source's own settings.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub kind: &'static SourceKind,
+    pub stream: StreamSettings,
+    pub http: HttpSettings,
+    pub settings: Arc<dyn SourceSettings>,
+}
+
+impl Account {
+    /// The name of its source.
+    pub fn source(&self) -> &'static str {
+        self.kind.name
+    }
+
+    /// Its stream's key.
+    pub fn key(&self) -> StreamKey {
+        StreamKey {
+            source: self.kind.name,
+            account: self.stream.account.clone(),
+            stream: self.kind.stream,
+        }
+    }
+
+    /// Its source, over the context the engine built for it.
+    pub fn build(&self, cx: Arc<SourceContext>) -> Box<dyn Source> {
+        self.settings.build(cx)
+    }
+}
 
 /// A source's defaults for the keys every entry takes.
 #[derive(Debug, Clone, Copy)]
@@ -112,14 +137,6 @@ impl Default for CommonDefaults {
             window: "1d",
         }
     }
-}
-
-/// The keys every entry takes, read and checked by the config reader before the source reads
-/// the rest: its stream's settings and its HTTP client's.
-#[derive(Debug, Clone)]
-pub struct Common {
-    pub stream: StreamSettings,
-    pub http: HttpSettings,
 }
 
 /// The keys every `[[source]]` entry takes, as written.
@@ -160,11 +177,11 @@ const COMMON_KEYS: [&str; 13] = [
 
 /// Takes the keys every entry has out of `entry` and reads them with `source`'s defaults;
 /// what is left is the source's own.
-pub fn read_common(
-    source: &dyn SourceConfig,
+fn read_common(
+    source: &SourceKind,
     entry: &mut toml::Value,
     prefix: &str,
-) -> Result<Common, KeyProblem> {
+) -> Result<(StreamSettings, HttpSettings), KeyProblem> {
     let toml::Value::Table(t) = entry else {
         return Err((prefix.to_string(), "must be a table of keys".into()));
     };
@@ -176,7 +193,7 @@ pub fn read_common(
     }
     let raw: RawCommon = self::entry(toml::Value::Table(taken), prefix)?;
     let k = |name: &str| format!("{prefix}.{name}");
-    let defaults = source.defaults();
+    let defaults = source.defaults;
     let stream = stream_settings(
         &k,
         StreamFields {
@@ -199,7 +216,7 @@ pub fn read_common(
         raw.requests_per_second,
         raw.max_response_mb,
     )?;
-    Ok(Common { stream, http })
+    Ok((stream, http))
 }
 
 /// Deserializes one `[[name]]` entry into a source's raw struct; an error names the key under
@@ -221,19 +238,24 @@ pub fn entry<T: serde::de::DeserializeOwned>(
 
 /// Every source's entries, read by the source; account names are unique per source.
 pub(super) fn accounts(
-    entries: Vec<(&dyn SourceConfig, Vec<toml::Value>)>,
-) -> Result<Vec<Box<dyn AccountSettings>>, KeyProblem> {
+    entries: Vec<(&'static SourceKind, Vec<toml::Value>)>,
+) -> Result<Vec<Account>, KeyProblem> {
     let mut out = Vec::new();
     for (source, list) in entries {
         let mut seen = HashSet::new();
         for (i, e) in list.into_iter().enumerate() {
-            let prefix = format!("{}[{i}]", source.name());
+            let prefix = format!("{}[{i}]", source.name);
             let mut e = e;
-            let common = read_common(source, &mut e, &prefix)?;
-            let account = source
-                .account(e, &prefix, common)
-                .map_err(|(key, problem)| (key, with_common_keys(source.name(), problem)))?;
-            let name = &account.stream().account;
+            let (stream, http) = read_common(source, &mut e, &prefix)?;
+            let settings = (source.read)(e, &prefix)
+                .map_err(|(key, problem)| (key, with_common_keys(source.name, problem)))?;
+            let account = Account {
+                kind: source,
+                stream,
+                http,
+                settings,
+            };
+            let name = &account.stream.account;
             if !seen.insert(name.clone()) {
                 return Err((
                     format!("{prefix}.account"),
@@ -260,11 +282,14 @@ fn with_common_keys(source: &str, problem: String) -> String {
 
 /// One `[[name]]` entry of `source` written as `text` (TOML keys), split as the file reader
 /// splits it: the keys every entry takes, read, and the rest (a source's tests read the rest
-/// with their own reader).
+/// with its own reader, `S::read`).
 #[cfg(test)]
-pub fn test_entry(source: &dyn SourceConfig, text: &str) -> (toml::Value, Common) {
+pub fn test_entry(
+    source: &SourceKind,
+    text: &str,
+) -> (toml::Value, (StreamSettings, HttpSettings)) {
     let mut entry: toml::Value = toml::from_str(text).expect("a test entry is TOML");
-    let prefix = format!("{}[0]", source.name());
+    let prefix = format!("{}[0]", source.name);
     let common = read_common(source, &mut entry, &prefix).unwrap_or_else(|e| panic!("{e:?}"));
     (entry, common)
 }

@@ -62,7 +62,7 @@ pub struct Settings {
     pub privacy: crate::privacy::PrivacySettings,
     /// Every configured account of every source, in the order of the sources' registry and
     /// then of the file.
-    pub accounts: Vec<Box<dyn AccountSettings>>,
+    pub accounts: Vec<Account>,
 }
 
 /// A key of the file (e.g. `mluvii[0].page_size`) and what is wrong with it.
@@ -83,7 +83,7 @@ impl Settings {
     /// Reads, substitutes, deserializes and validates `file`, taking `${VAR}` values and
     /// `DATABASE_URL` from the process environment; `sources` reads the sources' entries
     /// (`crate::sources::configs()`).
-    pub fn load(file: &Path, sources: &[&dyn SourceConfig]) -> Result<Self, ConfigError> {
+    pub fn load(file: &Path, sources: &[&'static SourceKind]) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
             file: file.to_path_buf(),
             source,
@@ -96,7 +96,7 @@ impl Settings {
         file: &Path,
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
-        sources: &[&dyn SourceConfig],
+        sources: &[&'static SourceKind],
     ) -> Result<Self, ConfigError> {
         let invalid = |key: &str, problem: String| ConfigError::Invalid {
             file: file.to_path_buf(),
@@ -140,7 +140,7 @@ fn read(
     file: &Path,
     mut tree: toml::Value,
     env: &dyn Fn(&str) -> Option<String>,
-    sources: &[&dyn SourceConfig],
+    sources: &[&'static SourceKind],
     substituted: &[substitute::Substituted],
 ) -> Result<Settings, ConfigError> {
     {
@@ -153,13 +153,13 @@ fn read(
         let mut entries = Vec::new();
         if let toml::Value::Table(t) = &mut tree {
             for source in sources {
-                match t.remove(source.name()) {
+                match t.remove(source.name) {
                     None => {}
                     Some(toml::Value::Array(list)) => entries.push((*source, list)),
                     Some(_) => {
                         return Err(invalid(
-                            source.name(),
-                            format!("write each account as a [[{}]] entry", source.name()),
+                            source.name,
+                            format!("write each account as a [[{}]] entry", source.name),
                         ));
                     }
                 }
@@ -168,7 +168,7 @@ fn read(
                 let known: Vec<&str> = SECTIONS
                     .iter()
                     .copied()
-                    .chain(sources.iter().map(|s| s.name()))
+                    .chain(sources.iter().map(|s| s.name))
                     .collect();
                 return Err(invalid(
                     unknown,
@@ -236,11 +236,8 @@ fn suggest(problem: &str) -> String {
 
 impl Settings {
     /// The accounts that are enabled.
-    pub fn enabled(&self) -> impl Iterator<Item = &dyn AccountSettings> {
-        self.accounts
-            .iter()
-            .map(|a| &**a)
-            .filter(|a| a.stream().enabled)
+    pub fn enabled(&self) -> impl Iterator<Item = &Account> {
+        self.accounts.iter().filter(|a| a.stream.enabled)
     }
 }
 
@@ -299,10 +296,10 @@ start = "2024-01-01T00:00:00Z"
     fn good_config_loads_with_defaults_and_redacts() {
         let s = load(GOOD).unwrap();
         // The source's own defaults for the keys every entry takes (Take Control: 24h).
-        let t = s.accounts[0].stream();
+        let t = &s.accounts[0].stream;
         assert_eq!(t.lookback, Duration::from_secs(86400));
         assert_eq!(t.window, Duration::from_secs(86400));
-        assert_eq!(s.accounts[0].http().requests_per_second, 5.0);
+        assert_eq!(s.accounts[0].http.requests_per_second, 5.0);
         let dbg = format!("{s:?}");
         assert!(!dbg.contains("very-secret-key"), "{dbg}");
         assert!(!dbg.contains("postgres://"), "{dbg}");

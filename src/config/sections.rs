@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::entries::{AccountSettings, SourceConfig, accounts};
+use super::entries::{Account, SourceKind, accounts};
 use super::{
     ConfigError, DEFAULT_CONCURRENT_STREAMS, DEFAULT_POOL_SIZE, EngineSettings, KeyProblem,
     MAX_CONCURRENT_STREAMS, SSL_MODES, Secret, ServerSettings, Settings, WarehouseSettings,
@@ -77,7 +77,7 @@ pub(super) fn validate(
     file: &Path,
     raw: RawFile,
     env: &dyn Fn(&str) -> Option<String>,
-    entries: Vec<(&dyn SourceConfig, Vec<toml::Value>)>,
+    entries: Vec<(&'static SourceKind, Vec<toml::Value>)>,
 ) -> Result<Settings, ConfigError> {
     let fail = |(key, problem): (String, String)| ConfigError::Invalid {
         file: file.to_path_buf(),
@@ -189,7 +189,7 @@ fn check_url_options(url: &str) -> Result<(), String> {
 /// any class of `[privacy]` or of an entry's overrides hashes.
 fn privacy_settings(
     p: RawPrivacy,
-    accounts: &[Box<dyn AccountSettings>],
+    accounts: &[Account],
 ) -> Result<crate::privacy::PrivacySettings, KeyProblem> {
     use crate::privacy::{Class, Policies};
     let mut policies = Policies::default();
@@ -208,7 +208,7 @@ fn privacy_settings(
     let hashing = policies.needs_key()
         || accounts
             .iter()
-            .any(|a| policies.with(&a.stream().privacy).needs_key());
+            .any(|a| policies.with(&a.stream.privacy).needs_key());
     match &hash_key {
         None if hashing => {
             return Err((

@@ -23,6 +23,9 @@ pub trait Rows: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The key of each record the rows hold (its session id, as `rejected_records.record_key`
+    /// names it): earlier rejections of these keys are cleared when the rows commit.
+    fn keys(&self) -> Vec<String>;
     /// The newest session time among the rows (start, request or creation): kept per stream,
     /// so that a stream that stays silent shows (`sessionsync_newest_record_timestamp_seconds`).
     fn newest(&self) -> Option<chrono::DateTime<chrono::Utc>> {
@@ -37,19 +40,65 @@ pub trait Rows: Send + Sync {
     ) -> Result<WriteCounts, tokio_postgres::Error>;
 }
 
-/// What a source hands the engine for one window.
+/// What a source hands the engine for one window: its rows, and what else the window's
+/// transaction records. Built with [`Batch::new`] and the `with_*` methods.
 pub struct Batch {
-    pub rows: Box<dyn Rows>,
-    /// Keys of records that parsed; earlier rejections of the same keys are cleared.
-    pub record_keys: Vec<String>,
-    pub rejected: Vec<Rejected>,
+    pub(crate) rows: Box<dyn Rows>,
+    pub(crate) rejected: Vec<Rejected>,
     /// Values nulled in records that landed (e.g. a negative duration): counted, not set aside.
-    pub nulled: Vec<Rejected>,
+    pub(crate) nulled: Vec<Rejected>,
     /// Replaces the stream's `sync_state.state` when the window commits, if set.
-    pub state: Option<serde_json::Value>,
+    pub(crate) state: Option<serde_json::Value>,
     /// Ids of sessions the vendor no longer knows (404 when read by id, or SuperOffice's
     /// `Deleted`): kept with `source_deleted_at` and their personal data erased.
-    pub gone: Vec<String>,
+    pub(crate) gone: Vec<String>,
+}
+
+impl Batch {
+    /// A batch of `rows`, nothing set aside.
+    pub fn new(rows: impl Rows + 'static) -> Self {
+        Batch {
+            rows: Box::new(rows),
+            rejected: Vec::new(),
+            nulled: Vec::new(),
+            state: None,
+            gone: Vec::new(),
+        }
+    }
+
+    /// Records that could not become rows, each with its reason (`rejected_records`).
+    pub fn with_rejected(mut self, rejected: Vec<Rejected>) -> Self {
+        self.rejected = rejected;
+        self
+    }
+
+    /// Values nulled in records that landed: counted, not set aside.
+    pub fn with_nulled(mut self, nulled: Vec<Rejected>) -> Self {
+        self.nulled = nulled;
+        self
+    }
+
+    /// The source's own state (`write_state`), stored with the window.
+    pub fn with_state(mut self, state: serde_json::Value) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    /// Ids of sessions the vendor no longer knows.
+    pub fn with_gone(mut self, gone: Vec<String>) -> Self {
+        self.gone = gone;
+        self
+    }
+
+    /// The rows it holds.
+    pub fn rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The records it holds: rows and records set aside (what a window is sized by).
+    pub fn records(&self) -> usize {
+        self.rows.len() + self.rejected.len()
+    }
 }
 
 /// A failure to get a window's data.

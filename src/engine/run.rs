@@ -318,7 +318,7 @@ impl Engine {
                 }
                 Some(Ok(b)) => b,
             };
-            plan.feedback(batch.rows.len() + batch.rejected.len());
+            plan.feedback(batch.records());
             let next = plan.next_window();
             let prefetch = next.filter(|_| pipelined);
             // The prefetch reads the state as it was before this window (pipelined sources do

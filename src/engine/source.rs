@@ -37,52 +37,42 @@ pub struct SourceContext {
     /// Records read by id because a listed row lacked what the source needs
     /// (`RequestCounts::fallbacks`): a source adds to it.
     pub fallbacks: std::sync::atomic::AtomicU64,
+    /// Where its records and tables hold personal data; `None` for a source that stores none.
+    pub inventory: Option<&'static Inventory>,
 }
 
 impl SourceContext {
-    /// The context of stream `stream` of `settings.account` of source `source`.
+    /// The context of the stream `key`, with its settings.
     pub fn new(
-        source: &'static str,
-        stream: &'static str,
+        key: StreamKey,
         settings: StreamSettings,
         http: &HttpSettings,
         metrics: Arc<Metrics>,
         privacy: Privacy,
+        inventory: Option<&'static Inventory>,
     ) -> Self {
         SourceContext {
-            key: StreamKey {
-                source,
-                account: settings.account.clone(),
-                stream,
-            },
-            http: HttpClient::new(source, &settings.account, http, metrics.clone()),
+            http: HttpClient::new(key.source, &key.account, http, metrics.clone()),
+            key,
             settings,
             privacy,
             metrics,
             fallbacks: Default::default(),
+            inventory,
         }
     }
 }
 
 /// One stream of one account: the engine's part ([`SourceContext`]) and the source's
-/// ([`Source`]), with the source's inventory of personal data.
+/// ([`Source`]).
 pub struct Stream {
     cx: Arc<SourceContext>,
     source: Box<dyn Source>,
-    inventory: Option<&'static Inventory>,
 }
 
 impl Stream {
-    pub fn new(
-        cx: Arc<SourceContext>,
-        source: Box<dyn Source>,
-        inventory: Option<&'static Inventory>,
-    ) -> Self {
-        Stream {
-            cx,
-            source,
-            inventory,
-        }
+    pub fn new(cx: Arc<SourceContext>, source: Box<dyn Source>) -> Self {
+        Stream { cx, source }
     }
 
     pub fn key(&self) -> &StreamKey {
@@ -105,7 +95,7 @@ impl Stream {
     /// Its privacy (policies, erasures, inventory); `None` for a source that stores no
     /// personal data.
     pub fn privacy(&self) -> Option<PrivacyOf<'_>> {
-        self.inventory.map(|inventory| PrivacyOf {
+        self.cx.inventory.map(|inventory| PrivacyOf {
             privacy: &self.cx.privacy,
             inventory,
         })
@@ -138,7 +128,7 @@ impl Stream {
 }
 
 /// What a source system implements for one account (built by its settings,
-/// `config::AccountSettings::build`, with the account's [`SourceContext`]).
+/// `config::SourceSettings::build`, with the account's [`SourceContext`]).
 #[async_trait]
 pub trait Source: Send + Sync {
     /// Fetches and parses one window of the run `run` describes.
@@ -181,7 +171,7 @@ pub trait Source: Send + Sync {
             .await?;
         Ok(format!(
             "answered ({} records in the last minute)",
-            batch.rows.len()
+            batch.rows()
         ))
     }
 }

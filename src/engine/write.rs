@@ -76,6 +76,7 @@ pub async fn write_batch(
         .write(tx, &key.account)
         .await
         .map_err(WarehouseError::query("writing rows"))?;
+    let keys = batch.rows.keys();
     let mut erased = 0;
     if let Some(p) = privacy {
         erased = crate::privacy::warehouse::after_write(
@@ -83,13 +84,13 @@ pub async fn write_batch(
             p.privacy,
             p.inventory,
             &key.account,
-            &batch.record_keys,
+            &keys,
             &batch.gone,
         )
         .await?
         .0;
     }
-    warehouse::clear_rejects(tx, key, &batch.record_keys).await?;
+    warehouse::clear_rejects(tx, key, &keys).await?;
     let new_rejects = warehouse::put_rejects(tx, key, &batch.rejected).await?;
     let (saved, state) = match change {
         StateChange::Window {

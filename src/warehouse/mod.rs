@@ -6,12 +6,14 @@ pub mod bootstrap;
 mod migrate;
 pub mod settings;
 mod tls;
+mod unnest;
 
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
 pub use settings::WarehouseSettings;
+pub use unnest::Unnest;
 
 pub use bookkeeping::*;
 pub use migrate::{MIGRATIONS, checksum as migration_checksum};

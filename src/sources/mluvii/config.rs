@@ -4,17 +4,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{
-    self, AccountSettings, Common, CommonDefaults, KeyProblem, Secret, SourceConfig,
-};
-use crate::config::{HttpSettings, StreamSettings};
+use std::sync::Arc;
+
+use crate::config::{self, KeyProblem, Secret, SourceSettings};
+use crate::engine::{Source, SourceContext};
 
 pub const SOURCE: &str = "mluvii";
 
 #[derive(Debug, Clone)]
 pub struct MluviiSettings {
-    pub stream: StreamSettings,
-    pub http: HttpSettings,
     pub base_url: reqwest::Url,
     /// The API user (OAuth client id).
     pub client_id: String,
@@ -49,43 +47,18 @@ struct RawMluvii {
     webhook_password: Option<Secret>,
 }
 
-/// This source in the list of sources (`sources::SOURCES`).
-pub struct Kind;
-
-impl SourceConfig for Kind {
-    fn name(&self) -> &'static str {
-        SOURCE
+impl SourceSettings for MluviiSettings {
+    fn read(entry: toml::Value, prefix: &str) -> Result<Self, KeyProblem> {
+        read(entry, prefix)
     }
 
-    /// Windows are sized by what they hold (paged lists, at most `TARGET_RECORDS` sessions a
-    /// window): `window` is only the widest, a year unless given.
-    fn defaults(&self) -> CommonDefaults {
-        CommonDefaults {
-            lookback: "1h",
-            window: "365d",
-        }
-    }
-
-    fn inventory(&self) -> Option<&'static crate::privacy::Inventory> {
-        Some(&super::personal::INVENTORY)
-    }
-
-    fn account(
-        &self,
-        entry: toml::Value,
-        prefix: &str,
-        common: Common,
-    ) -> Result<Box<dyn AccountSettings>, KeyProblem> {
-        read(entry, prefix, common).map(config::boxed)
+    fn build(&self, cx: Arc<SourceContext>) -> Box<dyn Source> {
+        Box::new(super::source::Mluvii::new(self.clone(), cx))
     }
 }
 
 /// Reads and checks this source's own keys of one entry.
-fn read(
-    entry: toml::Value,
-    prefix: &str,
-    Common { stream, http }: Common,
-) -> Result<MluviiSettings, KeyProblem> {
+fn read(entry: toml::Value, prefix: &str) -> Result<MluviiSettings, KeyProblem> {
     let m: RawMluvii = config::entry(entry, prefix)?;
     let k = |name: &str| format!("{prefix}.{name}");
     let base_url = config::parse_base_url(
@@ -130,8 +103,6 @@ fn read(
         }
     };
     Ok(MluviiSettings {
-        stream,
-        http,
         base_url,
         client_id: m.client_id,
         client_secret: m.client_secret,
@@ -150,22 +121,23 @@ mod tests {
 
     #[test]
     fn defaults_and_webhook_credentials() {
-        let (entry, common) = config::test_entry(
-            &Kind,
+        let (entry, (stream, _)) = config::test_entry(
+            &super::super::KIND,
             &format!("{ENTRY}webhook_user = \"hook\"\nwebhook_password = \"hook-pw-1\"\n"),
         );
-        let m = read(entry, "mluvii[0]", common).unwrap();
+        let m = read(entry, "mluvii[0]").unwrap();
         // Paged windows: `window` is only the widest, a year unless given.
-        assert_eq!(m.stream.window, Duration::from_secs(365 * 24 * 3600));
-        assert_eq!(m.stream.lookback, Duration::from_secs(3600));
+        assert_eq!(stream.window, Duration::from_secs(365 * 24 * 3600));
+        assert_eq!(stream.lookback, Duration::from_secs(3600));
         assert_eq!(m.base_url.as_str(), "https://app.mluvii.com/");
         assert_eq!((m.concurrency, m.page_size), (4, 1000));
         let creds = m.webhook.as_ref().unwrap();
         assert_eq!(creds.user, "hook");
         assert_eq!(creds.password.expose(), "hook-pw-1");
         assert!(!format!("{m:?}").contains("hook-pw-1"), "Debug redacts it");
-        let (entry, common) = config::test_entry(&Kind, &format!("{ENTRY}window = \"7d\"\n"));
-        let m = read(entry, "mluvii[0]", common).unwrap();
-        assert_eq!(m.stream.window, Duration::from_secs(7 * 24 * 3600));
+        let (entry, (stream, _)) =
+            config::test_entry(&super::super::KIND, &format!("{ENTRY}window = \"7d\"\n"));
+        read(entry, "mluvii[0]").unwrap();
+        assert_eq!(stream.window, Duration::from_secs(7 * 24 * 3600));
     }
 }

@@ -1,16 +1,220 @@
-//! mluvii as a [`Source`]: a run's window (listed, read, absorbed) and what it remembers.
+//! mluvii as a [`Source`]: the stream's type, what it remembers between runs, and a run's
+//! window (listed, read, absorbed).
+//!
+//! A window `[start, end)` lists sessions by `created` (asked one second wider on each side,
+//! then cut exactly, so the API's unknown inclusiveness cannot lose or double a boundary
+//! session), page by page. **The list rows are SessionModels** (mluvii's own sample client reads
+//! them as such): a row that carries what the normalizer needs is the session, and only its
+//! routing history is read; a row that lacks it (an abridged list) costs a read of the detail
+//! too, counted as a fallback read. A listed session already stored final with the same row
+//! costs no request. Requests go `concurrency` at a time under the account's rate ceiling.
+//!
+//! **Windows sized by what they hold** ([`Windowing::Paged`](crate::engine::Windowing)): the
+//! first window is as wide as `window` (a year unless set), so an empty stretch costs nothing;
+//! one that holds more than [`TARGET_RECORDS`](crate::engine::TARGET_RECORDS) sessions is
+//! split, and memory stays bounded by that, not by the range.
+//!
+//! **Final values.** A session keeps changing after it ends: ACW lasts until every operator
+//! concluded. The stream remembers, in `sync_state.state`, the ids of sessions it wrote that
+//! were not yet final (`open`), and re-polls them by id in the first window of every run until
+//! they are CLOSED or BLACKLISTED (or have been waited for longer than `max_open_age`). It also
+//! remembers the final sessions within the lookback (`closed`, with the fingerprint of their
+//! list row in `listed`), so the lookback re-lists them without reading them again. Both sets
+//! commit in the same transaction as the rows.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
+use futures::{StreamExt, TryStreamExt};
+use serde_json::{Value, json};
 
-use super::normalize::{self};
-use super::store;
-use crate::engine::{Batch, RunInfo, Source, SourceError, StreamState, Window};
+use super::client::{TOKEN_PATH, TokenCache, ts};
+use super::config::{MluviiSettings, SOURCE};
+use super::normalize::{self, Normalized};
+use super::{personal, store};
+use crate::engine::{
+    Batch, Rejected, RunInfo, Source, SourceContext, SourceError, StreamState, Window,
+};
 use crate::sources::lenient;
 
-use super::read::{Mark, Mluvii, Remembered, STATE_VERSION, Target, ts};
+pub struct Mluvii {
+    pub(super) cx: Arc<SourceContext>,
+    pub(super) settings: MluviiSettings,
+    pub(super) tokens: TokenCache,
+}
+
+impl Mluvii {
+    pub fn new(settings: MluviiSettings, cx: Arc<SourceContext>) -> Self {
+        let tokens = TokenCache::new(
+            crate::http::endpoint_url(&settings.base_url, TOKEN_PATH),
+            &cx.key.account,
+            &settings.client_id,
+            settings.client_secret.clone(),
+        );
+        Mluvii {
+            cx,
+            settings,
+            tokens,
+        }
+    }
+
+    /// Tokens fetched so far (tests check that an expiry costs exactly one renewal).
+    pub fn tokens_fetched(&self) -> u64 {
+        self.tokens.fetched()
+    }
+}
+
+/// What the stream remembers between runs: open session id → when it was first seen open;
+/// closed session id → its `created` (RFC 3339, empty when unknown).
+/// The version of [`Remembered`] as stored; a change to its shape that an older reader would
+/// misread raises it (and `read_state` refuses states newer than it knows).
+pub(super) const STATE_VERSION: u64 = 1;
+
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+pub(super) struct Remembered {
+    #[serde(default)]
+    pub(super) open: BTreeMap<i64, String>,
+    #[serde(default)]
+    pub(super) closed: BTreeMap<i64, String>,
+    /// Sessions anonymised by mluvii since this instant (RFC 3339) are still to be read: the
+    /// watermark of `Anonymized.Min` (docs/privacy.md section 4). Empty: from the stream's start.
+    #[serde(default)]
+    pub(super) anonymized: String,
+    /// Final session id → the fingerprint of its list row when it was read: the same row
+    /// listed again costs no request.
+    #[serde(default)]
+    pub(super) listed: BTreeMap<i64, String>,
+}
+
+/// What a read of one session tells the open/closed bookkeeping.
+#[derive(Debug, Clone)]
+pub(super) enum Mark {
+    /// CLOSED (final), with its `created` (RFC 3339, empty when unknown).
+    Closed(String),
+    /// Not final yet: re-poll it until it is.
+    Open,
+    /// Gone (404) or unreadable: stop re-polling it.
+    Forget,
+}
+
+impl Remembered {
+    pub(super) fn mark(&mut self, id: i64, mark: Mark) {
+        match mark {
+            Mark::Closed(created) => {
+                self.open.remove(&id);
+                self.closed.insert(id, created);
+            }
+            Mark::Open => {
+                self.open.entry(id).or_insert_with(|| ts(Utc::now()));
+            }
+            Mark::Forget => {
+                self.open.remove(&id);
+            }
+        }
+    }
+}
+
+/// A session read by id: `(id, asked for by name, detail and routing)`; `None` when it
+/// answered 404.
+type Fetched = (i64, bool, Option<(Value, Value)>);
+
+/// A session to read: its id, whether it was asked for by name (listed, or named by an event),
+/// and its listed row when that is a whole session (then only its routing history is read).
+pub(super) struct Target {
+    pub(super) id: i64,
+    pub(super) named: bool,
+    pub(super) row: Option<Value>,
+}
+
+/// Sessions read by id, normalized, with what to remember of each.
+pub(super) struct Read {
+    pub(super) sessions: Vec<normalize::Session>,
+    pub(super) rejected: Vec<Rejected>,
+    pub(super) nulled: Vec<Rejected>,
+    pub(super) marks: Vec<(i64, Mark)>,
+    /// Sessions that answered 404: kept with `source_deleted_at`, personal data erased.
+    pub(super) gone: Vec<String>,
+}
+
+impl Mluvii {
+    /// Normalizes sessions read by id: `(id, asked for by name, detail and routing)`; a named
+    /// session that answered 404 is set aside with `missing` as its reason (one only re-polled
+    /// is forgotten quietly).
+    pub(super) fn absorb(&self, fetched: Vec<Fetched>, missing: &str) -> Read {
+        let mut read = Read {
+            sessions: Vec::with_capacity(fetched.len()),
+            rejected: Vec::new(),
+            nulled: Vec::new(),
+            marks: Vec::new(),
+            gone: Vec::new(),
+        };
+        for (id, named, data) in fetched {
+            let Some((mut detail, mut routing)) = data else {
+                read.marks.push((id, Mark::Forget));
+                read.gone.push(id.to_string());
+                if named {
+                    read.rejected.push(Rejected {
+                        record_key: id.to_string(),
+                        reason: format!("not_found: {missing}"),
+                        payload: json!({ "id": id }),
+                    });
+                } else {
+                    tracing::info!(account = %self.cx.key.account, session = id, "mluvii session no longer exists (404); no longer re-polled");
+                }
+                continue;
+            };
+            // Personal data (personal.rs): an erasure is matched on the values as received;
+            // then the policy (or the erasure) applies to both documents before anything
+            // reads a column from them.
+            let erased = self.cx.privacy.is_erased(
+                SOURCE,
+                &self.cx.key.account,
+                &id.to_string(),
+                &[(&detail, personal::SESSION), (&routing, personal::ROUTING)],
+            );
+            let scrub = self.cx.privacy.for_record(erased);
+            scrub.document(&mut detail, personal::SESSION);
+            scrub.document(&mut routing, personal::ROUTING);
+            match normalize::normalize(detail, routing, &id.to_string()) {
+                Normalized::Session(s, n) => {
+                    read.nulled.extend(n);
+                    let mark = if s.is_final() {
+                        Mark::Closed(s.created_at.map(ts).unwrap_or_default())
+                    } else {
+                        Mark::Open
+                    };
+                    read.marks.push((s.session_id, mark));
+                    read.sessions.push(*s);
+                }
+                Normalized::Rejected(r) => {
+                    read.marks.push((id, Mark::Forget));
+                    read.rejected.push(r);
+                }
+            }
+        }
+        read
+    }
+
+    /// Routing history (and the detail, where no whole listed row stands for it) of `targets`,
+    /// `concurrency` at a time.
+    pub(super) async fn read_sessions(
+        &self,
+        targets: Vec<Target>,
+    ) -> Result<Vec<Fetched>, SourceError> {
+        let mut fetched: Vec<Fetched> = futures::stream::iter(targets.into_iter().map(
+            |Target { id, named, row }| async move {
+                self.session(id, row).await.map(|r| (id, named, r))
+            },
+        ))
+        .buffer_unordered(self.settings.concurrency)
+        .try_collect()
+        .await?;
+        fetched.sort_by_key(|(id, _, _)| *id);
+        Ok(fetched)
+    }
+}
 
 #[async_trait]
 impl Source for Mluvii {
@@ -116,7 +320,7 @@ impl Source for Mluvii {
         if first {
             let since = DateTime::parse_from_rfc3339(&mem.anonymized)
                 .map(|t| t.with_timezone(&Utc))
-                .unwrap_or(self.settings.stream.start);
+                .unwrap_or(self.cx.settings.start);
             anonymized_next = Some(ts(Utc::now() - TimeDelta::minutes(1)));
             let rows = self.list_anonymized(since).await?;
             let read: BTreeSet<i64> = fetched.iter().map(|(id, _, _)| *id).collect();
@@ -167,7 +371,7 @@ impl Source for Mluvii {
         // Forget what no later run needs: closed sessions below the next lookback, and open
         // sessions that have been waited for longer than `max_open_age`.
         let horizon = window.end
-            - TimeDelta::from_std(self.settings.stream.lookback).unwrap_or(TimeDelta::zero());
+            - TimeDelta::from_std(self.cx.settings.lookback).unwrap_or(TimeDelta::zero());
         mem.closed.retain(|_, c| {
             DateTime::parse_from_rfc3339(c).is_ok_and(|c| c.with_timezone(&Utc) >= horizon)
         });
@@ -184,13 +388,10 @@ impl Source for Mluvii {
             keep
         });
 
-        Ok(Batch {
-            record_keys: sessions.iter().map(|s| s.session_id.to_string()).collect(),
-            rows: Box::new(store::SessionRows(sessions)),
-            rejected,
-            nulled,
-            state: Some(crate::engine::write_state(&mem, STATE_VERSION)),
-            gone,
-        })
+        Ok(Batch::new(store::SessionRows(sessions))
+            .with_rejected(rejected)
+            .with_nulled(nulled)
+            .with_state(crate::engine::write_state(&mem, STATE_VERSION))
+            .with_gone(gone))
     }
 }

@@ -5,12 +5,11 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use tokio_postgres::Transaction;
 
-use super::normalize::Session;
+use super::normalize::{Operator, RoutingEvent, Session};
 use crate::engine::{Rows, WriteCounts};
-use crate::warehouse::delete_children;
+use crate::warehouse::{Unnest, delete_children};
 
 pub struct SessionRows(pub Vec<Session>);
 
@@ -28,40 +27,31 @@ pub fn reading_statements() -> Vec<String> {
     CHILD_TABLES.iter().map(|t| delete_children(t)).collect()
 }
 
-const UPSERT: &str = "
-INSERT INTO mluvii_sessions AS t (
-    account, session_id, company_id, department_id, channel, source, status, direct_call_number,
-    phone_callback_number, widget, url, created_at, guest_joined_at, started_at, ended_at,
-    waited_seconds, length_seconds, guest_feedback_stars, tags, raw, routing_raw, content_hash)
-SELECT $1, u.* FROM unnest(
-    $2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[],
-    $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::timestamptz[],
-    $14::timestamptz[], $15::timestamptz[], $16::float8[], $17::float8[], $18::int[], $19::jsonb[],
-    $20::jsonb[], $21::jsonb[], $22::text[]) AS u
-ON CONFLICT (account, session_id) DO UPDATE SET
-    company_id = EXCLUDED.company_id, department_id = EXCLUDED.department_id,
-    channel = EXCLUDED.channel, source = EXCLUDED.source, status = EXCLUDED.status,
-    direct_call_number = EXCLUDED.direct_call_number,
-    phone_callback_number = EXCLUDED.phone_callback_number, widget = EXCLUDED.widget,
-    url = EXCLUDED.url, created_at = EXCLUDED.created_at, guest_joined_at = EXCLUDED.guest_joined_at,
-    started_at = EXCLUDED.started_at, ended_at = EXCLUDED.ended_at,
-    waited_seconds = EXCLUDED.waited_seconds, length_seconds = EXCLUDED.length_seconds,
-    guest_feedback_stars = EXCLUDED.guest_feedback_stars, tags = EXCLUDED.tags, raw = EXCLUDED.raw,
-    routing_raw = EXCLUDED.routing_raw, content_hash = EXCLUDED.content_hash,
-    last_synced_at = now(),
-    privacy_policy = DEFAULT
+/// What an upsert of a changed session also sets, and when it writes at all: only a session
+/// whose fingerprint or policy changed is rewritten.
+const ON_CONFLICT_SET: &str = "last_synced_at = now(), privacy_policy = DEFAULT
 WHERE t.content_hash IS DISTINCT FROM EXCLUDED.content_hash
    OR t.privacy_policy IS DISTINCT FROM EXCLUDED.privacy_policy
 RETURNING session_id, (xmax = 0) AS inserted";
 
-fn col<'a, T>(s: &'a [Session], f: impl Fn(&'a Session) -> T) -> Vec<T> {
-    s.iter().map(f).collect()
+/// The values of one column over `rows`.
+fn col<'a, R, T>(rows: &'a [R], f: impl Fn(&'a R) -> T) -> Vec<T> {
+    rows.iter().map(f).collect()
+}
+
+/// One text column over `rows`.
+fn text<'a, R>(rows: &'a [R], f: impl Fn(&'a R) -> &'a Option<String>) -> Vec<Option<&'a str>> {
+    rows.iter().map(|r| f(r).as_deref()).collect()
 }
 
 #[async_trait]
 impl Rows for SessionRows {
     fn len(&self) -> usize {
         self.0.len()
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.0.iter().map(|s| s.session_id.to_string()).collect()
     }
 
     fn newest(&self) -> Option<chrono::DateTime<chrono::Utc>> {
@@ -77,38 +67,50 @@ impl Rows for SessionRows {
         if s.is_empty() {
             return Ok(WriteCounts::default());
         }
-        let text = |f: fn(&Session) -> &Option<String>| {
-            s.iter().map(|x| f(x).as_deref()).collect::<Vec<_>>()
-        };
-        let time = |f: fn(&Session) -> Option<DateTime<Utc>>| col(s, f);
-        let returned: Vec<(i64, bool)> = tx
-            .query(
-                UPSERT,
-                &[
-                    &account,
-                    &col(s, |x| x.session_id),
-                    &col(s, |x| x.company_id),
-                    &col(s, |x| x.department_id),
-                    &text(|x| &x.channel),
-                    &text(|x| &x.source),
-                    &text(|x| &x.status),
-                    &text(|x| &x.direct_call_number),
-                    &text(|x| &x.phone_callback_number),
-                    &text(|x| &x.widget),
-                    &text(|x| &x.url),
-                    &time(|x| x.created_at),
-                    &time(|x| x.guest_joined_at),
-                    &time(|x| x.started_at),
-                    &time(|x| x.ended_at),
-                    &col(s, |x| x.waited_seconds),
-                    &col(s, |x| x.length_seconds),
-                    &col(s, |x| x.guest_feedback_stars),
-                    &col(s, |x| x.tags.as_ref()),
-                    &col(s, |x| &x.raw),
-                    &col(s, |x| &x.routing_raw),
-                    &col(s, |x| x.content_hash.as_str()),
-                ],
+        let time = "timestamptz";
+        let rows = Unnest::new()
+            .column("session_id", "bigint", col(s, |x| x.session_id))
+            .column("company_id", "bigint", col(s, |x| x.company_id))
+            .column("department_id", "bigint", col(s, |x| x.department_id))
+            .column("channel", "text", text(s, |x| &x.channel))
+            .column("source", "text", text(s, |x| &x.source))
+            .column("status", "text", text(s, |x| &x.status))
+            .column(
+                "direct_call_number",
+                "text",
+                text(s, |x| &x.direct_call_number),
             )
+            .column(
+                "phone_callback_number",
+                "text",
+                text(s, |x| &x.phone_callback_number),
+            )
+            .column("widget", "text", text(s, |x| &x.widget))
+            .column("url", "text", text(s, |x| &x.url))
+            .column("created_at", time, col(s, |x| x.created_at))
+            .column("guest_joined_at", time, col(s, |x| x.guest_joined_at))
+            .column("started_at", time, col(s, |x| x.started_at))
+            .column("ended_at", time, col(s, |x| x.ended_at))
+            .column("waited_seconds", "float8", col(s, |x| x.waited_seconds))
+            .column("length_seconds", "float8", col(s, |x| x.length_seconds))
+            .column(
+                "guest_feedback_stars",
+                "int",
+                col(s, |x| x.guest_feedback_stars),
+            )
+            .column("tags", "jsonb", col(s, |x| x.tags.as_ref()))
+            .column("raw", "jsonb", col(s, |x| &x.raw))
+            .column("routing_raw", "jsonb", col(s, |x| &x.routing_raw))
+            .column("content_hash", "text", col(s, |x| x.content_hash.as_str()));
+        let upsert = rows.insert(
+            "mluvii_sessions",
+            &format!(
+                "ON CONFLICT (account, session_id) DO UPDATE SET {}, {ON_CONFLICT_SET}",
+                rows.set_excluded(&["session_id"])
+            ),
+        );
+        let returned: Vec<(i64, bool)> = tx
+            .query(&upsert, &rows.params(&account))
             .await?
             .iter()
             .map(|r| (r.get(0), r.get(1)))
@@ -148,41 +150,38 @@ impl SessionRows {
             .filter(|s| changed.contains(&s.session_id))
             .collect();
 
-        let ops: Vec<(i64, &super::normalize::Operator)> = sessions
+        let ops: Vec<(i64, &Operator)> = sessions
             .iter()
             .flat_map(|s| s.operators.iter().map(move |o| (s.session_id, o)))
             .collect();
         if !ops.is_empty() {
-            let c = |f: fn(&super::normalize::Operator) -> Option<DateTime<Utc>>| {
-                ops.iter().map(|(_, o)| f(o)).collect::<Vec<_>>()
-            };
-            let t = |f: fn(&super::normalize::Operator) -> &Option<String>| {
-                ops.iter().map(|(_, o)| f(o).as_deref()).collect::<Vec<_>>()
-            };
+            let rows = Unnest::new()
+                .column("session_id", "bigint", col(&ops, |(id, _)| *id))
+                .column("user_id", "bigint", col(&ops, |(_, o)| o.user_id))
+                .column("user_name", "text", text(&ops, |(_, o)| &o.user_name))
+                .column("first_name", "text", text(&ops, |(_, o)| &o.first_name))
+                .column("last_name", "text", text(&ops, |(_, o)| &o.last_name))
+                .column("joined_at", "timestamptz", col(&ops, |(_, o)| o.joined_at))
+                .column("left_at", "timestamptz", col(&ops, |(_, o)| o.left_at))
+                .column(
+                    "concluded_at",
+                    "timestamptz",
+                    col(&ops, |(_, o)| o.concluded_at),
+                )
+                .column(
+                    "queue_seconds",
+                    "float8",
+                    col(&ops, |(_, o)| o.queue_seconds),
+                )
+                .column("acw_seconds", "float8", col(&ops, |(_, o)| o.acw_seconds));
             tx.execute(
-                "INSERT INTO mluvii_session_operators (account, session_id, user_id, user_name,
-                    first_name, last_name, joined_at, left_at, concluded_at, queue_seconds, acw_seconds)
-                 SELECT $1, u.* FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[],
-                    $6::text[], $7::timestamptz[], $8::timestamptz[], $9::timestamptz[],
-                    $10::float8[], $11::float8[]) AS u",
-                &[
-                    &account,
-                    &ops.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
-                    &ops.iter().map(|(_, o)| o.user_id).collect::<Vec<_>>(),
-                    &t(|o| &o.user_name),
-                    &t(|o| &o.first_name),
-                    &t(|o| &o.last_name),
-                    &c(|o| o.joined_at),
-                    &c(|o| o.left_at),
-                    &c(|o| o.concluded_at),
-                    &ops.iter().map(|(_, o)| o.queue_seconds).collect::<Vec<_>>(),
-                    &ops.iter().map(|(_, o)| o.acw_seconds).collect::<Vec<_>>(),
-                ],
+                &rows.insert("mluvii_session_operators", ""),
+                &rows.params(&account),
             )
             .await?;
         }
 
-        let evs: Vec<(i64, i32, &super::normalize::RoutingEvent)> = sessions
+        let evs: Vec<(i64, i32, &RoutingEvent)> = sessions
             .iter()
             .flat_map(|s| {
                 s.events
@@ -192,55 +191,65 @@ impl SessionRows {
             })
             .collect();
         if !evs.is_empty() {
-            let t = |f: fn(&super::normalize::RoutingEvent) -> &Option<String>| {
-                evs.iter()
-                    .map(|(_, _, e)| f(e).as_deref())
-                    .collect::<Vec<_>>()
-            };
-            let n = |f: fn(&super::normalize::RoutingEvent) -> Option<i64>| {
-                evs.iter().map(|(_, _, e)| f(e)).collect::<Vec<_>>()
-            };
+            let rows = Unnest::new()
+                .column("session_id", "bigint", col(&evs, |(id, _, _)| *id))
+                .column("seq", "int", col(&evs, |(_, i, _)| *i))
+                .column(
+                    "routing_request_id",
+                    "bigint",
+                    col(&evs, |(_, _, e)| e.routing_request_id),
+                )
+                .column(
+                    "occurred_at",
+                    "timestamptz",
+                    col(&evs, |(_, _, e)| e.occurred_at),
+                )
+                .column(
+                    "activity_type",
+                    "text",
+                    text(&evs, |(_, _, e)| &e.activity_type),
+                )
+                .column("group_id", "bigint", col(&evs, |(_, _, e)| e.group_id))
+                .column("group_name", "text", text(&evs, |(_, _, e)| &e.group_name))
+                .column(
+                    "operator_user_id",
+                    "bigint",
+                    col(&evs, |(_, _, e)| e.operator_user_id),
+                )
+                .column(
+                    "phone_number",
+                    "text",
+                    text(&evs, |(_, _, e)| &e.phone_number),
+                );
             tx.execute(
-                "INSERT INTO mluvii_routing_events (account, session_id, seq, routing_request_id,
-                    occurred_at, activity_type, group_id, group_name, operator_user_id, phone_number)
-                 SELECT $1, u.* FROM unnest($2::bigint[], $3::int[], $4::bigint[],
-                    $5::timestamptz[], $6::text[], $7::bigint[], $8::text[], $9::bigint[],
-                    $10::text[]) AS u",
-                &[
-                    &account,
-                    &evs.iter().map(|(id, _, _)| *id).collect::<Vec<_>>(),
-                    &evs.iter().map(|(_, i, _)| *i).collect::<Vec<_>>(),
-                    &n(|e| e.routing_request_id),
-                    &evs.iter().map(|(_, _, e)| e.occurred_at).collect::<Vec<_>>(),
-                    &t(|e| &e.activity_type),
-                    &n(|e| e.group_id),
-                    &t(|e| &e.group_name),
-                    &n(|e| e.operator_user_id),
-                    &t(|e| &e.phone_number),
-                ],
+                &rows.insert("mluvii_routing_events", ""),
+                &rows.params(&account),
             )
             .await?;
         }
 
-        let d = |f: fn(&Session) -> Option<f64>| sessions.iter().map(|s| f(s)).collect::<Vec<_>>();
+        let d = &sessions;
+        let rows = Unnest::new()
+            .column("session_id", "bigint", col(d, |s| s.session_id))
+            .column("created_seconds", "float8", col(d, |s| s.durations.created))
+            .column(
+                "in_queue_seconds",
+                "float8",
+                col(d, |s| s.durations.in_queue),
+            )
+            .column("waiting_seconds", "float8", col(d, |s| s.durations.waiting))
+            .column("bcw_seconds", "float8", col(d, |s| s.durations.bcw))
+            .column("active_seconds", "float8", col(d, |s| s.durations.active))
+            .column("acw_seconds", "float8", col(d, |s| s.durations.acw))
+            .column("ring_seconds", "float8", col(d, |s| s.durations.ring))
+            .column(
+                "pbx_wait_seconds",
+                "float8",
+                col(d, |s| s.durations.pbx_wait),
+            );
         tx.execute(
-            "INSERT INTO mluvii_session_durations (account, session_id, created_seconds,
-                in_queue_seconds, waiting_seconds, bcw_seconds, active_seconds, acw_seconds,
-                ring_seconds, pbx_wait_seconds)
-             SELECT $1, u.* FROM unnest($2::bigint[], $3::float8[], $4::float8[], $5::float8[],
-                $6::float8[], $7::float8[], $8::float8[], $9::float8[], $10::float8[]) AS u",
-            &[
-                &account,
-                &sessions.iter().map(|s| s.session_id).collect::<Vec<_>>(),
-                &d(|s| s.durations.created),
-                &d(|s| s.durations.in_queue),
-                &d(|s| s.durations.waiting),
-                &d(|s| s.durations.bcw),
-                &d(|s| s.durations.active),
-                &d(|s| s.durations.acw),
-                &d(|s| s.durations.ring),
-                &d(|s| s.durations.pbx_wait),
-            ],
+            &rows.insert("mluvii_session_durations", ""),
+            &rows.params(&account),
         )
         .await?;
         Ok(())

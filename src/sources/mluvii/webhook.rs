@@ -12,7 +12,7 @@ use sha2::Digest;
 use subtle::ConstantTimeEq;
 
 use super::config::SOURCE;
-use super::read::{Mluvii, Remembered, STATE_VERSION};
+use super::source::{Mluvii, Remembered, STATE_VERSION};
 use crate::engine::webhook::{body_key, json_object};
 use crate::engine::{Batch, Pushed, SourceError, StreamState, Verdict, Webhook, WebhookState};
 use crate::http::HttpError;
@@ -277,7 +277,7 @@ impl Webhook for Mluvii {
         let fetched = self
             .read_sessions(
                 ids.iter()
-                    .map(|id| super::read::Target {
+                    .map(|id| super::source::Target {
                         id: *id,
                         named: true,
                         row: None,
@@ -293,14 +293,10 @@ impl Webhook for Mluvii {
         let marks = read.marks;
         let sessions = read.sessions;
         Ok(Pushed {
-            batch: Batch {
-                record_keys: sessions.iter().map(|s| s.session_id.to_string()).collect(),
-                rows: Box::new(super::store::SessionRows(sessions)),
-                rejected: read.rejected,
-                nulled: read.nulled,
-                state: None,
-                gone: read.gone,
-            },
+            batch: Batch::new(super::store::SessionRows(sessions))
+                .with_rejected(read.rejected)
+                .with_nulled(read.nulled)
+                .with_gone(read.gone),
             // The same bookkeeping as a poll, on the state as committed: a session now CLOSED
             // leaves the open set; one still open joins it.
             update_state: Box::new(move |committed| {

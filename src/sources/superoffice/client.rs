@@ -12,14 +12,29 @@
 //!
 //! Redirects are never followed (the shared HTTP client follows none): credentials do not
 //! travel to a login page.
+//!
+//! **Where requests go** (`client.rs`): on-site, to `base_url` with its ticket or bearer token;
+//! SuperOffice Online (`environment`), to the host the state API names now (`tenant.rs`), with the
+//! ticket of the system user flow (`system_user.rs`; the key and the signed token in
+//! `signing.rs`), renewed once on a 401 and waited out while the tenant is down (sources.md §2).
+//!
+//! **Time zones.** Every request asks for UTC with offsets (`SO-TimeZone: UTC, includeTZOffset`),
+//! and filter values are sent so that they are right in that zone. A tenant with time-zone
+//! support switched off ignores the header and writes its base zone's wall clock without an
+//! offset: the account's `timezone` names that zone (`sessionsync check` tells which case a
+//! tenant is).
 
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
 
 use super::config::{SOURCE, SuperOfficeAuth};
-use super::read::SuperOffice;
+use super::source::SuperOffice;
 use super::system_user::{SystemUserError, TenantState, Ticket};
 use crate::engine::SourceError;
 use crate::http::{HttpError, Response};
+use crate::sources::lenient::{self, Fields};
 
 /// The request header that chooses the zone of every date in a request and its answer.
 pub const TIMEZONE_HEADER: &str = "SO-TimeZone";
@@ -43,6 +58,14 @@ fn html_page(r: &Response) -> bool {
     let t = text.trim_start_matches('\u{feff}').trim_start();
     html_type || t.starts_with("<!doctype html") || t.starts_with("<html")
 }
+
+pub const LIST_PATH: &str = "/api/v1/ChatSession";
+pub const ENTITY_PATH: &str = "/api/v1/ChatSession/{id}";
+pub const MESSAGES_PATH: &str = "/api/v1/ChatSession/{id}/Messages";
+pub const FOR_USER_PATH: &str = "/api/v1/Agents/Chat/ChatSessionsForUser";
+/// The archive columns a listed row carries: those that show a change of the chat.
+pub const LIST_COLUMNS: &str =
+    "chatSessionId,status,whenRequested,whenStarted,whenEnded,lastMessage,rating,updatedDate";
 
 impl SuperOffice {
     /// Sends the request `build` makes for `url` (the tenant's root joined with `rel`, a path
@@ -133,7 +156,7 @@ impl SuperOffice {
         rel: &str,
     ) -> Result<Option<Value>, SourceError> {
         match self.send(endpoint, rel, |c, url| c.get(url)).await {
-            Ok(r) => super::read::parse_json(&r.body)
+            Ok(r) => parse_json(&r.body)
                 .map(Some)
                 .map_err(|d| self.body_error(endpoint, d)),
             Err(SourceError::Http(e)) if e.status() == Some(404) => Ok(None),
@@ -275,4 +298,200 @@ impl SuperOffice {
             until: state.valid_until,
         }
     }
+}
+
+impl SuperOffice {
+    /// The archive rows that may have changed since `since` (archive mode), by id, each with the
+    /// fingerprint of its columns: chats requested since then (to the second) and chats
+    /// updated on `since`'s UTC date or later (the archive's `updatedDate` is a date column).
+    pub(super) async fn list_candidates(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<BTreeMap<i64, String>, SourceError> {
+        // Never write a date SuperOffice reads as "not set" into the filter (a `start` before
+        // 1900 would be one): from 1900 on is everything.
+        let first: DateTime<Utc> = lenient::FIRST_REAL_DATE.parse().expect("constant");
+        let since = since.max(first);
+        let new = format!(
+            "whenRequested afterTime '{}'",
+            filter_time(since, self.settings.timezone)
+        );
+        let day_before = (since - TimeDelta::days(1)).format("%Y-%m-%d");
+        let changed = format!("updatedDate after '{day_before}'");
+        let mut rows = self.list_rows(&new, None).await?;
+        rows.extend(self.list_rows(&changed, None).await?);
+        Ok(rows)
+    }
+
+    /// Every archive row that `filter` selects, by id with its fingerprint, paged by keyset
+    /// (at most `limit` rows when given: one page).
+    pub(super) async fn list_rows(
+        &self,
+        filter: &str,
+        limit: Option<usize>,
+    ) -> Result<BTreeMap<i64, String>, SourceError> {
+        let top = limit.unwrap_or(self.settings.page_size);
+        let mut rows = BTreeMap::new();
+        let mut last: Option<i64> = None;
+        let mut next: Option<String> = None;
+        for _page in 0..1_000_000 {
+            let url = match next.take() {
+                Some(u) => u,
+                None => {
+                    let mut f = filter.to_string();
+                    if let Some(l) = last {
+                        f.push_str(&format!(" and chatSessionId gt {l}"));
+                    }
+                    let mut u = reqwest::Url::parse("http://tenant.invalid/").expect("constant");
+                    u.query_pairs_mut()
+                        .append_pair("$select", LIST_COLUMNS)
+                        .append_pair("$filter", &f)
+                        .append_pair("$orderBy", "chatSessionId")
+                        .append_pair("$top", &top.to_string());
+                    format!("{LIST_PATH}?{}", u.query().unwrap_or_default())
+                }
+            };
+            let body = self
+                .get_json(LIST_PATH, &url)
+                .await?
+                .ok_or_else(|| self.body_error(LIST_PATH, "the archive answered 404".into()))?;
+            let (items, next_link) = list_page(&body).map_err(|d| self.body_error(LIST_PATH, d))?;
+            let before = rows.len();
+            for item in &items {
+                match item_id(item) {
+                    Some(id) => {
+                        rows.insert(id, row_fingerprint(item));
+                        last = Some(last.map_or(id, |l| l.max(id)));
+                    }
+                    None => {
+                        return Err(self.body_error(
+                            LIST_PATH,
+                            format!("a row without chatSessionId: {}", lenient::short(item)),
+                        ));
+                    }
+                }
+            }
+            if limit.is_some() {
+                break;
+            }
+            let progressed = rows.len() > before;
+            if let Some(link) = next_link.filter(|_| progressed) {
+                next = Some(self.next_link(&link)?);
+                continue;
+            }
+            if items.len() < top || !progressed {
+                break;
+            }
+        }
+        Ok(rows)
+    }
+
+    /// An `odata.nextLink` as a path and query under the tenant's root, where it is sent (the
+    /// root in use then: a tenant that moved meanwhile is followed). On-site, a link to another
+    /// host is refused.
+    pub(super) fn next_link(&self, link: &str) -> Result<String, SourceError> {
+        let base =
+            self.settings.base_url.clone().unwrap_or_else(|| {
+                reqwest::Url::parse("https://tenant.invalid/").expect("constant")
+            });
+        let url = base.join(link).map_err(|e| {
+            self.body_error(LIST_PATH, format!("odata.nextLink is not a URL ({e})"))
+        })?;
+        if self.settings.base_url.is_some() && url.origin() != base.origin() {
+            return Err(self.body_error(
+                LIST_PATH,
+                format!(
+                    "odata.nextLink points to another host ({}); not followed",
+                    url.host_str().unwrap_or("?")
+                ),
+            ));
+        }
+        let path = url.path();
+        let at = path.find("/api/").ok_or_else(|| {
+            self.body_error(LIST_PATH, "odata.nextLink is not under /api/".into())
+        })?;
+        Ok(match url.query() {
+            Some(q) => format!("{}?{q}", &path[at..]),
+            None => path[at..].to_string(),
+        })
+    }
+
+    pub(super) async fn entities_for_user(&self) -> Result<Vec<Value>, SourceError> {
+        let r = self
+            .send_json(
+                FOR_USER_PATH,
+                reqwest::Method::POST,
+                FOR_USER_PATH,
+                "{}".into(),
+            )
+            .await?;
+        let body = parse_json(&r.body).map_err(|d| self.body_error(FOR_USER_PATH, d))?;
+        list_page(&body)
+            .map(|(items, _)| items)
+            .map_err(|d| self.body_error(FOR_USER_PATH, d))
+    }
+
+    pub(super) async fn messages(&self, id: i32, after: i64) -> Result<Vec<Value>, SourceError> {
+        let rel = format!("{LIST_PATH}/{id}/Messages?after={after}");
+        match self.get_json(MESSAGES_PATH, &rel).await? {
+            None => Ok(Vec::new()),
+            Some(v) => list_page(&v)
+                .map(|(items, _)| items)
+                .map_err(|d| self.body_error(MESSAGES_PATH, d)),
+        }
+    }
+}
+
+pub(super) fn parse_json(body: &[u8]) -> Result<Value, String> {
+    let text = String::from_utf8_lossy(body);
+    let t = text.trim_start_matches('\u{feff}').trim();
+    if t.starts_with('<') {
+        return Err("an HTML or XML page instead of JSON (a proxy or login page?)".into());
+    }
+    serde_json::from_str(t)
+        .map_err(|e| format!("not valid JSON ({e}); the body may have been cut off"))
+}
+
+/// A list body: a bare array, or `{"value": [...], "odata.nextLink": "..."}`.
+pub(super) fn list_page(v: &Value) -> Result<(Vec<Value>, Option<String>), String> {
+    match v {
+        Value::Array(a) => Ok((a.clone(), None)),
+        Value::Object(o) => {
+            let f = Fields::new(o);
+            let next = f
+                .text("odata.nextlink")
+                .or_else(|| f.text("@odata.nextlink"));
+            match f.get("value") {
+                Some(Value::Array(a)) => Ok((a.clone(), next)),
+                _ => Err(format!("expected a list, got {}", lenient::short(v))),
+            }
+        }
+        _ => Err(format!("expected a list, got {}", lenient::short(v))),
+    }
+}
+
+pub(super) fn item_id(item: &Value) -> Option<i64> {
+    let Value::Object(o) = item else {
+        return lenient::int(item);
+    };
+    let f = Fields::new(o);
+    f.get("chatsessionid")
+        .or_else(|| f.get("primarykey"))
+        .and_then(lenient::int)
+}
+
+/// A filter value for a datetime column (`afterTime`), for instant `t`. Sent with
+/// `SO-TimeZone: UTC`, a tenant reads it in UTC; one with time-zone support off reads it in its
+/// base zone (`tz`). Of the two wall clocks the earlier is sent: read either way, it means `t`
+/// or a little before (a few rows listed again, never one missed).
+pub(super) fn filter_time(t: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
+    let utc = t.naive_utc();
+    let local = t.with_timezone(&tz).naive_local();
+    utc.min(local).format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+/// The fingerprint of an archive row's columns ([`LIST_COLUMNS`]): equal means no column that
+/// shows a change did change.
+pub(super) fn row_fingerprint(row: &Value) -> String {
+    lenient::fingerprint(&row.to_string())
 }

@@ -4,8 +4,10 @@ use serde::Deserialize;
 
 use super::signing::PrivateKey;
 use super::tenant::environment_url;
-use crate::config::{self, AccountSettings, Common, KeyProblem, Secret, SourceConfig};
-use crate::config::{HttpSettings, StreamSettings};
+use std::sync::Arc;
+
+use crate::config::{self, KeyProblem, Secret, SourceSettings};
+use crate::engine::{Source, SourceContext};
 
 pub const SOURCE: &str = "superoffice";
 
@@ -55,8 +57,6 @@ pub const ENVIRONMENT_HOSTS: [&str; 3] = [
 
 #[derive(Debug, Clone)]
 pub struct SuperOfficeSettings {
-    pub stream: StreamSettings,
-    pub http: HttpSettings,
     /// The tenant's root for on-site installations (and ticket/bearer accounts); `None` with
     /// the system user flow, whose host comes from the state API.
     pub base_url: Option<reqwest::Url>,
@@ -95,38 +95,18 @@ struct RawSuperOffice {
     page_size: Option<usize>,
 }
 
-/// This source in the list of sources (`sources::SOURCES`).
-pub struct Kind;
-
-impl SourceConfig for Kind {
-    fn name(&self) -> &'static str {
-        SOURCE
+impl SourceSettings for SuperOfficeSettings {
+    fn read(entry: toml::Value, prefix: &str) -> Result<Self, KeyProblem> {
+        read(entry, prefix)
     }
 
-    fn stream(&self) -> &'static str {
-        "chat_sessions"
-    }
-
-    fn inventory(&self) -> Option<&'static crate::privacy::Inventory> {
-        Some(&super::personal::INVENTORY)
-    }
-
-    fn account(
-        &self,
-        entry: toml::Value,
-        prefix: &str,
-        common: Common,
-    ) -> Result<Box<dyn AccountSettings>, KeyProblem> {
-        read(entry, prefix, common).map(config::boxed)
+    fn build(&self, cx: Arc<SourceContext>) -> Box<dyn Source> {
+        Box::new(super::source::SuperOffice::new(self.clone(), cx))
     }
 }
 
 /// Reads and checks this source's own keys of one entry.
-fn read(
-    entry: toml::Value,
-    prefix: &str,
-    Common { stream, http }: Common,
-) -> Result<SuperOfficeSettings, KeyProblem> {
+fn read(entry: toml::Value, prefix: &str) -> Result<SuperOfficeSettings, KeyProblem> {
     let m: RawSuperOffice = config::entry(entry, prefix)?;
     let k = |name: &str| format!("{prefix}.{name}");
     let nonempty = |s: Option<Secret>| s.filter(|s| !s.is_empty());
@@ -290,8 +270,6 @@ fn read(
         )
     })?;
     Ok(SuperOfficeSettings {
-        stream,
-        http,
         base_url,
         auth,
         mode: m.mode.unwrap_or(SuperOfficeMode::Archive),
@@ -310,8 +288,8 @@ mod tests {
     const ENTRY: &str = "account = \"cust12345\"\nbase_url = \"https://crm.example.com/SuperOffice\"\nstart = \"2024-01-01T00:00:00Z\"\n";
 
     fn read_entry(extra: &str) -> Result<SuperOfficeSettings, KeyProblem> {
-        let (entry, common) = config::test_entry(&Kind, &format!("{ENTRY}{extra}"));
-        read(entry, "superoffice[0]", common)
+        let (entry, _) = config::test_entry(&super::super::KIND, &format!("{ENTRY}{extra}"));
+        read(entry, "superoffice[0]")
     }
 
     #[test]
@@ -321,7 +299,7 @@ mod tests {
         assert_eq!(s.mode, SuperOfficeMode::Archive);
         assert!(s.messages);
         assert_eq!(s.timezone, chrono_tz::UTC);
-        assert_eq!(Kind.stream(), "chat_sessions");
+        assert_eq!(super::super::KIND.stream, "chat_sessions");
         let s = read_entry("bearer = \"b-1\"\n").unwrap();
         assert!(matches!(s.auth, SuperOfficeAuth::Bearer { .. }));
         for (extra, key, word) in [

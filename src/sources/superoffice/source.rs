@@ -1,22 +1,322 @@
-//! SuperOffice as a [`Source`]: a run's window (archive lists merged and read, or the agent's
-//! whole list), `check`, and how its dates are judged.
+//! SuperOffice as a [`Source`]: the stream's type, what it remembers between runs, and a run's
+//! window (archive lists merged and its chats read, or the agent's whole list).
+//!
+//! Two modes (sources.md §2):
+//!
+//! - `archive` (default): one window per run, `[watermark − lookback, now)`, starting at T. Each
+//!   archive column takes only the operators of its restriction type (sources.md §2), so the
+//!   ChatSession archive is asked two lists, merged by id: new chats to the second
+//!   (`whenRequested afterTime T`, a datetime column) and changed ones by whole UTC days
+//!   (`updatedDate after '<the day before T>'`, a date column). Both are ordered by
+//!   `chatSessionId` with keyset paging (`chatSessionId gt LAST`; an `odata.nextLink` is followed
+//!   when the server gives one) and `$select` the columns that show a change ([`LIST_COLUMNS`]).
+//!   The stream keeps a fingerprint of each listed row; only rows that are new or whose columns
+//!   changed are read by id, `concurrency` at a time. Chats not yet final are re-read by id at
+//!   every run until they are (for [`OPEN_CHAT_AGE`]), so nothing depends on when SuperOffice
+//!   bumps `updatedDate`.
+//! - `for_user`: `ChatSessionsForUser` returns every session of the API user at once, with no
+//!   filter. A fingerprint per session (kept in `sync_state.state`) tells which changed; only
+//!   those are written and have their messages read, so an unchanged list costs one request.
+//!   It is the same fingerprint the row stores as `content_hash` (the one "unchanged" check of
+//!   every source); the copy in the state is there because it saves the message requests of
+//!   unchanged sessions, which a check at write time would come too late for.
+//!
+//! Messages (`messages = true`) are read for changed sessions only, `after` the last message
+//! id already stored. `SessionKey` is removed from every entity as soon as it is parsed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
-use serde_json::Value;
+use futures::{StreamExt, TryStreamExt};
+use serde_json::{Value, json};
 
-use super::config::{SuperOfficeMode, SuperOfficeSettings};
-use super::normalize::{self};
-use super::store;
-use crate::engine::{Batch, RunInfo, Source, SourceError, StreamState, Window};
-use crate::sources::lenient::{self, Fields};
-
-use super::read::{
-    ENTITY_PATH, LIST_PATH, OPEN_CHAT_AGE, Remembered, STATE_VERSION, Seen, SuperOffice, item_id,
-    since,
+use super::client::{ENTITY_PATH, LIST_PATH, item_id};
+use super::config::{SOURCE, SuperOfficeAuth, SuperOfficeMode, SuperOfficeSettings};
+use super::normalize::{self, Normalized};
+use super::system_user::SystemUser;
+use super::{personal, store};
+use crate::engine::{
+    Batch, Rejected, RunInfo, Source, SourceContext, SourceError, StreamState, Window,
 };
+use crate::privacy::Kind;
+use crate::sources::lenient;
+
+/// How long after it was requested a chat that is not final is still re-read by id at every
+/// run; an older one is read again only when the archive lists it changed.
+pub const OPEN_CHAT_AGE: TimeDelta = TimeDelta::days(7);
+
+pub struct SuperOffice {
+    pub(super) cx: Arc<SourceContext>,
+    pub(super) settings: SuperOfficeSettings,
+    /// The system user flow's ticket, JWKS and tenant state (SuperOffice Online).
+    pub(super) system_user: Option<SystemUser>,
+}
+
+impl SuperOffice {
+    pub fn new(settings: SuperOfficeSettings, cx: Arc<SourceContext>) -> Self {
+        let system_user = match &settings.auth {
+            SuperOfficeAuth::SystemUser(c) => Some(SystemUser::new(c.clone())),
+            _ => None,
+        };
+        SuperOffice {
+            cx,
+            settings,
+            system_user,
+        }
+    }
+}
+
+/// What the stream remembers of one session between runs.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub(super) struct Seen {
+    /// Fingerprint of the entity (without SessionKey).
+    pub(super) h: String,
+    /// Last message id stored.
+    #[serde(default)]
+    pub(super) m: i64,
+    /// Terminal status (no more messages expected).
+    #[serde(default)]
+    pub(super) t: bool,
+    /// When it was last seen (RFC 3339).
+    #[serde(default)]
+    pub(super) s: String,
+    /// Fingerprint of its archive row as last listed (archive mode; empty when never listed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(super) l: String,
+    /// When it was requested (RFC 3339; when first seen if unknown): a chat not final is
+    /// re-read by id while this is within [`OPEN_CHAT_AGE`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(super) o: String,
+    /// The privacy policy (its tag) it was written under: under another one now, it is read and
+    /// written again, messages included, so that its rows' labels tell the truth.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(super) p: String,
+}
+
+/// The version of [`Remembered`] as stored; a change to its shape that an older reader would
+/// misread raises it (and `read_state` refuses states newer than it knows).
+pub(super) const STATE_VERSION: u64 = 1;
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(super) struct Remembered {
+    #[serde(default)]
+    pub(super) sessions: BTreeMap<i64, Seen>,
+}
+
+/// What reading a set of entities gave: the sessions to write (changed ones, or all when
+/// forced), their new messages, and what to remember of each session seen.
+pub(super) struct Read {
+    pub(super) sessions: Vec<normalize::Session>,
+    pub(super) messages: Vec<normalize::Message>,
+    pub(super) rejected: Vec<Rejected>,
+    pub(super) nulled: Vec<Rejected>,
+    pub(super) current: BTreeMap<i64, Seen>,
+    /// Sessions written erased (a recorded erasure matches them, or SuperOffice deleted them).
+    pub(super) erased: std::collections::HashSet<i32>,
+    /// Sessions whose status is `Deleted`: kept with `source_deleted_at`, their personal data
+    /// erased (docs/privacy.md section 4).
+    pub(super) gone: Vec<String>,
+    /// Entities read whose fingerprint had not changed (not written).
+    pub(super) unchanged: u64,
+}
+
+impl SuperOffice {
+    /// Reads entities by id, `concurrency` at a time, SessionKey removed; an id answering 404
+    /// is set aside with `missing` as its reason.
+    pub(super) async fn entities(
+        &self,
+        ids: Vec<i64>,
+        missing: &str,
+    ) -> Result<(Vec<(i64, Value)>, Vec<Rejected>, Vec<String>), SourceError> {
+        let got: Vec<(i64, Option<Value>)> =
+            futures::stream::iter(ids.into_iter().map(|id| async move {
+                let rel = format!("{LIST_PATH}/{id}");
+                self.get_json(ENTITY_PATH, &rel).await.map(|v| (id, v))
+            }))
+            .buffer_unordered(self.settings.concurrency)
+            .try_collect()
+            .await?;
+        let mut out = Vec::with_capacity(got.len());
+        let mut rejected = Vec::new();
+        let mut gone = Vec::new();
+        for (id, v) in got {
+            match v {
+                Some(mut v) => {
+                    normalize::strip_secrets(&mut v);
+                    out.push((id, v));
+                }
+                None => {
+                    rejected.push(Rejected {
+                        record_key: id.to_string(),
+                        reason: missing.into(),
+                        payload: json!({ "ChatSessionId": id }),
+                    });
+                    gone.push(id.to_string());
+                }
+            }
+        }
+        out.sort_by_key(|(id, _)| *id);
+        Ok((out, rejected, gone))
+    }
+
+    /// Normalizes the entities whose fingerprint changed (all of them when `force`: a webhook
+    /// said they changed) and reads their messages after the last one stored.
+    pub(super) async fn read_changed(
+        &self,
+        entities: Vec<(i64, Value)>,
+        mem: &Remembered,
+        force: bool,
+    ) -> Result<Read, SourceError> {
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+        let tag = self.cx.privacy.tag();
+        let mut read = Read {
+            sessions: Vec::new(),
+            messages: Vec::new(),
+            rejected: Vec::new(),
+            nulled: Vec::new(),
+            current: BTreeMap::new(),
+            erased: Default::default(),
+            gone: Vec::new(),
+            unchanged: 0,
+        };
+        let mut changed: Vec<(i32, i64)> = Vec::new();
+        for (i, (id, mut raw)) in entities.into_iter().enumerate() {
+            lenient::clean_json(&mut raw);
+            // Personal data (personal.rs): an erasure is matched on the values as received;
+            // then the policy (or the erasure) applies to the entity before anything reads it.
+            let deleted = normalize::is_deleted(&raw);
+            let erased = deleted
+                || self.cx.privacy.is_erased(
+                    SOURCE,
+                    &self.cx.key.account,
+                    &id.to_string(),
+                    &[(&raw, personal::ENTITY)],
+                );
+            self.cx
+                .privacy
+                .for_record(erased)
+                .document(&mut raw, personal::ENTITY);
+            let h = normalize::fingerprint(&raw);
+            let before = mem.sessions.get(&id).cloned();
+            if let Some(mut b) = before.clone().filter(|b| b.h == h && b.p == tag && !force) {
+                b.s = now.clone();
+                read.current.insert(id, b);
+                read.unchanged += 1;
+                continue;
+            }
+            match normalize::normalize(
+                raw,
+                &format!("{}#{i}", self.settings.mode_name()),
+                self.settings.timezone,
+            ) {
+                Normalized::Session(mut s, n) => {
+                    s.content_hash = h.clone();
+                    if erased {
+                        read.erased.insert(s.chat_session_id);
+                    }
+                    if deleted {
+                        read.gone.push(s.chat_session_id.to_string());
+                    }
+                    read.nulled.extend(n);
+                    // Under another policy than its stored rows: every message again.
+                    let last = before.as_ref().filter(|b| b.p == tag).map_or(0, |b| b.m);
+                    let requested = s
+                        .requested_at
+                        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true));
+                    read.current.insert(
+                        id,
+                        Seen {
+                            h,
+                            m: last,
+                            t: normalize::is_terminal(s.status.as_deref()),
+                            s: now.clone(),
+                            l: before.as_ref().map(|b| b.l.clone()).unwrap_or_default(),
+                            p: tag.clone(),
+                            o: requested
+                                .or_else(|| before.map(|b| b.o).filter(|o| !o.is_empty()))
+                                .unwrap_or_else(|| now.clone()),
+                        },
+                    );
+                    changed.push((s.chat_session_id, last));
+                    read.sessions.push(*s);
+                }
+                Normalized::Rejected(r) => read.rejected.push(r),
+            }
+        }
+        if self.settings.messages && !changed.is_empty() {
+            read.messages = self.new_messages(changed, &mut read).await?;
+        }
+        Ok(read)
+    }
+
+    /// The messages of `sessions` (id, last stored message id) after the last stored one;
+    /// remembers the newest id of each.
+    pub(super) async fn new_messages(
+        &self,
+        sessions: Vec<(i32, i64)>,
+        read: &mut Read,
+    ) -> Result<Vec<normalize::Message>, SourceError> {
+        let fetched: Vec<(i32, Vec<Value>)> = futures::stream::iter(
+            sessions
+                .into_iter()
+                .map(|(id, after)| async move { self.messages(id, after).await.map(|m| (id, m)) }),
+        )
+        .buffer_unordered(self.settings.concurrency)
+        .try_collect()
+        .await?;
+        let mut by_id: HashMap<i32, normalize::Message> = HashMap::new();
+        for (session, list) in fetched {
+            let scrub = self.cx.privacy.for_record(read.erased.contains(&session));
+            for v in list {
+                match normalize::message(&v, session, self.settings.timezone) {
+                    Ok((mut m, unset)) => {
+                        read.nulled.extend(unset.into_iter().map(|reason| Rejected {
+                            record_key: format!(
+                                "message {} of session {session}",
+                                m.chat_message_id
+                            ),
+                            reason,
+                            payload: Value::Null,
+                        }));
+                        if let Some(seen) = read.current.get_mut(&i64::from(session)) {
+                            seen.m = seen.m.max(i64::from(m.chat_message_id));
+                        }
+                        m.message = m.message.map(|t| lenient::clean(&t));
+                        let class = personal::author_class(m.kind.as_deref());
+                        m.author = scrub.text(class, Kind::Text, m.author.take());
+                        m.message = scrub.text(
+                            &[crate::privacy::Class::Transcripts],
+                            Kind::Text,
+                            m.message.take(),
+                        );
+                        by_id.insert(m.chat_message_id, m);
+                    }
+                    Err(reason) => {
+                        let mut payload = v.clone();
+                        normalize::strip_secrets(&mut payload);
+                        lenient::clean_json(&mut payload);
+                        scrub.document(&mut payload, personal::MESSAGE);
+                        read.rejected.push(Rejected {
+                            record_key: format!("message of session {session}"),
+                            reason,
+                            payload,
+                        });
+                    }
+                }
+            }
+        }
+        let mut list: Vec<normalize::Message> = by_id.into_values().collect();
+        list.sort_by_key(|m| m.chat_message_id);
+        Ok(list)
+    }
+}
+
+/// Whether an RFC 3339 instant is at or after `from` (an unreadable one is not).
+pub(super) fn since(t: &str, from: DateTime<Utc>) -> bool {
+    DateTime::parse_from_rfc3339(t).is_ok_and(|t| t.with_timezone(&Utc) >= from)
+}
 
 #[async_trait]
 impl Source for SuperOffice {
@@ -33,111 +333,8 @@ impl Source for SuperOffice {
         crate::engine::Windowing::Single
     }
 
-    /// For the system user flow, one line per step (signed token accepted, JWT verified, the
-    /// tenant's state and host); then lists (or reads) one chat, and tells whether the tenant's
-    /// dates carry an offset: if not, it ignores `SO-TimeZone` and they are read in the
-    /// account's `timezone`. Lines that begin `FAIL: ` or `WARN: ` are shown as such.
     async fn check(&self) -> Result<String, SourceError> {
-        let mut lines = Vec::new();
-        if let Some(su) = &self.system_user {
-            let ticket = su
-                .ticket(&self.cx.http)
-                .await
-                .map_err(|e| self.su_error(e))?;
-            lines.push(format!(
-                "signed system user token accepted for tenant {} (PartnerSystemUser/Authenticate)",
-                su.config().context_identifier
-            ));
-            lines.push(format!(
-                "JWT verified: RS256 with JWKS key id `{}`, issuer `SuperOffice AS`, audience spn:<serial>, exp/nbf",
-                ticket.kid
-            ));
-            let state = su
-                .tenant(&self.cx.http)
-                .await
-                .map_err(|e| self.su_error(e))?;
-            let host = state
-                .endpoint
-                .as_ref()
-                .map_or("(no Endpoint named)".to_string(), |e| e.to_string());
-            if !state.running {
-                lines.push(format!(
-                    "WARN: tenant state {} (not running: runs end as `unavailable` until it runs again) at {host}",
-                    state.state
-                ));
-                return Ok(lines.join("\n"));
-            }
-            lines.push(format!("tenant state {} at {host}", state.state));
-        }
-        let tz = self.settings.timezone;
-        let since = Utc::now() - crate::engine::SILENCE_CHECK;
-        // One call: what it answered, a chat to judge the dates by, and (for_user, whose list is
-        // whole) whether a chat of the last 30 days is visible.
-        let answered = match self.settings.mode {
-            SuperOfficeMode::ForUser => self.entities_for_user().await.map(|list| {
-                let recent = list.iter().any(|v| requested_since(v, since, tz));
-                (
-                    format!("{} chat sessions for the API user", list.len()),
-                    list.into_iter().next(),
-                    Some(recent),
-                )
-            }),
-            SuperOfficeMode::Archive => match self.list_rows("chatSessionId gt 0", Some(1)).await {
-                Ok(rows) => match rows.keys().next() {
-                    Some(id) => self
-                        .get_json(ENTITY_PATH, &format!("{LIST_PATH}/{id}"))
-                        .await
-                        .map(|s| ("the ChatSession archive lists chats".to_string(), s, None)),
-                    None => Ok((
-                        "the ChatSession archive lists no chat yet".to_string(),
-                        None,
-                        None,
-                    )),
-                },
-                Err(e) => Err(e),
-            },
-        };
-        let recent = match answered {
-            Ok((what, sample, recent)) => {
-                lines.push(format!(
-                    "one authenticated call answered ({what}); {}",
-                    dates_verdict(sample.as_ref(), tz)
-                ));
-                Some(recent)
-            }
-            Err(e) if lines.is_empty() => return Err(e),
-            Err(e) => {
-                lines.push(format!("FAIL: one authenticated call failed: {e}"));
-                None
-            }
-        };
-        if let Some(recent) = recent {
-            let recent = match recent {
-                Some(r) => Ok(r),
-                // The archive is asked for one chat requested since then.
-                None => {
-                    let filter = format!(
-                        "whenRequested afterTime '{}'",
-                        super::read::filter_time(since, tz)
-                    );
-                    self.list_rows(&filter, Some(1))
-                        .await
-                        .map(|r| !r.is_empty())
-                }
-            };
-            match recent {
-                Ok(true) => {}
-                Ok(false) => lines.push(match self.settings.mode {
-                    SuperOfficeMode::ForUser => "WARN: no chat requested in the last 30 days is visible: ChatSessionsForUser lists only the chats the user is a member of (Can Respond, Notifications, Listen or Manager of their chat topics); set mode = \"archive\", or make the user a member".to_string(),
-                    SuperOfficeMode::Archive => "WARN: no chat requested in the last 30 days is visible in the ChatSession archive: the user needs the right to see chat sessions (a Chat licence, and a role with access to chat topics); a system user has the tenant's rights".to_string(),
-                }),
-                Err(e) => lines.push(format!("FAIL: looking for chats of the last 30 days failed: {e}")),
-            }
-        }
-        if self.system_user.is_some() && self.settings.mode == SuperOfficeMode::ForUser {
-            lines.push("WARN: mode `for_user` with a system user: it sees only the chats it is a member of (Can Respond, Notifications, Listen or Manager), often none; set mode = \"archive\" to read every chat of the tenant".into());
-        }
-        Ok(lines.join("\n"))
+        self.check_account().await
     }
 
     async fn fetch(
@@ -243,91 +440,21 @@ impl Source for SuperOffice {
             SuperOfficeMode::Archive => {
                 mem.sessions.extend(current);
                 let horizon = now
-                    - TimeDelta::from_std(self.settings.stream.lookback)
-                        .unwrap_or(TimeDelta::zero())
+                    - TimeDelta::from_std(self.cx.settings.lookback).unwrap_or(TimeDelta::zero())
                     - TimeDelta::days(2)
                     - TimeDelta::hours(1);
                 mem.sessions
                     .retain(|_, s| (!s.t && since(&s.o, open_from)) || since(&s.s, horizon));
             }
         }
-        Ok(Batch {
-            record_keys: sessions
-                .iter()
-                .map(|s| s.chat_session_id.to_string())
-                .collect(),
-            rows: Box::new(store::ChatRows {
-                sessions,
-                messages,
-                unchanged,
-            }),
-            rejected,
-            nulled,
-            state: Some(crate::engine::write_state(&mem, STATE_VERSION)),
-            gone,
+        Ok(Batch::new(store::ChatRows {
+            sessions,
+            messages,
+            unchanged,
         })
-    }
-}
-
-/// Whether an entity was requested at or after `since` (its `WhenRequested`, read in `tz` when
-/// it has no offset; "not set" is not).
-fn requested_since(entity: &Value, since: DateTime<Utc>, tz: chrono_tz::Tz) -> bool {
-    entity
-        .as_object()
-        .and_then(|o| Fields::new(o).text("whenrequested"))
-        .and_then(|t| lenient::read_date(&t, tz))
-        .is_some_and(|d| matches!(d, lenient::DateValue::Set(t) if t >= since))
-}
-
-/// Whether a date string carries its offset (`Z`, `+01:00`, `+0100`).
-pub(super) fn has_offset(s: &str) -> bool {
-    s.find('T')
-        .is_some_and(|i| s[i..].contains(['+', '-', 'Z', 'z']))
-}
-
-/// What `check` says of the dates of one chat: with an offset or without, and then in which
-/// zone they are read.
-pub(super) fn dates_verdict(sample: Option<&Value>, tz: chrono_tz::Tz) -> String {
-    let dates: Vec<String> = sample
-        .and_then(Value::as_object)
-        .map(|o| {
-            let f = Fields::new(o);
-            [
-                "whenrequested",
-                "whenstarted",
-                "whenended",
-                "whenidle",
-                "whenfetched",
-            ]
-            .iter()
-            .filter_map(|n| f.text(n))
-            .filter(|s| {
-                matches!(
-                    lenient::read_date(s, chrono_tz::UTC),
-                    Some(lenient::DateValue::Set(_))
-                )
-            })
-            .collect()
-        })
-        .unwrap_or_default();
-    match dates.first() {
-        None => format!(
-            "no chat with a date to read yet: whether its dates carry an offset is not known (offset-less dates would be read in {tz})"
-        ),
-        Some(d) if has_offset(d) => {
-            "its dates carry an offset (SO-TimeZone honoured): `timezone` is not needed".into()
-        }
-        Some(_) => format!(
-            "its dates come WITHOUT an offset (the tenant ignores SO-TimeZone: its time-zone support is off), and are read in {tz}; if that is not the tenant's base time zone, set `timezone` (e.g. \"Europe/Oslo\")"
-        ),
-    }
-}
-
-impl SuperOfficeSettings {
-    pub(super) fn mode_name(&self) -> &'static str {
-        match self.mode {
-            SuperOfficeMode::Archive => "archive",
-            SuperOfficeMode::ForUser => "for_user",
-        }
+        .with_rejected(rejected)
+        .with_nulled(nulled)
+        .with_state(crate::engine::write_state(&mem, STATE_VERSION))
+        .with_gone(gone))
     }
 }

@@ -79,6 +79,13 @@ impl Rows for ChatRows {
         self.sessions.len()
     }
 
+    fn keys(&self) -> Vec<String> {
+        self.sessions
+            .iter()
+            .map(|s| s.chat_session_id.to_string())
+            .collect()
+    }
+
     fn newest(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         self.sessions.iter().filter_map(|s| s.requested_at).max()
     }

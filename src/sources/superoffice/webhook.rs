@@ -11,7 +11,7 @@ use hmac::{Hmac, Mac};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
-use super::read::{Remembered, STATE_VERSION, Seen, SuperOffice};
+use super::source::{Remembered, STATE_VERSION, Seen, SuperOffice};
 use crate::engine::webhook::{body_key, json_object};
 use crate::engine::{Batch, Pushed, SourceError, StreamState, Verdict, Webhook, WebhookState};
 use crate::sources::lenient::{self, Fields};
@@ -45,9 +45,9 @@ impl SuperOffice {
             .await
         {
             Ok(r) => {
-                let v = super::read::parse_json(&r.body)
+                let v = super::client::parse_json(&r.body)
                     .map_err(|d| self.body_error(WEBHOOK_PATH, d))?;
-                super::read::list_page(&v)
+                super::client::list_page(&v)
                     .map(|(items, _)| Some(items))
                     .map_err(|d| self.body_error(WEBHOOK_PATH, d))
             }
@@ -141,21 +141,14 @@ impl Webhook for SuperOffice {
         let key = self.cx.key.clone();
         let sessions = read.sessions;
         Ok(Pushed {
-            batch: Batch {
-                record_keys: sessions
-                    .iter()
-                    .map(|s| s.chat_session_id.to_string())
-                    .collect(),
-                rows: Box::new(super::store::ChatRows {
-                    sessions,
-                    messages: read.messages,
-                    unchanged: read.unchanged,
-                }),
-                rejected,
-                nulled: read.nulled,
-                state: None,
-                gone,
-            },
+            batch: Batch::new(super::store::ChatRows {
+                sessions,
+                messages: read.messages,
+                unchanged: read.unchanged,
+            })
+            .with_rejected(rejected)
+            .with_nulled(read.nulled)
+            .with_gone(gone),
             // What the stream remembers of these sessions (fingerprint, last message) is
             // replaced; the rest of its state is kept as committed.
             update_state: Box::new(move |committed| {
@@ -211,7 +204,7 @@ impl Webhook for SuperOffice {
             reqwest::Method::POST
         };
         let r = self.send_json(WEBHOOK_PATH, method, &rel, body).await?;
-        let id = super::read::parse_json(&r.body).ok().and_then(|v| {
+        let id = super::client::parse_json(&r.body).ok().and_then(|v| {
             v.as_object()
                 .and_then(|o| Fields::new(o).int("webhookid").ok().flatten())
         });

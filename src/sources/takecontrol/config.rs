@@ -3,10 +3,10 @@
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-use crate::config::{
-    self, AccountSettings, Common, CommonDefaults, KeyProblem, Secret, SourceConfig,
-};
-use crate::config::{HttpSettings, StreamSettings};
+use std::sync::Arc;
+
+use crate::config::{self, KeyProblem, Secret, SourceSettings};
+use crate::engine::{Source, SourceContext};
 
 pub const SOURCE: &str = "takecontrol";
 
@@ -26,8 +26,6 @@ pub enum OutputFormat {
 
 #[derive(Debug, Clone)]
 pub struct TakeControlSettings {
-    pub stream: StreamSettings,
-    pub http: HttpSettings,
     pub api: TakeControlApi,
     pub base_url: reqwest::Url,
     pub api_key: Secret,
@@ -46,41 +44,18 @@ struct RawTakeControl {
     output_format: Option<OutputFormat>,
 }
 
-/// This source in the list of sources (`sources::SOURCES`).
-pub struct Kind;
-
-impl SourceConfig for Kind {
-    fn name(&self) -> &'static str {
-        SOURCE
+impl SourceSettings for TakeControlSettings {
+    fn read(entry: toml::Value, prefix: &str) -> Result<Self, KeyProblem> {
+        read(entry, prefix)
     }
 
-    fn defaults(&self) -> CommonDefaults {
-        CommonDefaults {
-            lookback: "24h",
-            ..CommonDefaults::default()
-        }
-    }
-
-    fn inventory(&self) -> Option<&'static crate::privacy::Inventory> {
-        Some(&super::personal::INVENTORY)
-    }
-
-    fn account(
-        &self,
-        entry: toml::Value,
-        prefix: &str,
-        common: Common,
-    ) -> Result<Box<dyn AccountSettings>, KeyProblem> {
-        read(entry, prefix, common).map(config::boxed)
+    fn build(&self, cx: Arc<SourceContext>) -> Box<dyn Source> {
+        Box::new(super::source::TakeControl::new(self.clone(), cx))
     }
 }
 
 /// Reads and checks this source's own keys of one entry.
-fn read(
-    entry: toml::Value,
-    prefix: &str,
-    Common { stream, http }: Common,
-) -> Result<TakeControlSettings, KeyProblem> {
+fn read(entry: toml::Value, prefix: &str) -> Result<TakeControlSettings, KeyProblem> {
     let t: RawTakeControl = config::entry(entry, prefix)?;
     let k = |name: &str| format!("{prefix}.{name}");
     let base_url = config::parse_base_url(&k("base_url"), &t.base_url)?;
@@ -95,8 +70,6 @@ fn read(
         )
     })?;
     Ok(TakeControlSettings {
-        stream,
-        http,
         api: t.api.unwrap_or(TakeControlApi::Rest),
         base_url,
         api_key: t.api_key,
@@ -113,12 +86,12 @@ mod tests {
 
     #[test]
     fn defaults_and_checks() {
-        let (entry, common) = config::test_entry(&Kind, ENTRY);
-        let t = read(entry, "takecontrol[0]", common).unwrap();
+        let (entry, (stream, _)) = config::test_entry(&super::super::KIND, ENTRY);
+        let t = read(entry, "takecontrol[0]").unwrap();
         assert_eq!(t.api, TakeControlApi::Rest);
         assert_eq!(t.output_format, OutputFormat::Xml);
         assert_eq!(t.timezone, chrono_tz::UTC);
-        assert_eq!(t.stream.lookback, std::time::Duration::from_secs(86400));
+        assert_eq!(stream.lookback, std::time::Duration::from_secs(86400));
         assert_eq!(t.api_key.expose(), "very-secret-key");
         assert!(!format!("{t:?}").contains("very-secret-key"));
         for (extra, key, word) in [
@@ -133,12 +106,13 @@ mod tests {
                 "unknown field",
             ),
         ] {
-            let (entry, common) = config::test_entry(&Kind, &format!("{ENTRY}{extra}"));
-            let (k, problem) = read(entry, "takecontrol[0]", common).unwrap_err();
+            let (entry, _) = config::test_entry(&super::super::KIND, &format!("{ENTRY}{extra}"));
+            let (k, problem) = read(entry, "takecontrol[0]").unwrap_err();
             assert!(k == key && problem.contains(word), "{k}: {problem}");
         }
-        let (entry, common) = config::test_entry(&Kind, &ENTRY.replace("very-secret-key", ""));
-        let (k, _) = read(entry, "takecontrol[0]", common).unwrap_err();
+        let (entry, _) =
+            config::test_entry(&super::super::KIND, &ENTRY.replace("very-secret-key", ""));
+        let (k, _) = read(entry, "takecontrol[0]").unwrap_err();
         assert_eq!(k, "takecontrol[0].api_key");
     }
 }

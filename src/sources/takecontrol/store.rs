@@ -76,6 +76,10 @@ impl Rows for SessionRows {
         self.0.len()
     }
 
+    fn keys(&self) -> Vec<String> {
+        self.0.iter().map(|s| s.session_id.to_string()).collect()
+    }
+
     fn newest(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         self.0.iter().filter_map(|s| s.started_at).max()
     }

@@ -1,94 +1,30 @@
-//! Reading mluvii: the stream's type, what it remembers between runs, the requests (session
-//! lists, details, routing history, anonymised sessions) and what they answer.
+//! mluvii's HTTP: the OAuth token (client credentials, cached and renewed once on a 401), and
+//! the requests of a window (session lists, details, routing history, anonymised sessions) with
+//! what they answer.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
-use futures::{StreamExt, TryStreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::auth::{self, AuthError, TOKEN_PATH};
-use super::config::{MluviiSettings, SOURCE};
-use super::normalize::{self, Normalized};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::config::Secret;
+use crate::http::{HttpClient, HttpError};
+
+use super::config::SOURCE;
+use super::normalize;
 use super::personal;
+use super::source::Mluvii;
 use crate::engine::{MIN_WINDOW, TARGET_RECORDS};
-use crate::engine::{Rejected, SourceContext, SourceError, Window};
-use crate::http::HttpError;
+use crate::engine::{Rejected, SourceError, Window};
 
 pub const LIST_PATH: &str = "/api/v1/Sessions";
 pub const DETAIL_PATH: &str = "/api/v1/Sessions/{id}";
 pub const ROUTING_PATH: &str = "/api/v1/Sessions/{id}/routingHistory";
-
-pub struct Mluvii {
-    pub(super) cx: Arc<SourceContext>,
-    pub(super) settings: MluviiSettings,
-    pub(super) tokens: auth::TokenCache,
-}
-
-crate::config::impl_account_settings!(MluviiSettings, SOURCE, Mluvii::new);
-
-/// What the stream remembers between runs: open session id → when it was first seen open;
-/// closed session id → its `created` (RFC 3339, empty when unknown).
-/// The version of [`Remembered`] as stored; a change to its shape that an older reader would
-/// misread raises it (and `read_state` refuses states newer than it knows).
-pub(super) const STATE_VERSION: u64 = 1;
-
-#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
-pub(super) struct Remembered {
-    #[serde(default)]
-    pub(super) open: BTreeMap<i64, String>,
-    #[serde(default)]
-    pub(super) closed: BTreeMap<i64, String>,
-    /// Sessions anonymised by mluvii since this instant (RFC 3339) are still to be read: the
-    /// watermark of `Anonymized.Min` (docs/privacy.md section 4). Empty: from the stream's start.
-    #[serde(default)]
-    pub(super) anonymized: String,
-    /// Final session id → the fingerprint of its list row when it was read: the same row
-    /// listed again costs no request.
-    #[serde(default)]
-    pub(super) listed: BTreeMap<i64, String>,
-}
-
-/// What a read of one session tells the open/closed bookkeeping.
-#[derive(Debug, Clone)]
-pub(super) enum Mark {
-    /// CLOSED (final), with its `created` (RFC 3339, empty when unknown).
-    Closed(String),
-    /// Not final yet: re-poll it until it is.
-    Open,
-    /// Gone (404) or unreadable: stop re-polling it.
-    Forget,
-}
-
-impl Remembered {
-    pub(super) fn mark(&mut self, id: i64, mark: Mark) {
-        match mark {
-            Mark::Closed(created) => {
-                self.open.remove(&id);
-                self.closed.insert(id, created);
-            }
-            Mark::Open => {
-                self.open.entry(id).or_insert_with(|| ts(Utc::now()));
-            }
-            Mark::Forget => {
-                self.open.remove(&id);
-            }
-        }
-    }
-}
-
-/// A session read by id: `(id, asked for by name, detail and routing)`; `None` when it
-/// answered 404.
-type Fetched = (i64, bool, Option<(Value, Value)>);
-
-/// A session to read: its id, whether it was asked for by name (listed, or named by an event),
-/// and its listed row when that is a whole session (then only its routing history is read).
-pub(super) struct Target {
-    pub(super) id: i64,
-    pub(super) named: bool,
-    pub(super) row: Option<Value>,
-}
 
 /// A session as the list showed it: its id and the row.
 pub(super) struct Listed {
@@ -96,42 +32,13 @@ pub(super) struct Listed {
     pub(super) row: Value,
 }
 
-/// Sessions read by id, normalized, with what to remember of each.
-pub(super) struct Read {
-    pub(super) sessions: Vec<normalize::Session>,
-    pub(super) rejected: Vec<Rejected>,
-    pub(super) nulled: Vec<Rejected>,
-    pub(super) marks: Vec<(i64, Mark)>,
-    /// Sessions that answered 404: kept with `source_deleted_at`, personal data erased.
-    pub(super) gone: Vec<String>,
-}
-
 pub(super) fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 impl Mluvii {
-    pub fn new(settings: MluviiSettings, cx: Arc<SourceContext>) -> Self {
-        let tokens = auth::TokenCache::new(
-            crate::http::endpoint_url(&settings.base_url, TOKEN_PATH),
-            &settings.stream.account,
-            &settings.client_id,
-            settings.client_secret.clone(),
-        );
-        Mluvii {
-            cx,
-            settings,
-            tokens,
-        }
-    }
-
     pub(super) fn url(&self, path: &str) -> reqwest::Url {
         crate::http::endpoint_url(&self.settings.base_url, path)
-    }
-
-    /// Tokens fetched so far (tests check that an expiry costs exactly one renewal).
-    pub fn tokens_fetched(&self) -> u64 {
-        self.tokens.fetched()
     }
 
     pub(super) fn vendor(&self, message: String) -> SourceError {
@@ -161,7 +68,7 @@ impl Mluvii {
             .get(&self.cx.http)
             .await
             .map_err(|e| self.auth_error(e))?;
-        let send = |token: &auth::Token| {
+        let send = |token: &Token| {
             let url = url.clone();
             let value = token.value.clone();
             self.cx.http.send(endpoint, move |c| {
@@ -350,80 +257,138 @@ impl Mluvii {
     }
 }
 
-impl Mluvii {
-    /// Normalizes sessions read by id: `(id, asked for by name, detail and routing)`; a named
-    /// session that answered 404 is set aside with `missing` as its reason (one only re-polled
-    /// is forgotten quietly).
-    pub(super) fn absorb(&self, fetched: Vec<Fetched>, missing: &str) -> Read {
-        let mut read = Read {
-            sessions: Vec::with_capacity(fetched.len()),
-            rejected: Vec::new(),
-            nulled: Vec::new(),
-            marks: Vec::new(),
-            gone: Vec::new(),
-        };
-        for (id, named, data) in fetched {
-            let Some((mut detail, mut routing)) = data else {
-                read.marks.push((id, Mark::Forget));
-                read.gone.push(id.to_string());
-                if named {
-                    read.rejected.push(Rejected {
-                        record_key: id.to_string(),
-                        reason: format!("not_found: {missing}"),
-                        payload: json!({ "id": id }),
-                    });
-                } else {
-                    tracing::info!(account = %self.cx.key.account, session = id, "mluvii session no longer exists (404); no longer re-polled");
-                }
-                continue;
-            };
-            // Personal data (personal.rs): an erasure is matched on the values as received;
-            // then the policy (or the erasure) applies to both documents before anything
-            // reads a column from them.
-            let erased = self.cx.privacy.is_erased(
-                SOURCE,
-                &self.cx.key.account,
-                &id.to_string(),
-                &[(&detail, personal::SESSION), (&routing, personal::ROUTING)],
-            );
-            let scrub = self.cx.privacy.for_record(erased);
-            scrub.document(&mut detail, personal::SESSION);
-            scrub.document(&mut routing, personal::ROUTING);
-            match normalize::normalize(detail, routing, &id.to_string()) {
-                Normalized::Session(s, n) => {
-                    read.nulled.extend(n);
-                    let mark = if s.is_final() {
-                        Mark::Closed(s.created_at.map(ts).unwrap_or_default())
-                    } else {
-                        Mark::Open
-                    };
-                    read.marks.push((s.session_id, mark));
-                    read.sessions.push(*s);
-                }
-                Normalized::Rejected(r) => {
-                    read.marks.push((id, Mark::Forget));
-                    read.rejected.push(r);
-                }
-            }
+pub const TOKEN_PATH: &str = "/login/connect/token";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(
+        "the token endpoint refused client_id `{client_id}` (HTTP {status}{code}); check client_id and client_secret"
+    )]
+    Refused {
+        account: String,
+        client_id: String,
+        status: u16,
+        code: String,
+    },
+    #[error("the token endpoint answered without a usable access_token ({detail})")]
+    BadAnswer { account: String, detail: String },
+    #[error(transparent)]
+    Http(HttpError),
+}
+
+#[derive(Clone)]
+pub struct Token {
+    pub value: Secret,
+    pub generation: u64,
+    renew_at: Instant,
+}
+
+pub struct TokenCache {
+    url: reqwest::Url,
+    account: String,
+    client_id: String,
+    client_secret: Secret,
+    current: Mutex<Option<Token>>,
+    fetched: AtomicU64,
+}
+
+impl TokenCache {
+    pub fn new(url: reqwest::Url, account: &str, client_id: &str, client_secret: Secret) -> Self {
+        TokenCache {
+            url,
+            account: account.to_string(),
+            client_id: client_id.to_string(),
+            client_secret,
+            current: Mutex::new(None),
+            fetched: AtomicU64::new(0),
         }
-        read
     }
 
-    /// Routing history (and the detail, where no whole listed row stands for it) of `targets`,
-    /// `concurrency` at a time.
-    pub(super) async fn read_sessions(
-        &self,
-        targets: Vec<Target>,
-    ) -> Result<Vec<Fetched>, SourceError> {
-        let mut fetched: Vec<Fetched> = futures::stream::iter(targets.into_iter().map(
-            |Target { id, named, row }| async move {
-                self.session(id, row).await.map(|r| (id, named, r))
-            },
-        ))
-        .buffer_unordered(self.settings.concurrency)
-        .try_collect()
-        .await?;
-        fetched.sort_by_key(|(id, _, _)| *id);
-        Ok(fetched)
+    /// Tokens fetched so far.
+    pub fn fetched(&self) -> u64 {
+        self.fetched.load(Ordering::Relaxed)
+    }
+
+    /// A token that is not about to expire.
+    pub async fn get(&self, http: &HttpClient) -> Result<Token, AuthError> {
+        let mut cur = self.current.lock().await;
+        match &*cur {
+            Some(t) if Instant::now() < t.renew_at => Ok(t.clone()),
+            _ => {
+                let t = self
+                    .fetch(http, cur.as_ref().map_or(0, |t| t.generation + 1))
+                    .await?;
+                *cur = Some(t.clone());
+                Ok(t)
+            }
+        }
+    }
+
+    /// A token other than `rejected` (which the API answered 401 to): renewed unless another
+    /// request already did so.
+    pub async fn renew(&self, http: &HttpClient, rejected: &Token) -> Result<Token, AuthError> {
+        let mut cur = self.current.lock().await;
+        if let Some(t) = &*cur
+            && t.generation != rejected.generation
+        {
+            return Ok(t.clone());
+        }
+        let t = self.fetch(http, rejected.generation + 1).await?;
+        *cur = Some(t.clone());
+        Ok(t)
+    }
+
+    async fn fetch(&self, http: &HttpClient, generation: u64) -> Result<Token, AuthError> {
+        let form = [
+            ("response_type", "token"),
+            ("grant_type", "client_credentials"),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", self.client_secret.expose()),
+        ];
+        let resp = http
+            .send(TOKEN_PATH, |c| c.post(self.url.clone()).form(&form))
+            .await
+            .map_err(|e| match e {
+                HttpError::Status { status, body, .. } if (400..500).contains(&status) => {
+                    let code = serde_json::from_str::<serde_json::Value>(&body)
+                        .ok()
+                        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
+                        .filter(|c| c.len() < 64 && !c.contains(self.client_secret.expose()))
+                        .map(|c| format!(": {c}"))
+                        .unwrap_or_default();
+                    AuthError::Refused {
+                        account: self.account.clone(),
+                        client_id: self.client_id.clone(),
+                        status,
+                        code,
+                    }
+                }
+                other => AuthError::Http(other),
+            })?;
+        let bad = |detail: &str| AuthError::BadAnswer {
+            account: self.account.clone(),
+            detail: detail.to_string(),
+        };
+        let v: serde_json::Value =
+            serde_json::from_slice(&resp.body).map_err(|_| bad("the body is not JSON"))?;
+        let value = v
+            .get("access_token")
+            .and_then(|t| t.as_str())
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| bad("no access_token field"))?;
+        let expires_in = v
+            .get("expires_in")
+            .and_then(crate::sources::lenient::int)
+            .unwrap_or(3600)
+            .max(1) as u64;
+        // Renew a little early: 10% of the lifetime, at most a minute.
+        let margin = (expires_in / 10).min(60);
+        self.fetched.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(account = %self.account, expires_in, "mluvii token obtained");
+        Ok(Token {
+            value: Secret::new(value.to_string()),
+            generation,
+            renew_at: Instant::now() + Duration::from_secs(expires_in - margin),
+        })
     }
 }
