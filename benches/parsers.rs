@@ -55,18 +55,15 @@ fn json_body() -> String {
 
 /// Normalizes records; the number that became sessions.
 fn sessions(records: Vec<serde_json::Map<String, serde_json::Value>>, tz: chrono_tz::Tz) -> usize {
+    let cx = sessionsync::engine::SourceContext::offline(
+        "takecontrol",
+        "a",
+        sessionsync::privacy::Privacy::keep_all(),
+    );
     records
         .into_iter()
         .enumerate()
-        .map(|(i, r)| {
-            normalize::normalize(
-                r,
-                &i.to_string(),
-                tz,
-                &sessionsync::privacy::Privacy::keep_all(),
-                "a",
-            )
-        })
+        .map(|(i, r)| normalize::normalize(r, &i.to_string(), tz, &cx))
         .filter(|n| matches!(n, normalize::Normalized::Session(..)))
         .count()
 }

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
 use sessionsync::config::{
-    EngineSettings, HttpSettings, Schedule, Secret, ServerSettings, Settings, StreamSettings,
-    WarehouseSettings,
+    Account, EngineSettings, HttpSettings, Schedule, Secret, ServerSettings, Settings,
+    StreamSettings, WarehouseSettings,
 };
 use sessionsync::sources::mluvii::MluviiSettings;
 use sessionsync::warehouse::Warehouse;

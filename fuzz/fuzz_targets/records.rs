@@ -8,6 +8,11 @@ use sessionsync::sources::{mluvii, superoffice, takecontrol};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
+    let cx = sessionsync::engine::SourceContext::offline(
+        "takecontrol",
+        "f",
+        sessionsync::privacy::Privacy::keep_all(),
+    );
     for records in [
         takecontrol::normalize::records_from_json(&text),
         takecontrol::normalize::records_from_xml(&text),
@@ -16,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     .flatten()
     {
         for (i, r) in records.into_iter().enumerate() {
-            let _ = takecontrol::normalize::normalize(r, &i.to_string(), chrono_tz::Europe::Prague, &sessionsync::privacy::Privacy::keep_all(), "f");
+            let _ = takecontrol::normalize::normalize(r, &i.to_string(), chrono_tz::Europe::Prague, &cx);
         }
     }
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
@@ -27,8 +32,8 @@ fuzz_target!(|data: &[u8]| {
         let _ = mluvii::normalize::normalize(detail, routing, "f");
         let mut so = v.clone();
         superoffice::normalize::strip_secrets(&mut so);
-        let _ = superoffice::normalize::normalize(so, "f");
-        let _ = superoffice::normalize::message(&v, 1);
+        let _ = superoffice::normalize::normalize(so, "f", chrono_tz::UTC);
+        let _ = superoffice::normalize::message(&v, 1, chrono_tz::UTC);
         let _ = mluvii::normalize::list_items(&text);
     }
     for part in text.split_whitespace().take(8) {

@@ -27,8 +27,11 @@ pub struct SourceKind {
     /// Where its records and tables hold personal data (its `personal.rs`); `None` for a
     /// source that stores none.
     pub inventory: Option<&'static crate::privacy::Inventory>,
-    read: fn(toml::Value, &str) -> Result<Arc<dyn SourceSettings>, KeyProblem>,
+    read: ReadSettings,
 }
+
+/// Reads a source's own keys of one entry (its [`SourceSettings::read`]).
+type ReadSettings = fn(toml::Value, &str) -> Result<Arc<dyn SourceSettings>, KeyProblem>;
 
 impl SourceKind {
     /// Source `name`, whose own keys are read into `S`; stream `sessions`, the common
@@ -271,7 +274,10 @@ pub(super) fn accounts(
 /// serde's "unknown field `x`, expected one of …" names only a source's own keys: the keys
 /// every entry takes are added, so that the list is whole.
 fn with_common_keys(source: &str, problem: String) -> String {
-    match problem.split_once(", expected one of ") {
+    let split = problem
+        .split_once(", expected one of ")
+        .or_else(|| problem.split_once(", expected "));
+    match split {
         Some((unknown, own)) if unknown.starts_with("unknown field") => format!(
             "{unknown}; a [[{source}]] entry takes {}, {own}",
             COMMON_KEYS.map(|k| format!("`{k}`")).join(", ")

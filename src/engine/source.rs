@@ -12,12 +12,12 @@ use chrono::{DurationRound, TimeDelta, Utc};
 
 use crate::http::HttpClient;
 use crate::model::{RequestCounts, StreamKey, StreamState, Window};
-use crate::privacy::{Inventory, Privacy};
+use crate::privacy::{Field, Inventory, Privacy, Scrub};
 use crate::settings::{HttpSettings, StreamSettings};
 use crate::telemetry::Metrics;
 
 use super::batch::{Batch, PrivacyOf, RunInfo, SourceError};
-use super::webhook::Webhook;
+use super::webhook::{Pushed, Webhook};
 use super::windows::Windowing;
 
 /// How far back a source's `check` looks for a session the account's credentials can see: none
@@ -39,6 +39,21 @@ pub struct SourceContext {
     pub fallbacks: std::sync::atomic::AtomicU64,
     /// Where its records and tables hold personal data; `None` for a source that stores none.
     pub inventory: Option<&'static Inventory>,
+    /// Records passed through [`SourceContext::personal`] so far: a fetch that hands over more
+    /// rows than passed it is refused ([`Stream::fetch`]).
+    personal_checked: std::sync::atomic::AtomicU64,
+}
+
+/// What privacy made of one record ([`SourceContext::personal`]).
+pub struct Personal<'a> {
+    /// A recorded erasure matches it, or the vendor said it is gone: every class was dropped.
+    pub erased: bool,
+    /// Anything may have been changed (erased, or a policy other than keep for some class):
+    /// what the source derived from the record as received must be scrubbed with `scrub`.
+    pub scrubbed: bool,
+    /// The scrubber the record's documents went through, for what the source derives from it
+    /// (its children: chat lines, links).
+    pub scrub: Scrub<'a>,
 }
 
 impl SourceContext {
@@ -59,7 +74,95 @@ impl SourceContext {
             metrics,
             fallbacks: Default::default(),
             inventory,
+            personal_checked: Default::default(),
         }
+    }
+
+    /// A context that sends no request, for a normalizer run on its own (benchmarks, tests):
+    /// stream `sessions` of `source`/`account`, default settings, the policies of `privacy`.
+    pub fn offline(source: &'static str, account: &str, privacy: Privacy) -> Self {
+        let settings = StreamSettings {
+            account: account.to_string(),
+            enabled: true,
+            schedule: crate::settings::Schedule::parse("0 0 * * *").expect("a constant schedule"),
+            start: chrono::DateTime::UNIX_EPOCH,
+            lookback: std::time::Duration::ZERO,
+            window: std::time::Duration::from_secs(86400),
+            privacy: Default::default(),
+            expect_data_within: None,
+        };
+        let http = HttpSettings {
+            timeout: std::time::Duration::from_secs(1),
+            max_retries: 0,
+            max_retry_wait: std::time::Duration::ZERO,
+            requests_per_second: 1.0,
+            max_response_mb: 1,
+        };
+        let key = StreamKey {
+            source,
+            account: account.to_string(),
+            stream: "sessions",
+        };
+        SourceContext::new(
+            key,
+            settings,
+            &http,
+            Arc::new(Metrics::new()),
+            privacy,
+            None,
+        )
+    }
+
+    /// **The one call every record passes before it becomes a row** (docs/privacy.md): whether
+    /// session `id` matches a recorded erasure (by its id, or by a value of `documents` as
+    /// received, under the hash key and every previous one), or the vendor said it is `gone`;
+    /// then each document scrubbed by the classes of its fields, every class dropped when
+    /// erased. A column is read from the documents only afterwards. The engine refuses a fetch
+    /// that hands over more rows than records passed here, so a source cannot forget it.
+    pub fn personal(
+        &self,
+        id: &str,
+        gone: bool,
+        documents: &mut [(&mut serde_json::Value, &'static [Field])],
+    ) -> Personal<'_> {
+        self.personal_checked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let erased = gone
+            || (self.privacy.erasures.version() != 0 && {
+                let received: Vec<(&serde_json::Value, &[Field])> =
+                    documents.iter().map(|(d, f)| (&**d, *f)).collect();
+                self.privacy
+                    .is_erased(self.key.source, &self.key.account, id, &received)
+            });
+        let scrub = self.privacy.for_record(erased);
+        for (document, fields) in documents.iter_mut() {
+            scrub.document(document, fields);
+        }
+        Personal {
+            erased,
+            scrubbed: erased || !self.privacy.policies.keeps_everything(),
+            scrub,
+        }
+    }
+
+    /// Whether every row of `batch` passed [`SourceContext::personal`] (more calls than rows
+    /// since `before`, the count when its fetch began); a source that stores no personal data
+    /// passes.
+    pub fn passed_privacy(&self, batch: &Batch, before: u64) -> Result<(), SourceError> {
+        let checked = self.personal_checked() - before;
+        match self.inventory {
+            Some(_) if (batch.rows() as u64) > checked => Err(SourceError::PrivacySkipped {
+                rows: batch.rows(),
+                checked,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records passed through [`SourceContext::personal`] so far.
+    pub fn personal_checked(&self) -> u64 {
+        self.personal_checked
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -117,13 +220,33 @@ impl Stream {
         self.source.check().await
     }
 
+    /// The webhook's re-read of `ids`, held to the privacy seam as a window's fetch is.
+    pub async fn fetch_ids(&self, ids: &[i64], state: &StreamState) -> Result<Pushed, SourceError> {
+        let Some(hook) = self.source.webhook() else {
+            return Err(SourceError::Vendor {
+                source_name: self.cx.key.source,
+                account: self.cx.key.account.clone(),
+                message: "this account takes no webhooks".into(),
+            });
+        };
+        let before = self.cx.personal_checked();
+        let pushed = hook.fetch_ids(ids, state).await?;
+        self.cx.passed_privacy(&pushed.batch, before)?;
+        Ok(pushed)
+    }
+
+    /// The source's fetch of `window`; refused when the source stores personal data and
+    /// handed over more rows than records passed [`SourceContext::personal`] meanwhile.
     pub async fn fetch(
         &self,
         window: &Window,
         state: &StreamState,
         run: RunInfo,
     ) -> Result<Batch, SourceError> {
-        self.source.fetch(window, state, run).await
+        let before = self.cx.personal_checked();
+        let batch = self.source.fetch(window, state, run).await?;
+        self.cx.passed_privacy(&batch, before)?;
+        Ok(batch)
     }
 }
 

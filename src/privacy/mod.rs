@@ -102,6 +102,25 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    /// Nothing personal anywhere: the rest of a source's inventory when it names its own
+    /// fields (`Inventory { source: …, columns: …, ..Inventory::NONE }`).
+    pub const NONE: Inventory = Inventory {
+        source: "",
+        stream: "sessions",
+        sessions: "",
+        id_column: "session_id",
+        start_column: "started_at",
+        documents: &[],
+        columns: &[],
+        non_personal: &[],
+        lookups: &[],
+        set_lookups: &[],
+        classed_by: &[],
+        children: &[],
+        transcripts: &[],
+        transcript_keys: &[],
+    };
+
     /// The column of `table` (the session table or one of its children) that holds the
     /// session's id.
     pub fn session_column(&self, table: &str) -> &'static str {

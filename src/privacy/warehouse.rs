@@ -123,20 +123,24 @@ pub async fn erase_sessions(
     }
     // The documents (raw, routing_raw): every personal field removed, in Rust, one key probe
     // per session.
+    // (A source that stores no document has none to read.)
     let docs: Vec<&str> = inv.documents.iter().map(|(d, _)| *d).collect();
-    let rows = c
-        .query(
-            &format!(
-                "SELECT {}, {} FROM {} WHERE ctid = ANY({})",
-                inv.id_column,
-                docs.join(", "),
-                inv.sessions,
-                rows_of(inv.sessions, inv.id_column)
-            ),
-            &[&account, &ids],
-        )
-        .await
-        .map_err(WarehouseError::query("reading documents to erase"))?;
+    let rows = match docs.is_empty() {
+        true => Vec::new(),
+        false => c
+            .query(
+                &format!(
+                    "SELECT {}, {} FROM {} WHERE ctid = ANY({})",
+                    inv.id_column,
+                    docs.join(", "),
+                    inv.sessions,
+                    rows_of(inv.sessions, inv.id_column)
+                ),
+                &[&account, &ids],
+            )
+            .await
+            .map_err(WarehouseError::query("reading documents to erase"))?,
+    };
     let mut changed = 0u64;
     for r in rows {
         let id: i64 = match r.try_get::<_, i64>(0) {
@@ -178,7 +182,9 @@ pub async fn erase_sessions(
             .await
             .map_err(WarehouseError::query("erasing a session's documents"))?;
     }
-    *counts.entry(format!("{} (raw)", inv.sessions)).or_default() += changed;
+    if !docs.is_empty() {
+        *counts.entry(format!("{} (raw)", inv.sessions)).or_default() += changed;
+    }
     // What was set aside keeps its key and reason, not its content.
     let keys: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
     let sql = if dry_run {

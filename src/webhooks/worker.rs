@@ -125,9 +125,9 @@ impl Worker {
     /// transaction.
     async fn drain(&self, shutdown: &CancellationToken) -> Result<Drained, WarehouseError> {
         let source = &self.endpoint.source;
-        let Some(hook) = source.webhook() else {
+        if source.webhook().is_none() {
             return Ok(Drained::Nothing);
-        };
+        }
         let key = source.key();
         let privacy = source.privacy();
         let (mut claimed, state, mut seen) = {
@@ -163,7 +163,7 @@ impl Worker {
         ids.sort_unstable();
         ids.dedup();
         for _ in 0..3 {
-            let fetch = hook.fetch_ids(&ids, &state);
+            let fetch = source.fetch_ids(&ids, &state);
             tokio::pin!(fetch);
             let mut renew =
                 tokio::time::interval_at(tokio::time::Instant::now() + RENEW_EVERY, RENEW_EVERY);

@@ -1,102 +1,94 @@
-//! Adding a source, proved with a fourth, fake one defined entirely in this file: its config
-//! entry (`config::SourceConfig`: only its own keys; the parsed account builds the source), the
-//! source itself (`engine::Source`: one method, and its `Rows`), its table (the one migration it
-//! would ship) and one line in the list of sources. Nothing else in the crate is touched: the
-//! config reader, the engine, the watermark and the run records take it as they take the real
-//! three.
+//! Adding a source, proved with a fourth, fake one defined entirely in this file: its folder
+//! (`mod.rs` declaring the source, `config.rs` its own keys, `source.rs` its fetch, `store.rs`
+//! its rows, `personal.rs` its personal field), the one migration it would ship, and one line
+//! in the list of sources. The config reader, the engine, the watermark, the run records and
+//! privacy take it as they take the real three.
 
 use std::sync::Arc;
 
 use crate::helpers::*;
 use async_trait::async_trait;
 use chrono::TimeDelta;
-use sessionsync::config::{
-    self, AccountSettings, Common, HttpSettings, KeyProblem, Settings, SourceConfig, StreamSettings,
-};
-use sessionsync::engine::{
-    Batch, Outcome, Rows, RunInfo, Source, SourceError, StreamState, Window, WriteCounts,
-};
-use sessionsync::telemetry::Metrics;
+use sessionsync::config::{self, KeyProblem, Settings, SourceKind, SourceSettings};
+use sessionsync::engine::{Batch, Rows, RunInfo, Source, SourceContext, SourceError};
+use sessionsync::engine::{Outcome, StreamState, Window, WriteCounts};
+use sessionsync::privacy::{Class, Field, Inventory, Kind, Selector, erase};
+use sessionsync::warehouse::Unnest;
 use tokio_util::sync::CancellationToken;
 
-// --- the folder: sources/fake/config.rs ---------------------------------------------------------
+// --- mod.rs: the source, as the list of sources holds it --------------------------------------
+static FAKE: SourceKind = SourceKind::new::<FakeSettings>("fake")
+    .stream("people")
+    .inventory(&INVENTORY);
 
-#[derive(Debug, Clone)]
-struct FakeSettings {
-    stream: StreamSettings,
-    http: HttpSettings,
-    greeting: String,
-}
-sessionsync::impl_account_settings!(FakeSettings, "fake", |s: FakeSettings, _cx| Fake {
-    greeting: s.greeting
-});
+// --- personal.rs: its one personal field, and the column it feeds -----------------------------
+const EMAIL: &[Field] = &[Field {
+    path: "email",
+    classes: &[Class::CustomerIdentity],
+    kind: Kind::Text,
+    selectors: &[Selector::Email],
+    feeds: "fake_records.email",
+}];
+static INVENTORY: Inventory = Inventory {
+    source: "fake",
+    stream: "people",
+    sessions: "fake_records",
+    id_column: "id",
+    columns: &[sessionsync::privacy::Column {
+        table: "fake_records",
+        column: "email",
+        classes: &[Class::CustomerIdentity],
+        kind: Kind::Text,
+        selectors: &[Selector::Email],
+    }],
+    ..Inventory::NONE
+};
 
-#[derive(serde::Deserialize)]
+// --- config.rs: its own keys; the parsed settings build the source ----------------------------
+#[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawFake {
-    greeting: Option<String>,
+struct FakeSettings {
+    people: Vec<String>,
 }
 
-struct FakeKind;
-
-impl SourceConfig for FakeKind {
-    fn name(&self) -> &'static str {
-        "fake"
+impl SourceSettings for FakeSettings {
+    fn read(entry: toml::Value, prefix: &str) -> Result<Self, KeyProblem> {
+        config::entry(entry, prefix)
     }
 
-    fn stream(&self) -> &'static str {
-        "hours"
-    }
-
-    fn account(
-        &self,
-        entry: toml::Value,
-        prefix: &str,
-        Common { stream, http }: Common,
-    ) -> Result<Box<dyn AccountSettings>, KeyProblem> {
-        let raw: RawFake = config::entry(entry, prefix)?;
-        let greeting = raw.greeting.unwrap_or_else(|| "hello".into());
-        Ok(Box::new(FakeSettings {
-            stream,
-            http,
-            greeting,
-        }))
-    }
-}
-
-// --- the folder: sources/fake/mod.rs and store.rs -------------------------------------------------
-
-/// One record per hour of every window.
-struct Fake {
-    greeting: String,
-}
-
-#[async_trait]
-impl Source for Fake {
-    async fn fetch(
-        &self,
-        window: &Window,
-        _state: &StreamState,
-        _run: RunInfo,
-    ) -> Result<Batch, SourceError> {
-        let mut records = Vec::new();
-        let mut t = window.start;
-        while t < window.end {
-            records.push((t.timestamp(), self.greeting.clone()));
-            t += TimeDelta::hours(1);
-        }
-        Ok(Batch {
-            record_keys: records.iter().map(|r| r.0.to_string()).collect(),
-            rows: Box::new(FakeRows(records)),
-            rejected: Vec::new(),
-            nulled: Vec::new(),
-            state: None,
-            gone: Vec::new(),
+    fn build(&self, cx: Arc<SourceContext>) -> Box<dyn Source> {
+        Box::new(Fake {
+            cx,
+            people: self.people.clone(),
         })
     }
 }
 
-struct FakeRows(Vec<(i64, String)>);
+// --- source.rs: person i signed up i + 1 hours after the stream's start -----------------------
+struct Fake {
+    cx: Arc<SourceContext>,
+    people: Vec<String>,
+}
+
+#[async_trait]
+impl Source for Fake {
+    async fn fetch(&self, w: &Window, _: &StreamState, _: RunInfo) -> Result<Batch, SourceError> {
+        let mut rows = Vec::new();
+        for (i, email) in (1i64..).zip(&self.people) {
+            if (w.start..w.end).contains(&(self.cx.settings.start + TimeDelta::hours(i))) {
+                let mut record = serde_json::json!({ "id": i, "email": email });
+                // The seam: erased? then scrubbed by class. Only then are columns read.
+                self.cx
+                    .personal(&i.to_string(), false, &mut [(&mut record, EMAIL)]);
+                rows.push((i, record["email"].as_str().map(str::to_string)));
+            }
+        }
+        Ok(Batch::new(FakeRows(rows)))
+    }
+}
+
+// --- store.rs: an upsert that rewrites only what changed ---------------------------------------
+struct FakeRows(Vec<(i64, Option<String>)>);
 
 #[async_trait]
 impl Rows for FakeRows {
@@ -104,21 +96,31 @@ impl Rows for FakeRows {
         self.0.len()
     }
 
+    fn keys(&self) -> Vec<String> {
+        self.0.iter().map(|r| r.0.to_string()).collect()
+    }
+
     async fn write(
         &self,
         tx: &tokio_postgres::Transaction<'_>,
         account: &str,
     ) -> Result<WriteCounts, tokio_postgres::Error> {
-        let ids: Vec<i64> = self.0.iter().map(|r| r.0).collect();
-        let greetings: Vec<&str> = self.0.iter().map(|r| r.1.as_str()).collect();
-        let written = tx
-            .execute(
-                "INSERT INTO fake_records (account, id, greeting)
-                 SELECT $1, u.* FROM unnest($2::bigint[], $3::text[]) AS u
-                 ON CONFLICT (account, id) DO NOTHING",
-                &[&account, &ids, &greetings],
-            )
-            .await?;
+        let rows = Unnest::new()
+            .column("id", "bigint", self.0.iter().map(|r| r.0).collect())
+            .column(
+                "email",
+                "text",
+                self.0.iter().map(|r| r.1.as_deref()).collect(),
+            );
+        let upsert = rows.insert(
+            "fake_records",
+            &format!(
+                "ON CONFLICT (account, id) DO UPDATE SET {}, privacy_policy = DEFAULT
+                 WHERE (t.email, t.privacy_policy) IS DISTINCT FROM (EXCLUDED.email, EXCLUDED.privacy_policy)",
+                rows.set_excluded(&["id"])
+            ),
+        );
+        let written = tx.execute(&upsert, &rows.params(&account)).await?;
         Ok(WriteCounts {
             written,
             unchanged: self.0.len() as u64 - written,
@@ -126,80 +128,73 @@ impl Rows for FakeRows {
     }
 }
 
-// --- its migration, sql/NNNN_fake.sql --------------------------------------------------------------
-
-const MIGRATION: &str = "CREATE TABLE fake_records (
-    account text NOT NULL, id bigint NOT NULL, greeting text,
-    PRIMARY KEY (account, id))";
-
-// --- the test -----------------------------------------------------------------------------------
+// --- its migration, sql/NNNN_fake.sql ------------------------------------------------------------
+const MIGRATION: &str = "CREATE TABLE fake_records (account text NOT NULL, id bigint NOT NULL,
+    email text, privacy_policy text DEFAULT current_setting('sessionsync.privacy_policy', true),
+    source_deleted_at timestamptz, PRIMARY KEY (account, id))";
 
 #[tokio::test]
 async fn a_fourth_source_needs_its_folder_its_migration_and_one_line_of_registration() {
     let db = TestDb::new().await;
     // The one line: the list of sources, with the fake next to the real ones.
     let mut sources = sessionsync::sources::configs();
-    sources.push(&FakeKind);
-
+    sources.push(&FAKE);
     let start = chrono::Utc::now() - TimeDelta::hours(6);
-    let url = db.url.clone();
     let text = format!(
-        "[[fake]]\naccount = \"f1\"\nstart = \"{}\"\ngreeting = \"hi\"\n",
+        "[privacy]\ncustomer_identity = \"hash\"\nhash_key = \"{}\"\n[[fake]]\naccount = \"f1\"\nstart = \"{}\"\nlookback = \"24h\"\npeople = [\"ann@example.com\", \"bob@example.com\"]\n",
+        "k".repeat(32),
         start.to_rfc3339()
     );
+    let url = db.url.clone();
     let env = move |name: &str| (name == "DATABASE_URL").then(|| url.clone());
-    let settings =
-        Settings::from_toml(std::path::Path::new("fake.toml"), &text, &env, &sources).unwrap();
-
+    let read = |text: &str| Settings::from_toml("fake.toml".as_ref(), text, &env, &sources);
+    let settings = read(&text).unwrap();
     // The config reader names the fake's keys as it names everyone's.
-    let bad = Settings::from_toml(
-        std::path::Path::new("fake.toml"),
-        &text.replace("greeting", "colour"),
-        &env,
-        &sources,
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        bad.contains("fake[0].colour") && bad.contains("`greeting`"),
-        "{bad}"
-    );
+    let e = read(&text.replace("people", "colour")).err().unwrap();
+    assert!(e.to_string().contains("fake[0].colour") && e.to_string().ends_with("`people`"));
 
-    let metrics = Arc::new(Metrics::new());
-    let streams = sessionsync::sources::build_with(&sources, &settings, &metrics, None, None);
-    assert_eq!(streams.len(), 1);
-    let p = sessionsync::startup::start(&settings, metrics, streams)
-        .await
-        .unwrap();
-    let c = db.client().await;
+    let metrics = Arc::new(sessionsync::telemetry::Metrics::new());
+    let streams = sessionsync::sources::build(&settings, &metrics, Some("fake"), None);
+    let p = sessionsync::startup::start(&settings, metrics, streams);
+    let p = p.await.unwrap();
+    let mut c = db.client().await;
     c.batch_execute(MIGRATION).await.unwrap();
+    let cancel = CancellationToken::new();
+    let run = || p.engine.run_once(&p.sources[0], &cancel);
+    let r = run().await.unwrap();
+    assert_eq!((r.outcome, r.totals.written), (Outcome::Succeeded, 2));
+    // Hashed under the policy: neither address is stored as written.
+    let stored = emails(&c).await;
+    let hashed = |e: &Option<String>| e.as_ref().is_some_and(|e| !e.contains('@'));
+    assert!(stored.iter().all(hashed), "{stored:?}");
+    // The second run reads the same people again (lookback) and writes nothing.
+    let r = run().await.unwrap();
+    assert_eq!((r.totals.written, r.totals.unchanged), (0, 2), "{r:?}");
+    assert!(r.watermark.is_some(), "the watermark moved with the rows");
 
-    let r = p
-        .engine
-        .run_once(&p.sources[0], &CancellationToken::new())
-        .await
-        .unwrap();
+    // Ann is erased; the source still lists her, and she stays erased.
+    let ann = [erase::Target::Value(
+        Selector::Email,
+        "ann@example.com".into(),
+    )];
+    let (privacy, inventories) = (&settings.privacy, [&INVENTORY]);
+    let erased = erase::erase(&mut c, privacy, &inventories, &ann, false, None);
+    assert_eq!(erased.await.unwrap().total_sessions(), 1);
+    assert_eq!(emails(&c).await[0], None);
+    let r = run().await.unwrap();
     assert_eq!(r.outcome, Outcome::Succeeded, "{:?}", r.error);
-    assert!(r.totals.written >= 6, "{r:?}");
+    let after = emails(&c).await;
     assert_eq!(
-        count(&c, "fake_records WHERE greeting = 'hi'").await,
-        r.totals.written as i64
+        (&after[0], &after[1]),
+        (&None, &stored[1]),
+        "Ann stays erased"
     );
-    let watermark: Option<chrono::DateTime<chrono::Utc>> = c
-        .query_one(
-            "SELECT watermark FROM sync_state WHERE source = 'fake' AND account = 'f1'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(watermark.is_some(), "the watermark moved with the rows");
-    assert_eq!(
-        count(
-            &c,
-            "sync_runs WHERE source = 'fake' AND status = 'succeeded'"
-        )
-        .await,
-        1
-    );
+    let runs = "sync_runs WHERE source = 'fake' AND status = 'succeeded'";
+    assert_eq!(count(&c, runs).await, 3);
+}
+
+/// The stored addresses, by id.
+async fn emails(c: &tokio_postgres::Client) -> Vec<Option<String>> {
+    let rows = c.query("SELECT email FROM fake_records ORDER BY id", &[]);
+    rows.await.unwrap().iter().map(|r| r.get(0)).collect()
 }

@@ -31,7 +31,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
 use super::client::{TOKEN_PATH, TokenCache, ts};
-use super::config::{MluviiSettings, SOURCE};
+use super::config::MluviiSettings;
 use super::normalize::{self, Normalized};
 use super::{personal, store};
 use crate::engine::{
@@ -165,18 +165,16 @@ impl Mluvii {
                 }
                 continue;
             };
-            // Personal data (personal.rs): an erasure is matched on the values as received;
-            // then the policy (or the erasure) applies to both documents before anything
+            // Personal data (personal.rs): both documents pass the privacy seam before anything
             // reads a column from them.
-            let erased = self.cx.privacy.is_erased(
-                SOURCE,
-                &self.cx.key.account,
+            self.cx.personal(
                 &id.to_string(),
-                &[(&detail, personal::SESSION), (&routing, personal::ROUTING)],
+                false,
+                &mut [
+                    (&mut detail, personal::SESSION),
+                    (&mut routing, personal::ROUTING),
+                ],
             );
-            let scrub = self.cx.privacy.for_record(erased);
-            scrub.document(&mut detail, personal::SESSION);
-            scrub.document(&mut routing, personal::ROUTING);
             match normalize::normalize(detail, routing, &id.to_string()) {
                 Normalized::Session(s, n) => {
                     read.nulled.extend(n);

@@ -33,7 +33,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
 use super::client::{ENTITY_PATH, LIST_PATH, item_id};
-use super::config::{SOURCE, SuperOfficeAuth, SuperOfficeMode, SuperOfficeSettings};
+use super::config::{SuperOfficeAuth, SuperOfficeMode, SuperOfficeSettings};
 use super::normalize::{self, Normalized};
 use super::system_user::SystemUser;
 use super::{personal, store};
@@ -184,20 +184,17 @@ impl SuperOffice {
         let mut changed: Vec<(i32, i64)> = Vec::new();
         for (i, (id, mut raw)) in entities.into_iter().enumerate() {
             lenient::clean_json(&mut raw);
-            // Personal data (personal.rs): an erasure is matched on the values as received;
-            // then the policy (or the erasure) applies to the entity before anything reads it.
+            // Personal data (personal.rs): the entity passes the privacy seam before anything
+            // reads it; a chat SuperOffice deleted is erased.
             let deleted = normalize::is_deleted(&raw);
-            let erased = deleted
-                || self.cx.privacy.is_erased(
-                    SOURCE,
-                    &self.cx.key.account,
+            let erased = self
+                .cx
+                .personal(
                     &id.to_string(),
-                    &[(&raw, personal::ENTITY)],
-                );
-            self.cx
-                .privacy
-                .for_record(erased)
-                .document(&mut raw, personal::ENTITY);
+                    deleted,
+                    &mut [(&mut raw, personal::ENTITY)],
+                )
+                .erased;
             let h = normalize::fingerprint(&raw);
             let before = mem.sessions.get(&id).cloned();
             if let Some(mut b) = before.clone().filter(|b| b.h == h && b.p == tag && !force) {

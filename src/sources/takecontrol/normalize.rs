@@ -11,7 +11,8 @@ pub use super::body::{
 };
 use super::personal;
 use crate::engine::Rejected;
-use crate::privacy::{Kind, Privacy};
+use crate::engine::SourceContext;
+use crate::privacy::Kind;
 use crate::sources::lenient::{self, Fields};
 use crate::sources::xml;
 
@@ -59,43 +60,33 @@ pub enum Normalized {
     Rejected(Rejected),
 }
 
-/// Turns one record into a session, or says why it cannot be.
+/// Turns one record into a session, or says why it cannot be; the record passes the privacy
+/// seam of `cx` (`SourceContext::personal`) before any column is read from it.
 pub fn normalize(
     mut record: Map<String, Value>,
     fallback_key: &str,
     tz: Tz,
-    privacy: &Privacy,
-    account: &str,
+    cx: &SourceContext,
 ) -> Normalized {
     let mut raw = Value::Object(std::mem::take(&mut record));
     lenient::clean_json(&mut raw);
     // Personal data (personal.rs): an erasure is matched on the values as received; the
     // transcript and links are read from them before the policy applies to the record, and
     // every column below is read from the record as the policy leaves it.
-    let (erased, clear_children) = match &raw {
-        _ if privacy.is_inert() => (false, None),
-        Value::Object(o) => {
+    let (id, received_children) = match &raw {
+        Value::Object(o) if !cx.privacy.is_inert() => {
             let f = Fields::new(o);
-            let id = f.text("id").unwrap_or_default();
-            let erased = privacy.is_erased(
-                super::config::SOURCE,
-                account,
-                &id,
-                &[(&raw, personal::RECORD)],
+            let children = (
+                f.get("chat_info").map(|v| chat_messages(v, tz)),
+                f.get("video_links").map(video_links),
             );
-            let scrubbed = erased || !privacy.policies.keeps_everything();
-            let children = scrubbed.then(|| {
-                (
-                    f.get("chat_info").map(|v| chat_messages(v, tz)),
-                    f.get("video_links").map(video_links),
-                )
-            });
-            (erased, children)
+            (f.text("id").unwrap_or_default(), Some(children))
         }
-        _ => (false, None),
+        _ => (String::new(), None),
     };
-    let scrub = privacy.for_record(erased);
-    scrub.document(&mut raw, personal::RECORD);
+    let personal = cx.personal(&id, false, &mut [(&mut raw, personal::RECORD)]);
+    let clear_children = received_children.filter(|_| personal.scrubbed);
+    let scrub = personal.scrub;
     let Value::Object(obj) = &raw else {
         unreachable!("built as an object")
     };
@@ -380,8 +371,7 @@ mod tests {
             v.as_object().unwrap().clone(),
             "w#0",
             chrono_tz::UTC,
-            &Privacy::keep_all(),
-            "a",
+            &SourceContext::offline("takecontrol", "a", crate::privacy::Privacy::keep_all()),
         )
     }
 
@@ -458,16 +448,15 @@ mod tests {
                     <request><ID>3</ID><DATE_START>2024-01-05 11:00:00</DATE_START></request></requests></response>";
         let recs = records_from_xml(body).unwrap();
         assert_eq!(recs.len(), 3);
+        let cx = SourceContext::offline("takecontrol", "a", crate::privacy::Privacy::keep_all());
         let kinds: Vec<String> = recs
             .into_iter()
-            .map(
-                |r| match normalize(r, "w#", chrono_tz::UTC, &Privacy::keep_all(), "a") {
-                    Normalized::Session(s, _) => s.session_id.to_string(),
-                    Normalized::Rejected(r) => {
-                        format!("{}:{}", r.record_key, r.reason.split(':').next().unwrap())
-                    }
-                },
-            )
+            .map(|r| match normalize(r, "w#", chrono_tz::UTC, &cx) {
+                Normalized::Session(s, _) => s.session_id.to_string(),
+                Normalized::Rejected(r) => {
+                    format!("{}:{}", r.record_key, r.reason.split(':').next().unwrap())
+                }
+            })
             .collect();
         assert_eq!(kinds, ["1", "2:malformed_xml", "3"]);
         // A cut-off document is still an error for the whole window.

@@ -72,7 +72,7 @@ impl Source for TakeControl {
             (TakeControlApi::Legacy, OutputFormat::Xml)
         );
         let (window_copy, tz) = (*window, self.settings.timezone);
-        let (privacy, account) = (self.cx.privacy.clone(), self.cx.key.account.clone());
+        let cx = self.cx.clone();
         // Parsing and normalizing a window is CPU work of tens of milliseconds: it runs on the
         // blocking pool so that it never stalls the write of the previous window, which the
         // engine drives on the same task (see `Source::pipelined`).
@@ -82,7 +82,7 @@ impl Source for TakeControl {
             } else {
                 normalize::records_from_json(&body)
             };
-            records.map(|r| into_batch(r, &window_copy, tz, &privacy, &account))
+            records.map(|r| into_batch(r, &window_copy, tz, &cx))
         })
         .await
         .map_err(|e| SourceError::Body {
@@ -112,8 +112,7 @@ fn into_batch(
     records: Vec<serde_json::Map<String, serde_json::Value>>,
     window: &Window,
     tz: Tz,
-    privacy: &crate::privacy::Privacy,
-    account: &str,
+    cx: &SourceContext,
 ) -> Batch {
     let mut sessions: Vec<normalize::Session> = Vec::with_capacity(records.len());
     let mut index: HashMap<i64, usize> = HashMap::new();
@@ -125,7 +124,7 @@ fn into_batch(
             window.start.format("%Y-%m-%dT%H:%M:%SZ"),
             window.end.format("%Y-%m-%dT%H:%M:%SZ")
         );
-        match normalize::normalize(rec, &fallback, tz, privacy, account) {
+        match normalize::normalize(rec, &fallback, tz, cx) {
             Normalized::Session(s, n) => {
                 nulled.extend(n);
                 match index.get(&s.session_id) {
