@@ -307,7 +307,8 @@ webhook_password = "bench-hook-password"
     let addr = hooks.addr;
     for done in hooks
         .register_all(&format!("http://{addr}").parse()?)
-        .await?
+        .await
+        .map_err(anyhow::Error::msg)?
     {
         println!("{done}");
     }

@@ -102,35 +102,21 @@ impl Daemon {
             hooks,
             ..
         } = self;
-        // The warehouse may come up after us: keep trying to migrate until it answers.
+        // The warehouse may come up after us: keep trying until it answers.
         let mut refused = None;
         let migrated = loop {
-            match warehouse.migrate().await {
+            match crate::startup::prepare(&warehouse, &settings).await {
                 Ok(applied) => {
                     tracing::info!(schema = warehouse.schema(), applied = ?applied, "warehouse schema ready");
-                    if let Err(e) = crate::privacy::keys::at_start(
-                        &warehouse,
-                        &settings.privacy,
-                        &crate::sources::inventories(),
-                    )
-                    .await
-                    {
-                        if e.is_config() {
-                            tracing::error!(error = %e, "the configuration's keys do not match the warehouse; stopping");
-                            refused = Some(e);
-                            break false;
-                        }
-                        tracing::error!(error = %e, "checking the hash keys and converting stored rows and erasures failed; retrying in 10 s");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break false,
-                            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
-                        }
-                        continue;
-                    }
                     break true;
                 }
+                Err(e) if e.is_config() => {
+                    tracing::error!(error = %e, "the configuration's keys do not match the warehouse; stopping");
+                    refused = Some(e);
+                    break false;
+                }
                 Err(e) => {
-                    tracing::error!(error = %e, "migration failed; retrying in 10 s");
+                    tracing::error!(error = %e, "preparing the warehouse (migration, hash keys) failed; retrying in 10 s");
                     tokio::select! {
                         _ = shutdown.cancelled() => break false,
                         _ = tokio::time::sleep(Duration::from_secs(10)) => {}

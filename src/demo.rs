@@ -387,6 +387,7 @@ async fn start_webhooks(
     hooks
         .register_all(&public)
         .await
+        .map_err(anyhow::Error::msg)
         .context("registering the webhooks with the simulators")?;
     Ok(Some((hooks, worker)))
 }

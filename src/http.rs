@@ -28,43 +28,33 @@ use crate::telemetry::Metrics;
 /// A final HTTP failure, after any retries.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error("{source_name} account `{account}`: {endpoint} answered HTTP {status}{hint}: {body}")]
+    #[error("{endpoint} answered HTTP {status}{hint}: {body}")]
     Status {
-        source_name: &'static str,
-        account: String,
         endpoint: &'static str,
         status: u16,
         hint: &'static str,
         body: String,
     },
     #[error(
-        "{source_name} account `{account}`: {endpoint} answered with a body larger than {limit_mib} MiB; lower `window` so that one request covers less"
+        "{endpoint} answered with a body larger than {limit_mib} MiB; lower `window` so that one request covers less"
     )]
     TooLarge {
-        source_name: &'static str,
-        account: String,
         endpoint: &'static str,
         limit_mib: usize,
     },
     #[error(
-        "{source_name} account `{account}`: {endpoint} still failing after {attempts} attempts ({last}); the range is retried at the next cycle"
+        "{endpoint} still failing after {attempts} attempts ({last}); the range is retried at the next cycle"
     )]
     RetriesExhausted {
-        source_name: &'static str,
-        account: String,
         endpoint: &'static str,
         attempts: usize,
         #[source]
         last: LastAttempt,
     },
     #[error(
-        "{source_name} account `{account}`: the HTTP client could not be built ({detail}); check the system's TLS root certificates (SSL_CERT_FILE / ca-certificates)"
+        "the HTTP client could not be built ({detail}); check the system's TLS root certificates (SSL_CERT_FILE / ca-certificates)"
     )]
-    Client {
-        source_name: &'static str,
-        account: String,
-        detail: String,
-    },
+    Client { detail: String },
 }
 
 /// How the last attempt of a request failed (the cause of [`HttpError::RetriesExhausted`]): a
@@ -227,8 +217,6 @@ impl HttpClient {
             Ok(c) => c,
             Err(detail) => {
                 return Err(HttpError::Client {
-                    source_name: self.source,
-                    account: self.account.clone(),
                     detail: detail.clone(),
                 });
             }
@@ -273,30 +261,22 @@ impl HttpClient {
         .await;
         result.map_err(|e| match (e.retry_reason, e.status) {
             (_, Some(s)) if is_final(s) => HttpError::Status {
-                source_name: self.source,
-                account: self.account.clone(),
                 endpoint,
                 status: s,
                 hint: status_hint(s),
                 body: e.body,
             },
             _ if e.too_large => HttpError::TooLarge {
-                source_name: self.source,
-                account: self.account.clone(),
                 endpoint,
                 limit_mib: self.settings.max_response_mb,
             },
             (None, Some(status)) => HttpError::Status {
-                source_name: self.source,
-                account: self.account.clone(),
                 endpoint,
                 status,
                 hint: status_hint(status),
                 body: e.body,
             },
             _ => HttpError::RetriesExhausted {
-                source_name: self.source,
-                account: self.account.clone(),
                 endpoint,
                 attempts: attempts.load(Ordering::Relaxed) as usize,
                 last: LastAttempt {

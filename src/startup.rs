@@ -1,7 +1,8 @@
-//! From validated settings to a pipeline ready to run: the warehouse pool with its schema
-//! migrated, the engine, and the streams it runs. `sync`, `backfill`, `demo`, the benchmarks and
-//! the tests' harness start this way; `run` retries the migration until the warehouse answers
-//! (it serves health meanwhile), so it takes the same steps one by one.
+//! From validated settings to a pipeline ready to run: the warehouse pool, [`prepare`]d (its
+//! schema migrated, the hash keys checked), the engine, and the streams it runs. `sync`,
+//! `backfill`, `demo`, the benchmarks and the tests' harness start with [`start`]; the daemon
+//! (`run`) serves health first and repeats [`prepare`] until the warehouse answers, then builds
+//! its engine the same way.
 
 use std::sync::Arc;
 
@@ -26,13 +27,7 @@ pub async fn start(
     sources: Vec<Arc<Stream>>,
 ) -> Result<Pipeline, WarehouseError> {
     let warehouse = Warehouse::new(&settings.warehouse)?;
-    warehouse.migrate().await?;
-    crate::privacy::keys::at_start(
-        &warehouse,
-        &settings.privacy,
-        &crate::sources::inventories(),
-    )
-    .await?;
+    prepare(&warehouse, settings).await?;
     let engine = Arc::new(Engine::new(warehouse.clone(), metrics.clone()));
     Ok(Pipeline {
         metrics,
@@ -47,4 +42,18 @@ pub async fn start_all(settings: &Settings) -> Result<Pipeline, WarehouseError> 
     let metrics = Arc::new(Metrics::new());
     let sources = crate::sources::build(settings, &metrics, None, None);
     start(settings, metrics, sources).await
+}
+
+/// What must hold before any stream runs: the schema migrated (the migrations applied now are
+/// returned), and the configured hash keys checked against the warehouse (stored rows and
+/// erasures converted once after an upgrade). An error that [`WarehouseError::is_config`] is
+/// the configuration's to fix; any other may pass when the warehouse answers again.
+pub async fn prepare(
+    warehouse: &Warehouse,
+    settings: &Settings,
+) -> Result<Vec<&'static str>, WarehouseError> {
+    let applied = warehouse.migrate().await?;
+    crate::privacy::keys::at_start(warehouse, &settings.privacy, &crate::sources::inventories())
+        .await?;
+    Ok(applied)
 }

@@ -443,7 +443,10 @@ async fn register_webhook(
             "warning: {target} is not HTTPS; the vendors deliver only to HTTPS with a valid certificate (put a TLS proxy in front of the listener)"
         );
     }
-    let done = hook.register(&target).await?;
+    let done = hook
+        .register(&target)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.of(s.key())))?;
     crate::outln!("{source}/{account}: {done}");
     if settings.webhooks.is_none() {
         eprintln!(

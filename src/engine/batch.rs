@@ -105,10 +105,9 @@ impl Batch {
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error(
-        "{stream}: its saved state (sync_state.state) cannot be read: {detail}. Nothing was fetched or written. It was edited by hand or written by another version of sessionsync: run the version that wrote it, or reset the state with `UPDATE sessionsync.sync_state SET state = '{{}}' WHERE source = '{source_name}' AND account = '{account}'` (the stream then forgets what it remembered between runs, e.g. which mluvii sessions were still open)"
+        "its saved state (sync_state.state) cannot be read: {detail}. Nothing was fetched or written. It was edited by hand or written by another version of sessionsync: run the version that wrote it, or reset the state with `UPDATE sessionsync.sync_state SET state = '{{}}' WHERE source = '{source_name}' AND account = '{account}'` (the stream then forgets what it remembered between runs, e.g. which mluvii sessions were still open)"
     )]
     State {
-        stream: String,
         source_name: &'static str,
         account: String,
         detail: String,
@@ -118,30 +117,22 @@ pub enum SourceError {
     /// The vendor says the tenant is not running (SuperOffice's state API: maintenance, an
     /// upgrade): the run ends at once with outcome `unavailable`, nothing lost, no failure.
     #[error(
-        "{source_name} account `{account}`: tenant offline: {state}{}; the run ends here and nothing is lost (the watermark stays); no request goes to the tenant until its state says it runs again",
+        "tenant offline: {state}{}; the run ends here and nothing is lost (the watermark stays); no request goes to the tenant until its state says it runs again",
         until.map(|t| format!(", until {}", t.format("%Y-%m-%d %H:%M:%SZ"))).unwrap_or_default()
     )]
     Unavailable {
-        source_name: &'static str,
-        account: String,
         /// The vendor's name of the state (`OfflineMaintenance`, …).
         state: String,
         until: Option<chrono::DateTime<chrono::Utc>>,
     },
-    #[error("{source_name} account `{account}`: the API answered with an error: {message}")]
-    Vendor {
-        source_name: &'static str,
-        account: String,
-        message: String,
-    },
+    #[error("the API answered with an error: {message}")]
+    Vendor { message: String },
     /// A window holds more records than one batch should (a [`Windowing::Paged`](super::Windowing::Paged) source stops
     /// listing it); the engine splits it.
     #[error(
-        "{source_name} account `{account}`: the window from {from} holds more than {held} records; it is read again in smaller windows"
+        "the window from {from} holds more than {held} records; it is read again in smaller windows"
     )]
     WindowTooFull {
-        source_name: &'static str,
-        account: String,
         from: chrono::DateTime<chrono::Utc>,
         held: usize,
     },
@@ -152,14 +143,20 @@ pub enum SourceError {
     )]
     PrivacySkipped { rows: usize, checked: u64 },
     #[error(
-        "{source_name} account `{account}`: {endpoint} returned a body that could not be read ({detail}); nothing of this window was written, it is retried at the next cycle"
+        "{endpoint} returned a body that could not be read ({detail}); nothing of this window was written, it is retried at the next cycle"
     )]
     Body {
-        source_name: &'static str,
-        account: String,
         endpoint: &'static str,
         detail: String,
     },
+}
+
+impl SourceError {
+    /// The error as said to a person, with the stream it belongs to named once (a run's
+    /// `sync_runs.error`, a webhook attempt's, a command's).
+    pub fn of(&self, key: &StreamKey) -> String {
+        format!("{} account `{}`: {self}", key.source, key.account)
+    }
 }
 
 /// What a fetch knows of the run it belongs to (given, not inferred from call order).
@@ -184,7 +181,6 @@ pub fn read_state<T: serde::de::DeserializeOwned + Default>(
     version: u64,
 ) -> Result<T, SourceError> {
     let fail = |detail: String| SourceError::State {
-        stream: key.to_string(),
         source_name: key.source,
         account: key.account.clone(),
         detail,
@@ -249,8 +245,12 @@ mod tests {
             serde_json::json!({"v": 2, "open": []}),
             serde_json::json!([1, 2]),
         ] {
-            let e = read(bad.clone()).unwrap_err().to_string();
-            assert!(e.contains("mluvii/main/sessions"), "{e}");
+            let e = read(bad.clone()).unwrap_err().of(&key);
+            assert!(
+                e.starts_with("mluvii account `main`: its saved state"),
+                "{e}"
+            );
+            assert!(e.contains("source = 'mluvii' AND account = 'main'"), "{e}");
             assert!(e.contains("UPDATE sessionsync.sync_state"), "{e}");
         }
     }

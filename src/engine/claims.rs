@@ -78,22 +78,16 @@ impl Claim {
         Ok(())
     }
 
-    /// Inside a window's transaction: Ok when the stream is still this process's (its row is
-    /// then locked until the commit), [`WarehouseError::LostClaim`] otherwise.
-    pub async fn check(
+    /// Inside a window's transaction: whether the stream is still this process's (its row is
+    /// then locked until the commit); a run that lost it ends with `RunError::LostClaim`.
+    pub async fn holds(
         &self,
         c: &impl tokio_postgres::GenericClient,
         schema: &str,
-    ) -> Result<(), WarehouseError> {
+    ) -> Result<bool, WarehouseError> {
         let token = self.token.unwrap_or(-1);
-        if self.lost.is_cancelled()
-            || !warehouse::still_claimed(c, schema, &self.key, token, self.pid).await?
-        {
-            return Err(WarehouseError::LostClaim {
-                stream: self.key.to_string(),
-            });
-        }
-        Ok(())
+        Ok(!self.lost.is_cancelled()
+            && warehouse::still_claimed(c, schema, &self.key, token, self.pid).await?)
     }
 
     /// Cancelled as soon as the lock-keeping connection is found closed.

@@ -224,8 +224,6 @@ impl Stream {
     pub async fn fetch_ids(&self, ids: &[i64], state: &StreamState) -> Result<Pushed, SourceError> {
         let Some(hook) = self.source.webhook() else {
             return Err(SourceError::Vendor {
-                source_name: self.cx.key.source,
-                account: self.cx.key.account.clone(),
                 message: "this account takes no webhooks".into(),
             });
         };

@@ -12,9 +12,9 @@ use sha2::Digest;
 use tokio_postgres::Transaction;
 
 use super::batch::{Batch, SourceError};
-pub use super::write::StateUpdate;
-use super::write::{StateChange, WriteError, Written};
+use super::write::{Written, write_rows};
 use crate::model::{StreamKey, StreamState};
+use crate::warehouse::WarehouseError;
 
 /// What a source read for webhook events.
 pub struct Pushed {
@@ -85,18 +85,35 @@ pub fn body_key(body: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Turns the stream's committed state into the state after the pushed records.
+pub type StateUpdate =
+    Box<dyn FnOnce(&serde_json::Value) -> Result<serde_json::Value, SourceError> + Send>;
+
+/// Pushed records could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The stream's committed state could not be read to be updated (`StateUpdate`).
+    #[error(transparent)]
+    State(SourceError),
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+}
+
 /// Writes `pushed` for stream `key` inside `tx` (which the caller commits): the one write path
-/// of a batch ([`super::write::write_batch`]); the watermark stays where it is and the state is
-/// updated on the state as committed.
+/// of a batch ([`super::write::write_rows`]); the watermark stays where it is and the state is
+/// updated on the state as committed, under its row lock (after the rows, as every writer).
 pub async fn write_pushed(
     tx: &Transaction<'_>,
     key: &StreamKey,
     pushed: Pushed,
     privacy: Option<super::batch::PrivacyOf<'_>>,
-) -> Result<Written, WriteError> {
+) -> Result<Written, PushError> {
     let Pushed {
         batch,
         update_state,
     } = pushed;
-    super::write::write_batch(tx, key, batch, privacy, StateChange::Push(update_state)).await
+    let rows = write_rows(tx, key, batch, privacy).await?;
+    let committed = crate::warehouse::lock_state(tx, key).await?;
+    let next = update_state(&committed).map_err(PushError::State)?;
+    Ok(rows.save_pushed(tx, key, &next).await?)
 }

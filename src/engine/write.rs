@@ -1,47 +1,19 @@
 //! The one write path of a batch, for a polled window and for the records webhook events
-//! named alike: inside the caller's transaction, write the rows (the source's own SQL), apply
-//! the privacy policy's after-write steps (deletions at the source, storage limits), clear the
-//! earlier rejections of the records that parsed and set aside the new ones, then change the
-//! stream's `sync_state` (after the rows: every writer locks them in that order). What it wrote
-//! is reported with [`Written::emit`] once the transaction has committed.
+//! named alike ([`write_rows`]): inside the caller's transaction, write the rows (the source's
+//! own SQL), apply the privacy policy's after-write steps (deletions at the source, storage
+//! limits), clear the earlier rejections of the records that parsed and set aside the new ones;
+//! then the stream's `sync_state` changes ([`RowsWritten::save`], `save_pushed`: after the rows,
+//! every writer locks them in that order). What it wrote is reported with [`Written::emit`] once
+//! the transaction has committed.
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::Transaction;
 
-use super::batch::{Batch, PrivacyOf, SourceError};
-use super::claims::Claim;
+use super::batch::{Batch, PrivacyOf};
 use crate::events::RecordRejected;
 use crate::model::{Rejected, StreamKey, WriteCounts};
 use crate::telemetry::Metrics;
 use crate::warehouse::{self, WarehouseError};
-
-/// Turns the stream's committed state into the state after the pushed records.
-pub type StateUpdate =
-    Box<dyn FnOnce(&serde_json::Value) -> Result<serde_json::Value, SourceError> + Send>;
-
-/// How a batch changes its stream's `sync_state`.
-pub enum StateChange<'a> {
-    /// A polled window: fenced by the run's claim; the watermark moves to `watermark` (never
-    /// back; `None` for a backfill), and the state and window size are replaced when given.
-    Window {
-        claim: &'a Claim,
-        schema: &'a str,
-        watermark: Option<DateTime<Utc>>,
-        window_seconds: Option<i32>,
-    },
-    /// Records named by webhook events: the watermark stays; the state is updated on the
-    /// state as committed, under its row lock.
-    Push(StateUpdate),
-}
-
-/// A batch could not be written.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    #[error(transparent)]
-    Source(#[from] SourceError),
-    #[error(transparent)]
-    Warehouse(#[from] WarehouseError),
-}
 
 /// What a batch wrote, to report once its transaction committed.
 #[derive(Debug, Default)]
@@ -63,14 +35,23 @@ pub struct Written {
     pub state: Option<serde_json::Value>,
 }
 
-/// Writes `batch` of stream `key` inside `tx` (which the caller commits).
-pub async fn write_batch(
+/// The rows of a batch, written: what is left to record is how the stream's `sync_state`
+/// changes ([`RowsWritten::save`] for a window, `webhook::write_pushed` for pushed records).
+pub struct RowsWritten {
+    written: Written,
+    state: Option<serde_json::Value>,
+    newest: Option<DateTime<Utc>>,
+}
+
+/// Writes the rows of `batch` of stream `key` inside `tx` (which the caller commits), applies
+/// the privacy policy's after-write steps and records the rejections; the stream's state is
+/// changed next, by the caller.
+pub async fn write_rows(
     tx: &Transaction<'_>,
     key: &StreamKey,
     batch: Batch,
     privacy: Option<PrivacyOf<'_>>,
-    change: StateChange<'_>,
-) -> Result<Written, WriteError> {
+) -> Result<RowsWritten, WarehouseError> {
     let counts = batch
         .rows
         .write(tx, &key.account)
@@ -92,46 +73,66 @@ pub async fn write_batch(
     }
     warehouse::clear_rejects(tx, key, &keys).await?;
     let new_rejects = warehouse::put_rejects(tx, key, &batch.rejected).await?;
-    let (saved, state) = match change {
-        StateChange::Window {
-            claim,
-            schema,
-            watermark,
-            window_seconds,
-        } => {
-            // Fenced: only while the stream is still this process's (its row stays locked
-            // until the commit).
-            claim.check(tx, schema).await?;
-            let w = warehouse::save_state(
-                tx,
-                key,
-                watermark,
-                batch.state.as_ref(),
-                window_seconds,
-                batch.rows.newest(),
-            )
-            .await?;
-            (w, batch.state)
-        }
-        StateChange::Push(update) => {
-            let current = warehouse::lock_state(tx, key).await?;
-            let next = update(&current)?;
-            let w = warehouse::save_state(tx, key, None, Some(&next), None, batch.rows.newest())
-                .await?;
-            (w, None)
-        }
-    };
-    Ok(Written {
-        counts,
-        erased,
-        records: batch.rows.len(),
-        rejected: batch.rejected,
-        new_rejects,
-        nulled: batch.nulled,
-        watermark: saved.watermark,
-        newest: saved.newest,
-        state,
+    Ok(RowsWritten {
+        written: Written {
+            counts,
+            erased,
+            records: batch.rows.len(),
+            rejected: batch.rejected,
+            new_rejects,
+            nulled: batch.nulled,
+            ..Written::default()
+        },
+        newest: batch.rows.newest(),
+        state: batch.state,
     })
+}
+
+impl RowsWritten {
+    /// A polled window's change of `sync_state` (after [`Claim`]'s check): the watermark moves
+    /// to `watermark` (never back; `None` for a backfill), and the state and window size are
+    /// replaced when given.
+    pub async fn save(
+        self,
+        tx: &Transaction<'_>,
+        key: &StreamKey,
+        watermark: Option<DateTime<Utc>>,
+        window_seconds: Option<i32>,
+    ) -> Result<Written, WarehouseError> {
+        let saved = warehouse::save_state(
+            tx,
+            key,
+            watermark,
+            self.state.as_ref(),
+            window_seconds,
+            self.newest,
+        )
+        .await?;
+        Ok(self.saved(saved, true))
+    }
+
+    /// Pushed records' change of `sync_state`: the watermark stays, and the state becomes
+    /// `state` (worked out from the state as committed, `warehouse::lock_state`).
+    pub async fn save_pushed(
+        self,
+        tx: &Transaction<'_>,
+        key: &StreamKey,
+        state: &serde_json::Value,
+    ) -> Result<Written, WarehouseError> {
+        let saved = warehouse::save_state(tx, key, None, Some(state), None, self.newest).await?;
+        Ok(self.saved(saved, false))
+    }
+
+    /// What was written, with the stream's state after it (`keep_state`: the window's state,
+    /// to keep in memory).
+    fn saved(self, saved: warehouse::Saved, keep_state: bool) -> Written {
+        Written {
+            watermark: saved.watermark,
+            newest: saved.newest,
+            state: self.state.filter(|_| keep_state),
+            ..self.written
+        }
+    }
 }
 
 impl Written {

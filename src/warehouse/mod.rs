@@ -70,16 +70,14 @@ pub enum WarehouseError {
         doing: &'static str,
         error: tokio_postgres::Error,
     },
+    /// A failure injected by a test (the `fault-points` feature; release builds have none).
+    #[cfg(feature = "fault-points")]
     #[error(
         "warehouse write failed while {doing}: a failure injected by a test (engine fault point)"
     )]
     FaultInjected { doing: &'static str },
     #[error("warehouse migration `{version}` failed: {detail}")]
     Migration { version: String, detail: String },
-    #[error(
-        "{stream}: this process lost its claim on the stream (the connection that held its lock was closed, or another process claimed it); the window was not written, and the next run (here or in another process) resumes from the committed watermark"
-    )]
-    LostClaim { stream: String },
     #[error(
         "[privacy]: the warehouse still depends on the hash key with fingerprint {fingerprint} ({erasures} erasure(s) recorded under it, {rows} session row(s) hashed under it), but it is neither hash_key nor in previous_hash_keys. Put that key back into previous_hash_keys (keep it there while erasures or rows depend on it; `sessionsync backfill` rewrites the rows under the current key)"
     )]

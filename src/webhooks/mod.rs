@@ -20,7 +20,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{SourceError, Stream};
+use crate::engine::Stream;
 use crate::settings::WarehouseSettings;
 use crate::telemetry::Metrics;
 use crate::warehouse::{Warehouse, WarehouseError};
@@ -163,14 +163,15 @@ impl Listening {
     }
 
     /// Registers every account's webhook with its vendor, delivering to `public` (the
-    /// listener's address as the vendor reaches it); what each registration did.
-    pub async fn register_all(&self, public: &reqwest::Url) -> Result<Vec<String>, SourceError> {
+    /// listener's address as the vendor reaches it); what each registration did, or the first
+    /// failure, naming its account.
+    pub async fn register_all(&self, public: &reqwest::Url) -> Result<Vec<String>, String> {
         let mut done = Vec::new();
         for ep in self.endpoints.iter() {
             let key = ep.source.key();
             if let Some(hook) = ep.source.webhook() {
                 let target = target_url(public, key.source, &key.account);
-                done.push(hook.register(&target).await?);
+                done.push(hook.register(&target).await.map_err(|e| e.of(key))?);
             }
         }
         Ok(done)

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::inbox::{self, Claimed};
 use super::{Endpoint, Endpoints};
 use crate::engine::webhook;
-use crate::engine::write::WriteError;
+use crate::engine::webhook::PushError;
 use crate::engine::{Rejected, SourceError};
 use crate::events::{WebhookApplied, WebhookFailed};
 use crate::telemetry::Metrics;
@@ -211,8 +211,8 @@ impl Worker {
             }
             let written = match webhook::write_pushed(&tx, key, pushed, privacy).await {
                 Ok(w) => w,
-                Err(WriteError::Warehouse(e)) => return Err(e),
-                Err(WriteError::Source(e)) => {
+                Err(PushError::Warehouse(e)) => return Err(e),
+                Err(PushError::State(e)) => {
                     // The state changed under us into something unreadable: let the
                     // transaction go and count the attempt on its own.
                     drop(tx);
@@ -246,8 +246,6 @@ impl Worker {
             return Ok(Drained::Applied);
         }
         let again = SourceError::Vendor {
-            source_name: key.source,
-            account: key.account.clone(),
             message: "erasures kept being recorded while the sessions were read; they are read again at the next attempt".into(),
         };
         self.failed(&claimed, &ids, &again).await
@@ -283,8 +281,8 @@ impl Worker {
         error: &SourceError,
     ) -> Result<Failure, WarehouseError> {
         let attempts = claimed.iter().map(|c| c.attempts).max().unwrap_or(0) + 1;
-        let text = error.to_string();
         let key = self.endpoint.source.key();
+        let text = error.of(key);
         let gave_up = attempts >= MAX_ATTEMPTS;
         let retry_in = backoff(attempts);
         if gave_up {

@@ -15,6 +15,9 @@ use crate::helpers::*;
 /// `tests/vendor-clients`, its packages installed (`npm ci`, as `.ci/run` does) if they are not.
 fn vendor_clients() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vendor-clients");
+    // One install for the tests that run at once (two `npm ci` in one folder collide).
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     if !dir
         .join("node_modules/@superoffice/webapi/package.json")
         .exists()

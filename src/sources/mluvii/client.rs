@@ -15,7 +15,6 @@ use tokio::time::Instant;
 use crate::config::Secret;
 use crate::http::{HttpClient, HttpError};
 
-use super::config::SOURCE;
 use super::normalize;
 use super::personal;
 use super::source::Mluvii;
@@ -42,11 +41,7 @@ impl Mluvii {
     }
 
     pub(super) fn vendor(&self, message: String) -> SourceError {
-        SourceError::Vendor {
-            source_name: SOURCE,
-            account: self.cx.key.account.clone(),
-            message,
-        }
+        SourceError::Vendor { message }
     }
 
     pub(super) fn auth_error(&self, e: AuthError) -> SourceError {
@@ -106,8 +101,6 @@ impl Mluvii {
     ) -> Result<Vec<Value>, SourceError> {
         let body = self.get(LIST_PATH, self.url(LIST_PATH), query).await?;
         normalize::list_items(&String::from_utf8_lossy(&body)).map_err(|detail| SourceError::Body {
-            source_name: SOURCE,
-            account: self.cx.key.account.clone(),
             endpoint: LIST_PATH,
             detail,
         })
@@ -205,8 +198,6 @@ impl Mluvii {
             }
             if splittable && found.len() > TARGET_RECORDS {
                 return Err(SourceError::WindowTooFull {
-                    source_name: SOURCE,
-                    account: self.cx.key.account.clone(),
                     from: window.start,
                     held: found.len(),
                 });
@@ -249,8 +240,6 @@ impl Mluvii {
             return Ok(Value::Null);
         }
         serde_json::from_slice(b).map_err(|e| SourceError::Body {
-            source_name: SOURCE,
-            account: self.cx.key.account.clone(),
             endpoint,
             detail: format!("not valid JSON ({e}); the body may have been cut off"),
         })

@@ -160,8 +160,6 @@ impl Mluvii {
         super::normalize::list_items(&listed.text())
             .map(Some)
             .map_err(|detail| SourceError::Body {
-                source_name: SOURCE,
-                account: self.cx.key.account.clone(),
                 endpoint: WEBHOOKS_PATH,
                 detail,
             })

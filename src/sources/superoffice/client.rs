@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
 
-use super::config::{SOURCE, SuperOfficeAuth};
+use super::config::SuperOfficeAuth;
 use super::source::SuperOffice;
 use super::system_user::{SystemUserError, TenantState, Ticket};
 use crate::engine::SourceError;
@@ -230,20 +230,11 @@ impl SuperOffice {
     }
 
     pub(super) fn body_error(&self, endpoint: &'static str, detail: String) -> SourceError {
-        SourceError::Body {
-            source_name: SOURCE,
-            account: self.cx.key.account.clone(),
-            endpoint,
-            detail,
-        }
+        SourceError::Body { endpoint, detail }
     }
 
     fn vendor(&self, message: String) -> SourceError {
-        SourceError::Vendor {
-            source_name: SOURCE,
-            account: self.cx.key.account.clone(),
-            message,
-        }
+        SourceError::Vendor { message }
     }
 
     /// The credential was refused (a 401, a redirect, a login page): say what to do.
@@ -292,8 +283,6 @@ impl SuperOffice {
 
     fn unavailable(&self, state: &TenantState) -> SourceError {
         SourceError::Unavailable {
-            source_name: SOURCE,
-            account: self.cx.key.account.clone(),
             state: state.state.clone(),
             until: state.valid_until,
         }

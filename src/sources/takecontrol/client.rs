@@ -9,7 +9,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 
-use super::config::{OutputFormat, SOURCE, TakeControlApi};
+use super::config::{OutputFormat, TakeControlApi};
 use super::source::TakeControl;
 use crate::engine::{SourceError, Window};
 
@@ -46,8 +46,6 @@ impl TakeControl {
             crate::http::HttpError::Status {
                 status: 403, body, ..
             } => SourceError::Vendor {
-                source_name: SOURCE,
-                account: self.cx.key.account.clone(),
                 message: format!(
                     "HTTP 403 ({body}). Take Control refuses a key for three reasons its key documentation names: session history needs a private key (a public key cannot read it); keys expire (at most one year after they were made: make a new one in the Admin Area and update `api_key`); and a key with an IP allowlist refuses hosts outside it (add this host's public address)"
                 ),

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use chrono_tz::Tz;
 
-use super::config::{OutputFormat, SOURCE, TakeControlApi, TakeControlSettings};
+use super::config::{OutputFormat, TakeControlApi, TakeControlSettings};
 use super::normalize::{self, BodyProblem, Normalized};
 use super::store;
 use crate::engine::{Batch, RunInfo, Source, SourceContext, SourceError, StreamState, Window};
@@ -86,23 +86,12 @@ impl Source for TakeControl {
         })
         .await
         .map_err(|e| SourceError::Body {
-            source_name: SOURCE,
-            account: self.cx.key.account.clone(),
             endpoint,
             detail: format!("the parser stopped unexpectedly: {e}"),
         })?;
         parsed.map_err(|p| match p {
-            BodyProblem::Vendor(message) => SourceError::Vendor {
-                source_name: SOURCE,
-                account: self.cx.key.account.clone(),
-                message,
-            },
-            BodyProblem::Unreadable(detail) => SourceError::Body {
-                source_name: SOURCE,
-                account: self.cx.key.account.clone(),
-                endpoint,
-                detail,
-            },
+            BodyProblem::Vendor(message) => SourceError::Vendor { message },
+            BodyProblem::Unreadable(detail) => SourceError::Body { endpoint, detail },
         })
     }
 }
