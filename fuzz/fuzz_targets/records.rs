@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
         superoffice::normalize::strip_secrets(&mut so);
         let _ = superoffice::normalize::normalize(so, "f", chrono_tz::UTC);
         let _ = superoffice::normalize::message(&v, 1, chrono_tz::UTC);
-        let _ = mluvii::normalize::list_items(&text);
+        let _ = mluvii::list::list_items(&text);
     }
     for part in text.split_whitespace().take(8) {
         let _ = mluvii::durations::parse_iso_duration(part);

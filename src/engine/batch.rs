@@ -105,9 +105,10 @@ impl Batch {
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error(
-        "its saved state (sync_state.state) cannot be read: {detail}. Nothing was fetched or written. It was edited by hand or written by another version of sessionsync: run the version that wrote it, or reset the state with `UPDATE sessionsync.sync_state SET state = '{{}}' WHERE source = '{source_name}' AND account = '{account}'` (the stream then forgets what it remembered between runs, e.g. which mluvii sessions were still open)"
+        "its saved state (sync_state.state of {stream}) cannot be read: {detail}. Nothing was fetched or written. It was edited by hand or written by another version of sessionsync: run the version that wrote it, or reset the state with `UPDATE sessionsync.sync_state SET state = '{{}}' WHERE source = '{source_name}' AND account = '{account}'` (the stream then forgets what it remembered between runs, e.g. which mluvii sessions were still open)"
     )]
     State {
+        stream: String,
         source_name: &'static str,
         account: String,
         detail: String,
@@ -181,6 +182,7 @@ pub fn read_state<T: serde::de::DeserializeOwned + Default>(
     version: u64,
 ) -> Result<T, SourceError> {
     let fail = |detail: String| SourceError::State {
+        stream: key.to_string(),
         source_name: key.source,
         account: key.account.clone(),
         detail,

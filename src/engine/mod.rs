@@ -21,6 +21,7 @@ mod plan;
 mod run;
 mod scheduler;
 pub mod source;
+mod steps;
 pub mod webhook;
 mod windows;
 pub mod write;

@@ -5,7 +5,8 @@
 //!
 //! Layout:
 //! - `policy`: the classes, the policies and a source entry's overrides;
-//! - `fields`: where personal data sits in a record, hashing and scrubbing;
+//! - `fields`: where personal data sits in a record, and scrubbing;
+//! - `hashing`: the keyed hashes of values and of erasure selectors;
 //! - `inventory`: docs/privacy.md's inventory, generated from the sources' field lists;
 //! - `warehouse`: the SQL every write shares (erasures checked and recorded, transcripts
 //!   stripped past the limit);
@@ -22,6 +23,7 @@ pub mod apply;
 pub mod conversions;
 pub mod erase;
 pub mod fields;
+mod hashing;
 pub mod inventory;
 pub mod keys;
 pub mod policy;

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use crate::config::Secret;
 use crate::http::{HttpClient, HttpError};
 
-use super::normalize;
+use super::list;
 use super::personal;
 use super::source::Mluvii;
 use crate::engine::{MIN_WINDOW, TARGET_RECORDS};
@@ -100,7 +100,7 @@ impl Mluvii {
         query: &[(&str, String)],
     ) -> Result<Vec<Value>, SourceError> {
         let body = self.get(LIST_PATH, self.url(LIST_PATH), query).await?;
-        normalize::list_items(&String::from_utf8_lossy(&body)).map_err(|detail| SourceError::Body {
+        list::list_items(&String::from_utf8_lossy(&body)).map_err(|detail| SourceError::Body {
             endpoint: LIST_PATH,
             detail,
         })
@@ -125,7 +125,7 @@ impl Mluvii {
             let before = found.len();
             let n = items.len();
             for item in items {
-                if let Ok(id) = normalize::listed(&item).id {
+                if let Ok(id) = list::listed(&item).id {
                     found.insert(id, item);
                 }
             }
@@ -168,7 +168,7 @@ impl Mluvii {
             }
             previous_first = items.first().cloned();
             for (i, item) in items.into_iter().enumerate() {
-                let l = normalize::listed(&item);
+                let l = list::listed(&item);
                 match l.id {
                     Ok(id) => {
                         let inside = l

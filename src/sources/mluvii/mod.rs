@@ -5,6 +5,7 @@
 mod client;
 pub mod config;
 pub mod durations;
+pub mod list;
 pub mod normalize;
 pub mod personal;
 mod source;

@@ -33,7 +33,7 @@ use serde_json::{Value, json};
 use super::client::{TOKEN_PATH, TokenCache, ts};
 use super::config::MluviiSettings;
 use super::normalize::{self, Normalized};
-use super::{personal, store};
+use super::{list, personal, store};
 use crate::engine::{
     Batch, Rejected, RunInfo, Source, SourceContext, SourceError, StreamState, Window,
 };
@@ -263,7 +263,7 @@ impl Source for Mluvii {
         // With the policy's tag: under another policy, a stored row is read and written again.
         let tag = self.cx.privacy.tag();
         for l in listed {
-            let whole = normalize::is_whole_session(&l.row);
+            let whole = list::is_whole_session(&l.row);
             let print = whole.then(|| lenient::fingerprint_parts(&[&tag, "|", &l.row.to_string()]));
             if mem.closed.contains_key(&l.id) {
                 let unchanged = match (&print, mem.listed.get(&l.id)) {
@@ -329,7 +329,7 @@ impl Source for Mluvii {
                 .map(|(id, row)| Target {
                     id,
                     named: false,
-                    row: normalize::is_whole_session(&row).then_some(row),
+                    row: list::is_whole_session(&row).then_some(row),
                 })
                 .collect();
             if !more.is_empty() {

@@ -157,7 +157,7 @@ impl Mluvii {
             Err(SourceError::Http(e)) if matches!(e.status(), Some(404 | 405)) => return Ok(None),
             Err(e) => return Err(e),
         };
-        super::normalize::list_items(&listed.text())
+        super::list::list_items(&listed.text())
             .map(Some)
             .map_err(|detail| SourceError::Body {
                 endpoint: WEBHOOKS_PATH,
