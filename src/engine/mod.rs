@@ -17,6 +17,7 @@
 
 mod batch;
 pub mod claims;
+mod outcome;
 mod plan;
 mod run;
 mod scheduler;

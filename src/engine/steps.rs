@@ -1,6 +1,7 @@
 //! The steps of one run of one claimed stream ([`Run`]): the windows in turn, each fetched,
 //! committed with the watermark in one transaction, and reported; the run's record at the end.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -8,19 +9,21 @@ use tokio_util::sync::CancellationToken;
 
 use super::batch::{Batch, RunInfo, SourceError};
 use super::claims::Claim;
+use super::outcome::{Progress, RunError, RunReport};
 use super::plan::Plan;
-use super::run::{Engine, Progress, Range, RunError, RunReport};
+use super::plan::Range;
 use super::source::Stream;
 use super::write::{Written, write_rows};
-use crate::events::{WindowCommitted, reason_label};
+use crate::events::{RunFinished, WindowCommitted, reason_label};
 use crate::model::{Outcome, RequestCounts, RunTotals, StreamState, Window};
-use crate::warehouse::WarehouseError;
+use crate::telemetry::Metrics;
+use crate::warehouse::{self, Warehouse, WarehouseError};
 
 /// One run of one claimed stream: what it runs over, and how far it has got. Its steps are
 /// its methods: [`Run::run`] takes the windows in turn (fetch, commit, report progress), the
 /// next one fetched while the current one is written for a pipelined source.
 pub(super) struct Run<'a> {
-    pub(super) engine: &'a Engine,
+    pub(super) shared: &'a Shared,
     pub(super) claim: &'a Claim,
     pub(super) stream: &'a Stream,
     pub(super) range: Range,
@@ -186,7 +189,7 @@ impl Run<'_> {
 
     /// Reads the erasures recorded since this process last looked: the version now known.
     async fn refreshed(&self) -> Result<i64, RunError> {
-        Ok(self.engine.refresh_erasures(self.stream).await?)
+        Ok(self.shared.refresh_erasures(self.stream).await?)
     }
 
     /// A committed window: its counts added to the run's, and the progress reported.
@@ -254,8 +257,8 @@ impl Run<'_> {
         seen: i64,
         state: &mut StreamState,
     ) -> Result<Option<Written>, RunError> {
-        let (key, engine) = (self.stream.key(), self.engine);
-        let mut conn = engine.warehouse.conn().await?;
+        let (key, shared) = (self.stream.key(), self.shared);
+        let mut conn = shared.warehouse.conn().await?;
         let tx = conn
             .transaction()
             .await
@@ -269,7 +272,7 @@ impl Run<'_> {
         let rows = write_rows(&tx, key, batch, self.stream.privacy()).await?;
         // Fenced: only while the stream is still this process's (its row stays locked until
         // the commit).
-        if !self.claim.holds(&*tx, engine.warehouse.schema()).await? {
+        if !self.claim.holds(&*tx, shared.warehouse.schema()).await? {
             return Err(RunError::LostClaim {
                 stream: key.to_string(),
             });
@@ -287,7 +290,7 @@ impl Run<'_> {
         let mut written = rows.save(&tx, key, watermark, step).await?;
         let write_ms = t_write.elapsed().as_secs_f64() * 1000.0;
         #[cfg(feature = "fault-points")]
-        if engine
+        if shared
             .faults
             .fail_before_commit
             .load(std::sync::atomic::Ordering::SeqCst)
@@ -307,7 +310,7 @@ impl Run<'_> {
             records = written.records,
             "window written"
         );
-        written.emit(key, &engine.metrics);
+        written.emit(key, &shared.metrics);
         WindowCommitted {
             key,
             window,
@@ -315,7 +318,7 @@ impl Run<'_> {
             unchanged: written.counts.unchanged,
             watermark: written.watermark,
         }
-        .emit(&engine.metrics);
+        .emit(&shared.metrics);
         state.watermark = written.watermark;
         if let Some(s) = written.state.take() {
             state.state = s;
@@ -360,9 +363,90 @@ impl Run<'_> {
             }),
             watermark: state.watermark,
         };
-        self.engine
+        self.shared
             .finish(self.run_id, &report, self.started)
             .await?;
         Ok(report)
+    }
+}
+
+/// Fault points for tests of the engine's guarantees, compiled only with the cargo feature
+/// `fault-points` (the test command enables it; release builds have none).
+#[cfg(feature = "fault-points")]
+#[derive(Debug, Default)]
+pub struct FaultPoints {
+    /// Fail each window after its rows are written and before its transaction commits.
+    pub fail_before_commit: std::sync::atomic::AtomicBool,
+}
+
+/// What every run of an engine shares: the warehouse, the metrics, the lock that lets one run
+/// at a time analyze the tables it changed, and (tests only) the fault points.
+pub(super) struct Shared {
+    pub(super) warehouse: Warehouse,
+    pub(super) metrics: Arc<Metrics>,
+    /// Held while one run analyzes the changed tables: a hundred runs finishing together
+    /// analyze once, not a hundred times in a row (ANALYZE of one table waits for another).
+    pub(super) analyzing: tokio::sync::Mutex<()>,
+    #[cfg(feature = "fault-points")]
+    pub(super) faults: Arc<FaultPoints>,
+}
+
+impl Shared {
+    /// Reads the erasures recorded since this process last looked; the version now known (0
+    /// for a source without personal data).
+    pub(super) async fn refresh_erasures(&self, source: &Stream) -> Result<i64, WarehouseError> {
+        match source.privacy() {
+            Some(p) => {
+                let conn = self.warehouse.conn().await?;
+                p.privacy
+                    .erasures
+                    .refresh(&**conn)
+                    .await
+                    .map_err(WarehouseError::query("reading the recorded erasures"))
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// Records the run's end, analyzes tables it changed a lot, and reports it.
+    pub(super) async fn finish(
+        &self,
+        run_id: i64,
+        r: &RunReport,
+        started: Instant,
+    ) -> Result<(), WarehouseError> {
+        let totals = &r.totals;
+        let conn = self.warehouse.conn().await?;
+        warehouse::finish_run(&conn, run_id, r.outcome, totals, r.error.as_deref()).await?;
+        let analyzing = match totals.written {
+            0 => None,
+            _ => self.analyzing.try_lock().ok(),
+        };
+        if analyzing.is_some() {
+            match warehouse::analyze_stale(&conn, self.warehouse.schema()).await {
+                Ok(t) if !t.is_empty() => {
+                    tracing::debug!(tables = %t.join(", "), "analyzed tables that changed by more than a tenth")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not analyze the changed tables; PostgreSQL's autovacuum will")
+                }
+            }
+        }
+        RunFinished {
+            key: &r.key,
+            run_id,
+            outcome: r.outcome,
+            elapsed: started.elapsed(),
+            written: totals.written,
+            unchanged: totals.unchanged,
+            rejected: totals.rejected,
+            nulled: &totals.nulled,
+            fallbacks: totals.fallbacks,
+            error: r.error.as_deref(),
+            unavailable: r.unavailable.as_deref(),
+        }
+        .emit(&self.metrics);
+        Ok(())
     }
 }

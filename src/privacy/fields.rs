@@ -5,45 +5,8 @@
 
 use serde_json::Value;
 
-pub use super::hashing::{Hasher, looks_hashed, normalize};
+pub use super::hashing::{Hasher, Kind, looks_hashed, normalize, param_kind};
 use super::policy::{Class, Policies, Policy};
-
-/// How a value is normalized before it is hashed (docs/privacy.md section 2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Trimmed, inner white space collapsed, lower-cased (names, e-mail addresses, texts).
-    Text,
-    /// Reduced to `+` and digits.
-    Phone,
-    /// A URL whose query string is the personal part: drop removes the query (and fragment),
-    /// hash replaces the query with its hash.
-    UrlQuery,
-    /// A composite value (an embedded transcript document, a list of links): dropped, or
-    /// hashed as a whole.
-    Whole,
-    /// A map (or list) of parameters, each value personal on its own (mluvii's
-    /// `guest.callParams`): dropped as a whole, or each value hashed apart, normalized as a phone
-    /// number or as text by what it looks like ([`param_kind`]), so that `erase --phone` and
-    /// `--email` still find it.
-    Params,
-}
-
-/// How a value of a [`Kind::Params`] field is normalized: a hash stays as it is, an e-mail
-/// address (it has an `@`) and anything else as text, a phone number (only `+`, digits, spaces,
-/// `().-/`, and at least six digits) as a phone. `sessionsync_call_params` (migration 0019) does
-/// the same in SQL.
-pub fn param_kind(value: &str) -> Kind {
-    let v = value.trim();
-    let digits = v.bytes().filter(u8::is_ascii_digit).count();
-    let phone_chars = v
-        .bytes()
-        .all(|b| b.is_ascii_digit() || b"+ ().-/".contains(&b));
-    if !looks_hashed(v) && !v.contains('@') && phone_chars && digits >= 6 {
-        Kind::Phone
-    } else {
-        Kind::Text
-    }
-}
 
 /// What an erasure selector matches on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 //! what they answer.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -15,11 +16,11 @@ use tokio::time::Instant;
 use crate::config::Secret;
 use crate::http::{HttpClient, HttpError};
 
+use super::config::MluviiSettings;
 use super::list;
 use super::personal;
-use super::source::Mluvii;
 use crate::engine::{MIN_WINDOW, TARGET_RECORDS};
-use crate::engine::{Rejected, SourceError, Window};
+use crate::engine::{Rejected, SourceContext, SourceError, Window};
 
 pub const LIST_PATH: &str = "/api/v1/Sessions";
 pub const DETAIL_PATH: &str = "/api/v1/Sessions/{id}";
@@ -35,7 +36,29 @@ pub(super) fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-impl Mluvii {
+/// The account's client: its requests go through the account's HTTP client (`cx.http`) with
+/// its OAuth token.
+pub struct Client {
+    cx: Arc<SourceContext>,
+    settings: MluviiSettings,
+    pub(super) tokens: TokenCache,
+}
+
+impl Client {
+    pub(super) fn new(cx: Arc<SourceContext>, settings: MluviiSettings) -> Self {
+        let tokens = TokenCache::new(
+            crate::http::endpoint_url(&settings.base_url, TOKEN_PATH),
+            &cx.key.account,
+            &settings.client_id,
+            settings.client_secret.clone(),
+        );
+        Client {
+            cx,
+            settings,
+            tokens,
+        }
+    }
+
     pub(super) fn url(&self, path: &str) -> reqwest::Url {
         crate::http::endpoint_url(&self.settings.base_url, path)
     }

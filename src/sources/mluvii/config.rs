@@ -4,10 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use std::sync::Arc;
-
-use crate::config::{self, KeyProblem, Secret, SourceSettings};
-use crate::engine::{Source, SourceContext};
+use crate::config::{self, KeyProblem, Secret};
 
 pub const SOURCE: &str = "mluvii";
 
@@ -47,18 +44,8 @@ struct RawMluvii {
     webhook_password: Option<Secret>,
 }
 
-impl SourceSettings for MluviiSettings {
-    fn read(entry: toml::Value, prefix: &str) -> Result<Self, KeyProblem> {
-        read(entry, prefix)
-    }
-
-    fn build(&self, cx: Arc<SourceContext>) -> Box<dyn Source> {
-        Box::new(super::source::Mluvii::new(self.clone(), cx))
-    }
-}
-
 /// Reads and checks this source's own keys of one entry.
-fn read(entry: toml::Value, prefix: &str) -> Result<MluviiSettings, KeyProblem> {
+pub(super) fn read(entry: toml::Value, prefix: &str) -> Result<MluviiSettings, KeyProblem> {
     let m: RawMluvii = config::entry(entry, prefix)?;
     let k = |name: &str| format!("{prefix}.{name}");
     let base_url = config::parse_base_url(

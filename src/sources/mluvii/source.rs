@@ -30,10 +30,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
-use super::client::{TOKEN_PATH, TokenCache, ts};
+use super::client::{Client, ts};
 use super::config::MluviiSettings;
 use super::normalize::{self, Normalized};
 use super::{list, personal, store};
+use crate::config::{KeyProblem, SourceSettings};
 use crate::engine::{
     Batch, Rejected, RunInfo, Source, SourceContext, SourceError, StreamState, Window,
 };
@@ -42,27 +43,22 @@ use crate::sources::lenient;
 pub struct Mluvii {
     pub(super) cx: Arc<SourceContext>,
     pub(super) settings: MluviiSettings,
-    pub(super) tokens: TokenCache,
+    /// The account's requests and its token.
+    pub(super) client: Client,
 }
 
 impl Mluvii {
     pub fn new(settings: MluviiSettings, cx: Arc<SourceContext>) -> Self {
-        let tokens = TokenCache::new(
-            crate::http::endpoint_url(&settings.base_url, TOKEN_PATH),
-            &cx.key.account,
-            &settings.client_id,
-            settings.client_secret.clone(),
-        );
         Mluvii {
+            client: Client::new(cx.clone(), settings.clone()),
             cx,
             settings,
-            tokens,
         }
     }
 
     /// Tokens fetched so far (tests check that an expiry costs exactly one renewal).
     pub fn tokens_fetched(&self) -> u64 {
-        self.tokens.fetched()
+        self.client.tokens.fetched()
     }
 }
 
@@ -203,7 +199,7 @@ impl Mluvii {
     ) -> Result<Vec<Fetched>, SourceError> {
         let mut fetched: Vec<Fetched> = futures::stream::iter(targets.into_iter().map(
             |Target { id, named, row }| async move {
-                self.session(id, row).await.map(|r| (id, named, r))
+                self.client.session(id, row).await.map(|r| (id, named, r))
             },
         ))
         .buffer_unordered(self.settings.concurrency)
@@ -211,6 +207,16 @@ impl Mluvii {
         .await?;
         fetched.sort_by_key(|(id, _, _)| *id);
         Ok(fetched)
+    }
+}
+
+impl SourceSettings for MluviiSettings {
+    fn read(entry: toml::Value, prefix: &str) -> Result<Self, KeyProblem> {
+        super::config::read(entry, prefix)
+    }
+
+    fn build(&self, cx: Arc<SourceContext>) -> Box<dyn Source> {
+        Box::new(Mluvii::new(self.clone(), cx))
     }
 }
 
@@ -233,6 +239,7 @@ impl Source for Mluvii {
     async fn check(&self) -> Result<String, SourceError> {
         let since = Utc::now() - crate::engine::SILENCE_CHECK;
         let items = self
+            .client
             .list_page(&[("Created.Min", ts(since)), ("limit", "1".to_string())])
             .await?;
         let mut text = "answered (the Sessions list)".to_string();
@@ -254,7 +261,7 @@ impl Source for Mluvii {
     ) -> Result<Batch, SourceError> {
         let mut mem: Remembered =
             crate::engine::read_state(&self.cx.key, &state.state, STATE_VERSION)?;
-        let (listed, mut rejected) = self.list(window).await?;
+        let (listed, mut rejected) = self.client.list(window).await?;
         let listed_ids: BTreeSet<i64> = listed.iter().map(|l| l.id).collect();
         // The fingerprint of each whole listed row: a final session stored from the same row
         // costs no request.
@@ -320,7 +327,7 @@ impl Source for Mluvii {
                 .map(|t| t.with_timezone(&Utc))
                 .unwrap_or(self.cx.settings.start);
             anonymized_next = Some(ts(Utc::now() - TimeDelta::minutes(1)));
-            let rows = self.list_anonymized(since).await?;
+            let rows = self.client.list_anonymized(since).await?;
             let read: BTreeSet<i64> = fetched.iter().map(|(id, _, _)| *id).collect();
             anonymized = rows.iter().map(|(id, _)| *id).collect();
             let more: Vec<Target> = rows

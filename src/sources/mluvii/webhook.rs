@@ -58,10 +58,11 @@ impl Mluvii {
         is_final: fn(u16) -> bool,
     ) -> Result<crate::http::Response, SourceError> {
         let token = self
+            .client
             .tokens
             .get(&self.cx.http)
             .await
-            .map_err(|e| self.auth_error(e))?;
+            .map_err(|e| self.client.auth_error(e))?;
         self.cx
             .http
             .send_with(WEBHOOKS_PATH, is_final, |c| {
@@ -110,7 +111,7 @@ impl Mluvii {
         let sent = self
             .send_json_with(
                 reqwest::Method::POST,
-                self.url(WEBHOOKS_PATH),
+                self.client.url(WEBHOOKS_PATH),
                 Some(body.to_string()),
                 is_final,
             )
@@ -126,7 +127,7 @@ impl Mluvii {
                 ..
             })) => {
                 let id = first_id(&answer).ok_or_else(|| {
-                    self.vendor(format!(
+                    self.client.vendor(format!(
                         "{WEBHOOKS_PATH} answered 409 (a webhook exists) without its id"
                     ))
                 })?;
@@ -140,7 +141,7 @@ impl Mluvii {
     async fn put_webhook(&self, id: i64, body: &str) -> Result<(), SourceError> {
         self.send_json(
             reqwest::Method::PUT,
-            self.url(&format!("{WEBHOOKS_PATH}/{id}")),
+            self.client.url(&format!("{WEBHOOKS_PATH}/{id}")),
             Some(body.to_string()),
         )
         .await
@@ -150,7 +151,7 @@ impl Mluvii {
     /// The registered webhooks, or `None` when the tenant does not list them (404/405).
     async fn listed_webhooks(&self) -> Result<Option<Vec<Value>>, SourceError> {
         let listed = match self
-            .send_json(reqwest::Method::GET, self.url(WEBHOOKS_PATH), None)
+            .send_json(reqwest::Method::GET, self.client.url(WEBHOOKS_PATH), None)
             .await
         {
             Ok(r) => r,
@@ -311,6 +312,7 @@ impl Webhook for Mluvii {
     async fn register(&self, target: &reqwest::Url) -> Result<String, SourceError> {
         let Some(creds) = &self.settings.webhook else {
             return Err(self
+                .client
                 .vendor("no webhook_user / webhook_password configured for this account".into()));
         };
         let mut callback = target.clone();
@@ -319,7 +321,7 @@ impl Webhook for Mluvii {
                 .set_password(Some(creds.password.expose()))
                 .is_err()
         {
-            return Err(self.vendor(format!(
+            return Err(self.client.vendor(format!(
                 "`{}` cannot carry credentials (it needs a host)",
                 shown(target)
             )));

@@ -17,11 +17,11 @@ impl SuperOffice {
     /// account's `timezone`. Lines that begin `FAIL: ` or `WARN: ` are shown as such.
     pub(super) async fn check_account(&self) -> Result<String, SourceError> {
         let mut lines = Vec::new();
-        if let Some(su) = &self.system_user {
+        if let Some(su) = &self.client.system_user {
             let ticket = su
                 .ticket(&self.cx.http)
                 .await
-                .map_err(|e| self.su_error(e))?;
+                .map_err(|e| self.client.su_error(e))?;
             lines.push(format!(
                 "signed system user token accepted for tenant {} (PartnerSystemUser/Authenticate)",
                 su.config().context_identifier
@@ -33,7 +33,7 @@ impl SuperOffice {
             let state = su
                 .tenant(&self.cx.http)
                 .await
-                .map_err(|e| self.su_error(e))?;
+                .map_err(|e| self.client.su_error(e))?;
             let host = state
                 .endpoint
                 .as_ref()
@@ -52,7 +52,7 @@ impl SuperOffice {
         // One call: what it answered, a chat to judge the dates by, and (for_user, whose list is
         // whole) whether a chat of the last 30 days is visible.
         let answered = match self.settings.mode {
-            SuperOfficeMode::ForUser => self.entities_for_user().await.map(|list| {
+            SuperOfficeMode::ForUser => self.client.entities_for_user().await.map(|list| {
                 let recent = list.iter().any(|v| requested_since(v, since, tz));
                 (
                     format!("{} chat sessions for the API user", list.len()),
@@ -60,20 +60,23 @@ impl SuperOffice {
                     Some(recent),
                 )
             }),
-            SuperOfficeMode::Archive => match self.list_rows("chatSessionId gt 0", Some(1)).await {
-                Ok(rows) => match rows.keys().next() {
-                    Some(id) => self
-                        .get_json(ENTITY_PATH, &format!("{LIST_PATH}/{id}"))
-                        .await
-                        .map(|s| ("the ChatSession archive lists chats".to_string(), s, None)),
-                    None => Ok((
-                        "the ChatSession archive lists no chat yet".to_string(),
-                        None,
-                        None,
-                    )),
-                },
-                Err(e) => Err(e),
-            },
+            SuperOfficeMode::Archive => {
+                match self.client.list_rows("chatSessionId gt 0", Some(1)).await {
+                    Ok(rows) => match rows.keys().next() {
+                        Some(id) => self
+                            .client
+                            .get_json(ENTITY_PATH, &format!("{LIST_PATH}/{id}"))
+                            .await
+                            .map(|s| ("the ChatSession archive lists chats".to_string(), s, None)),
+                        None => Ok((
+                            "the ChatSession archive lists no chat yet".to_string(),
+                            None,
+                            None,
+                        )),
+                    },
+                    Err(e) => Err(e),
+                }
+            }
         };
         let recent = match answered {
             Ok((what, sample, recent)) => {
@@ -98,7 +101,8 @@ impl SuperOffice {
                         "whenRequested afterTime '{}'",
                         super::client::filter_time(since, tz)
                     );
-                    self.list_rows(&filter, Some(1))
+                    self.client
+                        .list_rows(&filter, Some(1))
                         .await
                         .map(|r| !r.is_empty())
                 }
@@ -112,7 +116,7 @@ impl SuperOffice {
                 Err(e) => lines.push(format!("FAIL: looking for chats of the last 30 days failed: {e}")),
             }
         }
-        if self.system_user.is_some() && self.settings.mode == SuperOfficeMode::ForUser {
+        if self.client.system_user.is_some() && self.settings.mode == SuperOfficeMode::ForUser {
             lines.push("WARN: mode `for_user` with a system user: it sees only the chats it is a member of (Can Respond, Notifications, Listen or Manager), often none; set mode = \"archive\" to read every chat of the tenant".into());
         }
         Ok(lines.join("\n"))

@@ -25,14 +25,14 @@
 //! tenant is).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
 
-use super::config::SuperOfficeAuth;
-use super::source::SuperOffice;
-use super::system_user::{SystemUserError, TenantState, Ticket};
-use crate::engine::SourceError;
+use super::config::{SuperOfficeAuth, SuperOfficeSettings};
+use super::system_user::{SystemUser, SystemUserError, TenantState, Ticket};
+use crate::engine::{SourceContext, SourceError};
 use crate::http::{HttpError, Response};
 use crate::sources::lenient::{self, Fields};
 
@@ -67,7 +67,26 @@ pub const FOR_USER_PATH: &str = "/api/v1/Agents/Chat/ChatSessionsForUser";
 pub const LIST_COLUMNS: &str =
     "chatSessionId,status,whenRequested,whenStarted,whenEnded,lastMessage,rating,updatedDate";
 
-impl SuperOffice {
+/// The account's client: where its requests go and how they authenticate.
+pub struct Client {
+    cx: Arc<SourceContext>,
+    settings: SuperOfficeSettings,
+    /// The system user flow's ticket, JWKS and tenant state (SuperOffice Online).
+    pub(super) system_user: Option<SystemUser>,
+}
+
+impl Client {
+    pub(super) fn new(cx: Arc<SourceContext>, settings: SuperOfficeSettings) -> Self {
+        let system_user = match &settings.auth {
+            SuperOfficeAuth::SystemUser(c) => Some(SystemUser::new(c.clone())),
+            _ => None,
+        };
+        Client {
+            cx,
+            settings,
+            system_user,
+        }
+    }
     /// Sends the request `build` makes for `url` (the tenant's root joined with `rel`, a path
     /// and query such as `/api/v1/ChatSession/7`), authenticated, and returns its 2xx answer.
     pub(super) async fn send(
@@ -289,7 +308,7 @@ impl SuperOffice {
     }
 }
 
-impl SuperOffice {
+impl Client {
     /// The archive rows that may have changed since `since` (archive mode), by id, each with the
     /// fingerprint of its columns: chats requested since then (to the second) and chats
     /// updated on `since`'s UTC date or later (the archive's `updatedDate` is a date column).

@@ -4,10 +4,7 @@ use serde::Deserialize;
 
 use super::signing::PrivateKey;
 use super::tenant::environment_url;
-use std::sync::Arc;
-
-use crate::config::{self, KeyProblem, Secret, SourceSettings};
-use crate::engine::{Source, SourceContext};
+use crate::config::{self, KeyProblem, Secret};
 
 pub const SOURCE: &str = "superoffice";
 
@@ -95,18 +92,8 @@ struct RawSuperOffice {
     page_size: Option<usize>,
 }
 
-impl SourceSettings for SuperOfficeSettings {
-    fn read(entry: toml::Value, prefix: &str) -> Result<Self, KeyProblem> {
-        read(entry, prefix)
-    }
-
-    fn build(&self, cx: Arc<SourceContext>) -> Box<dyn Source> {
-        Box::new(super::source::SuperOffice::new(self.clone(), cx))
-    }
-}
-
 /// Reads and checks this source's own keys of one entry.
-fn read(entry: toml::Value, prefix: &str) -> Result<SuperOfficeSettings, KeyProblem> {
+pub(super) fn read(entry: toml::Value, prefix: &str) -> Result<SuperOfficeSettings, KeyProblem> {
     let m: RawSuperOffice = config::entry(entry, prefix)?;
     let k = |name: &str| format!("{prefix}.{name}");
     let nonempty = |s: Option<Secret>| s.filter(|s| !s.is_empty());

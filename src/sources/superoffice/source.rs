@@ -32,11 +32,11 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
-use super::client::{ENTITY_PATH, LIST_PATH, item_id};
-use super::config::{SuperOfficeAuth, SuperOfficeMode, SuperOfficeSettings};
+use super::client::{Client, ENTITY_PATH, LIST_PATH, item_id};
+use super::config::{SuperOfficeMode, SuperOfficeSettings};
 use super::normalize::{self, Normalized};
-use super::system_user::SystemUser;
 use super::{personal, store};
+use crate::config::{KeyProblem, SourceSettings};
 use crate::engine::{
     Batch, Rejected, RunInfo, Source, SourceContext, SourceError, StreamState, Window,
 };
@@ -50,20 +50,16 @@ pub const OPEN_CHAT_AGE: TimeDelta = TimeDelta::days(7);
 pub struct SuperOffice {
     pub(super) cx: Arc<SourceContext>,
     pub(super) settings: SuperOfficeSettings,
-    /// The system user flow's ticket, JWKS and tenant state (SuperOffice Online).
-    pub(super) system_user: Option<SystemUser>,
+    /// Every request to the tenant (and, for SuperOffice Online, the system user flow).
+    pub(super) client: Client,
 }
 
 impl SuperOffice {
     pub fn new(settings: SuperOfficeSettings, cx: Arc<SourceContext>) -> Self {
-        let system_user = match &settings.auth {
-            SuperOfficeAuth::SystemUser(c) => Some(SystemUser::new(c.clone())),
-            _ => None,
-        };
         SuperOffice {
+            client: Client::new(cx.clone(), settings.clone()),
             cx,
             settings,
-            system_user,
         }
     }
 }
@@ -133,7 +129,10 @@ impl SuperOffice {
         let got: Vec<(i64, Option<Value>)> =
             futures::stream::iter(ids.into_iter().map(|id| async move {
                 let rel = format!("{LIST_PATH}/{id}");
-                self.get_json(ENTITY_PATH, &rel).await.map(|v| (id, v))
+                self.client
+                    .get_json(ENTITY_PATH, &rel)
+                    .await
+                    .map(|v| (id, v))
             }))
             .buffer_unordered(self.settings.concurrency)
             .try_collect()
@@ -255,14 +254,13 @@ impl SuperOffice {
         sessions: Vec<(i32, i64)>,
         read: &mut Read,
     ) -> Result<Vec<normalize::Message>, SourceError> {
-        let fetched: Vec<(i32, Vec<Value>)> = futures::stream::iter(
-            sessions
-                .into_iter()
-                .map(|(id, after)| async move { self.messages(id, after).await.map(|m| (id, m)) }),
-        )
-        .buffer_unordered(self.settings.concurrency)
-        .try_collect()
-        .await?;
+        let fetched: Vec<(i32, Vec<Value>)> =
+            futures::stream::iter(sessions.into_iter().map(|(id, after)| async move {
+                self.client.messages(id, after).await.map(|m| (id, m))
+            }))
+            .buffer_unordered(self.settings.concurrency)
+            .try_collect()
+            .await?;
         let mut by_id: HashMap<i32, normalize::Message> = HashMap::new();
         for (session, list) in fetched {
             let scrub = self.cx.privacy.for_record(read.erased.contains(&session));
@@ -315,6 +313,16 @@ pub(super) fn since(t: &str, from: DateTime<Utc>) -> bool {
     DateTime::parse_from_rfc3339(t).is_ok_and(|t| t.with_timezone(&Utc) >= from)
 }
 
+impl SourceSettings for SuperOfficeSettings {
+    fn read(entry: toml::Value, prefix: &str) -> Result<Self, KeyProblem> {
+        super::config::read(entry, prefix)
+    }
+
+    fn build(&self, cx: Arc<SourceContext>) -> Box<dyn Source> {
+        Box::new(SuperOffice::new(self.clone(), cx))
+    }
+}
+
 #[async_trait]
 impl Source for SuperOffice {
     fn webhook(&self) -> Option<&dyn crate::engine::Webhook> {
@@ -359,6 +367,7 @@ impl Source for SuperOffice {
         // The entities to look at, SessionKey removed.
         let entities: Vec<(i64, Value)> = match self.settings.mode {
             SuperOfficeMode::ForUser => self
+                .client
                 .entities_for_user()
                 .await?
                 .into_iter()
@@ -370,6 +379,7 @@ impl Source for SuperOffice {
                 .collect(),
             SuperOfficeMode::Archive => {
                 listed = self
+                    .client
                     .list_candidates(window.start - TimeDelta::seconds(1))
                     .await?;
                 // Read by id: rows new or changed since listed last, and chats not final yet.

@@ -41,15 +41,16 @@ impl SuperOffice {
     /// The registered webhooks, or `None` when the API does not list them (404/405).
     async fn webhooks(&self) -> Result<Option<Vec<Value>>, SourceError> {
         match self
+            .client
             .send(WEBHOOK_PATH, WEBHOOK_PATH, |c, url| c.get(url))
             .await
         {
             Ok(r) => {
                 let v = super::client::parse_json(&r.body)
-                    .map_err(|d| self.body_error(WEBHOOK_PATH, d))?;
+                    .map_err(|d| self.client.body_error(WEBHOOK_PATH, d))?;
                 super::client::list_page(&v)
                     .map(|(items, _)| Some(items))
-                    .map_err(|d| self.body_error(WEBHOOK_PATH, d))
+                    .map_err(|d| self.client.body_error(WEBHOOK_PATH, d))
             }
             Err(SourceError::Http(e)) if matches!(e.status(), Some(404 | 405)) => Ok(None),
             Err(e) => Err(e),
@@ -203,7 +204,10 @@ impl Webhook for SuperOffice {
         } else {
             reqwest::Method::POST
         };
-        let r = self.send_json(WEBHOOK_PATH, method, &rel, body).await?;
+        let r = self
+            .client
+            .send_json(WEBHOOK_PATH, method, &rel, body)
+            .await?;
         let id = super::client::parse_json(&r.body).ok().and_then(|v| {
             v.as_object()
                 .and_then(|o| Fields::new(o).int("webhookid").ok().flatten())

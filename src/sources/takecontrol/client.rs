@@ -6,12 +6,13 @@
 //! this covers exactly the seconds `start ..= end − 1 s`, and consecutive windows neither overlap
 //! nor leave the boundary second out.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 
-use super::config::{OutputFormat, TakeControlApi};
-use super::source::TakeControl;
-use crate::engine::{SourceError, Window};
+use super::config::{OutputFormat, TakeControlApi, TakeControlSettings};
+use crate::engine::{SourceContext, SourceError, Window};
 
 pub const REST_PATH: &str = "/rest/session/history";
 pub const LEGACY_PATH: &str = "/integration/get_history_api.php";
@@ -38,7 +39,17 @@ pub const VARS: [&str; 18] = [
     "CUSTOM_FIELD_VALUE",
 ];
 
-impl TakeControl {
+/// The account's client: the history endpoint of its flavour, with its key.
+pub struct Client {
+    cx: Arc<SourceContext>,
+    settings: TakeControlSettings,
+}
+
+impl Client {
+    pub(super) fn new(cx: Arc<SourceContext>, settings: TakeControlSettings) -> Self {
+        Client { cx, settings }
+    }
+
     /// A 403, explained with what Take Control's key documentation says can cause it; other
     /// failures pass through.
     fn http_error(&self, e: crate::http::HttpError) -> SourceError {

@@ -3,10 +3,7 @@
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-use std::sync::Arc;
-
-use crate::config::{self, KeyProblem, Secret, SourceSettings};
-use crate::engine::{Source, SourceContext};
+use crate::config::{self, KeyProblem, Secret};
 
 pub const SOURCE: &str = "takecontrol";
 
@@ -44,18 +41,8 @@ struct RawTakeControl {
     output_format: Option<OutputFormat>,
 }
 
-impl SourceSettings for TakeControlSettings {
-    fn read(entry: toml::Value, prefix: &str) -> Result<Self, KeyProblem> {
-        read(entry, prefix)
-    }
-
-    fn build(&self, cx: Arc<SourceContext>) -> Box<dyn Source> {
-        Box::new(super::source::TakeControl::new(self.clone(), cx))
-    }
-}
-
 /// Reads and checks this source's own keys of one entry.
-fn read(entry: toml::Value, prefix: &str) -> Result<TakeControlSettings, KeyProblem> {
+pub(super) fn read(entry: toml::Value, prefix: &str) -> Result<TakeControlSettings, KeyProblem> {
     let t: RawTakeControl = config::entry(entry, prefix)?;
     let k = |name: &str| format!("{prefix}.{name}");
     let base_url = config::parse_base_url(&k("base_url"), &t.base_url)?;

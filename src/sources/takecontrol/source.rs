@@ -8,19 +8,36 @@ use async_trait::async_trait;
 use chrono::Utc;
 use chrono_tz::Tz;
 
+use super::client::Client;
 use super::config::{OutputFormat, TakeControlApi, TakeControlSettings};
 use super::normalize::{self, BodyProblem, Normalized};
 use super::store;
+use crate::config::{KeyProblem, SourceSettings};
 use crate::engine::{Batch, RunInfo, Source, SourceContext, SourceError, StreamState, Window};
 
 pub struct TakeControl {
-    pub(super) cx: Arc<SourceContext>,
-    pub(super) settings: TakeControlSettings,
+    cx: Arc<SourceContext>,
+    settings: TakeControlSettings,
+    client: Client,
 }
 
 impl TakeControl {
     pub fn new(settings: TakeControlSettings, cx: Arc<SourceContext>) -> Self {
-        TakeControl { cx, settings }
+        TakeControl {
+            client: Client::new(cx.clone(), settings.clone()),
+            cx,
+            settings,
+        }
+    }
+}
+
+impl SourceSettings for TakeControlSettings {
+    fn read(entry: toml::Value, prefix: &str) -> Result<Self, KeyProblem> {
+        super::config::read(entry, prefix)
+    }
+
+    fn build(&self, cx: Arc<SourceContext>) -> Box<dyn Source> {
+        Box::new(TakeControl::new(self.clone(), cx))
     }
 }
 
@@ -66,7 +83,7 @@ impl Source for TakeControl {
         _state: &StreamState,
         _run: RunInfo,
     ) -> Result<Batch, SourceError> {
-        let (body, endpoint) = self.fetch_body(window).await?;
+        let (body, endpoint) = self.client.fetch_body(window).await?;
         let xml = matches!(
             (self.settings.api, self.settings.output_format),
             (TakeControlApi::Legacy, OutputFormat::Xml)
