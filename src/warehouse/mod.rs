@@ -13,7 +13,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
 pub use settings::WarehouseSettings;
-pub use unnest::Unnest;
+pub use unnest::{Unnest, texts, values};
 
 pub use bookkeeping::*;
 pub use migrate::{MIGRATIONS, checksum as migration_checksum};

@@ -59,12 +59,43 @@ impl<'a> Unnest<'a> {
             .join(", ")
     }
 
+    /// `(t.col, …) IS DISTINCT FROM (EXCLUDED.col, …)` over every column but `keys`: an
+    /// upsert's condition for rows without a fingerprint (rewritten only when a column changed).
+    pub fn changed(&self, keys: &[&str]) -> String {
+        let cols: Vec<&str> = self
+            .columns
+            .iter()
+            .map(|c| c.0)
+            .filter(|c| !keys.contains(c))
+            .collect();
+        let of = |side: &str| {
+            cols.iter()
+                .map(|c| format!("{side}.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!("({}) IS DISTINCT FROM ({})", of("t"), of("EXCLUDED"))
+    }
+
     /// The statement's parameters: `account`, then each column's values.
     pub fn params<'s>(&'s self, account: &'s (dyn ToSql + Sync)) -> Vec<&'s (dyn ToSql + Sync)> {
         std::iter::once(account)
             .chain(self.columns.iter().map(|c| &*c.2 as &(dyn ToSql + Sync)))
             .collect()
     }
+}
+
+/// The values of one column over `rows`.
+pub fn values<'a, R, T>(rows: &'a [R], f: impl Fn(&'a R) -> T) -> Vec<T> {
+    rows.iter().map(f).collect()
+}
+
+/// One text column over `rows`.
+pub fn texts<'a, R>(
+    rows: &'a [R],
+    f: impl Fn(&'a R) -> &'a Option<String>,
+) -> Vec<Option<&'a str>> {
+    rows.iter().map(|r| f(r).as_deref()).collect()
 }
 
 #[cfg(test)]
@@ -84,6 +115,10 @@ mod tests {
         assert_eq!(
             u.set_excluded(&["session_id"]),
             "channel = EXCLUDED.channel, content_hash = EXCLUDED.content_hash"
+        );
+        assert_eq!(
+            u.changed(&["session_id"]),
+            "(t.channel, t.content_hash) IS DISTINCT FROM (EXCLUDED.channel, EXCLUDED.content_hash)"
         );
         assert_eq!(u.params(&"acme").len(), 4);
     }

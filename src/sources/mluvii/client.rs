@@ -18,7 +18,6 @@ use crate::http::{HttpClient, HttpError};
 
 use super::config::MluviiSettings;
 use super::list;
-use super::personal;
 use crate::engine::{MIN_WINDOW, TARGET_RECORDS};
 use crate::engine::{Rejected, SourceContext, SourceError, Window};
 
@@ -162,7 +161,8 @@ impl Client {
 
     /// Every session the list shows for the window, in id order, with its row. A window that
     /// holds more than [`TARGET_RECORDS`] sessions is not listed further: the engine splits it
-    /// (unless it is already the smallest window).
+    /// (unless it is already the smallest window). Rows without a usable id come back set aside,
+    /// as received (the source puts them under the privacy seam).
     pub(super) async fn list(
         &self,
         window: &Window,
@@ -201,19 +201,12 @@ impl Client {
                             found.insert(id, Listed { id, row: item });
                         }
                     }
-                    Err(e) => {
-                        // A record without an id matches no erasure: under the policy.
-                        let mut payload = item;
-                        self.cx
-                            .privacy
-                            .scrub()
-                            .document(&mut payload, personal::SESSION);
-                        rejected.push(Rejected {
-                            record_key: format!("{}#list{}", ts(window.start), offset + i),
-                            reason: format!("missing_id: a listed session has no usable id ({e})"),
-                            payload,
-                        })
-                    }
+                    // Set aside as received: the source puts it under the privacy seam.
+                    Err(e) => rejected.push(Rejected {
+                        record_key: format!("{}#list{}", ts(window.start), offset + i),
+                        reason: format!("missing_id: a listed session has no usable id ({e})"),
+                        payload: item,
+                    }),
                 }
             }
             if n < limit {

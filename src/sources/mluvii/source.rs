@@ -262,6 +262,11 @@ impl Source for Mluvii {
         let mut mem: Remembered =
             crate::engine::read_state(&self.cx.key, &state.state, STATE_VERSION)?;
         let (listed, mut rejected) = self.client.list(window).await?;
+        for r in &mut rejected {
+            // No usable id: it can match an erasure by its values only.
+            self.cx
+                .personal("", false, &mut [(&mut r.payload, personal::SESSION)]);
+        }
         let listed_ids: BTreeSet<i64> = listed.iter().map(|l| l.id).collect();
         // The fingerprint of each whole listed row: a final session stored from the same row
         // costs no request.

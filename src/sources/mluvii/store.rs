@@ -9,7 +9,7 @@ use tokio_postgres::Transaction;
 
 use super::normalize::{Operator, RoutingEvent, Session};
 use crate::engine::{Rows, WriteCounts};
-use crate::warehouse::{Unnest, delete_children};
+use crate::warehouse::{Unnest, delete_children, texts as text, values as col};
 
 pub struct SessionRows(pub Vec<Session>);
 
@@ -33,16 +33,6 @@ const ON_CONFLICT_SET: &str = "last_synced_at = now(), privacy_policy = DEFAULT
 WHERE t.content_hash IS DISTINCT FROM EXCLUDED.content_hash
    OR t.privacy_policy IS DISTINCT FROM EXCLUDED.privacy_policy
 RETURNING session_id, (xmax = 0) AS inserted";
-
-/// The values of one column over `rows`.
-fn col<'a, R, T>(rows: &'a [R], f: impl Fn(&'a R) -> T) -> Vec<T> {
-    rows.iter().map(f).collect()
-}
-
-/// One text column over `rows`.
-fn text<'a, R>(rows: &'a [R], f: impl Fn(&'a R) -> &'a Option<String>) -> Vec<Option<&'a str>> {
-    rows.iter().map(|r| f(r).as_deref()).collect()
-}
 
 #[async_trait]
 impl Rows for SessionRows {
