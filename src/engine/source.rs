@@ -296,3 +296,52 @@ pub trait Source: Send + Sync {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::WriteCounts;
+
+    struct Two;
+
+    #[async_trait]
+    impl super::super::batch::Rows for Two {
+        fn len(&self) -> usize {
+            2
+        }
+        fn keys(&self) -> Vec<String> {
+            vec!["1".into(), "2".into()]
+        }
+        async fn write(
+            &self,
+            _: &tokio_postgres::Transaction<'_>,
+            _: &str,
+        ) -> Result<WriteCounts, tokio_postgres::Error> {
+            Ok(WriteCounts::default())
+        }
+    }
+
+    #[test]
+    fn rows_that_skipped_the_privacy_seam_are_refused() {
+        let mut cx = SourceContext::offline("fake", "a", Privacy::keep_all());
+        // A source without personal data passes as it is.
+        assert!(cx.passed_privacy(&Batch::new(Two), 0).is_ok());
+        static INVENTORY: Inventory = Inventory::NONE;
+        cx.inventory = Some(&INVENTORY);
+        let before = cx.personal_checked();
+        let e = cx.passed_privacy(&Batch::new(Two), before).unwrap_err();
+        assert!(
+            e.to_string().contains("2 rows were handed over but only 0"),
+            "{e}"
+        );
+        let mut doc = serde_json::json!({ "email": "ann@example.com" });
+        cx.personal("1", false, &mut [(&mut doc, &[])]);
+        assert!(cx.passed_privacy(&Batch::new(Two), before).is_err());
+        let p = cx.personal("2", true, &mut [(&mut doc, &[])]);
+        assert!(
+            p.erased && p.scrubbed,
+            "a record the vendor says is gone is erased"
+        );
+        assert!(cx.passed_privacy(&Batch::new(Two), before).is_ok());
+    }
+}
