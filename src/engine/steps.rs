@@ -89,9 +89,10 @@ impl Run<'_> {
                 Some(n) => {
                     let snapshot = state.clone();
                     let seen_next = self.erasures_known();
-                    let fetch_next = self.fetch_detached(n, snapshot);
-                    let (written, next_batch) =
-                        tokio::join!(self.commit_fresh(&window, batch, seen, state), fetch_next);
+                    let (written, next_batch) = tokio::join!(
+                        self.commit_fresh(&window, batch, seen, state),
+                        self.fetch(&n, &snapshot)
+                    );
                     prefetched = Some((n, next_batch, seen_next));
                     written
                 }
@@ -121,25 +122,6 @@ impl Run<'_> {
             _ = self.cancel.cancelled() => None,
             _ = self.claim.lost().cancelled() => None,
             r = self.stream.fetch(window, state, self.info(window)) => Some(r),
-        }
-    }
-
-    /// [`Run::fetch`] of the next window, borrowing only what does not change while the
-    /// current window is committed.
-    fn fetch_detached(
-        &self,
-        window: Window,
-        state: StreamState,
-    ) -> impl std::future::Future<Output = Option<Result<Batch, SourceError>>> + use<'_> {
-        let (cancel, claim, stream, info) =
-            (self.cancel, self.claim, self.stream, self.info(&window));
-        async move {
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => None,
-                _ = claim.lost().cancelled() => None,
-                r = stream.fetch(&window, &state, info) => Some(r),
-            }
         }
     }
 

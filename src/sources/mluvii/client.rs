@@ -40,7 +40,7 @@ pub(super) fn ts(t: DateTime<Utc>) -> String {
 pub struct Client {
     cx: Arc<SourceContext>,
     settings: MluviiSettings,
-    pub(super) tokens: TokenCache,
+    tokens: TokenCache,
 }
 
 impl Client {
@@ -71,6 +71,44 @@ impl Client {
             AuthError::Http(h) => SourceError::Http(h),
             other => self.vendor(other.to_string()),
         }
+    }
+
+    /// Tokens fetched so far.
+    pub(super) fn tokens_fetched(&self) -> u64 {
+        self.tokens.fetched()
+    }
+
+    /// A JSON request with the account's token (webhook registration); the statuses
+    /// `is_final` picks are answered at once, not retried.
+    pub(super) async fn send_json(
+        &self,
+        endpoint: &'static str,
+        method: reqwest::Method,
+        url: reqwest::Url,
+        body: Option<String>,
+        is_final: fn(u16) -> bool,
+    ) -> Result<crate::http::Response, SourceError> {
+        let token = self
+            .tokens
+            .get(&self.cx.http)
+            .await
+            .map_err(|e| self.auth_error(e))?;
+        self.cx
+            .http
+            .send_with(endpoint, is_final, |c| {
+                let rb = c
+                    .request(method.clone(), url.clone())
+                    .bearer_auth(token.value.expose())
+                    .header("Accept", "application/json");
+                match &body {
+                    Some(b) => rb
+                        .header("Content-Type", "application/json")
+                        .body(b.clone()),
+                    None => rb,
+                }
+            })
+            .await
+            .map_err(SourceError::Http)
     }
 
     /// GET with the account's token; on 401 the token is renewed once and the request repeated.

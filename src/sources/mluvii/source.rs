@@ -58,7 +58,7 @@ impl Mluvii {
 
     /// Tokens fetched so far (tests check that an expiry costs exactly one renewal).
     pub fn tokens_fetched(&self) -> u64 {
-        self.client.tokens.fetched()
+        self.client.tokens_fetched()
     }
 }
 

@@ -39,48 +39,6 @@ pub fn basic(user: &str, password: &str) -> String {
 }
 
 impl Mluvii {
-    /// Sends a JSON request with the account's token.
-    async fn send_json(
-        &self,
-        method: reqwest::Method,
-        url: reqwest::Url,
-        body: Option<String>,
-    ) -> Result<crate::http::Response, SourceError> {
-        self.send_json_with(method, url, body, |_| false).await
-    }
-
-    /// [`Mluvii::send_json`] with the statuses `is_final` picks answered at once, not retried.
-    async fn send_json_with(
-        &self,
-        method: reqwest::Method,
-        url: reqwest::Url,
-        body: Option<String>,
-        is_final: fn(u16) -> bool,
-    ) -> Result<crate::http::Response, SourceError> {
-        let token = self
-            .client
-            .tokens
-            .get(&self.cx.http)
-            .await
-            .map_err(|e| self.client.auth_error(e))?;
-        self.cx
-            .http
-            .send_with(WEBHOOKS_PATH, is_final, |c| {
-                let rb = c
-                    .request(method.clone(), url.clone())
-                    .bearer_auth(token.value.expose())
-                    .header("Accept", "application/json");
-                match &body {
-                    Some(b) => rb
-                        .header("Content-Type", "application/json")
-                        .body(b.clone()),
-                    None => rb,
-                }
-            })
-            .await
-            .map_err(SourceError::Http)
-    }
-
     /// Registers the webhook `body` describes, or updates the one that exists (409). A POST
     /// answered with a 5xx may still have created it: it is not sent again before the list shows
     /// whether it was (no duplicate webhooks).
@@ -109,7 +67,9 @@ impl Mluvii {
         is_final: fn(u16) -> bool,
     ) -> Result<String, SourceError> {
         let sent = self
-            .send_json_with(
+            .client
+            .send_json(
+                WEBHOOKS_PATH,
                 reqwest::Method::POST,
                 self.client.url(WEBHOOKS_PATH),
                 Some(body.to_string()),
@@ -139,19 +99,29 @@ impl Mluvii {
     }
 
     async fn put_webhook(&self, id: i64, body: &str) -> Result<(), SourceError> {
-        self.send_json(
-            reqwest::Method::PUT,
-            self.client.url(&format!("{WEBHOOKS_PATH}/{id}")),
-            Some(body.to_string()),
-        )
-        .await
-        .map(|_| ())
+        self.client
+            .send_json(
+                WEBHOOKS_PATH,
+                reqwest::Method::PUT,
+                self.client.url(&format!("{WEBHOOKS_PATH}/{id}")),
+                Some(body.to_string()),
+                |_| false,
+            )
+            .await
+            .map(|_| ())
     }
 
     /// The registered webhooks, or `None` when the tenant does not list them (404/405).
     async fn listed_webhooks(&self) -> Result<Option<Vec<Value>>, SourceError> {
         let listed = match self
-            .send_json(reqwest::Method::GET, self.client.url(WEBHOOKS_PATH), None)
+            .client
+            .send_json(
+                WEBHOOKS_PATH,
+                reqwest::Method::GET,
+                self.client.url(WEBHOOKS_PATH),
+                None,
+                |_| false,
+            )
             .await
         {
             Ok(r) => r,

@@ -85,7 +85,9 @@ pub fn normalize(
         _ => (String::new(), None),
     };
     let personal = cx.personal(&id, false, &mut [(&mut raw, personal::RECORD)]);
-    let clear_children = received_children.filter(|_| personal.scrubbed);
+    // Read once: the children as received are used whenever they were read (a record the
+    // policy left as it was reads the same from either), and scrubbed when it did not.
+    let scrub_children = personal.scrubbed;
     let scrub = personal.scrub;
     let Value::Object(obj) = &raw else {
         unreachable!("built as an object")
@@ -159,8 +161,7 @@ pub fn normalize(
         Ok(b) => b,
         Err(e) => return reject(key, format!("invalid_has_videos: {e}"), raw),
     };
-    let scrub_children = clear_children.is_some();
-    let (chat_info, links) = match clear_children {
+    let (chat_info, links) = match received_children {
         Some(parsed) => parsed,
         None => (
             f.get("chat_info").map(|v| chat_messages(v, tz)),
