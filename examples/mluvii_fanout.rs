@@ -71,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
         },
         webhooks: None,
         privacy: Default::default(),
+        audit: Default::default(),
         accounts: vec![Account {
             kind: &sessionsync::sources::mluvii::KIND,
             stream: StreamSettings {
@@ -82,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
                 window: Duration::from_secs(7 * 86400),
                 privacy: Default::default(),
                 expect_data_within: None,
+                audit: true,
             },
             http: HttpSettings {
                 timeout: Duration::from_secs(30),

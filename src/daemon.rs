@@ -4,7 +4,8 @@
 //! `build` binds what must answer at once: `/metrics`, `/healthz`, `/readyz`, and the webhook
 //! listener when `[webhooks]` is configured (until the schema exists it answers 503, and the
 //! vendor retries). `run_until_stopped` then migrates the warehouse (retrying every 10 s until
-//! it answers), starts the storage limits' daily pass, the webhook worker and the scheduler,
+//! it answers), starts the storage limits' daily pass, the webhook worker, the scheduler and the
+//! daily completeness audit,
 //! and runs until the shutdown signal. The shutdown order is one: the scheduler's streams stop
 //! at their next fetch or window boundary, then the webhook worker and listener, the storage
 //! limits, and the server last (health answers until the end).
@@ -140,8 +141,23 @@ impl Daemon {
                 "scheduler started"
             );
             let worker = hooks.as_ref().map(|h| h.work());
+            let audited = crate::engine::audited(&sources);
+            tracing::info!(
+                accounts = audited.len(),
+                schedule = settings.audit.schedule.as_str(),
+                days = settings.audit.days,
+                "daily completeness audit scheduled"
+            );
+            let audits = tokio::spawn(crate::engine::run_audits(
+                engine.clone(),
+                audited,
+                settings.audit.clone(),
+                slots.clone(),
+                shutdown.clone(),
+            ));
             crate::engine::run_scheduler(engine, sources, slots, shutdown.clone()).await;
             shutdown.cancel();
+            let _ = audits.await;
             if let Some(w) = worker {
                 let _ = w.await;
             }

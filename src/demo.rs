@@ -266,6 +266,7 @@ impl Sims {
             window: std::time::Duration::from_secs(86400),
             privacy: crate::privacy::Overrides::default(),
             expect_data_within: None,
+            audit: true,
         };
         let http = |rps: f64| HttpSettings {
             timeout: std::time::Duration::from_secs(30),
@@ -289,6 +290,7 @@ impl Sims {
             },
             webhooks: None,
             privacy: demo_privacy(),
+            audit: crate::config::AuditSettings::default(),
             accounts: vec![
                 Account {
                     kind: &crate::sources::superoffice::KIND,

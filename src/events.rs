@@ -82,7 +82,9 @@ impl HttpRetrying<'_> {
     }
 }
 
-/// A record was set aside (it goes to `rejected_records`) or one of its values was nulled.
+/// A record was set aside (it goes to `rejected_records`: `sessionsync_records_rejected_total`),
+/// or one of its values was stored as NULL in a row that landed (`sessionsync_values_nulled_total`:
+/// not an error, nothing set aside; docs/operations.md lists each reason).
 pub struct RecordRejected<'a> {
     pub key: &'a StreamKey,
     pub record_key: &'a str,
@@ -94,20 +96,20 @@ pub struct RecordRejected<'a> {
 impl RecordRejected<'_> {
     pub fn emit(&self, m: &Metrics) {
         let k = self.key;
+        let labels = RejectLabels {
+            source: k.source.into(),
+            account: k.account.clone(),
+            stream: k.stream.into(),
+            reason: reason_label(self.reason),
+        };
         if self.set_aside {
             tracing::warn!(source = k.source, account = %k.account, stream = k.stream, record = self.record_key, reason = self.reason, "record set aside in rejected_records");
+            m.records_rejected.get_or_create(&labels).inc();
         } else {
             // Counted per run (RunFinished says how many, by reason); each one at DEBUG.
-            tracing::debug!(source = k.source, account = %k.account, stream = k.stream, record = self.record_key, reason = self.reason, "value nulled");
+            tracing::debug!(source = k.source, account = %k.account, stream = k.stream, record = self.record_key, reason = self.reason, "value stored as NULL");
+            m.values_nulled.get_or_create(&labels).inc();
         }
-        m.records_rejected
-            .get_or_create(&RejectLabels {
-                source: k.source.into(),
-                account: k.account.clone(),
-                stream: k.stream.into(),
-                reason: reason_label(self.reason),
-            })
-            .inc();
     }
 }
 
@@ -532,5 +534,90 @@ impl WebhookFailed<'_> {
         } else {
             tracing::warn!(source = k.source, account = %k.account, stream = k.stream, events = self.events, error = self.error, retry_in_ms = self.retry_in.as_millis() as u64, "acting on webhook events failed; retrying");
         }
+    }
+}
+
+/// A completeness audit of one account ended (sources.md section 5).
+pub struct AuditFinished<'a> {
+    /// The audited stream.
+    pub key: &'a StreamKey,
+    pub run_id: Option<i64>,
+    pub outcome: Outcome,
+    pub dry_run: bool,
+    /// The days compared, as said to a person (`2026-11-30..2026-12-06`).
+    pub days: String,
+    pub listed: u64,
+    pub stored: u64,
+    pub missing: u64,
+    pub gone: u64,
+    /// Days whose listing did not complete.
+    pub incomplete: usize,
+    pub error: Option<&'a str>,
+    pub elapsed: Duration,
+}
+
+impl AuditFinished<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        let k = self.key;
+        let labels = SourceAccountLabels {
+            source: k.source.into(),
+            account: k.account.clone(),
+        };
+        let (listed, stored, missing, gone, incomplete) = (
+            self.listed,
+            self.stored,
+            self.missing,
+            self.gone,
+            self.incomplete,
+        );
+        let elapsed_ms = self.elapsed.as_millis() as u64;
+        let (outcome, dry_run, days) = (self.outcome.as_str(), self.dry_run, &self.days);
+        match (self.error, self.outcome) {
+            (Some(e), _) => {
+                tracing::warn!(source = k.source, account = %k.account, run_id = self.run_id, outcome, dry_run, days = %days, error = %e, elapsed_ms, "audit failed")
+            }
+            (None, Outcome::Skipped) => {}
+            _ if incomplete > 0 || missing > 0 || gone > 0 => {
+                tracing::warn!(source = k.source, account = %k.account, run_id = self.run_id, outcome, dry_run, days = %days, listed, stored, missing, gone, incomplete, elapsed_ms, "audit finished: the warehouse differed from the vendor's list")
+            }
+            _ => {
+                tracing::info!(source = k.source, account = %k.account, run_id = self.run_id, outcome, dry_run, days = %days, listed, stored, elapsed_ms, "audit finished: the warehouse matches the vendor's list")
+            }
+        }
+        if self.dry_run || self.run_id.is_none() {
+            return;
+        }
+        // Present from the first audit on, so that an increase is seen from 0.
+        m.audit_missing.get_or_create(&labels).inc_by(missing);
+        m.audit_gone.get_or_create(&labels).inc_by(gone);
+        if self.error.is_none() && incomplete == 0 && self.outcome == Outcome::Succeeded {
+            m.audit_last_complete
+                .get_or_create(&labels)
+                .set(Utc::now().timestamp() as f64);
+        }
+    }
+}
+
+/// The daemon audits an account: its audit series exist from the start (a counter that appears
+/// at its first increase is an increase no alert sees), and the last complete audit is the one
+/// the warehouse recorded.
+pub struct AuditScheduled<'a> {
+    pub key: &'a StreamKey,
+    /// Its last complete audit, else when it began to be synced.
+    pub since: Option<chrono::DateTime<Utc>>,
+}
+
+impl AuditScheduled<'_> {
+    pub fn emit(&self, m: &Metrics) {
+        let labels = SourceAccountLabels {
+            source: self.key.source.into(),
+            account: self.key.account.clone(),
+        };
+        m.audit_missing.get_or_create(&labels).inc_by(0);
+        m.audit_gone.get_or_create(&labels).inc_by(0);
+        let since = self.since.unwrap_or_else(Utc::now);
+        m.audit_last_complete
+            .get_or_create(&labels)
+            .set(since.timestamp() as f64);
     }
 }

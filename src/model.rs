@@ -18,6 +18,17 @@ impl std::fmt::Display for StreamKey {
     }
 }
 
+/// Where a stream's sessions are stored, for the completeness audit's count of a day: the
+/// table, its id column and the column whose UTC day the audit compares by (Take Control
+/// `started_at`, SuperOffice `requested_at`, mluvii `created_at`). The table has `account`,
+/// `first_synced_at` and `source_deleted_at`, and an index that starts with the start column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTable {
+    pub table: &'static str,
+    pub id: &'static str,
+    pub start: &'static str,
+}
+
 /// A half-open time range `[start, end)`, whole seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {

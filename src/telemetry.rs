@@ -138,6 +138,15 @@ pub struct Metrics {
     /// A stream's `expect_data_within` (seconds), where configured: the alert compares the
     /// newest record's age with it.
     pub expect_data_within: Family<StreamLabels, FloatGauge>,
+    /// Sessions a vendor lists that the warehouse lacked (stored by an audit), by account.
+    pub audit_missing: Family<SourceAccountLabels, Counter>,
+    /// Sessions an audit flagged deleted at the source, by account.
+    pub audit_gone: Family<SourceAccountLabels, Counter>,
+    /// When the account's last audit whose every day's listing completed finished.
+    pub audit_last_complete: Family<SourceAccountLabels, FloatGauge>,
+    /// Values stored as NULL in rows that landed (a vendor's "no date", a negative duration),
+    /// by reason: not an error, and never in `rejected_records`.
+    pub values_nulled: Family<RejectLabels, Counter>,
     /// 1 while the vendor reports the account's tenant not running, by state; 0 once it runs.
     pub source_unavailable: Family<UnavailableLabels, Gauge>,
     /// The state each account was last reported down in (to set its gauge back to 0).
@@ -216,6 +225,10 @@ impl Metrics {
             webhook_connections_refused: Counter::default(),
             retention_deleted_rows: Family::default(),
             source_unavailable: Family::default(),
+            audit_missing: Family::default(),
+            audit_gone: Family::default(),
+            audit_last_complete: Family::default(),
+            values_nulled: Family::default(),
             unavailable_states: Default::default(),
             newest_record: Family::default(),
             expect_data_within: Family::default(),
@@ -235,6 +248,26 @@ impl Metrics {
             "source_unavailable",
             "1 while the vendor reports the account's tenant not running (e.g. SuperOffice OfflineMaintenance), by state; 0 once it runs again",
             m.source_unavailable.clone(),
+        );
+        registry.register(
+            "audit_missing",
+            "Sessions a vendor lists that the warehouse lacked, stored by a completeness audit (the incremental path had missed them), by account",
+            m.audit_missing.clone(),
+        );
+        registry.register(
+            "audit_gone",
+            "Sessions a completeness audit found deleted at the source and flagged (source_deleted_at; personal data erased), by account",
+            m.audit_gone.clone(),
+        );
+        registry.register(
+            "audit_last_complete_timestamp_seconds",
+            "When the account's last completeness audit whose every day's listing completed finished (Unix seconds)",
+            m.audit_last_complete.clone(),
+        );
+        registry.register(
+            "values_nulled",
+            "Values stored as NULL in rows that landed (a vendor's \"no date\", a negative duration ...), by reason: not an error, nothing set aside",
+            m.values_nulled.clone(),
         );
         registry.register(
             "erased_sessions",
@@ -273,7 +306,7 @@ impl Metrics {
         );
         registry.register(
             "records_rejected",
-            "Records set aside (rejected_records) or values nulled, by reason",
+            "Records set aside in rejected_records, by reason (exactly the records written there)",
             m.records_rejected.clone(),
         );
         registry.register(

@@ -45,9 +45,26 @@ pub enum Fault {
     Raw(Vec<u8>),
 }
 
-/// Faults waiting for the next requests, in order.
-#[derive(Debug, Default)]
-pub struct Faults(Mutex<VecDeque<Fault>>);
+/// Faults waiting for the next requests, in order; and, once they are spent, faults at random
+/// ([`Faults::set_random`]: a vendor that answers a share of its requests with 500s and 429s).
+#[derive(Default)]
+pub struct Faults(Mutex<VecDeque<Fault>>, Mutex<Option<RandomFaults>>);
+
+struct RandomFaults {
+    percent: u32,
+    faults: Vec<Fault>,
+    rng: rand_chacha::ChaCha8Rng,
+}
+
+impl std::fmt::Debug for Faults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let random = self.1.lock().expect("faults").as_ref().map(|r| r.percent);
+        f.debug_struct("Faults")
+            .field("queued", &self.pending())
+            .field("random_percent", &random)
+            .finish()
+    }
+}
 
 impl Faults {
     /// The next `times` requests get `fault` (after any queued before).
@@ -56,8 +73,21 @@ impl Faults {
         q.extend(std::iter::repeat_n(fault, times));
     }
 
+    /// From now on, each request that finds no queued fault gets one of `faults` (chosen at
+    /// random) with probability `percent` in 100, from a seeded generator; `percent` 0 stops it.
+    pub fn set_random(&self, percent: u32, faults: Vec<Fault>, seed: u64) {
+        use rand::SeedableRng;
+        *self.1.lock().expect("faults") =
+            (percent > 0 && !faults.is_empty()).then(|| RandomFaults {
+                percent: percent.min(100),
+                faults,
+                rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+            });
+    }
+
     pub fn clear(&self) {
         self.0.lock().expect("faults").clear();
+        *self.1.lock().expect("faults") = None;
     }
 
     pub fn pending(&self) -> usize {
@@ -65,7 +95,60 @@ impl Faults {
     }
 
     fn next(&self) -> Option<Fault> {
-        self.0.lock().expect("faults").pop_front()
+        if let Some(f) = self.0.lock().expect("faults").pop_front() {
+            return Some(f);
+        }
+        use rand::RngExt;
+        let mut random = self.1.lock().expect("faults");
+        let r = random.as_mut()?;
+        if r.rng.random_range(0..100) >= r.percent {
+            return None;
+        }
+        let i = r.rng.random_range(0..r.faults.len());
+        Some(r.faults[i].clone())
+    }
+}
+
+/// UTC days whose listing fails: a list request whose date range reaches one of them is
+/// answered 500 (an index that cannot answer for those days), every other request as usual.
+#[derive(Debug, Default)]
+pub struct BrokenDays(std::sync::RwLock<std::collections::BTreeSet<chrono::NaiveDate>>);
+
+impl BrokenDays {
+    /// Listings that reach `day` fail from now on.
+    pub fn add(&self, day: chrono::NaiveDate) {
+        self.0.write().expect("days").insert(day);
+    }
+
+    pub fn clear(&self) {
+        self.0.write().expect("days").clear();
+    }
+
+    /// Whether the range `[from, to]` (open where `None`) covers more than a minute of a broken
+    /// day (a client's second of margin on each side reaches into no neighbour).
+    pub fn reached(
+        &self,
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        to: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> bool {
+        self.0.read().expect("days").iter().any(|d| {
+            let start = d.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+            let end = start + chrono::TimeDelta::days(1);
+            let (lo, hi) = (
+                from.map_or(start, |f| f.max(start)),
+                to.map_or(end, |t| t.min(end)),
+            );
+            hi - lo > chrono::TimeDelta::minutes(1)
+        })
+    }
+
+    /// The 500 a broken day's listing is answered with.
+    fn answer() -> Response {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "simulated: the index cannot list these days",
+        )
+            .into_response()
     }
 }
 

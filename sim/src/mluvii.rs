@@ -96,6 +96,9 @@ pub struct SimSession {
     pub url: String,
     /// When mluvii anonymised it (`Anonymized.Min/Max` filter on it).
     pub anonymized: Option<DateTime<Utc>>,
+    /// Not in the `Sessions` list yet (indexed late: [`MluviiSim::index_late`]); its detail and
+    /// routing answer as usual.
+    pub unindexed: bool,
 }
 
 impl SimSession {
@@ -122,6 +125,7 @@ impl SimSession {
             feedback_text: None,
             url: "https://shop.example/help".into(),
             anonymized: None,
+            unindexed: false,
         }
     }
 
@@ -204,6 +208,8 @@ pub struct Shared {
     fail_after_create: std::sync::atomic::AtomicBool,
     /// Registration POSTs received.
     pub registration_posts: std::sync::atomic::AtomicU64,
+    /// Days whose sessions cannot be listed (500).
+    pub broken_days: super::BrokenDays,
 }
 
 /// A webhook registered with the simulator (`POST /api/v1/Webhooks`).
@@ -360,8 +366,32 @@ impl MluviiSim {
         self.shared.outbox.deliveries()
     }
 
+    /// Deletes a session outright: no longer listed, its detail answers 404.
+    /// Listings that reach `day` fail (500) from now on.
+    pub fn break_listing(&self, day: chrono::NaiveDate) {
+        self.shared.broken_days.add(day);
+    }
+
     pub fn remove(&self, id: i64) {
         self.shared.sessions.write().expect("sessions").remove(&id);
+    }
+
+    /// A session mluvii indexes late: its detail and routing answer, but the `Sessions` list
+    /// leaves it out until [`Self::reveal`] (then with its own, old `created`).
+    pub fn index_late(&self, mut s: SimSession) {
+        s.unindexed = true;
+        self.shared
+            .sessions
+            .write()
+            .expect("sessions")
+            .insert(s.id, s);
+    }
+
+    /// Puts a late-indexed session into the list.
+    pub fn reveal(&self, id: i64) {
+        if let Some(s) = self.shared.sessions.write().expect("sessions").get_mut(&id) {
+            s.unindexed = false;
+        }
     }
 
     pub fn sessions(&self) -> Vec<SimSession> {
@@ -399,6 +429,7 @@ pub fn router(
         known_events: RwLock::new(None),
         fail_after_create: std::sync::atomic::AtomicBool::new(false),
         registration_posts: std::sync::atomic::AtomicU64::new(0),
+        broken_days: Default::default(),
     });
     let router = Router::new()
         .route("/login/connect/token", post(token))
@@ -556,6 +587,9 @@ async fn list_answer(sh: &Shared, headers: &HeaderMap, q: &HashMap<String, Strin
     ) else {
         return problem(StatusCode::BAD_REQUEST, "Invalid date filter");
     };
+    if sh.broken_days.reached(cmin, cmax) {
+        return super::BrokenDays::answer();
+    }
     let limit: usize = match get("limit").map(|v| v.parse()) {
         None => 100,
         Some(Ok(n)) if n > 0 => n,
@@ -574,7 +608,7 @@ async fn list_answer(sh: &Shared, headers: &HeaderMap, q: &HashMap<String, Strin
     let sessions = sh.sessions.read().expect("sessions");
     let items: Vec<Value> = sessions
         .values()
-        .filter(|s| s.created <= now)
+        .filter(|s| s.created <= now && !s.unindexed)
         .filter(|s| cmin.is_none_or(|m| s.created >= m) && cmax.is_none_or(|m| s.created <= m))
         .filter(|s| {
             let ended = s.ended.filter(|e| *e <= now);

@@ -73,6 +73,11 @@ pub struct Shared {
     /// Sessions removed by [`SuperOfficeSim::vanish`], with when: the archive lists each as
     /// changed then (a purged row), and reading it answers 404.
     vanished: RwLock<Vec<(i64, DateTime<Utc>)>>,
+    /// Chats held (read by id answers) but not in the archive's list nor the agent's yet: indexed
+    /// late ([`SuperOfficeSim::index_late`]).
+    unindexed: RwLock<std::collections::BTreeSet<i64>>,
+    /// Days whose chats cannot be listed by `whenRequested` (500).
+    pub broken_days: super::BrokenDays,
     /// Whether the tenant honours `SO-TimeZone` (its time-zone support is on).
     timezone_support: std::sync::atomic::AtomicBool,
     /// Every `SO-TimeZone` header received (empty when a request had none).
@@ -203,6 +208,34 @@ impl SuperOfficeSim {
             .push((id, Utc::now()));
     }
 
+    /// A chat SuperOffice indexes late: read by id answers, but neither list shows it until
+    /// [`Self::reveal`] (then with its own, old `WhenRequested` and `updatedDate`; no event).
+    pub fn index_late(&self, c: SimChat) {
+        let id = c.id();
+        self.shared.unindexed.write().expect("unindexed").insert(id);
+        self.shared.chats.write().expect("chats").insert(id, c);
+    }
+
+    /// Puts a late-indexed chat into the lists.
+    pub fn reveal(&self, id: i64) {
+        self.shared
+            .unindexed
+            .write()
+            .expect("unindexed")
+            .remove(&id);
+    }
+
+    /// Listings by `whenRequested` that reach `day` fail (500) from now on.
+    pub fn break_listing(&self, day: chrono::NaiveDate) {
+        self.shared.broken_days.add(day);
+    }
+
+    /// Deletes a chat outright, with no trace: no list shows it, reading it answers 404, no
+    /// event is sent (unlike [`Self::vanish`], whose row the archive lists once as changed).
+    pub fn purge(&self, id: i64) {
+        self.shared.chats.write().expect("chats").remove(&id);
+    }
+
     /// Sends `event` about session `id` to every active webhook registered for it, as the
     /// vendor would (a replay, or an event type of the test's choosing).
     pub fn emit(&self, event: &str, id: i64) {
@@ -288,6 +321,8 @@ pub fn router(creds: SimCredentials, chats: Vec<SimChat>) -> (Router, Arc<Shared
         outbox: Outbox::new(),
         next_event: AtomicI64::new(1),
         vanished: RwLock::new(Vec::new()),
+        unindexed: RwLock::default(),
+        broken_days: Default::default(),
         timezone_support: std::sync::atomic::AtomicBool::new(true),
         timezone_headers: std::sync::Mutex::new(Vec::new()),
         online: std::sync::OnceLock::new(),
@@ -747,6 +782,21 @@ async fn list_answer(sh: &Shared, headers: &HeaderMap, q: &HashMap<String, Strin
         Ok(f) => f.unwrap_or_default(),
         Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
+    let bound = |op: &str| {
+        filter.iter().find_map(|c| match c {
+            Clause::Time(col, o, v) if *col == "whenRequested" && o == op => Some(*v),
+            _ => None,
+        })
+    };
+    if filter
+        .iter()
+        .any(|c| matches!(c, Clause::Time(col, _, _) if *col == "whenRequested"))
+        && sh
+            .broken_days
+            .reached(bound("afterTime"), bound("beforeTime"))
+    {
+        return super::BrokenDays::answer();
+    }
     let mut columns: Vec<&str> = Vec::new();
     for c in q
         .get("$select")
@@ -767,11 +817,13 @@ async fn list_answer(sh: &Shared, headers: &HeaderMap, q: &HashMap<String, Strin
     let top: usize = q.get("$top").and_then(|v| v.parse().ok()).unwrap_or(50);
     let skip: usize = q.get("$skip").and_then(|v| v.parse().ok()).unwrap_or(0);
     // Rows of the archive: the sessions, and the ones purged (listed once more as changed).
+    let unindexed = sh.unindexed.read().expect("unindexed").clone();
     let mut rows: Vec<Row> = sh
         .chats
         .read()
         .expect("chats")
         .values()
+        .filter(|c| !unindexed.contains(&c.id()))
         .map(|c| Row {
             id: c.id(),
             updated: c.updated,
@@ -938,11 +990,13 @@ async fn for_user(State(sh): State<Arc<Shared>>, headers: HeaderMap) -> Response
     let resp = match gate(&sh, &headers).await {
         Err(r) => r,
         Ok(a) => {
+            let unindexed = sh.unindexed.read().expect("unindexed").clone();
             let all: Vec<Value> = sh
                 .chats
                 .read()
                 .expect("chats")
                 .values()
+                .filter(|c| !unindexed.contains(&c.id()))
                 .map(|c| {
                     let mut e = c.entity.clone();
                     a.dates.apply(&mut e);

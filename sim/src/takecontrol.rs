@@ -48,6 +48,9 @@ pub struct SimSession {
     pub chat: Vec<SimMessage>,
     pub videos: Vec<String>,
     pub custom: Option<(String, String)>,
+    /// Not in the history yet: indexed late ([`TakeControlSim::index_late`]), it appears with
+    /// its old dates when revealed.
+    pub unindexed: bool,
 }
 
 impl SimSession {
@@ -68,11 +71,12 @@ impl SimSession {
             chat: Vec::new(),
             videos: Vec::new(),
             custom: None,
+            unindexed: false,
         }
     }
 
     fn visible(&self, now: NaiveDateTime) -> bool {
-        self.listed_open || self.end.is_some_and(|e| e <= now)
+        !self.unindexed && (self.listed_open || self.end.is_some_and(|e| e <= now))
     }
 }
 
@@ -83,6 +87,8 @@ pub struct Shared {
     escaped_nested_xml: RwLock<bool>,
     pub faults: Faults,
     pub log: RequestLog,
+    /// Days whose history cannot be listed (500).
+    pub broken_days: super::BrokenDays,
 }
 
 /// A running Take Control simulator.
@@ -112,6 +118,11 @@ impl TakeControlSim {
         &self.shared.log
     }
 
+    /// Listings that reach `day` fail (500) from now on.
+    pub fn break_listing(&self, day: chrono::NaiveDate) {
+        self.shared.broken_days.add(day);
+    }
+
     /// Adds or replaces a session.
     pub fn upsert(&self, s: SimSession) {
         self.shared
@@ -119,6 +130,24 @@ impl TakeControlSim {
             .write()
             .expect("sessions")
             .insert(s.id, s);
+    }
+
+    /// A session the vendor indexes late: held, but not in the history until [`Self::reveal`]
+    /// (then it appears with its own, old dates, behind every lookback).
+    pub fn index_late(&self, mut s: SimSession) {
+        s.unindexed = true;
+        self.upsert(s);
+    }
+
+    /// Puts a late-indexed session into the history.
+    pub fn reveal(&self, id: i64) {
+        self.update(id, |s| s.unindexed = false);
+    }
+
+    /// Deletes a session outright: the history no longer lists it (Take Control has no read by
+    /// id, so nothing else tells).
+    pub fn delete(&self, id: i64) {
+        self.shared.sessions.write().expect("sessions").remove(&id);
     }
 
     pub fn update(&self, id: i64, f: impl FnOnce(&mut SimSession)) {
@@ -159,6 +188,7 @@ pub fn router(key: &str, sessions: Vec<SimSession>) -> (Router, Arc<Shared>) {
         escaped_nested_xml: RwLock::new(false),
         faults: Faults::default(),
         log: RequestLog::default(),
+        broken_days: Default::default(),
     });
     let router = Router::new()
         .route("/rest/session/history", get(rest_history))
@@ -444,6 +474,12 @@ async fn rest_answer(sh: &Shared, headers: &HeaderMap, body: &[u8]) -> Response 
             "Invalid FILTER_DATE_START_INI or FILTER_DATE_START_END value.",
         );
     };
+    if sh
+        .broken_days
+        .reached(ini.map(|t| t.and_utc()), end.map(|t| t.and_utc()))
+    {
+        return super::BrokenDays::answer();
+    }
     let vars: Vec<String> = req
         .get("vars")
         .and_then(Value::as_array)
@@ -522,6 +558,12 @@ async fn legacy_answer(sh: &Shared, q: &HashMap<String, String>) -> Response {
     let Ok(end) = parse_filter(q.get("FILTER_DATE_START_END").map(String::as_str)) else {
         return xml_error("Invalid FILTER_DATE_START_END value.");
     };
+    if sh
+        .broken_days
+        .reached(ini.map(|t| t.and_utc()), end.map(|t| t.and_utc()))
+    {
+        return super::BrokenDays::answer();
+    }
     let rows = select(sh, ini, end);
     let json_out = q
         .get("OUTPUT_FORMAT")

@@ -1,6 +1,7 @@
 //! The command line of `operations.md`. Exit codes: 0 success; 1 failure; 2 usage or
 //! configuration error; 3 partial (some records rejected or retries exhausted, progress kept).
 
+mod audit;
 mod check;
 pub mod exits;
 mod privacy;
@@ -70,6 +71,9 @@ pub enum Command {
         #[arg(long, value_parser = parse_instant)]
         to: Option<DateTime<Utc>>,
     },
+    /// Compare the warehouse with each account's own vendor list, day by day: store what is missing, flag what the vendor deleted
+    #[command(after_help = exits::AUDIT)]
+    Audit(audit::AuditArgs),
     /// Validate the config, reach the database and every account's API; say what is wrong
     #[command(after_help = exits::CHECK)]
     Check,
@@ -195,6 +199,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
             from,
             to,
         } => backfill(cli.config, source, account, from, to).await,
+        Command::Audit(args) => audit::audit_command(cli.config, args).await,
         Command::Check => check::check(cli.config).await,
         Command::Erase(args) => privacy::erase_command(cli.config, args).await,
         Command::Privacy { action } => privacy::privacy_command(cli.config, action).await,

@@ -1,5 +1,5 @@
 //! `sessionsync status`: per stream its watermark, lag, newest record, last run, outcome, rows, instants missed
-//! (`BEHIND`), back-off and last error, as a table or JSON.
+//! (`BEHIND`), back-off, its account's completeness audit (`AUDITED`) and last error, as a table or JSON.
 
 use std::path::PathBuf;
 
@@ -19,6 +19,8 @@ pub(super) async fn status(path: Option<PathBuf>, json: bool) -> Result<u8, Fail
             .collect();
     let now = chrono::Utc::now();
     for r in &mut rows {
+        r.audit =
+            Some(crate::warehouse::audits::audit_status(&**conn, &r.source, &r.account).await?);
         let key = format!("{}/{}/{}", r.source, r.account, r.stream);
         if let (Some(schedule), Some(started)) = (schedules.get(&key), r.last_run_started_at) {
             let f = crate::engine::freshness(
@@ -56,6 +58,7 @@ fn status_table(rows: &[StreamStatus], now: chrono::DateTime<chrono::Utc>) -> St
         "REJECTED",
         "BEHIND",
         "BACKOFF",
+        "AUDITED",
         "LAST ERROR",
     ];
     let mut table: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
@@ -90,6 +93,7 @@ fn status_table(rows: &[StreamStatus], now: chrono::DateTime<chrono::Utc>) -> St
                     r.failures_in_a_row
                 )
             })),
+            audited(r.audit.as_ref(), now),
             opt(r.last_error.as_ref().map(|e| e.chars().take(80).collect())),
         ]);
     }
@@ -113,6 +117,33 @@ fn status_table(rows: &[StreamStatus], now: chrono::DateTime<chrono::Utc>) -> St
         out.push('\n');
     }
     out
+}
+
+/// The AUDITED column: how long ago the last complete audit finished, and what the latest audit
+/// found when it repaired or flagged anything, or did not complete.
+fn audited(
+    a: Option<&crate::warehouse::audits::AuditStatus>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let Some(a) = a.filter(|a| a.last_at.is_some()) else {
+        return "never".into();
+    };
+    let ago = |t: chrono::DateTime<chrono::Utc>| {
+        format!("{} ago", human_secs((now - t).num_seconds().max(0)))
+    };
+    let mut s = a
+        .last_complete_at
+        .map_or_else(|| "never complete".to_string(), ago);
+    match a.last_status.as_deref() {
+        Some("succeeded") => {}
+        Some(other) => s.push_str(&format!(", last {other}")),
+        None => {}
+    }
+    let (missing, gone) = (a.last_missing.unwrap_or(0), a.last_gone.unwrap_or(0));
+    if missing > 0 || gone > 0 {
+        s.push_str(&format!(" (missing {missing}, gone {gone})"));
+    }
+    s
 }
 
 fn human_secs(s: i64) -> String {

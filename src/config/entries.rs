@@ -159,10 +159,11 @@ struct RawCommon {
     max_response_mb: Option<usize>,
     privacy: Option<crate::privacy::Overrides>,
     expect_data_within: Option<String>,
+    audit: Option<bool>,
 }
 
 /// The names of [`RawCommon`]'s keys.
-const COMMON_KEYS: [&str; 13] = [
+const COMMON_KEYS: [&str; 14] = [
     "account",
     "enabled",
     "schedule",
@@ -176,6 +177,7 @@ const COMMON_KEYS: [&str; 13] = [
     "max_response_mb",
     "privacy",
     "expect_data_within",
+    "audit",
 ];
 
 /// Takes the keys every entry has out of `entry` and reads them with `source`'s defaults;
@@ -208,6 +210,7 @@ fn read_common(
             window: raw.window.as_deref(),
             privacy: raw.privacy,
             expect_data_within: raw.expect_data_within.as_deref(),
+            audit: raw.audit,
         },
         defaults,
     )?;

@@ -34,6 +34,7 @@ pub struct StreamFields<'a> {
     /// The entry's `privacy = { … }` (none: `[privacy]` as it is).
     pub privacy: Option<crate::privacy::Overrides>,
     pub expect_data_within: Option<&'a str>,
+    pub audit: Option<bool>,
 }
 
 pub fn stream_settings(
@@ -50,6 +51,7 @@ pub fn stream_settings(
         window,
         privacy,
         expect_data_within,
+        audit,
     } = f;
     if account.is_empty()
         || account.len() > 64
@@ -87,6 +89,7 @@ pub fn stream_settings(
         lookback,
         window,
         privacy: privacy.unwrap_or_default(),
+        audit: audit.unwrap_or(true),
         expect_data_within: match expect_data_within {
             None => None,
             Some(v) => {

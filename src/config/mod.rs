@@ -60,6 +60,8 @@ pub struct Settings {
     pub webhooks: Option<WebhookSettings>,
     /// `[privacy]`: the policy per class of personal data, the hash key, the storage limits.
     pub privacy: crate::privacy::PrivacySettings,
+    /// `[audit]`: the daemon's daily completeness audit.
+    pub audit: AuditSettings,
     /// Every configured account of every source, in the order of the sources' registry and
     /// then of the file.
     pub accounts: Vec<Account>,

@@ -10,9 +10,10 @@ use serde::Deserialize;
 
 use super::entries::{Account, SourceKind, accounts};
 use super::{
-    ConfigError, DEFAULT_CONCURRENT_STREAMS, DEFAULT_POOL_SIZE, EngineSettings, KeyProblem,
-    MAX_CONCURRENT_STREAMS, SSL_MODES, Secret, ServerSettings, Settings, WarehouseSettings,
-    WebhookSettings, parse_duration, validate_identifier,
+    AuditSettings, ConfigError, DEFAULT_AUDIT_DAYS, DEFAULT_AUDIT_SCHEDULE, DEFAULT_AUDIT_SPREAD,
+    DEFAULT_CONCURRENT_STREAMS, DEFAULT_POOL_SIZE, EngineSettings, KeyProblem,
+    MAX_CONCURRENT_STREAMS, SSL_MODES, Schedule, Secret, ServerSettings, Settings,
+    WarehouseSettings, WebhookSettings, parse_duration, validate_identifier,
 };
 
 #[derive(Deserialize)]
@@ -27,10 +28,57 @@ pub(super) struct RawFile {
     webhooks: Option<RawWebhooks>,
     #[serde(default)]
     privacy: RawPrivacy,
+    #[serde(default)]
+    audit: RawAudit,
 }
 
 /// The sections of the file that are not a source's.
-pub(super) const SECTIONS: [&str; 5] = ["warehouse", "server", "engine", "webhooks", "privacy"];
+pub(super) const SECTIONS: [&str; 6] = [
+    "warehouse",
+    "server",
+    "engine",
+    "webhooks",
+    "privacy",
+    "audit",
+];
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    schedule: Option<String>,
+    days: Option<u32>,
+    spread: Option<String>,
+}
+
+/// `[audit]`: the daemon's daily completeness audit (sources.md section 5).
+fn audit_settings(a: RawAudit) -> Result<AuditSettings, KeyProblem> {
+    let schedule = Schedule::parse(a.schedule.as_deref().unwrap_or(DEFAULT_AUDIT_SCHEDULE))
+        .map_err(|p| ("audit.schedule".to_string(), p))?;
+    let days = a.days.unwrap_or(DEFAULT_AUDIT_DAYS);
+    if !(1..=366).contains(&days) {
+        return Err((
+            "audit.days".into(),
+            format!("is {days}; use 1 to 366 (closed UTC days compared each time)"),
+        ));
+    }
+    let spread = parse_duration("audit.spread", a.spread.as_deref(), DEFAULT_AUDIT_SPREAD)?;
+    let period = schedule.period(chrono::Utc::now());
+    if spread.as_secs() > period.num_seconds().max(0) as u64 / 2 {
+        return Err((
+            "audit.spread".into(),
+            format!(
+                "`{}` is more than half the schedule's period ({}s): the accounts' audits would run into the next instant",
+                a.spread.as_deref().unwrap_or(DEFAULT_AUDIT_SPREAD),
+                period.num_seconds()
+            ),
+        ));
+    }
+    Ok(AuditSettings {
+        schedule,
+        days,
+        spread,
+    })
+}
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -144,6 +192,7 @@ pub(super) fn validate(
 
     let accounts = accounts(entries).map_err(fail)?;
     let privacy = privacy_settings(raw.privacy, &accounts).map_err(fail)?;
+    let audit = audit_settings(raw.audit).map_err(fail)?;
     let webhooks = raw
         .webhooks
         .map(|w| webhook_settings(w, &server))
@@ -164,6 +213,7 @@ pub(super) fn validate(
         engine: EngineSettings {
             max_concurrent_streams,
         },
+        audit,
         accounts,
     })
 }

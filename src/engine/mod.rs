@@ -12,9 +12,15 @@
 //!    claim and moves the watermark to the window's end;
 //! 4. record the run in `sync_runs`; release the lock.
 //!
+//! The completeness audit (`audit.rs` the seam a source implements, `auditor.rs` the run)
+//! compares the warehouse with the vendor's own list, day by day, under the same claim.
+//!
 //! A window that fails stops the run: what was committed before it stays (`partial`), nothing of
 //! it is written, and the next run starts again from the committed watermark.
 
+pub mod audit;
+mod audit_loop;
+mod auditor;
 mod batch;
 pub mod claims;
 mod outcome;
@@ -30,6 +36,9 @@ pub mod write;
 pub use crate::model::{
     Outcome, Rejected, RequestCounts, RunTotals, StreamKey, StreamState, Window, WriteCounts,
 };
+pub use audit::{Audit, Days, Listed, Listing, SessionTable};
+pub use audit_loop::{audited, run_audits};
+pub use auditor::{AUDIT_STREAM, AuditOptions, AuditReport, AuditStep, audit_key};
 pub use batch::{Batch, PrivacyOf, Rows, RunInfo, SourceError, read_state, write_state};
 #[cfg(feature = "fault-points")]
 pub use run::FaultPoints;

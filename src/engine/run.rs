@@ -21,8 +21,8 @@ use crate::warehouse::{self, Warehouse, WarehouseError};
 
 /// Runs streams: each run claims its stream, then takes its windows in turn (`steps.rs`).
 pub struct Engine {
-    shared: Shared,
-    claims: Claims,
+    pub(super) shared: Shared,
+    pub(super) claims: Claims,
 }
 
 impl Engine {

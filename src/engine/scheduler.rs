@@ -148,10 +148,7 @@ pub fn backoff(failures: u32, period: TimeDelta) -> Option<TimeDelta> {
 
 /// The schedule's period around `at`: the time between its next two instants.
 pub fn period(schedule: &Schedule, at: DateTime<Utc>) -> TimeDelta {
-    schedule
-        .next_after(at)
-        .and_then(|a| Some(schedule.next_after(a)? - a))
-        .unwrap_or(TimeDelta::minutes(5))
+    schedule.period(at)
 }
 
 /// Instants of `schedule` in `(after, until]` (counted up to 10,000).

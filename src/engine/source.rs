@@ -16,6 +16,7 @@ use crate::privacy::{Field, Inventory, Privacy, Scrub};
 use crate::settings::{HttpSettings, StreamSettings};
 use crate::telemetry::Metrics;
 
+use super::audit::{Audit, Listing};
 use super::batch::{Batch, PrivacyOf, RunInfo, SourceError};
 use super::webhook::{Pushed, Webhook};
 use super::windows::Windowing;
@@ -90,6 +91,7 @@ impl SourceContext {
             window: std::time::Duration::from_secs(86400),
             privacy: Default::default(),
             expect_data_within: None,
+            audit: true,
         };
         let http = HttpSettings {
             timeout: std::time::Duration::from_secs(1),
@@ -216,6 +218,30 @@ impl Stream {
         self.source.webhook()
     }
 
+    /// The completeness audit's part of its source, when it has one.
+    pub fn audit(&self) -> Option<&dyn Audit> {
+        self.source.audit()
+    }
+
+    /// The audit's read of `ids` (sessions to store), held to the privacy seam as a window's
+    /// fetch is.
+    pub async fn audit_read(
+        &self,
+        listing: &Listing,
+        ids: &[i64],
+        state: &StreamState,
+    ) -> Result<Pushed, SourceError> {
+        let Some(audit) = self.source.audit() else {
+            return Err(SourceError::Vendor {
+                message: "this source has no completeness audit".into(),
+            });
+        };
+        let before = self.cx.personal_checked();
+        let pushed = audit.read(listing, ids, state).await?;
+        self.cx.passed_privacy(&pushed.batch, before)?;
+        Ok(pushed)
+    }
+
     pub async fn check(&self) -> Result<String, SourceError> {
         self.source.check().await
     }
@@ -274,6 +300,12 @@ pub trait Source: Send + Sync {
     /// The account's webhook, when the source accepts them and the account is configured for
     /// them (sources.md section 4).
     fn webhook(&self) -> Option<&dyn Webhook> {
+        None
+    }
+
+    /// The completeness audit (sources.md section 5), when the source can list a range of days
+    /// of what its vendor holds.
+    fn audit(&self) -> Option<&dyn Audit> {
         None
     }
 

@@ -202,6 +202,7 @@ mod tests {
             window: Duration::from_secs(window),
             privacy: Default::default(),
             expect_data_within: None,
+            audit: true,
         }
     }
 

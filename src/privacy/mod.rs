@@ -104,6 +104,15 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    /// Where the source's sessions are stored, as the completeness audit counts them.
+    pub const fn table(&self) -> crate::model::SessionTable {
+        crate::model::SessionTable {
+            table: self.sessions,
+            id: self.id_column,
+            start: self.start_column,
+        }
+    }
+
     /// Nothing personal anywhere: the rest of a source's inventory when it names its own
     /// fields (`Inventory { source: …, columns: …, ..Inventory::NONE }`).
     pub const NONE: Inventory = Inventory {

@@ -312,14 +312,16 @@ pub struct StreamStatus {
     pub missed_instants: Option<u64>,
     /// Until when it backs off after failing several runs in a row (filled in by `status`).
     pub backoff_until: Option<DateTime<Utc>>,
+    /// Its account's completeness audits (filled in by `status`).
+    pub audit: Option<super::audits::AuditStatus>,
 }
 
 pub async fn stream_statuses(c: &Client) -> Result<Vec<StreamStatus>, WarehouseError> {
     let rows = c
         .query(
             "WITH streams AS (
-                 SELECT source, account, stream FROM sync_state
-                 UNION SELECT source, account, stream FROM sync_runs)
+                 SELECT source, account, stream FROM sync_state WHERE stream <> 'audit'
+                 UNION SELECT source, account, stream FROM sync_runs WHERE stream <> 'audit')
              SELECT s.source, s.account, s.stream, st.watermark,
                     extract(epoch FROM now() - st.watermark)::bigint,
                     r.run_id, r.started_at, r.status, r.rows_written, r.rows_unchanged, r.rows_rejected,
@@ -370,6 +372,7 @@ pub async fn stream_statuses(c: &Client) -> Result<Vec<StreamStatus>, WarehouseE
             newest_record_at: r.get(14),
             missed_instants: None,
             backoff_until: None,
+            audit: None,
         })
         .collect())
 }

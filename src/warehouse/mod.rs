@@ -1,6 +1,8 @@
 //! The PostgreSQL side: connection pool (TLS per libpq's `sslmode`), embedded migrations, and
-//! the bookkeeping tables (`sync_state`, `sync_runs`, `rejected_records`).
+//! the bookkeeping tables (`sync_state`, `sync_runs`, `rejected_records`) and the completeness
+//! audit's (`audits`, `audits.rs`).
 
+pub mod audits;
 mod bookkeeping;
 pub mod bootstrap;
 mod migrate;

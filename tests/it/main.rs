@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod audit;
 mod bi;
 mod cli;
 mod docs;

@@ -205,10 +205,28 @@ impl Client {
         &self,
         window: &Window,
     ) -> Result<(Vec<Listed>, Vec<Rejected>), SourceError> {
+        self.list_created(window, true).await
+    }
+
+    /// Every session the list shows as created in `window` (the completeness audit: a range of
+    /// days in one paged query, never split), in id order, with its row.
+    pub(super) async fn list_all(
+        &self,
+        window: &Window,
+    ) -> Result<(Vec<Listed>, Vec<Rejected>), SourceError> {
+        self.list_created(window, false).await
+    }
+
+    /// [`Client::list`], and, with `split` false, the whole window whatever it holds.
+    async fn list_created(
+        &self,
+        window: &Window,
+        split: bool,
+    ) -> Result<(Vec<Listed>, Vec<Rejected>), SourceError> {
         let limit = self.settings.page_size;
         let lo = ts(window.start - TimeDelta::seconds(1));
         let hi = ts(window.end + TimeDelta::seconds(1));
-        let splittable = window.end - window.start > MIN_WINDOW;
+        let splittable = split && window.end - window.start > MIN_WINDOW;
         let mut found: BTreeMap<i64, Listed> = BTreeMap::new();
         let mut rejected = Vec::new();
         let mut offset = 0usize;

@@ -2,6 +2,7 @@
 //! How a window is read, and what the stream remembers so that a session is read until its
 //! values are final, is told in `source.rs`; the requests are in `client.rs`.
 
+mod audit;
 mod client;
 pub mod config;
 pub mod durations;

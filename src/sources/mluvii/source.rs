@@ -227,6 +227,11 @@ impl Source for Mluvii {
         crate::engine::Windowing::Paged
     }
 
+    /// The list of whole days, compared with the warehouse (`audit.rs`).
+    fn audit(&self) -> Option<&dyn crate::engine::Audit> {
+        Some(self)
+    }
+
     fn webhook(&self) -> Option<&dyn crate::engine::Webhook> {
         self.settings
             .webhook

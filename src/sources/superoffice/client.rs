@@ -338,6 +338,23 @@ impl Client {
         filter: &str,
         limit: Option<usize>,
     ) -> Result<BTreeMap<i64, String>, SourceError> {
+        Ok(self
+            .archive_rows(filter, LIST_COLUMNS, limit)
+            .await?
+            .into_iter()
+            .map(|(id, row)| (id, row_fingerprint(&row)))
+            .collect())
+    }
+
+    /// Every archive row that `filter` selects, with the columns `select`, by id, paged by
+    /// keyset (`chatSessionId gt LAST`, or the server's `odata.nextLink`); at most `limit` rows
+    /// when given (one page).
+    pub(super) async fn archive_rows(
+        &self,
+        filter: &str,
+        select: &str,
+        limit: Option<usize>,
+    ) -> Result<BTreeMap<i64, Value>, SourceError> {
         let top = limit.unwrap_or(self.settings.page_size);
         let mut rows = BTreeMap::new();
         let mut last: Option<i64> = None;
@@ -352,7 +369,7 @@ impl Client {
                     }
                     let mut u = reqwest::Url::parse("http://tenant.invalid/").expect("constant");
                     u.query_pairs_mut()
-                        .append_pair("$select", LIST_COLUMNS)
+                        .append_pair("$select", select)
                         .append_pair("$filter", &f)
                         .append_pair("$orderBy", "chatSessionId")
                         .append_pair("$top", &top.to_string());
@@ -365,16 +382,17 @@ impl Client {
                 .ok_or_else(|| self.body_error(LIST_PATH, "the archive answered 404".into()))?;
             let (items, next_link) = list_page(&body).map_err(|d| self.body_error(LIST_PATH, d))?;
             let before = rows.len();
-            for item in &items {
-                match item_id(item) {
+            let n = items.len();
+            for item in items {
+                match item_id(&item) {
                     Some(id) => {
-                        rows.insert(id, row_fingerprint(item));
                         last = Some(last.map_or(id, |l| l.max(id)));
+                        rows.insert(id, item);
                     }
                     None => {
                         return Err(self.body_error(
                             LIST_PATH,
-                            format!("a row without chatSessionId: {}", lenient::short(item)),
+                            format!("a row without chatSessionId: {}", lenient::short(&item)),
                         ));
                     }
                 }
@@ -387,7 +405,7 @@ impl Client {
                 next = Some(self.next_link(&link)?);
                 continue;
             }
-            if items.len() < top || !progressed {
+            if n < top || !progressed {
                 break;
             }
         }
@@ -496,6 +514,15 @@ pub(super) fn filter_time(t: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
     let utc = t.naive_utc();
     let local = t.with_timezone(&tz).naive_local();
     utc.min(local).format("%Y-%m-%dT%H:%M:%S").to_string()
+}
+
+/// A filter value for the end of a range on a datetime column (`beforeTime`): of the UTC and the
+/// base zone's wall clock the later, so that read either way the range ends at `t` or a little
+/// after (a few rows more, never one fewer).
+pub(super) fn filter_time_end(t: DateTime<Utc>, tz: chrono_tz::Tz) -> String {
+    let utc = t.naive_utc();
+    let local = t.with_timezone(&tz).naive_local();
+    utc.max(local).format("%Y-%m-%dT%H:%M:%S").to_string()
 }
 
 /// The fingerprint of an archive row's columns ([`LIST_COLUMNS`]): equal means no column that

@@ -2,6 +2,7 @@
 //! are told in `source.rs`, where requests go (on-site, or SuperOffice Online's tenant host with
 //! the system user flow) and the time zones they ask for in `client.rs`.
 
+mod audit;
 mod check;
 mod client;
 pub mod config;
@@ -15,6 +16,7 @@ mod tenant;
 pub mod webhook;
 
 use crate::config::SourceKind;
+pub use audit::AUDIT_COLUMNS;
 pub use client::{
     ENTITY_PATH, FOR_USER_PATH, LIST_COLUMNS, LIST_PATH, MESSAGES_PATH, TIMEZONE_ASKED,
     TIMEZONE_HEADER,

@@ -308,6 +308,52 @@ impl SuperOffice {
     }
 }
 
+impl SuperOffice {
+    /// Entities read by id (a webhook's, the audit's), as a batch written as a window's is: every
+    /// one normalized (`force`: the caller says they changed), its new messages read; what the
+    /// stream remembers of these sessions (fingerprint, last message) replaced on the state as
+    /// committed, the rest of its state kept.
+    pub(super) async fn pushed(
+        &self,
+        entities: Vec<(i64, Value)>,
+        mut rejected: Vec<Rejected>,
+        mut gone: Vec<String>,
+        state: &StreamState,
+    ) -> Result<crate::engine::Pushed, SourceError> {
+        let mem: Remembered = crate::engine::read_state(&self.cx.key, &state.state, STATE_VERSION)?;
+        let read = self.read_changed(entities, &mem, true).await?;
+        rejected.extend(read.rejected);
+        gone.extend(read.gone);
+        let current: BTreeMap<i64, Seen> = read.current;
+        let key = self.cx.key.clone();
+        Ok(crate::engine::Pushed {
+            batch: Batch::new(store::ChatRows {
+                sessions: read.sessions,
+                messages: read.messages,
+                unchanged: read.unchanged,
+            })
+            .with_rejected(rejected)
+            .with_nulled(read.nulled)
+            .with_gone(gone),
+            update_state: Box::new(move |committed| {
+                let mut mem: Remembered =
+                    crate::engine::read_state(&key, committed, STATE_VERSION)?;
+                for (id, seen) in current {
+                    let m = mem.sessions.get(&id).map_or(0, |s| s.m);
+                    mem.sessions.insert(
+                        id,
+                        Seen {
+                            m: seen.m.max(m),
+                            ..seen
+                        },
+                    );
+                }
+                Ok(crate::engine::write_state(&mem, STATE_VERSION))
+            }),
+        })
+    }
+}
+
 /// Whether an RFC 3339 instant is at or after `from` (an unreadable one is not).
 pub(super) fn since(t: &str, from: DateTime<Utc>) -> bool {
     DateTime::parse_from_rfc3339(t).is_ok_and(|t| t.with_timezone(&Utc) >= from)
@@ -325,6 +371,11 @@ impl SourceSettings for SuperOfficeSettings {
 
 #[async_trait]
 impl Source for SuperOffice {
+    /// The archive (or the agent's list) of whole days, compared with the warehouse (`audit.rs`).
+    fn audit(&self) -> Option<&dyn crate::engine::Audit> {
+        Some(self)
+    }
+
     fn webhook(&self) -> Option<&dyn crate::engine::Webhook> {
         self.settings
             .webhook_secret

@@ -3,17 +3,15 @@
 //! ChatSession (`PrimaryKey`), which is re-read by id with its messages after the last stored
 //! one, exactly as the archive mode reads a changed session.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
-use super::source::{Remembered, STATE_VERSION, Seen, SuperOffice};
+use super::source::SuperOffice;
 use crate::engine::webhook::{body_key, json_object};
-use crate::engine::{Batch, Pushed, SourceError, StreamState, Verdict, Webhook, WebhookState};
+use crate::engine::{Pushed, SourceError, StreamState, Verdict, Webhook, WebhookState};
 use crate::sources::lenient::{self, Fields};
 
 /// The events sessionsync registers for and acts on.
@@ -128,46 +126,13 @@ impl Webhook for SuperOffice {
     }
 
     async fn fetch_ids(&self, ids: &[i64], state: &StreamState) -> Result<Pushed, SourceError> {
-        let mem: Remembered = crate::engine::read_state(&self.cx.key, &state.state, STATE_VERSION)?;
-        let (entities, mut rejected, mut gone) = self
+        let (entities, rejected, gone) = self
             .entities(
                 ids.to_vec(),
                 "not_found: named by a webhook event, but reading it answered 404",
             )
             .await?;
-        let read = self.read_changed(entities, &mem, true).await?;
-        rejected.extend(read.rejected);
-        gone.extend(read.gone);
-        let current: BTreeMap<i64, Seen> = read.current;
-        let key = self.cx.key.clone();
-        let sessions = read.sessions;
-        Ok(Pushed {
-            batch: Batch::new(super::store::ChatRows {
-                sessions,
-                messages: read.messages,
-                unchanged: read.unchanged,
-            })
-            .with_rejected(rejected)
-            .with_nulled(read.nulled)
-            .with_gone(gone),
-            // What the stream remembers of these sessions (fingerprint, last message) is
-            // replaced; the rest of its state is kept as committed.
-            update_state: Box::new(move |committed| {
-                let mut mem: Remembered =
-                    crate::engine::read_state(&key, committed, STATE_VERSION)?;
-                for (id, seen) in current {
-                    let m = mem.sessions.get(&id).map_or(0, |s| s.m);
-                    mem.sessions.insert(
-                        id,
-                        Seen {
-                            m: seen.m.max(m),
-                            ..seen
-                        },
-                    );
-                }
-                Ok(crate::engine::write_state(&mem, STATE_VERSION))
-            }),
-        })
+        self.pushed(entities, rejected, gone, state).await
     }
 
     async fn register(&self, target: &reqwest::Url) -> Result<String, SourceError> {

@@ -2,6 +2,7 @@
 //! per window (`client.rs`), JSON or XML bodies (`body.rs`) normalized into sessions with their
 //! chat lines and links (`normalize.rs`, `transcript.rs`).
 
+mod audit;
 mod body;
 mod client;
 pub mod config;

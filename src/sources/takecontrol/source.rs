@@ -16,9 +16,9 @@ use crate::config::{KeyProblem, SourceSettings};
 use crate::engine::{Batch, RunInfo, Source, SourceContext, SourceError, StreamState, Window};
 
 pub struct TakeControl {
-    cx: Arc<SourceContext>,
-    settings: TakeControlSettings,
-    client: Client,
+    pub(super) cx: Arc<SourceContext>,
+    pub(super) settings: TakeControlSettings,
+    pub(super) client: Client,
 }
 
 impl TakeControl {
@@ -72,6 +72,11 @@ impl Source for TakeControl {
         })
     }
 
+    /// The history of whole days, compared with the warehouse (`audit.rs`).
+    fn audit(&self) -> Option<&dyn crate::engine::Audit> {
+        Some(self)
+    }
+
     /// Windows are plain ranges of start times: the engine sizes them by density.
     fn windowing(&self) -> crate::engine::Windowing {
         crate::engine::Windowing::Adaptive
@@ -114,7 +119,7 @@ impl Source for TakeControl {
 }
 
 /// Normalizes a window's records; a later duplicate of an id replaces an earlier one.
-fn into_batch(
+pub(super) fn into_batch(
     records: Vec<serde_json::Map<String, serde_json::Value>>,
     window: &Window,
     tz: Tz,
