@@ -32,6 +32,14 @@ COMMENT ON COLUMN audits.complete IS 'Every page of the day''s listing answered;
 COMMENT ON COLUMN audits.audited_at IS 'When the audit recorded the day';
 COMMENT ON COLUMN audits.error IS 'Why the day is not complete (the listing failed); NULL when it is';
 
+-- The audit reads one account's sessions of a few days. The start-first indexes (0009) serve a
+-- range of every account; an index led by `account` would be entered by key probes under stale
+-- statistics (0009's reason). These lead with `account` under collation "C": only a predicate
+-- written with that collation can use them, which the audit's is and no key probe is.
+CREATE INDEX takecontrol_sessions_audit_idx ON takecontrol_sessions ((account COLLATE "C"), started_at);
+CREATE INDEX superoffice_chat_sessions_audit_idx ON superoffice_chat_sessions ((account COLLATE "C"), requested_at);
+CREATE INDEX mluvii_sessions_audit_idx ON mluvii_sessions ((account COLLATE "C"), created_at);
+
 -- support_sessions shows the sessions the vendor deleted (a count that should match the vendor's
 -- own dashboard leaves them out). CREATE OR REPLACE VIEW may add columns at the end.
 CREATE OR REPLACE VIEW support_sessions AS

@@ -95,7 +95,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     if pushing {
         show_pushes(&sims.so_online.tenant, &sims.ml, &wh, &args.sources).await?;
     }
+    // What only an audit finds: a session indexed late (four days back, behind every lookback)
+    // and one deleted outright, in each simulator.
+    sims.late_and_gone();
+    let audits = audit_each(&engine, &sources, &shutdown).await?;
     crate::out!("{}", summary(&wh, &args.database).await?);
+    crate::outln!(
+        "\nAudit against each vendor's own list (sessionsync audit; the daemon's is daily):"
+    );
+    for a in &audits {
+        crate::outln!("  {}", audit_line(a));
+    }
     if let Some(pg) = &private {
         crate::outln!(
             "(That is the private PostgreSQL on 127.0.0.1:{}, data in {PRIVATE_PG_DIR}; it runs while the demo does: psql -h 127.0.0.1 -p {} -U postgres -d {})",
@@ -107,7 +117,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     if args.once {
         shutdown.cancel();
         stop_webhooks(webhooks).await;
-        return Ok(crate::report::exit_code(&reports));
+        let failed_audit = audits
+            .iter()
+            .any(|a| a.outcome == crate::engine::Outcome::Failed);
+        return Ok(match crate::report::exit_code(&reports) {
+            0 if failed_audit => 1,
+            code => code,
+        });
     }
     drop(engine);
     let daemon =
@@ -160,6 +176,43 @@ async fn choose_server(
     Ok((pg.url(), Some(pg)))
 }
 
+/// Audits each stream's account over the last 7 closed days, in turn.
+async fn audit_each(
+    engine: &crate::engine::Engine,
+    sources: &[Arc<Stream>],
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Vec<crate::engine::AuditReport>> {
+    let options = crate::engine::AuditOptions {
+        days: crate::engine::Days::last(7, Utc::now()),
+        dry_run: false,
+    };
+    let mut out = Vec::new();
+    for s in sources {
+        out.push(engine.audit(s, options, shutdown, &|_| {}).await?);
+    }
+    Ok(out)
+}
+
+/// An audit's line in the demo's summary: short (the summary fits a terminal's screen).
+fn audit_line(a: &crate::engine::AuditReport) -> String {
+    let name = format!("{}/{}", a.key.source, a.key.account);
+    match (&a.error, a.complete()) {
+        (Some(e), _) => format!("{name:<22} failed: {e}"),
+        (None, complete) => format!(
+            "{name:<22} listed {}, stored {}, missing {} (now stored), gone {} (flagged){}",
+            a.listed(),
+            a.stored(),
+            a.missing(),
+            a.gone(),
+            if complete {
+                ""
+            } else {
+                "; some days not listed completely"
+            }
+        ),
+    }
+}
+
 /// Runs each stream once, in turn, a live bar for each on a terminal, and prints its line.
 async fn sync_each(
     engine: &crate::engine::Engine,
@@ -185,6 +238,8 @@ const TC_KEY: &str = "demo-integration-key";
 /// Requests a simulated SuperOffice ticket answers before it expires.
 const SO_TICKET_REQUESTS: i64 = 100;
 const ML_CLIENT: (&str, &str) = ("demo-api-user", "demo-client-secret");
+/// The id of each simulator's late-indexed session.
+const LATE_ID: i64 = 900_000;
 
 /// The three simulators with a generated week each.
 struct Sims {
@@ -225,6 +280,26 @@ impl Sims {
         // Tickets run out as real ones do (SuperOffice's after 6 idle hours; here after 100
         // requests): the demo's sync renews them as it goes.
         so_online.set_ticket_budget(SO_TICKET_REQUESTS);
+        // Indexed late: held by each vendor, listed only after the first sync, four days back.
+        let late = now - TimeDelta::days(4);
+        tc.index_late(sessionsync_sim::takecontrol::SimSession::new(
+            LATE_ID,
+            late.naive_utc(),
+            Some((late + TimeDelta::minutes(25)).naive_utc()),
+        ));
+        let mut ml_late =
+            sessionsync_sim::mluvii::generate(17, 1, late, late + TimeDelta::hours(1)).remove(0);
+        ml_late.id = LATE_ID;
+        ml_late.status = Some("CLOSED".into());
+        ml.index_late(ml_late);
+        let mut so_late =
+            sessionsync_sim::superoffice::generate(19, 1, late, late + TimeDelta::hours(1))
+                .remove(0);
+        so_late.entity["ChatSessionId"] = serde_json::json!(LATE_ID);
+        so_late.entity["Status"] = serde_json::json!("Closed");
+        so_late.messages.clear();
+        so_late.updated = late + TimeDelta::hours(1);
+        so_online.tenant.index_late(so_late);
         Ok(Sims {
             tc,
             so_online,
@@ -233,6 +308,48 @@ impl Sims {
             sessions,
             others,
         })
+    }
+
+    /// After the first sync: the late sessions appear (with their old dates), and one stored
+    /// session of each vendor, three days back, is deleted outright (no event, no trace).
+    fn late_and_gone(&self) {
+        self.tc.reveal(LATE_ID);
+        self.ml.reveal(LATE_ID);
+        self.so_online.tenant.reveal(LATE_ID);
+        let now = Utc::now();
+        let (from, to) = (now - TimeDelta::days(4), now - TimeDelta::days(2));
+        let within = |t: chrono::DateTime<Utc>| t >= from && t < to;
+        if let Some(s) = self
+            .tc
+            .sessions()
+            .iter()
+            .find(|s| s.id != LATE_ID && within(s.start.and_utc()))
+        {
+            self.tc.delete(s.id);
+        }
+        if let Some(s) = self
+            .ml
+            .sessions()
+            .iter()
+            .find(|s| s.id != LATE_ID && within(s.created))
+        {
+            self.ml.remove(s.id);
+        }
+        let requested = |c: &sessionsync_sim::superoffice::SimChat| {
+            c.entity["WhenRequested"]
+                .as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc))
+        };
+        if let Some(c) = self
+            .so_online
+            .tenant
+            .chats()
+            .iter()
+            .find(|c| c.id() != LATE_ID && requested(c).is_some_and(within))
+        {
+            self.so_online.tenant.purge(c.id());
+        }
     }
 
     fn describe(&self) {

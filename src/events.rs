@@ -577,8 +577,12 @@ impl AuditFinished<'_> {
                 tracing::warn!(source = k.source, account = %k.account, run_id = self.run_id, outcome, dry_run, days = %days, error = %e, elapsed_ms, "audit failed")
             }
             (None, Outcome::Skipped) => {}
-            _ if incomplete > 0 || missing > 0 || gone > 0 => {
-                tracing::warn!(source = k.source, account = %k.account, run_id = self.run_id, outcome, dry_run, days = %days, listed, stored, missing, gone, incomplete, elapsed_ms, "audit finished: the warehouse differed from the vendor's list")
+            _ if incomplete > 0 => {
+                tracing::warn!(source = k.source, account = %k.account, run_id = self.run_id, outcome, dry_run, days = %days, listed, stored, missing, gone, incomplete, elapsed_ms, "audit finished: some days could not be listed completely (nothing flagged for them)")
+            }
+            // Repaired already: the metrics (and SessionsyncAuditFoundMissing) say it.
+            _ if missing > 0 || gone > 0 => {
+                tracing::info!(source = k.source, account = %k.account, run_id = self.run_id, outcome, dry_run, days = %days, listed, stored, missing, gone, elapsed_ms, "audit finished: stored what the warehouse lacked, flagged what the vendor deleted")
             }
             _ => {
                 tracing::info!(source = k.source, account = %k.account, run_id = self.run_id, outcome, dry_run, days = %days, listed, stored, elapsed_ms, "audit finished: the warehouse matches the vendor's list")

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::engine::{Outcome, Progress, RunReport, Stream};
+use crate::engine::{AuditReport, Outcome, Progress, RunReport, Stream};
 
 /// 1 if any stream failed, else 3 if any was partial, else 0.
 pub fn exit_code(reports: &[RunReport]) -> u8 {
@@ -50,6 +50,70 @@ pub fn describe(r: &RunReport) -> String {
     if let Some(e) = &r.error {
         s.push_str(&format!("\n  error: {e}"));
     }
+    s
+}
+
+/// One line about an account's audit, for people.
+pub fn describe_audit(r: &AuditReport) -> String {
+    let name = format!("{}/{}", r.key.source, r.key.account);
+    if r.outcome == Outcome::Skipped {
+        return format!(
+            "{name}: skipped — {}",
+            r.error
+                .as_deref()
+                .unwrap_or("another sessionsync process is auditing this account")
+        );
+    }
+    let Some(days) = r.days else {
+        return format!(
+            "{name}: nothing to audit — every day asked for is before the account's `start` or its storage limit (retain_sessions)"
+        );
+    };
+    let verb = if r.dry_run { "would store" } else { "stored" };
+    let flag = if r.dry_run { "would flag" } else { "flagged" };
+    let mut s = format!(
+        "{name}: {} day{} ({days}) — listed {}, stored {}, missing {} ({verb}), gone {} ({flag} deleted at the source)",
+        days.len(),
+        if days.len() == 1 { "" } else { "s" },
+        r.listed(),
+        r.stored(),
+        r.missing(),
+        r.gone()
+    );
+    let incomplete: Vec<_> = r.per_day.iter().filter(|d| !d.complete).collect();
+    if let Some(e) = &r.error {
+        s.push_str(&format!("\n  error: {e}"));
+    } else if incomplete.is_empty() {
+        s.push_str(if r.dry_run {
+            "; every day listed completely"
+        } else {
+            "; every day listed completely: the warehouse matches the vendor's list"
+        });
+    } else {
+        s.push_str(&format!(
+            "; {} day{} could not be listed completely (nothing flagged for {}):",
+            incomplete.len(),
+            if incomplete.len() == 1 { "" } else { "s" },
+            if incomplete.len() == 1 { "it" } else { "them" }
+        ));
+        for d in incomplete {
+            s.push_str(&format!(
+                "\n  {}: {}",
+                d.day,
+                d.error.as_deref().unwrap_or("listing failed")
+            ));
+        }
+    }
+    if r.totals.rejected > 0 {
+        s.push_str(&format!(
+            "\n  {} listed session(s) could not be stored: set aside in rejected_records",
+            r.totals.rejected
+        ));
+    }
+    s.push_str(&format!(
+        "\n  {} requests ({} retried)",
+        r.totals.requests, r.totals.retries
+    ));
     s
 }
 

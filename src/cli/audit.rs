@@ -135,7 +135,7 @@ pub(super) async fn audit_command(path: Option<PathBuf>, args: AuditArgs) -> Res
                 code = code.max(1);
             }
             Some(Ok(r)) => {
-                lines.println(&describe(&r));
+                lines.println(&crate::report::describe_audit(&r));
                 code = code.max(exit_code(&r));
             }
         }
@@ -151,70 +151,6 @@ fn exit_code(r: &AuditReport) -> u8 {
         Outcome::Partial | Outcome::Unavailable => 3,
         Outcome::Succeeded | Outcome::Skipped => 0,
     }
-}
-
-/// One line about an account's audit, for people.
-pub fn describe(r: &AuditReport) -> String {
-    let name = format!("{}/{}", r.key.source, r.key.account);
-    if r.outcome == Outcome::Skipped {
-        return format!(
-            "{name}: skipped — {}",
-            r.error
-                .as_deref()
-                .unwrap_or("another sessionsync process is auditing this account")
-        );
-    }
-    let Some(days) = r.days else {
-        return format!(
-            "{name}: nothing to audit — every day asked for is before the account's `start` or its storage limit (retain_sessions)"
-        );
-    };
-    let verb = if r.dry_run { "would store" } else { "stored" };
-    let flag = if r.dry_run { "would flag" } else { "flagged" };
-    let mut s = format!(
-        "{name}: {} day{} ({days}) — listed {}, stored {}, missing {} ({verb}), gone {} ({flag} deleted at the source)",
-        days.len(),
-        if days.len() == 1 { "" } else { "s" },
-        r.listed(),
-        r.stored(),
-        r.missing(),
-        r.gone()
-    );
-    let incomplete: Vec<_> = r.per_day.iter().filter(|d| !d.complete).collect();
-    if let Some(e) = &r.error {
-        s.push_str(&format!("\n  error: {e}"));
-    } else if incomplete.is_empty() {
-        s.push_str(if r.dry_run {
-            "; every day listed completely"
-        } else {
-            "; every day listed completely: the warehouse matches the vendor's list"
-        });
-    } else {
-        s.push_str(&format!(
-            "; {} day{} could not be listed completely (nothing flagged for {}):",
-            incomplete.len(),
-            if incomplete.len() == 1 { "" } else { "s" },
-            if incomplete.len() == 1 { "it" } else { "them" }
-        ));
-        for d in incomplete {
-            s.push_str(&format!(
-                "\n  {}: {}",
-                d.day,
-                d.error.as_deref().unwrap_or("listing failed")
-            ));
-        }
-    }
-    if r.totals.rejected > 0 {
-        s.push_str(&format!(
-            "\n  {} listed session(s) could not be stored: set aside in rejected_records",
-            r.totals.rejected
-        ));
-    }
-    s.push_str(&format!(
-        "\n  {} requests ({} retried)",
-        r.totals.requests, r.totals.retries
-    ));
-    s
 }
 
 /// On a terminal, a live line per account while its audit runs; log lines go above them.

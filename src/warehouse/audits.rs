@@ -19,8 +19,9 @@ pub struct StoredSession {
     pub first_synced_at: DateTime<Utc>,
 }
 
-/// The sessions of `account` in `t` that started in `[from, to)`: a range scan of the start
-/// column's index (its second column is `account`), never a walk of the account's rows.
+/// The sessions of `account` in `t` that started in `[from, to)`: a range scan of the table's
+/// audit index (`account` under collation "C", then the start: migration 0022), never a walk of
+/// the account's rows nor of every account's rows of those days.
 pub async fn stored_sessions(
     c: &impl GenericClient,
     t: SessionTable,
@@ -49,7 +50,7 @@ pub async fn stored_sessions(
 pub fn stored_sql(t: SessionTable) -> String {
     format!(
         "SELECT {id}::bigint, {start}, source_deleted_at IS NOT NULL, first_synced_at FROM {table}
-          WHERE {start} >= $2 AND {start} < $3 AND account = $1",
+          WHERE account COLLATE \"C\" = $1 AND {start} >= $2 AND {start} < $3",
         id = t.id,
         start = t.start,
         table = t.table
@@ -172,63 +173,80 @@ pub struct AuditStatus {
     pub last_gone: Option<i64>,
 }
 
-/// [`AuditStatus`] of `source`/`account`: steps down `sync_runs_stream_idx` (stream `audit`) and
-/// the audits of one run.
+/// The last audit of `$1`/`$2` that completed: among the account's audit runs (few: one a day),
+/// through `sync_runs_stream_idx` (`run_id + 0`: the primary key, walked backwards, would read
+/// every later run of every stream until it met one).
+pub const LAST_COMPLETE_SQL: &str = "SELECT finished_at FROM sync_runs
+  WHERE source = $1 AND account = $2 AND stream = 'audit' AND status = 'succeeded'
+  ORDER BY run_id + 0 DESC LIMIT 1";
+/// The latest finished audit run of `$1`/`$2`, as [`LAST_COMPLETE_SQL`].
+pub const LAST_RUN_SQL: &str = "SELECT run_id, finished_at, status FROM sync_runs
+  WHERE source = $1 AND account = $2 AND stream = 'audit' AND status <> 'running'
+  ORDER BY run_id + 0 DESC LIMIT 1";
+/// What audit run `$3` of `$1`/`$2` found (`audits_run_idx`).
+pub const RUN_FOUND_SQL: &str = "SELECT sum(missing)::bigint, sum(gone)::bigint FROM audits
+  WHERE source = $1 AND account = $2 AND run_id = $3";
+/// When stream `$3` of `$1`/`$2` first ran: one step down `sync_runs_stream_idx` (`min`).
+pub const FIRST_RUN_SQL: &str = "SELECT started_at FROM sync_runs WHERE run_id =
+  (SELECT min(run_id) FROM sync_runs WHERE source = $1 AND account = $2 AND stream = $3)";
+
+/// [`AuditStatus`] of `source`/`account`.
 pub async fn audit_status(
     c: &impl GenericClient,
     source: &str,
     account: &str,
 ) -> Result<AuditStatus, WarehouseError> {
-    let row = c
-        .query_one(
-            "SELECT (SELECT finished_at FROM sync_runs
-                      WHERE source = $1 AND account = $2 AND stream = 'audit' AND status = 'succeeded'
-                      ORDER BY run_id DESC LIMIT 1),
-                    r.finished_at, r.status,
-                    (SELECT sum(missing)::bigint FROM audits a WHERE a.source = $1 AND a.account = $2 AND a.run_id = r.run_id),
-                    (SELECT sum(gone)::bigint FROM audits a WHERE a.source = $1 AND a.account = $2 AND a.run_id = r.run_id)
-               FROM (SELECT 1) one
-               LEFT JOIN LATERAL (SELECT run_id, finished_at, status FROM sync_runs
-                                   WHERE source = $1 AND account = $2 AND stream = 'audit' AND status <> 'running'
-                                   ORDER BY run_id DESC LIMIT 1) r ON true",
-            &[&source, &account],
-        )
+    let fail = WarehouseError::query("reading the account's audits");
+    let last_complete_at = c
+        .query_opt(LAST_COMPLETE_SQL, &[&source, &account])
+        .await
+        .map_err(fail)?
+        .map(|r| r.get(0));
+    let Some(last) = c
+        .query_opt(LAST_RUN_SQL, &[&source, &account])
+        .await
+        .map_err(WarehouseError::query("reading the account's audits"))?
+    else {
+        return Ok(AuditStatus {
+            last_complete_at,
+            ..AuditStatus::default()
+        });
+    };
+    let run_id: i64 = last.get(0);
+    let found = c
+        .query_one(RUN_FOUND_SQL, &[&source, &account, &run_id])
         .await
         .map_err(WarehouseError::query("reading the account's audits"))?;
     Ok(AuditStatus {
-        last_complete_at: row.get(0),
-        last_at: row.get(1),
-        last_status: row.get(2),
-        last_missing: row.get(3),
-        last_gone: row.get(4),
+        last_complete_at,
+        last_at: last.get(1),
+        last_status: last.get(2),
+        last_missing: found.get(0),
+        last_gone: found.get(1),
     })
 }
 
 /// Since when an account has gone without a complete audit, for the daemon's gauge at start:
-/// its last complete audit, else its first run of any stream (an account audited never is
-/// stale from when it began), else `None`.
+/// its last complete audit, else its stream's first run (an account never audited is stale
+/// from when it began), else `None`.
 pub async fn audited_since(
     c: &impl GenericClient,
     source: &str,
     account: &str,
     stream: &str,
 ) -> Result<Option<DateTime<Utc>>, WarehouseError> {
-    let row = c
-        .query_one(
-            "SELECT coalesce(
-                 (SELECT finished_at FROM sync_runs
-                   WHERE source = $1 AND account = $2 AND stream = 'audit' AND status = 'succeeded'
-                   ORDER BY run_id DESC LIMIT 1),
-                 (SELECT started_at FROM sync_runs
-                   WHERE source = $1 AND account = $2 AND stream = $3
-                   ORDER BY run_id LIMIT 1))",
-            &[&source, &account, &stream],
-        )
+    let fail = || WarehouseError::query("reading when the account was last audited");
+    if let Some(r) = c
+        .query_opt(LAST_COMPLETE_SQL, &[&source, &account])
         .await
-        .map_err(WarehouseError::query(
-            "reading when the account was last audited",
-        ))?;
-    Ok(row.get(0))
+        .map_err(fail())?
+    {
+        return Ok(r.get(0));
+    }
+    Ok(c.query_opt(FIRST_RUN_SQL, &[&source, &account, &stream])
+        .await
+        .map_err(fail())?
+        .map(|r| r.get(0)))
 }
 
 /// The database's clock now (not the transaction's start): what `first_synced_at` is compared

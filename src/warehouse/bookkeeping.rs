@@ -102,6 +102,12 @@ pub async fn still_claimed(
     Ok(row.is_some_and(|r| r.get(0)))
 }
 
+/// [`last_run_started`]'s statement: `max(run_id)` is one step down `sync_runs_stream_idx`
+/// whatever the statistics say (an `ORDER BY run_id DESC LIMIT 1` may walk the primary key
+/// backwards through every later run of every stream instead).
+pub const LAST_RUN_STARTED_SQL: &str = "SELECT started_at FROM sync_runs WHERE run_id =
+  (SELECT max(run_id) FROM sync_runs WHERE source = $1 AND account = $2 AND stream = $3)";
+
 /// When the stream's latest run started (the server's clock), if it ever ran: one step down
 /// `sync_runs_stream_idx`, however many runs the stream has.
 pub async fn last_run_started(
@@ -109,11 +115,7 @@ pub async fn last_run_started(
     k: &StreamKey,
 ) -> Result<Option<DateTime<Utc>>, WarehouseError> {
     let row = c
-        .query_opt(
-            "SELECT started_at FROM sync_runs WHERE source = $1 AND account = $2 AND stream = $3
-             ORDER BY run_id DESC LIMIT 1",
-            &[&k.source, &k.account, &k.stream],
-        )
+        .query_opt(LAST_RUN_STARTED_SQL, &[&k.source, &k.account, &k.stream])
         .await
         .map_err(WarehouseError::query("reading the stream's last run"))?;
     Ok(row.map(|r| r.get(0)))

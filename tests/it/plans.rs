@@ -496,3 +496,119 @@ async fn erase_finds_a_person_through_the_selector_indexes_and_erases_by_key_pro
     }
     assert!(checked >= 9, "{checked} selector statements");
 }
+
+/// The completeness audit's statements under stale statistics: a day range of one account is a
+/// range scan of the start column's index (never a walk of the account's rows through the
+/// primary key), and what it looks up by id probes the whole key.
+#[tokio::test]
+async fn the_audits_statements_are_bounded_under_stale_statistics() {
+    let db = TestDb::new().await;
+    let s = settings(&db, "");
+    let wh = sessionsync::warehouse::Warehouse::new(&s.warehouse).unwrap();
+    wh.migrate().await.unwrap();
+    let c = db.client().await;
+    seed(&c, &["a1", "a2", "a3", "a4", "a5"], 4000).await;
+    c.batch_execute(
+        "INSERT INTO sync_runs (source, account, stream, status)
+         SELECT s, 'a' || (g % 5), st, 'succeeded' FROM generate_series(1, 20000) g,
+                unnest(ARRAY['takecontrol', 'mluvii']) s, unnest(ARRAY['sessions', 'audit']) st;
+         INSERT INTO audits (source, account, day, run_id, listed, stored, missing, gone, complete)
+         SELECT 'takecontrol', 'a' || (g % 5), current_date - (g % 30), g, 1, 1, 0, 0, true
+           FROM generate_series(1, 20000) g;
+         ANALYZE",
+    )
+    .await
+    .unwrap();
+    seed(&c, &["newacct"], 4000).await;
+    let range = "'newacct', now() - interval '2 days', now() - interval '1 day'";
+    let ids = format!(
+        "'newacct', '{{{}}}'::bigint[]",
+        (1000..=1500)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    for inv in sessionsync::sources::inventories() {
+        let t = inv.table();
+        let sql = sessionsync::warehouse::audits::stored_sql(t);
+        assert_probes(
+            &c,
+            &sql,
+            "text, timestamptz, timestamptz",
+            range,
+            &[],
+            "_audit_idx",
+        )
+        .await;
+        let found = c
+            .query_one(
+                &format!(
+                    "EXPLAIN (FORMAT JSON) {}",
+                    sql.replace("$1", "'newacct'")
+                        .replace("$2", "now() - interval '2 days'")
+                        .replace("$3", "now() - interval '1 day'")
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, Value>(0)
+            .to_string();
+        assert!(
+            found.contains(&format!("{} >=", t.start)) && found.contains("(account)::text = "),
+            "both the account and the range are index conditions: {found}"
+        );
+        assert!(!found.contains("\"Filter\""), "{found}");
+        for sql in [
+            sessionsync::warehouse::audits::held_sql(t),
+            sessionsync::warehouse::audits::restore_sql(t),
+        ] {
+            assert_probes_whole_key(&c, &sql, "text, bigint[]", &ids, &["account", t.id]).await;
+        }
+    }
+    // What status and the daemon read of an account's audits: an index entered by account.
+    use sessionsync::warehouse::audits::{
+        FIRST_RUN_SQL, LAST_COMPLETE_SQL, LAST_RUN_SQL, RUN_FOUND_SQL,
+    };
+    for sql in [LAST_COMPLETE_SQL, LAST_RUN_SQL] {
+        assert_probes(
+            &c,
+            sql,
+            "text, text",
+            "'takecontrol', 'newacct'",
+            &["source", "account"],
+            "_idx",
+        )
+        .await;
+    }
+    assert_probes(
+        &c,
+        RUN_FOUND_SQL,
+        "text, text, bigint",
+        "'takecontrol', 'newacct', 19999",
+        &["source", "account"],
+        "_idx",
+    )
+    .await;
+    for sql in [FIRST_RUN_SQL, sessionsync::warehouse::LAST_RUN_STARTED_SQL] {
+        let found = c
+            .query_one(
+                &format!(
+                    "EXPLAIN (FORMAT JSON) {}",
+                    sql.replace("$1", "'takecontrol'")
+                        .replace("$2", "'newacct'")
+                        .replace("$3", "'audit'")
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, Value>(0)
+            .to_string();
+        assert!(
+            found.contains("sync_runs_stream_idx") && found.contains("sync_runs_pkey"),
+            "{found}"
+        );
+        assert!(!found.contains("\"Filter\""), "{found}");
+    }
+}
