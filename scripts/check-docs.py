@@ -27,7 +27,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "target/debug/sessionsync"
-SECTIONS = {"warehouse", "server", "engine", "webhooks", "privacy", "takecontrol", "superoffice", "mluvii"}
+SECTIONS = {"warehouse", "server", "engine", "webhooks", "privacy", "audit", "takecontrol", "superoffice", "mluvii"}
 problems = []
 
 

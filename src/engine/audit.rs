@@ -52,6 +52,9 @@ impl Listing {
     }
 }
 
+/// Whether a listed session's row is worth keeping (the warehouse lacks it).
+pub type KeepRow<'a> = dyn Fn(i64) -> bool + Send + Sync + 'a;
+
 /// The audit's part of a source (sources.md section 5).
 #[async_trait]
 pub trait Audit: Send + Sync {
@@ -63,7 +66,10 @@ pub trait Audit: Send + Sync {
     /// in one paged query where the endpoint allows it; an error when any page failed (then
     /// nothing of the range counts as listed). Rows a little outside the range may come too
     /// (a zone the tenant reads its filters in): they count for the day of their start.
-    async fn list(&self, range: &Window) -> Result<Listing, SourceError>;
+    ///
+    /// A listed row is kept ([`Listed::row`]) only where `keep_row(id)` says so (sessions the
+    /// warehouse does not hold yet): what a day holds is not kept in memory to be thrown away.
+    async fn list(&self, range: &Window, keep_row: &KeepRow<'_>) -> Result<Listing, SourceError>;
 
     /// Of `ids` (stored sessions the list did not show), those the vendor still has when each
     /// is read by id: a 404, or a session the vendor marks deleted, is not there. `None` for a

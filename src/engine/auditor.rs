@@ -5,9 +5,10 @@
 //!    a run already started for the same instant is not repeated (`sync_runs`, stream `audit`).
 //! 2. **List** the days in one query; when it fails, each day on its own, so that one day's
 //!    failure costs only that day (it is then *incomplete*: nothing of it is stored or flagged).
-//! 3. **Compare** each complete day with the warehouse (one range scan): listed and absent is
-//!    *missing*; stored and not listed is *unlisted*, but only for sessions first written before
-//!    the listing began (a session a sync wrote meanwhile may postdate the list).
+//! 3. **Compare** each complete day with the warehouse (one range scan, read before the list, so
+//!    that the rows of sessions held already are not kept): listed and absent is *missing*; stored
+//!    and not listed is *unlisted*, only ever a session written before the listing began (one a
+//!    sync wrote meanwhile may postdate the list).
 //! 4. **Confirm** the unlisted by id where the vendor reads by id: a 404 (or a session the vendor
 //!    marks deleted) is *gone*, a 200 means the list missed it (stored again, counted missing).
 //!    Without a read by id (Take Control) the list is the reference, except when it holds nothing
@@ -368,15 +369,21 @@ impl Engine {
             let conn = self.shared.warehouse.conn().await?;
             audits::clock(&**conn).await?
         };
-        let (listing, mut failed) = cancellable(cancel, list_days(audit, days, key)).await?;
-        if failed.values().any(|(_, unavailable)| *unavailable) {
-            report.outcome = Outcome::Unavailable;
-        }
+        // What the warehouse holds of those days, read before the list: a listed row of a
+        // session held already is not kept, and nothing written after this can be taken for gone.
         let window = days.window();
         let stored = {
             let conn = self.shared.warehouse.conn().await?;
             audits::stored_sessions(&**conn, table, &key.account, window.start, window.end).await?
         };
+        let held_live: std::collections::HashSet<i64> =
+            stored.iter().filter(|s| !s.deleted).map(|s| s.id).collect();
+        let keep_row = |id: i64| !held_live.contains(&id);
+        let (listing, mut failed) =
+            cancellable(cancel, list_days(audit, days, key, &keep_row)).await?;
+        if failed.values().any(|(_, unavailable)| *unavailable) {
+            report.outcome = Outcome::Unavailable;
+        }
         let mut cmp = compare(&listing, &stored, days, &failed, began);
         // Listed as missing by the range scan, but stored with a start on another day: held.
         let held = {
@@ -623,9 +630,10 @@ async fn list_days(
     audit: &dyn Audit,
     days: Days,
     key: &StreamKey,
+    keep_row: &super::audit::KeepRow<'_>,
 ) -> Result<(Listing, BTreeMap<NaiveDate, (String, bool)>), AuditError> {
     let mut failed = BTreeMap::new();
-    let e = match audit.list(&days.window()).await {
+    let e = match audit.list(&days.window(), keep_row).await {
         Ok(listing) => return Ok((listing, failed)),
         Err(e) => e,
     };
@@ -643,7 +651,7 @@ async fn list_days(
             from: day,
             to: day + TimeDelta::days(1),
         };
-        match audit.list(&one.window()).await {
+        match audit.list(&one.window(), keep_row).await {
             Ok(l) => listing.extend(l),
             Err(e) => {
                 let down = matches!(e, SourceError::Unavailable { .. });

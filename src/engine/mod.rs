@@ -36,7 +36,7 @@ pub mod write;
 pub use crate::model::{
     Outcome, Rejected, RequestCounts, RunTotals, StreamKey, StreamState, Window, WriteCounts,
 };
-pub use audit::{Audit, Days, Listed, Listing, SessionTable};
+pub use audit::{Audit, Days, KeepRow, Listed, Listing, SessionTable};
 pub use audit_loop::{audited, run_audits};
 pub use auditor::{AUDIT_STREAM, AuditOptions, AuditReport, AuditStep, audit_key};
 pub use batch::{Batch, PrivacyOf, Rows, RunInfo, SourceError, read_state, write_state};

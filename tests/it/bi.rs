@@ -77,6 +77,22 @@ requests_per_second = 500
             .await
             .unwrap();
         assert_eq!(r.outcome, Outcome::Succeeded, "{}: {:?}", r.key, r.error);
+        // And the completeness audit of the days before today, as the daemon does daily.
+        let a = h
+            .engine
+            .audit(
+                s,
+                sessionsync::engine::AuditOptions {
+                    days: sessionsync::engine::Days::last(3, Utc::now()),
+                    dry_run: false,
+                },
+                &CancellationToken::new(),
+                &|_| {},
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.outcome, Outcome::Succeeded, "{}: {:?}", a.key, a.error);
+        assert_eq!((a.missing(), a.gone()), (0, 0), "{}", a.key);
     }
     Synced {
         db,
@@ -147,6 +163,30 @@ async fn views_agree_with_their_base_tables() {
         .unwrap()
         .get(0);
     assert_eq!(ops, count(&c, "mluvii_session_operators").await);
+    // A session the vendor deleted stays in support_sessions, flagged, and leaves the counts.
+    c.batch_execute(
+        "UPDATE mluvii_sessions SET source_deleted_at = now()
+          WHERE session_id = (SELECT min(session_id) FROM mluvii_session_operators)",
+    )
+    .await
+    .unwrap();
+    let flagged = count(&c, "support_sessions WHERE source_deleted_at IS NOT NULL").await;
+    assert_eq!(flagged, 1);
+    let daily_after: i64 = c
+        .query_one("SELECT sum(sessions)::bigint FROM support_daily", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(daily_after, daily - 1);
+    let ops_after: i64 = c
+        .query_one(
+            "SELECT sum(sessions)::bigint FROM mluvii_operator_daily",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ops_after < ops);
 }
 
 #[tokio::test]

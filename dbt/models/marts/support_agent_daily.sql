@@ -1,5 +1,7 @@
 -- Per agent and day (UTC, by the request), source and account: sessions, those handled, and
 -- the median and p90 of handle time, median first response and after-call work.
+-- Counts what support_conversations holds: sessions the vendor deleted only with var
+-- include_source_deleted.
 select (requested_at at time zone 'UTC')::date                              as day,
        source,
        account,

@@ -1,6 +1,7 @@
 -- One row per session of the three systems. Wait, handle and after-work seconds are the ones
 -- sessionsync computed (the view support_sessions); the first response comes from the
--- transcripts where there are any.
+-- transcripts where there are any. Sessions the vendor deleted are left out (so that counts
+-- match the vendor's own dashboard) unless var include_source_deleted is true.
 select s.source,
        s.account,
        s.session_id,
@@ -15,6 +16,7 @@ select s.source,
        s.handle_seconds,
        s.after_work_seconds,
        s.status,
+       s.source_deleted_at,
        -- Ended without an agent ever taking it.
        (s.started_at is null and s.ended_at is not null)                         as abandoned,
        (s.wait_seconds is not null
@@ -22,3 +24,6 @@ select s.source,
   from {{ source('sessionsync', 'support_sessions') }} s
   left join {{ ref('stg_first_responses') }} f
     on f.source = s.source and f.account = s.account and f.session_id = s.session_id
+{% if not var('include_source_deleted') %}
+ where s.source_deleted_at is null
+{% endif %}

@@ -2,6 +2,8 @@
 -- and abandoned, and the service level: the share of the conversations offered that were
 -- answered within `service_level_seconds` (abandoned and still waiting ones count against it).
 -- Take Control has no queue, so no service level: NULL.
+-- Counts what support_conversations holds: sessions the vendor deleted only with var
+-- include_source_deleted.
 select (requested_at at time zone 'UTC')::date                              as day,
        source,
        account,

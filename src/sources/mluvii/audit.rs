@@ -13,7 +13,7 @@ use super::client::{DETAIL_PATH, LIST_PATH};
 use super::list;
 use super::source::{Mluvii, Remembered, STATE_VERSION, Target};
 use crate::engine::{
-    Audit, Batch, Listed, Listing, Pushed, SessionTable, SourceError, StreamState, Window,
+    Audit, Batch, KeepRow, Listed, Listing, Pushed, SessionTable, SourceError, StreamState, Window,
 };
 
 #[async_trait]
@@ -22,21 +22,20 @@ impl Audit for Mluvii {
         super::personal::INVENTORY.table()
     }
 
-    async fn list(&self, range: &Window) -> Result<Listing, SourceError> {
-        let (rows, unusable) = self.client.list_all(range).await?;
+    async fn list(&self, range: &Window, keep_row: &KeepRow<'_>) -> Result<Listing, SourceError> {
+        let (rows, unusable) = self.client.list_all(range, keep_row).await?;
         if !unusable.is_empty() {
             // Never taken for gone: a stored session the list does not show is read by id.
             tracing::info!(account = %self.cx.key.account, rows = unusable.len(), "listed rows without a usable id are left out of the audit");
         }
         let mut listing = Listing::default();
         for l in rows {
-            let start = list::listed(&l.row).created;
             listing.sessions.insert(
                 l.id,
                 Listed {
-                    start,
+                    start: l.created,
                     deleted: false,
-                    row: Some(l.row),
+                    row: (!l.row.is_null()).then_some(l.row),
                 },
             );
         }

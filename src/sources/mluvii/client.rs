@@ -28,6 +28,8 @@ pub const ROUTING_PATH: &str = "/api/v1/Sessions/{id}/routingHistory";
 /// A session as the list showed it: its id and the row.
 pub(super) struct Listed {
     pub(super) id: i64,
+    /// Its `created`, as the row says.
+    pub(super) created: Option<DateTime<Utc>>,
     pub(super) row: Value,
 }
 
@@ -205,16 +207,18 @@ impl Client {
         &self,
         window: &Window,
     ) -> Result<(Vec<Listed>, Vec<Rejected>), SourceError> {
-        self.list_created(window, true).await
+        self.list_created(window, true, &|_| true).await
     }
 
     /// Every session the list shows as created in `window` (the completeness audit: a range of
     /// days in one paged query, never split), in id order, with its row.
+    /// A row is kept only where `keep_row(id)` says so (`Value::Null` otherwise).
     pub(super) async fn list_all(
         &self,
         window: &Window,
+        keep_row: &crate::engine::KeepRow<'_>,
     ) -> Result<(Vec<Listed>, Vec<Rejected>), SourceError> {
-        self.list_created(window, false).await
+        self.list_created(window, false, keep_row).await
     }
 
     /// [`Client::list`], and, with `split` false, the whole window whatever it holds.
@@ -222,6 +226,7 @@ impl Client {
         &self,
         window: &Window,
         split: bool,
+        keep_row: &crate::engine::KeepRow<'_>,
     ) -> Result<(Vec<Listed>, Vec<Rejected>), SourceError> {
         let limit = self.settings.page_size;
         let lo = ts(window.start - TimeDelta::seconds(1));
@@ -254,7 +259,9 @@ impl Client {
                             .created
                             .is_none_or(|c| c >= window.start && c < window.end);
                         if inside {
-                            found.insert(id, Listed { id, row: item });
+                            let row = if keep_row(id) { item } else { Value::Null };
+                            let created = l.created;
+                            found.insert(id, Listed { id, created, row });
                         }
                     }
                     // Set aside as received: the source puts it under the privacy seam.

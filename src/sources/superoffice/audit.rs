@@ -17,7 +17,7 @@ use super::config::SuperOfficeMode;
 use super::normalize;
 use super::source::SuperOffice;
 use crate::engine::{
-    Audit, Listed, Listing, Pushed, SessionTable, SourceError, StreamState, Window,
+    Audit, KeepRow, Listed, Listing, Pushed, SessionTable, SourceError, StreamState, Window,
 };
 use crate::sources::lenient::Fields;
 
@@ -49,7 +49,7 @@ impl Audit for SuperOffice {
         super::personal::INVENTORY.table()
     }
 
-    async fn list(&self, range: &Window) -> Result<Listing, SourceError> {
+    async fn list(&self, range: &Window, keep_row: &KeepRow<'_>) -> Result<Listing, SourceError> {
         let mut listing = Listing::default();
         match self.settings.mode {
             SuperOfficeMode::Archive => {
@@ -71,7 +71,9 @@ impl Audit for SuperOffice {
                 for mut entity in self.client.entities_for_user().await? {
                     normalize::strip_secrets(&mut entity);
                     if let Some(id) = item_id(&entity) {
-                        listing.sessions.insert(id, self.listed(&entity, true));
+                        listing
+                            .sessions
+                            .insert(id, self.listed(&entity, keep_row(id)));
                     }
                 }
             }

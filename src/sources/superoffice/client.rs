@@ -47,6 +47,9 @@ fn refused_credential(status: Option<u16>) -> bool {
     matches!(status, Some(401 | 300..=399))
 }
 
+/// The most renewals one request makes for tickets that expired while it waited its turn.
+const MAX_RENEWALS: u32 = 4;
+
 /// Whether a 2xx answer is an HTML page (a login or proxy page) instead of JSON.
 fn html_page(r: &Response) -> bool {
     let html_type = r
@@ -115,7 +118,7 @@ impl Client {
             return Ok(r);
         };
         let mut state = su.tenant(http).await.map_err(|e| self.su_error(e))?;
-        let (mut renewed, mut moved, mut rechecked) = (false, false, false);
+        let (mut renewals, mut moved, mut rechecked) = (0u32, false, false);
         loop {
             if !state.running {
                 return Err(self.unavailable(&state));
@@ -132,12 +135,25 @@ impl Client {
                 .await;
             // What the answer means: a login page counts as a refused credential too.
             let (status, login_page) = match &answer {
-                Ok(r) if !html_page(r) => return answer.map_err(|e| self.http_error(e)),
+                Ok(r) if !html_page(r) => {
+                    ticket
+                        .served
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    return answer.map_err(|e| self.http_error(e));
+                }
                 Ok(_) => (None, true),
                 Err(e) => (e.status(), false),
             };
-            if (login_page || refused_credential(status)) && !renewed {
-                renewed = true;
+            // A refused ticket is renewed (one renewal for every request that saw it refused).
+            // One that had served requests expired, or was used up while this request waited its
+            // turn: renewed again as often as that happens (a few times). One refused before it
+            // ever served a request, right after this request's own renewal, was refused outright.
+            let expired = ticket.served.load(std::sync::atomic::Ordering::Relaxed);
+            if (login_page || refused_credential(status))
+                && renewals < MAX_RENEWALS
+                && (renewals == 0 || expired)
+            {
+                renewals += 1;
                 su.renew(http, ticket.generation)
                     .await
                     .map_err(|e| self.su_error(e))?;

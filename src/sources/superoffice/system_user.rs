@@ -74,6 +74,9 @@ pub struct Ticket {
     pub kid: String,
     /// The tenant's REST root the JWT named (`webapi_url`), used when the state API names none.
     pub webapi_url: Option<String>,
+    /// Whether the tenant has answered a request made with it: a ticket refused after that has
+    /// expired (or was used up), one refused before that was refused outright.
+    pub served: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// One account's system user: its credentials, its ticket, the JWKS and the tenant's state.
@@ -228,6 +231,7 @@ impl SystemUser {
             generation,
             kid,
             webapi_url: claim("webapi_url"),
+            served: Default::default(),
         })
     }
 

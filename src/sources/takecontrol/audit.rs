@@ -14,7 +14,7 @@ use super::config::{OutputFormat, TakeControlApi};
 use super::normalize::{self, BodyProblem, MALFORMED};
 use super::source::{TakeControl, into_batch};
 use crate::engine::{
-    Audit, Listed, Listing, Pushed, SessionTable, SourceError, StreamState, Window,
+    Audit, KeepRow, Listed, Listing, Pushed, SessionTable, SourceError, StreamState, Window,
 };
 use crate::sources::lenient::{self, Fields};
 
@@ -87,7 +87,7 @@ impl Audit for TakeControl {
         super::personal::INVENTORY.table()
     }
 
-    async fn list(&self, range: &Window) -> Result<Listing, SourceError> {
+    async fn list(&self, range: &Window, keep_row: &KeepRow<'_>) -> Result<Listing, SourceError> {
         let mut listing = Listing::default();
         let mut todo = vec![*range];
         while let Some(window) = todo.pop() {
@@ -110,8 +110,11 @@ impl Audit for TakeControl {
                 r => r?,
             };
             for record in records {
-                let (id, l) = listed(record, self.settings.timezone)
+                let (id, mut l) = listed(record, self.settings.timezone)
                     .map_err(|message| SourceError::Vendor { message })?;
+                if !keep_row(id) {
+                    l.row = None;
+                }
                 listing.sessions.insert(id, l);
             }
         }
