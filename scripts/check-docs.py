@@ -10,7 +10,7 @@
 4. no config or doc we ship points an API at a SuperOffice Online environment host
    (`base_url = "https://sod|stage|online.superoffice.com…"`): those answer API calls with 421;
 5. the command tables of the README and docs/operations.md agree with the binary: every command
-   and flag exists (`--help`), each row's exit codes are exactly those its `--help` states under
+   and flag exists (`--help`), every flag of a command's `--help` is in its row, each row's exit codes are exactly those its `--help` states under
    "Exit status:" (the one table of truth, src/cli/exits.rs), every "default `X`" a row states
    is a `[default: X]` of that command's `--help`, and every command of `sessionsync --help` has
    a row in both tables.
@@ -97,6 +97,10 @@ def command_rows(doc: pathlib.Path):
         yield words, cells[-1], line
 
 
+# Flags every command takes (the README's "Global options" says them once).
+GLOBAL_FLAGS = {"--config", "--log-format", "--help", "--version"}
+
+
 def check_tables():
     top = help_of([])
     if top is None:
@@ -122,6 +126,11 @@ def check_tables():
                 got = exit_codes((help_of(["sync"]) or "").split("Exit status:", 1)[-1])
             if got != want:
                 problems.append(f"{name}: the table says exit {sorted(got)} ({cell!r}); --help says {sorted(want)}")
+            # Every flag the command takes is in its row (a row that leaves one out hides it).
+            flags = set(re.findall(r"^\s+(?:-\w, )?(--[a-z][a-z-]*)", help_text, re.M)) - GLOBAL_FLAGS
+            for flag in sorted(flags):
+                if not re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", row):
+                    problems.append(f"{name}: the row leaves out its flag `{flag}` (in its --help)")
             defaults = set(re.findall(r"\[default: ([^\]]+)\]", help_text))
             for value in re.findall(r"default `([^`]+)`", row):
                 if value not in defaults:

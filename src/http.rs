@@ -28,25 +28,28 @@ use crate::telemetry::Metrics;
 /// A final HTTP failure, after any retries.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error("{endpoint} answered HTTP {status}{hint}: {body}")]
+    #[error("{endpoint} at {host} answered HTTP {status}{hint}: {body}")]
     Status {
         endpoint: &'static str,
+        /// Where it went: scheme, host and port only (never a path's secrets, a query or a
+        /// user name), so that an error says which server, and which account's `base_url`.
+        host: String,
         status: u16,
         hint: &'static str,
         body: String,
     },
     #[error(
-        "{endpoint} answered with a body larger than {limit_mib} MiB; lower `window` so that one request covers less"
+        "{endpoint} at {host} answered with a body larger than {limit_mib} MiB; lower `window` so that one request covers less"
     )]
     TooLarge {
         endpoint: &'static str,
+        host: String,
         limit_mib: usize,
     },
-    #[error(
-        "{endpoint} still failing after {attempts} attempts ({last}); the range is retried at the next cycle"
-    )]
+    #[error("{endpoint} at {host} still failing after {attempts} attempts ({last})")]
     RetriesExhausted {
         endpoint: &'static str,
+        host: String,
         attempts: usize,
         #[source]
         last: LastAttempt,
@@ -102,6 +105,8 @@ impl Response {
 /// What one attempt ended with, when it did not succeed.
 #[derive(Debug)]
 struct AttemptError {
+    /// The request's origin (scheme, host, port).
+    host: String,
     too_large: bool,
     retry_reason: Option<&'static str>,
     retry_after: Option<Duration>,
@@ -262,22 +267,26 @@ impl HttpClient {
         result.map_err(|e| match (e.retry_reason, e.status) {
             (_, Some(s)) if is_final(s) => HttpError::Status {
                 endpoint,
+                host: e.host,
                 status: s,
                 hint: status_hint(s),
                 body: e.body,
             },
             _ if e.too_large => HttpError::TooLarge {
                 endpoint,
+                host: e.host,
                 limit_mib: self.settings.max_response_mb,
             },
             (None, Some(status)) => HttpError::Status {
                 endpoint,
+                host: e.host,
                 status,
                 hint: status_hint(status),
                 body: e.body,
             },
             _ => HttpError::RetriesExhausted {
                 endpoint,
+                host: e.host,
                 attempts: attempts.load(Ordering::Relaxed) as usize,
                 last: LastAttempt {
                     status: e.status,
@@ -311,8 +320,13 @@ impl HttpClient {
         self.limiter.until_ready().await;
         self.requests.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
+        let request = build(client).timeout(self.settings.timeout).build();
+        let host = match &request {
+            Ok(r) => origin(r.url()),
+            Err(e) => e.url().map(origin).unwrap_or_else(|| "?".into()),
+        };
         let outcome = async {
-            let mut resp = build(client).timeout(self.settings.timeout).send().await?;
+            let mut resp = client.execute(request?).await?;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
             // Read as it arrives, and stop at the cap: a runaway body must not take the memory.
@@ -342,6 +356,7 @@ impl HttpClient {
                 report(None);
                 let reason = if e.is_timeout() { "timeout" } else { "connect" };
                 Err(AttemptError {
+                    host,
                     too_large: false,
                     retry_reason: Some(reason),
                     retry_after: None,
@@ -353,6 +368,7 @@ impl HttpClient {
             Ok((status, _, None)) => {
                 report(Some(status));
                 Err(AttemptError {
+                    host,
                     too_large: true,
                     retry_reason: None,
                     retry_after: None,
@@ -382,6 +398,7 @@ impl HttpClient {
                     None
                 };
                 Err(AttemptError {
+                    host,
                     too_large: false,
                     retry_reason,
                     retry_after,
@@ -391,6 +408,16 @@ impl HttpClient {
                 })
             }
         }
+    }
+}
+
+/// A URL's scheme, host and port: what an error may say of where a request went (the path may
+/// name a tenant, the query may carry a key, the user name and password are credentials).
+pub fn origin(url: &reqwest::Url) -> String {
+    let host = url.host_str().unwrap_or("?");
+    match url.port() {
+        Some(p) => format!("{}://{host}:{p}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
     }
 }
 
@@ -405,6 +432,11 @@ fn status_hint(status: u16) -> &'static str {
         }
         _ => "",
     }
+}
+
+/// What went wrong on the wire, in a few words (no URL).
+pub fn transport_words(e: &reqwest::Error) -> String {
+    transport_detail(e)
 }
 
 /// What went wrong on the wire, without the URL (which may carry a key).

@@ -81,10 +81,11 @@ async fn metrics_handler(
     }
 }
 
+/// Ready while the warehouse answers and takes writes: a read-only one (a standby after a
+/// failover) makes the daemon unready, so that webhooks go to a replica that can record them.
 async fn ready_handler(State(s): State<AppState>) -> impl IntoResponse {
-    if s.warehouse.ping().await {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "warehouse unreachable\n")
+    match s.warehouse.writable().await.why_not() {
+        None => (StatusCode::OK, "ready\n".to_string()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
     }
 }

@@ -511,7 +511,18 @@ const QUIET_TARGETS: [&str; 9] = [
 
 /// Installs the global subscriber (stderr; level from `RUST_LOG`, default `info`, and for a
 /// one-shot command in text, the events' per-window lines left out).
-pub fn init_logging(format: LogFormat, one_shot: bool) {
+/// What a command shows of its logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogMode {
+    /// The daemon: every event.
+    Daemon,
+    /// A one-shot command: on a terminal, what needs attention.
+    OneShot,
+    /// A command that says everything in its own lines (`check`): errors only.
+    Lines,
+}
+
+pub fn init_logging(format: LogFormat, mode: LogMode) {
     use std::io::IsTerminal;
     let json = match format {
         LogFormat::Json => true,
@@ -520,11 +531,13 @@ pub fn init_logging(format: LogFormat, one_shot: bool) {
     };
     // A person running a one-shot command (sync, backfill, demo ...) in a terminal sees its own
     // summary and what needs attention: the events' per-window and per-value lines (INFO) are
-    // left to JSON logs, the daemon, and RUST_LOG.
-    let default = if json || !one_shot {
-        "info"
-    } else {
-        "info,sessionsync::events=warn"
+    // left to JSON logs, the daemon, and RUST_LOG. `check` says everything in its own lines:
+    // a retry's warning would land in the middle of its list, and says nothing it does not.
+    let default = match mode {
+        LogMode::Lines => "error",
+        _ if json => "info",
+        LogMode::Daemon => "info",
+        LogMode::OneShot => "info,sessionsync::events=warn",
     };
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

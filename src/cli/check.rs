@@ -39,8 +39,12 @@ impl Lines {
 
 pub(super) async fn check(path: Option<std::path::PathBuf>) -> Result<u8, Failure> {
     let mut settings = load(path)?;
-    let mut lines = Lines::default();
     let enabled = settings.enabled().count();
+    // Nothing to check is what `sync` says it is: a usage error, with what to add.
+    if enabled == 0 {
+        return Err(super::empty_selection(&settings, None, None));
+    }
+    let mut lines = Lines::default();
     lines.say(
         true,
         "config",
@@ -59,6 +63,7 @@ pub(super) async fn check(path: Option<std::path::PathBuf>) -> Result<u8, Failur
         let item = format!("{}/{}", s.key().source, s.key().account);
         match s.check().await {
             Ok(text) => lines.say_lines(&item, &text),
+            // The item names the account; the error names the host, and says no more of runs.
             Err(e) => lines.say(false, &item, &e.to_string()),
         }
     }

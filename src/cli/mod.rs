@@ -146,8 +146,12 @@ pub enum WebhooksCommand {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let one_shot = !matches!(cli.command, Command::Run);
-    crate::telemetry::init_logging(cli.log_format, one_shot);
+    let mode = match cli.command {
+        Command::Run => crate::telemetry::LogMode::Daemon,
+        Command::Check => crate::telemetry::LogMode::Lines,
+        _ => crate::telemetry::LogMode::OneShot,
+    };
+    crate::telemetry::init_logging(cli.log_format, mode);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -227,7 +231,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
 }
 
 fn load(path: Option<PathBuf>) -> Result<Settings, Failure> {
-    crate::sources::load_settings(&config::resolve_path(path.as_deref())).map_err(config_failure)
+    crate::sources::load_configured(path.as_deref()).map_err(config_failure)
 }
 
 async fn migrate(path: Option<PathBuf>) -> Result<u8, Failure> {
@@ -274,15 +278,47 @@ fn select(
     }
     let sources = crate::sources::build(settings, metrics, source, account);
     if sources.is_empty() {
-        return Err(Failure {
-            code: 2,
-            error: anyhow::anyhow!(
-                "no enabled stream in {} matches the selection",
-                settings.file.display()
-            ),
-        });
+        return Err(empty_selection(settings, source, account));
     }
     Ok(sources)
+}
+
+/// What `sync`, `backfill`, `audit` and `check` say, alike, when nothing is selected: what the
+/// config holds and what to add (exit 2).
+pub(crate) fn empty_selection(
+    settings: &Settings,
+    source: Option<&str>,
+    account: Option<&str>,
+) -> Failure {
+    let file = settings.file.display();
+    let enabled: Vec<String> = settings
+        .enabled()
+        .map(|a| format!("{}/{}", a.source(), a.stream.account))
+        .collect();
+    let entries = crate::sources::names()
+        .iter()
+        .map(|n| format!("[[{n}]]"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let error = if enabled.is_empty() {
+        anyhow::anyhow!(
+            "{file} has no enabled stream: add an account entry ({entries}; config/sessionsync.example.toml has one of each), or set `enabled = true` on one"
+        )
+    } else {
+        let mut asked = Vec::new();
+        if let Some(s) = source {
+            asked.push(format!("--source {s}"));
+        }
+        if let Some(a) = account {
+            asked.push(format!("--account {a}"));
+        }
+        anyhow::anyhow!(
+            "no enabled stream in {file} matches {}; enabled: {}",
+            asked.join(" "),
+            enabled.join(", ")
+        )
+    };
+    Failure { code: 2, error }
 }
 
 async fn sync(
@@ -468,11 +504,32 @@ async fn healthcheck(url: reqwest::Url, timeout: Duration) -> Result<u8, Failure
         .timeout(timeout)
         .build()
         .context("building the HTTP client for the health check")?;
-    let answer = client
-        .get(url.clone())
-        .send()
-        .await
-        .with_context(|| format!("{url} did not answer within {timeout:?}: is the daemon running, and is this its `[server] listen` address?"))?;
+    let shown = crate::http::origin(&url);
+    let answer = match client.get(url.clone()).send().await {
+        Ok(a) => a,
+        Err(e) if e.is_timeout() => {
+            return Err(anyhow::anyhow!(
+                "{shown}{} did not answer within {}: the daemon is there but hung or overloaded (a longer --timeout waits more)",
+                url.path(),
+                humantime::format_duration(timeout)
+            )
+            .into());
+        }
+        Err(e) if e.is_connect() => {
+            return Err(anyhow::anyhow!(
+                "{shown} refused the connection at once: nothing listens there. Is the daemon running, and is this its `[server] listen` address (or `demo --listen`)?"
+            )
+            .into());
+        }
+        Err(e) => {
+            return Err(anyhow::anyhow!(
+                "{shown}{}: the request failed ({}): is this the daemon's health URL?",
+                url.path(),
+                crate::http::transport_words(&e)
+            )
+            .into());
+        }
+    };
     let status = answer.status();
     if status.is_success() {
         crate::outln!("{url}: {status}");

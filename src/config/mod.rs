@@ -26,13 +26,19 @@ pub const DEFAULT_CONFIG_PATH: &str = "config/sessionsync.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// There is no file at the path (the OS's words are not repeated: a chain printer would say
+    /// them twice).
     #[error(
-        "cannot read config file {file}: {source} (pass --config FILE or set SESSIONSYNC_CONFIG)"
+        "config file {file} does not exist ({}). Start from config/sessionsync.example.toml (every key, commented), or try a first sync against a simulator: `sessionsync simulate --source superoffice` prints an entry to paste",
+        origin.said()
     )]
+    Missing { file: PathBuf, origin: ConfigOrigin },
+    /// The file is there but cannot be read (permissions, a directory ...).
+    #[error("cannot read config file {file} ({}): {detail}", origin.said())]
     Read {
         file: PathBuf,
-        #[source]
-        source: std::io::Error,
+        origin: ConfigOrigin,
+        detail: String,
     },
     #[error("config file {file} is not valid TOML at line {line}, column {column}: {message}")]
     Syntax {
@@ -70,14 +76,42 @@ pub struct Settings {
 /// A key of the file (e.g. `mluvii[0].page_size`) and what is wrong with it.
 pub type KeyProblem = (String, String);
 
+/// Where the config file's path came from, for what an error says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigOrigin {
+    /// `--config FILE`.
+    Flag,
+    /// `$SESSIONSYNC_CONFIG`.
+    Env,
+    /// Neither: [`DEFAULT_CONFIG_PATH`].
+    Default,
+}
+
+impl ConfigOrigin {
+    fn said(self) -> &'static str {
+        match self {
+            ConfigOrigin::Flag => "given with --config",
+            ConfigOrigin::Env => "named by $SESSIONSYNC_CONFIG",
+            ConfigOrigin::Default => {
+                "the default path: pass --config FILE or set SESSIONSYNC_CONFIG to use another"
+            }
+        }
+    }
+}
+
 /// Which file to read: `--config`, else `$SESSIONSYNC_CONFIG`, else [`DEFAULT_CONFIG_PATH`].
 pub fn resolve_path(cli: Option<&Path>) -> PathBuf {
+    resolve(cli).0
+}
+
+/// [`resolve_path`], and where the path came from.
+pub fn resolve(cli: Option<&Path>) -> (PathBuf, ConfigOrigin) {
     if let Some(p) = cli {
-        return p.to_path_buf();
+        return (p.to_path_buf(), ConfigOrigin::Flag);
     }
     match std::env::var_os("SESSIONSYNC_CONFIG") {
-        Some(v) if !v.is_empty() => PathBuf::from(v),
-        _ => PathBuf::from(DEFAULT_CONFIG_PATH),
+        Some(v) if !v.is_empty() => (PathBuf::from(v), ConfigOrigin::Env),
+        _ => (PathBuf::from(DEFAULT_CONFIG_PATH), ConfigOrigin::Default),
     }
 }
 
@@ -86,9 +120,25 @@ impl Settings {
     /// `DATABASE_URL` from the process environment; `sources` reads the sources' entries
     /// (`crate::sources::configs()`).
     pub fn load(file: &Path, sources: &[&'static SourceKind]) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-            file: file.to_path_buf(),
-            source,
+        Self::load_from(file, ConfigOrigin::Flag, sources)
+    }
+
+    /// [`Settings::load`], saying where the path came from when it cannot be read.
+    pub fn load_from(
+        file: &Path,
+        origin: ConfigOrigin,
+        sources: &[&'static SourceKind],
+    ) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ConfigError::Missing {
+                file: file.to_path_buf(),
+                origin,
+            },
+            _ => ConfigError::Read {
+                file: file.to_path_buf(),
+                origin,
+                detail: e.to_string(),
+            },
         })?;
         Self::from_toml(file, &text, &|name| std::env::var(name).ok(), sources)
     }

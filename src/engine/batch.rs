@@ -143,9 +143,7 @@ pub enum SourceError {
         "{rows} rows were handed over but only {checked} records passed the privacy seam (SourceContext::personal); nothing of this window was written. This is a bug of the source: every record must pass SourceContext::personal before it becomes a row"
     )]
     PrivacySkipped { rows: usize, checked: u64 },
-    #[error(
-        "{endpoint} returned a body that could not be read ({detail}); nothing of this window was written, it is retried at the next cycle"
-    )]
+    #[error("{endpoint} returned a body that could not be read ({detail})")]
     Body {
         endpoint: &'static str,
         detail: String,
@@ -157,6 +155,16 @@ impl SourceError {
     /// `sync_runs.error`, a webhook attempt's, a command's).
     pub fn of(&self, key: &StreamKey) -> String {
         format!("{} account `{}`: {self}", key.source, key.account)
+    }
+
+    /// Whether a run that stopped on it reads the failed window again at its next run (the
+    /// vendor failed or answered what could not be read), as its report says; a `check` or a
+    /// command that is not a run says nothing of the kind.
+    pub fn read_again(&self) -> bool {
+        matches!(
+            self,
+            SourceError::Http(_) | SourceError::Body { .. } | SourceError::Vendor { .. }
+        )
     }
 }
 

@@ -340,6 +340,10 @@ impl Run<'_> {
             // The error becomes text here, in the report, and nowhere before: a source's with
             // the stream named once.
             error: error.map(|e| match e {
+                RunError::Source(e) if e.read_again() => format!(
+                    "{}; nothing of the failed window was written, and the next run reads it again",
+                    e.of(self.stream.key())
+                ),
                 RunError::Source(e) => e.of(self.stream.key()),
                 e => e.to_string(),
             }),

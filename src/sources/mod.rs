@@ -58,6 +58,15 @@ pub fn load_settings(path: &std::path::Path) -> Result<Settings, crate::config::
     Settings::load(path, &configs())
 }
 
+/// [`load_settings`] of the file `--config` names (`None`: `$SESSIONSYNC_CONFIG`, else the
+/// default path), an error saying which it was.
+pub fn load_configured(
+    cli: Option<&std::path::Path>,
+) -> Result<Settings, crate::config::ConfigError> {
+    let (path, origin) = crate::config::resolve(cli);
+    Settings::load_from(&path, origin, &configs())
+}
+
 /// Every enabled stream of the configuration, optionally only one source and/or account: each
 /// account's context (its key, HTTP client, privacy), and its source built over it.
 pub fn build(

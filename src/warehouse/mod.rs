@@ -55,6 +55,16 @@ pub enum WarehouseError {
         "warehouse URL is not usable: {0} (expected postgres://user[:password]@host:port/database[?sslmode=require])"
     )]
     Url(String),
+    /// The server answered and refused the login (password, role, pg_hba.conf).
+    #[error(
+        "the warehouse database {target} refused the login ({detail}): the server was reached; check the user and password in warehouse.url / DATABASE_URL, and that the server's pg_hba.conf lets this host in"
+    )]
+    LoginRefused { target: String, detail: String },
+    /// The server answered: there is no such database.
+    #[error(
+        "the warehouse database {target} does not exist on the server ({detail}): create it (docs/operations.md, \"The warehouse role\") or fix the database name in warehouse.url / DATABASE_URL"
+    )]
+    NoDatabase { target: String, detail: String },
     /// The cause is kept (its text said once, here): not a `source`, so that a chain printer
     /// does not say it again.
     #[error(
@@ -140,6 +150,33 @@ pub fn pg_detail(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// Whether the warehouse takes writes ([`Warehouse::writable`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writable {
+    Yes,
+    /// A standby in recovery.
+    InRecovery,
+    /// Read-only sessions (`default_transaction_read_only`).
+    ReadOnly,
+    Unreachable,
+}
+
+impl Writable {
+    /// What `/readyz` answers when not ready.
+    pub fn why_not(self) -> Option<&'static str> {
+        match self {
+            Writable::Yes => None,
+            Writable::InRecovery => Some(
+                "the warehouse is a standby in recovery: it cannot take writes (a failover left this address on a standby?)",
+            ),
+            Writable::ReadOnly => Some(
+                "the warehouse takes no writes: its sessions are read-only (default_transaction_read_only)",
+            ),
+            Writable::Unreachable => Some("the warehouse does not answer"),
+        }
+    }
+}
+
 /// The warehouse: a pool whose connections all use the configured schema as `search_path`.
 #[derive(Clone)]
 pub struct Warehouse {
@@ -210,13 +247,30 @@ impl Warehouse {
 
     /// A pooled connection.
     pub async fn conn(&self) -> Result<deadpool_postgres::Object, WarehouseError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|error| WarehouseError::Connect {
-                target: self.target.clone(),
-                error,
-            })
+        self.pool.get().await.map_err(|error| {
+            let target = self.target.clone();
+            let code = match &error {
+                deadpool_postgres::PoolError::Backend(e) => e.code().cloned(),
+                _ => None,
+            };
+            use tokio_postgres::error::SqlState;
+            match code {
+                Some(c)
+                    if c == SqlState::INVALID_PASSWORD
+                        || c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
+                {
+                    WarehouseError::LoginRefused {
+                        target,
+                        detail: pool_detail(&error),
+                    }
+                }
+                Some(c) if c == SqlState::INVALID_CATALOG_NAME => WarehouseError::NoDatabase {
+                    target,
+                    detail: pool_detail(&error),
+                },
+                _ => WarehouseError::Connect { target, error },
+            }
+        })
     }
 
     /// Applies every migration not yet applied, under an advisory lock.
@@ -225,16 +279,27 @@ impl Warehouse {
         migrate::run(&mut conn, &self.schema).await
     }
 
-    /// True when a trivial query answers within two seconds.
-    pub async fn ping(&self) -> bool {
+    /// Whether the warehouse answers within two seconds and takes writes: not a standby in
+    /// recovery (a failover left this address on one), not read-only
+    /// (`default_transaction_read_only`): `/readyz`.
+    pub async fn writable(&self) -> Writable {
         let check = async {
             let c = self.conn().await.ok()?;
-            c.simple_query("SELECT 1").await.ok()
+            let row = c
+                .query_one(
+                    "SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'",
+                    &[],
+                )
+                .await
+                .ok()?;
+            Some((row.get::<_, bool>(0), row.get::<_, bool>(1)))
         };
-        matches!(
-            tokio::time::timeout(Duration::from_secs(2), check).await,
-            Ok(Some(_))
-        )
+        match tokio::time::timeout(Duration::from_secs(2), check).await {
+            Ok(Some((false, false))) => Writable::Yes,
+            Ok(Some((true, _))) => Writable::InRecovery,
+            Ok(Some((false, true))) => Writable::ReadOnly,
+            _ => Writable::Unreachable,
+        }
     }
 }
 

@@ -805,12 +805,8 @@ async fn demo_once_on_a_terminal_is_short_and_plain() {
         String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-S", "-"]).stdout).into_owned();
     tmux(&["kill-server"]);
     let _ = std::fs::remove_file(&done);
-    if let Ok((c, conn)) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await {
-        tokio::spawn(conn);
-        let _ = c
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-            .await;
-    }
+    let failed = drop_all(&[format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")]);
+    assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(code.as_deref(), Some("0"), "{screen}");
     let lines: Vec<&str> = screen.lines().collect();
     let used = lines

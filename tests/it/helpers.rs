@@ -71,25 +71,44 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        let admin = admin_url();
-        // Drop runs outside any runtime guarantee: use a thread with its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok((client, conn)) = tokio_postgres::connect(&admin, NoTls).await {
-                    tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
+        let failed = drop_all(&[format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )]);
+        // scripts/test.sh fails the run on a database left behind; say why here.
+        if !failed.is_empty() {
+            eprintln!("test database not dropped: {failed:?}");
+        }
     }
+}
+
+/// Runs each of `statements` on its own on the admin connection (Drop runs outside any runtime
+/// guarantee: a thread with its own); returns those that failed, with why.
+pub fn drop_all(statements: &[String]) -> Vec<String> {
+    let statements = statements.to_vec();
+    let admin = admin_url();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, conn) = match tokio_postgres::connect(&admin, NoTls).await {
+                Ok(c) => c,
+                Err(e) => return vec![format!("connecting to {admin}: {e}")],
+            };
+            tokio::spawn(conn);
+            let mut failed = Vec::new();
+            for stmt in statements {
+                if let Err(e) = client.batch_execute(&stmt).await {
+                    failed.push(format!("{stmt}: {e}"));
+                }
+            }
+            failed
+        })
+    })
+    .join()
+    .unwrap_or_else(|_| vec!["the dropping thread panicked".into()])
 }
 
 /// Settings from a TOML text, with `DATABASE_URL` pointing at `db`.

@@ -17,6 +17,7 @@ mod privacy;
 mod reliability;
 mod replicas;
 mod server;
+mod signals;
 mod superoffice;
 mod superoffice_online;
 mod takecontrol;

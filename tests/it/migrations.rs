@@ -104,6 +104,10 @@ async fn the_documented_least_privilege_role_migrates_syncs_and_bi_reads() {
     ] {
         c.batch_execute(&stmt).await.unwrap();
     }
+    let left = Objects {
+        db: db.clone(),
+        roles: [reader.clone(), role.clone()],
+    };
     // One statement at a time, as psql sends them (CREATE DATABASE cannot run in a transaction).
     let statements = |part: &str| -> Vec<String> {
         part.lines()
@@ -177,9 +181,29 @@ async fn the_documented_least_privilege_role_migrates_syncs_and_bi_reads() {
     );
     drop(h);
     drop(bi);
-    let _ = c
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {db} WITH (FORCE); DROP ROLE IF EXISTS {reader}; DROP ROLE IF EXISTS {role}"
-        ))
-        .await;
+    drop(left);
+}
+
+/// The database and roles the role test creates, dropped when it ends (also when it fails): each
+/// statement on its own (DROP DATABASE cannot run in a transaction block, which a batch of
+/// several statements is), each one's error said.
+struct Objects {
+    db: String,
+    roles: [String; 2],
+}
+
+impl Drop for Objects {
+    fn drop(&mut self) {
+        let mut statements = vec![format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db)];
+        statements.extend(
+            self.roles
+                .iter()
+                .map(|r| format!("DROP ROLE IF EXISTS {r}")),
+        );
+        let failed = drop_all(&statements);
+        // A failing test must not hide behind a second panic (that would abort).
+        if !failed.is_empty() && !std::thread::panicking() {
+            panic!("could not drop what the test created: {failed:?}");
+        }
+    }
 }
