@@ -388,7 +388,7 @@ start = "2024-01-01T00:00:00Z"
             (
                 format!("{GOOD}[[zendesk]]\naccount = \"z\"\n"),
                 "zendesk",
-                "unknown section `zendesk`; the file knows warehouse, server, engine, webhooks, privacy, takecontrol, mluvii, superoffice",
+                "unknown section `zendesk`; the file knows warehouse, server, engine, webhooks, privacy, audit, takecontrol, mluvii, superoffice",
             ),
             (format!("mluvii = 5\n{GOOD}"), "mluvii", "[[mluvii]] entry"),
             (
