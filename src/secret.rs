@@ -5,13 +5,15 @@ use std::fmt;
 use serde::{Deserialize, Deserializer};
 
 /// A secret value. `Debug` and `Display` print `[redacted]`; the value is reachable only
-/// through [`Secret::expose`], which is called where it is put on the wire.
+/// through [`Secret::expose`], which is called where it is put on the wire. Its memory is
+/// overwritten when it is dropped (`zeroize`), each clone's too, so that a secret does not
+/// linger in freed memory after the configuration that held it is gone.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(zeroize::Zeroizing<String>);
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        Secret(zeroize::Zeroizing::new(value.into()))
     }
 
     /// The value itself, for building a request header or form. Never log the result.
@@ -38,7 +40,7 @@ impl fmt::Display for Secret {
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
+        String::deserialize(d).map(Secret::new)
     }
 }
 

@@ -103,6 +103,14 @@ pub struct Online {
     signing: AtomicUsize,
     only_current_in_jwks: AtomicBool,
     forge_next: AtomicBool,
+    /// Hostile answers (tests): the state API names this root instead of the tenant's host.
+    endpoint_override: Mutex<Option<String>>,
+    /// The JWT's `ctx` claim names this tenant instead of the one asked for.
+    jwt_context: Mutex<Option<String>>,
+    /// The next JWTs are signed under a key id the JWKS does not list.
+    unknown_kid: AtomicBool,
+    /// Authenticate answers with this status and body (e.g. a 302 quoting what it was sent).
+    authenticate_answer: Mutex<Option<(u16, String)>>,
     /// Issued tickets and the requests each may still make (`None`: any number).
     tickets: Mutex<HashMap<String, Option<i64>>>,
     /// Requests a newly issued ticket may make (0: any number).
@@ -123,6 +131,8 @@ pub struct Online {
     /// Counters tests read.
     pub authentications: AtomicU64,
     pub refused_authentications: AtomicU64,
+    /// Authenticate requests received, whatever they were answered.
+    pub authenticate_calls: AtomicU64,
     pub jwks_reads: AtomicU64,
     pub state_reads: AtomicU64,
     /// Every request a tenant host received: (host index, status answered by the gate or 200).
@@ -140,6 +150,10 @@ impl Online {
             signing: AtomicUsize::new(0),
             only_current_in_jwks: AtomicBool::new(false),
             forge_next: AtomicBool::new(false),
+            endpoint_override: Mutex::new(None),
+            jwt_context: Mutex::new(None),
+            unknown_kid: AtomicBool::new(false),
+            authenticate_answer: Mutex::new(None),
             tickets: Mutex::new(HashMap::new()),
             ticket_budget: AtomicI64::new(0),
             next_ticket: AtomicU64::new(1),
@@ -152,6 +166,7 @@ impl Online {
             issued: Mutex::new(Vec::new()),
             authentications: AtomicU64::new(0),
             refused_authentications: AtomicU64::new(0),
+            authenticate_calls: AtomicU64::new(0),
             jwks_reads: AtomicU64::new(0),
             state_reads: AtomicU64::new(0),
             tenant_requests: Mutex::new(Vec::new()),
@@ -250,7 +265,12 @@ impl Online {
     }
 
     fn state_json(&self, name: &str) -> Value {
-        let root = self.root(name);
+        let root = self
+            .endpoint_override
+            .lock()
+            .expect("override")
+            .clone()
+            .unwrap_or_else(|| self.root(name));
         let down = self.maintenance.lock().expect("state").clone();
         let (state, running, valid) = match down {
             Some(s) => (s, false, Utc::now() + TimeDelta::minutes(30)),
@@ -334,6 +354,17 @@ impl Online {
         let forged = self.forge_next.swap(false, Ordering::SeqCst);
         let (kid, pem) = SIGNING_KEYS[self.signing.load(Ordering::SeqCst)];
         let pem = if forged { FORGER_KEY } else { pem };
+        let kid = if self.unknown_kid.load(Ordering::SeqCst) {
+            "so-unknown-kid"
+        } else {
+            kid
+        };
+        let context = self
+            .jwt_context
+            .lock()
+            .expect("context")
+            .clone()
+            .unwrap_or_else(|| self.creds.context.clone());
         let key = RsaPrivateKey::from_pkcs1_pem(pem).expect("the test key");
         let der = key.to_pkcs1_der().expect("the test key");
         let root = self.root(name);
@@ -345,7 +376,7 @@ impl Online {
             "iat": now,
             "exp": now + 3600,
             format!("{CLAIM}ticket"): ticket,
-            format!("{CLAIM}ctx"): self.creds.context,
+            format!("{CLAIM}ctx"): context,
             format!("{CLAIM}serial"): SERIAL,
             format!("{CLAIM}webapi_url"): format!("{root}/api/"),
             format!("{CLAIM}netserver_url"): format!("{root}/Remote/Services88/"),
@@ -385,6 +416,16 @@ fn host_name(headers: &HeaderMap) -> String {
 }
 
 async fn authenticate(State(o): State<Arc<Online>>, headers: HeaderMap, body: String) -> Response {
+    o.authenticate_calls.fetch_add(1, Ordering::SeqCst);
+    if let Some((status, text)) = o.authenticate_answer.lock().expect("answer").clone() {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
+        return (
+            status,
+            [("location", "https://login.example/?return=x")],
+            text,
+        )
+            .into_response();
+    }
     let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let refuse = |msg: &str| {
@@ -604,6 +645,34 @@ impl OnlineSim {
         self.online
             .only_current_in_jwks
             .store(true, Ordering::SeqCst);
+    }
+
+    /// Hostile: the state API names `root` (any URL) as the tenant's `Endpoint`; `None` stops it.
+    pub fn name_endpoint(&self, root: Option<&str>) {
+        *self.online.endpoint_override.lock().expect("override") = root.map(str::to_string);
+    }
+
+    /// Hostile: the JWTs name tenant `ctx` (a token of another tenant of the application);
+    /// `None` stops it.
+    pub fn token_for_context(&self, ctx: Option<&str>) {
+        *self.online.jwt_context.lock().expect("context") = ctx.map(str::to_string);
+    }
+
+    /// The JWTs are signed under a key id the JWKS does not list (while `on`).
+    pub fn sign_with_unknown_kid(&self, on: bool) {
+        self.online.unknown_kid.store(on, Ordering::SeqCst);
+    }
+
+    /// Authenticate answers `status` with `body` (a redirect or an error page that may quote what
+    /// it was sent); `None` answers as SuperOffice does again.
+    pub fn answer_authenticate(&self, answer: Option<(u16, &str)>) {
+        *self.online.authenticate_answer.lock().expect("answer") =
+            answer.map(|(s, b)| (s, b.to_string()));
+    }
+
+    /// Times the JWKS was read.
+    pub fn jwks_reads(&self) -> u64 {
+        self.online.jwks_reads.load(Ordering::SeqCst)
     }
 
     /// The next JWT is signed with a key SuperOffice does not have, under its current `kid`.

@@ -21,5 +21,6 @@ mod signals;
 mod superoffice;
 mod superoffice_online;
 mod takecontrol;
+mod tls;
 mod vendor_clients;
 mod webhooks;

@@ -207,7 +207,7 @@ async fn every_state_path_lands_with_the_seed_formulas() {
     let line = text
         .lines()
         .find(|l| {
-            l.starts_with("sessionsync_records_rejected_total") && l.contains("negative_duration")
+            l.starts_with("sessionsync_values_nulled_total") && l.contains("negative_duration")
         })
         .unwrap_or_else(|| panic!("no negative_duration count in\n{text}"));
     assert!(

@@ -120,7 +120,7 @@ async fn seed_samples_land_with_exact_dates_and_their_negative_spans_are_counted
     let text = h.metrics.encode();
     assert!(
         text.lines()
-            .any(|l| l.starts_with("sessionsync_records_rejected_total")
+            .any(|l| l.starts_with("sessionsync_values_nulled_total")
                 && l.contains("reason=\"negative_duration\"")
                 && l.ends_with(" 2")),
         "{text}"
@@ -412,7 +412,7 @@ async fn dates_that_mean_not_set_are_stored_null_with_no_duration_and_counted_th
     assert!(
         metrics
             .lines()
-            .any(|l| l.starts_with("sessionsync_records_rejected_total")
+            .any(|l| l.starts_with("sessionsync_values_nulled_total")
                 && l.contains("reason=\"null_date\"")
                 && l.ends_with(" 30")),
         "{metrics}"

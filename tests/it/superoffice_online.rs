@@ -302,7 +302,8 @@ async fn check_shows_each_step_and_no_output_carries_a_secret() {
             assert_eq!(o.status.code(), Some(0), "{text}");
             for words in [
                 "signed system user token accepted",
-                "JWT verified: RS256 with JWKS key id `so-2026-1`",
+                "JWT verified: signed (RS256) with SuperOffice's JWKS key `so-2026-1`",
+                "issued for tenant Cust12345 (its ctx claim)",
                 "tenant state Running at http://127.0.0.1:",
                 "one authenticated call answered",
                 "WARN  superoffice/online1",
@@ -420,4 +421,167 @@ async fn a_login_page_or_redirect_renews_the_ticket_once_and_is_never_followed()
     let e = r.error.unwrap();
     assert!(e.contains("HTML page") && e.contains("fresh ticket"), "{e}");
     assert_eq!(sim.authentications(), 4);
+}
+
+/// A listener that counts the requests it receives and answers 200 `{}`: where a hostile answer
+/// would send the ticket.
+async fn recorder(bind: &str) -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            use tokio::io::AsyncWriteExt;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                .await;
+        }
+    });
+    (format!("http://{addr}"), hits)
+}
+
+/// What the issue asks of a hostile state API, token or network: no ticket, no client secret
+/// reaches a host the operator did not choose; a token of another tenant is refused before any
+/// tenant request; states other than a passing maintenance fail, naming the state.
+#[tokio::test]
+async fn a_hostile_state_api_or_token_gets_no_ticket_and_dead_tenants_fail_loudly() {
+    let (_db, sim, h) = setup(5, APPLICATION_KEY_PEM, "").await;
+    // The state API names a host outside the environment's domain (another address).
+    let (elsewhere, hits) = recorder("127.0.0.2:0").await;
+    sim.name_endpoint(Some(&format!("{elsewhere}/Cust12345")));
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    let e = r.error.unwrap();
+    assert!(
+        e.contains("state API's `Endpoint`")
+            && e.contains("not under 127.0.0.1")
+            && e.contains("Nothing was sent there"),
+        "{e}"
+    );
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no request reached it"
+    );
+    // https to a host of another domain: the same.
+    sim.name_endpoint(Some("https://sod2.superoffice.com.evil.example/Cust12345"));
+    let r = h.sync().await;
+    assert!(r.error.unwrap().contains("not under"), "refused");
+    sim.name_endpoint(None);
+
+    // A token for another tenant of the same application: refused before any tenant request.
+    let (_db2, sim2, h2) = setup(5, APPLICATION_KEY_PEM, "").await;
+    sim2.token_for_context(Some("Cust99999"));
+    let r = h2.sync().await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    let e = r.error.unwrap();
+    assert!(
+        e.contains("ctx") && e.contains("Cust99999") && e.contains("Cust12345"),
+        "{e}"
+    );
+    assert!(sim2.tenant_requests().is_empty(), "no tenant request");
+
+    // States: only maintenance, provisioning and a pending migration wait.
+    let (_db3, sim3, h3) = setup(5, APPLICATION_KEY_PEM, "").await;
+    for (state, outcome, words) in [
+        ("Deleted", Outcome::Failed, "disable or remove this account"),
+        ("Suspended", Outcome::Failed, "its owner must reactivate it"),
+        ("Unknown", Outcome::Failed, "check `context_identifier`"),
+        ("ProvisioningFailed", Outcome::Failed, "provisioning failed"),
+        ("MigrationPending", Outcome::Unavailable, ""),
+        ("Provisioning", Outcome::Unavailable, ""),
+    ] {
+        sim3.set_maintenance(Some(state));
+        let r = h3.sync().await;
+        assert_eq!(r.outcome, outcome, "{state}: {:?}", r.error);
+        if outcome == Outcome::Failed {
+            let e = r.error.unwrap();
+            assert!(e.contains(state) && e.contains(words), "{state}: {e}");
+        }
+    }
+    sim3.set_maintenance(None);
+    assert_eq!(h3.sync().await.outcome, Outcome::Succeeded);
+}
+
+#[tokio::test]
+async fn an_unknown_context_identifier_is_a_failure_that_says_so() {
+    let db = TestDb::new().await;
+    let sim = OnlineSim::start(OnlineCredentials::default(), data(2))
+        .await
+        .unwrap();
+    let toml = online_toml(&sim, APPLICATION_KEY_PEM, "").replace(
+        "context_identifier = \"Cust12345\"",
+        "context_identifier = \"Cust00000\"",
+    );
+    let h = Harness::new(&settings(&db, &toml)).await;
+    let r = h.sync().await;
+    assert_eq!(r.outcome, Outcome::Failed);
+    let e = r.error.unwrap();
+    assert!(e.contains("does not know tenant `Cust00000`"), "{e}");
+}
+
+/// The JWKS is cached; a key id it lacks reads it again at most once per 5 minutes; a refusal of
+/// Authenticate is remembered for a minute; a redirect quoting the secrets is scrubbed.
+#[tokio::test]
+async fn the_jwks_and_refusals_are_remembered_and_nothing_quoted_back_leaks() {
+    let (_db, sim, h) = setup(5, APPLICATION_KEY_PEM, "").await;
+    assert_eq!(h.sync().await.outcome, Outcome::Succeeded);
+    assert_eq!(sim.jwks_reads(), 1);
+    // Tokens under a key id the JWKS does not list: read again once, then not for 5 minutes.
+    sim.sign_with_unknown_kid(true);
+    sim.expire_tickets();
+    for _ in 0..3 {
+        let r = h.sync().await;
+        assert_eq!(r.outcome, Outcome::Failed);
+        assert!(r.error.unwrap().contains("so-unknown-kid"));
+    }
+    assert_eq!(sim.jwks_reads(), 2, "one read for the unknown key id");
+    sim.sign_with_unknown_kid(false);
+
+    // A refusal answered from memory for a minute: not asked again.
+    let (_db2, sim2, h2) = setup(5, APPLICATION_KEY_PEM, "").await;
+    let c = &sim2.creds;
+    let quoted = format!(
+        "Redirecting: token={} secret={} json=\"{}\"",
+        c.system_user_token,
+        percent(&c.app_token),
+        c.app_token.replace('"', "\\\"")
+    );
+    sim2.answer_authenticate(Some((302, &quoted)));
+    let r = h2.sync().await;
+    let e = r.error.unwrap();
+    assert!(
+        !e.contains(&c.system_user_token) && !e.contains(&c.app_token),
+        "{e}"
+    );
+    assert!(!e.contains(&percent(&c.app_token)), "{e}");
+    sim2.answer_authenticate(Some((
+        400,
+        "{\"IsSuccessful\":false,\"ErrorMessage\":\"consent withdrawn\"}",
+    )));
+    let calls = || {
+        sim2.online
+            .authenticate_calls
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let before = calls();
+    for _ in 0..3 {
+        let r = h2.sync().await;
+        assert!(r.error.unwrap().contains("consent withdrawn"));
+    }
+    assert_eq!(calls() - before, 1, "asked once, then answered from memory");
+}
+
+/// `s` URL-encoded as a service would quote it.
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

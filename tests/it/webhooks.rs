@@ -1083,7 +1083,7 @@ async fn a_webhook_re_read_stores_superoffices_not_set_dates_as_null_and_counts_
     assert_eq!(
         metric(
             &text,
-            "sessionsync_records_rejected_total",
+            "sessionsync_values_nulled_total",
             &["reason=\"null_date\""]
         ),
         5.0,

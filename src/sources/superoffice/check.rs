@@ -26,9 +26,13 @@ impl SuperOffice {
                 "signed system user token accepted for tenant {} (PartnerSystemUser/Authenticate)",
                 su.config().context_identifier
             ));
+            // What was verified, and no more: the token is SuperOffice's, current, and for this
+            // tenant; whether the tenant's consent covers what the application asks is not
+            // something a token tells.
             lines.push(format!(
-                "JWT verified: RS256 with JWKS key id `{}`, issuer `SuperOffice AS`, audience spn:<serial>, exp/nbf",
-                ticket.kid
+                "JWT verified: signed (RS256) with SuperOffice's JWKS key `{}`, issuer `SuperOffice AS`, audience spn:<its serial>, within exp/nbf, and issued for tenant {} (its ctx claim)",
+                ticket.kid,
+                su.config().context_identifier
             ));
             let state = su
                 .tenant(&self.cx.http)
@@ -38,10 +42,25 @@ impl SuperOffice {
                 .endpoint
                 .as_ref()
                 .map_or("(no Endpoint named)".to_string(), |e| e.to_string());
-            if !state.running {
+            match state.outlook() {
+                super::tenant::Outlook::Runs => {}
+                super::tenant::Outlook::Wait => {
+                    lines.push(format!(
+                        "WARN: tenant state {} (expected to pass: runs end as `unavailable` until it runs again) at {host}",
+                        state.state
+                    ));
+                    return Ok(lines.join("\n"));
+                }
+                super::tenant::Outlook::Fail(todo) => {
+                    lines.push(format!("FAIL: tenant state {}: {todo}", state.state));
+                    return Ok(lines.join("\n"));
+                }
+            }
+            if let Some(e) = &state.endpoint
+                && let Err(why) = super::tenant::allowed_root(&su.config().environment, e)
+            {
                 lines.push(format!(
-                    "WARN: tenant state {} (not running: runs end as `unavailable` until it runs again) at {host}",
-                    state.state
+                    "FAIL: the state API names the tenant's host as {why}; nothing is sent there"
                 ));
                 return Ok(lines.join("\n"));
             }

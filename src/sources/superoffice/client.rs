@@ -120,11 +120,19 @@ impl Client {
         let mut state = su.tenant(http).await.map_err(|e| self.su_error(e))?;
         let (mut renewals, mut moved, mut rechecked) = (0u32, false, false);
         loop {
-            if !state.running {
-                return Err(self.unavailable(&state));
+            match state.outlook() {
+                super::tenant::Outlook::Runs => {}
+                super::tenant::Outlook::Wait => return Err(self.unavailable(&state)),
+                super::tenant::Outlook::Fail(todo) => {
+                    return Err(self.vendor(format!(
+                        "the state API says tenant `{}` is {}: {todo}",
+                        su.config().context_identifier,
+                        state.state
+                    )));
+                }
             }
             let ticket = su.ticket(http).await.map_err(|e| self.su_error(e))?;
-            let root = self.root(&state, &ticket)?;
+            let root = self.root(su, &state, &ticket)?;
             let url = crate::http::endpoint_url(&root, rel);
             // A 503 is first asked of the state API (maintenance?), not retried blindly.
             let is_final: fn(u16) -> bool = if rechecked { |_| false } else { |s| s == 503 };
@@ -215,21 +223,36 @@ impl Client {
         .await
     }
 
-    /// The tenant's root now: the state API's `Endpoint`, else the JWT's `webapi_url`.
-    fn root(&self, state: &TenantState, ticket: &Ticket) -> Result<reqwest::Url, SourceError> {
-        if let Some(e) = &state.endpoint {
-            return Ok(e.clone());
-        }
-        ticket
-            .webapi_url
-            .as_deref()
-            .map(|u| u.trim_end_matches('/').trim_end_matches("/api"))
-            .and_then(|u| reqwest::Url::parse(u).ok())
-            .ok_or_else(|| {
-                self.vendor(
-                    "neither the state API nor the JWT names the tenant's host (no `Endpoint`, no `webapi_url`); check `context_identifier`".into(),
-                )
-            })
+    /// The tenant's root now: the state API's `Endpoint`, else the JWT's `webapi_url`, and only
+    /// where the ticket may go (`tenant::allowed_root`: https, under the environment's domain).
+    fn root(
+        &self,
+        su: &SystemUser,
+        state: &TenantState,
+        ticket: &Ticket,
+    ) -> Result<reqwest::Url, SourceError> {
+        let (root, named_by) = match &state.endpoint {
+            Some(e) => (e.clone(), "the state API's `Endpoint`"),
+            None => (
+                ticket
+                    .webapi_url
+                    .as_deref()
+                    .map(|u| u.trim_end_matches('/').trim_end_matches("/api"))
+                    .and_then(|u| reqwest::Url::parse(u).ok())
+                    .ok_or_else(|| {
+                        self.vendor(
+                            "neither the state API nor the JWT names the tenant's host (no `Endpoint`, no `webapi_url`); check `context_identifier`".into(),
+                        )
+                    })?,
+                "the JWT's `webapi_url`",
+            ),
+        };
+        super::tenant::allowed_root(&su.config().environment, &root).map_err(|why| {
+            self.vendor(format!(
+                "{named_by} names the tenant's host as {why}. Nothing was sent there; if the host is right, give its environment as a URL that covers it"
+            ))
+        })?;
+        Ok(root)
     }
 
     /// The headers every request carries: JSON, dates in UTC with offsets, the credential.

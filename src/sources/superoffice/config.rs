@@ -92,6 +92,24 @@ struct RawSuperOffice {
     page_size: Option<usize>,
 }
 
+/// The text of `private_key_file` (as a [`Secret`], overwritten when dropped); a file that users
+/// other than its owner can read is warned about (it holds the application's private key).
+fn read_key_file(key: &str, path: &str) -> Result<Secret, KeyProblem> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| (key.to_string(), format!("`{path}` cannot be read ({e})")))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(key, file = path, mode = %format!("{mode:o}"), "the private key file can be read by users other than its owner: `chmod 600` it (or mount it as a secret readable by sessionsync only)");
+            }
+        }
+    }
+    Ok(Secret::new(text))
+}
+
 /// Reads and checks this source's own keys of one entry.
 pub(super) fn read(entry: toml::Value, prefix: &str) -> Result<SuperOfficeSettings, KeyProblem> {
     let m: RawSuperOffice = config::entry(entry, prefix)?;
@@ -146,26 +164,24 @@ pub(super) fn read(entry: toml::Value, prefix: &str) -> Result<SuperOfficeSettin
             let system_user_token = nonempty(m.system_user_token).ok_or_else(|| {
                 (k("system_user_token"), "is required with `environment`: the tenant's system user token (from its administrator's consent)".to_string())
             })?;
-            let key_text = match (nonempty(m.private_key), m.private_key_file) {
+            let (key_text, key_name) = match (nonempty(m.private_key), m.private_key_file) {
                 (Some(_), Some(_)) => {
                     return Err((
                         k("private_key"),
                         "give `private_key` or `private_key_file`, not both".into(),
                     ));
                 }
-                (Some(text), None) => text,
-                (None, Some(path)) => Secret::new(std::fs::read_to_string(&path).map_err(|e| {
-                    (
-                        k("private_key_file"),
-                        format!("`{path}` cannot be read ({e})"),
-                    )
-                })?),
+                (Some(text), None) => (text, "private_key"),
+                (None, Some(path)) => (
+                    read_key_file(&k("private_key_file"), &path)?,
+                    "private_key_file",
+                ),
                 (None, None) => {
                     return Err((k("private_key"), "is required with `environment`: the application's RSA private key (PEM or RSA-XML text, usually \"${SO_PRIVATE_KEY}\"), or give `private_key_file`".into()));
                 }
             };
             let private_key = PrivateKey::parse(key_text.expose())
-                .map_err(|e| (k("private_key"), format!("is {e}")))?;
+                .map_err(|e| (k(key_name), format!("is {e}")))?;
             (
                 None,
                 SuperOfficeAuth::SystemUser(SystemUserConfig {
@@ -185,6 +201,15 @@ pub(super) fn read(entry: toml::Value, prefix: &str) -> Result<SuperOfficeSettin
         }
         (None, Some(base)) => {
             let base_url = config::parse_base_url(&k("base_url"), &base)?;
+            if base_url.scheme() == "http" && !super::tenant::loopback(&base_url) {
+                return Err((
+                    k("base_url"),
+                    format!(
+                        "`{}` is plain http to a host that is not this machine: the ticket and the application token would cross the network unencrypted; use https (http is accepted for a loopback address only)",
+                        crate::http::origin(&base_url)
+                    ),
+                ));
+            }
             if base_url
                 .host_str()
                 .is_some_and(|h| ENVIRONMENT_HOSTS.contains(&h))

@@ -9,13 +9,14 @@ use chrono::{DateTime, Utc};
 use rsa::RsaPrivateKey;
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::DecodePrivateKey;
-use rsa::signature::{SignatureEncoding, Signer};
+use rsa::signature::{RandomizedSigner, SignatureEncoding};
 
 /// The application's RSA private key: PEM (PKCS#1 `RSA PRIVATE KEY` or PKCS#8 `PRIVATE KEY`) or
 /// .NET's RSA-XML form (`<RSAKeyValue><Modulus>…<D>…</RSAKeyValue>`), as SuperOffice's developer
-/// portal hands it out. `Debug` shows nothing of it.
+/// portal hands it out, made into its signing key once. `Debug` shows nothing of it; `rsa`
+/// overwrites its memory when it is dropped.
 #[derive(Clone)]
-pub struct PrivateKey(pub(super) Arc<RsaPrivateKey>);
+pub struct PrivateKey(pub(super) Arc<rsa::pkcs1v15::SigningKey<sha2::Sha256>>);
 
 impl std::fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,14 +51,17 @@ impl PrivateKey {
         };
         key.validate()
             .map_err(|e| format!("an inconsistent RSA key ({e})"))?;
-        Ok(PrivateKey(Arc::new(key)))
+        Ok(PrivateKey(Arc::new(rsa::pkcs1v15::SigningKey::new(key))))
     }
 
-    /// base64 of the RSA PKCS#1 v1.5 SHA-256 signature of `data` (deterministic: the same key
-    /// and data give the same bytes, as Node's `crypto.createSign('SHA256')` does).
+    /// base64 of the RSA PKCS#1 v1.5 SHA-256 signature of `data`. The private-key operation is
+    /// blinded with fresh randomness (`RandomizedSigner`: RUSTSEC-2023-0071, Marvin, times the
+    /// unblinded one); the signature itself is PKCS#1 v1.5's, deterministic: the same key and
+    /// data give the same bytes, as Node's `crypto.createSign('SHA256')` does.
     pub fn sign(&self, data: &str) -> String {
-        let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new((*self.0).clone());
-        let signature = signer.sign(data.as_bytes());
+        let signature = self
+            .0
+            .sign_with_rng(&mut rsa::rand_core::OsRng, data.as_bytes());
         base64::engine::general_purpose::STANDARD.encode(signature.to_bytes())
     }
 }
@@ -114,7 +118,8 @@ mod tests {
         use rsa::pkcs8::EncodePrivateKey;
         let pem = sessionsync_sim::superoffice_online::APPLICATION_KEY_PEM;
         let k1 = PrivateKey::parse(pem).unwrap();
-        let pkcs8 = k1.0.to_pkcs8_pem(Default::default()).unwrap();
+        let rsa_key: &RsaPrivateKey = (*k1.0).as_ref();
+        let pkcs8 = rsa_key.to_pkcs8_pem(Default::default()).unwrap();
         let k2 = PrivateKey::parse(&pkcs8).unwrap();
         let k3 = PrivateKey::parse(&pem.trim().replace('\n', "\\n")).unwrap();
         let sig = k1.sign("x");

@@ -6,9 +6,13 @@
 //!   `SignedSystemToken = data + "." + signature`.
 //! - **Trade** it at `PartnerSystemUser/Authenticate` (on the environment's host) for a JWT.
 //! - **Validate** the JWT before reading anything of it (`jsonwebtoken`): RS256 with the key of
-//!   SuperOffice's JWKS that its `kid` names (the JWKS is cached and fetched again for an unknown
-//!   `kid`), `iss` = `SuperOffice AS`, `aud` = `spn:<serial>`, `exp`/`nbf` with a minute of leeway.
-//!   Only then is its `ticket` claim used.
+//!   SuperOffice's JWKS that its `kid` names (the JWKS is cached for [`JWKS_MAX_AGE`]; a `kid`
+//!   it lacks fetches it again at most once per [`JWKS_UNKNOWN_KID_PAUSE`]), `iss` = `SuperOffice
+//!   AS`, `aud` = `spn:<serial>`, `exp`/`nbf` with a minute of leeway, and `ctx` = the configured
+//!   `context_identifier` (SuperOffice's "Validate security tokens": a token of another tenant of
+//!   the same application passes every other check). Only then is its `ticket` claim used.
+//! - **A refusal is remembered** for [`REFUSAL_MEMORY`]: the requests waiting for a ticket do
+//!   not each ask Authenticate again to be refused again.
 //! - **One ticket per account**, reused until the tenant answers 401: then exactly one renewal,
 //!   whoever else was waiting for it takes the new ticket ([`SystemUser::renew`]).
 //! - **The tenant's host** comes from the state API (`/api/state/{ctx}` on the environment's
@@ -44,12 +48,29 @@ pub const ISSUER: &str = "SuperOffice AS";
 pub const CLAIM_PREFIX: &str = "http://schemes.superoffice.net/identity/";
 /// Clock skew allowed on `exp` and `nbf`.
 pub const LEEWAY: Duration = Duration::from_secs(60);
+/// How long the JWKS is used before it is read again (SuperOffice rotates its signing keys
+/// seldom, announcing them in the JWKS first).
+pub const JWKS_MAX_AGE: Duration = Duration::from_secs(6 * 3600);
+/// The least time between two reads of the JWKS for a key id it does not list (a forged token
+/// repeated must not make every request fetch it).
+pub const JWKS_UNKNOWN_KID_PAUSE: Duration = Duration::from_secs(300);
+/// How long a refusal of Authenticate is answered from memory.
+pub const REFUSAL_MEMORY: Duration = Duration::from_secs(60);
+/// The most characters of a value the vendor sends (an error message, a key id) an error quotes.
+const QUOTE_MAX: usize = 200;
 /// Why the system user flow or the state API failed. Never carries the key, the system user
 /// token, the signed token, the JWT or the ticket.
 #[derive(Debug, thiserror::Error)]
 pub enum SystemUserError {
     #[error(transparent)]
     Http(#[from] HttpError),
+    #[error(
+        "the state API at {environment} does not know tenant `{context}` (HTTP 404): check `context_identifier` (e.g. \"Cust12345\") and that `environment` is the tenant's (sod, stage or online)"
+    )]
+    UnknownTenant {
+        context: String,
+        environment: String,
+    },
     #[error(
         "SuperOffice refused the signed system user token: {message}. Check `system_user_token` (the tenant's, from its consent), `private_key` (the application's), `app_token` (its client secret) and `context_identifier`; a clock more than a few minutes off also fails"
     )]
@@ -85,8 +106,18 @@ pub struct SystemUser {
     ticket: tokio::sync::Mutex<Option<Ticket>>,
     /// Tickets fetched so far: the generation of the next one.
     renewals: AtomicU64,
-    jwks: tokio::sync::Mutex<Option<JwkSet>>,
+    jwks: tokio::sync::Mutex<Jwks>,
     tenant: tokio::sync::Mutex<Option<TenantState>>,
+    /// The last refusal of Authenticate, and when.
+    refused: std::sync::Mutex<Option<(std::time::Instant, String)>>,
+}
+
+/// The JWKS as last read, when, and when a key id it lacked last made it be read again.
+#[derive(Default)]
+struct Jwks {
+    set: Option<JwkSet>,
+    read_at: Option<std::time::Instant>,
+    unknown_refetch_at: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for SystemUser {
@@ -105,6 +136,7 @@ impl SystemUser {
             renewals: AtomicU64::new(0),
             jwks: Default::default(),
             tenant: Default::default(),
+            refused: Default::default(),
         }
     }
 
@@ -114,16 +146,14 @@ impl SystemUser {
     }
 
     /// The vendor's words with anything of ours they may quote back (the system user token,
-    /// the client secret) taken out.
+    /// the client secret: as sent, JSON-escaped or URL-encoded) taken out, and cut to
+    /// [`QUOTE_MAX`] characters.
     fn scrub(&self, message: String) -> String {
-        let mut m = message;
         let c = &self.config;
-        for secret in [c.system_user_token.expose(), c.app_token.expose()] {
-            if secret.len() >= 4 {
-                m = m.replace(secret, "[redacted]");
-            }
-        }
-        m
+        scrub_secrets(
+            message,
+            &[c.system_user_token.expose(), c.app_token.expose()],
+        )
     }
 
     fn env_url(&self, path: &str) -> reqwest::Url {
@@ -161,6 +191,25 @@ impl SystemUser {
 
     /// Signs the system user token, trades it for a JWT, validates that, and takes its ticket.
     async fn authenticate(&self, http: &HttpClient) -> Result<Ticket, SystemUserError> {
+        if let Some((at, message)) = self.refused.lock().expect("refused").as_ref()
+            && at.elapsed() < REFUSAL_MEMORY
+        {
+            return Err(SystemUserError::Refused {
+                message: format!(
+                    "{message} (refused {} s ago; not asked again for a minute)",
+                    at.elapsed().as_secs()
+                ),
+            });
+        }
+        let result = self.authenticate_now(http).await;
+        if let Err(SystemUserError::Refused { message }) = &result {
+            *self.refused.lock().expect("refused") =
+                Some((std::time::Instant::now(), message.clone()));
+        }
+        result
+    }
+
+    async fn authenticate_now(&self, http: &HttpClient) -> Result<Ticket, SystemUserError> {
         let c = &self.config;
         let signed = signed_system_token(&c.private_key, c.system_user_token.expose(), Utc::now());
         let body = json!({
@@ -189,6 +238,20 @@ impl SystemUser {
                         ),
                     }
                 }
+                // Any other answer's body (a redirect's, a 5xx's) may quote what was sent too.
+                HttpError::Status {
+                    endpoint,
+                    host,
+                    status,
+                    hint,
+                    body,
+                } => SystemUserError::Http(HttpError::Status {
+                    endpoint,
+                    host,
+                    status,
+                    hint,
+                    body: self.scrub(body),
+                }),
                 e => SystemUserError::Http(e),
             })?;
         let v: Value = serde_json::from_slice(&r.body).map_err(|e| SystemUserError::Body {
@@ -219,6 +282,23 @@ impl SystemUser {
                 .and_then(Value::as_str)
                 .map(str::to_string)
         };
+        // The token must be this tenant's: any tenant of the application gets one that passes
+        // every check above (SuperOffice's "Validate security tokens": compare `ctx`).
+        let ctx = claim("ctx").unwrap_or_default();
+        if !ctx.eq_ignore_ascii_case(&c.context_identifier) {
+            return Err(SystemUserError::Jwt {
+                check: "ctx",
+                detail: if ctx.is_empty() {
+                    "it names no tenant (no ctx claim)".into()
+                } else {
+                    format!(
+                        "it is for tenant `{}`, not the configured context_identifier `{}`",
+                        quote(&ctx),
+                        c.context_identifier
+                    )
+                },
+            });
+        }
         let ticket = claim("ticket")
             .filter(|t| !t.is_empty())
             .ok_or(SystemUserError::Jwt {
@@ -250,6 +330,7 @@ impl SystemUser {
         }
         let kid = header
             .kid
+            .map(|k| quote(&k))
             .ok_or_else(|| jwt("key id", "the header names no `kid`".into()))?;
         let key = self.jwk(http, &kid).await?;
         let mut validation = Validation::new(Algorithm::RS256);
@@ -295,13 +376,38 @@ impl SystemUser {
         Ok((kid, claims))
     }
 
-    /// The JWKS key named `kid`: from the cached set, else from the set fetched again.
+    /// The JWKS key named `kid`: from the cached set while it is younger than
+    /// [`JWKS_MAX_AGE`]; a set that lacks `kid` is read again, at most once per
+    /// [`JWKS_UNKNOWN_KID_PAUSE`] (the log and the error say which happened).
     async fn jwk(&self, http: &HttpClient, kid: &str) -> Result<DecodingKey, SystemUserError> {
         let mut slot = self.jwks.lock().await;
-        let cached = slot.as_ref().and_then(|s| s.find(kid).cloned());
+        let now = std::time::Instant::now();
+        let young = slot.read_at.is_some_and(|t| now - t < JWKS_MAX_AGE);
+        let cached = slot
+            .set
+            .as_ref()
+            .filter(|_| young)
+            .and_then(|s| s.find(kid).cloned());
         let jwk = match cached {
             Some(k) => k,
             None => {
+                let why = match (&slot.set, young) {
+                    (None, _) => "first use",
+                    (Some(_), false) => "the cached set is older than 6 hours",
+                    (Some(_), true) => "the cached set lacks the token's key id",
+                };
+                if why.starts_with("the cached set lacks")
+                    && let Some(at) = slot.unknown_refetch_at
+                    && now - at < JWKS_UNKNOWN_KID_PAUSE
+                {
+                    return Err(SystemUserError::Jwt {
+                        check: "signature",
+                        detail: format!(
+                            "it is signed with key id `{kid}`, which SuperOffice's JWKS did not list when read {} s ago; it is read again for an unknown key at most every 5 minutes: forged, or not from this environment",
+                            (now - at).as_secs()
+                        ),
+                    });
+                }
                 let url = self.env_url(JWKS_PATH);
                 let r = http
                     .send(JWKS_PATH, |c| {
@@ -313,12 +419,23 @@ impl SystemUser {
                         endpoint: JWKS_PATH,
                         detail: format!("not a JWKS: {e}"),
                     })?;
+                // The first read is routine; a read for an old set or an unknown key id is worth
+                // a line.
+                if slot.set.is_none() {
+                    tracing::debug!(context = %self.config.context_identifier, keys = set.keys.len(), why, "SuperOffice JWKS read");
+                } else {
+                    tracing::info!(context = %self.config.context_identifier, keys = set.keys.len(), why, "SuperOffice JWKS read again");
+                }
                 let found = set.find(kid).cloned();
-                *slot = Some(set);
+                slot.set = Some(set);
+                slot.read_at = Some(now);
+                if why.starts_with("the cached set lacks") {
+                    slot.unknown_refetch_at = Some(now);
+                }
                 found.ok_or_else(|| SystemUserError::Jwt {
                     check: "signature",
                     detail: format!(
-                        "it is signed with key id `{kid}`, which SuperOffice's JWKS does not list: forged, or not from this environment"
+                        "it is signed with key id `{kid}`, which SuperOffice's JWKS does not list (read just now: {why}): forged, or not from this environment"
                     ),
                 })?
             }
@@ -357,17 +474,65 @@ impl SystemUser {
     }
 
     async fn read_state(&self, http: &HttpClient) -> Result<TenantState, SystemUserError> {
-        let url = self.env_url(&STATE_PATH.replace("{ctx}", &self.config.context_identifier));
+        let ctx = &self.config.context_identifier;
+        let url = self.env_url(&STATE_PATH.replace("{ctx}", ctx));
         let r = http
             .send(STATE_PATH, |c| {
                 c.get(url.clone()).header("Accept", "application/json")
             })
-            .await?;
+            .await
+            .map_err(|e| match e.status() {
+                // A tenant the environment does not know is a failure to fix, not a tenant down.
+                Some(404) => SystemUserError::UnknownTenant {
+                    context: ctx.clone(),
+                    environment: crate::http::origin(&self.config.environment),
+                },
+                _ => SystemUserError::Http(e),
+            })?;
         parse_state(&r.body, Utc::now()).map_err(|detail| SystemUserError::Body {
             endpoint: STATE_PATH,
             detail,
         })
     }
+}
+
+/// A value the vendor sent, as an error may quote it: printable characters only, at most
+/// [`QUOTE_MAX`] of them.
+pub fn quote(value: &str) -> String {
+    let mut out: String = value
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(QUOTE_MAX)
+        .collect();
+    if value.chars().count() > QUOTE_MAX {
+        out.push('…');
+    }
+    out
+}
+
+/// `message` with every `secrets` value taken out, as written, JSON-escaped or URL-encoded (a
+/// service may quote what it was sent in any of these), then quoted ([`quote`]).
+pub fn scrub_secrets(message: String, secrets: &[&str]) -> String {
+    let mut m = message;
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        let json = serde_json::to_string(secret).unwrap_or_default();
+        let json = json.trim_matches('"').to_string();
+        // RFC 3986's unreserved characters stay as they are; everything else is %XX (and a
+        // form encoding writes a space as `+`).
+        const ENCODED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'_')
+            .remove(b'.')
+            .remove(b'~');
+        let percent = percent_encoding::utf8_percent_encode(secret, ENCODED).to_string();
+        let form_encoded = percent.replace("%20", "+");
+        for form in [secret.to_string(), json, percent, form_encoded] {
+            if form.len() >= 4 {
+                m = m.replace(&form, "[redacted]");
+            }
+        }
+    }
+    quote(&m)
 }
 
 /// `ErrorMessage` of an Authenticate answer.
@@ -424,7 +589,11 @@ mod tests {
             )
             .unwrap(),
         });
-        *su.jwks.lock().await = Some(jwks);
+        {
+            let mut j = su.jwks.lock().await;
+            j.set = Some(jwks);
+            j.read_at = Some(std::time::Instant::now());
+        }
         let http = HttpClient::new(
             "superoffice",
             "a",

@@ -23,6 +23,22 @@ pub const EVENTS: [&str; 3] = [
 pub const SIGNATURE_HEADER: &str = "x-superoffice-signature";
 pub const WEBHOOK_PATH: &str = "/api/v1/Webhook";
 
+/// A webhook's `State` as SuperOffice's REST reference (`WebhookState`) has it: a name, or its
+/// number (1 Active, 2 Stopped, 3 TooManyErrors; 0 Unknown); another value is kept as given.
+fn webhook_state(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "unknown".into(),
+        Some(v) => match lenient::int(v) {
+            Some(0) => "Unknown".into(),
+            Some(1) => "Active".into(),
+            Some(2) => "Stopped".into(),
+            Some(3) => "TooManyErrors".into(),
+            Some(n) => format!("state {n}"),
+            None => lenient::text(v).unwrap_or_else(|| "unknown".into()),
+        },
+    }
+}
+
 /// The name sessionsync registers the account's webhook under (to find it again).
 fn webhook_name(account: &str) -> String {
     format!("sessionsync-{account}")
@@ -198,7 +214,7 @@ impl Webhook for SuperOffice {
                 "no webhook delivers to /webhooks/superoffice/{account}: run `sessionsync webhooks register --source superoffice --account {account} --public-url https://…`"
             )));
         };
-        let state = f.text("state").unwrap_or_else(|| "unknown".into());
+        let state = webhook_state(f.get("state"));
         let target = f.text("targeturl").unwrap_or_default();
         let text = format!(
             "webhook `{}` is {state} → {target}",
@@ -206,9 +222,13 @@ impl Webhook for SuperOffice {
         );
         Ok(if state.eq_ignore_ascii_case("active") {
             WebhookState::Active(text)
+        } else if state.eq_ignore_ascii_case("toomanyerrors") {
+            WebhookState::Problem(format!(
+                "{text}: SuperOffice stopped it because its deliveries kept failing (it gives up after 9 failures in a row): fix the listener (and the TLS proxy in front of it), then run `sessionsync webhooks register` again"
+            ))
         } else {
             WebhookState::Problem(format!(
-                "{text}; SuperOffice stops a webhook after 9 failures in a row: fix the listener, then run `sessionsync webhooks register` again"
+                "{text}; it delivers nothing while not Active: run `sessionsync webhooks register` again (SuperOffice stops a webhook after 9 failures in a row)"
             ))
         })
     }

@@ -58,7 +58,7 @@ impl Client {
                 status: 403, body, ..
             } => SourceError::Vendor {
                 message: format!(
-                    "HTTP 403 ({body}). Take Control refuses a key for three reasons its key documentation names: session history needs a private key (a public key cannot read it); keys expire (at most one year after they were made: make a new one in the Admin Area and update `api_key`); and a key with an IP allowlist refuses hosts outside it (add this host's public address)"
+                    "HTTP 403 ({body}). Take Control refuses a key for the reasons its API key documentation (\"Manage API keys\") names: session history needs a private key (a public key cannot read it); a key carries the endpoints it may call, and this one may lack the Session History permission (edit the key in the Admin Area and allow it); keys expire (at most one year after they were made: make a new one and update `api_key`); and a key with an IP allowlist refuses hosts outside it (add this host's public address)"
                 ),
             },
             e => SourceError::Http(e),
