@@ -85,10 +85,13 @@ pub struct Rejected {
 }
 
 /// Counts of one write.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteCounts {
+    /// Sessions written (inserted or rewritten).
     pub written: u64,
     pub unchanged: u64,
+    /// Rows the write put in each child table (the rows of the sessions it wrote), by table.
+    pub children: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// Final figures of a run.

@@ -55,5 +55,9 @@ pub async fn prepare(
     let applied = warehouse.migrate().await?;
     crate::privacy::keys::at_start(warehouse, &settings.privacy, &crate::sources::inventories())
         .await?;
+    let conn = warehouse.conn().await?;
+    for due in crate::warehouse::renormalize_due(&**conn).await? {
+        tracing::warn!(source = %due.source, "renormalize due: {}", due.describe());
+    }
     Ok(applied)
 }

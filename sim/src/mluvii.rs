@@ -31,6 +31,8 @@ pub struct SimOperator {
     pub joined: Option<DateTime<Utc>>,
     pub left: Option<DateTime<Utc>>,
     pub concluded: Option<DateTime<Utc>>,
+    /// The operator's note on the session (free text).
+    pub note: Option<String>,
 }
 
 impl SimOperator {
@@ -42,6 +44,7 @@ impl SimOperator {
             joined: None,
             left: None,
             concluded: None,
+            note: None,
         }
     }
 }
@@ -99,6 +102,12 @@ pub struct SimSession {
     /// Not in the `Sessions` list yet (indexed late: [`MluviiSim::index_late`]); its detail and
     /// routing answer as usual.
     pub unindexed: bool,
+    /// `guestFeedbackScale` (`Likert`, `NPS`) of the stars.
+    pub feedback_scale: Option<String>,
+    pub termination_reason: Option<String>,
+    pub guest_left: Option<bool>,
+    /// A chatbot took part.
+    pub chatbot: Option<bool>,
 }
 
 impl SimSession {
@@ -126,6 +135,10 @@ impl SimSession {
             url: "https://shop.example/help".into(),
             anonymized: None,
             unindexed: false,
+            feedback_scale: None,
+            termination_reason: None,
+            guest_left: None,
+            chatbot: None,
         }
     }
 
@@ -650,7 +663,7 @@ fn session_json(s: &SimSession, now: DateTime<Utc>) -> Value {
                 "userId": o.user_id, "userName": format!("{}.{}", o.first_name, o.last_name).to_lowercase(),
                 "firstName": o.first_name, "lastName": o.last_name,
                 "joined": shown(o.joined, now), "left": shown(o.left, now),
-                "concluded": shown(o.concluded, now), "note": Value::Null,
+                "concluded": shown(o.concluded, now), "note": o.note,
             })
         })
         .collect();
@@ -666,7 +679,9 @@ fn session_json(s: &SimSession, now: DateTime<Utc>) -> Value {
         "guest": s.guest, "guestFeedbackText": s.feedback_text,
         "anonymized": s.anonymized.map(fmt),
         "tags": s.tags.iter().enumerate().map(|(i, t)| json!({"id": i + 1, "name": t})).collect::<Vec<_>>(),
-        "guestFeedbackStars": s.stars,
+        "guestFeedbackStars": s.stars, "guestFeedbackScale": s.feedback_scale,
+        "terminationReason": s.termination_reason, "guestLeft": s.guest_left,
+        "chatbot": s.chatbot,
     })
 }
 
@@ -913,6 +928,21 @@ pub fn generate(seed: u64, n: usize, from: DateTime<Utc>, to: DateTime<Utc>) -> 
 /// Derived from the index alone, so the rest of the seeded data stays as it was.
 fn add_guest(s: &mut SimSession, i: usize) {
     let id = s.id;
+    s.feedback_scale = s
+        .stars
+        .map(|_| if i.is_multiple_of(2) { "Likert" } else { "NPS" }.to_string());
+    // An NPS answer is 0 to 10; a Likert one stays 1 to 5.
+    if s.feedback_scale.as_deref() == Some("NPS") {
+        s.stars = Some(id % 11);
+    }
+    s.termination_reason = s
+        .ended
+        .map(|_| ["GuestLeft", "OperatorClosed", "Timeout"][i % 3].to_string());
+    s.guest_left = s.ended.map(|_| i.is_multiple_of(3));
+    s.chatbot = Some(i % 4 == 1);
+    if let Some(o) = s.operators.first_mut() {
+        o.note = Some(format!("Called back guest{id} about the invoice"));
+    }
     s.guest = Some(json!({
         "ipAddress": format!("203.0.113.{}", i % 250),
         "identity": format!("guest{id}@example.org"),

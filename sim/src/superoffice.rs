@@ -339,6 +339,7 @@ pub fn router(creds: SimCredentials, chats: Vec<SimChat>) -> (Router, Arc<Shared
             post(agent_entity),
         )
         .route("/api/v1/Agents/Chat/GetChatMessages", post(agent_messages))
+        .route("/api/v1/Agents/Chat/ChatTopicsForUser", post(topics))
         .with_state(shared.clone());
     (router, shared)
 }
@@ -986,6 +987,30 @@ async fn agent_messages(
     resp
 }
 
+/// The tenant's chat topics (`ChatTopicEntity`: the ids the generated chats use, 1 to 3).
+pub const TOPICS: [(i64, &str); 3] = [(1, "Sales"), (2, "Support"), (3, "Billing")];
+
+/// `POST Agents/Chat/ChatTopicsForUser`: the chat topics, as `ChatTopicEntity[]`.
+async fn topics(State(sh): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let resp = match gate(&sh, &headers).await {
+        Err(r) => r,
+        Ok(a) => {
+            let all: Vec<Value> = TOPICS
+                .iter()
+                .map(|(id, name)| {
+                    json!({"ChatTopicId": id, "Name": name, "Description": "", "WelcomeMessage": "Hi", "BotEnabled": false})
+                })
+                .collect();
+            body(&Value::Array(all), a.cut)
+        }
+    };
+    sh.log.push(
+        "/api/v1/Agents/Chat/ChatTopicsForUser",
+        resp.status().as_u16(),
+    );
+    resp
+}
+
 async fn for_user(State(sh): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let resp = match gate(&sh, &headers).await {
         Err(r) => r,
@@ -1162,6 +1187,15 @@ pub fn generate(seed: u64, n: usize, from: DateTime<Utc>, to: DateTime<Utc>) -> 
                 if m["ChatMessageId"].as_i64().unwrap_or(0) % 23 == 0 {
                     m["WhenPosted"] = json!(unset);
                 }
+            }
+            // A closed chat's last message says who closed it (ChatMessageSpecialType:
+            // ClosedByUser 10, ClosedByCustomer 11, ClosedByIdle 12; by name, or now and then by
+            // number).
+            let closed = matches!(chat.entity["Status"].as_str(), Some("Closed" | "Finished"))
+                || chat.entity["Status"] == json!(9);
+            if closed && let Some(last) = chat.messages.last_mut() {
+                let (name, number) = [("ClosedByUser", 10), ("ClosedByCustomer", 11), ("ClosedByIdle", 12)][(i / 2) % 3];
+                last["SpecialType"] = if i % 7 == 0 { json!(number) } else { json!(name) };
             }
             chat
         })

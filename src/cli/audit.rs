@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chrono::{NaiveDate, TimeDelta, Utc};
 
+use super::lines::Lines;
 use super::{Failure, load, select};
 use crate::engine::{AuditOptions, AuditReport, AuditStep, Days, Outcome, Slots};
 use crate::shutdown::shutdown_on_signals;
@@ -115,7 +116,7 @@ pub(super) async fn audit_command(path: Option<PathBuf>, args: AuditArgs) -> Res
             let Some(slot) = slots.acquire(s.key(), shutdown).await else {
                 return (i, None);
             };
-            let show = move |step: AuditStep| lines.show(i, step);
+            let show = move |step: AuditStep| lines.show(i, describe_step(step));
             let r = engine.audit(s, options, shutdown, &show).await;
             lines.finish(i);
             drop(slot);
@@ -144,93 +145,24 @@ pub(super) async fn audit_command(path: Option<PathBuf>, args: AuditArgs) -> Res
     Ok(if code == 3 || code == 0 { code } else { 1 })
 }
 
+/// What the live line of an account says while its audit runs.
+fn describe_step(step: AuditStep) -> String {
+    match step {
+        AuditStep::Listing { days } => format!("listing {days} day(s) at the vendor"),
+        AuditStep::Confirming { sessions } => {
+            format!("reading {sessions} stored session(s) the list no longer shows, by id")
+        }
+        AuditStep::Reading { sessions } => format!("reading {sessions} missing session(s)"),
+        AuditStep::Writing => "writing".to_string(),
+    }
+}
+
 /// 0 every day's listing completed; 3 some did not; 1 the audit failed.
 fn exit_code(r: &AuditReport) -> u8 {
     match r.outcome {
         Outcome::Failed => 1,
         Outcome::Partial | Outcome::Unavailable => 3,
         Outcome::Succeeded | Outcome::Skipped => 0,
-    }
-}
-
-/// On a terminal, a live line per account while its audit runs; log lines go above them.
-struct Lines {
-    names: Vec<String>,
-    bars: Vec<indicatif::ProgressBar>,
-    shown: Vec<std::sync::atomic::AtomicBool>,
-    multi: indicatif::MultiProgress,
-    tty: bool,
-}
-
-impl Lines {
-    fn new(names: impl Iterator<Item = String>) -> Self {
-        let names: Vec<String> = names.collect();
-        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr())
-            && std::io::IsTerminal::is_terminal(&std::io::stdout());
-        let style =
-            indicatif::ProgressStyle::with_template("{spinner} {prefix:<32} {msg} ({elapsed})")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
-        let bars = names
-            .iter()
-            .map(|n| {
-                let bar = indicatif::ProgressBar::hidden();
-                bar.set_style(style.clone());
-                bar.set_prefix(n.clone());
-                bar
-            })
-            .collect();
-        let multi = indicatif::MultiProgress::new();
-        if tty {
-            crate::telemetry::terminal::attach(multi.clone());
-        }
-        Lines {
-            shown: names.iter().map(|_| Default::default()).collect(),
-            names,
-            bars,
-            multi,
-            tty,
-        }
-    }
-
-    fn show(&self, i: usize, step: AuditStep) {
-        let bar = &self.bars[i];
-        bar.set_message(match step {
-            AuditStep::Listing { days } => format!("listing {days} day(s) at the vendor"),
-            AuditStep::Confirming { sessions } => {
-                format!("reading {sessions} stored session(s) the list no longer shows, by id")
-            }
-            AuditStep::Reading { sessions } => format!("reading {sessions} missing session(s)"),
-            AuditStep::Writing => "writing".to_string(),
-        });
-        if self.tty && !self.shown[i].swap(true, std::sync::atomic::Ordering::Relaxed) {
-            self.multi.add(bar.clone());
-            bar.enable_steady_tick(std::time::Duration::from_millis(200));
-        }
-    }
-
-    fn finish(&self, i: usize) {
-        let bar = &self.bars[i];
-        bar.finish_and_clear();
-        if self.shown[i].load(std::sync::atomic::Ordering::Relaxed) {
-            self.multi.remove(bar);
-        }
-    }
-
-    fn println(&self, line: &str) {
-        if self.tty {
-            self.multi.suspend(|| crate::outln!("{line}"));
-        } else {
-            crate::outln!("{line}");
-        }
-    }
-}
-
-impl Drop for Lines {
-    fn drop(&mut self) {
-        if self.tty {
-            crate::telemetry::terminal::detach();
-            let _ = self.multi.clear();
-        }
     }
 }
 

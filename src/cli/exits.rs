@@ -6,6 +6,7 @@ pub const RUN: &str = "Exit status: 0 after a clean stop · 1 an error, or not s
 pub const SYNC: &str = "Exit status: 0 every stream succeeded (or the vendor reported its tenant down: `unavailable`) · 1 a stream failed · 2 usage or config error · 3 partial (records set aside or a window failed; progress kept)";
 pub const BACKFILL: &str = "Exit status: as `sync`: 0 every stream succeeded · 1 a stream failed · 2 usage or config error · 3 partial";
 pub const AUDIT: &str = "Exit status: 0 every day's listing completed (repairs made or not) · 1 the audit failed · 2 usage or config error · 3 partial (some days' listings failed: nothing flagged for them)";
+pub const RENORMALIZE: &str = "Exit status: 0 done (rows under another privacy policy, left as they are, and records that no longer make a row, set aside, are named in its lines) · 1 it failed (what was committed stays; run it again to resume) · 2 usage or config error";
 pub const CHECK: &str = "Exit status: 0 all good (warnings included) · 1 something failed · 2 usage or config error, or no enabled stream (as `sync`)";
 pub const MIGRATE: &str =
     "Exit status: 0 the schema is up to date · 1 the warehouse failed · 2 usage or config error";

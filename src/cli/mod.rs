@@ -4,7 +4,9 @@
 mod audit;
 mod check;
 pub mod exits;
+mod lines;
 mod privacy;
+mod renormalize;
 mod status;
 
 use std::path::PathBuf;
@@ -74,6 +76,9 @@ pub enum Command {
     /// Compare the warehouse with each account's own vendor list, day by day: store what is missing, flag what the vendor deleted
     #[command(after_help = exits::AUDIT)]
     Audit(audit::AuditArgs),
+    /// Rebuild stored rows from what the warehouse holds (raw), with no vendor request: how a fix or a new column reaches old rows
+    #[command(after_help = exits::RENORMALIZE)]
+    Renormalize(renormalize::RenormalizeArgs),
     /// Validate the config, reach the database and every account's API; say what is wrong
     #[command(after_help = exits::CHECK)]
     Check,
@@ -204,6 +209,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
             to,
         } => backfill(cli.config, source, account, from, to).await,
         Command::Audit(args) => audit::audit_command(cli.config, args).await,
+        Command::Renormalize(args) => renormalize::renormalize_command(cli.config, args).await,
         Command::Check => check::check(cli.config).await,
         Command::Erase(args) => privacy::erase_command(cli.config, args).await,
         Command::Privacy { action } => privacy::privacy_command(cli.config, action).await,

@@ -17,8 +17,13 @@ pub(super) async fn status(path: Option<PathBuf>, json: bool) -> Result<u8, Fail
             .into_iter()
             .map(|(key, s)| (key.to_string(), s.schedule.clone()))
             .collect();
+    let due = crate::warehouse::renormalize_due(&**conn).await?;
     let now = chrono::Utc::now();
     for r in &mut rows {
+        r.renormalize_due = due
+            .iter()
+            .find(|d| d.source == r.source)
+            .map(|d| d.describe());
         r.audit =
             Some(crate::warehouse::audits::audit_status(&**conn, &r.source, &r.account).await?);
         let key = format!("{}/{}/{}", r.source, r.account, r.stream);
@@ -38,6 +43,9 @@ pub(super) async fn status(path: Option<PathBuf>, json: bool) -> Result<u8, Fail
         crate::outln!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         crate::out!("{}", status_table(&rows, now));
+        for d in &due {
+            crate::outln!("renormalize due for {}: {}", d.source, d.describe());
+        }
     }
     Ok(0)
 }

@@ -25,6 +25,8 @@ mod batch;
 pub mod claims;
 mod outcome;
 mod plan;
+mod rebuild;
+pub mod renormalize;
 mod run;
 mod scheduler;
 pub mod source;
@@ -40,6 +42,8 @@ pub use audit::{Audit, Days, KeepRow, Listed, Listing, SessionTable};
 pub use audit_loop::{audited, run_audits};
 pub use auditor::{AUDIT_STREAM, AuditOptions, AuditReport, AuditStep, audit_key};
 pub use batch::{Batch, PrivacyOf, Rows, RunInfo, SourceError, read_state, write_state};
+pub use rebuild::{Rebuild, StoredRecord};
+pub use renormalize::{RenormalizeError, RenormalizeOptions, RenormalizeReport};
 #[cfg(feature = "fault-points")]
 pub use run::FaultPoints;
 pub use run::{Engine, Progress, Range, RunError, RunReport};

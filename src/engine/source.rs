@@ -223,6 +223,11 @@ impl Stream {
         self.source.audit()
     }
 
+    /// How its source rebuilds rows from what the warehouse stores, when it can.
+    pub fn rebuild(&self) -> Option<&dyn super::rebuild::Rebuild> {
+        self.source.rebuild()
+    }
+
     /// The audit's read of `ids` (sessions to store), held to the privacy seam as a window's
     /// fetch is.
     pub async fn audit_read(
@@ -306,6 +311,11 @@ pub trait Source: Send + Sync {
     /// The completeness audit (sources.md section 5), when the source can list a range of days
     /// of what its vendor holds.
     fn audit(&self) -> Option<&dyn Audit> {
+        None
+    }
+
+    /// Rows rebuilt from the stored documents (`sessionsync renormalize`), when the source can.
+    fn rebuild(&self) -> Option<&dyn super::rebuild::Rebuild> {
         None
     }
 

@@ -89,6 +89,12 @@ pub async fn write_rows(
 }
 
 impl RowsWritten {
+    /// What the rows' write counted, and how many records it set aside (a write whose
+    /// `sync_state` does not change: a renormalize's).
+    pub fn into_counts(self) -> (WriteCounts, u64) {
+        (self.written.counts, self.written.rejected.len() as u64)
+    }
+
     /// A polled window's change of `sync_state` (after [`Claim`]'s check): the watermark moves
     /// to `watermark` (never back; `None` for a backfill), and the state and window size are
     /// replaced when given.

@@ -203,6 +203,22 @@ pub async fn save_state(
     })
 }
 
+/// Replaces the `state` of stream `k` (a checkpoint: the renormalize's), creating its row.
+pub async fn save_checkpoint(
+    c: &impl GenericClient,
+    k: &StreamKey,
+    state: &serde_json::Value,
+) -> Result<(), WarehouseError> {
+    c.execute(
+        "INSERT INTO sync_state AS s (source, account, stream, state) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (source, account, stream) DO UPDATE SET state = EXCLUDED.state, updated_at = now()",
+        &[&k.source, &k.account, &k.stream, state],
+    )
+    .await
+    .map_err(WarehouseError::query("saving the renormalize checkpoint"))?;
+    Ok(())
+}
+
 /// Opens a run row; first closes any `running` row of the stream left by a process that died
 /// (the caller holds the stream lock, so no live process owns it).
 pub async fn start_run(c: &Client, k: &StreamKey) -> Result<i64, WarehouseError> {
@@ -316,13 +332,84 @@ pub struct StreamStatus {
     pub backoff_until: Option<DateTime<Utc>>,
     /// Its account's completeness audits (filled in by `status`).
     pub audit: Option<super::audits::AuditStatus>,
+    /// A migration gave its source's stored rows new derived columns: what `sessionsync
+    /// renormalize` would bring them (filled in by `status`; `None` when nothing is due).
+    pub renormalize_due: Option<String>,
+}
+
+/// A source whose stored rows a migration gave new derived columns (`renormalize_due`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RenormalizeDue {
+    pub source: String,
+    pub migration: String,
+    pub reason: String,
+    pub since: DateTime<Utc>,
+}
+
+impl RenormalizeDue {
+    /// What an operator reads: the migration, what it brings and the command.
+    pub fn describe(&self) -> String {
+        format!(
+            "migration {} added columns derived from stored data ({}); rows stored before it have them once `sessionsync renormalize --source {}` ran (no vendor request)",
+            self.migration, self.reason, self.source
+        )
+    }
+}
+
+/// The sources a renormalize is due for (a handful of rows).
+pub async fn renormalize_due(
+    c: &impl GenericClient,
+) -> Result<Vec<RenormalizeDue>, WarehouseError> {
+    let rows = c
+        .query(
+            "SELECT source, migration, reason, since FROM renormalize_due ORDER BY source",
+            &[],
+        )
+        .await
+        .map_err(WarehouseError::query("reading the renormalizes due"))?;
+    Ok(rows
+        .iter()
+        .map(|r| RenormalizeDue {
+            source: r.get(0),
+            migration: r.get(1),
+            reason: r.get(2),
+            since: r.get(3),
+        })
+        .collect())
+}
+
+/// A renormalize rebuilt every account of `source`: nothing is due for it any more.
+pub async fn clear_renormalize_due(
+    c: &impl GenericClient,
+    source: &str,
+) -> Result<bool, WarehouseError> {
+    let n = c
+        .execute("DELETE FROM renormalize_due WHERE source = $1", &[&source])
+        .await
+        .map_err(WarehouseError::query("clearing the renormalize due"))?;
+    Ok(n > 0)
+}
+
+/// The accounts of `source` the warehouse has synced (its `sync_state`), configured or not.
+pub async fn synced_accounts(
+    c: &impl GenericClient,
+    source: &str,
+) -> Result<Vec<String>, WarehouseError> {
+    let rows = c
+        .query(
+            "SELECT DISTINCT account FROM sync_state WHERE source = $1 AND stream NOT IN ('audit', 'renormalize') ORDER BY 1",
+            &[&source],
+        )
+        .await
+        .map_err(WarehouseError::query("listing the synced accounts"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 pub async fn stream_statuses(c: &Client) -> Result<Vec<StreamStatus>, WarehouseError> {
     let rows = c
         .query(
             "WITH streams AS (
-                 SELECT source, account, stream FROM sync_state WHERE stream <> 'audit'
+                 SELECT source, account, stream FROM sync_state WHERE stream NOT IN ('audit', 'renormalize')
                  UNION SELECT source, account, stream FROM sync_runs WHERE stream <> 'audit')
              SELECT s.source, s.account, s.stream, st.watermark,
                     extract(epoch FROM now() - st.watermark)::bigint,
@@ -375,6 +462,7 @@ pub async fn stream_statuses(c: &Client) -> Result<Vec<StreamStatus>, WarehouseE
             missed_instants: None,
             backoff_until: None,
             audit: None,
+            renormalize_due: None,
         })
         .collect())
 }

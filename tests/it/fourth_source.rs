@@ -124,6 +124,7 @@ impl Rows for FakeRows {
         Ok(WriteCounts {
             written,
             unchanged: self.0.len() as u64 - written,
+            children: Default::default(),
         })
     }
 }

@@ -15,6 +15,7 @@ mod mluvii;
 mod plans;
 mod privacy;
 mod reliability;
+mod renormalize;
 mod replicas;
 mod server;
 mod signals;

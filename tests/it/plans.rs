@@ -612,3 +612,92 @@ async fn the_audits_statements_are_bounded_under_stale_statistics() {
         assert!(!found.contains("\"Filter\""), "{found}");
     }
 }
+
+#[tokio::test]
+async fn the_renormalize_statements_are_bounded_under_stale_statistics() {
+    let db = TestDb::new().await;
+    // Every source, under a policy that hashes the transcripts (Take Control then reads its
+    // stored chat lines and links too); the hosts are never asked.
+    let now = Utc::now();
+    let toml = format!(
+        "[privacy]\nhash_key = \"0123456789abcdef0123456789abcdef-plans\"\ntranscripts = \"hash\"\n{}{}{}",
+        tc_toml("http://127.0.0.1:9", "k", now, ""),
+        ml_account_toml("http://127.0.0.1:9", "newacct", ("u", "s"), now, ""),
+        so_account_toml("http://127.0.0.1:9", "newacct", ""),
+    )
+    .replace("account = \"acme\"", "account = \"newacct\"");
+    let h = Harness::new(&settings(&db, &toml)).await;
+    let c = db.client().await;
+    seed(&c, &["a1", "a2", "a3", "a4", "a5"], 4000).await;
+    c.batch_execute("ANALYZE").await.unwrap();
+    seed(&c, &["newacct"], 4000).await;
+    assert_eq!(h.sources.len(), 3);
+    for s in &h.sources {
+        let rebuild = s.rebuild().expect("every source rebuilds");
+        let t = rebuild.table();
+        let documents = rebuild.documents();
+        for from in [false, true] {
+            let sql = sessionsync::engine::renormalize::read_sql(t, &documents, from);
+            let (types, args) = match from {
+                false => ("text, bigint, bigint", "'newacct', 1000, 500"),
+                true => (
+                    "text, bigint, bigint, timestamptz",
+                    "'newacct', 1000, 500, now() - interval '1 day'",
+                ),
+            };
+            // The session table by its key (the account, then a range of ids); the stored
+            // children each by their session's whole key.
+            assert_probes(&c, &sql, types, args, &["account"], "").await;
+            let text = explain(&c, &sql, types, args).await;
+            assert!(
+                text.contains(&format!("{}_pkey", t.table)) && !text.contains("\"Sort\""),
+                "read in key order, no sort: {text}"
+            );
+            if documents.len() > 1 && t.table == "takecontrol_sessions" {
+                assert!(
+                    text.contains("takecontrol_chat_messages_pkey")
+                        && text.contains("takecontrol_video_links_pkey"),
+                    "{text}"
+                );
+            }
+        }
+    }
+    // SuperOffice's closed_by: the sessions by their address, their messages by session.
+    let ids = format!(
+        "'newacct', '{{{}}}'::int[]",
+        (1000..=1500)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    assert_probes(
+        &c,
+        sessionsync::sources::superoffice::store::CLOSED_BY,
+        "text, int[]",
+        &ids,
+        &["account", "chat_session_id"],
+        "",
+    )
+    .await;
+}
+
+/// The generic plan of `sql` as JSON text.
+async fn explain(c: &tokio_postgres::Client, sql: &str, types: &str, args: &str) -> String {
+    c.batch_execute("DEALLOCATE ALL").await.unwrap();
+    c.batch_execute(&format!("PREPARE probe({types}) AS {sql}"))
+        .await
+        .unwrap();
+    c.batch_execute("SET plan_cache_mode = force_generic_plan")
+        .await
+        .unwrap();
+    let text = c
+        .query_one(&format!("EXPLAIN (FORMAT JSON) EXECUTE probe({args})"), &[])
+        .await
+        .unwrap()
+        .get::<_, Value>(0)
+        .to_string();
+    c.batch_execute("RESET plan_cache_mode; DEALLOCATE ALL")
+        .await
+        .unwrap();
+    text
+}

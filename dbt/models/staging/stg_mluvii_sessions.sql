@@ -12,6 +12,11 @@ select m.account,
        d.active_seconds,
        d.acw_seconds,
        d.ring_seconds,
+       m.guest_feedback_stars,
+       m.guest_feedback_scale,
+       m.termination_reason,
+       m.guest_left,
+       m.chatbot,
        m.source_deleted_at,
        m.last_synced_at
   from {{ source('sessionsync', 'mluvii_sessions') }} m

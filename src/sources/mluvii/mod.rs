@@ -9,6 +9,7 @@ pub mod durations;
 pub mod list;
 pub mod normalize;
 pub mod personal;
+mod rebuild;
 mod source;
 pub mod store;
 pub mod webhook;

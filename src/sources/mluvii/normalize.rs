@@ -13,7 +13,7 @@ use crate::sources::lenient::{self, Fields};
 
 /// How a session is read into rows: raise it when a change to this module changes what a stored
 /// row holds for the same record, so that stored rows are rewritten at their next read.
-pub const READ_VERSION: &str = "mluvii-2";
+pub const READ_VERSION: &str = "mluvii-3";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {
@@ -34,6 +34,12 @@ pub struct Session {
     pub waited_seconds: Option<f64>,
     pub length_seconds: Option<f64>,
     pub guest_feedback_stars: Option<i32>,
+    /// `likert` or `nps` (`GuestFeedbackScale`, lower-cased): stars of the two never average.
+    pub guest_feedback_scale: Option<String>,
+    pub termination_reason: Option<String>,
+    pub guest_left: Option<bool>,
+    /// A chatbot took part.
+    pub chatbot: Option<bool>,
     pub tags: Option<Value>,
     /// The SessionModel as received (NUL removed).
     pub raw: Value,
@@ -72,6 +78,8 @@ pub struct Operator {
     pub concluded_at: Option<DateTime<Utc>>,
     pub queue_seconds: Option<f64>,
     pub acw_seconds: Option<f64>,
+    /// The operator's note on the session (free text; scrubbed by the policy before it is read).
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -219,6 +227,14 @@ fn build(
     }
     let operators = operators(f, &mut unset)?;
     let events = events(routing_raw, &mut unset)?;
+    // Fields whose shape no mluvii reference at hand confirms (docs/sources.md, section 3): a
+    // value that is not what is expected is NULL and counted, never a reason to set the session
+    // aside.
+    let guest_left = f.boolean("guestleft").unwrap_or_else(|e| {
+        unset.push(format!("unreadable_value: {e}"));
+        None
+    });
+    let chatbot = chatbot(f, &mut unset);
     let source = f.text("source");
     let inputs = Inputs {
         created: created_at,
@@ -282,6 +298,12 @@ fn build(
             waited_seconds: d.pbx_wait,
             length_seconds: d.active,
             guest_feedback_stars: stars,
+            // Field names as mluvii's SessionModel (mluvii.ApiModels) writes them in camelCase;
+            // the scale is an enum (Likert, NPS), kept in lower case; an unknown one as given.
+            guest_feedback_scale: f.text("guestfeedbackscale").map(|v| v.to_ascii_lowercase()),
+            termination_reason: f.text("terminationreason"),
+            guest_left,
+            chatbot,
             tags: f.get("tags").cloned(),
             raw: Value::Null,
             routing_raw: Value::Null,
@@ -292,6 +314,19 @@ fn build(
         },
         nulled,
     ))
+}
+
+/// Whether a chatbot took part: `chatbot` (or `chatbotInvolved`, `hasChatbot`) as a boolean;
+/// absent, unknown; any other value unknown too, and counted.
+fn chatbot(f: &Fields<'_>, unset: &mut Vec<String>) -> Option<bool> {
+    for name in ["chatbot", "chatbotinvolved", "haschatbot"] {
+        match f.boolean(name) {
+            Ok(Some(b)) => return Some(b),
+            Ok(None) => {}
+            Err(e) => unset.push(format!("unreadable_value: {e}")),
+        }
+    }
+    None
 }
 
 /// The operators, one per `userId`: a user who joined twice keeps the first `joined` and the
@@ -329,6 +364,7 @@ fn operators(f: &Fields<'_>, unset: &mut Vec<String>) -> Result<Vec<Operator>, S
             concluded_at: date(&of, "concluded")?,
             queue_seconds: None,
             acw_seconds: None,
+            note: of.text("note"),
         };
         unset.extend(of.take_unset());
         match by_user.get_mut(&user_id) {
@@ -352,6 +388,11 @@ fn operators(f: &Fields<'_>, unset: &mut Vec<String>) -> Result<Vec<Operator>, S
                     None
                 } else {
                     prev.concluded_at.max(op.concluded_at)
+                };
+                // Notes of both stints, in order.
+                prev.note = match (prev.note.take(), op.note) {
+                    (Some(a), Some(b)) if a != b => Some(format!("{a}\n{b}")),
+                    (a, b) => a.or(b),
                 };
             }
         }
@@ -494,6 +535,56 @@ mod tests {
             Some("TeleportedToMars")
         );
         assert!(s.is_final());
+    }
+
+    #[test]
+    fn the_fields_bi_asks_for_are_read_and_an_unexpected_shape_is_null_not_a_rejection() {
+        let session = |extra: serde_json::Value| {
+            let mut d = json!({
+                "id": 44, "status": "CLOSED", "created": "2024-03-01T10:00:00Z",
+                "guestFeedbackStars": 9,
+                "operators": [{"userId": 7, "note": "Called back about the invoice"}]
+            });
+            d.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            match normalize(d, json!([]), "x") {
+                Normalized::Session(s, nulled) => (s, nulled),
+                Normalized::Rejected(r) => panic!("rejected: {}", r.reason),
+            }
+        };
+        let (s, nulled) = session(json!({
+            "guestFeedbackScale": "NPS", "terminationReason": "GuestLeft",
+            "guestLeft": true, "chatbot": false
+        }));
+        assert!(nulled.is_empty());
+        assert_eq!(s.guest_feedback_scale.as_deref(), Some("nps"));
+        assert_eq!(s.termination_reason.as_deref(), Some("GuestLeft"));
+        assert_eq!((s.guest_left, s.chatbot), (Some(true), Some(false)));
+        assert_eq!(
+            s.operators[0].note.as_deref(),
+            Some("Called back about the invoice")
+        );
+        let (s, _) = session(json!({"guestFeedbackScale": "Likert", "chatbotInvolved": 1}));
+        assert_eq!(s.guest_feedback_scale.as_deref(), Some("likert"));
+        assert_eq!(s.chatbot, Some(true));
+        // Absent: unknown. Another shape than assumed: unknown too, counted, the session kept.
+        let (s, nulled) = session(json!({}));
+        assert_eq!(
+            (s.guest_left, s.chatbot, s.guest_feedback_scale),
+            (None, None, None)
+        );
+        assert!(nulled.is_empty());
+        let (s, nulled) = session(json!({
+            "guestLeft": "2024-03-01T10:05:00Z", "chatbot": {"id": 3, "name": "Bob"}
+        }));
+        assert_eq!((s.guest_left, s.chatbot), (None, None));
+        let reasons: Vec<&str> = nulled.iter().map(|n| n.reason.as_str()).collect();
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert!(
+            reasons.iter().all(|r| r.starts_with("unreadable_value: ")),
+            "{reasons:?}"
+        );
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub const SESSION: &[Field] = &[
         classes: &[FreeText],
         kind: Kind::Text,
         selectors: &[],
-        feeds: "raw only (operators' notes)",
+        feeds: "mluvii_session_operators.note",
     },
     Field {
         path: "reviews[].note",
@@ -196,6 +196,13 @@ pub static INVENTORY: Inventory = Inventory {
             kind: Kind::Text,
             selectors: &[],
         },
+        Column {
+            table: "mluvii_session_operators",
+            column: "note",
+            classes: &[FreeText],
+            kind: Kind::Text,
+            selectors: &[],
+        },
     ],
     non_personal: &[
         "mluvii_sessions.account",
@@ -206,6 +213,8 @@ pub static INVENTORY: Inventory = Inventory {
         "mluvii_sessions.tags",
         "mluvii_sessions.content_hash",
         "mluvii_sessions.privacy_policy",
+        "mluvii_sessions.guest_feedback_scale",
+        "mluvii_sessions.termination_reason",
         "mluvii_session_operators.account",
         "mluvii_routing_events.account",
         "mluvii_routing_events.activity_type",

@@ -222,6 +222,11 @@ impl SourceSettings for MluviiSettings {
 
 #[async_trait]
 impl Source for Mluvii {
+    /// Rows rebuilt from what the warehouse stores (`rebuild.rs`).
+    fn rebuild(&self) -> Option<&dyn crate::engine::Rebuild> {
+        Some(self)
+    }
+
     /// Sized by what they hold: the list is paged, so an empty stretch costs nothing.
     fn windowing(&self) -> crate::engine::Windowing {
         crate::engine::Windowing::Paged

@@ -88,6 +88,18 @@ impl Rows for SessionRows {
                 "int",
                 col(s, |x| x.guest_feedback_stars),
             )
+            .column(
+                "guest_feedback_scale",
+                "text",
+                text(s, |x| &x.guest_feedback_scale),
+            )
+            .column(
+                "termination_reason",
+                "text",
+                text(s, |x| &x.termination_reason),
+            )
+            .column("guest_left", "bool", col(s, |x| x.guest_left))
+            .column("chatbot", "bool", col(s, |x| x.chatbot))
             .column("tags", "jsonb", col(s, |x| x.tags.as_ref()))
             .column("raw", "jsonb", col(s, |x| &x.raw))
             .column("routing_raw", "jsonb", col(s, |x| &x.routing_raw))
@@ -108,13 +120,16 @@ impl Rows for SessionRows {
         // A freshly inserted session has no children to delete (`xmax = 0`: no prior version).
         let updated: Vec<i64> = returned.iter().filter(|r| !r.1).map(|r| r.0).collect();
         let changed: Vec<i64> = returned.iter().map(|r| r.0).collect();
+        let mut children = Default::default();
         if !changed.is_empty() {
-            self.replace_children(tx, account, &changed, &updated)
+            children = self
+                .replace_children(tx, account, &changed, &updated)
                 .await?;
         }
         Ok(WriteCounts {
             written: changed.len() as u64,
             unchanged: (s.len() - changed.len()) as u64,
+            children,
         })
     }
 }
@@ -126,7 +141,8 @@ impl SessionRows {
         account: &str,
         changed: &[i64],
         updated: &[i64],
-    ) -> Result<(), tokio_postgres::Error> {
+    ) -> Result<std::collections::BTreeMap<&'static str, u64>, tokio_postgres::Error> {
+        let mut written = std::collections::BTreeMap::new();
         if !updated.is_empty() {
             for table in CHILD_TABLES {
                 tx.execute(&delete_children(table), &[&account, &updated])
@@ -163,12 +179,15 @@ impl SessionRows {
                     "float8",
                     col(&ops, |(_, o)| o.queue_seconds),
                 )
-                .column("acw_seconds", "float8", col(&ops, |(_, o)| o.acw_seconds));
-            tx.execute(
-                &rows.insert("mluvii_session_operators", ""),
-                &rows.params(&account),
-            )
-            .await?;
+                .column("acw_seconds", "float8", col(&ops, |(_, o)| o.acw_seconds))
+                .column("note", "text", text(&ops, |(_, o)| &o.note));
+            let n = tx
+                .execute(
+                    &rows.insert("mluvii_session_operators", ""),
+                    &rows.params(&account),
+                )
+                .await?;
+            written.insert("mluvii_session_operators", n);
         }
 
         let evs: Vec<(i64, i32, &RoutingEvent)> = sessions
@@ -211,11 +230,13 @@ impl SessionRows {
                     "text",
                     text(&evs, |(_, _, e)| &e.phone_number),
                 );
-            tx.execute(
-                &rows.insert("mluvii_routing_events", ""),
-                &rows.params(&account),
-            )
-            .await?;
+            let n = tx
+                .execute(
+                    &rows.insert("mluvii_routing_events", ""),
+                    &rows.params(&account),
+                )
+                .await?;
+            written.insert("mluvii_routing_events", n);
         }
 
         let d = &sessions;
@@ -237,11 +258,13 @@ impl SessionRows {
                 "float8",
                 col(d, |s| s.durations.pbx_wait),
             );
-        tx.execute(
-            &rows.insert("mluvii_session_durations", ""),
-            &rows.params(&account),
-        )
-        .await?;
-        Ok(())
+        let n = tx
+            .execute(
+                &rows.insert("mluvii_session_durations", ""),
+                &rows.params(&account),
+            )
+            .await?;
+        written.insert("mluvii_session_durations", n);
+        Ok(written)
     }
 }

@@ -66,6 +66,9 @@ pub const LIST_PATH: &str = "/api/v1/ChatSession";
 pub const ENTITY_PATH: &str = "/api/v1/ChatSession/{id}";
 pub const MESSAGES_PATH: &str = "/api/v1/ChatSession/{id}/Messages";
 pub const FOR_USER_PATH: &str = "/api/v1/Agents/Chat/ChatSessionsForUser";
+/// The chat topics (`ChatTopicEntity[]`), as SuperOffice's official client reads them
+/// (`ChatAgent.ChatTopicsForUser`, a POST under `v1/Agents/Chat/`).
+pub const TOPICS_PATH: &str = "/api/v1/Agents/Chat/ChatTopicsForUser";
 /// The archive columns a listed row carries: those that show a change of the chat.
 pub const LIST_COLUMNS: &str =
     "chatSessionId,status,whenRequested,whenStarted,whenEnded,lastMessage,rating,updatedDate";
@@ -494,6 +497,17 @@ impl Client {
         list_page(&body)
             .map(|(items, _)| items)
             .map_err(|d| self.body_error(FOR_USER_PATH, d))
+    }
+
+    /// The chat topics (`ChatTopicsForUser`).
+    pub(super) async fn topics(&self) -> Result<Vec<Value>, SourceError> {
+        let r = self
+            .send_json(TOPICS_PATH, reqwest::Method::POST, TOPICS_PATH, "{}".into())
+            .await?;
+        let body = parse_json(&r.body).map_err(|d| self.body_error(TOPICS_PATH, d))?;
+        list_page(&body)
+            .map(|(items, _)| items)
+            .map_err(|d| self.body_error(TOPICS_PATH, d))
     }
 
     pub(super) async fn messages(&self, id: i32, after: i64) -> Result<Vec<Value>, SourceError> {

@@ -99,7 +99,13 @@ pub(super) const STATE_VERSION: u64 = 1;
 pub(super) struct Remembered {
     #[serde(default)]
     pub(super) sessions: BTreeMap<i64, Seen>,
+    /// When the account's chat topics were last read (RFC 3339): once a day.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(super) topics_at: String,
 }
+
+/// How often the chat topics (their names) are read again.
+pub const TOPICS_EVERY: TimeDelta = TimeDelta::days(1);
 
 /// What reading a set of entities gave: the sessions to write (changed ones, or all when
 /// forced), their new messages, and what to remember of each session seen.
@@ -331,6 +337,7 @@ impl SuperOffice {
                 sessions: read.sessions,
                 messages: read.messages,
                 unchanged: read.unchanged,
+                topics: Vec::new(),
             })
             .with_rejected(rejected)
             .with_nulled(read.nulled)
@@ -354,6 +361,54 @@ impl SuperOffice {
     }
 }
 
+impl SuperOffice {
+    /// The account's chat topics when a day has passed since they were last read (then
+    /// remembered as read now), else none. A tenant that does not answer the call (404, 405:
+    /// an older one) is asked again the next day; another failure is logged and asked again at
+    /// the next run: topic names never fail a run.
+    async fn topics_due(&self, mem: &mut Remembered, now: DateTime<Utc>) -> Vec<store::Topic> {
+        if since(&mem.topics_at, now - TOPICS_EVERY) {
+            return Vec::new();
+        }
+        match self.client.topics().await {
+            Ok(list) => {
+                mem.topics_at = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+                let mut by_id: BTreeMap<i32, store::Topic> = BTreeMap::new();
+                for v in list {
+                    let Value::Object(o) = &v else { continue };
+                    let f = lenient::Fields::new(o);
+                    let Some(id) = f
+                        .int("chattopicid")
+                        .ok()
+                        .flatten()
+                        .or_else(|| f.int("id").ok().flatten())
+                        .and_then(|n| i32::try_from(n).ok())
+                    else {
+                        continue;
+                    };
+                    by_id.insert(
+                        id,
+                        store::Topic {
+                            topic_id: id,
+                            name: f.text("name"),
+                        },
+                    );
+                }
+                by_id.into_values().collect()
+            }
+            Err(SourceError::Http(e)) if matches!(e.status(), Some(404 | 405)) => {
+                mem.topics_at = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+                tracing::info!(account = %self.cx.key.account, "the tenant does not list chat topics (ChatTopicsForUser answered {}); asked again tomorrow", e.status().unwrap_or(0));
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!(account = %self.cx.key.account, error = %e, "could not read the chat topics; asked again at the next run");
+                Vec::new()
+            }
+        }
+    }
+}
+
 /// Whether an RFC 3339 instant is at or after `from` (an unreadable one is not).
 pub(super) fn since(t: &str, from: DateTime<Utc>) -> bool {
     DateTime::parse_from_rfc3339(t).is_ok_and(|t| t.with_timezone(&Utc) >= from)
@@ -371,6 +426,11 @@ impl SourceSettings for SuperOfficeSettings {
 
 #[async_trait]
 impl Source for SuperOffice {
+    /// Rows rebuilt from what the warehouse stores (`rebuild.rs`).
+    fn rebuild(&self) -> Option<&dyn crate::engine::Rebuild> {
+        Some(self)
+    }
+
     /// The archive (or the agent's list) of whole days, compared with the warehouse (`audit.rs`).
     fn audit(&self) -> Option<&dyn crate::engine::Audit> {
         Some(self)
@@ -505,10 +565,12 @@ impl Source for SuperOffice {
                     .retain(|_, s| (!s.t && since(&s.o, open_from)) || since(&s.s, horizon));
             }
         }
+        let topics = self.topics_due(&mut mem, now).await;
         Ok(Batch::new(store::ChatRows {
             sessions,
             messages,
             unchanged,
+            topics,
         })
         .with_rejected(rejected)
         .with_nulled(nulled)

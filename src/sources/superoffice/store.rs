@@ -16,6 +16,57 @@ pub struct ChatRows {
     /// Sessions seen in this window and found unchanged before the write (their fingerprint,
     /// or their archive row, as the stream remembers it): not sent, counted as unchanged.
     pub unchanged: u64,
+    /// The account's chat topics, when this window refreshed them (daily).
+    pub topics: Vec<Topic>,
+}
+
+/// A chat topic (`ChatTopicEntity`: `ChatTopicId`, `Name`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Topic {
+    pub topic_id: i32,
+    pub name: Option<String>,
+}
+
+/// Who closed each of the sessions `$2` (int[]) of account `$1`, from the last of its stored
+/// messages whose `SpecialType` says (ChatMessageSpecialType in SuperOffice's official client:
+/// ClosedByUser 10, ClosedByCustomer 11, ClosedByIdle 12): each session found by a probe of its
+/// key, its messages through their session index (aggregated: a `LIMIT 1` in message order
+/// would walk the account's messages backwards); a row is written only when it changes.
+pub const CLOSED_BY: &str = "WITH c AS MATERIALIZED (
+  SELECT u.id, x.closed_by
+    FROM unnest($2::int[]) AS u(id)
+    CROSS JOIN LATERAL (
+      SELECT (array_agg(CASE WHEN lower(m.special_type) IN ('closedbyuser', '10') THEN 'user'
+                             WHEN lower(m.special_type) IN ('closedbycustomer', '11') THEN 'customer'
+                             ELSE 'idle' END
+                        ORDER BY m.chat_message_id DESC))[1] AS closed_by
+        FROM superoffice_chat_messages m
+       WHERE m.account = $1 AND m.chat_session_id = u.id
+         AND lower(m.special_type) IN ('closedbyuser', 'closedbycustomer', 'closedbyidle', '10', '11', '12')) AS x)
+UPDATE superoffice_chat_sessions t SET closed_by = c.closed_by
+  FROM c
+ WHERE t.ctid = ANY(ARRAY(SELECT x.ctid FROM unnest($2::int[]) AS u(id)
+                          CROSS JOIN LATERAL (SELECT s.ctid FROM superoffice_chat_sessions s
+                                              WHERE s.account = $1 AND s.chat_session_id = u.id OFFSET 0) AS x))
+   AND t.chat_session_id = c.id AND t.closed_by IS DISTINCT FROM c.closed_by
+RETURNING t.chat_session_id";
+
+/// Sets `closed_by` of the sessions `ids` of `account` from their stored messages; returns the
+/// sessions whose `closed_by` changed.
+pub async fn closed_by(
+    tx: &impl tokio_postgres::GenericClient,
+    account: &str,
+    ids: &[i32],
+) -> Result<Vec<i32>, tokio_postgres::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(tx
+        .query(CLOSED_BY, &[&account, &ids])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
 }
 
 /// What an upsert of a changed session also sets, and when it writes at all: only a session
@@ -48,7 +99,9 @@ impl Rows for ChatRows {
         account: &str,
     ) -> Result<WriteCounts, tokio_postgres::Error> {
         let s = &self.sessions;
-        let mut written = 0;
+        // The sessions of this batch whose row changed: rewritten, or given another closed_by.
+        let mut changed = std::collections::BTreeSet::new();
+        let mut children = std::collections::BTreeMap::new();
         if !s.is_empty() {
             let (int, time) = ("int", "timestamptz");
             let rows = Unnest::new()
@@ -110,7 +163,12 @@ impl Rows for ChatRows {
                     rows.set_excluded(&["chat_session_id"])
                 ),
             );
-            written = tx.query(&upsert, &rows.params(&account)).await?.len() as u64;
+            changed.extend(
+                tx.query(&upsert, &rows.params(&account))
+                    .await?
+                    .iter()
+                    .map(|r| r.get::<_, i32>(0)),
+            );
         }
         let m = &self.messages;
         if !m.is_empty() {
@@ -138,11 +196,44 @@ impl Rows for ChatRows {
                     rows.changed(&key)
                 ),
             );
-            tx.execute(&upsert, &rows.params(&account)).await?;
+            children.insert(
+                "superoffice_chat_messages",
+                tx.execute(&upsert, &rows.params(&account)).await?,
+            );
+        }
+        // Who closed them: from the messages as stored now (those just written included).
+        let mut touched: Vec<i32> = s
+            .iter()
+            .map(|x| x.chat_session_id)
+            .chain(m.iter().map(|x| x.chat_session_id))
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        let own: std::collections::BTreeSet<i32> = s.iter().map(|x| x.chat_session_id).collect();
+        changed.extend(
+            closed_by(tx, account, &touched)
+                .await?
+                .into_iter()
+                .filter(|id| own.contains(id)),
+        );
+        let written = changed.len() as u64;
+        if !self.topics.is_empty() {
+            let t = &self.topics;
+            children.insert("superoffice_chat_topics", t.len() as u64);
+            let ids: Vec<i32> = t.iter().map(|x| x.topic_id).collect();
+            let names: Vec<Option<&str>> = t.iter().map(|x| x.name.as_deref()).collect();
+            tx.execute(
+                "INSERT INTO superoffice_chat_topics AS t (account, topic_id, name)
+                 SELECT $1, * FROM unnest($2::int[], $3::text[])
+                 ON CONFLICT (account, topic_id) DO UPDATE SET name = EXCLUDED.name, updated_at = now()",
+                &[&account, &ids, &names],
+            )
+            .await?;
         }
         Ok(WriteCounts {
             written,
             unchanged: s.len() as u64 - written + self.unchanged,
+            children,
         })
     }
 }

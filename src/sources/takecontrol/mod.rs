@@ -8,6 +8,7 @@ mod client;
 pub mod config;
 pub mod normalize;
 pub mod personal;
+mod rebuild;
 mod source;
 pub mod store;
 mod transcript;

@@ -43,6 +43,11 @@ impl SourceSettings for TakeControlSettings {
 
 #[async_trait]
 impl Source for TakeControl {
+    /// Rows rebuilt from what the warehouse stores (`rebuild.rs`).
+    fn rebuild(&self) -> Option<&dyn crate::engine::Rebuild> {
+        Some(self)
+    }
+
     /// Windows are independent: the next is fetched while the current one is written.
     fn pipelined(&self) -> bool {
         true
@@ -125,6 +130,26 @@ pub(super) fn into_batch(
     tz: Tz,
     cx: &SourceContext,
 ) -> Batch {
+    let n = normalize_all(records, window, tz, cx);
+    Batch::new(store::SessionRows(n.sessions))
+        .with_rejected(n.rejected)
+        .with_nulled(n.nulled)
+}
+
+/// A window's records, normalized (before they become a [`Batch`]).
+pub(super) struct NormalizedAll {
+    pub sessions: Vec<normalize::Session>,
+    pub rejected: Vec<crate::model::Rejected>,
+    pub nulled: Vec<crate::model::Rejected>,
+}
+
+/// As [`into_batch`], the sessions left to adjust (`rebuild.rs`).
+pub(super) fn normalize_all(
+    records: Vec<serde_json::Map<String, serde_json::Value>>,
+    window: &Window,
+    tz: Tz,
+    cx: &SourceContext,
+) -> NormalizedAll {
     let mut sessions: Vec<normalize::Session> = Vec::with_capacity(records.len());
     let mut index: HashMap<i64, usize> = HashMap::new();
     let mut rejected = Vec::new();
@@ -149,7 +174,9 @@ pub(super) fn into_batch(
             Normalized::Rejected(r) => rejected.push(r),
         }
     }
-    Batch::new(store::SessionRows(sessions))
-        .with_rejected(rejected)
-        .with_nulled(nulled)
+    NormalizedAll {
+        sessions,
+        rejected,
+        nulled,
+    }
 }

@@ -111,6 +111,7 @@ impl Rows for SessionRows {
             return Ok(WriteCounts {
                 written: 0,
                 unchanged: self.0.len() as u64,
+                children: Default::default(),
             });
         }
         let t1 = t0.elapsed();
@@ -121,9 +122,15 @@ impl Rows for SessionRows {
             .iter()
             .copied()
             .partition(|x| !stored.contains_key(&x.session_id));
+        let mut children = std::collections::BTreeMap::new();
+        let mut add = |c: std::collections::BTreeMap<&'static str, u64>| {
+            for (t, n) in c {
+                *children.entry(t).or_insert(0) += n;
+            }
+        };
         if !new.is_empty() {
             copy_sessions(tx, account, &new).await?;
-            copy_children(tx, account, &new).await?;
+            add(copy_children(tx, account, &new).await?);
         }
         let t2 = t0.elapsed();
         let mut rewritten = 0;
@@ -141,7 +148,7 @@ impl Rows for SessionRows {
                     .copied()
                     .filter(|x| ids.contains(&x.session_id))
                     .collect();
-                copy_children(tx, account, &replaced).await?;
+                add(copy_children(tx, account, &replaced).await?);
             }
         }
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
@@ -157,6 +164,7 @@ impl Rows for SessionRows {
         Ok(WriteCounts {
             written: written as u64,
             unchanged: (self.0.len() - written) as u64,
+            children,
         })
     }
 }
@@ -227,8 +235,9 @@ async fn copy_children(
     tx: &Transaction<'_>,
     account: &str,
     sessions: &[&Session],
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<std::collections::BTreeMap<&'static str, u64>, tokio_postgres::Error> {
     use tokio_postgres::types::Type;
+    let mut written = std::collections::BTreeMap::new();
     if sessions.iter().any(|s| !s.messages.is_empty()) {
         let sink = tx
             .copy_in(
@@ -264,7 +273,7 @@ async fn copy_children(
                     .await?;
             }
         }
-        writer.finish().await?;
+        written.insert("takecontrol_chat_messages", writer.finish().await?);
     }
     if sessions.iter().any(|s| !s.videos.is_empty()) {
         let sink = tx
@@ -283,9 +292,9 @@ async fn copy_children(
                     .await?;
             }
         }
-        writer.finish().await?;
+        written.insert("takecontrol_video_links", writer.finish().await?);
     }
-    Ok(())
+    Ok(written)
 }
 
 /// The upsert of sessions already stored whose fingerprint differs; returns the ids rewritten.

@@ -1,0 +1,124 @@
+//! Take Control's rows rebuilt from the stored `raw` (`sessionsync renormalize`): the record as it
+//! was stored (under its row's policy) normalized again, its chat lines and video links with it.
+//! Where the policy hashed or dropped the transcript in `raw` (the chat lines were scrubbed one
+//! by one when they were read), the stored chat lines and links are kept as they are.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::personal;
+use super::source::{TakeControl, into_batch, normalize_all};
+use super::transcript::ChatMessage;
+use crate::engine::{Batch, Rebuild, SessionTable, SourceContext, StoredRecord, Window};
+use crate::privacy::{Policy, Privacy};
+
+/// The stored chat lines and links of session `t`, as JSON (each through its session's key).
+const STORED_CHILDREN: &str = "jsonb_build_object(
+  'messages', (SELECT coalesce(jsonb_agg(jsonb_build_array(m.sent_at, m.author, m.author_type, m.message) ORDER BY m.seq), '[]')
+                 FROM takecontrol_chat_messages m WHERE m.account = t.account AND m.session_id = t.session_id),
+  'videos', (SELECT coalesce(jsonb_agg(v.url ORDER BY v.seq), '[]')
+               FROM takecontrol_video_links v WHERE v.account = t.account AND v.session_id = t.session_id))";
+
+impl TakeControl {
+    /// Whether `raw` holds the transcript and links as received: the policy keeps them whole.
+    fn raw_holds_transcripts(&self) -> bool {
+        let p = &self.cx.privacy.policies;
+        personal::RECORD
+            .iter()
+            .filter(|f| f.path == "chat_info" || f.path == "video_links")
+            .all(|f| p.strictest(f.classes) == Policy::Keep)
+    }
+}
+
+impl Rebuild for TakeControl {
+    fn table(&self) -> SessionTable {
+        personal::INVENTORY.table()
+    }
+
+    fn documents(&self) -> Vec<String> {
+        match self.raw_holds_transcripts() {
+            true => vec!["t.raw".into()],
+            false => vec!["t.raw".into(), STORED_CHILDREN.into()],
+        }
+    }
+
+    fn rebuild(&self, records: Vec<StoredRecord>) -> Batch {
+        // The stored record is already what its row's policy says: read as it is (keep), the
+        // policy is not applied twice.
+        let cx = SourceContext::offline(
+            self.cx.key.source,
+            &self.cx.key.account,
+            Privacy::keep_all(),
+        );
+        let window = Window {
+            start: DateTime::UNIX_EPOCH,
+            end: DateTime::UNIX_EPOCH,
+        };
+        let tz = self.settings.timezone;
+        if self.raw_holds_transcripts() {
+            let maps = records
+                .into_iter()
+                .filter_map(|r| match r.documents.into_iter().next() {
+                    Some(Value::Object(o)) => Some(o),
+                    _ => None,
+                })
+                .collect();
+            return into_batch(maps, &window, tz, &cx);
+        }
+        // The transcript in `raw` is a hash (or gone): the record is read without it, its
+        // fingerprint stays that of the stored record, and its children are the stored ones.
+        let mut maps = Vec::with_capacity(records.len());
+        let mut kept = std::collections::HashMap::new();
+        for r in records {
+            let mut docs = r.documents.into_iter();
+            let (Some(Value::Object(raw)), children) = (docs.next(), docs.next()) else {
+                continue;
+            };
+            let mut read = raw.clone();
+            read.remove("chat_info");
+            read.remove("video_links");
+            kept.insert(r.id, (Value::Object(raw), children.unwrap_or_default()));
+            maps.push(read);
+        }
+        let mut n = normalize_all(maps, &window, tz, &cx);
+        for s in &mut n.sessions {
+            let Some((raw, children)) = kept.remove(&s.session_id) else {
+                continue;
+            };
+            s.raw = raw.to_string();
+            s.content_hash = super::normalize::content_hash(&s.raw, tz);
+            s.messages = stored_messages(&children["messages"]);
+            s.videos = children["videos"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+        }
+        Batch::new(super::store::SessionRows(n.sessions))
+            .with_rejected(n.rejected)
+            .with_nulled(n.nulled)
+    }
+}
+
+/// The stored chat lines (`[sent_at, author, author_type, message]` each).
+fn stored_messages(v: &Value) -> Vec<ChatMessage> {
+    let text = |v: &Value| v.as_str().map(String::from);
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|m| ChatMessage {
+                    sent_at: m[0]
+                        .as_str()
+                        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| t.with_timezone(&Utc)),
+                    author: text(&m[1]),
+                    author_type: text(&m[2]),
+                    message: text(&m[3]),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
