@@ -18,6 +18,70 @@ impl std::fmt::Display for StreamKey {
     }
 }
 
+/// A session's id in its system: a number in every source (Take Control's and mluvii's
+/// `bigint`, SuperOffice's `int`), bound as `bigint` (a `bigint[]` of several). A record that
+/// has no readable id never becomes one: it is set aside under a text key of its own
+/// ([`Rejected::record_key`]).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct SessionId(pub i64);
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<i64> for SessionId {
+    fn from(id: i64) -> Self {
+        SessionId(id)
+    }
+}
+
+impl From<i32> for SessionId {
+    fn from(id: i32) -> Self {
+        SessionId(i64::from(id))
+    }
+}
+
+impl std::str::FromStr for SessionId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.trim().parse().map(SessionId)
+    }
+}
+
+impl tokio_postgres::types::ToSql for SessionId {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.0.to_sql(ty, out)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <i64 as tokio_postgres::types::ToSql>::accepts(ty)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+impl<'a> tokio_postgres::types::FromSql<'a> for SessionId {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        i64::from_sql(ty, raw).map(SessionId)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <i64 as tokio_postgres::types::FromSql>::accepts(ty)
+    }
+}
+
 /// Where a stream's sessions are stored, for the completeness audit's count of a day: the
 /// table, its id column and the column whose UTC day the audit compares by (Take Control
 /// `started_at`, SuperOffice `requested_at`, mluvii `created_at`). The table has `account`,

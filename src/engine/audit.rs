@@ -17,7 +17,7 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use super::batch::SourceError;
 use super::webhook::Pushed;
 pub use crate::model::SessionTable;
-use crate::model::{StreamState, Window};
+use crate::model::{SessionId, StreamState, Window};
 
 /// One session as the vendor's list shows it.
 #[derive(Debug, Clone, Default)]
@@ -37,7 +37,7 @@ pub struct Listed {
 /// What the vendor listed for a range: every session by id.
 #[derive(Debug, Default)]
 pub struct Listing {
-    pub sessions: BTreeMap<i64, Listed>,
+    pub sessions: BTreeMap<SessionId, Listed>,
 }
 
 impl Listing {
@@ -47,13 +47,13 @@ impl Listing {
     }
 
     /// The ids listed as live (not marked deleted).
-    pub fn live(&self) -> impl Iterator<Item = (&i64, &Listed)> {
+    pub fn live(&self) -> impl Iterator<Item = (&SessionId, &Listed)> {
         self.sessions.iter().filter(|(_, l)| !l.deleted)
     }
 }
 
 /// Whether a listed session's row is worth keeping (the warehouse lacks it).
-pub type KeepRow<'a> = dyn Fn(i64) -> bool + Send + Sync + 'a;
+pub type KeepRow<'a> = dyn Fn(SessionId) -> bool + Send + Sync + 'a;
 
 /// The audit's part of a source (sources.md section 5).
 #[async_trait]
@@ -74,7 +74,10 @@ pub trait Audit: Send + Sync {
     /// Of `ids` (stored sessions the list did not show), those the vendor still has when each
     /// is read by id: a 404, or a session the vendor marks deleted, is not there. `None` for a
     /// vendor that has no read by id (Take Control): the list is the only reference.
-    async fn still_there(&self, ids: &[i64]) -> Result<Option<BTreeSet<i64>>, SourceError>;
+    async fn still_there(
+        &self,
+        ids: &[SessionId],
+    ) -> Result<Option<BTreeSet<SessionId>>, SourceError>;
 
     /// The sessions `ids` to store (listed but missing, or still there though not listed),
     /// from their listed row where it is the whole record, else read by id, with whatever a new
@@ -84,7 +87,7 @@ pub trait Audit: Send + Sync {
     async fn read(
         &self,
         listing: &Listing,
-        ids: &[i64],
+        ids: &[SessionId],
         state: &StreamState,
     ) -> Result<Pushed, SourceError>;
 }

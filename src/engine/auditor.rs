@@ -31,6 +31,7 @@ use super::claims::Claim;
 use super::run::Engine;
 use super::source::Stream;
 use super::webhook::{PushError, Pushed, write_pushed};
+use crate::model::SessionId;
 use crate::model::{Outcome, RunTotals, StreamKey, WriteCounts};
 use crate::warehouse::audits::{self, DayAudit, StoredSession};
 use crate::warehouse::{self, WarehouseError};
@@ -159,13 +160,13 @@ impl From<PushError> for AuditError {
 #[derive(Debug, Default)]
 struct Comparison {
     /// Listed and absent (or flagged deleted: `restored`), by their listed day.
-    missing: BTreeMap<i64, NaiveDate>,
+    missing: BTreeMap<SessionId, NaiveDate>,
     /// Of `missing`, those stored flagged deleted: the vendor lists them again.
-    restored: Vec<i64>,
+    restored: Vec<SessionId>,
     /// Stored, not flagged, first written before the listing, not listed: by stored day.
-    unlisted: BTreeMap<i64, NaiveDate>,
+    unlisted: BTreeMap<SessionId, NaiveDate>,
     /// Stored, not flagged, and listed as deleted by the vendor itself: by stored day.
-    deleted: BTreeMap<i64, NaiveDate>,
+    deleted: BTreeMap<SessionId, NaiveDate>,
     /// Live sessions listed, per day.
     listed: BTreeMap<NaiveDate, u64>,
 }
@@ -178,7 +179,7 @@ impl Rows for NoRows {
     fn len(&self) -> usize {
         0
     }
-    fn keys(&self) -> Vec<String> {
+    fn keys(&self) -> Vec<crate::model::SessionId> {
         Vec::new()
     }
     async fn write(
@@ -376,9 +377,9 @@ impl Engine {
             let conn = self.shared.warehouse.conn().await?;
             audits::stored_sessions(&**conn, table, &key.account, window.start, window.end).await?
         };
-        let held_live: std::collections::HashSet<i64> =
+        let held_live: std::collections::HashSet<SessionId> =
             stored.iter().filter(|s| !s.deleted).map(|s| s.id).collect();
-        let keep_row = |id: i64| !held_live.contains(&id);
+        let keep_row = |id: SessionId| !held_live.contains(&id);
         let (listing, mut failed) =
             cancellable(cancel, list_days(audit, days, key, &keep_row)).await?;
         if failed.values().any(|(_, unavailable)| *unavailable) {
@@ -388,7 +389,7 @@ impl Engine {
         // Listed as missing by the range scan, but stored with a start on another day: held.
         let held = {
             let conn = self.shared.warehouse.conn().await?;
-            let ids: Vec<i64> = cmp.missing.keys().copied().collect();
+            let ids: Vec<SessionId> = cmp.missing.keys().copied().collect();
             audits::held(&**conn, table, &key.account, &ids).await?
         };
         for (id, deleted) in held {
@@ -400,9 +401,9 @@ impl Engine {
         }
 
         // Confirm what the list no longer shows.
-        let unlisted: Vec<i64> = cmp.unlisted.keys().copied().collect();
-        let mut found: BTreeMap<i64, NaiveDate> = BTreeMap::new();
-        let mut gone: BTreeMap<i64, NaiveDate> = cmp.deleted.clone();
+        let unlisted: Vec<SessionId> = cmp.unlisted.keys().copied().collect();
+        let mut found: BTreeMap<SessionId, NaiveDate> = BTreeMap::new();
+        let mut gone: BTreeMap<SessionId, NaiveDate> = cmp.deleted.clone();
         if !unlisted.is_empty() {
             progress(AuditStep::Confirming {
                 sessions: unlisted.len(),
@@ -470,8 +471,8 @@ impl Engine {
         }
 
         // Write: the missing and those still there, the gone flagged, the days recorded.
-        let to_read: Vec<i64> = cmp.missing.keys().chain(found.keys()).copied().collect();
-        let gone_ids: Vec<String> = gone.keys().map(|id| id.to_string()).collect();
+        let to_read: Vec<SessionId> = cmp.missing.keys().chain(found.keys()).copied().collect();
+        let gone_ids: Vec<SessionId> = gone.keys().copied().collect();
         for _ in 0..3 {
             let seen = self.shared.refresh_erasures(stream).await?;
             let pushed = match to_read.is_empty() {
@@ -549,8 +550,8 @@ impl Engine {
         stream: &Stream,
         claim: Option<&mut Claim>,
         pushed: Option<Pushed>,
-        gone: &[String],
-        restored: &[i64],
+        gone: &[SessionId],
+        restored: &[SessionId],
         (seen, run_id): (i64, Option<i64>),
         days: Days,
         per_day: &mut BTreeMap<NaiveDate, DayAudit>,
@@ -582,7 +583,7 @@ impl Engine {
                 batch: Batch::new(NoRows),
                 update_state: Box::new(|s| Ok(s.clone())),
             });
-            pushed.batch.gone.extend(gone.iter().cloned());
+            pushed.batch.gone.extend(gone.iter().copied());
             let w = write_pushed(&tx, key, pushed, stream.privacy()).await?;
             audits::restore(&*tx, table, &key.account, restored).await?;
             if let Some(c) = claim
@@ -673,7 +674,8 @@ fn compare(
 ) -> Comparison {
     let mut cmp = Comparison::default();
     let in_days = |d: NaiveDate| d >= days.from && d < days.to && !failed.contains_key(&d);
-    let stored_by_id: BTreeMap<i64, &StoredSession> = stored.iter().map(|s| (s.id, s)).collect();
+    let stored_by_id: BTreeMap<SessionId, &StoredSession> =
+        stored.iter().map(|s| (s.id, s)).collect();
     for (id, l) in listing.live() {
         let Some(day) = l.start.map(|t| t.date_naive()).filter(|d| in_days(*d)) else {
             continue;
@@ -744,12 +746,20 @@ mod tests {
             row: None,
         };
         let mut listing = Listing::default();
-        listing.sessions.insert(1, listed("2026-12-01", false));
-        listing.sessions.insert(2, listed("2026-12-01", false)); // missing
-        listing.sessions.insert(3, listed("2026-12-02", true)); // the vendor deleted it
-        listing.sessions.insert(7, listed("2026-12-03", false)); // restored
-        let stored = |id, day: &str, deleted, first: &str| StoredSession {
-            id,
+        listing
+            .sessions
+            .insert(SessionId(1), listed("2026-12-01", false));
+        listing
+            .sessions
+            .insert(SessionId(2), listed("2026-12-01", false)); // missing
+        listing
+            .sessions
+            .insert(SessionId(3), listed("2026-12-02", true)); // the vendor deleted it
+        listing
+            .sessions
+            .insert(SessionId(7), listed("2026-12-03", false)); // restored
+        let stored = |id: i64, day: &str, deleted, first: &str| StoredSession {
+            id: SessionId(id),
             start: at(&format!("{day}T10:00:00Z")),
             deleted,
             first_synced_at: at(first),
@@ -764,14 +774,14 @@ mod tests {
         ];
         let mut failed = BTreeMap::new();
         let cmp = compare(&listing, &rows, days, &failed, began);
-        assert_eq!(cmp.missing.keys().copied().collect::<Vec<_>>(), [2, 7]);
-        assert_eq!(cmp.restored, [7]);
-        assert_eq!(cmp.deleted.keys().copied().collect::<Vec<_>>(), [3]);
-        assert_eq!(cmp.unlisted.keys().copied().collect::<Vec<_>>(), [4, 6]);
+        assert_eq!(cmp.missing.keys().map(|k| k.0).collect::<Vec<_>>(), [2, 7]);
+        assert_eq!(cmp.restored, [SessionId(7)]);
+        assert_eq!(cmp.deleted.keys().map(|k| k.0).collect::<Vec<_>>(), [3]);
+        assert_eq!(cmp.unlisted.keys().map(|k| k.0).collect::<Vec<_>>(), [4, 6]);
         failed.insert("2026-12-03".parse().unwrap(), ("down".to_string(), false));
         let cmp = compare(&listing, &rows, days, &failed, began);
-        assert_eq!(cmp.unlisted.keys().copied().collect::<Vec<_>>(), [4]);
-        assert_eq!(cmp.missing.keys().copied().collect::<Vec<_>>(), [2]);
+        assert_eq!(cmp.unlisted.keys().map(|k| k.0).collect::<Vec<_>>(), [4]);
+        assert_eq!(cmp.missing.keys().map(|k| k.0).collect::<Vec<_>>(), [2]);
         assert_eq!(cmp.listed.values().sum::<u64>(), 2);
     }
 }

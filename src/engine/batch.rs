@@ -23,9 +23,10 @@ pub trait Rows: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// The key of each record the rows hold (its session id, as `rejected_records.record_key`
-    /// names it): earlier rejections of these keys are cleared when the rows commit.
-    fn keys(&self) -> Vec<String>;
+    /// The id of each session the rows hold: earlier rejections of these ids
+    /// (`rejected_records.record_key`) are cleared when the rows commit, and the storage limits
+    /// apply to them.
+    fn keys(&self) -> Vec<crate::model::SessionId>;
     /// The newest session time among the rows (start, request or creation): kept per stream,
     /// so that a stream that stays silent shows (`sessionsync_newest_record_timestamp_seconds`).
     fn newest(&self) -> Option<chrono::DateTime<chrono::Utc>> {
@@ -51,7 +52,7 @@ pub struct Batch {
     pub(crate) state: Option<serde_json::Value>,
     /// Ids of sessions the vendor no longer knows (404 when read by id, or SuperOffice's
     /// `Deleted`): kept with `source_deleted_at` and their personal data erased.
-    pub(crate) gone: Vec<String>,
+    pub(crate) gone: Vec<crate::model::SessionId>,
 }
 
 impl Batch {
@@ -85,7 +86,7 @@ impl Batch {
     }
 
     /// Ids of sessions the vendor no longer knows.
-    pub fn with_gone(mut self, gone: Vec<String>) -> Self {
+    pub fn with_gone(mut self, gone: Vec<crate::model::SessionId>) -> Self {
         self.gone = gone;
         self
     }

@@ -233,7 +233,7 @@ impl Stream {
     pub async fn audit_read(
         &self,
         listing: &Listing,
-        ids: &[i64],
+        ids: &[crate::model::SessionId],
         state: &StreamState,
     ) -> Result<Pushed, SourceError> {
         let Some(audit) = self.source.audit() else {
@@ -252,7 +252,11 @@ impl Stream {
     }
 
     /// The webhook's re-read of `ids`, held to the privacy seam as a window's fetch is.
-    pub async fn fetch_ids(&self, ids: &[i64], state: &StreamState) -> Result<Pushed, SourceError> {
+    pub async fn fetch_ids(
+        &self,
+        ids: &[crate::model::SessionId],
+        state: &StreamState,
+    ) -> Result<Pushed, SourceError> {
         let Some(hook) = self.source.webhook() else {
             return Err(SourceError::Vendor {
                 message: "this account takes no webhooks".into(),
@@ -351,8 +355,8 @@ mod tests {
         fn len(&self) -> usize {
             2
         }
-        fn keys(&self) -> Vec<String> {
-            vec!["1".into(), "2".into()]
+        fn keys(&self) -> Vec<crate::model::SessionId> {
+            vec![1i64.into(), 2i64.into()]
         }
         async fn write(
             &self,

@@ -29,7 +29,7 @@ pub struct Pushed {
 pub enum Verdict {
     /// A listed event type naming a record.
     Record {
-        id: i64,
+        id: crate::model::SessionId,
         event_type: String,
         /// The vendor's event id, or [`body_key`] when it sends none: the same delivery twice
         /// has the same key.
@@ -62,7 +62,11 @@ pub trait Webhook: Send + Sync {
     fn parse(&self, body: &[u8]) -> Verdict;
     /// Re-reads the records `ids` (distinct, ascending) by id. A record the vendor no longer
     /// has, or that does not parse, goes to the batch's `rejected`.
-    async fn fetch_ids(&self, ids: &[i64], state: &StreamState) -> Result<Pushed, SourceError>;
+    async fn fetch_ids(
+        &self,
+        ids: &[crate::model::SessionId],
+        state: &StreamState,
+    ) -> Result<Pushed, SourceError>;
     /// Registers (or updates) the account's webhook with the vendor, delivering to
     /// `target` (the listener's public URL for this account); says what it did.
     async fn register(&self, target: &reqwest::Url) -> Result<String, SourceError>;

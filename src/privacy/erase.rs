@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use tokio_postgres::GenericClient;
 
+use crate::model::SessionId;
 use crate::privacy::fields::{self, Hasher, Kind, Selector};
 use crate::privacy::warehouse::{LOCK_KEY, erase_sessions, record};
 use crate::privacy::{Inventory, PrivacySettings};
@@ -21,7 +22,7 @@ pub enum Target {
     Session {
         source: String,
         account: String,
-        id: i64,
+        id: SessionId,
     },
 }
 
@@ -142,7 +143,7 @@ pub async fn erase(
     };
     let mut per_target: Vec<i64> = vec![0; targets.len()];
     for inv in inventories {
-        let mut matched: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        let mut matched: BTreeMap<String, Vec<SessionId>> = BTreeMap::new();
         for (ti, t) in targets.iter().enumerate() {
             let found = find(&tx, inv, t, &all_keys).await?;
             per_target[ti] += found.len() as i64;
@@ -187,7 +188,7 @@ async fn find(
     inv: &Inventory,
     t: &Target,
     keys: &[Hasher],
-) -> Result<Vec<(String, i64)>, WarehouseError> {
+) -> Result<Vec<(String, SessionId)>, WarehouseError> {
     let mut out = Vec::new();
     match t {
         Target::Session {

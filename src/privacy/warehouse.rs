@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
 
+use crate::model::SessionId;
 use crate::privacy::{Inventory, Privacy};
 use crate::warehouse::WarehouseError;
 
@@ -76,7 +77,7 @@ pub async fn erase_sessions(
     c: &impl GenericClient,
     inv: &Inventory,
     account: &str,
-    ids: &[i64],
+    ids: &[SessionId],
     dry_run: bool,
 ) -> Result<BTreeMap<String, u64>, WarehouseError> {
     let mut counts = BTreeMap::new();
@@ -214,9 +215,9 @@ pub async fn source_deleted(
     privacy: &Privacy,
     inv: &Inventory,
     account: &str,
-    gone: &[String],
+    gone: &[SessionId],
 ) -> Result<u64, WarehouseError> {
-    let ids: Vec<i64> = gone.iter().filter_map(|g| g.parse().ok()).collect();
+    let ids = gone;
     let rows = tx
         .query(
             &format!(
@@ -232,7 +233,7 @@ pub async fn source_deleted(
         .map_err(WarehouseError::query(
             "marking sessions deleted at the source",
         ))?;
-    let found: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    let found: Vec<SessionId> = rows.iter().map(|r| r.get(0)).collect();
     erase_sessions(tx, inv, account, &found, false).await?;
     if let Some(h) = privacy.hasher() {
         let key_id = crate::privacy::key_fingerprint(h);
@@ -321,10 +322,10 @@ pub async fn drop_written(
     tx: &impl GenericClient,
     inv: &Inventory,
     account: &str,
-    keys: &[String],
+    keys: &[SessionId],
     cut: DateTime<Utc>,
 ) -> Result<u64, WarehouseError> {
-    let ids: Vec<i64> = keys.iter().filter_map(|k| k.parse().ok()).collect();
+    let ids = keys;
     if ids.is_empty() {
         return Ok(0);
     }
@@ -366,10 +367,10 @@ pub async fn strip_written(
     tx: &impl GenericClient,
     inv: &Inventory,
     account: &str,
-    keys: &[String],
+    keys: &[SessionId],
     cut: DateTime<Utc>,
 ) -> Result<u64, WarehouseError> {
-    let ids: Vec<i64> = keys.iter().filter_map(|k| k.parse().ok()).collect();
+    let ids = keys;
     if ids.is_empty() || (inv.transcripts.is_empty() && inv.transcript_keys.is_empty()) {
         return Ok(0);
     }
@@ -465,8 +466,8 @@ pub async fn after_write(
     privacy: &Privacy,
     inv: &Inventory,
     account: &str,
-    written: &[String],
-    gone: &[String],
+    written: &[SessionId],
+    gone: &[SessionId],
 ) -> Result<(u64, u64), WarehouseError> {
     let deleted = if gone.is_empty() {
         0

@@ -7,12 +7,13 @@ use chrono::{DateTime, NaiveDate, Utc};
 use tokio_postgres::GenericClient;
 
 use super::WarehouseError;
+use crate::model::SessionId;
 use crate::model::SessionTable;
 
 /// A session the warehouse holds, as an audit compares it.
 #[derive(Debug, Clone)]
 pub struct StoredSession {
-    pub id: i64,
+    pub id: SessionId,
     pub start: DateTime<Utc>,
     /// Flagged deleted at the source (`source_deleted_at`).
     pub deleted: bool,
@@ -62,8 +63,8 @@ pub async fn held(
     c: &impl GenericClient,
     t: SessionTable,
     account: &str,
-    ids: &[i64],
-) -> Result<Vec<(i64, bool)>, WarehouseError> {
+    ids: &[SessionId],
+) -> Result<Vec<(SessionId, bool)>, WarehouseError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -91,7 +92,7 @@ pub async fn restore(
     c: &impl GenericClient,
     t: SessionTable,
     account: &str,
-    ids: &[i64],
+    ids: &[SessionId],
 ) -> Result<u64, WarehouseError> {
     if ids.is_empty() {
         return Ok(0);

@@ -290,11 +290,13 @@ pub async fn put_rejects(
 pub async fn clear_rejects(
     c: &impl GenericClient,
     k: &StreamKey,
-    keys: &[String],
+    keys: &[crate::model::SessionId],
 ) -> Result<(), WarehouseError> {
     if keys.is_empty() {
         return Ok(());
     }
+    // record_key is text: a record without a readable id is set aside under a key of its own.
+    let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
     c.execute(
         "DELETE FROM rejected_records WHERE source = $1 AND account = $2 AND stream = $3 AND record_key = ANY($4)",
         &[&k.source, &k.account, &k.stream, &keys],

@@ -9,6 +9,8 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::GenericClient;
 
+use crate::model::SessionId;
+
 /// Events claimed at once per account (their sessions are read in one batch).
 pub const CLAIM_LIMIT: i64 = 500;
 
@@ -20,7 +22,7 @@ pub async fn record(
     c: &impl GenericClient,
     source: &str,
     account: &str,
-    session_id: i64,
+    session_id: SessionId,
     event_type: &str,
     key: &str,
     received_at: DateTime<Utc>,
@@ -43,7 +45,7 @@ pub struct Claimed {
     /// while nobody else has leased it since).
     pub ctid: String,
     pub id: i64,
-    pub session_id: i64,
+    pub session_id: SessionId,
     pub received_at: DateTime<Utc>,
     pub attempts: i32,
 }

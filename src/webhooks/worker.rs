@@ -23,6 +23,7 @@ use crate::engine::webhook;
 use crate::engine::webhook::PushError;
 use crate::engine::{Rejected, SourceError};
 use crate::events::{WebhookApplied, WebhookFailed};
+use crate::model::SessionId;
 use crate::telemetry::Metrics;
 use crate::warehouse::{self, Warehouse, WarehouseError};
 
@@ -159,7 +160,7 @@ impl Worker {
                 .map_err(WarehouseError::query("claiming webhook events"))?;
             (claimed, state, seen)
         };
-        let mut ids: Vec<i64> = claimed.iter().map(|c| c.session_id).collect();
+        let mut ids: Vec<SessionId> = claimed.iter().map(|c| c.session_id).collect();
         ids.sort_unstable();
         ids.dedup();
         for _ in 0..3 {
@@ -255,7 +256,7 @@ impl Worker {
     async fn failed(
         &self,
         claimed: &[Claimed],
-        ids: &[i64],
+        ids: &[SessionId],
         error: &SourceError,
     ) -> Result<Drained, WarehouseError> {
         let mut conn = self.warehouse.conn().await?;
@@ -277,7 +278,7 @@ impl Worker {
         &self,
         tx: &deadpool_postgres::Transaction<'_>,
         claimed: &[Claimed],
-        ids: &[i64],
+        ids: &[SessionId],
         error: &SourceError,
     ) -> Result<Failure, WarehouseError> {
         let attempts = claimed.iter().map(|c| c.attempts).max().unwrap_or(0) + 1;

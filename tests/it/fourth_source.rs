@@ -96,8 +96,8 @@ impl Rows for FakeRows {
         self.0.len()
     }
 
-    fn keys(&self) -> Vec<String> {
-        self.0.iter().map(|r| r.0.to_string()).collect()
+    fn keys(&self) -> Vec<sessionsync::model::SessionId> {
+        self.0.iter().map(|r| r.0.into()).collect()
     }
 
     async fn write(

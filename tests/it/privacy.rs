@@ -619,7 +619,7 @@ async fn an_erased_person_stays_erased_through_syncs_backfills_and_webhooks() {
         .await
         .unwrap();
     let wh = webhook_of(hook);
-    let pushed = wh.fetch_ids(&[ann_chat], &state).await.unwrap();
+    let pushed = wh.fetch_ids(&[ann_chat.into()], &state).await.unwrap();
     sessionsync::engine::webhook::write_pushed(&tx, so_source.key(), pushed, Some(p))
         .await
         .unwrap();

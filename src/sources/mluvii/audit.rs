@@ -15,6 +15,7 @@ use super::source::{Mluvii, Remembered, STATE_VERSION, Target};
 use crate::engine::{
     Audit, Batch, KeepRow, Listed, Listing, Pushed, SessionTable, SourceError, StreamState, Window,
 };
+use crate::model::SessionId;
 
 #[async_trait]
 impl Audit for Mluvii {
@@ -31,7 +32,7 @@ impl Audit for Mluvii {
         let mut listing = Listing::default();
         for l in rows {
             listing.sessions.insert(
-                l.id,
+                l.id.into(),
                 Listed {
                     start: l.created,
                     deleted: false,
@@ -42,8 +43,11 @@ impl Audit for Mluvii {
         Ok(listing)
     }
 
-    async fn still_there(&self, ids: &[i64]) -> Result<Option<BTreeSet<i64>>, SourceError> {
-        let found: Vec<Option<i64>> =
+    async fn still_there(
+        &self,
+        ids: &[SessionId],
+    ) -> Result<Option<BTreeSet<SessionId>>, SourceError> {
+        let found: Vec<Option<SessionId>> =
             futures::stream::iter(ids.iter().copied().map(|id| async move {
                 let url = self.client.url(&format!("{LIST_PATH}/{id}"));
                 match self.client.get(DETAIL_PATH, url, &[]).await {
@@ -61,7 +65,7 @@ impl Audit for Mluvii {
     async fn read(
         &self,
         listing: &Listing,
-        ids: &[i64],
+        ids: &[SessionId],
         _state: &StreamState,
     ) -> Result<Pushed, SourceError> {
         let targets = ids
@@ -73,7 +77,7 @@ impl Audit for Mluvii {
                     .and_then(|l| l.row.clone())
                     .filter(list::is_whole_session);
                 Target {
-                    id: *id,
+                    id: id.0,
                     named: false,
                     row,
                 }

@@ -259,7 +259,11 @@ impl Client {
                             .created
                             .is_none_or(|c| c >= window.start && c < window.end);
                         if inside {
-                            let row = if keep_row(id) { item } else { Value::Null };
+                            let row = if keep_row(id.into()) {
+                                item
+                            } else {
+                                Value::Null
+                            };
                             let created = l.created;
                             found.insert(id, Listed { id, created, row });
                         }

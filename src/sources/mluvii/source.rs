@@ -131,7 +131,7 @@ pub(super) struct Read {
     pub(super) nulled: Vec<Rejected>,
     pub(super) marks: Vec<(i64, Mark)>,
     /// Sessions that answered 404: kept with `source_deleted_at`, personal data erased.
-    pub(super) gone: Vec<String>,
+    pub(super) gone: Vec<crate::model::SessionId>,
 }
 
 impl Mluvii {
@@ -149,7 +149,7 @@ impl Mluvii {
         for (id, named, data) in fetched {
             let Some((mut detail, mut routing)) = data else {
                 read.marks.push((id, Mark::Forget));
-                read.gone.push(id.to_string());
+                read.gone.push(id.into());
                 if named {
                     read.rejected.push(Rejected {
                         record_key: id.to_string(),

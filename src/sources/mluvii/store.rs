@@ -40,8 +40,8 @@ impl Rows for SessionRows {
         self.0.len()
     }
 
-    fn keys(&self) -> Vec<String> {
-        self.0.iter().map(|s| s.session_id.to_string()).collect()
+    fn keys(&self) -> Vec<crate::model::SessionId> {
+        self.0.iter().map(|s| s.session_id.into()).collect()
     }
 
     fn newest(&self) -> Option<chrono::DateTime<chrono::Utc>> {

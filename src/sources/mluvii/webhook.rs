@@ -233,7 +233,7 @@ impl Webhook for Mluvii {
             .filter(|id| *id > 0);
         match id {
             Some(id) => Verdict::Record {
-                id,
+                id: id.into(),
                 event_type: (*known).to_string(),
                 // mluvii sends no event id: the same delivery twice has the same body.
                 key: body_key(body),
@@ -242,12 +242,16 @@ impl Webhook for Mluvii {
         }
     }
 
-    async fn fetch_ids(&self, ids: &[i64], _state: &StreamState) -> Result<Pushed, SourceError> {
+    async fn fetch_ids(
+        &self,
+        ids: &[crate::model::SessionId],
+        _state: &StreamState,
+    ) -> Result<Pushed, SourceError> {
         let fetched = self
             .read_sessions(
                 ids.iter()
                     .map(|id| super::source::Target {
-                        id: *id,
+                        id: id.0,
                         named: true,
                         row: None,
                     })

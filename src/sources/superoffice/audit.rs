@@ -19,6 +19,7 @@ use super::source::SuperOffice;
 use crate::engine::{
     Audit, KeepRow, Listed, Listing, Pushed, SessionTable, SourceError, StreamState, Window,
 };
+use crate::model::SessionId;
 use crate::sources::lenient::Fields;
 
 /// The archive columns the audit asks for: the id, the day, and whether SuperOffice deleted it.
@@ -64,13 +65,13 @@ impl Audit for SuperOffice {
                     .archive_rows(&filter, AUDIT_COLUMNS, None)
                     .await?
                 {
-                    listing.sessions.insert(id, self.listed(&row, false));
+                    listing.sessions.insert(id.into(), self.listed(&row, false));
                 }
             }
             SuperOfficeMode::ForUser => {
                 for mut entity in self.client.entities_for_user().await? {
                     normalize::strip_secrets(&mut entity);
-                    if let Some(id) = item_id(&entity) {
+                    if let Some(id) = item_id(&entity).map(SessionId::from) {
                         listing
                             .sessions
                             .insert(id, self.listed(&entity, keep_row(id)));
@@ -81,8 +82,11 @@ impl Audit for SuperOffice {
         Ok(listing)
     }
 
-    async fn still_there(&self, ids: &[i64]) -> Result<Option<BTreeSet<i64>>, SourceError> {
-        let found: Vec<Option<i64>> =
+    async fn still_there(
+        &self,
+        ids: &[SessionId],
+    ) -> Result<Option<BTreeSet<SessionId>>, SourceError> {
+        let found: Vec<Option<SessionId>> =
             futures::stream::iter(ids.iter().copied().map(|id| async move {
                 let rel = format!("{LIST_PATH}/{id}");
                 Ok::<_, SourceError>(match self.client.get_json(ENTITY_PATH, &rel).await? {
@@ -99,7 +103,7 @@ impl Audit for SuperOffice {
     async fn read(
         &self,
         listing: &Listing,
-        ids: &[i64],
+        ids: &[SessionId],
         state: &StreamState,
     ) -> Result<Pushed, SourceError> {
         // Whole entities from the list (for_user); the others read by id.
@@ -107,8 +111,8 @@ impl Audit for SuperOffice {
         let mut by_id: Vec<i64> = Vec::new();
         for id in ids {
             match listing.sessions.get(id).and_then(|l| l.row.clone()) {
-                Some(entity) => entities.push((*id, entity)),
-                None => by_id.push(*id),
+                Some(entity) => entities.push((id.0, entity)),
+                None => by_id.push(id.0),
             }
         }
         let (read, _, gone) = self

@@ -40,6 +40,7 @@ use crate::config::{KeyProblem, SourceSettings};
 use crate::engine::{
     Batch, Rejected, RunInfo, Source, SourceContext, SourceError, StreamState, Window,
 };
+use crate::model::SessionId;
 use crate::privacy::Kind;
 use crate::sources::lenient;
 
@@ -119,7 +120,7 @@ pub(super) struct Read {
     pub(super) erased: std::collections::HashSet<i32>,
     /// Sessions whose status is `Deleted`: kept with `source_deleted_at`, their personal data
     /// erased (docs/privacy.md section 4).
-    pub(super) gone: Vec<String>,
+    pub(super) gone: Vec<SessionId>,
     /// Entities read whose fingerprint had not changed (not written).
     pub(super) unchanged: u64,
 }
@@ -131,7 +132,7 @@ impl SuperOffice {
         &self,
         ids: Vec<i64>,
         missing: &str,
-    ) -> Result<(Vec<(i64, Value)>, Vec<Rejected>, Vec<String>), SourceError> {
+    ) -> Result<(Vec<(i64, Value)>, Vec<Rejected>, Vec<SessionId>), SourceError> {
         let got: Vec<(i64, Option<Value>)> =
             futures::stream::iter(ids.into_iter().map(|id| async move {
                 let rel = format!("{LIST_PATH}/{id}");
@@ -158,7 +159,7 @@ impl SuperOffice {
                         reason: missing.into(),
                         payload: json!({ "ChatSessionId": id }),
                     });
-                    gone.push(id.to_string());
+                    gone.push(id.into());
                 }
             }
         }
@@ -219,7 +220,7 @@ impl SuperOffice {
                         read.erased.insert(s.chat_session_id);
                     }
                     if deleted {
-                        read.gone.push(s.chat_session_id.to_string());
+                        read.gone.push(s.chat_session_id.into());
                     }
                     read.nulled.extend(n);
                     // Under another policy than its stored rows: every message again.
@@ -323,7 +324,7 @@ impl SuperOffice {
         &self,
         entities: Vec<(i64, Value)>,
         mut rejected: Vec<Rejected>,
-        mut gone: Vec<String>,
+        mut gone: Vec<SessionId>,
         state: &StreamState,
     ) -> Result<crate::engine::Pushed, SourceError> {
         let mem: Remembered = crate::engine::read_state(&self.cx.key, &state.state, STATE_VERSION)?;
@@ -520,7 +521,7 @@ impl Source for SuperOffice {
                     .await?;
                 rejected.extend(missing);
                 // Gone: not read again while the archive lists the same row.
-                for id in vanished.iter().filter_map(|id| id.parse::<i64>().ok()) {
+                for id in vanished.iter().map(|id| id.0) {
                     mem.sessions.insert(
                         id,
                         Seen {

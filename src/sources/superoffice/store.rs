@@ -82,10 +82,10 @@ impl Rows for ChatRows {
         self.sessions.len()
     }
 
-    fn keys(&self) -> Vec<String> {
+    fn keys(&self) -> Vec<crate::model::SessionId> {
         self.sessions
             .iter()
-            .map(|s| s.chat_session_id.to_string())
+            .map(|s| s.chat_session_id.into())
             .collect()
     }
 

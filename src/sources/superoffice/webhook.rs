@@ -133,7 +133,7 @@ impl Webhook for SuperOffice {
             .filter(|id| *id > 0 && *id <= i64::from(i32::MAX))
         {
             Some(id) => Verdict::Record {
-                id,
+                id: id.into(),
                 event_type: event_type.to_ascii_lowercase(),
                 key: f.text("eventid").unwrap_or_else(|| body_key(body)),
             },
@@ -141,10 +141,14 @@ impl Webhook for SuperOffice {
         }
     }
 
-    async fn fetch_ids(&self, ids: &[i64], state: &StreamState) -> Result<Pushed, SourceError> {
+    async fn fetch_ids(
+        &self,
+        ids: &[crate::model::SessionId],
+        state: &StreamState,
+    ) -> Result<Pushed, SourceError> {
         let (entities, rejected, gone) = self
             .entities(
-                ids.to_vec(),
+                ids.iter().map(|id| id.0).collect(),
                 "not_found: named by a webhook event, but reading it answered 404",
             )
             .await?;

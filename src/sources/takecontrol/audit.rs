@@ -16,6 +16,7 @@ use super::source::{TakeControl, into_batch};
 use crate::engine::{
     Audit, KeepRow, Listed, Listing, Pushed, SessionTable, SourceError, StreamState, Window,
 };
+use crate::model::SessionId;
 use crate::sources::lenient::{self, Fields};
 
 /// The smallest window a too-large answer is split into.
@@ -112,6 +113,7 @@ impl Audit for TakeControl {
             for record in records {
                 let (id, mut l) = listed(record, self.settings.timezone)
                     .map_err(|message| SourceError::Vendor { message })?;
+                let id = SessionId::from(id);
                 if !keep_row(id) {
                     l.row = None;
                 }
@@ -122,7 +124,10 @@ impl Audit for TakeControl {
     }
 
     /// Take Control reads no session by id.
-    async fn still_there(&self, _ids: &[i64]) -> Result<Option<BTreeSet<i64>>, SourceError> {
+    async fn still_there(
+        &self,
+        _ids: &[SessionId],
+    ) -> Result<Option<BTreeSet<SessionId>>, SourceError> {
         Ok(None)
     }
 
@@ -130,7 +135,7 @@ impl Audit for TakeControl {
     async fn read(
         &self,
         listing: &Listing,
-        ids: &[i64],
+        ids: &[SessionId],
         _state: &StreamState,
     ) -> Result<Pushed, SourceError> {
         let records: Vec<Map<String, Value>> = ids
