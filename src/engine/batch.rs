@@ -138,12 +138,6 @@ pub enum SourceError {
         from: chrono::DateTime<chrono::Utc>,
         held: usize,
     },
-    /// More rows than records that passed `SourceContext::personal`: a source that skips the
-    /// privacy seam (a bug of the source) writes nothing.
-    #[error(
-        "{rows} rows were handed over but only {checked} records passed the privacy seam (SourceContext::personal); nothing of this window was written. This is a bug of the source: every record must pass SourceContext::personal before it becomes a row"
-    )]
-    PrivacySkipped { rows: usize, checked: u64 },
     #[error("{endpoint} returned a body that could not be read ({detail})")]
     Body {
         endpoint: &'static str,

@@ -48,7 +48,7 @@ pub use renormalize::{RenormalizeError, RenormalizeOptions, RenormalizeReport};
 pub use run::FaultPoints;
 pub use run::{Engine, Progress, Range, RunError, RunReport};
 pub use scheduler::{Freshness, Slot, Slots, freshness, run_scheduler};
-pub use source::{Personal, SILENCE_CHECK, Source, SourceContext, Stream};
+pub use source::{Personal, SILENCE_CHECK, Source, SourceContext, Stream, Vetted};
 pub use webhook::{Pushed, Verdict, Webhook, WebhookState};
 pub use windows::{
     AdaptiveWindows, FIRST_WINDOW, MIN_WINDOW, TARGET_RECORDS, Windowing, plan_windows,

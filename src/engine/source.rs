@@ -40,13 +40,45 @@ pub struct SourceContext {
     pub fallbacks: std::sync::atomic::AtomicU64,
     /// Where its records and tables hold personal data; `None` for a source that stores none.
     pub inventory: Option<&'static Inventory>,
-    /// Records passed through [`SourceContext::personal`] so far: a fetch that hands over more
-    /// rows than passed it is refused ([`Stream::fetch`]).
-    personal_checked: std::sync::atomic::AtomicU64,
+}
+
+/// Proof that a record went through the privacy seam ([`SourceContext::personal`]): every row
+/// a source writes for a session holds the one of its record, and only the engine makes them
+/// (`personal`, and the rebuild of rows from documents stored under the policy), so a row built
+/// from a record that skipped the seam does not compile:
+///
+/// ```
+/// use sessionsync::engine::{SourceContext, Vetted};
+/// use sessionsync::privacy::Privacy;
+/// // The one way: through the seam.
+/// let cx = SourceContext::offline("fake", "a", Privacy::keep_all());
+/// let vetted: Vetted = cx.personal("1", false, &mut []).vetted;
+/// ```
+/// ```compile_fail
+/// use sessionsync::engine::Vetted;
+/// // A source cannot make one itself...
+/// let forged = Vetted(());
+/// ```
+/// ```compile_fail
+/// use sessionsync::engine::Vetted;
+/// // ...nor have one made up.
+/// let forged = Vetted::default();
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vetted(());
+
+impl Vetted {
+    /// A record read back from the warehouse, where it is stored as the policy of its row left
+    /// it (`renormalize`).
+    pub(crate) fn stored() -> Vetted {
+        Vetted(())
+    }
 }
 
 /// What privacy made of one record ([`SourceContext::personal`]).
 pub struct Personal<'a> {
+    /// The record's proof, for the row built from it.
+    pub vetted: Vetted,
     /// A recorded erasure matches it, or the vendor said it is gone: every class was dropped.
     pub erased: bool,
     /// Anything may have been changed (erased, or a policy other than keep for some class):
@@ -75,7 +107,6 @@ impl SourceContext {
             metrics,
             fallbacks: Default::default(),
             inventory,
-            personal_checked: Default::default(),
         }
     }
 
@@ -119,16 +150,14 @@ impl SourceContext {
     /// session `id` matches a recorded erasure (by its id, or by a value of `documents` as
     /// received, under the hash key and every previous one), or the vendor said it is `gone`;
     /// then each document scrubbed by the classes of its fields, every class dropped when
-    /// erased. A column is read from the documents only afterwards. The engine refuses a fetch
-    /// that hands over more rows than records passed here, so a source cannot forget it.
+    /// erased. A column is read from the documents only afterwards. What it returns holds the
+    /// record's [`Vetted`], which the source's row requires: a source cannot forget it.
     pub fn personal(
         &self,
         id: &str,
         gone: bool,
         documents: &mut [(&mut serde_json::Value, &'static [Field])],
     ) -> Personal<'_> {
-        self.personal_checked
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let erased = gone
             || (self.privacy.erasures.version() != 0 && {
                 let received: Vec<(&serde_json::Value, &[Field])> =
@@ -141,30 +170,11 @@ impl SourceContext {
             scrub.document(document, fields);
         }
         Personal {
+            vetted: Vetted(()),
             erased,
             scrubbed: erased || !self.privacy.policies.keeps_everything(),
             scrub,
         }
-    }
-
-    /// Whether every row of `batch` passed [`SourceContext::personal`] (more calls than rows
-    /// since `before`, the count when its fetch began); a source that stores no personal data
-    /// passes.
-    pub fn passed_privacy(&self, batch: &Batch, before: u64) -> Result<(), SourceError> {
-        let checked = self.personal_checked() - before;
-        match self.inventory {
-            Some(_) if (batch.rows() as u64) > checked => Err(SourceError::PrivacySkipped {
-                rows: batch.rows(),
-                checked,
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    /// Records passed through [`SourceContext::personal`] so far.
-    pub fn personal_checked(&self) -> u64 {
-        self.personal_checked
-            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -228,8 +238,7 @@ impl Stream {
         self.source.rebuild()
     }
 
-    /// The audit's read of `ids` (sessions to store), held to the privacy seam as a window's
-    /// fetch is.
+    /// The audit's read of `ids` (sessions to store).
     pub async fn audit_read(
         &self,
         listing: &Listing,
@@ -241,17 +250,14 @@ impl Stream {
                 message: "this source has no completeness audit".into(),
             });
         };
-        let before = self.cx.personal_checked();
-        let pushed = audit.read(listing, ids, state).await?;
-        self.cx.passed_privacy(&pushed.batch, before)?;
-        Ok(pushed)
+        audit.read(listing, ids, state).await
     }
 
     pub async fn check(&self) -> Result<String, SourceError> {
         self.source.check().await
     }
 
-    /// The webhook's re-read of `ids`, held to the privacy seam as a window's fetch is.
+    /// The webhook's re-read of `ids`.
     pub async fn fetch_ids(
         &self,
         ids: &[crate::model::SessionId],
@@ -262,24 +268,17 @@ impl Stream {
                 message: "this account takes no webhooks".into(),
             });
         };
-        let before = self.cx.personal_checked();
-        let pushed = hook.fetch_ids(ids, state).await?;
-        self.cx.passed_privacy(&pushed.batch, before)?;
-        Ok(pushed)
+        hook.fetch_ids(ids, state).await
     }
 
-    /// The source's fetch of `window`; refused when the source stores personal data and
-    /// handed over more rows than records passed [`SourceContext::personal`] meanwhile.
+    /// The source's fetch of `window`.
     pub async fn fetch(
         &self,
         window: &Window,
         state: &StreamState,
         run: RunInfo,
     ) -> Result<Batch, SourceError> {
-        let before = self.cx.personal_checked();
-        let batch = self.source.fetch(window, state, run).await?;
-        self.cx.passed_privacy(&batch, before)?;
-        Ok(batch)
+        self.source.fetch(window, state, run).await
     }
 }
 
@@ -346,48 +345,18 @@ pub trait Source: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::WriteCounts;
-
-    struct Two;
-
-    #[async_trait]
-    impl super::super::batch::Rows for Two {
-        fn len(&self) -> usize {
-            2
-        }
-        fn keys(&self) -> Vec<crate::model::SessionId> {
-            vec![1i64.into(), 2i64.into()]
-        }
-        async fn write(
-            &self,
-            _: &tokio_postgres::Transaction<'_>,
-            _: &str,
-        ) -> Result<WriteCounts, tokio_postgres::Error> {
-            Ok(WriteCounts::default())
-        }
-    }
 
     #[test]
-    fn rows_that_skipped_the_privacy_seam_are_refused() {
-        let mut cx = SourceContext::offline("fake", "a", Privacy::keep_all());
-        // A source without personal data passes as it is.
-        assert!(cx.passed_privacy(&Batch::new(Two), 0).is_ok());
-        static INVENTORY: Inventory = Inventory::NONE;
-        cx.inventory = Some(&INVENTORY);
-        let before = cx.personal_checked();
-        let e = cx.passed_privacy(&Batch::new(Two), before).unwrap_err();
-        assert!(
-            e.to_string().contains("2 rows were handed over but only 0"),
-            "{e}"
-        );
+    fn a_record_the_vendor_says_is_gone_is_erased_and_every_record_is_vetted() {
+        let cx = SourceContext::offline("fake", "a", Privacy::keep_all());
         let mut doc = serde_json::json!({ "email": "ann@example.com" });
-        cx.personal("1", false, &mut [(&mut doc, &[])]);
-        assert!(cx.passed_privacy(&Batch::new(Two), before).is_err());
+        let p = cx.personal("1", false, &mut [(&mut doc, &[])]);
+        assert!(!p.erased && !p.scrubbed);
+        assert_eq!(p.vetted, Vetted::stored());
         let p = cx.personal("2", true, &mut [(&mut doc, &[])]);
         assert!(
             p.erased && p.scrubbed,
             "a record the vendor says is gone is erased"
         );
-        assert!(cx.passed_privacy(&Batch::new(Two), before).is_ok());
     }
 }

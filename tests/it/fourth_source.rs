@@ -10,7 +10,7 @@ use crate::helpers::*;
 use async_trait::async_trait;
 use chrono::TimeDelta;
 use sessionsync::config::{self, KeyProblem, Settings, SourceKind, SourceSettings};
-use sessionsync::engine::{Batch, Rows, RunInfo, Source, SourceContext, SourceError};
+use sessionsync::engine::{Batch, Rows, RunInfo, Source, SourceContext, SourceError, Vetted};
 use sessionsync::engine::{Outcome, StreamState, Window, WriteCounts};
 use sessionsync::privacy::{Class, Field, Inventory, Kind, Selector, erase};
 use sessionsync::warehouse::Unnest;
@@ -77,10 +77,17 @@ impl Source for Fake {
         for (i, email) in (1i64..).zip(&self.people) {
             if (w.start..w.end).contains(&(self.cx.settings.start + TimeDelta::hours(i))) {
                 let mut record = serde_json::json!({ "id": i, "email": email });
-                // The seam: erased? then scrubbed by class. Only then are columns read.
-                self.cx
-                    .personal(&i.to_string(), false, &mut [(&mut record, EMAIL)]);
-                rows.push((i, record["email"].as_str().map(str::to_string)));
+                // The seam: erased? then scrubbed by class. Only then are columns read; the row
+                // holds the record's proof (a row without one does not compile).
+                let vetted = self
+                    .cx
+                    .personal(&i.to_string(), false, &mut [(&mut record, EMAIL)])
+                    .vetted;
+                rows.push(FakeRow {
+                    id: i,
+                    email: record["email"].as_str().map(str::to_string),
+                    _vetted: vetted,
+                });
             }
         }
         Ok(Batch::new(FakeRows(rows)))
@@ -88,7 +95,13 @@ impl Source for Fake {
 }
 
 // --- store.rs: an upsert that rewrites only what changed ---------------------------------------
-struct FakeRows(Vec<(i64, Option<String>)>);
+struct FakeRow {
+    id: i64,
+    email: Option<String>,
+    _vetted: Vetted,
+}
+
+struct FakeRows(Vec<FakeRow>);
 
 #[async_trait]
 impl Rows for FakeRows {
@@ -97,7 +110,7 @@ impl Rows for FakeRows {
     }
 
     fn keys(&self) -> Vec<sessionsync::model::SessionId> {
-        self.0.iter().map(|r| r.0.into()).collect()
+        self.0.iter().map(|r| r.id.into()).collect()
     }
 
     async fn write(
@@ -106,11 +119,11 @@ impl Rows for FakeRows {
         account: &str,
     ) -> Result<WriteCounts, tokio_postgres::Error> {
         let rows = Unnest::new()
-            .column("id", "bigint", self.0.iter().map(|r| r.0).collect())
+            .column("id", "bigint", self.0.iter().map(|r| r.id).collect())
             .column(
                 "email",
                 "text",
-                self.0.iter().map(|r| r.1.as_deref()).collect(),
+                self.0.iter().map(|r| r.email.as_deref()).collect(),
             );
         let upsert = rows.insert(
             "fake_records",

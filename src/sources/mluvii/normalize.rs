@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::durations::{self, Durations, Event, Inputs, OperatorTimes};
 use crate::engine::Rejected;
+use crate::engine::Vetted;
 use crate::sources::lenient::{self, Fields};
 
 /// How a session is read into rows: raise it when a change to this module changes what a stored
@@ -50,6 +51,8 @@ pub struct Session {
     pub operators: Vec<Operator>,
     pub events: Vec<RoutingEvent>,
     pub durations: Durations,
+    /// Its documents went through the privacy seam.
+    pub vetted: Vetted,
 }
 
 impl Session {
@@ -129,7 +132,7 @@ fn nested<'a>(f: &Fields<'a>, object: &str) -> Option<Fields<'a>> {
 }
 
 /// Normalizes a session from its detail and routing history.
-pub fn normalize(detail: Value, routing: Value, fallback_key: &str) -> Normalized {
+pub fn normalize(detail: Value, routing: Value, vetted: Vetted, fallback_key: &str) -> Normalized {
     let mut raw = detail;
     let mut routing_raw = routing;
     lenient::clean_json(&mut raw);
@@ -173,7 +176,7 @@ pub fn normalize(detail: Value, routing: Value, fallback_key: &str) -> Normalize
         }
     };
     let key = session_id.to_string();
-    match build(session_id, &f, &routing_raw) {
+    match build(session_id, &f, &routing_raw, vetted) {
         Ok((mut s, nulled)) => {
             s.content_hash = lenient::fingerprint_parts(&[
                 READ_VERSION,
@@ -201,6 +204,7 @@ fn build(
     session_id: i64,
     f: &Fields<'_>,
     routing_raw: &Value,
+    vetted: Vetted,
 ) -> Result<(Session, Vec<String>), String> {
     let created_at = date(f, "created")?;
     let guest_joined_at = date(f, "guestjoined")?;
@@ -311,6 +315,7 @@ fn build(
             operators,
             events,
             durations: d,
+            vetted,
         },
         nulled,
     ))
@@ -472,6 +477,13 @@ fn events(routing: &Value, unset: &mut Vec<String>) -> Result<Vec<RoutingEvent>,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A record through the seam, as a source's read passes it.
+    fn vetted() -> Vetted {
+        crate::engine::SourceContext::offline("mluvii", "a", crate::privacy::Privacy::keep_all())
+            .personal("1", false, &mut [])
+            .vetted
+    }
     use crate::sources::mluvii::list::is_whole_session;
 
     #[test]
@@ -518,7 +530,7 @@ mod tests {
              "operator": {"userId": "7"}},
             {"timestamp": "2024-03-01T09:00:28Z", "activityType": "TeleportedToMars"}
         ]);
-        let Normalized::Session(s, nulled) = normalize(detail, routing, "x") else {
+        let Normalized::Session(s, nulled) = normalize(detail, routing, vetted(), "x") else {
             panic!("rejected")
         };
         assert!(nulled.is_empty());
@@ -548,7 +560,7 @@ mod tests {
             d.as_object_mut()
                 .unwrap()
                 .extend(extra.as_object().unwrap().clone());
-            match normalize(d, json!([]), "x") {
+            match normalize(d, json!([]), vetted(), "x") {
                 Normalized::Session(s, nulled) => (s, nulled),
                 Normalized::Rejected(r) => panic!("rejected: {}", r.reason),
             }
@@ -598,7 +610,7 @@ mod tests {
         let routing = json!([
             {"timestamp": "9999-12-31T23:59:59.9999999", "activityType": "RoutingRequestCreated"}
         ]);
-        let Normalized::Session(s, nulled) = normalize(detail, routing, "x") else {
+        let Normalized::Session(s, nulled) = normalize(detail, routing, vetted(), "x") else {
             panic!("rejected")
         };
         assert_eq!((s.guest_joined_at, s.started_at), (None, None));
@@ -625,7 +637,7 @@ mod tests {
         let detail = json!({"id": 44, "created": "2024-03-01T09:00:00Z",
             "guestJoined": "2024-03-01T09:00:00Z", "started": "2024-03-01T09:00:00Z",
             "waited": "PT0S", "length": "PT0S"});
-        let Normalized::Session(s, nulled) = normalize(detail, json!([]), "x") else {
+        let Normalized::Session(s, nulled) = normalize(detail, json!([]), vetted(), "x") else {
             panic!("rejected")
         };
         assert_eq!(
@@ -637,11 +649,17 @@ mod tests {
 
     #[test]
     fn bad_values_set_the_record_aside_with_a_reason() {
-        let r = normalize(json!({"id": 1, "length": "five minutes"}), json!([]), "x");
+        let r = normalize(
+            json!({"id": 1, "length": "five minutes"}),
+            json!([]),
+            vetted(),
+            "x",
+        );
         let Normalized::Rejected(r) = r else { panic!() };
         assert_eq!(r.record_key, "1");
         assert!(r.reason.starts_with("invalid_length:"), "{}", r.reason);
-        let Normalized::Rejected(r) = normalize(json!({"channel": "Chat"}), json!([]), "pos#3")
+        let Normalized::Rejected(r) =
+            normalize(json!({"channel": "Chat"}), json!([]), vetted(), "pos#3")
         else {
             panic!()
         };
@@ -650,9 +668,12 @@ mod tests {
 
     #[test]
     fn negative_length_is_nulled_and_counted() {
-        let Normalized::Session(s, nulled) =
-            normalize(json!({"id": 1, "length": "-PT3S"}), json!(null), "x")
-        else {
+        let Normalized::Session(s, nulled) = normalize(
+            json!({"id": 1, "length": "-PT3S"}),
+            json!(null),
+            vetted(),
+            "x",
+        ) else {
             panic!()
         };
         assert_eq!(s.length_seconds, None);

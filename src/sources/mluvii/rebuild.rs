@@ -28,7 +28,7 @@ impl Rebuild for Mluvii {
                 docs.next().unwrap_or_default(),
                 docs.next().unwrap_or_default(),
             );
-            match normalize::normalize(detail, routing, &r.id.to_string()) {
+            match normalize::normalize(detail, routing, r.vetted, &r.id.to_string()) {
                 // The same fingerprint: its row and children would not change; not sent.
                 Normalized::Session(s, _) if stored.as_str() == Some(s.content_hash.as_str()) => {}
                 Normalized::Session(s, n) => {

@@ -163,15 +163,18 @@ impl Mluvii {
             };
             // Personal data (personal.rs): both documents pass the privacy seam before anything
             // reads a column from them.
-            self.cx.personal(
-                &id.to_string(),
-                false,
-                &mut [
-                    (&mut detail, personal::SESSION),
-                    (&mut routing, personal::ROUTING),
-                ],
-            );
-            match normalize::normalize(detail, routing, &id.to_string()) {
+            let vetted = self
+                .cx
+                .personal(
+                    &id.to_string(),
+                    false,
+                    &mut [
+                        (&mut detail, personal::SESSION),
+                        (&mut routing, personal::ROUTING),
+                    ],
+                )
+                .vetted;
+            match normalize::normalize(detail, routing, vetted, &id.to_string()) {
                 Normalized::Session(s, n) => {
                     read.nulled.extend(n);
                     let mark = if s.is_final() {

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
 
-use crate::engine::Rejected;
+use crate::engine::{Rejected, Vetted};
 use crate::sources::lenient::{self, Fields};
 
 /// The statuses by number (0–11), as some paths send them.
@@ -95,6 +95,8 @@ pub struct Session {
     pub raw: Value,
     /// [`fingerprint`] of the entity as received (SessionKey removed): equal means unchanged.
     pub content_hash: String,
+    /// Its entity went through the privacy seam.
+    pub vetted: Vetted,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -156,7 +158,8 @@ fn status(f: &Fields<'_>) -> Option<String> {
 
 /// Normalizes one ChatSessionEntity (already without SessionKey); dates without an offset are
 /// read in `tz`.
-pub fn normalize(raw: Value, fallback_key: &str, tz: Tz) -> Normalized {
+/// An entity that went through the privacy seam (`vetted`) into a session, or why it cannot be.
+pub fn normalize(raw: Value, vetted: Vetted, fallback_key: &str, tz: Tz) -> Normalized {
     let reject = |key: &str, reason: String, raw: Value| {
         Normalized::Rejected(Rejected {
             record_key: key.to_string(),
@@ -183,7 +186,7 @@ pub fn normalize(raw: Value, fallback_key: &str, tz: Tz) -> Normalized {
         }
         Err(e) => return reject(fallback_key, e, raw.clone()),
     };
-    match build(id, &f, tz) {
+    match build(id, &f, tz, vetted) {
         Ok((mut s, nulled)) => {
             s.raw = raw;
             let nulled = nulled
@@ -200,7 +203,12 @@ pub fn normalize(raw: Value, fallback_key: &str, tz: Tz) -> Normalized {
     }
 }
 
-fn build(id: i32, f: &Fields<'_>, tz: Tz) -> Result<(Session, Vec<String>), String> {
+fn build(
+    id: i32,
+    f: &Fields<'_>,
+    tz: Tz,
+    vetted: Vetted,
+) -> Result<(Session, Vec<String>), String> {
     let boolean = |name: &str| f.boolean(name).map_err(|e| format!("invalid_{name}: {e}"));
     // SuperOffice has no null date: a date that means "not set" (a chat still in the queue has
     // no WhenStarted, a running one no WhenEnded) reads as None and is counted as nulled, and
@@ -260,6 +268,7 @@ fn build(id: i32, f: &Fields<'_>, tz: Tz) -> Result<(Session, Vec<String>), Stri
             total_seconds,
             raw: Value::Null,
             content_hash: String::new(),
+            vetted,
         },
         nulled,
     ))
@@ -320,6 +329,17 @@ pub const READ_VERSION: &str = "superoffice-3";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A record through the seam, as a source's read passes it.
+    fn vetted() -> Vetted {
+        crate::engine::SourceContext::offline(
+            "superoffice",
+            "a",
+            crate::privacy::Privacy::keep_all(),
+        )
+        .personal("1", false, &mut [])
+        .vetted
+    }
     use serde_json::json;
 
     #[test]
@@ -336,7 +356,7 @@ mod tests {
         });
         strip_secrets(&mut v);
         assert!(!v.to_string().contains("voluptas"));
-        let Normalized::Session(s, nulled) = normalize(v, "x", chrono_tz::UTC) else {
+        let Normalized::Session(s, nulled) = normalize(v, vetted(), "x", chrono_tz::UTC) else {
             panic!()
         };
         assert_eq!(
@@ -350,7 +370,7 @@ mod tests {
             "WhenRequested": "2002-05-24T17:54:02.7108516+02:00",
             "WhenStarted": "2019-05-21T17:54:02.7108516+02:00",
             "WhenEnded": "2018-10-29T17:54:02.7108516+01:00"});
-        let Normalized::Session(s, nulled) = normalize(v, "x", chrono_tz::UTC) else {
+        let Normalized::Session(s, nulled) = normalize(v, vetted(), "x", chrono_tz::UTC) else {
             panic!()
         };
         assert_eq!(s.status.as_deref(), Some("Closed"));
@@ -370,7 +390,7 @@ mod tests {
         ];
         for (form, tz) in forms {
             let v = json!({"ChatSessionId": 1, "WhenRequested": form, "WhenStarted": "0001-01-01T00:00:00"});
-            let Normalized::Session(s, nulled) = normalize(v, "x", tz) else {
+            let Normalized::Session(s, nulled) = normalize(v, vetted(), "x", tz) else {
                 panic!("{form}")
             };
             assert_eq!(
@@ -408,7 +428,7 @@ mod tests {
             "Person": {"PersonId": "7"}, "Contact": {"ContactId": 8}, "Project": null,
             "Sale": {"SaleId": 9}, "Ticket": {"TicketId": 10}, "TransferTo": {"AssociateId": 11},
             "Status": "SomethingNew"});
-        let Normalized::Session(s, _) = normalize(v, "x", chrono_tz::UTC) else {
+        let Normalized::Session(s, _) = normalize(v, vetted(), "x", chrono_tz::UTC) else {
             panic!()
         };
         assert_eq!(

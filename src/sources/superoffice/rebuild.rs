@@ -19,7 +19,7 @@ impl Rebuild for SuperOffice {
         for r in records {
             let raw = r.documents.into_iter().next().unwrap_or_default();
             let h = normalize::fingerprint(&raw);
-            match normalize::normalize(raw, &r.id.to_string(), self.settings.timezone) {
+            match normalize::normalize(raw, r.vetted, &r.id.to_string(), self.settings.timezone) {
                 Normalized::Session(mut s, n) => {
                     s.content_hash = h;
                     nulled.extend(n);

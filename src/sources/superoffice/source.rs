@@ -193,14 +193,12 @@ impl SuperOffice {
             // Personal data (personal.rs): the entity passes the privacy seam before anything
             // reads it; a chat SuperOffice deleted is erased.
             let deleted = normalize::is_deleted(&raw);
-            let erased = self
-                .cx
-                .personal(
-                    &id.to_string(),
-                    deleted,
-                    &mut [(&mut raw, personal::ENTITY)],
-                )
-                .erased;
+            let p = self.cx.personal(
+                &id.to_string(),
+                deleted,
+                &mut [(&mut raw, personal::ENTITY)],
+            );
+            let (erased, vetted) = (p.erased, p.vetted);
             let h = normalize::fingerprint(&raw);
             let before = mem.sessions.get(&id).cloned();
             if let Some(mut b) = before.clone().filter(|b| b.h == h && b.p == tag && !force) {
@@ -211,6 +209,7 @@ impl SuperOffice {
             }
             match normalize::normalize(
                 raw,
+                vetted,
                 &format!("{}#{i}", self.settings.mode_name()),
                 self.settings.timezone,
             ) {

@@ -11,8 +11,8 @@ pub use super::body::{
 };
 use super::personal;
 use crate::engine::Rejected;
-use crate::engine::SourceContext;
-use crate::privacy::Kind;
+use crate::engine::{SourceContext, Vetted};
+use crate::privacy::{Kind, Scrub};
 use crate::sources::lenient::{self, Fields};
 use crate::sources::xml;
 
@@ -41,9 +41,18 @@ pub struct Session {
     pub content_hash: String,
     pub messages: Vec<ChatMessage>,
     pub videos: Vec<String>,
+    /// Its record went through the privacy seam.
+    pub vetted: Vetted,
 }
 
 pub use super::transcript::ChatMessage;
+
+/// The chat lines and video links of a record, parsed from it as received (before the policy
+/// applied to it), each `None` when the record has none.
+pub type Children = (
+    Option<Result<Vec<ChatMessage>, String>>,
+    Option<Result<Vec<String>, String>>,
+);
 
 /// Bumped whenever normalization changes, so that stored rows are rewritten once.
 const NORMALIZATION_VERSION: &str = "1";
@@ -87,10 +96,35 @@ pub fn normalize(
     let personal = cx.personal(&id, false, &mut [(&mut raw, personal::RECORD)]);
     // Read once: the children as received are used whenever they were read (a record the
     // policy left as it was reads the same from either), and scrubbed when it did not.
-    let scrub_children = personal.scrubbed;
-    let scrub = personal.scrub;
+    let scrub = personal.scrubbed.then_some(&personal.scrub);
+    read(
+        raw,
+        received_children,
+        scrub,
+        personal.vetted,
+        fallback_key,
+        tz,
+    )
+}
+
+/// A record that went through the privacy seam (`vetted`; or stored as the policy of its row
+/// left it: `renormalize`) into a session: `received` its children as received, which `scrub`
+/// (when the policy changed anything) scrubs line by line; without them they are read from the
+/// record itself.
+pub fn read(
+    raw: Value,
+    received_children: Option<Children>,
+    scrub: Option<&Scrub<'_>>,
+    vetted: Vetted,
+    fallback_key: &str,
+    tz: Tz,
+) -> Normalized {
     let Value::Object(obj) = &raw else {
-        unreachable!("built as an object")
+        return Normalized::Rejected(Rejected {
+            record_key: fallback_key.to_string(),
+            reason: format!("not_an_object: the record is {}", lenient::short(&raw)),
+            payload: raw,
+        });
     };
     let f = Fields::new(obj);
     let reject = |key: String, reason: String, raw: Value| {
@@ -176,7 +210,7 @@ pub fn normalize(
         Ok(v) => v.unwrap_or_default(),
         Err(e) => return reject(key, format!("malformed_video_links: {e}"), raw),
     };
-    if scrub_children {
+    if let Some(scrub) = scrub {
         for m in &mut messages {
             let class = personal::author_class(m.author_type.as_deref());
             m.author = scrub.text(class, Kind::Text, m.author.take());
@@ -223,6 +257,7 @@ pub fn normalize(
         videos,
         raw: String::new(),
         content_hash: String::new(),
+        vetted,
     };
     let raw = raw.to_string();
     let content_hash = content_hash(&raw, tz);

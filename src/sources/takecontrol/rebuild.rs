@@ -1,16 +1,20 @@
 //! Take Control's rows rebuilt from the stored `raw` (`sessionsync renormalize`): the record as it
-//! was stored (under its row's policy) normalized again, its chat lines and video links with it.
-//! Where the policy hashed or dropped the transcript in `raw` (the chat lines were scrubbed one
-//! by one when they were read), the stored chat lines and links are kept as they are.
+//! was stored (under its row's policy, so the policy is not applied twice) read again, its chat
+//! lines and video links with it. Where the policy hashed or dropped the transcript in `raw` (the
+//! chat lines were scrubbed one by one when they were read), the stored chat lines and links are
+//! kept as they are.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use super::normalize::{self, Normalized};
 use super::personal;
-use super::source::{TakeControl, into_batch, normalize_all};
+use super::source::TakeControl;
 use super::transcript::ChatMessage;
-use crate::engine::{Batch, Rebuild, SessionTable, SourceContext, StoredRecord, Window};
-use crate::privacy::{Policy, Privacy};
+use crate::engine::{Batch, Rebuild, SessionTable, StoredRecord};
+use crate::privacy::Policy;
 
 /// The stored chat lines and links of session `t`, as JSON (each through its session's key).
 const STORED_CHILDREN: &str = "jsonb_build_object(
@@ -43,63 +47,60 @@ impl Rebuild for TakeControl {
     }
 
     fn rebuild(&self, records: Vec<StoredRecord>) -> Batch {
-        // The stored record is already what its row's policy says: read as it is (keep), the
-        // policy is not applied twice.
-        let cx = SourceContext::offline(
-            self.cx.key.source,
-            &self.cx.key.account,
-            Privacy::keep_all(),
-        );
-        let window = Window {
-            start: DateTime::UNIX_EPOCH,
-            end: DateTime::UNIX_EPOCH,
-        };
         let tz = self.settings.timezone;
-        if self.raw_holds_transcripts() {
-            let maps = records
-                .into_iter()
-                .filter_map(|r| match r.documents.into_iter().next() {
-                    Some(Value::Object(o)) => Some(o),
-                    _ => None,
-                })
-                .collect();
-            return into_batch(maps, &window, tz, &cx);
-        }
-        // The transcript in `raw` is a hash (or gone): the record is read without it, its
-        // fingerprint stays that of the stored record, and its children are the stored ones.
-        let mut maps = Vec::with_capacity(records.len());
-        let mut kept = std::collections::HashMap::new();
+        let from_raw = self.raw_holds_transcripts();
+        let (mut sessions, mut rejected, mut nulled) = (Vec::new(), Vec::new(), Vec::new());
+        let mut index: HashMap<i64, usize> = HashMap::new();
         for r in records {
             let mut docs = r.documents.into_iter();
-            let (Some(Value::Object(raw)), children) = (docs.next(), docs.next()) else {
+            let Some(Value::Object(raw)) = docs.next() else {
                 continue;
             };
-            let mut read = raw.clone();
-            read.remove("chat_info");
-            read.remove("video_links");
-            kept.insert(r.id, (Value::Object(raw), children.unwrap_or_default()));
-            maps.push(read);
-        }
-        let mut n = normalize_all(maps, &window, tz, &cx);
-        for s in &mut n.sessions {
-            let Some((raw, children)) = kept.remove(&s.session_id) else {
-                continue;
+            let key = r.id.to_string();
+            // The transcript in `raw` is a hash (or gone): the record is read without it, its
+            // fingerprint stays that of the stored record, and its children are the stored ones.
+            let (read, stored) = match from_raw {
+                true => (Value::Object(raw), None),
+                false => {
+                    let mut without = raw.clone();
+                    without.remove("chat_info");
+                    without.remove("video_links");
+                    (
+                        Value::Object(without),
+                        Some((raw, docs.next().unwrap_or_default())),
+                    )
+                }
             };
-            s.raw = raw.to_string();
-            s.content_hash = super::normalize::content_hash(&s.raw, tz);
-            s.messages = stored_messages(&children["messages"]);
-            s.videos = children["videos"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
+            match normalize::read(read, None, None, r.vetted, &key, tz) {
+                Normalized::Session(mut s, n) => {
+                    if let Some((raw, children)) = stored {
+                        s.raw = Value::Object(raw).to_string();
+                        s.content_hash = normalize::content_hash(&s.raw, tz);
+                        s.messages = stored_messages(&children["messages"]);
+                        s.videos = children["videos"]
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|v| v.as_str().map(String::from))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                    }
+                    nulled.extend(n);
+                    match index.get(&s.session_id) {
+                        Some(&at) => sessions[at] = *s,
+                        None => {
+                            index.insert(s.session_id, sessions.len());
+                            sessions.push(*s);
+                        }
+                    }
+                }
+                Normalized::Rejected(x) => rejected.push(x),
+            }
         }
-        Batch::new(super::store::SessionRows(n.sessions))
-            .with_rejected(n.rejected)
-            .with_nulled(n.nulled)
+        Batch::new(super::store::SessionRows(sessions))
+            .with_rejected(rejected)
+            .with_nulled(nulled)
     }
 }
 
