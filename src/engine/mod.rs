@@ -31,6 +31,7 @@ mod run;
 mod scheduler;
 pub mod source;
 mod steps;
+mod vetted;
 pub mod webhook;
 mod windows;
 pub mod write;

@@ -11,7 +11,7 @@ pub struct StoredRecord {
     pub id: i64,
     pub documents: Vec<serde_json::Value>,
     /// Stored as the policy of its row left it: through the privacy seam already.
-    pub vetted: super::source::Vetted,
+    pub vetted: super::vetted::Vetted,
 }
 
 /// A source whose stored documents are enough to rebuild its rows.

@@ -127,7 +127,7 @@ impl Engine {
                     continue;
                 }
                 records.push(StoredRecord {
-                    vetted: super::source::Vetted::stored(),
+                    vetted: super::vetted::Vetted::stored(),
                     id: r.get(0),
                     documents: (0..documents.len())
                         .map(|i| r.get::<_, serde_json::Value>(i + 2))

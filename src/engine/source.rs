@@ -18,6 +18,7 @@ use crate::telemetry::Metrics;
 
 use super::audit::{Audit, Listing};
 use super::batch::{Batch, PrivacyOf, RunInfo, SourceError};
+pub use super::vetted::Vetted;
 use super::webhook::{Pushed, Webhook};
 use super::windows::Windowing;
 
@@ -40,39 +41,6 @@ pub struct SourceContext {
     pub fallbacks: std::sync::atomic::AtomicU64,
     /// Where its records and tables hold personal data; `None` for a source that stores none.
     pub inventory: Option<&'static Inventory>,
-}
-
-/// Proof that a record went through the privacy seam ([`SourceContext::personal`]): every row
-/// a source writes for a session holds the one of its record, and only the engine makes them
-/// (`personal`, and the rebuild of rows from documents stored under the policy), so a row built
-/// from a record that skipped the seam does not compile:
-///
-/// ```
-/// use sessionsync::engine::{SourceContext, Vetted};
-/// use sessionsync::privacy::Privacy;
-/// // The one way: through the seam.
-/// let cx = SourceContext::offline("fake", "a", Privacy::keep_all());
-/// let vetted: Vetted = cx.personal("1", false, &mut []).vetted;
-/// ```
-/// ```compile_fail
-/// use sessionsync::engine::Vetted;
-/// // A source cannot make one itself...
-/// let forged = Vetted(());
-/// ```
-/// ```compile_fail
-/// use sessionsync::engine::Vetted;
-/// // ...nor have one made up.
-/// let forged = Vetted::default();
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Vetted(());
-
-impl Vetted {
-    /// A record read back from the warehouse, where it is stored as the policy of its row left
-    /// it (`renormalize`).
-    pub(crate) fn stored() -> Vetted {
-        Vetted(())
-    }
 }
 
 /// What privacy made of one record ([`SourceContext::personal`]).
@@ -170,7 +138,7 @@ impl SourceContext {
             scrub.document(document, fields);
         }
         Personal {
-            vetted: Vetted(()),
+            vetted: Vetted::passed(),
             erased,
             scrubbed: erased || !self.privacy.policies.keeps_everything(),
             scrub,
