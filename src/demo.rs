@@ -418,7 +418,6 @@ impl Sims {
                     },
                     http: http(1000.0),
                     settings: Arc::new(SuperOfficeSettings {
-                        base_url: None,
                         auth: SuperOfficeAuth::SystemUser(SystemUserConfig {
                             environment: url_of(self.so_online.environment_url()),
                             context_identifier: self.so_online.creds.context.clone(),

@@ -17,7 +17,7 @@ impl SuperOffice {
     /// account's `timezone`. Lines that begin `FAIL: ` or `WARN: ` are shown as such.
     pub(super) async fn check_account(&self) -> Result<String, SourceError> {
         let mut lines = Vec::new();
-        if let Some(su) = &self.client.system_user {
+        if let Some(su) = self.client.system_user() {
             let ticket = su
                 .ticket(&self.cx.http)
                 .await
@@ -135,7 +135,7 @@ impl SuperOffice {
                 Err(e) => lines.push(format!("FAIL: looking for chats of the last 30 days failed: {e}")),
             }
         }
-        if self.client.system_user.is_some() && self.settings.mode == SuperOfficeMode::ForUser {
+        if self.client.system_user().is_some() && self.settings.mode == SuperOfficeMode::ForUser {
             lines.push("WARN: mode `for_user` with a system user: it sees only the chats it is a member of (Can Respond, Notifications, Listen or Manager), often none; set mode = \"archive\" to read every chat of the tenant".into());
         }
         Ok(lines.join("\n"))

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
 
-use super::config::{SuperOfficeAuth, SuperOfficeSettings};
+use super::config::{OnSiteCredentials, SuperOfficeAuth, SuperOfficeSettings};
 use super::system_user::{SystemUser, SystemUserError, TenantState, Ticket};
 use crate::engine::{SourceContext, SourceError};
 use crate::http::{HttpError, Response};
@@ -77,20 +77,43 @@ pub const LIST_COLUMNS: &str =
 pub struct Client {
     cx: Arc<SourceContext>,
     settings: SuperOfficeSettings,
+    tenant: Tenant,
+}
+
+/// Where the tenant is: a root given (on-site), or what the system user flow finds.
+enum Tenant {
+    OnSite {
+        base_url: reqwest::Url,
+        credentials: OnSiteCredentials,
+    },
     /// The system user flow's ticket, JWKS and tenant state (SuperOffice Online).
-    pub(super) system_user: Option<SystemUser>,
+    Online(Box<SystemUser>),
 }
 
 impl Client {
     pub(super) fn new(cx: Arc<SourceContext>, settings: SuperOfficeSettings) -> Self {
-        let system_user = match &settings.auth {
-            SuperOfficeAuth::SystemUser(c) => Some(SystemUser::new(c.clone())),
-            _ => None,
+        let tenant = match &settings.auth {
+            SuperOfficeAuth::OnSite {
+                base_url,
+                credentials,
+            } => Tenant::OnSite {
+                base_url: base_url.clone(),
+                credentials: credentials.clone(),
+            },
+            SuperOfficeAuth::SystemUser(c) => Tenant::Online(Box::new(SystemUser::new(c.clone()))),
         };
         Client {
             cx,
             settings,
-            system_user,
+            tenant,
+        }
+    }
+
+    /// The system user flow, for a SuperOffice Online account.
+    pub(super) fn system_user(&self) -> Option<&SystemUser> {
+        match &self.tenant {
+            Tenant::Online(su) => Some(su),
+            Tenant::OnSite { .. } => None,
         }
     }
     /// Sends the request `build` makes for `url` (the tenant's root joined with `rel`, a path
@@ -102,23 +125,21 @@ impl Client {
         build: impl Fn(&reqwest::Client, reqwest::Url) -> reqwest::RequestBuilder,
     ) -> Result<Response, SourceError> {
         let http = &self.cx.http;
-        let Some(su) = &self.system_user else {
-            let base = self
-                .settings
-                .base_url
-                .as_ref()
-                .expect("on-site accounts have base_url");
-            let url = crate::http::endpoint_url(base, rel);
-            let r = http
-                .send(endpoint, |c| self.headers(build(c, url.clone()), None))
-                .await
-                .map_err(|e| self.http_error(e))?;
-            if html_page(&r) {
-                return Err(self.credential_refused(
-                    "answered with an HTML page (a login page?) instead of JSON",
-                ));
+        let su = match &self.tenant {
+            Tenant::Online(su) => su,
+            Tenant::OnSite { base_url, .. } => {
+                let url = crate::http::endpoint_url(base_url, rel);
+                let r = http
+                    .send(endpoint, |c| self.headers(build(c, url.clone()), None))
+                    .await
+                    .map_err(|e| self.http_error(e))?;
+                if html_page(&r) {
+                    return Err(self.credential_refused(
+                        "answered with an HTML page (a login page?) instead of JSON",
+                    ));
+                }
+                return Ok(r);
             }
-            return Ok(r);
         };
         let mut state = su.tenant(http).await.map_err(|e| self.su_error(e))?;
         let (mut renewals, mut moved, mut rechecked) = (0u32, false, false);
@@ -267,26 +288,23 @@ impl Client {
         let rb = rb
             .header("Accept", "application/json")
             .header(TIMEZONE_HEADER, TIMEZONE_ASKED);
-        match (&self.settings.auth, ticket) {
-            (_, Some(t)) => {
-                let app = self
-                    .system_user
-                    .as_ref()
-                    .map_or("", |su| su.config().app_token.expose());
-                rb.header("Authorization", format!("SOTICKET {}", t.value.expose()))
-                    .header("SO-AppToken", app)
-            }
-            (SuperOfficeAuth::Ticket { ticket, app_token }, None) => rb
-                .header("Authorization", format!("SOTICKET {}", ticket.expose()))
-                .header("SO-AppToken", app_token.expose()),
-            (SuperOfficeAuth::Bearer { token, app_token }, None) => {
-                let rb = rb.bearer_auth(token.expose());
-                match app_token {
-                    Some(a) => rb.header("SO-AppToken", a.expose()),
-                    None => rb,
+        match (&self.tenant, ticket) {
+            (Tenant::Online(su), Some(t)) => rb
+                .header("Authorization", format!("SOTICKET {}", t.value.expose()))
+                .header("SO-AppToken", su.config().app_token.expose()),
+            (Tenant::Online(_), None) => rb,
+            (Tenant::OnSite { credentials, .. }, _) => match credentials {
+                OnSiteCredentials::Ticket { ticket, app_token } => rb
+                    .header("Authorization", format!("SOTICKET {}", ticket.expose()))
+                    .header("SO-AppToken", app_token.expose()),
+                OnSiteCredentials::Bearer { token, app_token } => {
+                    let rb = rb.bearer_auth(token.expose());
+                    match app_token {
+                        Some(a) => rb.header("SO-AppToken", a.expose()),
+                        None => rb,
+                    }
                 }
-            }
-            (SuperOfficeAuth::SystemUser(_), None) => rb,
+            },
         }
     }
 
@@ -300,14 +318,18 @@ impl Client {
 
     /// The credential was refused (a 401, a redirect, a login page): say what to do.
     fn credential_refused(&self, what: &str) -> SourceError {
-        let todo = match self.settings.auth {
-            SuperOfficeAuth::Ticket { .. } => {
+        let todo = match &self.tenant {
+            Tenant::OnSite {
+                credentials: OnSiteCredentials::Ticket { .. },
+                ..
+            } => {
                 "the ticket expired or was revoked; sign in again and update `ticket` (and check `app_token`)"
             }
-            SuperOfficeAuth::Bearer { .. } => {
-                "the bearer token expired or was revoked; issue a new one and update `bearer`"
-            }
-            SuperOfficeAuth::SystemUser(_) => {
+            Tenant::OnSite {
+                credentials: OnSiteCredentials::Bearer { .. },
+                ..
+            } => "the bearer token expired or was revoked; issue a new one and update `bearer`",
+            Tenant::Online(_) => {
                 "the tenant refused a ticket just issued by the system user flow; check that the application is still consented to by the tenant (its system user token) and that `app_token` is its client secret"
             }
         };
@@ -327,9 +349,9 @@ impl Client {
             return self.credential_refused(&what);
         }
         if e.status() == Some(421) {
-            return self.vendor(match self.system_user {
-                Some(_) => "the tenant's host answered 421 Misdirected Request, also after the state API was read again; the tenant is moving: the next run tries again".into(),
-                None => "answered 421 Misdirected Request: `base_url` is not the tenant's host (SuperOffice Online moves tenants between hosts): use `environment` and `context_identifier` with the system user flow".into(),
+            return self.vendor(match self.tenant {
+                Tenant::Online(_) => "the tenant's host answered 421 Misdirected Request, also after the state API was read again; the tenant is moving: the next run tries again".into(),
+                Tenant::OnSite { .. } => "answered 421 Misdirected Request: `base_url` is not the tenant's host (SuperOffice Online moves tenants between hosts): use `environment` and `context_identifier` with the system user flow".into(),
             });
         }
         SourceError::Http(e)
@@ -458,14 +480,17 @@ impl Client {
     /// root in use then: a tenant that moved meanwhile is followed). On-site, a link to another
     /// host is refused.
     pub(super) fn next_link(&self, link: &str) -> Result<String, SourceError> {
-        let base =
-            self.settings.base_url.clone().unwrap_or_else(|| {
-                reqwest::Url::parse("https://tenant.invalid/").expect("constant")
-            });
+        let on_site = match &self.tenant {
+            Tenant::OnSite { base_url, .. } => Some(base_url),
+            Tenant::Online(_) => None,
+        };
+        let base = on_site
+            .cloned()
+            .unwrap_or_else(|| reqwest::Url::parse("https://tenant.invalid/").expect("constant"));
         let url = base.join(link).map_err(|e| {
             self.body_error(LIST_PATH, format!("odata.nextLink is not a URL ({e})"))
         })?;
-        if self.settings.base_url.is_some() && url.origin() != base.origin() {
+        if on_site.is_some() && url.origin() != base.origin() {
             return Err(self.body_error(
                 LIST_PATH,
                 format!(

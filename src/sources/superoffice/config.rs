@@ -17,9 +17,23 @@ pub enum SuperOfficeMode {
     ForUser,
 }
 
-/// How a SuperOffice request authenticates.
+/// Where a SuperOffice tenant is and how a request authenticates there.
 #[derive(Debug, Clone)]
 pub enum SuperOfficeAuth {
+    /// An on-site installation (or a ticket or token of one): its root, given.
+    OnSite {
+        /// The tenant's root (`base_url`).
+        base_url: reqwest::Url,
+        credentials: OnSiteCredentials,
+    },
+    /// SuperOffice Online, unattended: the system user flow (`system_user.rs`); the tenant's
+    /// host comes from the state API.
+    SystemUser(SystemUserConfig),
+}
+
+/// What an on-site request carries.
+#[derive(Debug, Clone)]
+pub enum OnSiteCredentials {
     /// `Authorization: SOTICKET <ticket>` plus `SO-AppToken`.
     Ticket { ticket: Secret, app_token: Secret },
     /// `Authorization: Bearer <token>` (plus `SO-AppToken` when given).
@@ -27,9 +41,6 @@ pub enum SuperOfficeAuth {
         token: Secret,
         app_token: Option<Secret>,
     },
-    /// SuperOffice Online, unattended: the system user flow (`system_user.rs`); the tenant's
-    /// host comes from the state API.
-    SystemUser(SystemUserConfig),
 }
 
 /// The keys of the system user flow (sources.md §2).
@@ -54,9 +65,6 @@ pub const ENVIRONMENT_HOSTS: [&str; 3] = [
 
 #[derive(Debug, Clone)]
 pub struct SuperOfficeSettings {
-    /// The tenant's root for on-site installations (and ticket/bearer accounts); `None` with
-    /// the system user flow, whose host comes from the state API.
-    pub base_url: Option<reqwest::Url>,
     pub auth: SuperOfficeAuth,
     pub mode: SuperOfficeMode,
     pub messages: bool,
@@ -115,7 +123,7 @@ pub(super) fn read(entry: toml::Value, prefix: &str) -> Result<SuperOfficeSettin
     let m: RawSuperOffice = config::entry(entry, prefix)?;
     let k = |name: &str| format!("{prefix}.{name}");
     let nonempty = |s: Option<Secret>| s.filter(|s| !s.is_empty());
-    let (base_url, auth) = match (m.environment.filter(|e| !e.trim().is_empty()), m.base_url) {
+    let auth = match (m.environment.filter(|e| !e.trim().is_empty()), m.base_url) {
         (Some(_), Some(_)) => {
             return Err((
                 k("base_url"),
@@ -182,16 +190,13 @@ pub(super) fn read(entry: toml::Value, prefix: &str) -> Result<SuperOfficeSettin
             };
             let private_key = PrivateKey::parse(key_text.expose())
                 .map_err(|e| (k(key_name), format!("is {e}")))?;
-            (
-                None,
-                SuperOfficeAuth::SystemUser(SystemUserConfig {
-                    environment,
-                    context_identifier,
-                    app_token,
-                    system_user_token,
-                    private_key,
-                }),
-            )
+            SuperOfficeAuth::SystemUser(SystemUserConfig {
+                environment,
+                context_identifier,
+                app_token,
+                system_user_token,
+                private_key,
+            })
         }
         (None, None) => {
             return Err((
@@ -238,7 +243,7 @@ pub(super) fn read(entry: toml::Value, prefix: &str) -> Result<SuperOfficeSettin
                     return Err((k(key), "belongs to the system user flow, which takes `environment` instead of `base_url`".into()));
                 }
             }
-            let auth = match (
+            let credentials = match (
                 nonempty(m.ticket),
                 nonempty(m.bearer),
                 nonempty(m.app_token),
@@ -250,7 +255,7 @@ pub(super) fn read(entry: toml::Value, prefix: &str) -> Result<SuperOfficeSettin
                     ));
                 }
                 (Some(ticket), None, Some(app_token)) => {
-                    SuperOfficeAuth::Ticket { ticket, app_token }
+                    OnSiteCredentials::Ticket { ticket, app_token }
                 }
                 (Some(_), None, None) => {
                     return Err((
@@ -259,7 +264,7 @@ pub(super) fn read(entry: toml::Value, prefix: &str) -> Result<SuperOfficeSettin
                             .into(),
                     ));
                 }
-                (None, Some(token), app_token) => SuperOfficeAuth::Bearer { token, app_token },
+                (None, Some(token), app_token) => OnSiteCredentials::Bearer { token, app_token },
                 (None, None, _) => {
                     return Err((
                         k("ticket"),
@@ -267,7 +272,10 @@ pub(super) fn read(entry: toml::Value, prefix: &str) -> Result<SuperOfficeSettin
                     ));
                 }
             };
-            (Some(base_url), auth)
+            SuperOfficeAuth::OnSite {
+                base_url,
+                credentials,
+            }
         }
     };
     let concurrency = config::in_range(&k, "concurrency", m.concurrency, 4, 1..=64)?;
@@ -282,7 +290,6 @@ pub(super) fn read(entry: toml::Value, prefix: &str) -> Result<SuperOfficeSettin
         )
     })?;
     Ok(SuperOfficeSettings {
-        base_url,
         auth,
         mode: m.mode.unwrap_or(SuperOfficeMode::Archive),
         messages: m.messages.unwrap_or(true),
@@ -307,13 +314,25 @@ mod tests {
     #[test]
     fn defaults_and_authentication() {
         let s = read_entry("ticket = \"t-1\"\napp_token = \"a-1\"\n").unwrap();
-        assert!(matches!(s.auth, SuperOfficeAuth::Ticket { .. }));
+        assert!(matches!(
+            s.auth,
+            SuperOfficeAuth::OnSite {
+                credentials: OnSiteCredentials::Ticket { .. },
+                ..
+            }
+        ));
         assert_eq!(s.mode, SuperOfficeMode::Archive);
         assert!(s.messages);
         assert_eq!(s.timezone, chrono_tz::UTC);
         assert_eq!(super::super::KIND.stream, "chat_sessions");
         let s = read_entry("bearer = \"b-1\"\n").unwrap();
-        assert!(matches!(s.auth, SuperOfficeAuth::Bearer { .. }));
+        assert!(matches!(
+            s.auth,
+            SuperOfficeAuth::OnSite {
+                credentials: OnSiteCredentials::Bearer { .. },
+                ..
+            }
+        ));
         for (extra, key, word) in [
             ("ticket = \"t\"\n", "superoffice[0].app_token", "required"),
             (
