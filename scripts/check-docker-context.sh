@@ -84,7 +84,8 @@ PY
 
 workdir=$(cat "$scratch/build_workdir")
 src="$scratch/stages/build$workdir"
-# The stage's cargo build, checked (not compiled to a binary) with a cache kept under target/.
+# The stage's cargo build (production: no default features; and the demo image's, with them), checked (not compiled to a binary) with a cache kept under target/.
 ( cd "$src" && CARGO_TARGET_DIR="$root/target/docker-context" \
-    cargo check --release --locked --bin sessionsync --quiet )
+    cargo check --release --locked --no-default-features --bin sessionsync --quiet \
+    && cargo check --release --locked --bin sessionsync --quiet )
 echo "docker build context: OK (the build stage's cargo command succeeds on exactly what it copies)"

@@ -34,6 +34,13 @@ for name, svc in services.items():
 for vol in compose.get("volumes", {}):
     need(any(vol + ":" in v for s in services.values() for v in s.get("volumes", [])), f"compose: volume {vol} unused")
 need(os.path.exists("docker/.env.example"), "docker/.env.example missing")
+# The production image carries no simulator (scripts/check-production-binary.sh); the demo
+# service builds its own, with the `demo` feature, under another tag.
+demo = services.get("sessionsync-demo", {})
+need((demo.get("build") or {}).get("args", {}).get("SESSIONSYNC_FEATURES") == "demo",
+     "compose: sessionsync-demo must build with args SESSIONSYNC_FEATURES: demo")
+need(demo.get("image") != services.get("sessionsync", {}).get("image"),
+     "compose: sessionsync-demo and sessionsync must not share an image tag (one has no simulator)")
 
 df = open("docker/Dockerfile").read()
 need(df.count("\nFROM ") + df.startswith("FROM ") >= 2, "Dockerfile: not multi-stage")

@@ -164,6 +164,15 @@ ok "image sessionsync:latest built in $(( $(date +%s) - t0 )) s from a clean cop
 docker run --rm sessionsync:latest --version | grep -q '^sessionsync ' || die "--version in the image"
 [ "$(docker run --rm --entrypoint /usr/bin/id sessionsync:latest -u)" = 10001 ] || die "the image does not run as uid 10001"
 ok "sessionsync --version runs in the image, as uid 10001"
+# The production image carries no simulator; the demo service's image (compose: sessionsync:demo)
+# is the same Dockerfile with the `demo` feature.
+if docker run --rm sessionsync:latest simulate >"$scratch/no-sim.out" 2>&1 || ! grep -q "carries no simulator" "$scratch/no-sim.out"; then
+  cat "$scratch/no-sim.out"; die "the production image answers \`simulate\`"
+fi
+ok "the production image refuses simulate (no simulator linked)"
+docker build -f "$scratch/docker/Dockerfile" --build-arg SESSIONSYNC_FEATURES=demo -t sessionsync:demo "$scratch" >"$CACHE/build-demo.log" 2>&1 \
+  || { tail -30 "$CACHE/build-demo.log"; die "docker build (demo) failed (log: $CACHE/build-demo.log)"; }
+ok "image sessionsync:demo built (the simulators, for the demo profile)"
 # As the acceptance check does: `demo --once` in the image against a PostgreSQL container.
 docker rm -f "$PROJECT-pg-once" >/dev/null 2>&1 || true
 docker network create "$PROJECT-once" >/dev/null 2>&1 || true
@@ -173,7 +182,7 @@ pg_once_ready() { docker exec "$PROJECT-pg-once" pg_isready -U sessionsync -d wa
 wait_for 60 "the PostgreSQL container for demo --once did not start" pg_once_ready
 docker run --rm --network "$PROJECT-once" \
   -e DATABASE_URL="postgres://sessionsync:$POSTGRES_PASSWORD@$PROJECT-pg-once:5432/warehouse" \
-  sessionsync:latest demo --once >"$scratch/demo-once.out" 2>&1 || { cat "$scratch/demo-once.out"; die "demo --once in the image"; }
+  sessionsync:demo demo --once >"$scratch/demo-once.out" 2>&1 || { cat "$scratch/demo-once.out"; die "demo --once in the image"; }
 once_rows=$(sed -n 's/^ *takecontrol_sessions *\([0-9]*\) rows$/\1/p' "$scratch/demo-once.out")
 docker rm -f "$PROJECT-pg-once" >/dev/null; docker network rm "$PROJECT-once" >/dev/null
 [ "${once_rows:-0}" -gt 0 ] || { cat "$scratch/demo-once.out"; die "demo --once wrote no Take Control session"; }
@@ -188,15 +197,15 @@ services:
   grafana:
     profiles: ["grafana"]
   sim-takecontrol:
-    image: sessionsync:latest
+    image: sessionsync:demo
     command: ["simulate", "--source", "takecontrol", "--sessions", "300", "--days", "3", "--listen", "0.0.0.0:8081"]
     profiles: ["live"]
   sim-superoffice:
-    image: sessionsync:latest
+    image: sessionsync:demo
     command: ["simulate", "--source", "superoffice", "--sessions", "100", "--days", "3", "--listen", "0.0.0.0:8082"]
     profiles: ["live"]
   sim-mluvii:
-    image: sessionsync:latest
+    image: sessionsync:demo
     command: ["simulate", "--source", "mluvii", "--sessions", "100", "--days", "3", "--listen", "0.0.0.0:8083"]
     profiles: ["live"]
 EOF

@@ -47,12 +47,14 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod engine;
 pub mod events;
 pub mod http;
 pub mod model;
 pub mod out;
+#[cfg(feature = "demo")]
 pub mod pgctl;
 pub mod privacy;
 pub mod report;
@@ -60,6 +62,7 @@ pub mod secret;
 pub mod server;
 pub mod settings;
 pub mod shutdown;
+#[cfg(feature = "demo")]
 pub mod simulate;
 pub mod sources;
 pub mod startup;

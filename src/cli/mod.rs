@@ -93,9 +93,11 @@ pub enum Command {
         json: bool,
     },
     /// The whole pipeline with no credentials: built-in simulators, a local PostgreSQL
+    #[cfg(feature = "demo")]
     #[command(after_help = exits::DEMO)]
     Demo(crate::demo::DemoArgs),
     /// Serve one built-in simulator until Ctrl-C (to try a config, or for benchmarks)
+    #[cfg(feature = "demo")]
     #[command(after_help = exits::SIMULATE)]
     Simulate(crate::simulate::SimulateArgs),
     /// Vendor webhooks: register the listener with a vendor
@@ -127,6 +129,18 @@ pub enum Command {
         /// Give up after this long (humantime: 3s, 500ms)
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         timeout: Duration,
+    },
+    /// A production build's answer to `demo` and `simulate`: it carries no simulator.
+    #[cfg(not(feature = "demo"))]
+    #[command(
+        name = "demo",
+        hide = true,
+        alias = "simulate",
+        disable_help_flag = true
+    )]
+    WithoutSimulators {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
     },
 }
 
@@ -215,9 +229,21 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Privacy { action } => privacy::privacy_command(cli.config, action).await,
         Command::Retention(args) => privacy::retention_command(cli.config, args).await,
         Command::Status { json } => status::status(cli.config, json).await,
+        #[cfg(feature = "demo")]
         Command::Demo(args) => crate::demo::run(args).await.map_err(Failure::from),
+        #[cfg(feature = "demo")]
         Command::Simulate(args) => crate::simulate::simulate(args).await.map_err(Failure::from),
         Command::Healthcheck { url, timeout } => healthcheck(url, timeout).await,
+        #[cfg(not(feature = "demo"))]
+        Command::WithoutSimulators { .. } => Err(Failure {
+            code: 2,
+            error: anyhow::anyhow!(
+                "this sessionsync is a production build: it carries no simulator, so it has no \
+                 `demo` or `simulate` (built with --no-default-features). Try them with a build \
+                 that keeps the default features: `cargo run --release -- demo --once` in a clone \
+                 of the repository"
+            ),
+        }),
         Command::Webhooks {
             action:
                 WebhooksCommand::Register {
