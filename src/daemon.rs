@@ -198,7 +198,8 @@ async fn listen_for_webhooks(
     };
     if with_settings == 0 {
         tracing::warn!(
-            "[webhooks] is configured, but no account has webhook_secret (superoffice) or webhook_user/webhook_password (mluvii): every request will be answered 404"
+            "[webhooks] is configured, but no account has {}: every request will be answered 404",
+            crate::sources::webhook_keys()
         );
     }
     let hooks =

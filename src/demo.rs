@@ -589,21 +589,14 @@ pub async fn summary(wh: &Warehouse, database: &str) -> anyhow::Result<String> {
         "\nWarehouse (schema sessionsync; customer names, e-mails and phones stored hashed: docs/privacy.md, section 2):\n",
     );
     let mut cells = Vec::new();
-    for table in [
-        "takecontrol_sessions",
-        "takecontrol_chat_messages",
-        "takecontrol_video_links",
-        "mluvii_sessions",
-        "mluvii_session_operators",
-        "mluvii_routing_events",
-        "mluvii_session_durations",
-        "superoffice_chat_sessions",
-        "superoffice_chat_messages",
-        "support_sessions",
-        "rejected_records",
-        "sync_runs",
-    ] {
-        // Table names are constants above.
+    // Each source's tables, as its inventory names them, then the engine's own.
+    let tables = crate::sources::SOURCES
+        .iter()
+        .filter_map(|k| k.inventory)
+        .flat_map(|i| i.tables())
+        .chain(["support_sessions", "rejected_records", "sync_runs"]);
+    for table in tables {
+        // Table names are the sources' constants.
         let n: i64 = conn
             .query_one(&format!("SELECT count(*) FROM {table}"), &[])
             .await?

@@ -497,10 +497,13 @@ async fn register_webhook(
         });
     };
     let Some(hook) = s.webhook() else {
-        let what = match source.as_str() {
-            "superoffice" => "`webhook_secret`",
-            "mluvii" => "`webhook_user` and `webhook_password`",
-            _ => "webhook settings (only superoffice and mluvii send webhooks)",
+        let kind = crate::sources::SOURCES.iter().find(|k| k.name == source);
+        let what = match kind.and_then(|k| k.webhook_keys) {
+            Some(keys) => keys.to_string(),
+            None => format!(
+                "webhook: {source} sends none (the sources that do, and their keys: {})",
+                crate::sources::webhook_keys()
+            ),
         };
         return Err(Failure {
             code: 2,

@@ -27,6 +27,9 @@ pub struct SourceKind {
     /// Where its records and tables hold personal data (its `personal.rs`); `None` for a
     /// source that stores none.
     pub inventory: Option<&'static crate::privacy::Inventory>,
+    /// The keys of its entries that turn on its webhook (as a sentence names them, e.g.
+    /// "`webhook_secret`"); `None` for a source that sends none.
+    pub webhook_keys: Option<&'static str>,
     read: ReadSettings,
 }
 
@@ -45,6 +48,7 @@ impl SourceKind {
                 window: "1d",
             },
             inventory: None,
+            webhook_keys: None,
             read: read_settings::<S>,
         }
     }
@@ -63,6 +67,14 @@ impl SourceKind {
     pub const fn inventory(self, inventory: &'static crate::privacy::Inventory) -> Self {
         SourceKind {
             inventory: Some(inventory),
+            ..self
+        }
+    }
+
+    /// It sends webhooks, turned on per entry by `keys`.
+    pub const fn webhooks(self, keys: &'static str) -> Self {
+        SourceKind {
+            webhook_keys: Some(keys),
             ..self
         }
     }

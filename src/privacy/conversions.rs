@@ -1,5 +1,6 @@
-//! Conversions of stored rows that need the hash keys, done at start (migration 0018 records one
-//! as pending): when a field that had no class is given one, rows already labelled with a policy
+//! Conversions of stored rows that need the hash keys, done at start (each declared by its source's
+//! inventory, [`Conversion`], and recorded as pending by its migration: SuperOffice's company
+//! name, migration 0018): when a field that had no class is given one, rows already labelled with a policy
 //! that hashes or drops that class hold it in clear, and their labels would no longer tell the
 //! truth. Each conversion walks its table once by primary key, in batches of [`BATCH`] rows, each
 //! its own transaction under the conversion's lock, and is marked done at the end; a conversion
@@ -9,24 +10,57 @@ use serde_json::Value;
 use tokio_postgres::Client;
 
 use crate::privacy::fields::{Kind, looks_hashed};
-use crate::privacy::{Hasher, PrivacySettings};
+use crate::privacy::{Hasher, Inventory, PrivacySettings};
 use crate::warehouse::WarehouseError;
 
 /// Rows looked at per transaction.
 pub const BATCH: i64 = 5_000;
 
-/// SuperOffice's `CustomerCompanyName`, made `customer_identity` (migration 0018).
-pub const COMPANY_NAME: &str = "superoffice_company_name";
+/// A field of a session table given a class after rows were stored: its column and its key in
+/// `raw` are brought under each row's recorded policy once. A source declares it in its
+/// inventory ([`Inventory::conversions`](super::Inventory)); its migration records `name` in
+/// `conversions` as pending.
+#[derive(Debug)]
+pub struct Conversion {
+    /// Its row in `conversions`.
+    pub name: &'static str,
+    /// The session table, its id column (a number) and the text column converted.
+    pub table: &'static str,
+    pub id_column: &'static str,
+    pub column: &'static str,
+    /// The key of `raw` holding the same value (matched without regard to case).
+    pub raw_key: &'static str,
+}
 
-/// Runs every pending conversion; rows changed.
+/// Runs every pending conversion the sources declare; rows changed.
 pub async fn run_pending(
     c: &mut Client,
     settings: &PrivacySettings,
+    inventories: &[&'static Inventory],
 ) -> Result<u64, WarehouseError> {
+    let mut changed = 0;
+    for conversion in inventories.iter().flat_map(|i| i.conversions) {
+        changed += run_one(c, settings, conversion).await?;
+    }
+    Ok(changed)
+}
+
+async fn run_one(
+    c: &mut Client,
+    settings: &PrivacySettings,
+    conversion: &Conversion,
+) -> Result<u64, WarehouseError> {
+    let Conversion {
+        name,
+        table,
+        id_column,
+        column,
+        raw_key,
+    } = *conversion;
     let pending = c
         .query_opt(
             "SELECT 1 FROM conversions WHERE name = $1 AND done_at IS NULL",
-            &[&COMPANY_NAME],
+            &[&name],
         )
         .await
         .map_err(WarehouseError::query("reading the pending conversions"))?;
@@ -53,11 +87,11 @@ pub async fn run_pending(
         let rows = tx
             .query(
                 &format!(
-                    "SELECT ctid::text, account, chat_session_id::bigint, privacy_policy,
-                            customer_company_name, raw
-                       FROM superoffice_chat_sessions
-                      WHERE (account, chat_session_id) > ($1, $2::bigint)
-                      ORDER BY account, chat_session_id LIMIT {BATCH}"
+                    "SELECT ctid::text, account, {id_column}::bigint, privacy_policy,
+                            {column}, raw
+                       FROM {table}
+                      WHERE (account, {id_column}) > ($1, $2::bigint)
+                      ORDER BY account, {id_column} LIMIT {BATCH}"
                 ),
                 &[&after.0, &after.1],
             )
@@ -66,7 +100,7 @@ pub async fn run_pending(
         let Some(last) = rows.last() else {
             tx.execute(
                 "UPDATE conversions SET done_at = now() WHERE name = $1 AND done_at IS NULL",
-                &[&COMPANY_NAME],
+                &[&name],
             )
             .await
             .map_err(WarehouseError::query("marking a conversion done"))?;
@@ -110,7 +144,7 @@ pub async fn run_pending(
             if let Value::Object(o) = &mut raw {
                 let keys_here: Vec<String> = o
                     .keys()
-                    .filter(|k| k.eq_ignore_ascii_case("customercompanyname"))
+                    .filter(|k| k.eq_ignore_ascii_case(raw_key))
                     .cloned()
                     .collect();
                 for k in keys_here {
@@ -137,10 +171,12 @@ pub async fn run_pending(
         if !tids.is_empty() {
             changed += tx
                 .execute(
-                    "UPDATE superoffice_chat_sessions t
-                        SET customer_company_name = u.name, raw = u.raw
-                       FROM unnest($1::text[]::tid[], $2::text[], $3::jsonb[]) AS u(tid, name, raw)
-                      WHERE t.ctid = u.tid",
+                    &format!(
+                        "UPDATE {table} t
+                            SET {column} = u.name, raw = u.raw
+                           FROM unnest($1::text[]::tid[], $2::text[], $3::jsonb[]) AS u(tid, name, raw)
+                          WHERE t.ctid = u.tid"
+                    ),
                     &[&tids, &names, &raws],
                 )
                 .await

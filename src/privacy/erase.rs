@@ -33,10 +33,12 @@ impl Target {
         inventories: &[&'static crate::privacy::Inventory],
     ) -> Result<Target, EraseError> {
         let parts: Vec<&str> = s.splitn(3, '/').collect();
+        // An example with a source this build has.
+        let example = inventories.first().map_or("source", |i| i.source);
         match parts.as_slice() {
             [source, account, id] if !source.is_empty() && !account.is_empty() => {
                 let id = id.parse().map_err(|_| EraseError::Usage(format!(
-                    "--session `{s}`: the id `{id}` is not a number; write SOURCE/ACCOUNT/ID, e.g. superoffice/cust1/195"
+                    "--session `{s}`: the id `{id}` is not a number; write SOURCE/ACCOUNT/ID, e.g. {example}/cust1/195"
                 )))?;
                 if !inventories.iter().any(|i| i.source == *source) {
                     return Err(EraseError::Usage(format!(
@@ -55,7 +57,7 @@ impl Target {
                 })
             }
             _ => Err(EraseError::Usage(format!(
-                "--session `{s}`: write SOURCE/ACCOUNT/ID, e.g. superoffice/cust1/195"
+                "--session `{s}`: write SOURCE/ACCOUNT/ID, e.g. {example}/cust1/195"
             ))),
         }
     }

@@ -91,11 +91,11 @@ pub async fn at_start(
 ) -> Result<(), WarehouseError> {
     let mut conn = warehouse.conn().await?;
     check_keys(&**conn, settings, inventories).await?;
-    let converted = super::conversions::run_pending(&mut conn, settings).await?;
+    let converted = super::conversions::run_pending(&mut conn, settings, inventories).await?;
     if converted > 0 {
         tracing::info!(
             rows = converted,
-            "stored rows brought under their labels (a field given a class: SuperOffice's company name)"
+            "stored rows brought under their labels (a field given a class after they were stored)"
         );
     }
     let Some(key) = &settings.hash_key else {

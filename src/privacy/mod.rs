@@ -101,6 +101,9 @@ pub struct Inventory {
     /// Keys of `raw` holding transcripts (as the vendor spells them), removed by
     /// `retain_transcripts`.
     pub transcript_keys: &'static [&'static str],
+    /// One-off conversions of rows stored before a field of its was given a class (each
+    /// recorded as pending by its migration, run at start: `privacy::conversions`).
+    pub conversions: &'static [conversions::Conversion],
 }
 
 impl Inventory {
@@ -111,6 +114,25 @@ impl Inventory {
             id: self.id_column,
             start: self.start_column,
         }
+    }
+
+    /// Every table of the source: the session table, its children, then any other table a
+    /// column of the inventory names (a lookup such as SuperOffice's chat topics).
+    pub fn tables(&self) -> Vec<&'static str> {
+        let mut tables = vec![self.sessions];
+        let named = self.children.iter().map(|(t, _)| *t).chain(
+            self.columns.iter().map(|c| c.table).chain(
+                self.non_personal
+                    .iter()
+                    .filter_map(|c| c.split_once('.').map(|(t, _)| t)),
+            ),
+        );
+        for t in named {
+            if !t.is_empty() && !tables.contains(&t) {
+                tables.push(t);
+            }
+        }
+        tables
     }
 
     /// Nothing personal anywhere: the rest of a source's inventory when it names its own
@@ -130,6 +152,7 @@ impl Inventory {
         children: &[],
         transcripts: &[],
         transcript_keys: &[],
+        conversions: &[],
     };
 
     /// The column of `table` (the session table or one of its children) that holds the

@@ -48,6 +48,16 @@ pub fn expected_privacy(settings: &Settings) -> crate::privacy::apply::Expected 
     )
 }
 
+/// The sources that send webhooks, each with the keys that turn them on ("`webhook_secret`
+/// (superoffice)"), as a sentence lists them.
+pub fn webhook_keys() -> String {
+    SOURCES
+        .iter()
+        .filter_map(|k| k.webhook_keys.map(|keys| format!("{keys} ({})", k.name)))
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
 /// The names `--source` accepts.
 pub fn names() -> Vec<&'static str> {
     SOURCES.iter().map(|k| k.name).collect()

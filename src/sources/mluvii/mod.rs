@@ -23,4 +23,5 @@ pub use source::Mluvii;
 /// (paged lists): `window` is only the widest, a year unless given.
 pub const KIND: SourceKind = SourceKind::new::<MluviiSettings>(SOURCE)
     .defaults("1h", "365d")
-    .inventory(&personal::INVENTORY);
+    .inventory(&personal::INVENTORY)
+    .webhooks("`webhook_user` and `webhook_password`");

@@ -237,4 +237,5 @@ pub static INVENTORY: Inventory = Inventory {
     ],
     transcript_keys: &["activities", "recordings"],
     transcripts: &[],
+    conversions: &[],
 };

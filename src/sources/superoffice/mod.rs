@@ -28,4 +28,5 @@ pub use source::{OPEN_CHAT_AGE, SuperOffice};
 /// SuperOffice in the list of sources (`sources::SOURCES`); its stream is `chat_sessions`.
 pub const KIND: SourceKind = SourceKind::new::<SuperOfficeSettings>(SOURCE)
     .stream("chat_sessions")
-    .inventory(&personal::INVENTORY);
+    .inventory(&personal::INVENTORY)
+    .webhooks("`webhook_secret`");

@@ -1,6 +1,7 @@
 //! Personal data in SuperOffice's records and tables (docs/privacy.md, generated from this
 //! list): the class of every personal field, next to the source's field list (`normalize.rs`).
 
+use crate::privacy::conversions::Conversion;
 use crate::privacy::{Class::*, Column, Field, Inventory, Kind, Selector};
 
 const CUSTOMER: &[crate::privacy::Class] = &[CustomerIdentity];
@@ -209,4 +210,12 @@ pub static INVENTORY: Inventory = Inventory {
     children: &[("superoffice_chat_messages", "chat_session_id")],
     transcript_keys: &[],
     transcripts: &[("superoffice_chat_messages", "chat_session_id")],
+    // `CustomerCompanyName` was made `customer_identity` by migration 0018.
+    conversions: &[Conversion {
+        name: "superoffice_company_name",
+        table: "superoffice_chat_sessions",
+        id_column: "chat_session_id",
+        column: "customer_company_name",
+        raw_key: "CustomerCompanyName",
+    }],
 };

@@ -252,4 +252,5 @@ pub static INVENTORY: Inventory = Inventory {
         ("takecontrol_chat_messages", "session_id"),
         ("takecontrol_video_links", "session_id"),
     ],
+    conversions: &[],
 };
