@@ -16,10 +16,10 @@ before=$(mktemp)
 trap 'rm -f "$before"' EXIT
 objects >"$before"
 status=0
-cargo test --all-targets --features fault-points "$@" || status=$?
+cargo test --workspace --all-targets --features fault-points "$@" || status=$?
 # --all-targets leaves out doc tests: the compile_fail ones hold that a vetted record cannot be
 # forged.
-[ "$status" = 0 ] && { cargo test --doc --features fault-points "$@" || status=$?; }
+[ "$status" = 0 ] && { cargo test --workspace --doc --features fault-points "$@" || status=$?; }
 # Dropping happens as each test ends; a database a test's last connection still holds goes a
 # moment later.
 for _ in 1 2 3 4 5; do

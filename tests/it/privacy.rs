@@ -276,7 +276,7 @@ fn privacy_inventory_matches_the_code() {
     let want = sessionsync::privacy::inventory::markdown(&sessionsync::sources::inventories());
     assert!(
         doc[start..end] == want,
-        "docs/privacy.md's inventory differs from src/sources/*/personal.rs: regenerate it with `sessionsync privacy inventory`"
+        "docs/privacy.md's inventory differs from crates/sources/src/*/personal.rs: regenerate it with `sessionsync privacy inventory`"
     );
 }
 
@@ -296,7 +296,7 @@ async fn every_text_and_jsonb_column_of_a_source_table_has_a_class_or_is_listed_
                 || inv.non_personal.contains(&format!("{t}.{col}").as_str());
             assert!(
                 known,
-                "{t}.{col} has no class: add it to src/sources/{}/personal.rs (columns, or non_personal)",
+                "{t}.{col} has no class: add it to crates/sources/src/{}/personal.rs (columns, or non_personal)",
                 inv.source
             );
         }
