@@ -35,6 +35,8 @@ def analyze(crate, root, guarded):
 
     def strip(text):
         text = re.sub(r"//[^\n]*", "", text)
+        # `pub(in crate::a)` names where an item is visible, not what the file uses
+        text = re.sub(r"pub\(in [\w:]+\)", "pub", text)
         # leave out #[cfg(test)] modules: tests may reach anywhere
         i = text.find("#[cfg(test)]")
         return text[:i] if i >= 0 else text

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::audit::Days;
-use super::auditor::AuditOptions;
+use super::audit_report::AuditOptions;
 use super::run::Engine;
 use super::scheduler::Slots;
 use super::source::Stream;

@@ -26,14 +26,16 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::audit::{Audit, Days, Listing};
+use super::audit_compare::compare;
+use super::audit_report::{AuditOptions, AuditReport, AuditStep};
 use super::batch::{Batch, Rows, SourceError};
 use super::claims::Claim;
 use super::run::Engine;
 use super::source::Stream;
 use super::webhook::{PushError, Pushed, write_pushed};
 use crate::model::SessionId;
-use crate::model::{Outcome, RunTotals, StreamKey, WriteCounts};
-use crate::warehouse::audits::{self, DayAudit, StoredSession};
+use crate::model::{Outcome, StreamKey, WriteCounts};
+use crate::warehouse::audits::{self, DayAudit};
 use crate::warehouse::{self, WarehouseError};
 
 /// The name of the audit's own stream (its lock, its `sync_runs` rows).
@@ -48,78 +50,6 @@ pub fn audit_key(stream: &StreamKey) -> StreamKey {
         source: stream.source,
         account: stream.account.clone(),
         stream: AUDIT_STREAM,
-    }
-}
-
-/// What an audit is asked to do.
-#[derive(Debug, Clone, Copy)]
-pub struct AuditOptions {
-    pub days: Days,
-    /// Report without changing anything (no `audits` row, no run recorded).
-    pub dry_run: bool,
-}
-
-/// Where an audit is, for a live line on a terminal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuditStep {
-    Listing { days: usize },
-    Confirming { sessions: usize },
-    Reading { sessions: usize },
-    Writing,
-}
-
-/// What an audit did.
-#[derive(Debug, Clone)]
-pub struct AuditReport {
-    /// The audited stream's key.
-    pub key: StreamKey,
-    pub run_id: Option<i64>,
-    /// The days compared (after the stream's `start` and the storage limit); `None` when none is
-    /// left.
-    pub days: Option<Days>,
-    pub per_day: Vec<DayAudit>,
-    /// Succeeded: every day's listing completed; Partial: some did not; Unavailable: the vendor
-    /// reports the tenant down; Failed: an error (in `error`); Skipped: another process audits
-    /// the account, or the source has no audit.
-    pub outcome: Outcome,
-    pub error: Option<String>,
-    pub totals: RunTotals,
-    pub dry_run: bool,
-}
-
-impl AuditReport {
-    fn not_run(key: &StreamKey, outcome: Outcome, error: Option<String>, dry_run: bool) -> Self {
-        AuditReport {
-            key: key.clone(),
-            run_id: None,
-            days: None,
-            per_day: Vec::new(),
-            outcome,
-            error,
-            totals: RunTotals::default(),
-            dry_run,
-        }
-    }
-
-    fn sum(&self, f: impl Fn(&DayAudit) -> u64) -> u64 {
-        self.per_day.iter().map(f).sum()
-    }
-    pub fn listed(&self) -> u64 {
-        self.sum(|d| d.listed)
-    }
-    pub fn stored(&self) -> u64 {
-        self.sum(|d| d.stored)
-    }
-    pub fn missing(&self) -> u64 {
-        self.sum(|d| d.missing)
-    }
-    pub fn gone(&self) -> u64 {
-        self.sum(|d| d.gone)
-    }
-    /// Every day's listing completed.
-    pub fn complete(&self) -> bool {
-        self.per_day.iter().all(|d| d.complete)
-            && matches!(self.outcome, Outcome::Succeeded | Outcome::Partial)
     }
 }
 
@@ -154,21 +84,6 @@ impl From<PushError> for AuditError {
             PushError::Warehouse(e) => AuditError::Warehouse(e),
         }
     }
-}
-
-/// The comparison of one audit: what to store, what to flag, and each day's figures.
-#[derive(Debug, Default)]
-struct Comparison {
-    /// Listed and absent (or flagged deleted: `restored`), by their listed day.
-    missing: BTreeMap<SessionId, NaiveDate>,
-    /// Of `missing`, those stored flagged deleted: the vendor lists them again.
-    restored: Vec<SessionId>,
-    /// Stored, not flagged, first written before the listing, not listed: by stored day.
-    unlisted: BTreeMap<SessionId, NaiveDate>,
-    /// Stored, not flagged, and listed as deleted by the vendor itself: by stored day.
-    deleted: BTreeMap<SessionId, NaiveDate>,
-    /// Live sessions listed, per day.
-    listed: BTreeMap<NaiveDate, u64>,
 }
 
 /// A batch with no rows: an audit that only flags.
@@ -663,55 +578,6 @@ async fn list_days(
     Ok((listing, failed))
 }
 
-/// Compares the listing of `days` with the sessions stored for them; days in `failed` are left
-/// alone.
-fn compare(
-    listing: &Listing,
-    stored: &[StoredSession],
-    days: Days,
-    failed: &BTreeMap<NaiveDate, (String, bool)>,
-    began: DateTime<Utc>,
-) -> Comparison {
-    let mut cmp = Comparison::default();
-    let in_days = |d: NaiveDate| d >= days.from && d < days.to && !failed.contains_key(&d);
-    let stored_by_id: BTreeMap<SessionId, &StoredSession> =
-        stored.iter().map(|s| (s.id, s)).collect();
-    for (id, l) in listing.live() {
-        let Some(day) = l.start.map(|t| t.date_naive()).filter(|d| in_days(*d)) else {
-            continue;
-        };
-        *cmp.listed.entry(day).or_default() += 1;
-        match stored_by_id.get(id) {
-            None => {
-                cmp.missing.insert(*id, day);
-            }
-            Some(s) if s.deleted => {
-                cmp.missing.insert(*id, day);
-                cmp.restored.push(*id);
-            }
-            Some(_) => {}
-        }
-    }
-    for s in stored.iter().filter(|s| !s.deleted) {
-        let day = s.start.date_naive();
-        if !in_days(day) {
-            continue;
-        }
-        match listing.sessions.get(&s.id) {
-            Some(l) if l.deleted => {
-                cmp.deleted.insert(s.id, day);
-            }
-            Some(_) => {}
-            // Written after the listing began: the list may predate it.
-            None if s.first_synced_at >= began => {}
-            None => {
-                cmp.unlisted.insert(s.id, day);
-            }
-        }
-    }
-    cmp
-}
-
 /// `f`, unless `cancel` comes first.
 async fn cancellable<T, E: Into<AuditError>>(
     cancel: &CancellationToken,
@@ -721,67 +587,5 @@ async fn cancellable<T, E: Into<AuditError>>(
         biased;
         _ = cancel.cancelled() => Err(AuditError::Stopped),
         r = f => r.map_err(Into::into),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::audit::Listed;
-
-    fn at(s: &str) -> DateTime<Utc> {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn a_comparison_flags_only_what_a_complete_day_no_longer_lists() {
-        let days = Days {
-            from: "2026-12-01".parse().unwrap(),
-            to: "2026-12-04".parse().unwrap(),
-        };
-        let began = at("2026-12-07T03:17:00Z");
-        let listed = |day: &str, deleted: bool| Listed {
-            start: Some(at(&format!("{day}T10:00:00Z"))),
-            deleted,
-            row: None,
-        };
-        let mut listing = Listing::default();
-        listing
-            .sessions
-            .insert(SessionId(1), listed("2026-12-01", false));
-        listing
-            .sessions
-            .insert(SessionId(2), listed("2026-12-01", false)); // missing
-        listing
-            .sessions
-            .insert(SessionId(3), listed("2026-12-02", true)); // the vendor deleted it
-        listing
-            .sessions
-            .insert(SessionId(7), listed("2026-12-03", false)); // restored
-        let stored = |id: i64, day: &str, deleted, first: &str| StoredSession {
-            id: SessionId(id),
-            start: at(&format!("{day}T10:00:00Z")),
-            deleted,
-            first_synced_at: at(first),
-        };
-        let rows = vec![
-            stored(1, "2026-12-01", false, "2026-12-01T11:00:00Z"),
-            stored(3, "2026-12-02", false, "2026-12-02T11:00:00Z"),
-            stored(4, "2026-12-02", false, "2026-12-02T11:00:00Z"), // unlisted
-            stored(5, "2026-12-02", false, "2026-12-07T03:17:30Z"), // written after the listing
-            stored(6, "2026-12-03", false, "2026-12-03T11:00:00Z"), // a failed day
-            stored(7, "2026-12-03", true, "2026-12-03T11:00:00Z"),
-        ];
-        let mut failed = BTreeMap::new();
-        let cmp = compare(&listing, &rows, days, &failed, began);
-        assert_eq!(cmp.missing.keys().map(|k| k.0).collect::<Vec<_>>(), [2, 7]);
-        assert_eq!(cmp.restored, [SessionId(7)]);
-        assert_eq!(cmp.deleted.keys().map(|k| k.0).collect::<Vec<_>>(), [3]);
-        assert_eq!(cmp.unlisted.keys().map(|k| k.0).collect::<Vec<_>>(), [4, 6]);
-        failed.insert("2026-12-03".parse().unwrap(), ("down".to_string(), false));
-        let cmp = compare(&listing, &rows, days, &failed, began);
-        assert_eq!(cmp.unlisted.keys().map(|k| k.0).collect::<Vec<_>>(), [4]);
-        assert_eq!(cmp.missing.keys().map(|k| k.0).collect::<Vec<_>>(), [2]);
-        assert_eq!(cmp.listed.values().sum::<u64>(), 2);
     }
 }

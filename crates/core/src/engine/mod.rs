@@ -19,7 +19,9 @@
 //! it is written, and the next run starts again from the committed watermark.
 
 pub mod audit;
+mod audit_compare;
 mod audit_loop;
+mod audit_report;
 mod auditor;
 mod batch;
 pub mod claims;
@@ -41,7 +43,8 @@ pub use crate::model::{
 };
 pub use audit::{Audit, Days, KeepRow, Listed, Listing, SessionTable};
 pub use audit_loop::{audited, run_audits};
-pub use auditor::{AUDIT_STREAM, AuditOptions, AuditReport, AuditStep, audit_key};
+pub use audit_report::{AuditOptions, AuditReport, AuditStep};
+pub use auditor::{AUDIT_STREAM, audit_key};
 pub use batch::{Batch, PrivacyOf, Rows, RunInfo, SourceError, read_state, write_state};
 pub use rebuild::{Rebuild, StoredRecord};
 pub use renormalize::{RenormalizeError, RenormalizeOptions, RenormalizeReport};

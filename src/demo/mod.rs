@@ -21,11 +21,15 @@ use crate::sources::takecontrol::{OutputFormat, TakeControlApi, TakeControlSetti
 use crate::telemetry::Metrics;
 use crate::warehouse::Warehouse;
 use sessionsync_sim::mluvii::MluviiSim;
-use sessionsync_sim::superoffice::SuperOfficeSim;
 use sessionsync_sim::superoffice_online::{APPLICATION_KEY_PEM, OnlineCredentials, OnlineSim};
 use sessionsync_sim::takecontrol::{TakeControlSim, generate};
 
 use crate::warehouse::bootstrap::{LOCAL_DEFAULT_URL, ensure_named_database, reachable};
+
+mod pushes;
+mod summary;
+use pushes::{live_change, show_pushes};
+pub use summary::{FIRST_QUERY, FIRST_QUERY_WHY, summary};
 const DEMO_DB: &str = "sessionsync_demo";
 
 #[derive(clap::Args, Debug)]
@@ -508,159 +512,6 @@ async fn start_webhooks(
         .map_err(anyhow::Error::msg)
         .context("registering the webhooks with the simulators")?;
     Ok(Some((hooks, worker)))
-}
-
-/// One change in each simulator that pushes: a SuperOffice message, a new mluvii session.
-fn live_change(so: &SuperOfficeSim, ml: &MluviiSim, n: u64) -> (i64, i64, i64) {
-    let chats = so.chats();
-    let chat = chats[(n as usize * 7) % chats.len()].id();
-    let message = so.post_message(chat, &format!("Live message #{n} from the demo"));
-    let session = ml.sessions().iter().map(|s| s.id).max().unwrap_or(0) + 1;
-    ml.upsert(sessionsync_sim::mluvii::SimSession::new(
-        session,
-        Utc::now(),
-    ));
-    (chat, message, session)
-}
-
-/// Makes one live change per pushing simulator and prints how soon each reached the warehouse,
-/// with no sync run in between.
-async fn show_pushes(
-    so: &SuperOfficeSim,
-    ml: &MluviiSim,
-    wh: &Warehouse,
-    selected: &[String],
-) -> anyhow::Result<()> {
-    let conn = wh.conn().await?;
-    let changed = std::time::Instant::now();
-    let (chat, message, session) = live_change(so, ml, 0);
-    crate::outln!(
-        "
-Webhooks (the simulators push changes as the vendors do):"
-    );
-    let checks: [(&str, String, String); 2] = [
-        (
-            "superoffice",
-            format!(
-                "SELECT count(*) FROM superoffice_chat_messages WHERE chat_message_id = {message}"
-            ),
-            format!("SuperOffice: a new message in chat {chat}"),
-        ),
-        (
-            "mluvii",
-            format!("SELECT count(*) FROM mluvii_sessions WHERE session_id = {session}"),
-            format!("mluvii: session {session} created"),
-        ),
-    ];
-    for (source, sql, what) in checks {
-        if !selected.iter().any(|s| s == source) {
-            continue;
-        }
-        let landed = loop {
-            let n: i64 = conn.query_one(&sql, &[]).await?.get(0);
-            if n > 0 {
-                break Some(changed.elapsed());
-            }
-            if changed.elapsed() > std::time::Duration::from_secs(10) {
-                break None;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        };
-        match landed {
-            Some(d) => crate::outln!(
-                "  {what}: in the warehouse {:.2} s later, without a sync run",
-                d.as_secs_f64()
-            ),
-            None => crate::outln!("  {what}: not in the warehouse after 10 s (see the log)"),
-        }
-    }
-    Ok(())
-}
-
-/// The query the demo suggests first: waits per source and channel as medians.
-pub const FIRST_QUERY: &str = "SELECT source, channel, count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY wait_seconds) AS median_wait_s FROM sessionsync.support_sessions GROUP BY 1, 2 ORDER BY 1, 2";
-/// Why it takes the median.
-pub const FIRST_QUERY_WHY: &str = "Medians, not averages: a few chats that waited for days (SuperOffice's samples) would skew an average.";
-
-/// Rows per table and a few duration figures, for people.
-pub async fn summary(wh: &Warehouse, database: &str) -> anyhow::Result<String> {
-    let conn = wh.conn().await?;
-    let mut out = String::from(
-        "\nWarehouse (schema sessionsync; customer names, e-mails and phones stored hashed: docs/privacy.md, section 2):\n",
-    );
-    let mut cells = Vec::new();
-    // Each source's tables, as its inventory names them, then the engine's own.
-    let tables = crate::sources::SOURCES
-        .iter()
-        .filter_map(|k| k.inventory)
-        .flat_map(|i| i.tables())
-        .chain(["support_sessions", "rejected_records", "sync_runs"]);
-    for table in tables {
-        // Table names are the sources' constants.
-        let n: i64 = conn
-            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-            .await?
-            .get(0);
-        cells.push(format!("{table:<26} {n:>7} rows"));
-    }
-    // Two to a line: the summary fits a terminal's screen with the run lines above it.
-    for pair in cells.chunks(2) {
-        out.push_str(&format!("  {}\n", pair.join("    ")));
-    }
-    let row = conn
-        .query_one(
-            "SELECT count(duration_seconds),
-                    percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_seconds),
-                    percentile_cont(0.9) WITHIN GROUP (ORDER BY duration_seconds)
-               FROM takecontrol_sessions",
-            &[],
-        )
-        .await?;
-    let (n, p50, p90): (i64, Option<f64>, Option<f64>) = (row.get(0), row.get(1), row.get(2));
-    out.push_str(&format!(
-        "\nTake Control session duration: {n} sessions, median {:.0} s, p90 {:.0} s\n",
-        p50.unwrap_or(0.0),
-        p90.unwrap_or(0.0)
-    ));
-    let row = conn
-        .query_one(
-            "SELECT count(*),
-                    percentile_cont(0.5) WITHIN GROUP (ORDER BY in_queue_seconds),
-                    percentile_cont(0.5) WITHIN GROUP (ORDER BY waiting_seconds),
-                    percentile_cont(0.5) WITHIN GROUP (ORDER BY active_seconds),
-                    percentile_cont(0.5) WITHIN GROUP (ORDER BY acw_seconds)
-               FROM mluvii_session_durations",
-            &[],
-        )
-        .await?;
-    let median = |i: usize| row.get::<_, Option<f64>>(i).unwrap_or(0.0);
-    out.push_str(&format!(
-        "mluvii: {} sessions, median in queue {:.0} s, waiting {:.0} s, active {:.0} s, after-call work {:.0} s\n",
-        row.get::<_, i64>(0),
-        median(1),
-        median(2),
-        median(3),
-        median(4)
-    ));
-    let row = conn
-        .query_one(
-            "SELECT source, count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY handle_seconds)
-               FROM support_sessions GROUP BY source ORDER BY count(*) DESC LIMIT 1",
-            &[],
-        )
-        .await;
-    if let Ok(row) = row {
-        out.push_str(&format!(
-            "support_sessions (all systems): largest source {} with {} sessions, median handle time {:.0} s\n",
-            row.get::<_, String>(0),
-            row.get::<_, i64>(1),
-            row.get::<_, Option<f64>>(2).unwrap_or(0.0)
-        ));
-    }
-    out.push_str(&format!(
-        "\n{FIRST_QUERY_WHY}\nNext: psql -d {database} -c '{FIRST_QUERY}'\n"
-    ));
-    Ok(out)
 }
 
 /// The demo's `[privacy]`: customer identity hashed (names, e-mails, phones: still countable
