@@ -16,20 +16,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::*;
 
-const TC_KEY: &str = "audit-tc-key";
+pub(crate) const TC_KEY: &str = "audit-tc-key";
 const ML_ID: &str = "audit-ml-user";
 const ML_SECRET: &str = "audit-ml-secret";
-const HASH_KEY: &str = "0123456789abcdef0123456789abcdef-audit";
+pub(crate) const HASH_KEY: &str = "0123456789abcdef0123456789abcdef-audit";
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Kind {
+pub(crate) enum Kind {
     Tc,
     Ml,
     So,
 }
 
 /// One vendor's simulator, as the audit tests drive it.
-enum Vendor {
+pub(crate) enum Vendor {
     Tc(sessionsync_sim::takecontrol::TakeControlSim),
     Ml(sessionsync_sim::mluvii::MluviiSim),
     So(sessionsync_sim::superoffice::SuperOfficeSim),
@@ -37,12 +37,12 @@ enum Vendor {
 
 /// The late session's customer (an e-mail for Take Control and SuperOffice, the callback phone
 /// number for mluvii).
-const PERSON_EMAIL: &str = "late.lena@example.com";
-const PERSON_PHONE: &str = "+420 777 123 456";
+pub(crate) const PERSON_EMAIL: &str = "late.lena@example.com";
+pub(crate) const PERSON_PHONE: &str = "+420 777 123 456";
 
 impl Vendor {
     /// 40 ended sessions over the nine days before `now` (two hours back at the latest).
-    async fn start(kind: Kind, now: DateTime<Utc>) -> Vendor {
+    pub(crate) async fn start(kind: Kind, now: DateTime<Utc>) -> Vendor {
         let (from, to) = (now - TimeDelta::days(9), now - TimeDelta::hours(2));
         match kind {
             Kind::Tc => Vendor::Tc(
@@ -79,7 +79,7 @@ impl Vendor {
         }
     }
 
-    fn base(&self) -> String {
+    pub(crate) fn base(&self) -> String {
         match self {
             Vendor::Tc(s) => s.base_url(),
             Vendor::Ml(s) => s.base_url(),
@@ -88,7 +88,7 @@ impl Vendor {
     }
 
     /// The account's entry, read from ten days back.
-    fn toml(&self, now: DateTime<Utc>, extra: &str) -> String {
+    pub(crate) fn toml(&self, now: DateTime<Utc>, extra: &str) -> String {
         let start = now - TimeDelta::days(10);
         let keys = format!(
             "requests_per_second = 1000\nmax_retries = 8\nmax_retry_wait = \"1s\"\ntimeout = \"5s\"\n{extra}"
@@ -111,7 +111,7 @@ impl Vendor {
     }
 
     /// The session table, its id column and the column of the person's value.
-    fn table(&self) -> (&'static str, &'static str, &'static str) {
+    pub(crate) fn table(&self) -> (&'static str, &'static str, &'static str) {
         match self {
             Vendor::Tc(_) => ("takecontrol_sessions", "session_id", "customer_email"),
             Vendor::Ml(_) => ("mluvii_sessions", "session_id", "phone_callback_number"),
@@ -124,7 +124,7 @@ impl Vendor {
     }
 
     /// `erase` of the late session's person.
-    fn person(&self) -> sessionsync::privacy::erase::Target {
+    pub(crate) fn person(&self) -> sessionsync::privacy::erase::Target {
         use sessionsync::privacy::{Selector, erase::Target};
         match self {
             Vendor::Ml(_) => Target::Value(Selector::Phone, PERSON_PHONE.into()),
@@ -134,7 +134,7 @@ impl Vendor {
 
     /// A session `id` that started at `start`, of the person, indexed late: not listed until
     /// revealed.
-    fn index_late(&self, id: i64, start: DateTime<Utc>) {
+    pub(crate) fn index_late(&self, id: i64, start: DateTime<Utc>) {
         match self {
             Vendor::Tc(sim) => {
                 let mut s = sessionsync_sim::takecontrol::SimSession::new(
@@ -172,7 +172,7 @@ impl Vendor {
         }
     }
 
-    fn reveal(&self, id: i64) {
+    pub(crate) fn reveal(&self, id: i64) {
         match self {
             Vendor::Tc(s) => s.reveal(id),
             Vendor::Ml(s) => s.reveal(id),
@@ -181,7 +181,7 @@ impl Vendor {
     }
 
     /// Deletes session `id` outright (no event, no trace in any list).
-    fn hard_delete(&self, id: i64) {
+    pub(crate) fn hard_delete(&self, id: i64) {
         match self {
             Vendor::Tc(s) => s.delete(id),
             Vendor::Ml(s) => s.remove(id),
@@ -189,7 +189,7 @@ impl Vendor {
         }
     }
 
-    fn break_listing(&self, day: NaiveDate) {
+    pub(crate) fn break_listing(&self, day: NaiveDate) {
         match self {
             Vendor::Tc(s) => s.break_listing(day),
             Vendor::Ml(s) => s.break_listing(day),
@@ -197,7 +197,7 @@ impl Vendor {
         }
     }
 
-    fn faults(&self) -> &Faults {
+    pub(crate) fn faults(&self) -> &Faults {
         match self {
             Vendor::Tc(s) => s.faults(),
             Vendor::Ml(s) => s.faults(),
@@ -205,7 +205,7 @@ impl Vendor {
         }
     }
 
-    fn log(&self) -> &RequestLog {
+    pub(crate) fn log(&self) -> &RequestLog {
         match self {
             Vendor::Tc(s) => s.log(),
             Vendor::Ml(s) => s.log(),
@@ -214,7 +214,7 @@ impl Vendor {
     }
 
     /// The paths of the list endpoint the stream uses (and mluvii's token, which a list needs).
-    fn list_paths(&self) -> &'static [&'static str] {
+    pub(crate) fn list_paths(&self) -> &'static [&'static str] {
         match self {
             Vendor::Tc(_) => &["/rest/session/history"],
             Vendor::Ml(_) => &["/api/v1/Sessions", "/login/connect/token"],
@@ -239,14 +239,14 @@ fn flaky(v: &Vendor, seed: u64) {
     );
 }
 
-struct Setup {
-    db: TestDb,
-    vendor: Vendor,
-    h: Harness,
-    now: DateTime<Utc>,
+pub(crate) struct Setup {
+    pub(crate) db: TestDb,
+    pub(crate) vendor: Vendor,
+    pub(crate) h: Harness,
+    pub(crate) now: DateTime<Utc>,
 }
 
-async fn setup(kind: Kind, extra: &str, privacy: &str) -> Setup {
+pub(crate) async fn setup(kind: Kind, extra: &str, privacy: &str) -> Setup {
     let now = Utc::now();
     let db = TestDb::new().await;
     let vendor = Vendor::start(kind, now).await;
@@ -256,7 +256,7 @@ async fn setup(kind: Kind, extra: &str, privacy: &str) -> Setup {
 }
 
 impl Setup {
-    async fn audit(&self, days: u32, dry_run: bool) -> AuditReport {
+    pub(crate) async fn audit(&self, days: u32, dry_run: bool) -> AuditReport {
         self.h
             .engine
             .audit(
@@ -272,7 +272,7 @@ impl Setup {
             .expect("the audit is recorded")
     }
 
-    async fn count(&self, sql_where: &str) -> i64 {
+    pub(crate) async fn count(&self, sql_where: &str) -> i64 {
         let (table, _, _) = self.vendor.table();
         let c = self.db.client().await;
         c.query_one(
@@ -285,7 +285,7 @@ impl Setup {
     }
 
     /// A stored session that started two to five days back, and its day.
-    async fn stored_days_back(&self) -> (i64, NaiveDate) {
+    pub(crate) async fn stored_days_back(&self) -> (i64, NaiveDate) {
         let (table, id, _) = self.vendor.table();
         let start = match self.vendor {
             Vendor::Tc(_) => "started_at",

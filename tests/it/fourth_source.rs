@@ -22,14 +22,14 @@ static FAKE: SourceKind = SourceKind::new::<FakeSettings>("fake")
     .inventory(&INVENTORY);
 
 // --- personal.rs: its one personal field, and the column it feeds -----------------------------
-const EMAIL: &[Field] = &[Field {
+pub(crate) const EMAIL: &[Field] = &[Field {
     path: "email",
     classes: &[Class::CustomerIdentity],
     kind: Kind::Text,
     selectors: &[Selector::Email],
     feeds: "fake_records.email",
 }];
-static INVENTORY: Inventory = Inventory {
+pub(crate) static INVENTORY: Inventory = Inventory {
     source: "fake",
     stream: "people",
     sessions: "fake_records",
@@ -95,13 +95,13 @@ impl Source for Fake {
 }
 
 // --- store.rs: an upsert that rewrites only what changed ---------------------------------------
-struct FakeRow {
-    id: i64,
-    email: Option<String>,
-    _vetted: Vetted,
+pub(crate) struct FakeRow {
+    pub(crate) id: i64,
+    pub(crate) email: Option<String>,
+    pub(crate) _vetted: Vetted,
 }
 
-struct FakeRows(Vec<FakeRow>);
+pub(crate) struct FakeRows(pub(crate) Vec<FakeRow>);
 
 #[async_trait]
 impl Rows for FakeRows {
@@ -143,7 +143,8 @@ impl Rows for FakeRows {
 }
 
 // --- its migration, sql/NNNN_fake.sql ------------------------------------------------------------
-const MIGRATION: &str = "CREATE TABLE fake_records (account text NOT NULL, id bigint NOT NULL,
+pub(crate) const MIGRATION: &str =
+    "CREATE TABLE fake_records (account text NOT NULL, id bigint NOT NULL,
     email text, privacy_policy text DEFAULT current_setting('sessionsync.privacy_policy', true),
     source_deleted_at timestamptz, PRIMARY KEY (account, id))";
 

@@ -6,6 +6,7 @@ mod helpers;
 mod audit;
 mod bi;
 mod cli;
+mod contract;
 mod docs;
 mod fourth_source;
 mod hostile;
