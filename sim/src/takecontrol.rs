@@ -51,6 +51,9 @@ pub struct SimSession {
     /// Not in the history yet: indexed late ([`TakeControlSim::index_late`]), it appears with
     /// its old dates when revealed.
     pub unindexed: bool,
+    /// Its ID is written as text that is not a number: a record the source must set aside
+    /// (odd data), the rest of the answer unharmed.
+    pub malformed: bool,
 }
 
 impl SimSession {
@@ -72,6 +75,7 @@ impl SimSession {
             videos: Vec::new(),
             custom: None,
             unindexed: false,
+            malformed: false,
         }
     }
 
@@ -349,6 +353,7 @@ fn videos_xml(s: &SimSession) -> String {
 /// The session's value of one var, as the API would write it in JSON.
 fn var_json(s: &SimSession, var: &str) -> Value {
     match var {
+        "ID" if s.malformed => json!(format!("{}-not-a-number", s.id)),
         "ID" => json!(s.id),
         "COMPUTER_NAME" => json!(s.computer_name),
         "COMPUTER_DOMAIN" => json!("WORKGROUP"),

@@ -3,6 +3,9 @@
 //!
 //! 1. **Rate limit**: the vendor's first two answers are 429 (with and without Retry-After); the
 //!    run rides them out, counts the retries and stores everything.
+//!    **Rejection**: in the same run, one record the vendor sends unreadable is set aside in
+//!    `rejected_records` (one row, its key named) while the others land; once the vendor sends
+//!    it readable again, a re-read stores it.
 //! 2. **Privacy seam**: under `customer_identity = "hash"`, the person's value appears in clear
 //!    in no table of the source (every table its inventory names, each row read whole).
 //! 3. **Unchanged second run**: the next run writes nothing, and reading every session again
@@ -45,6 +48,8 @@ trait Subject: Send + Sync {
     fn person(&self) -> (&'static str, Target);
     /// The vendor's next two answers are 429: one with `Retry-After: 0`, one without.
     fn throttle(&self);
+    /// The vendor sends one session unreadable (or, `false`, readable again); its key.
+    fn malform(&self, on: bool) -> i64;
     async fn sync(&self) -> RunReport;
     /// Reads every session again (a backfill of the whole range).
     async fn reread(&self) -> RunReport;
@@ -65,9 +70,28 @@ async fn contract(s: &dyn Subject) {
         async move { c.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0) }
     };
 
-    // 1. Rate limit.
+    // 1. Rate limit, and a record set aside.
     s.throttle();
-    let r = s.sync().await;
+    let bad = s.malform(true);
+    let first = s.sync().await;
+    let r = &first;
+    // Partial: a run that set a record aside says so.
+    assert_eq!(r.outcome, Outcome::Partial, "{}: {:?}", inv.source, r.error);
+    assert!(r.totals.retries >= 2, "{}: {:?}", inv.source, r.totals);
+    assert_eq!(r.totals.rejected, 1, "{}: {:?}", inv.source, r.totals);
+    // Its key is the id where one could be read (else where it sat in the answer).
+    let set_aside = format!(
+        "SELECT count(*) FROM rejected_records WHERE source = '{}'",
+        inv.source
+    );
+    assert_eq!(count(set_aside).await, 1, "{}", inv.source);
+    let bad_row = format!(
+        "SELECT count(*) FROM {} WHERE {} = {bad}",
+        inv.sessions, inv.id_column
+    );
+    assert_eq!(count(bad_row.clone()).await, 0, "{}", inv.source);
+    s.malform(false);
+    let r = s.reread().await;
     assert_eq!(
         r.outcome,
         Outcome::Succeeded,
@@ -75,11 +99,16 @@ async fn contract(s: &dyn Subject) {
         inv.source,
         r.error
     );
-    assert!(r.totals.retries >= 2, "{}: {:?}", inv.source, r.totals);
+    assert_eq!(
+        count(bad_row).await,
+        1,
+        "{}: stored once readable",
+        inv.source
+    );
     let stored = count(format!("SELECT count(*) FROM {}", inv.sessions)).await;
     assert!(
-        r.totals.written >= 2 && stored >= 2,
-        "{}: {r:?}",
+        first.totals.written >= 2 && stored >= 2,
+        "{}: {first:?}",
         inv.source
     );
     let id = inv.id_column;
@@ -233,6 +262,33 @@ impl Subject for Real {
             .await
             .unwrap()
     }
+    fn malform(&self, on: bool) -> i64 {
+        match &self.0.vendor {
+            Vendor::Tc(sim) => {
+                let id = sim.sessions()[0].id;
+                sim.update(id, |s| s.malformed = on);
+                id
+            }
+            Vendor::Ml(sim) => {
+                let id = sim.sessions()[0].id;
+                sim.update(id, |s| {
+                    s.waited = Some(if on { "soon" } else { "PT40S" }.into())
+                });
+                id
+            }
+            Vendor::So(sim) => {
+                let id = sim.chats()[0].id();
+                sim.update(id, |e| {
+                    e["Person"] = if on {
+                        serde_json::json!("not-an-id")
+                    } else {
+                        serde_json::Value::Null
+                    }
+                });
+                id
+            }
+        }
+    }
     async fn victim(&self) -> i64 {
         // Within the days an audit covers (closed days), not the person's.
         let inv = self.inventory();
@@ -285,6 +341,8 @@ async fn superoffice_keeps_the_contract() {
 struct FakeVendor {
     people: Vec<(i64, String, DateTime<Utc>, bool)>,
     throttled: Vec<Option<u64>>,
+    /// The person whose id is sent as text that is not a number.
+    malformed: Option<i64>,
 }
 
 type Shared = Arc<Mutex<FakeVendor>>;
@@ -307,6 +365,11 @@ async fn serve_people(
         .people
         .iter()
         .map(|(id, email, at, deleted)| {
+            let id = if v.malformed == Some(*id) {
+                serde_json::json!(format!("{id}?"))
+            } else {
+                serde_json::json!(id)
+            };
             serde_json::json!({ "id": id, "email": email, "at": at, "deleted": deleted })
         })
         .collect();
@@ -354,13 +417,21 @@ impl Source for FakeHttp {
             serde_json::from_slice(&r.body).map_err(|e| SourceError::Vendor {
                 message: format!("/people: {e}"),
             })?;
-        let (mut rows, mut gone) = (Vec::new(), Vec::new());
+        let (mut rows, mut gone, mut rejected) = (Vec::new(), Vec::new(), Vec::new());
         for mut p in people {
-            let id = p["id"].as_i64().unwrap_or_default();
             let at: DateTime<Utc> = p["at"].as_str().unwrap_or_default().parse().unwrap();
             if !(w.start..w.end).contains(&at) {
                 continue;
             }
+            let Some(id) = p["id"].as_i64() else {
+                let key = p["id"].as_str().unwrap_or_default();
+                rejected.push(sessionsync::engine::Rejected {
+                    record_key: key.trim_end_matches('?').to_string(),
+                    reason: format!("invalid_id: {key}"),
+                    payload: serde_json::Value::Null,
+                });
+                continue;
+            };
             if p["deleted"] == true {
                 gone.push(id.into());
                 continue;
@@ -375,7 +446,9 @@ impl Source for FakeHttp {
                 _vetted: vetted,
             });
         }
-        Ok(Batch::new(FakeRows(rows)).with_gone(gone))
+        Ok(Batch::new(FakeRows(rows))
+            .with_gone(gone)
+            .with_rejected(rejected))
     }
 }
 
@@ -468,6 +541,10 @@ impl Subject for Fake {
             .run(&self.stream, range, &cancel, &|_| {})
             .await
             .unwrap()
+    }
+    fn malform(&self, on: bool) -> i64 {
+        self.vendor.lock().unwrap().malformed = on.then_some(2);
+        2
     }
     async fn victim(&self) -> i64 {
         1
