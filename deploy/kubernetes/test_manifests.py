@@ -37,9 +37,9 @@ def one(docs, kind, name=None):
 
 
 def stop_deadline_secs():
-    src = (ROOT / "src/shutdown.rs").read_text()
+    src = (ROOT / "crates/core/src/shutdown.rs").read_text()
     m = re.search(r"STOP_DEADLINE: Duration = Duration::from_secs\((\d+)\)", src)
-    assert m, "src/shutdown.rs no longer declares STOP_DEADLINE in seconds"
+    assert m, "crates/core/src/shutdown.rs no longer declares STOP_DEADLINE in seconds"
     return int(m.group(1))
 
 
