@@ -37,18 +37,11 @@ fn parse_day(s: &str) -> Result<NaiveDate, String> {
         .map_err(|_| format!("`{s}` is not a date such as 2024-01-01"))
 }
 
-fn usage(message: String) -> Failure {
-    Failure {
-        code: 2,
-        error: anyhow::anyhow!(message),
-    }
-}
-
 /// The days `args` asks for: `--from`..`--to`, else the last `days` closed days before `--to`.
 fn days(args: &AuditArgs, default_days: u32, today: NaiveDate) -> Result<Days, Failure> {
     let to = args.to.unwrap_or(today);
     if to > today {
-        return Err(usage(format!(
+        return Err(Failure::usage(format!(
             "--to {to} is after today ({today}, UTC): an audit compares closed days; use --to {today} or earlier"
         )));
     }
@@ -56,7 +49,7 @@ fn days(args: &AuditArgs, default_days: u32, today: NaiveDate) -> Result<Days, F
         .from
         .unwrap_or(to - TimeDelta::days(i64::from(default_days)));
     if from >= to {
-        return Err(usage(format!(
+        return Err(Failure::usage(format!(
             "--from {from} is not before --to {to} (--to is exclusive: --from 2024-01-01 --to 2024-01-02 is one day)"
         )));
     }
@@ -86,7 +79,7 @@ pub(super) async fn audit_command(path: Option<PathBuf>, args: AuditArgs) -> Res
         eprintln!("{}/{}: not audited: {why}", s.key().source, s.key().account);
     }
     if streams.is_empty() {
-        return Err(usage(format!(
+        return Err(Failure::usage(format!(
             "no account in {} to audit: every selected account has `audit = false` or a source without an audit",
             settings.file.display()
         )));

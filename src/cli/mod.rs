@@ -188,6 +188,16 @@ pub struct Failure {
     pub error: anyhow::Error,
 }
 
+impl Failure {
+    /// Exit 2: the command line or the config asks for something that cannot be done.
+    pub fn usage(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: 2,
+            error: anyhow::anyhow!("{message}"),
+        }
+    }
+}
+
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     /// Exit 1, or 2 for an error of the configuration found against the warehouse (a hash key
     /// it still depends on was removed).
@@ -235,15 +245,12 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Simulate(args) => crate::simulate::simulate(args).await.map_err(Failure::from),
         Command::Healthcheck { url, timeout } => healthcheck(url, timeout).await,
         #[cfg(not(feature = "demo"))]
-        Command::WithoutSimulators { .. } => Err(Failure {
-            code: 2,
-            error: anyhow::anyhow!(
-                "this sessionsync is a production build: it carries no simulator, so it has no \
-                 `demo` or `simulate` (built with --no-default-features). Try them with a build \
-                 that keeps the default features: `cargo run --release -- demo --once` in a clone \
-                 of the repository"
-            ),
-        }),
+        Command::WithoutSimulators { .. } => Err(Failure::usage(
+            "this sessionsync is a production build: it carries no simulator, so it has no \
+             `demo` or `simulate` (built with --no-default-features). Try them with a build \
+             that keeps the default features: `cargo run --release -- demo --once` in a clone \
+             of the repository",
+        )),
         Command::Webhooks {
             action:
                 WebhooksCommand::Register {

@@ -58,13 +58,6 @@ pub struct RetentionArgs {
     pub dry_run: bool,
 }
 
-fn usage(text: String) -> Failure {
-    Failure {
-        code: 2,
-        error: anyhow::anyhow!(text),
-    }
-}
-
 async fn client(settings: &crate::config::Settings) -> Result<deadpool_postgres::Object, Failure> {
     let wh = Warehouse::new(&settings.warehouse)?;
     wh.migrate().await?;
@@ -82,7 +75,7 @@ pub async fn erase_command(path: Option<PathBuf>, a: EraseArgs) -> Result<u8, Fa
         for v in values {
             let n = crate::privacy::fields::normalize(selector.kind(), v);
             if n.is_empty() {
-                return Err(usage(format!(
+                return Err(Failure::usage(format!(
                     "--{} is empty once normalized; give a value",
                     selector.name().replace('_', "-")
                 )));
@@ -91,18 +84,15 @@ pub async fn erase_command(path: Option<PathBuf>, a: EraseArgs) -> Result<u8, Fa
         }
     }
     for s in &a.session {
-        targets.push(
-            Target::session(s, &crate::sources::inventories()).map_err(|e| usage(e.to_string()))?,
-        );
+        targets.push(Target::session(s, &crate::sources::inventories()).map_err(Failure::usage)?);
     }
     if targets.is_empty() {
-        return Err(usage(
-            "erase needs a selector: --email, --phone, --customer-name or --session SOURCE/ACCOUNT/ID"
-                .into(),
+        return Err(Failure::usage(
+            "erase needs a selector: --email, --phone, --customer-name or --session SOURCE/ACCOUNT/ID",
         ));
     }
     if settings.privacy.hash_key.is_none() {
-        return Err(usage(EraseError::NoKey.to_string()));
+        return Err(Failure::usage(EraseError::NoKey));
     }
     let mut conn = client(&settings).await?;
     let done = erase::erase(
@@ -115,7 +105,7 @@ pub async fn erase_command(path: Option<PathBuf>, a: EraseArgs) -> Result<u8, Fa
     )
     .await
     .map_err(|e| match e {
-        EraseError::Usage(_) | EraseError::NoKey => usage(e.to_string()),
+        EraseError::Usage(_) | EraseError::NoKey => Failure::usage(e),
         EraseError::Warehouse(w) => Failure::from(w),
     })?;
     let verb = if a.dry_run { "would erase" } else { "erased" };

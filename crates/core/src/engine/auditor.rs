@@ -29,7 +29,7 @@ use super::audit::{Audit, Days, Listing};
 use super::audit_compare::compare;
 use super::audit_report::{AuditOptions, AuditReport, AuditStep};
 use super::batch::{Batch, Rows, SourceError};
-use super::claims::Claim;
+use super::claims::{Claim, Waited};
 use super::run::Engine;
 use super::source::Stream;
 use super::webhook::{PushError, Pushed, write_pushed};
@@ -406,7 +406,19 @@ impl Engine {
             progress(AuditStep::Writing);
             let writes = pushed.is_some() || !gone_ids.is_empty() || !cmp.restored.is_empty();
             let mut claim = match writes {
-                true => Some(self.claim_waiting(key, cancel).await?),
+                true => match self
+                    .claims
+                    .claim_waiting(key, CLAIM_WAIT, Some(cancel))
+                    .await?
+                {
+                    Waited::Claimed(c) => Some(c),
+                    Waited::Busy => {
+                        return Err(AuditError::ClaimBusy {
+                            stream: key.to_string(),
+                        });
+                    }
+                    Waited::Stopped => return Err(AuditError::Stopped),
+                },
                 false => None,
             };
             let done = self
@@ -432,29 +444,6 @@ impl Engine {
             tracing::info!(source = key.source, account = %key.account, "an erasure was recorded while the audit read; reading again");
         }
         Err(AuditError::ErasuresKeptComing)
-    }
-
-    /// Takes the stream's own claim (the one its sync takes), waiting while its sync runs.
-    async fn claim_waiting(
-        &self,
-        key: &StreamKey,
-        cancel: &CancellationToken,
-    ) -> Result<Claim, AuditError> {
-        let until = Instant::now() + CLAIM_WAIT;
-        loop {
-            if let Some(c) = self.claims.try_claim(key).await? {
-                return Ok(c);
-            }
-            if Instant::now() >= until {
-                return Err(AuditError::ClaimBusy {
-                    stream: key.to_string(),
-                });
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => return Err(AuditError::Stopped),
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-        }
     }
 
     /// One transaction: the rows, the flags, the restores and the `audits` rows; `false` (nothing

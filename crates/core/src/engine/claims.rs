@@ -96,11 +96,48 @@ impl Claim {
     }
 }
 
+/// How [`Claims::claim_waiting`] ended.
+pub(super) enum Waited {
+    Claimed(Claim),
+    /// Still held by another when the wait was over.
+    Busy,
+    /// Cancelled while waiting.
+    Stopped,
+}
+
 impl Claims {
     pub fn new(warehouse: Warehouse) -> Self {
         Claims {
             warehouse,
             keeper: Arc::default(),
+        }
+    }
+
+    /// Takes the stream's lock, waiting up to `wait` while another holder (its sync) has it,
+    /// checking every half second; stops waiting when `cancel` fires. For the audit and
+    /// `renormalize`, which must write a stream's rows under the claim its sync takes.
+    pub(super) async fn claim_waiting(
+        &self,
+        key: &StreamKey,
+        wait: Duration,
+        cancel: Option<&CancellationToken>,
+    ) -> Result<Waited, WarehouseError> {
+        let until = std::time::Instant::now() + wait;
+        loop {
+            if let Some(c) = self.try_claim(key).await? {
+                return Ok(Waited::Claimed(c));
+            }
+            if std::time::Instant::now() >= until {
+                return Ok(Waited::Busy);
+            }
+            let pause = tokio::time::sleep(Duration::from_millis(500));
+            match cancel {
+                Some(cancel) => tokio::select! {
+                    _ = cancel.cancelled() => return Ok(Waited::Stopped),
+                    _ = pause => {}
+                },
+                None => pause.await,
+            }
         }
     }
 

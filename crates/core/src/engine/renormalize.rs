@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::Batch;
+use super::claims::Waited;
 use super::rebuild::StoredRecord;
 use super::run::Engine;
 use super::source::Stream;
@@ -178,7 +179,15 @@ impl Engine {
         report: &mut RenormalizeReport,
     ) -> Result<(), RenormalizeError> {
         let key = stream.key();
-        let mut claim = self.claim_until_free(key).await?;
+        let wait = super::auditor::CLAIM_WAIT;
+        let mut claim = match self.claims.claim_waiting(key, wait, None).await? {
+            Waited::Claimed(c) => c,
+            Waited::Busy | Waited::Stopped => {
+                return Err(RenormalizeError::ClaimBusy {
+                    stream: key.to_string(),
+                });
+            }
+        };
         let result = async {
             let mut conn = self.shared.warehouse.conn().await?;
             claim.fence(&**conn).await?;
@@ -229,25 +238,6 @@ impl Engine {
         .await;
         self.claims.release(claim).await;
         result
-    }
-
-    /// The stream's claim, waiting while its sync runs.
-    async fn claim_until_free(
-        &self,
-        key: &StreamKey,
-    ) -> Result<super::claims::Claim, RenormalizeError> {
-        let until = Instant::now() + super::auditor::CLAIM_WAIT;
-        loop {
-            if let Some(c) = self.claims.try_claim(key).await? {
-                return Ok(c);
-            }
-            if Instant::now() >= until {
-                return Err(RenormalizeError::ClaimBusy {
-                    stream: key.to_string(),
-                });
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        }
     }
 }
 
